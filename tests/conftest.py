@@ -16,6 +16,7 @@ from pab_campaign.data import build_dataset
 from pab_campaign.evaluate import evaluate
 from pab_campaign.models import build_model
 from pab_campaign.probes import ProbeContext
+from pab_campaign.store import read_trajectory
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = str(REPO / "conf")
@@ -47,6 +48,19 @@ def train(args: list[str], campaign_dir: Path, **kwargs) -> subprocess.Completed
 
 def cli(args: list[str], **kwargs) -> subprocess.CompletedProcess:
     return run_command(["pab_campaign.cli", *args], **kwargs)
+
+
+def assert_same_trajectory(run_dir: Path, reference_dir: Path, epochs: int) -> None:
+    """`run_dir`'s trajectory has epochs 0..`epochs` once each and equals `reference_dir`'s, row for
+    row and value for value (to 1e-9)."""
+    key = ["epoch", "context", "metric", "key"]
+    got = read_trajectory(run_dir).to_pandas()
+    want = read_trajectory(reference_dir).to_pandas()
+    assert not got.duplicated(key).any()
+    assert sorted(got["epoch"].unique()) == list(range(epochs + 1))
+    got, want = got.sort_values(key).reset_index(drop=True), want.sort_values(key).reset_index(drop=True)
+    assert got[key].astype(str).equals(want[key].astype(str))
+    assert (got["value"] - want["value"]).abs().max() < 1e-9
 
 
 @pytest.fixture(scope="session")

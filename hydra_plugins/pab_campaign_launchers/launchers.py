@@ -3,6 +3,8 @@
 - `LocalLauncher`: submitit_local with bounded parallelism. At most `jobs` runs at once, where
   `jobs x threads <= cores` (threads = `runtime.threads`), and, when GPUs are visible, one GPU per
   job through CUDA_VISIBLE_DEVICES (so also `jobs <= GPUs`). A new run starts as soon as one ends.
+  With `warm_start`, each job's interpreter is forked from one warm process that imported torch and
+  the training code once (`pab_campaign.forkserver`) instead of starting cold.
 - `SlurmLauncher`: submitit_slurm plus `detach`: submit the job array and return at once; the runs
   write their directories as usual and `pab-campaign ls` reads them later.
 
@@ -15,8 +17,13 @@ import dataclasses
 import json
 import logging
 import os
+import shlex
+import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +40,12 @@ log = logging.getLogger(__name__)
 
 SUBMITTED = "submitted.json"
 POLL_S = 0.2
+# What a run imports that is worth importing once per sweep (torch.optim pulls in torch._dynamo,
+# pyarrow pulls in pandas when it builds a table).
+WARM_MODULES = ("torch", "torch._dynamo", "numpy", "pyarrow.parquet", "pandas", "hydra", "submitit",
+                "hydra_plugins.hydra_submitit_launcher.submitit_launcher", __name__,
+                "pab_campaign.run", "pab_campaign.data.digits", "pab_campaign.data.synthetic")
+WARM_START_TIMEOUT_S = 120.0
 
 
 def _check_keys(name: str, params: dict[str, Any], schema: type, extra: set[str]) -> None:
@@ -82,21 +95,50 @@ def collect(jobs: list[tuple[int, Any]], job_overrides: Sequence[Sequence[str]],
     return returns
 
 
+@contextmanager
+def warm_python(enabled: bool) -> Iterator[str | None]:
+    """The `python` command for submitit's local tasks: a client of a fork server that preloaded
+    WARM_MODULES (`pab_campaign.forkserver`), or None (a fresh interpreter per task) when disabled
+    or when the server did not come up. The server is stopped on exit, after its last job."""
+    if not enabled:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="pab-forkserver-") as folder:
+        path = os.path.join(folder, "socket")
+        server = subprocess.Popen(
+            [sys.executable, "-m", "pab_campaign.forkserver", "serve", path, "--preload", ",".join(WARM_MODULES)],
+            stdin=subprocess.PIPE)
+        deadline = time.monotonic() + WARM_START_TIMEOUT_S
+        while not os.path.exists(path) and server.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ready = os.path.exists(path)
+        if ready:
+            log.info("local launcher: runs fork from a warm python (pab_campaign.forkserver, pid %d)", server.pid)
+        else:
+            log.warning("local launcher: the warm fork server did not start; each run starts a fresh python")
+        try:
+            yield f"{shlex.quote(sys.executable)} -m pab_campaign.forkserver connect {shlex.quote(path)}" if ready else None
+        finally:
+            server.stdin.close()
+            server.wait()
+
+
 class LocalLauncher(plugin.LocalLauncher):
     """submitit_local that runs at most `parallel_jobs(...)` runs at a time (a pool, not waves)."""
 
-    OWN_KEYS = {"max_parallel", "gpus"}
+    OWN_KEYS = {"max_parallel", "gpus", "warm_start"}
 
     def __init__(self, **params: Any) -> None:
         _check_keys("local", params, LocalQueueConf, self.OWN_KEYS | {"_target_"})
         self.max_parallel = params.pop("max_parallel", None)
         self.use_gpus = params.pop("gpus", "auto")
+        self.warm_start = bool(params.pop("warm_start", True))
         super().__init__(**params)
 
-    def _executor(self) -> Any:
+    def _executor(self, python: str | None) -> Any:
         import submitit
 
-        executor = submitit.LocalExecutor(folder=self.params["submitit_folder"])
+        executor = submitit.LocalExecutor(folder=self.params["submitit_folder"], python=python)
         generic = {k: v for k, v in self.params.items()
                    if k in ("timeout_min", "tasks_per_node", "nodes", "stderr_to_stdout")}
         executor.update_parameters(**generic)
@@ -112,7 +154,13 @@ class LocalLauncher(plugin.LocalLauncher):
         sweep_dir = prepare_sweep_dir(self.config)
         log.info("local launcher: %d runs, %d at a time x %s threads%s; sweep dir %s", len(job_overrides), jobs,
                  threads, f", one GPU each of {gpus}" if gpus else "", sweep_dir)
-        executor = self._executor()
+        with warm_python(self.warm_start) as python:
+            finished = self._run_pool(self._executor(python), job_overrides, initial_job_idx, jobs, gpus)
+        return collect([(idx, finished[idx]) for idx in sorted(finished)], job_overrides, sweep_dir)
+
+    def _run_pool(self, executor: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int, jobs: int,
+                  gpus: list[int]) -> dict[int, Any]:
+        """Submit the runs, at most `jobs` at a time; returns the finished submitit jobs by index."""
         pending = list(enumerate(job_overrides, start=initial_job_idx))
         running: dict[int, tuple[Any, int | None]] = {}
         finished: dict[int, Any] = {}
@@ -133,7 +181,7 @@ class LocalLauncher(plugin.LocalLauncher):
                     del running[idx]
                     if gpu is not None:
                         free_gpus.append(gpu)
-        return collect([(idx, finished[idx]) for idx in sorted(finished)], job_overrides, sweep_dir)
+        return finished
 
 
 class SlurmLauncher(plugin.SlurmLauncher):

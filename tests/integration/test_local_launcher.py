@@ -1,44 +1,112 @@
-"""The local parallel launcher (`hydra/launcher=local`): bounded parallelism, a real sweep, and
-launcher settings that cannot work refused with one line."""
+"""The local parallel launcher (`hydra/launcher=local`): bounded parallelism, a real sweep with and
+without the warm fork server, a run preempted with SIGUSR2 through the fork server that resumes to
+the uninterrupted trajectory, and launcher settings that cannot work refused with one line."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from pab_campaign.store import iter_run_dirs, read_run_json, read_trajectory
+from tests.conftest import assert_same_trajectory
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = ["model=mlp", "optimizer.lr=0.05", "runtime.verbose=false", "tracking=minimal", "checkpoint.every=0"]
 
 
-def train(campaign: Path, *overrides: str) -> subprocess.CompletedProcess:
+def command(campaign: Path, *overrides: str, launcher: str = "local") -> dict:
+    """Popen/run keyword arguments training `overrides` into `campaign` with `launcher`."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run(
-        [sys.executable, "-m", "pab_campaign", "-m", "hydra/launcher=local", f"campaign.root={campaign.parent}",
-         f"campaign.name={campaign.name}", *FAST, *overrides],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    sweep = ["-m", f"hydra/launcher={launcher}"] if launcher else []
+    return dict(args=[sys.executable, "-m", "pab_campaign", *sweep, f"campaign.root={campaign.parent}",
+                      f"campaign.name={campaign.name}", *FAST, *overrides],
+                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_local_sweep_runs_in_parallel_and_completes(tmp_path):
+def train(campaign: Path, *overrides: str) -> subprocess.CompletedProcess:
+    return subprocess.run(**command(campaign, *overrides), timeout=300)
+
+
+def forkserver_clients(marker: Path) -> list[int]:
+    """Pids of the fork-server clients (submitit's local tasks) whose command line names `marker`."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode().split("\0")
+        except (OSError, ValueError):
+            continue
+        if "pab_campaign.forkserver" in cmdline and "connect" in cmdline and str(marker) in " ".join(cmdline):
+            pids.append(int(proc.name))
+    return pids
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(0.1)
+
+
+def log_spans(campaign: Path) -> list[tuple[datetime, datetime]]:
+    """Per job of the sweep: (first, last) time stamp of its Hydra job log, to the millisecond."""
+    sweep_dir = max((campaign / "hydra").iterdir())
+    spans = []
+    for log in sweep_dir.glob("*/*.log"):
+        stamps = [datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S,%f") for line in log.read_text().splitlines()
+                  if line.startswith("[")]
+        spans.append((stamps[0], stamps[-1]))
+    return sorted(spans)
+
+
+@pytest.mark.parametrize("warm_start", [True, False])
+def test_local_sweep_runs_in_parallel_and_completes(tmp_path, warm_start):
     campaign = tmp_path / "local"
-    result = train(campaign, "train.epochs=2", "seed=0,1,2", "hydra.launcher.max_parallel=2")
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "2 at a time x 1 threads" in result.stdout + result.stderr
+    result = train(campaign, "train.epochs=30", "runtime.verbose=true", "seed=0,1,2", "hydra.launcher.max_parallel=2",
+                   f"hydra.launcher.warm_start={warm_start}")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "2 at a time x 1 threads" in output
+    assert ("runs fork from a warm python" in output) == warm_start
     records = [read_run_json(d) for d in iter_run_dirs(campaign)]
     assert sorted(r["seed"] for r in records) == [0, 1, 2]
     for record in records:
         assert record["status"] == "completed"
         epochs = read_trajectory(campaign / "runs" / record["run_id"]).column("epoch").to_pylist()
-        assert sorted(set(epochs)) == [0, 1, 2]
-    spans = sorted((datetime.fromisoformat(r["started_at"]), datetime.fromisoformat(r["ended_at"])) for r in records)
-    assert spans[1][0] < spans[0][1], f"the first two runs did not overlap: {spans}"
+        assert sorted(set(epochs)) == list(range(31))
+    spans = log_spans(campaign)
+    assert len(spans) == 3 and spans[1][0] < spans[0][1], f"the first two runs did not overlap: {spans}"
     assert "sweep: 3 completed" in result.stdout
+
+
+def test_run_preempted_through_the_fork_server_is_requeued_and_resumes(tmp_path):
+    campaign, reference = tmp_path / "preempted", tmp_path / "reference"
+    epochs = 60
+    sweep = subprocess.Popen(**command(campaign, f"train.epochs={epochs}", "seed=7"))
+    uninterrupted = subprocess.Popen(**command(reference, f"train.epochs={epochs}", "seed=7", launcher=""))
+
+    def record() -> dict:
+        dirs = [d for d in iter_run_dirs(campaign) if (d / "run.json").exists()]
+        return read_run_json(dirs[0]) if dirs else {}
+
+    wait_for(lambda: record().get("epochs_done", 0) >= 3, 120, "the run to reach epoch 3")
+    clients = forkserver_clients(tmp_path)
+    assert len(clients) == 1, f"expected one fork-server client, found {clients}"
+    os.kill(clients[0], signal.SIGUSR2)
+    out, err = sweep.communicate(timeout=300)
+    assert sweep.returncode == 0, out[-3000:] + err[-3000:]
+    assert uninterrupted.wait(timeout=300) == 0, uninterrupted.stderr.read()[-3000:]
+    final = record()
+    assert final["status"] == "completed" and final["restarts"] == 1 and final["epochs_done"] == epochs
+    run_dir, ref_dir = next(iter_run_dirs(campaign)), next(iter_run_dirs(reference))
+    assert run_dir.name == ref_dir.name
+    assert_same_trajectory(run_dir, ref_dir, epochs)
 
 
 @pytest.mark.parametrize(("override", "message"), [

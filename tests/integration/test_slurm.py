@@ -12,10 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from pab_campaign.store import iter_run_dirs, read_run_json, read_trajectory
+from tests.conftest import assert_same_trajectory
 
 REPO = Path(__file__).resolve().parents[2]
 SLURM_SCRIPTS = REPO / "scripts" / "slurm"
@@ -112,14 +112,7 @@ def test_preempted_run_is_requeued_and_resumes_to_the_same_trajectory(slurm_env,
     run_dir = next(iter_run_dirs(campaign))
     ref_dir = next(iter_run_dirs(reference))
     assert run_dir.name == ref_dir.name
-    got = pq.read_table(run_dir / "trajectory.parquet").to_pandas()
-    want = pq.read_table(ref_dir / "trajectory.parquet").to_pandas()
-    assert not got.duplicated(["epoch", "context", "metric", "key"]).any()
-    assert sorted(got["epoch"].unique()) == list(range(51))
-    key = ["epoch", "context", "metric", "key"]
-    got, want = got.sort_values(key).reset_index(drop=True), want.sort_values(key).reset_index(drop=True)
-    assert got[key].astype(str).equals(want[key].astype(str))
-    assert (got["value"] - want["value"]).abs().max() < 1e-9
+    assert_same_trajectory(run_dir, ref_dir, epochs=50)
     log = "\n".join(p.read_text() for p in (campaign / "hydra").glob("*/.submitit/*/*_log.err"))
     assert "Requeued" in log or "requeue" in log.lower(), log[-2000:]
     submitted_file = json.loads(next((campaign / "hydra").glob("*/submitted.json")).read_text())
