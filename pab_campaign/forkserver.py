@@ -1,8 +1,8 @@
 """A warm fork server for the local launcher: one process imports torch & co. once, and every run
 of a sweep is forked from it instead of paying a fresh interpreter's ~3 s of imports.
 
-    python -m pab_campaign.forkserver serve SOCKET --preload torch,pab_campaign.run   # the server
-    python -m pab_campaign.forkserver connect SOCKET -u -m MODULE ARGS...            # one job
+    python -m pab_campaign.forkserver serve NAME --preload torch,pab_campaign.run   # the server
+    python -m pab_campaign.forkserver connect NAME -u -m MODULE ARGS...            # one job
 
 `connect` stands in for `python -u -m MODULE ARGS...` (submitit's local task command): it hands
 its argv, environment, working directory, sys.path and standard streams to the server, which
@@ -12,7 +12,9 @@ child's exit status (re-raising the signal when the child died of one). A child 
 died (SIGKILL) kills itself. When the server cannot be reached, or the arguments are not of
 that form, `connect` runs the same command in a fresh interpreter instead, so a job always runs.
 
-The server ends when its standard input closes (the launcher's lifeline), after its last child.
+NAME is a Linux abstract Unix socket (nothing on disk to clean up). The server prints `ready` on
+its standard output once it accepts jobs, and ends when its standard input closes (the launcher's
+lifeline), after its last child.
 A child ends like a multiprocessing child: logging shut down, streams flushed, `os._exit`.
 Only the standard library is imported at module level: `connect` must start in milliseconds.
 """
@@ -40,6 +42,12 @@ from typing import NoReturn
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 MESSAGE_BYTES = 1 << 20
 STREAMS = (0, 1, 2)
+READY = "ready"
+
+
+def address(name: str) -> str:
+    """The abstract Unix socket address of the server called `name`."""
+    return "\0" + name
 
 
 @dataclass
@@ -59,8 +67,8 @@ def _send(connection: socket.socket, message: dict) -> None:
 
 
 # ---- server -------------------------------------------------------------------------------------
-def serve(path: str, preload: list[str]) -> Job | None:
-    """Import `preload`, then fork a child per client on the Unix socket `path` until standard
+def serve(name: str, preload: list[str]) -> Job | None:
+    """Import `preload`, then fork a child per client on the socket called `name` until standard
     input closes and every child has ended. Returns None in the server, a Job in each child."""
     for module in preload:
         try:
@@ -78,8 +86,9 @@ def serve(path: str, preload: list[str]) -> Job | None:
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the jobs themselves; serve them out
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    listener.bind(path)
+    listener.bind(address(name))
     listener.listen(64)
+    print(READY, flush=True)
     children: dict[int, socket.socket] = {}
     accepting = True
     while accepting or children:
@@ -196,14 +205,14 @@ def module_request(args: list[str]) -> dict | None:
             "sys_path": [str(Path(p).resolve()) if p else os.getcwd() for p in sys.path]}
 
 
-def connect(path: str, args: list[str]) -> NoReturn:
-    """Run `python ARGS` as a child of the server at `path` and exit as it exits."""
+def connect(name: str, args: list[str]) -> NoReturn:
+    """Run `python ARGS` as a child of the server called `name` and exit as it exits."""
     request = module_request(args)
     client = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
         if request is None:
             raise OSError("not a -m command line")
-        client.connect(path)
+        client.connect(address(name))
         socket.send_fds(client, [json.dumps(request).encode()], list(STREAMS))
         pid = json.loads(client.recv(MESSAGE_BYTES))["pid"]
     except (OSError, ValueError, KeyError):
@@ -241,16 +250,16 @@ def _alive(pid: int) -> bool:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pab_campaign.forkserver", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    server = commands.add_parser("serve", help="preload modules and fork jobs on SOCKET until stdin closes")
-    server.add_argument("socket")
+    server = commands.add_parser("serve", help="preload modules and fork jobs as NAME until stdin closes")
+    server.add_argument("name")
     server.add_argument("--preload", default="", help="comma-separated modules to import once")
-    client = commands.add_parser("connect", help="run `python ARGS...` as a child of the server on SOCKET")
-    client.add_argument("socket")
+    client = commands.add_parser("connect", help="run `python ARGS...` as a child of the server NAME")
+    client.add_argument("name")
     client.add_argument("args", nargs=argparse.REMAINDER)
     options = parser.parse_args(argv)
     if options.command == "connect":
-        connect(options.socket, options.args)
-    job = serve(options.socket, [m for m in options.preload.split(",") if m])
+        connect(options.name, options.args)
+    job = serve(options.name, [m for m in options.preload.split(",") if m])
     if job is not None:
         code = run_job(job)
         logging.shutdown()

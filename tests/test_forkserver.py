@@ -42,24 +42,21 @@ def job_env(tmp_path) -> dict[str, str]:
 
 
 @pytest.fixture
-def server(tmp_path, job_env):
-    path = tmp_path / "socket"
-    process = subprocess.Popen([sys.executable, "-m", "pab_campaign.forkserver", "serve", str(path),
-                                "--preload", "json,not_a_module_anywhere"],
-                               stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=job_env, cwd=REPO, text=True)
-    deadline = time.monotonic() + 60
-    while not path.exists():
-        assert process.poll() is None and time.monotonic() < deadline, "the fork server did not start"
-        time.sleep(0.05)
-    yield path, process
+def server(job_env):
+    name = f"pab-forkserver-test-{os.getpid()}-{time.monotonic_ns()}"
+    process = subprocess.Popen([sys.executable, "-m", "pab_campaign.forkserver", "serve", name,
+                                "--preload", "json,not_a_module_anywhere"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=job_env, cwd=REPO, text=True)
+    assert process.stdout.readline() == "ready\n", "the fork server did not start"
+    yield name, process
     process.stdin.close()
     process.wait(timeout=30)
 
 
-def client(socket: Path, workdir: Path, env: dict[str, str], *args: str) -> subprocess.Popen:
+def client(name: str, workdir: Path, env: dict[str, str], *args: str) -> subprocess.Popen:
     workdir.mkdir(exist_ok=True)
     with open(workdir / "out", "w") as out, open(workdir / "err", "w") as err:
-        return subprocess.Popen([sys.executable, "-m", "pab_campaign.forkserver", "connect", str(socket), *args],
+        return subprocess.Popen([sys.executable, "-m", "pab_campaign.forkserver", "connect", name, *args],
                                 stdout=out, stderr=err, env=env, cwd=workdir)
 
 
@@ -80,8 +77,8 @@ def alive(pid: int) -> bool:
 
 
 def test_job_runs_where_and_as_the_client_asked(server, tmp_path, job_env):
-    path, process = server
-    run = client(path, tmp_path / "work", job_env, "-u", "-m", "forkjob", "3")
+    name, process = server
+    run = client(name, tmp_path / "work", job_env, "-u", "-m", "forkjob", "3")
     assert run.wait(timeout=30) == 3
     out = (tmp_path / "work" / "out").read_text()
     assert f"argv ['3'] cwd {tmp_path / 'work'} env from-the-client" in out
@@ -118,8 +115,8 @@ def test_a_job_dies_with_its_killed_client(server, tmp_path, job_env):
 
 
 def test_server_ends_after_its_last_job_once_its_lifeline_closes(server, tmp_path, job_env):
-    path, process = server
-    run = client(path, tmp_path / "work", job_env, "-m", "forkjob", "wait-usr2")
+    name, process = server
+    run = client(name, tmp_path / "work", job_env, "-m", "forkjob", "wait-usr2")
     job_pid(tmp_path / "work")
     process.stdin.close()
     time.sleep(0.5)
@@ -131,5 +128,5 @@ def test_server_ends_after_its_last_job_once_its_lifeline_closes(server, tmp_pat
 
 @pytest.mark.parametrize("args", [["-m", "forkjob", "5"], ["-c", "import sys; sys.exit(5)"]])
 def test_without_a_server_or_a_module_the_client_runs_a_fresh_python(tmp_path, job_env, args):
-    run = client(tmp_path / "no-socket", tmp_path / "work", job_env, *args)
+    run = client(f"pab-forkserver-nobody-{os.getpid()}", tmp_path / "work", job_env, *args)
     assert run.wait(timeout=60) == 5

@@ -3,8 +3,8 @@
 - `LocalLauncher`: submitit_local with bounded parallelism. At most `jobs` runs at once, where
   `jobs x threads <= cores` (threads = `runtime.threads`), and, when GPUs are visible, one GPU per
   job through CUDA_VISIBLE_DEVICES (so also `jobs <= GPUs`). A new run starts as soon as one ends.
-  With `warm_start`, each job's interpreter is forked from one warm process that imported torch and
-  the training code once (`pab_campaign.forkserver`) instead of starting cold.
+  With `warm_start` (Linux), each job's interpreter is forked from one warm process that imported
+  torch and the training code once (`pab_campaign.forkserver`) instead of starting cold.
 - `SlurmLauncher`: submitit_slurm plus `detach`: submit the job array and return at once; the runs
   write their directories as usual and `pab-campaign ls` reads them later.
 
@@ -17,13 +17,13 @@ import dataclasses
 import json
 import logging
 import os
+import secrets
+import select
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
-from contextlib import contextmanager
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from pab_campaign.sweep_status import write_lost_job
 log = logging.getLogger(__name__)
 
 SUBMITTED = "submitted.json"
-POLL_S = 0.2
+POLL_S = 0.05
 # What a run imports that is worth importing once per sweep (torch.optim pulls in torch._dynamo,
 # pyarrow pulls in pandas when it builds a table).
 WARM_MODULES = ("torch", "torch._dynamo", "numpy", "pyarrow.parquet", "pandas", "hydra", "submitit",
@@ -95,32 +95,36 @@ def collect(jobs: list[tuple[int, Any]], job_overrides: Sequence[Sequence[str]],
     return returns
 
 
-@contextmanager
-def warm_python(enabled: bool) -> Iterator[str | None]:
-    """The `python` command for submitit's local tasks: a client of a fork server that preloaded
-    WARM_MODULES (`pab_campaign.forkserver`), or None (a fresh interpreter per task) when disabled
-    or when the server did not come up. The server is stopped on exit, after its last job."""
-    if not enabled:
-        yield None
-        return
-    with tempfile.TemporaryDirectory(prefix="pab-forkserver-") as folder:
-        path = os.path.join(folder, "socket")
-        server = subprocess.Popen(
-            [sys.executable, "-m", "pab_campaign.forkserver", "serve", path, "--preload", ",".join(WARM_MODULES)],
-            stdin=subprocess.PIPE)
-        deadline = time.monotonic() + WARM_START_TIMEOUT_S
-        while not os.path.exists(path) and server.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        ready = os.path.exists(path)
-        if ready:
-            log.info("local launcher: runs fork from a warm python (pab_campaign.forkserver, pid %d)", server.pid)
-        else:
+class WarmPython:
+    """A fork server (`pab_campaign.forkserver`) preloading WARM_MODULES: started at once, so its
+    imports overlap Hydra's composition of the sweep's configs, and waited for on first use."""
+
+    def __init__(self) -> None:
+        self.name = f"pab-forkserver-{os.getpid()}-{secrets.token_hex(6)}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pab_campaign.forkserver", "serve", self.name, "--preload", ",".join(WARM_MODULES)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.used = False
+
+    def command(self) -> str | None:
+        """The `python` of submitit's local tasks when the server is up, else None (a fresh
+        interpreter per task)."""
+        self.used = True
+        readable, _, _ = select.select([self.process.stdout], [], [], WARM_START_TIMEOUT_S)
+        ready = bool(readable) and self.process.stdout.readline().strip() == "ready"
+        self.process.stdout.close()
+        if not ready:
             log.warning("local launcher: the warm fork server did not start; each run starts a fresh python")
-        try:
-            yield f"{shlex.quote(sys.executable)} -m pab_campaign.forkserver connect {shlex.quote(path)}" if ready else None
-        finally:
-            server.stdin.close()
-            server.wait()
+            return None
+        log.info("local launcher: runs fork from a warm python (pab_campaign.forkserver, pid %d)", self.process.pid)
+        return f"{shlex.quote(sys.executable)} -m pab_campaign.forkserver connect {self.name}"
+
+    def stop(self) -> None:
+        """Close the server's lifeline; it exits after its last job (at once when never used)."""
+        if not self.used:
+            self.process.terminate()
+        self.process.stdin.close()
+        self.process.wait()
 
 
 class LocalLauncher(plugin.LocalLauncher):
@@ -132,8 +136,18 @@ class LocalLauncher(plugin.LocalLauncher):
         _check_keys("local", params, LocalQueueConf, self.OWN_KEYS | {"_target_"})
         self.max_parallel = params.pop("max_parallel", None)
         self.use_gpus = params.pop("gpus", "auto")
-        self.warm_start = bool(params.pop("warm_start", True))
+        self.warm_start = bool(params.pop("warm_start", True)) and sys.platform == "linux"
+        self.warm_python: WarmPython | None = None
         super().__init__(**params)
+
+    def setup(self, **kwargs: Any) -> None:
+        super().setup(**kwargs)
+        if self.warm_start and self.warm_python is None:
+            self.warm_python = WarmPython()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled into every job: without the fork server's process handle."""
+        return {**self.__dict__, "warm_python": None}
 
     def _executor(self, python: str | None) -> Any:
         import submitit
@@ -146,16 +160,21 @@ class LocalLauncher(plugin.LocalLauncher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None
-        threads = self.config.runtime.get("threads") or available_cores()
-        gpus = visible_gpus() if self.use_gpus in ("auto", True) else []
-        jobs = parallel_jobs(len(job_overrides), available_cores(), int(threads), len(gpus), self.max_parallel)
-        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[name] = str(threads)
-        sweep_dir = prepare_sweep_dir(self.config)
-        log.info("local launcher: %d runs, %d at a time x %s threads%s; sweep dir %s", len(job_overrides), jobs,
-                 threads, f", one GPU each of {gpus}" if gpus else "", sweep_dir)
-        with warm_python(self.warm_start) as python:
+        warm, self.warm_python = self.warm_python, None
+        try:
+            threads = self.config.runtime.get("threads") or available_cores()
+            gpus = visible_gpus() if self.use_gpus in ("auto", True) else []
+            jobs = parallel_jobs(len(job_overrides), available_cores(), int(threads), len(gpus), self.max_parallel)
+            for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+                os.environ[name] = str(threads)
+            sweep_dir = prepare_sweep_dir(self.config)
+            log.info("local launcher: %d runs, %d at a time x %s threads%s; sweep dir %s", len(job_overrides), jobs,
+                     threads, f", one GPU each of {gpus}" if gpus else "", sweep_dir)
+            python = warm.command() if warm else None
             finished = self._run_pool(self._executor(python), job_overrides, initial_job_idx, jobs, gpus)
+        finally:
+            if warm:
+                warm.stop()
         return collect([(idx, finished[idx]) for idx in sorted(finished)], job_overrides, sweep_dir)
 
     def _run_pool(self, executor: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int, jobs: int,
