@@ -11,6 +11,7 @@ Eigenvalues ≤ 1e-12·λ_max are dropped, `p = λ / Σλ`, and `FIM_norm = exp(
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -23,12 +24,15 @@ from pab_campaign.probes import Probe, ProbeContext, Row, eval_mode
 RELATIVE_CUTOFF = 1e-12
 
 
-def per_sample_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk_size: int = 128) -> torch.Tensor:
-    """Per-sample gradients (N × P, float32) of CE(model(x_i), y_i) w.r.t. the trainable parameters.
+def per_sample_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                         chunk_size: int = 128) -> list[torch.Tensor]:
+    """Per-sample gradients of CE(model(x_i), y_i) w.r.t. the trainable parameters, as one block
+    (N × P_l, float32) per parameter tensor in `named_parameters` order; side by side they are
+    G (N × P).
 
-    Computed `chunk_size` samples at a time into one preallocated matrix, so peak memory is about
-    (N + chunk_size) × P floats. The model must already be in the mode wanted (eval for FIM_norm);
-    parameter `.grad` is untouched.
+    With N ≤ `chunk_size` the blocks are vmap's own outputs, never copied; otherwise they are
+    filled `chunk_size` samples at a time, so peak memory is about (N + chunk_size) × P floats. The
+    model must already be in the mode wanted (eval for FIM_norm); parameter `.grad` is untouched.
     """
     params = {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
     buffers = {name: b.detach() for name, b in model.named_buffers()}
@@ -38,26 +42,27 @@ def per_sample_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chu
         return F.cross_entropy(logits, yi.unsqueeze(0))
 
     per_sample = vmap(grad(sample_loss), in_dims=(None, 0, 0))
-    total = sum(p.numel() for p in params.values())
-    out = torch.empty(len(x), total, dtype=torch.float32, device=x.device)
-    for start in range(0, len(x), chunk_size):
+    n = len(x)
+    if n <= chunk_size:
+        return [g.reshape(n, -1) for g in per_sample(params, x, y).values()]
+    blocks = [torch.empty(n, p.numel(), dtype=torch.float32, device=x.device) for p in params.values()]
+    for start in range(0, n, chunk_size):
         chunk = per_sample(params, x[start:start + chunk_size], y[start:start + chunk_size])
-        column = 0
-        for gradient in chunk.values():
-            width = gradient[0].numel()
-            out[start:start + len(gradient), column:column + width] = gradient.reshape(len(gradient), -1)
-            column += width
-    return out
+        for block, gradient in zip(blocks, chunk.values()):
+            block[start:start + len(gradient)] = gradient.reshape(len(gradient), -1)
+    return blocks
 
 
-def dual_gram(gradients: torch.Tensor, column_chunk: int = 1 << 20) -> torch.Tensor:
-    """S = G Gᵀ / N (N × N, float64) of per-sample gradients G (N × P), accumulated over chunks of
-    `column_chunk` parameters so that G is never copied whole into float64."""
-    n = gradients.shape[0]
-    gram = torch.zeros(n, n, dtype=torch.float64, device=gradients.device)
-    for start in range(0, gradients.shape[1], column_chunk):
-        block = gradients[:, start:start + column_chunk].double()
-        gram += block @ block.T
+def dual_gram(blocks: Sequence[torch.Tensor], column_chunk: int = 1 << 20) -> torch.Tensor:
+    """S = G Gᵀ / N (N × N, float64) of per-sample gradients G given as column blocks (N × P_l),
+    accumulated over at most `column_chunk` columns at a time, so that G is never copied whole
+    into float64."""
+    n = blocks[0].shape[0]
+    gram = torch.zeros(n, n, dtype=torch.float64, device=blocks[0].device)
+    for block in blocks:
+        for start in range(0, block.shape[1], column_chunk):
+            part = block[:, start:start + column_chunk].double()
+            gram += part @ part.T
     return gram / n
 
 
@@ -73,9 +78,9 @@ def fim_norm_from_gram(gram: torch.Tensor) -> float:
     return float(torch.exp(-(p * p.log()).sum())) / n
 
 
-def fim_norm_from_gradients(gradients: torch.Tensor) -> float:
-    """FIM_norm of per-sample gradients G (N × P); NaN if G = 0."""
-    return fim_norm_from_gram(dual_gram(gradients))
+def fim_norm_from_gradients(blocks: Sequence[torch.Tensor]) -> float:
+    """FIM_norm of per-sample gradients G given as column blocks (N × P_l); NaN if G = 0."""
+    return fim_norm_from_gram(dual_gram(blocks))
 
 
 @dataclass
