@@ -1,12 +1,14 @@
 """Robustness on the fixed probe set, model in eval mode, ε in the units of the model's input
-(the normalised tensors the data set yields; no clamping to a pixel range).
+(the normalised tensors the data set yields; no clamping to a pixel range). The attacks use the
+first `samples` examples of the probe set (all when None): each costs a forward and backward pass
+per step, which dominates the `full` preset's cost.
 
-- `probe/clean_acc`: accuracy on the unperturbed probe set.
+- `probe/clean_acc`: accuracy on those unperturbed examples.
 - `probe/fgsm_acc[ε]`: accuracy under FGSM, `x + ε·sign(∇ₓ CE)` (Goodfellow et al. 2015).
 - `probe/pgd_acc[ε]`: accuracy under PGD-k in the L∞ ball of radius ε: random start in the ball,
   k steps of size 2.5·ε/k along sign(∇ₓ CE), projected back after each (Madry et al. 2018).
-- `probe/consistency`: fraction of probe predictions unchanged under one draw of the data set's
-  standard augmentation (`DataBundle.augment`); no row when the data set has none.
+- `probe/consistency`: fraction of the whole probe set's predictions unchanged under one draw of
+  the data set's standard augmentation (`DataBundle.augment`); no row when the data set has none.
 The random start and the augmentation draw come from `ctx.generator`, never the global RNG.
 """
 from __future__ import annotations
@@ -54,6 +56,7 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 class RobustnessProbe(Probe):
     eps: tuple[float, ...] = (0.1,)
     pgd_steps: int = 5
+    samples: int | None = None
     name = "robustness"
     uses_probe_outputs = True
 
@@ -67,12 +70,15 @@ class RobustnessProbe(Probe):
             raise ValueError(f"tracking.probes.robustness.eps={list(self.eps)} must all be >= 0, e.g. [0.05, 0.1]")
         if self.pgd_steps < 1:
             raise ValueError(f"tracking.probes.robustness.pgd_steps={self.pgd_steps} must be >= 1, e.g. 5")
+        if self.samples is not None and self.samples < 1:
+            raise ValueError(f"tracking.probes.robustness.samples={self.samples} must be >= 1 (or null for all), e.g. 128")
 
     def measure(self, ctx: ProbeContext) -> list[Row]:
         model, device = ctx.model, ctx.device
-        x, y = ctx.probe_set.x.to(device), ctx.probe_set.y.to(device)
+        n = self.samples
+        x, y = ctx.probe_set.x[:n].to(device), ctx.probe_set.y[:n].to(device)
         clean = ctx.probe_outputs()[1].argmax(dim=1)
-        rows: list[Row] = [("probe", "clean_acc", None, float((clean == y.cpu()).double().mean()))]
+        rows: list[Row] = [("probe", "clean_acc", None, float((clean[:n] == y.cpu()).double().mean()))]
         generator = ctx.generator(salt=1)
         with eval_mode(model):
             for eps in self.eps:

@@ -49,8 +49,20 @@ def test_no_consistency_row_without_augmentation(synthetic_data):
     assert "consistency" not in {r[1] for r in rows}
 
 
+def test_attacks_use_the_first_samples_and_consistency_the_whole_probe_set(synthetic_data):
+    model = make_model(synthetic_data)
+    context = make_context(synthetic_data, model)
+    rows = {(r[1], r[2]): r[3] for r in RobustnessProbe(eps=[0.0], samples=5).measure(context)}
+    clean = context.probe_outputs()[1].argmax(dim=1)
+    labels = context.probe_set.y
+    assert rows[("clean_acc", None)] == float((clean[:5] == labels[:5]).double().mean())
+    assert rows[("fgsm_acc", "0")] == rows[("clean_acc", None)]
+    whole = {(r[1], r[2]): r[3] for r in RobustnessProbe(eps=[0.0]).measure(context)}
+    assert rows[("consistency", None)] == whole[("consistency", None)]
+
+
 @pytest.mark.parametrize("params, match", [({"eps": [-0.1]}, "eps"), ({"eps": ["x"]}, "numbers"),
-                                           ({"pgd_steps": 0}, "pgd_steps")])
+                                           ({"pgd_steps": 0}, "pgd_steps"), ({"samples": 0}, "samples")])
 def test_bad_parameters_are_refused(params, match):
     with pytest.raises(ValueError, match=match):
         RobustnessProbe(**params)
