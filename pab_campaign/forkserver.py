@@ -152,7 +152,7 @@ def run_job(job: Job) -> int:
         os.dup2(fd, target)
         os.close(fd)
     for stream in (sys.stdout, sys.stderr):
-        stream.reconfigure(write_through=True)
+        stream.reconfigure(line_buffering=True, write_through=True)
     request = job.request
     os.environ.clear()
     os.environ.update(request["env"])

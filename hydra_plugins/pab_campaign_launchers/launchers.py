@@ -46,6 +46,7 @@ WARM_MODULES = ("torch", "torch._dynamo", "numpy", "pyarrow.parquet", "pandas", 
                 "hydra_plugins.hydra_submitit_launcher.submitit_launcher", __name__,
                 "pab_campaign.run", "pab_campaign.data.digits", "pab_campaign.data.synthetic")
 WARM_START_TIMEOUT_S = 120.0
+WARM_STOP_TIMEOUT_S = 10.0
 
 
 def _check_keys(name: str, params: dict[str, Any], schema: type, extra: set[str]) -> None:
@@ -120,11 +121,17 @@ class WarmPython:
         return f"{shlex.quote(sys.executable)} -m pab_campaign.forkserver connect {self.name}"
 
     def stop(self) -> None:
-        """Close the server's lifeline; it exits after its last job (at once when never used)."""
+        """Close the server's lifeline; it exits after its last job (at once when never used). A
+        server still serving jobs after WARM_STOP_TIMEOUT_S (the sweep was interrupted) is
+        terminated; its jobs go on, and their clients report their end as lost."""
         if not self.used:
             self.process.terminate()
         self.process.stdin.close()
-        self.process.wait()
+        try:
+            self.process.wait(timeout=WARM_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.process.terminate()
+            self.process.wait()
 
 
 class LocalLauncher(plugin.LocalLauncher):
@@ -160,7 +167,8 @@ class LocalLauncher(plugin.LocalLauncher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None
-        warm, self.warm_python = self.warm_python, None
+        warm = self.warm_python or (WarmPython() if self.warm_start else None)
+        self.warm_python = None
         try:
             threads = self.config.runtime.get("threads") or available_cores()
             gpus = visible_gpus() if self.use_gpus in ("auto", True) else []
