@@ -72,7 +72,7 @@ def alive(pid: int) -> bool:
     """Whether `pid` runs (a zombie awaiting its reaper does not)."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0]
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone, or going while being read
         return False
     return state != "Z"
 
