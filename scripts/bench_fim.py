@@ -1,6 +1,6 @@
 """FIM_norm by vmap(grad) against a per-sample backward loop, N = 128 probe samples, digits CNN.
 
-    PYTHONPATH=. python scripts/bench_fim.py [--samples 128] [--repeats 20] [--threads 1] [--chunk-size 128]
+    PYTHONPATH=. python scripts/bench_fim.py [--samples 128] [--rounds 10] [--calls 10] [--threads 1] [--chunk-size 128]
 
 Both routes build the per-sample gradients G (N × P) of the same model in eval mode (vmap: one
 block per parameter tensor, as the probe uses them; loop: one row per sample); the script checks
@@ -33,22 +33,25 @@ def loop_gradients(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> 
     return torch.stack(rows)
 
 
-def best_times(routes: dict, repeats: int) -> dict[str, tuple[float, object]]:
-    """Each route's best wall time over `repeats` rounds that call the routes in turn (so drift in
-    this shared machine's speed hits both), with its last result."""
+def best_times(routes: dict, rounds: int, calls: int) -> dict[str, tuple[float, object]]:
+    """Each route's best wall time per call, over `rounds` rounds in which every route is called
+    `calls` times back to back (its steady state), the routes taking turns round by round (so drift
+    in this shared machine's speed hits both); with its last result."""
     best = {name: (float("inf"), None) for name in routes}
-    for _ in range(repeats):
+    for _ in range(rounds):
         for name, route in routes.items():
-            started = time.perf_counter()
-            result = route()
-            best[name] = (min(best[name][0], time.perf_counter() - started), result)
+            for _ in range(calls):
+                started = time.perf_counter()
+                result = route()
+                best[name] = (min(best[name][0], time.perf_counter() - started), result)
     return best
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--calls", type=int, default=10, help="calls of one route per round")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--chunk-size", type=int, default=128, help="samples per vmap call (the probe default)")
     args = parser.parse_args()
@@ -60,11 +63,12 @@ def main() -> None:
     params = sum(p.numel() for p in model.parameters())
 
     timed = best_times({"vmap": lambda: per_sample_gradients(model, x, y, args.chunk_size),
-                        "loop": lambda: loop_gradients(model, x, y)}, args.repeats)
+                        "loop": lambda: loop_gradients(model, x, y)}, args.rounds, args.calls)
     (vmap_s, g_vmap), (loop_s, g_loop) = timed["vmap"], timed["loop"]
     fim_vmap, fim_loop = fim_norm_from_gradients(g_vmap), fim_norm_from_gradients([g_loop])
     relative = abs(fim_vmap - fim_loop) / abs(fim_loop)
-    print(f"digits CNN, {params} parameters, N = {len(x)}, {args.threads} thread(s), best of {args.repeats}")
+    print(f"digits CNN, {params} parameters, N = {len(x)}, {args.threads} thread(s), "
+          f"best of {args.rounds} alternating rounds x {args.calls} calls")
     print(f"  per-sample gradients: vmap {vmap_s * 1e3:.1f} ms, loop {loop_s * 1e3:.1f} ms")
     print(f"  FIM_norm: vmap {fim_vmap:.10f}, loop {fim_loop:.10f}, relative difference {relative:.2e} "
           f"({'OK' if relative <= 1e-6 else 'FAIL'} at 1e-6)")

@@ -11,7 +11,7 @@ from statsmodels.stats.weightstats import DescrStatsW
 from campaign_factory import make_grid
 from pab_campaign.campaign import CampaignError, open_campaign
 from pab_campaign.report import build_curves, build_report, summarize
-from pab_campaign.store import TRAJECTORY, read_run_json, read_trajectory, runs_dir
+from pab_campaign.store import read_run_json, read_trajectory, runs_dir
 
 
 def _independent(root, epoch) -> pd.DataFrame:

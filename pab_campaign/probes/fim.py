@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
-from torch.nn import functional as F
 
 from pab_campaign.probes import Probe, ProbeContext, Row, eval_mode
 
@@ -38,8 +37,9 @@ def per_sample_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     buffers = {name: b.detach() for name, b in model.named_buffers()}
 
     def sample_loss(weights: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
-        logits = functional_call(model, (weights, buffers), (xi.unsqueeze(0),))
-        return F.cross_entropy(logits, yi.unsqueeze(0))
+        # Cross-entropy at the true label, written out: under vmap this is cheaper than F.cross_entropy.
+        logits = functional_call(model, (weights, buffers), (xi.unsqueeze(0),))[0]
+        return -torch.log_softmax(logits, dim=0).gather(0, yi.unsqueeze(0)).sum()
 
     per_sample = vmap(grad(sample_loss), in_dims=(None, 0, 0))
     n = len(x)
