@@ -102,8 +102,7 @@ def serve(name: str, preload: list[str]) -> Job | None:
         if accepting and listener in ready:
             job = _accept(listener, children)
             if job is not None:
-                for fd in (wake_read, wake_write, sys.stdin.fileno()):
-                    os.close(fd)
+                _leave_server(listener, children, (wake_read, wake_write, sys.stdin.fileno()))
                 return job
         _reap(children)
     return None
@@ -120,18 +119,24 @@ def _accept(listener: socket.socket, children: dict[int, socket.socket]) -> Job 
         return None
     pid = os.fork()
     if pid == 0:
-        listener.close()
-        for other in children.values():
-            other.close()
-        signal.set_wakeup_fd(-1)
-        for number in (signal.SIGCHLD, signal.SIGINT):
-            signal.signal(number, signal.SIG_DFL if number != signal.SIGINT else signal.default_int_handler)
         return Job(connection, request, streams)
     for fd in streams:
         os.close(fd)
     children[pid] = connection
     _send(connection, {"pid": pid})
     return None
+
+
+def _leave_server(listener: socket.socket, children: dict[int, socket.socket], fds: tuple[int, ...]) -> None:
+    """In a freshly forked child: drop the server's sockets, descriptors and signal handling."""
+    listener.close()
+    for connection in children.values():
+        connection.close()
+    for fd in fds:
+        os.close(fd)
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _reap(children: dict[int, socket.socket]) -> None:

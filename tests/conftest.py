@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,14 @@ def train(args: list[str], campaign_dir: Path, **kwargs) -> subprocess.Completed
 
 def cli(args: list[str], **kwargs) -> subprocess.CompletedProcess:
     return run_command(["pab_campaign.cli", *args], **kwargs)
+
+
+def wait_for(predicate, timeout: float, what: str, poll: float = 0.1) -> None:
+    """Poll `predicate` every `poll` seconds until it holds; fail naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(poll)
 
 
 def assert_same_trajectory(run_dir: Path, reference_dir: Path, epochs: int) -> None:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import wait_for
+
 REPO = Path(__file__).resolve().parents[1]
 JOB = '''
 import os, signal, sys, time
@@ -61,10 +63,7 @@ def client(name: str, workdir: Path, env: dict[str, str], *args: str) -> subproc
 
 
 def job_pid(workdir: Path) -> int:
-    deadline = time.monotonic() + 30
-    while "waiting" not in (workdir / "out").read_text():
-        assert time.monotonic() < deadline, "the job never started"
-        time.sleep(0.05)
+    wait_for(lambda: "waiting" in (workdir / "out").read_text(), 30, "the job to start", poll=0.05)
     return int((workdir / "out").read_text().split("pid ")[1].split()[0])
 
 
@@ -109,10 +108,7 @@ def test_a_job_dies_with_its_killed_client(server, tmp_path, job_env):
     pid = job_pid(tmp_path / "work")
     run.kill()
     run.wait(timeout=30)
-    deadline = time.monotonic() + 10
-    while alive(pid):
-        assert time.monotonic() < deadline, "the job outlived its client"
-        time.sleep(0.05)
+    wait_for(lambda: not alive(pid), 10, "the job to die with its client", poll=0.05)
 
 
 def test_server_ends_after_its_last_job_once_its_lifeline_closes(server, tmp_path, job_env):

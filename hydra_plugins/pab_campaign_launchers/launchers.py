@@ -105,12 +105,10 @@ class WarmPython:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "pab_campaign.forkserver", "serve", self.name, "--preload", ",".join(WARM_MODULES)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.used = False
 
     def command(self) -> str | None:
         """The `python` of submitit's local tasks when the server is up, else None (a fresh
         interpreter per task)."""
-        self.used = True
         readable, _, _ = select.select([self.process.stdout], [], [], WARM_START_TIMEOUT_S)
         ready = bool(readable) and self.process.stdout.readline().strip() == "ready"
         self.process.stdout.close()
@@ -124,7 +122,7 @@ class WarmPython:
         """Close the server's lifeline; it exits after its last job (at once when never used). A
         server still serving jobs after WARM_STOP_TIMEOUT_S (the sweep was interrupted) is
         terminated; its jobs go on, and their clients report their end as lost."""
-        if not self.used:
+        if not self.process.stdout.closed:  # never asked for: no job can be using it
             self.process.terminate()
         self.process.stdin.close()
         try:

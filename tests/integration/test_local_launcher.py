@@ -7,14 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from pab_campaign.store import iter_run_dirs, read_run_json, read_trajectory
-from tests.conftest import assert_same_trajectory
+from tests.conftest import assert_same_trajectory, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = ["model=mlp", "optimizer.lr=0.05", "runtime.verbose=false", "tracking=minimal", "checkpoint.every=0"]
@@ -45,13 +44,6 @@ def forkserver_clients(marker: Path) -> list[int]:
         if "pab_campaign.forkserver" in cmdline and "connect" in cmdline and str(marker) in " ".join(cmdline):
             pids.append(int(proc.name))
     return pids
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(0.1)
 
 
 def log_spans(campaign: Path) -> list[tuple[datetime, datetime]]:

@@ -9,13 +9,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from pab_campaign.store import iter_run_dirs, read_run_json, read_trajectory
-from tests.conftest import assert_same_trajectory
+from tests.conftest import assert_same_trajectory, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 SLURM_SCRIPTS = REPO / "scripts" / "slurm"
@@ -50,15 +49,6 @@ def train(env: dict[str, str], campaign: Path, *overrides: str, timeout: float =
 
 def epochs_of(run_dir: Path) -> list[int]:
     return sorted(set(read_trajectory(run_dir).column("epoch").to_pylist()))
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def test_job_array_completes_and_a_failing_run_is_reported(slurm_env, tmp_path):
