@@ -8,10 +8,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
+from PIL import Image
 
 from pab_campaign.data import build_dataset
 from pab_campaign.evaluate import evaluate
@@ -34,7 +36,6 @@ def compose_config(overrides: list[str], campaign_dir: Path | None = None) -> Di
 def run_command(args: list[str], cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run `python -m <args>` with this interpreter; output captured as text."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run([sys.executable, "-m", *args], cwd=cwd or REPO, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
@@ -49,6 +50,32 @@ def train(args: list[str], campaign_dir: Path, **kwargs) -> subprocess.Completed
 
 def cli(args: list[str], **kwargs) -> subprocess.CompletedProcess:
     return run_command(["pab_campaign.cli", *args], **kwargs)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    """A failed command that printed exactly one non-blank stderr line holding every fragment,
+    and no traceback."""
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def write_image_folder(root: Path, classes: tuple[str, ...], train_per_class: int, val_per_class: int,
+                       side: int = 40) -> Path:
+    """JPEG files at <root>/{train,val}/<class>/*.JPEG (ImageNet's folder layout), each class its
+    own mean colour plus noise."""
+    rng = np.random.default_rng(0)
+    for part, count in (("train", train_per_class), ("val", val_per_class)):
+        for index, name in enumerate(classes):
+            folder = root / part / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = np.clip(rng.normal(60 + 70 * index, 30, (side, side + 8, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{name}_{i}.JPEG", quality=90)
+    return root
 
 
 def wait_for(predicate, timeout: float, what: str, poll: float = 0.1) -> None:

@@ -10,8 +10,7 @@ from scipy import stats as scipy_stats
 from pab_campaign import store
 from pab_campaign.audit import AuditRequest, run_audit
 from pab_campaign.campaign import CampaignError, MetricSpec, open_campaign
-from tests.conftest import cli
-from tests.test_bad_input import _assert_one_line_error
+from tests.conftest import assert_one_line_error, cli
 
 EARLY, LAST = 5, 10
 
@@ -147,7 +146,7 @@ def test_cli_bad_paths_are_one_line(constructed, extra, fragments):
     before = (directory / "summary" / "audit.csv").read_bytes() if (directory / "summary" / "audit.csv").exists() else None
     result = cli(["audit", str(directory), "--metric", "probe/signal", "--baseline", f"val/loss@{EARLY}",
                   "--target", "val/acc", *extra])
-    _assert_one_line_error(result, *fragments)
+    assert_one_line_error(result, *fragments)
     after = (directory / "summary" / "audit.csv").read_bytes() if (directory / "summary" / "audit.csv").exists() else None
     assert after == before
 

@@ -4,16 +4,7 @@ import shutil
 import pytest
 
 from pab_campaign import store
-from tests.conftest import cli, train
-
-
-def _assert_one_line_error(result, *fragments):
-    assert result.returncode != 0
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+from tests.conftest import assert_one_line_error, cli, train
 
 
 @pytest.mark.parametrize(("override", "fragments"), [
@@ -24,19 +15,19 @@ def _assert_one_line_error(result, *fragments):
 ])
 def test_training_config_errors(tmp_path, override, fragments):
     result = train([override], tmp_path / "c")
-    _assert_one_line_error(result, *fragments)
+    assert_one_line_error(result, *fragments)
     assert not (tmp_path / "c" / "runs").exists()
 
 
 def test_missing_campaign_path(tmp_path):
-    _assert_one_line_error(cli(["report", str(tmp_path / "nope")]), "does not exist")
+    assert_one_line_error(cli(["report", str(tmp_path / "nope")]), "does not exist")
 
 
 def test_campaign_without_completed_runs(tmp_path):
     campaign = tmp_path / "empty"
     store.runs_dir(campaign).mkdir(parents=True)
     store.write_run_json(store.run_dir(campaign, "r1"), {"run_id": "r1", "status": "failed"})
-    _assert_one_line_error(cli(["report", str(campaign)]), "no usable completed run", "failed")
+    assert_one_line_error(cli(["report", str(campaign)]), "no usable completed run", "failed")
 
 
 def test_audit_over_fewer_than_five_runs(demo_campaign, tmp_path):
@@ -44,18 +35,18 @@ def test_audit_over_fewer_than_five_runs(demo_campaign, tmp_path):
     for directory in list(store.iter_run_dirs(demo_campaign))[:4]:
         shutil.copytree(directory, store.run_dir(small, directory.name))
     result = cli(["audit", str(small), "--metric", "weights/erank", "--baseline", "val/loss@2", "--target", "val/acc"])
-    _assert_one_line_error(result, "only 4", "at least 5")
+    assert_one_line_error(result, "only 4", "at least 5")
 
 
 def test_audit_of_a_metric_never_tracked(demo_campaign):
     result = cli(["audit", str(demo_campaign), "--metric", "probe/fim_norm", "--baseline", "val/loss@2",
                   "--target", "val/acc"])
-    _assert_one_line_error(result, "probe/fim_norm", "never tracked")
+    assert_one_line_error(result, "probe/fim_norm", "never tracked")
 
 
 def test_malformed_metric_name(demo_campaign):
     result = cli(["audit", str(demo_campaign), "--metric", "erank", "--baseline", "val/loss@2", "--target", "val/acc"])
-    _assert_one_line_error(result, "'erank' is not a metric name")
+    assert_one_line_error(result, "'erank' is not a metric name")
 
 
 @pytest.mark.parametrize(("args", "fragment"), [
@@ -66,4 +57,4 @@ def test_malformed_metric_name(demo_campaign):
     (["frobnicate", "outputs/demo"], "invalid choice"),
 ])
 def test_usage_errors_are_one_line(args, fragment):
-    _assert_one_line_error(cli(args), fragment)
+    assert_one_line_error(cli(args), fragment)

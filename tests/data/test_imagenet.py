@@ -1,29 +1,15 @@
 """ImageNet-style class folders of real JPEGs: class subsets, splits, worker-independent augmentation."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
-from PIL import Image
 
 from pab_campaign.data import build_dataset, check_dataset
 from pab_campaign.data.base import Split
+from tests.conftest import write_image_folder
 
 CLASSES = ("n01", "n02", "n03")
-
-
-def write_image_folder(root, train_per_class: int = 8, val_per_class: int = 2, side: int = 40):
-    """JPEG files at <root>/{train,val}/<class>/*.JPEG, each class its own mean colour plus noise."""
-    rng = np.random.default_rng(0)
-    for part, count in (("train", train_per_class), ("val", val_per_class)):
-        for index, name in enumerate(CLASSES):
-            folder = root / part / name
-            folder.mkdir(parents=True)
-            for i in range(count):
-                pixels = np.clip(rng.normal(60 + 70 * index, 30, (side, side + 8, 3)), 0, 255).astype(np.uint8)
-                Image.fromarray(pixels).save(folder / f"{name}_{i}.JPEG", quality=90)
-    return root
 
 
 def _cfg(root, **changes):
@@ -35,7 +21,7 @@ def _cfg(root, **changes):
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    return write_image_folder(tmp_path_factory.mktemp("imagenet"))
+    return write_image_folder(tmp_path_factory.mktemp("imagenet"), CLASSES, 8, 2)
 
 
 def test_bundle_from_class_folders(folder):

@@ -2,7 +2,6 @@
 directory of pickles and an ImageNet-style folder of JPEGs; plus the one-line error for a bad root."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,10 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
-from PIL import Image
 
 from pab_campaign.checkpoint import checkpoint_dir
 from pab_campaign.data.cifar10 import write_batches
+from pab_campaign.store import iter_run_dirs, read_run_json, read_trajectory, write_run_json
+from tests.conftest import assert_one_line_error, write_image_folder
 
 pytestmark = pytest.mark.slow
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -28,11 +28,8 @@ def _launch(*args: str) -> subprocess.CompletedProcess:
 
 
 def _runs(campaign: Path) -> dict[str, tuple[dict, pd.DataFrame]]:
-    found = {}
-    for directory in sorted((campaign / "runs").iterdir()):
-        record = json.loads((directory / "run.json").read_text())
-        found[directory.name] = (record, pd.read_parquet(directory / "trajectory.parquet"))
-    return found
+    return {directory.name: (read_run_json(directory), read_trajectory(directory).to_pandas())
+            for directory in iter_run_dirs(campaign)}
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +73,7 @@ def test_cifar10_case_study_grid_resumes_exactly(cifar_root, tmp_path):
     directory = campaign / "runs" / rid
     for name in ("last.pt", "best.pt", "epoch_0002.pt"):
         (checkpoint_dir(directory) / name).unlink(missing_ok=True)
-    record = json.loads((directory / "run.json").read_text())
-    (directory / "run.json").write_text(json.dumps({**record, "status": "running"}))
+    write_run_json(directory, {**read_run_json(directory), "status": "running"})
     again = _launch(*args, "dataset.augment=true", "optimizer.lr=0.05", "seed=0")
     assert again.returncode == 0, again.stderr[-2000:]
     record, resumed = _runs(campaign)[rid]
@@ -85,20 +81,8 @@ def test_cifar10_case_study_grid_resumes_exactly(cifar_root, tmp_path):
     assert resumed.reset_index(drop=True).equals(on.reset_index(drop=True))
 
 
-def _image_folder(root: Path, classes: int = 3, train: int = 10, val: int = 3) -> Path:
-    rng = np.random.default_rng(0)
-    for part, count in (("train", train), ("val", val)):
-        for c in range(classes):
-            folder = root / part / f"n{c:08d}"
-            folder.mkdir(parents=True)
-            for i in range(count):
-                pixels = np.clip(rng.normal(50 + 70 * c, 30, (40, 48, 3)), 0, 255).astype(np.uint8)
-                Image.fromarray(pixels).save(folder / f"n{c:08d}_{i}.JPEG")
-    return root
-
-
 def test_imagenet_case_study_runs_on_cpu(tmp_path):
-    root = _image_folder(tmp_path / "imagenet")
+    root = write_image_folder(tmp_path / "imagenet", tuple(f"n{c:08d}" for c in range(3)), 10, 3)
     campaign = tmp_path / "campaign"
     done = _launch(
         "+experiment=imagenet_case_study", f"dataset.root={root}", f"campaign.dir={campaign}", "train.epochs=2",
@@ -137,6 +121,5 @@ def test_missing_root_is_one_line_and_exit_2(tmp_path, preset, layout):
     done = _launch(f"+experiment={preset}", f"dataset.root={tmp_path / 'missing'}", f"campaign.dir={tmp_path / 'c'}",
                    "tracking=minimal")
     assert done.returncode == 2
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and layout in lines[0] and "Traceback" not in done.stderr
+    assert_one_line_error(done, layout)
     assert not (tmp_path / "c" / "runs").exists()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pab_campaign.store import iter_run_dirs, read_run_json, read_trajectory
-from tests.conftest import assert_same_trajectory, wait_for
+from tests.conftest import assert_one_line_error, assert_same_trajectory, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = ["model=mlp", "optimizer.lr=0.05", "runtime.verbose=false", "tracking=minimal", "checkpoint.every=0"]
@@ -22,7 +22,6 @@ FAST = ["model=mlp", "optimizer.lr=0.05", "runtime.verbose=false", "tracking=min
 def command(campaign: Path, *overrides: str, launcher: str = "local") -> dict:
     """Popen/run keyword arguments training `overrides` into `campaign` with `launcher`."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    env.pop("HYDRA_FULL_ERROR", None)
     sweep = ["-m", f"hydra/launcher={launcher}"] if launcher else []
     return dict(args=[sys.executable, "-m", "pab_campaign", *sweep, f"campaign.root={campaign.parent}",
                       f"campaign.name={campaign.name}", *FAST, *overrides],
@@ -109,6 +108,5 @@ def test_impossible_launcher_settings_exit_2_with_one_line(tmp_path, override, m
     campaign = tmp_path / "bad"
     result = train(campaign, "seed=0,1", override)
     assert result.returncode == 2, result.stderr[-2000:]
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr, result.stderr
+    assert_one_line_error(result, message)
     assert not (campaign / "runs").exists()
