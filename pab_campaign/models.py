@@ -104,10 +104,15 @@ def build_resnet50(cfg, input_shape: tuple[int, ...], num_classes: int) -> Class
 BUILDERS = {"mlp": build_mlp, "cnn": build_cnn, "resnet18": build_resnet18, "resnet50": build_resnet50}
 
 
+def check_model(cfg) -> None:
+    """ValueError naming the key and the choices when `cfg` names no model this module builds."""
+    if cfg.name not in BUILDERS:
+        raise ValueError(f"model.name='{cfg.name}' is unknown; choose one of {sorted(BUILDERS)}")
+    if cfg.get("norm", "none") not in NORMS:
+        raise ValueError(f"model.norm='{cfg.norm}' is unknown; choose one of {list(NORMS)}")
+
+
 def build_model(cfg, input_shape: tuple[int, ...], num_classes: int) -> Classifier:
     """Build the model named by `cfg.name` for inputs of `input_shape` (C × H × W)."""
-    if cfg.name not in BUILDERS:
-        raise ValueError(f"unknown model '{cfg.name}'; choose one of {sorted(BUILDERS)}")
-    if cfg.get("norm", "none") not in NORMS:
-        raise ValueError(f"unknown model.norm '{cfg.norm}'; choose one of {list(NORMS)}")
+    check_model(cfg)
     return BUILDERS[cfg.name](cfg, input_shape, num_classes)

@@ -10,15 +10,20 @@ from torch import nn
 OPTIMIZERS = ("adam", "sgd")
 
 
+def check_optimizer(cfg) -> None:
+    """ValueError naming the key and the choices when `cfg` names no optimiser this module builds."""
+    if cfg.name not in OPTIMIZERS:
+        raise ValueError(f"optimizer.name='{cfg.name}' is unknown; choose one of {list(OPTIMIZERS)}")
+
+
 def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
+    check_optimizer(cfg)
     params = model.parameters()
     if cfg.name == "sgd":
         return torch.optim.SGD(
             params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay
         )
-    if cfg.name == "adam":
-        return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-    raise ValueError(f"optimizer.name='{cfg.name}' is unknown; choose one of {list(OPTIMIZERS)}")
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
 
 
 def lr_factor(cfg, epoch: int, epochs: int) -> float:
@@ -36,6 +41,6 @@ def lr_factor(cfg, epoch: int, epochs: int) -> float:
 
 
 def build_scheduler(cfg, optimizer: torch.optim.Optimizer, epochs: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """A per-epoch LambdaLR following `lr_factor`; step it once after each epoch."""
-    lr_factor(cfg, 0, epochs)
+    """A per-epoch LambdaLR following `lr_factor` (an unknown schedule raises as it is built);
+    step it once after each epoch."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: lr_factor(cfg, epoch, epochs))

@@ -23,14 +23,12 @@ from torch.nn import functional as F
 
 from pab_campaign import checkpoint, preemption, provenance
 from pab_campaign.acceleration import autocast, on_cuda, prepare_model
-from pab_campaign.data import BUILDERS as DATASETS
 from pab_campaign.data import build_dataset, check_dataset
 from pab_campaign.data.batching import augment_generator, on_device, train_batches
 from pab_campaign.evaluate import Evaluation, evaluate
 from pab_campaign.identity import hparams, run_id
-from pab_campaign.models import BUILDERS as MODELS
-from pab_campaign.models import build_model
-from pab_campaign.optim import OPTIMIZERS, build_optimizer, build_scheduler, lr_factor
+from pab_campaign.models import build_model, check_model
+from pab_campaign.optim import build_optimizer, build_scheduler, check_optimizer, lr_factor
 from pab_campaign.probes import ProbeContext
 from pab_campaign.probes.registry import build_probes
 from pab_campaign.store import (
@@ -55,10 +53,6 @@ def validate(cfg: DictConfig) -> None:
          f"optimizer.weight_decay={cfg.optimizer.get('weight_decay')} must be >= 0"),
         (cfg.train.epochs >= 1, f"train.epochs={cfg.train.epochs} must be >= 1, e.g. train.epochs=10"),
         (cfg.train.batch_size >= 1, f"train.batch_size={cfg.train.batch_size} must be >= 1"),
-        (cfg.dataset.name in DATASETS, f"dataset.name='{cfg.dataset.name}' is unknown; choose one of {sorted(DATASETS)}"),
-        (cfg.model.name in MODELS, f"model.name='{cfg.model.name}' is unknown; choose one of {sorted(MODELS)}"),
-        (cfg.optimizer.name in OPTIMIZERS,
-         f"optimizer.name='{cfg.optimizer.name}' is unknown; choose one of {list(OPTIMIZERS)}"),
         (cfg.runtime.device in ("cpu", "cuda", "auto"), f"runtime.device='{cfg.runtime.device}' must be cpu, cuda or auto"),
     ]
     for ok, message in checks:
@@ -68,6 +62,8 @@ def validate(cfg: DictConfig) -> None:
         build_probes(OmegaConf.to_container(cfg.tracking.probes))
         lr_factor(cfg.schedule, 0, cfg.train.epochs)
         check_dataset(cfg.dataset)
+        check_model(cfg.model)
+        check_optimizer(cfg.optimizer)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if cfg.runtime.device == "cuda" and not torch.cuda.is_available():

@@ -58,3 +58,10 @@ def test_malformed_metric_name(demo_campaign):
 ])
 def test_usage_errors_are_one_line(args, fragment):
     assert_one_line_error(cli(args), fragment)
+
+
+def test_unknown_model_norm_is_refused_before_a_run_directory_exists(tmp_path):
+    result = train(["model.norm=bogus"], tmp_path / "c")
+    assert result.returncode == 2
+    assert_one_line_error(result, "model.norm='bogus' is unknown", "batchnorm")
+    assert not (tmp_path / "c" / "runs").exists()

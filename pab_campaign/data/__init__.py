@@ -11,17 +11,22 @@ BUILDERS = {"digits": "pab_campaign.data.digits", "synthetic": "pab_campaign.dat
 
 def build_dataset(cfg) -> DataBundle:
     """Build the data set named by `cfg.name` from its config group entry."""
-    if cfg.name not in BUILDERS:
-        raise ValueError(f"unknown dataset '{cfg.name}'; choose one of {sorted(BUILDERS)}")
+    _require_known(cfg)
     return import_module(BUILDERS[cfg.name]).build(cfg)
 
 
 def check_dataset(cfg) -> None:
-    """Cheap checks of the data set's files before a run starts (ValueError naming the expected
-    layout); data sets without files on disk have none."""
-    check = getattr(import_module(BUILDERS[cfg.name]), "check", None) if cfg.name in BUILDERS else None
+    """Cheap checks before a run starts: a known name, and the data set's files where it has any
+    (ValueError naming the key or the expected layout)."""
+    _require_known(cfg)
+    check = getattr(import_module(BUILDERS[cfg.name]), "check", None)
     if check is not None:
         check(cfg)
+
+
+def _require_known(cfg) -> None:
+    if cfg.name not in BUILDERS:
+        raise ValueError(f"dataset.name='{cfg.name}' is unknown; choose one of {sorted(BUILDERS)}")
 
 
 __all__ = ["BUILDERS", "DataBundle", "Split", "build_dataset", "check_dataset"]
