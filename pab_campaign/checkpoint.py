@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import random
 import re
+import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +53,12 @@ def restore_rng(state: dict[str, Any]) -> None:
     random.setstate((python_state["version"], tuple(python_state["internal"]), python_state["gauss"]))
 
 
-def save(path: Path, state: dict[str, Any]) -> None:
-    """Write `state` (tensors, numbers, strings, lists, dicts) to `path` atomically."""
+def save(path: Path, state: dict[str, Any], copies: Sequence[Path] = ()) -> None:
+    """Write `state` (tensors, numbers, strings, lists, dicts) to `path` atomically, then copy that
+    file to each of `copies` in order, each atomically: the state is serialised once."""
     atomic_write(Path(path), lambda tmp: torch.save(state, tmp))
+    for copy in copies:
+        atomic_write(Path(copy), lambda tmp: shutil.copyfile(path, tmp))
 
 
 def load(path: Path) -> dict[str, Any]:

@@ -236,13 +236,14 @@ class Run:
             "best_value": self.best_value,
         }
         directory = checkpoint.checkpoint_dir(self.directory)
-        if ckpt.every and epoch > 0 and epoch % ckpt.every == 0:
-            checkpoint.save(directory / checkpoint.numbered_name(epoch), state)
-            checkpoint.prune(directory, int(ckpt.keep_last_n), int(ckpt.keep_every_n))
-        if improved:
-            checkpoint.save(directory / checkpoint.BEST, state)
+        numbered = ckpt.every and epoch > 0 and epoch % ckpt.every == 0
+        paths = [directory / checkpoint.numbered_name(epoch)] if numbered else []
+        paths += [directory / checkpoint.BEST] if improved else []
         # `last.pt` goes last: a crash before it re-runs this epoch and rewrites the files above.
-        checkpoint.save(directory / checkpoint.LAST, state)
+        paths.append(directory / checkpoint.LAST)
+        checkpoint.save(paths[0], state, copies=paths[1:])
+        if numbered:
+            checkpoint.prune(directory, int(ckpt.keep_last_n), int(ckpt.keep_every_n))
 
     def _improves_best(self, evaluations: dict[str, Evaluation]) -> bool:
         """Update the best value of `checkpoint.best_metric` (split/loss|acc); True if it improved."""

@@ -76,3 +76,14 @@ def test_run_keeps_last_best_and_pruned_numbered_checkpoints(tmp_path):
     best = checkpoint.load(directory / "best.pt")
     assert val_acc.idxmax() == best["epoch"]  # the first epoch reaching the maximum
     assert val_acc.max() == best["best_value"]
+
+
+def test_save_serialises_once_and_copies_in_order(tmp_path):
+    state = {"epoch": 3, "weights": torch.arange(6.0)}
+    paths = [tmp_path / "epoch_0003.pt", tmp_path / "best.pt", tmp_path / "last.pt"]
+    checkpoint.save(paths[0], state, copies=paths[1:])
+    for path in paths:
+        loaded = checkpoint.load(path)
+        assert loaded["epoch"] == 3 and torch.equal(loaded["weights"], state["weights"])
+    assert paths[1].stat().st_mtime_ns <= paths[2].stat().st_mtime_ns
+    assert not list(tmp_path.glob(".*.tmp"))
