@@ -15,11 +15,13 @@ from pab_campaign.data.batching import eval_batches
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Mean cross-entropy `loss` (nats), accuracy `acc` in [0, 1], and `logits` (N × classes, CPU)."""
+    """Mean cross-entropy `loss` (nats), accuracy `acc` in [0, 1], `logits` (N × classes, CPU) and
+    the `labels` (N, CPU) they were scored against, in the same order."""
 
     loss: float
     acc: float
     logits: torch.Tensor
+    labels: torch.Tensor
 
     @property
     def predictions(self) -> torch.Tensor:
@@ -51,4 +53,4 @@ def evaluate(model: nn.Module, split: Split, batch_size: int = 1024) -> Evaluati
     labels = torch.cat(targets).cpu()
     loss = F.cross_entropy(logits, labels, reduction="mean").item()
     acc = (logits.argmax(dim=1) == labels).double().mean().item()
-    return Evaluation(loss=loss, acc=acc, logits=logits)
+    return Evaluation(loss=loss, acc=acc, logits=logits, labels=labels)

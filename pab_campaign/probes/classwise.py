@@ -50,8 +50,8 @@ class ClasswiseProbe(Probe):
             raise ValueError(f"tracking.probes.classwise.split='{self.split}' must be train, val or test")
 
     def measure(self, ctx: ProbeContext) -> list[Row]:
-        labels = getattr(ctx.data, self.split).y.cpu()
-        accuracy = class_accuracy(ctx.evaluations[self.split].predictions, labels, ctx.data.num_classes)
+        evaluation = ctx.evaluations[self.split]
+        accuracy = class_accuracy(evaluation.predictions, evaluation.labels, ctx.data.num_classes)
         update_learning(ctx.state, accuracy, ctx.epoch, self.tau)
         first, forgets = ctx.state["first_learned"], ctx.state["forgets"]
         rows: list[Row] = []
