@@ -64,7 +64,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from pab_campaign.report import build_report, write_report
 
     campaign = open_campaign(args.campaign, args.campaign_id)
-    epoch = args.epoch if args.epoch in ("last", "best") else int(args.epoch)
+    epoch = args.epoch
     try:
         report = build_report(campaign, args.groupby, args.contexts, args.metrics, epoch)
     except CampaignError:
@@ -203,6 +203,15 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _epoch(value: str) -> str | int:
+    """`--epoch`: 'last', 'best' or an epoch number."""
+    if value in ("last", "best"):
+        return value
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"--epoch {value}: use last, best or an epoch number")
+    return int(value)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line naming the problem and where to look."""
 
@@ -250,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = add("report", cmd_report, "grouped summary of completed runs: mean, std, ci95 per metric",
                  "pab-campaign report outputs/demo --groupby model.name --epoch best")
     grouping(report)
-    report.add_argument("--epoch", default="last", help="last | best (min val/loss) | an epoch number")
+    report.add_argument("--epoch", default="last", type=_epoch, help="last | best (min val/loss) | an epoch number")
 
     curves = add("curves", cmd_curves, "learning curves over seeds per group: mean and ci95 per epoch (Parquet + PNG)",
                  "pab-campaign curves outputs/demo --contexts val --metrics loss acc")
@@ -299,10 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if getattr(args, "epoch", "last") not in ("last", "best") and not args.epoch.isdigit():
-        print(f"pab-campaign: error: --epoch {args.epoch}: use last, best or an epoch number", file=sys.stderr)
-        return 2
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # usage errors (already printed as one line) and --help, as exit codes
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         return args.handler(args)
     except (CampaignError, StoreError) as exc:
