@@ -30,12 +30,20 @@ ONSET_MARGIN = 0.05
 ROBUSTNESS_METRICS = ("fgsm_acc", "pgd_acc", "consistency")
 
 
-def series(frame: pd.DataFrame, context: str, metric: str, key: str | None = None) -> pd.Series:
-    """Values of one (context, metric, key) by epoch, sorted, NaN-free; empty when absent."""
-    chosen = (frame["context"].astype(str) == context) & (frame["metric"].astype(str) == metric)
-    chosen &= frame["key"].isna() if key is None else frame["key"].astype(str) == key
-    values = frame.loc[chosen, ["epoch", "value"]].dropna()
-    return values.groupby("epoch")["value"].last().sort_index().astype(float)
+class Trajectory:
+    """One run's tidy frame with its rows grouped once by (context, metric, key), so that each
+    `series` is a lookup instead of a scan of the whole frame."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame.assign(**{c: frame[c].astype(object) for c in ("context", "metric", "key")})
+        keys = self.frame["key"].where(self.frame["key"].notna(), "")
+        self.rows = self.frame.groupby([self.frame["context"], self.frame["metric"], keys], sort=False).indices
+
+    def series(self, context: str, metric: str, key: str | None = None) -> pd.Series:
+        """Values of one (context, metric, key) by epoch, sorted, NaN-free; empty when absent."""
+        positions = self.rows.get((context, metric, "" if key is None else key), [])
+        values = self.frame.iloc[positions][["epoch", "value"]].dropna()
+        return values.groupby("epoch")["value"].last().sort_index().astype(float)
 
 
 def _slope(values: pd.Series) -> float:
@@ -51,11 +59,12 @@ def learning_stability(val_loss: pd.Series) -> pd.Series:
     return ((previous - val_loss).abs() / (previous.abs() + 1e-12)).iloc[1:]
 
 
-def overfitting_onset(val_loss: pd.Series, gap: pd.Series, margin: float = ONSET_MARGIN) -> float:
-    """First epoch from which L stays > (1 + margin)·min above its minimum with a rising gap; NaN if none."""
+def overfitting_onset(val_loss: pd.Series, gap: pd.Series) -> float:
+    """First epoch from which L stays > (1 + ONSET_MARGIN)·min above its minimum with a rising gap;
+    NaN if none."""
     if val_loss.empty:
         return math.nan
-    line = val_loss.min() + margin * abs(val_loss.min())
+    line = val_loss.min() + ONSET_MARGIN * abs(val_loss.min())
     above = (val_loss > line).to_numpy()
     # stays_above[i]: every epoch from position i to the end is above the line
     stays_above = np.flip(np.logical_and.accumulate(np.flip(above)))
@@ -69,8 +78,8 @@ def overfitting_onset(val_loss: pd.Series, gap: pd.Series, margin: float = ONSET
     return math.nan
 
 
-def _stability(frame: pd.DataFrame) -> dict[str, float]:
-    values = learning_stability(series(frame, "val", "loss"))
+def _stability(run: Trajectory) -> dict[str, float]:
+    values = learning_stability(run.series("val", "loss"))
     return {
         "stability_mean": float(values.mean()) if len(values) else math.nan,
         "stability_std": float(values.std(ddof=1)) if len(values) > 1 else math.nan,
@@ -78,15 +87,15 @@ def _stability(frame: pd.DataFrame) -> dict[str, float]:
     }
 
 
-def _gap(frame: pd.DataFrame) -> pd.Series:
-    gap = series(frame, "val", "gen_gap")
+def _gap(run: Trajectory) -> pd.Series:
+    gap = run.series("val", "gen_gap")
     if gap.empty:
-        gap = (series(frame, "train", "acc") - series(frame, "val", "acc")).dropna()
+        gap = (run.series("train", "acc") - run.series("val", "acc")).dropna()
     return gap
 
 
-def _generalization(frame: pd.DataFrame) -> dict[str, float]:
-    gap, val_loss = _gap(frame), series(frame, "val", "loss")
+def _generalization(run: Trajectory) -> dict[str, float]:
+    gap, val_loss = _gap(run), run.series("val", "loss")
     return {
         "gap_final": float(gap.iloc[-1]) if len(gap) else math.nan,
         "gap_max": float(gap.max()) if len(gap) else math.nan,
@@ -97,19 +106,20 @@ def _generalization(frame: pd.DataFrame) -> dict[str, float]:
     }
 
 
-def _classes(frame: pd.DataFrame) -> dict[str, float]:
+def _classes(run: Trajectory) -> dict[str, float]:
     names = ("class_early", "class_late", "class_never", "class_unstable", "class_learned_mean",
              "class_acc_min", "class_acc_spread")
-    rows = frame[frame["metric"].astype(str) == "class_learned_epoch"]
+    frame = run.frame
+    rows = frame[frame["metric"] == "class_learned_epoch"]
     if rows.empty:
         return dict.fromkeys(names, math.nan)
-    context = "val" if (rows["context"].astype(str) == "val").any() else str(rows["context"].iloc[0])
-    rows = rows[rows["context"].astype(str) == context]
+    context = "val" if (rows["context"] == "val").any() else rows["context"].iloc[0]
+    rows = rows[rows["context"] == context]
     last = int(rows["epoch"].max())
     learned = rows.loc[rows["epoch"] == last, "value"].astype(float)
-    accuracy = frame[(frame["context"].astype(str) == context) & (frame["metric"].astype(str) == "class_acc")
+    accuracy = frame[(frame["context"] == context) & (frame["metric"] == "class_acc")
                      & (frame["epoch"] == last)]["value"].dropna().astype(float)
-    unstable = series(frame, context, "classes_unstable")
+    unstable = run.series(context, "classes_unstable")
     final_epoch = float(frame["epoch"].max())
     return {
         "class_early": float((learned <= final_epoch / 4).sum()),
@@ -122,13 +132,14 @@ def _classes(frame: pd.DataFrame) -> dict[str, float]:
     }
 
 
-def _robustness(frame: pd.DataFrame) -> dict[str, float]:
+def _robustness(run: Trajectory) -> dict[str, float]:
     summary: dict[str, float] = {}
-    probe = frame[(frame["context"].astype(str) == "probe") & frame["metric"].astype(str).isin(ROBUSTNESS_METRICS)]
-    pairs = probe[["metric", "key"]].astype(object).drop_duplicates().itertuples(index=False)
-    for metric, key in sorted(pairs, key=lambda pair: (str(pair[0]), str(pair[1]))):
-        key = None if pd.isna(key) else str(key)
-        values = series(frame, "probe", str(metric), key)
+    frame = run.frame
+    probe = frame[(frame["context"] == "probe") & frame["metric"].isin(ROBUSTNESS_METRICS)]
+    pairs = probe[["metric", "key"]].drop_duplicates().itertuples(index=False)
+    for metric, key in sorted(pairs, key=lambda pair: (pair[0], str(pair[1]))):
+        key = None if pd.isna(key) else key
+        values = run.series("probe", metric, key)
         if values.empty:
             continue
         name = f"{metric}[{key}]" if key is not None else str(metric)
@@ -142,4 +153,5 @@ def summarize_trajectory(frame: pd.DataFrame) -> dict[str, float]:
     missing = {"epoch", "context", "metric", "key", "value"} - set(frame.columns)
     if missing:
         raise ValueError(f"a trajectory needs columns epoch, context, metric, key, value; missing {sorted(missing)}")
-    return {**_stability(frame), **_generalization(frame), **_classes(frame), **_robustness(frame)}
+    run = Trajectory(frame)
+    return {**_stability(run), **_generalization(run), **_classes(run), **_robustness(run)}
