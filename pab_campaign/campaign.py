@@ -57,10 +57,18 @@ class Campaign:
     runs: pd.DataFrame
     hparam_names: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    _trajectories: Path | None = field(default=None, repr=False)
 
     def skip(self, run_id: str, reason: str) -> None:
         if (run_id, reason) not in self.skipped:
             self.skipped.append((run_id, reason))
+
+    def query_trajectories(self, sql: str, params: dict, tables: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+        """Run `sql` (DuckDB, the trajectories as `traj`) over the compacted
+        `summary/trajectories.parquet`, brought up to date once per Campaign (one command)."""
+        if self._trajectories is None:
+            self._trajectories = index.refresh_trajectories(self.directory, self.runs)
+        return index.query_trajectories(self._trajectories, sql, params, tables=tables)
 
 
 def open_campaign(directory: Path | str, campaign_ids: list[str] | None = None) -> Campaign:
@@ -105,9 +113,8 @@ def completed_runs(campaign: Campaign) -> pd.DataFrame:
 def load_trajectories(campaign: Campaign, run_ids: list[str]) -> pd.DataFrame:
     """Long table (run_id, epoch, context, metric, key, value) of the given usable runs, read from the
     compacted `summary/trajectories.parquet` (brought up to date first)."""
-    path = index.refresh_trajectories(campaign.directory, campaign.runs)
-    frame = index.query_trajectories(
-        path, "SELECT run_id, epoch, context, metric, key, value FROM traj "
+    frame = campaign.query_trajectories(
+        "SELECT run_id, epoch, context, metric, key, value FROM traj "
               "WHERE run_id IN (SELECT unnest($ids::VARCHAR[])) ORDER BY run_id, epoch", {"ids": list(run_ids)})
     for column in ("run_id", "context", "metric", "key"):
         frame[column] = frame[column].astype(object).where(frame[column].notna(), None)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from pab_campaign import index
 from pab_campaign.campaign import Campaign, CampaignError, completed_runs, indexed_metrics, varying_hparams
 from pab_campaign.stats import ci95_halfwidths
 from pab_campaign.store import atomic_write, summary_dir
@@ -83,9 +82,8 @@ def _choose_metrics(done: pd.DataFrame, contexts: list[str] | None, metrics: lis
 def _values_at_epoch(campaign: Campaign, done: pd.DataFrame, labels: list[str], epoch: int) -> pd.DataFrame:
     """Wide frame (index run_id, one column per label) of the values at `epoch`, from the
     compacted trajectories."""
-    path = index.refresh_trajectories(campaign.directory, campaign.runs)
-    long = index.query_trajectories(
-        path, "SELECT run_id, context || '/' || metric AS label, value FROM traj "
+    long = campaign.query_trajectories(
+        "SELECT run_id, context || '/' || metric AS label, value FROM traj "
               "WHERE key IS NULL AND epoch = $epoch AND context || '/' || metric IN (SELECT unnest($labels::VARCHAR[])) "
               "AND run_id IN (SELECT unnest($ids::VARCHAR[]))",
         {"epoch": epoch, "labels": labels, "ids": done["run_id"].tolist()})
@@ -174,10 +172,9 @@ def build_curves(campaign: Campaign, groupby: list[str] | None = None, contexts:
     labels = _choose_metrics(done, contexts, metrics, [])
     if any(label.startswith(f"{SUMMARY_CONTEXT}/") for label in labels):
         raise CampaignError(f"{SUMMARY_CONTEXT}/ metrics are whole-run numbers, not curves; use them with `report`")
-    path = index.refresh_trajectories(campaign.directory, campaign.runs)
     groups = done[["run_id", *groupby]].copy()
     keys = ", ".join(f'g."{g}"' for g in groupby)
-    curves = index.query_trajectories(path, 
+    curves = campaign.query_trajectories(
         f"SELECT {keys + ',' if keys else ''} t.context || '/' || t.metric AS label, t.epoch, count(*) AS runs, "
         "avg(t.value) AS mean, stddev_samp(t.value) AS std "
         "FROM traj t JOIN groups g USING (run_id) "
