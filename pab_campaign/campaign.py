@@ -144,10 +144,10 @@ def tracked_metrics(trajectories: pd.DataFrame) -> list[str]:
     return sorted(f"{c}/{m}" for c, m in zip(scalar["context"], scalar["metric"]))
 
 
-def varying_hparams(runs: pd.DataFrame, names: list[str], exclude: tuple[str, ...] = ("seed",)) -> list[str]:
-    """Hyper-parameters with more than one value across `runs`, minus `exclude` and minus any that
+def varying_hparams(runs: pd.DataFrame, names: list[str]) -> list[str]:
+    """Hyper-parameters other than `seed` with more than one value across `runs`, minus any that
     only restate the ones before them (e.g. `model.hidden` once `model.name` splits the runs)."""
-    candidates = [n for n in names if n not in exclude and runs[n].astype(str).nunique() > 1]
+    candidates = [n for n in names if n != "seed" and runs[n].astype(str).nunique() > 1]
     candidates.sort(key=lambda n: (not n.endswith(".name"), n))
     chosen: list[str] = []
     groups = 1

@@ -33,6 +33,7 @@ from hydra_plugins.hydra_submitit_launcher import submitit_launcher as plugin
 from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf
 from omegaconf import OmegaConf
 
+from pab_campaign.forkserver import READY
 from pab_campaign.launch_plan import LauncherConfigError, available_cores, parallel_jobs, visible_gpus
 from pab_campaign.sweep_status import write_lost_job
 
@@ -110,7 +111,7 @@ class WarmPython:
         """The `python` of submitit's local tasks when the server is up, else None (a fresh
         interpreter per task)."""
         readable, _, _ = select.select([self.process.stdout], [], [], WARM_START_TIMEOUT_S)
-        ready = bool(readable) and self.process.stdout.readline().strip() == "ready"
+        ready = bool(readable) and self.process.stdout.readline().strip() == READY
         self.process.stdout.close()
         if not ready:
             log.warning("local launcher: the warm fork server did not start; each run starts a fresh python")
@@ -168,9 +169,10 @@ class LocalLauncher(plugin.LocalLauncher):
         warm = self.warm_python or (WarmPython() if self.warm_start else None)
         self.warm_python = None
         try:
-            threads = self.config.runtime.get("threads") or available_cores()
+            cores = available_cores()
+            threads = self.config.runtime.get("threads") or cores
             gpus = visible_gpus() if self.use_gpus in ("auto", True) else []
-            jobs = parallel_jobs(len(job_overrides), available_cores(), int(threads), len(gpus), self.max_parallel)
+            jobs = parallel_jobs(len(job_overrides), cores, int(threads), len(gpus), self.max_parallel)
             for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
                 os.environ[name] = str(threads)
             sweep_dir = prepare_sweep_dir(self.config)
