@@ -4,6 +4,7 @@ the uninterrupted trajectory, and launcher settings that cannot work refused wit
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -45,21 +46,23 @@ def forkserver_clients(marker: Path) -> list[int]:
     return pids
 
 
-def log_spans(campaign: Path) -> list[tuple[datetime, datetime]]:
-    """Per job of the sweep: (first, last) time stamp of its Hydra job log, to the millisecond."""
-    sweep_dir = max((campaign / "hydra").iterdir())
+STAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}")
+
+
+def job_spans(campaign: Path) -> list[tuple[datetime, datetime]]:
+    """Per submitit job of the sweep: (first, last) time stamp of its log, to the millisecond, from
+    submitit's 'Starting with JobEnvironment' to the run's completion."""
     spans = []
-    for log in sweep_dir.glob("*/*.log"):
-        stamps = [datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S,%f") for line in log.read_text().splitlines()
-                  if line.startswith("[")]
-        spans.append((stamps[0], stamps[-1]))
+    for log in (campaign / "hydra").glob("*/.submitit/*/*_log.out"):
+        stamps = [datetime.strptime(m.group(0), "%Y-%m-%d %H:%M:%S,%f") for m in STAMP.finditer(log.read_text())]
+        spans.append((min(stamps), max(stamps)))
     return sorted(spans)
 
 
 @pytest.mark.parametrize("warm_start", [True, False])
 def test_local_sweep_runs_in_parallel_and_completes(tmp_path, warm_start):
     campaign = tmp_path / "local"
-    result = train(campaign, "train.epochs=30", "runtime.verbose=true", "seed=0,1,2", "hydra.launcher.max_parallel=2",
+    result = train(campaign, "train.epochs=30", "seed=0,1,2", "hydra.launcher.max_parallel=2",
                    f"hydra.launcher.warm_start={warm_start}")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
@@ -71,7 +74,7 @@ def test_local_sweep_runs_in_parallel_and_completes(tmp_path, warm_start):
         assert record["status"] == "completed"
         epochs = read_trajectory(campaign / "runs" / record["run_id"]).column("epoch").to_pylist()
         assert sorted(set(epochs)) == list(range(31))
-    spans = log_spans(campaign)
+    spans = job_spans(campaign)
     assert len(spans) == 3 and spans[1][0] < spans[0][1], f"the first two runs did not overlap: {spans}"
     assert "sweep: 3 completed" in result.stdout
 
