@@ -9,14 +9,15 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from pab_campaign.sweep_status import FAILED_RUNS, write_job_pointer
+from pab_campaign.errors import ConfigError
+from pab_campaign.launching.sweep_status import FAILED_RUNS, write_job_pointer
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def train(cfg: DictConfig) -> str:
-    from pab_campaign.run import ConfigError, execute
+    from pab_campaign.training.run import execute
 
     hydra_cfg = HydraConfig.get()
     try:

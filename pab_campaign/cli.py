@@ -11,8 +11,9 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.table import Table
 
-from pab_campaign.campaign import CampaignError, MetricSpec, open_campaign
-from pab_campaign.store import STATUSES, StoreError
+from pab_campaign.analysis.campaign import MetricSpec, open_campaign
+from pab_campaign.errors import CampaignError, PabError, one_line
+from pab_campaign.store import STATUSES
 
 console = Console(width=None if sys.stdout.isatty() else 160)
 
@@ -47,7 +48,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_properties(args: argparse.Namespace) -> int:
-    from pab_campaign.campaign import properties
+    from pab_campaign.analysis.campaign import properties
 
     campaign = open_campaign(args.campaign, args.campaign_id)
     table = Table(title=f"{campaign.directory} — properties")
@@ -61,7 +62,7 @@ def cmd_properties(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pab_campaign.report import build_report, write_report
+    from pab_campaign.analysis.report import build_report, write_report
 
     campaign = open_campaign(args.campaign, args.campaign_id)
     epoch = args.epoch
@@ -88,7 +89,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_curves(args: argparse.Namespace) -> int:
-    from pab_campaign.report import build_curves, write_curves
+    from pab_campaign.analysis.report import build_curves, write_curves
 
     campaign = open_campaign(args.campaign, args.campaign_id)
     groupby, curves = build_curves(campaign, args.groupby, args.contexts, args.metrics)
@@ -100,7 +101,7 @@ def cmd_curves(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from pab_campaign.merge import merge
+    from pab_campaign.analysis.merge import merge
 
     result = merge(args.src, args.dst)
     for run_id, source in result.added:
@@ -116,8 +117,8 @@ def _interval(low: float, high: float) -> str:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from pab_campaign.audit import AuditRequest, run_audit
-    from pab_campaign.plots import audit_figure, figure_name, save_png
+    from pab_campaign.analysis.audit import AuditRequest, run_audit
+    from pab_campaign.analysis.plots import audit_figure, figure_name, save_png
     from pab_campaign.store import atomic_write, summary_dir
 
     if args.n_boot < 1:
@@ -184,15 +185,15 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def cmd_summarize(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from pab_campaign.analysis.trajectory_summary import summarize_trajectory
     from pab_campaign.store import read_trajectory
-    from pab_campaign.trajectory_summary import summarize_trajectory
 
     directory = Path(args.run_dir)
     if not directory.is_dir():
         raise CampaignError(f"{directory} is not a directory; give a run directory, e.g. outputs/demo/runs/<run_id>")
     try:
         frame = read_trajectory(directory).to_pandas()
-    except StoreError as exc:
+    except PabError as exc:
         raise CampaignError(f"{exc}; give a run directory, e.g. outputs/demo/runs/<run_id>") from None
     table = Table(title=f"run {directory.name} — process summary, {int(frame['epoch'].max()) if len(frame) else 0} epochs")
     table.add_column("metric")
@@ -299,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     summarize = commands.add_parser(
         "summarize", help="process summary of one run: stability, gaps, early stop, overfitting onset, classes, robustness",
-        description="Process summary of one run's trajectory.parquet (see pab_campaign.trajectory_summary).",
+        description="Process summary of one run's trajectory.parquet (see pab_campaign.analysis.trajectory_summary).",
         epilog="example: pab-campaign summarize outputs/demo/runs/3f2a9c1d0b7e",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     summarize.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, e.g. outputs/demo/runs/<run_id>")
@@ -314,10 +315,10 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     try:
         return args.handler(args)
-    except (CampaignError, StoreError) as exc:
-        print(f"pab-campaign: error: {exc}", file=sys.stderr)
+    except PabError as exc:
+        print(f"pab-campaign: error: {one_line(exc)}", file=sys.stderr)
         return 2
-    except Exception as exc:  # noqa: BLE001 - the command line shows one line, never a traceback
+    except Exception as exc:
         if os.environ.get("PAB_DEBUG"):
             raise
         print(f"pab-campaign: internal error: {type(exc).__name__}: {exc} (set PAB_DEBUG=1 for the traceback)",

@@ -1,4 +1,4 @@
-"""The data contract (DESIGN §3): campaign layout, `run.json`, `trajectory.parquet`, atomic writes.
+"""The data contract: campaign layout, `run.json`, `trajectory.parquet`, atomic writes.
 
 Training writes through this module and analysis reads through it; it imports neither torch nor
 any analysis code, so both sides can depend on it alone.
@@ -15,6 +15,8 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from pab_campaign.errors import StoreError
 
 RUNS_DIR = "runs"
 SUMMARY_DIR = "summary"
@@ -39,10 +41,6 @@ TRAJECTORY_SCHEMA = pa.schema([
     pa.field("key", _DICT, nullable=True),
     pa.field("value", pa.float64(), nullable=True),
 ])
-
-
-class StoreError(Exception):
-    """A campaign file that is missing, unreadable or not of the contract's shape."""
 
 
 def runs_dir(campaign_dir: Path) -> Path:

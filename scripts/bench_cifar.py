@@ -25,9 +25,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch.nn import functional as F
 
-from pab_campaign.acceleration import autocast
-from pab_campaign.data.cifar10 import write_batches
-from pab_campaign.run import Run
+from pab_campaign.training.acceleration import autocast
+from pab_campaign.training.data.cifar10 import write_batches
+from pab_campaign.training.run import Run
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 

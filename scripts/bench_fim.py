@@ -15,9 +15,9 @@ import torch
 from omegaconf import OmegaConf
 from torch.nn import functional as F
 
-from pab_campaign.data import build_dataset
-from pab_campaign.models import build_model
-from pab_campaign.probes.fim import fim_norm_from_gradients, per_sample_gradients
+from pab_campaign.training.data import build_dataset
+from pab_campaign.training.models import build_model
+from pab_campaign.training.probes.fim import fim_norm_from_gradients, per_sample_gradients
 
 CONF = "conf"
 

@@ -24,12 +24,12 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.nn import functional as F
 
-from pab_campaign.data import DataBundle, Split, build_dataset
-from pab_campaign.data.augment import random_shift
-from pab_campaign.evaluate import evaluate
-from pab_campaign.models import build_model
-from pab_campaign.probes import ProbeContext, forward_features
-from pab_campaign.probes.registry import build_probes
+from pab_campaign.training.data import DataBundle, Split, build_dataset
+from pab_campaign.training.data.augment import random_shift
+from pab_campaign.training.evaluate import evaluate
+from pab_campaign.training.models import build_model
+from pab_campaign.training.probes import ProbeContext, forward_features
+from pab_campaign.training.probes.registry import build_probes
 
 PRESETS = ("minimal", "default", "full")
 CIFAR_SPLIT = {"train": 45_000, "val": 5_000, "test": 10_000}

@@ -4,7 +4,7 @@ import shutil
 import pytest
 
 from pab_campaign import store
-from tests.conftest import assert_one_line_error, cli, train
+from tests.helpers import assert_one_line_error, cli, train
 
 
 @pytest.mark.parametrize(("override", "fragments"), [

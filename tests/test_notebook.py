@@ -2,7 +2,7 @@
 import nbformat
 from nbclient import NotebookClient
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def test_tutorial_notebook_executes(tmp_path, monkeypatch):

@@ -4,7 +4,7 @@
   `jobs x threads <= cores` (threads = `runtime.threads`), and, when GPUs are visible, one GPU per
   job through CUDA_VISIBLE_DEVICES (so also `jobs <= GPUs`). A new run starts as soon as one ends.
   With `warm_start` (Linux), each job's interpreter is forked from one warm process that imported
-  torch and the training code once (`pab_campaign.forkserver`) instead of starting cold.
+  torch and the training code once (`pab_campaign.launching.forkserver`) instead of starting cold.
 - `SlurmLauncher`: submitit_slurm plus `detach`: submit the job array and return at once; the runs
   write their directories as usual and `pab-campaign ls` reads them later.
 
@@ -33,9 +33,9 @@ from hydra_plugins.hydra_submitit_launcher import submitit_launcher as plugin
 from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf
 from omegaconf import OmegaConf
 
-from pab_campaign.forkserver import READY
-from pab_campaign.launch_plan import LauncherConfigError, available_cores, parallel_jobs, visible_gpus
-from pab_campaign.sweep_status import write_lost_job
+from pab_campaign.launching.forkserver import READY
+from pab_campaign.launching.plan import LauncherConfigError, available_cores, parallel_jobs, visible_gpus
+from pab_campaign.launching.sweep_status import write_lost_job
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ POLL_S = 0.05
 # pyarrow pulls in pandas when it builds a table).
 WARM_MODULES = ("torch", "torch._dynamo", "numpy", "pyarrow.parquet", "pandas", "hydra", "submitit",
                 "hydra_plugins.hydra_submitit_launcher.submitit_launcher", __name__,
-                "pab_campaign.run", "pab_campaign.data.digits", "pab_campaign.data.synthetic")
+                "pab_campaign.training.run", "pab_campaign.training.data.digits", "pab_campaign.training.data.synthetic")
 WARM_START_TIMEOUT_S = 120.0
 WARM_STOP_TIMEOUT_S = 10.0
 
@@ -89,7 +89,7 @@ def collect(jobs: list[tuple[int, Any]], job_overrides: Sequence[Sequence[str]],
         try:
             returns.append(job.results()[0])
             continue
-        except Exception as exc:  # noqa: BLE001 - any lost job becomes one failed row
+        except Exception as exc:
             error = f"job {job.job_id} ended without a result: {str(exc).strip().splitlines()[0]}"
         log.error("#%d %s", idx, error)
         write_lost_job(sweep_dir / str(idx), list(overrides), error)
@@ -98,13 +98,13 @@ def collect(jobs: list[tuple[int, Any]], job_overrides: Sequence[Sequence[str]],
 
 
 class WarmPython:
-    """A fork server (`pab_campaign.forkserver`) preloading WARM_MODULES: started at once, so its
+    """A fork server (`pab_campaign.launching.forkserver`) preloading WARM_MODULES: started at once, so its
     imports overlap Hydra's composition of the sweep's configs, and waited for on first use."""
 
     def __init__(self) -> None:
         self.name = f"pab-forkserver-{os.getpid()}-{secrets.token_hex(6)}"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pab_campaign.forkserver", "serve", self.name, "--preload", ",".join(WARM_MODULES)],
+            [sys.executable, "-m", "pab_campaign.launching.forkserver", "serve", self.name, "--preload", ",".join(WARM_MODULES)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def command(self) -> str | None:
@@ -116,8 +116,8 @@ class WarmPython:
         if not ready:
             log.warning("local launcher: the warm fork server did not start; each run starts a fresh python")
             return None
-        log.info("local launcher: runs fork from a warm python (pab_campaign.forkserver, pid %d)", self.process.pid)
-        return f"{shlex.quote(sys.executable)} -m pab_campaign.forkserver connect {self.name}"
+        log.info("local launcher: runs fork from a warm python (pab_campaign.launching.forkserver, pid %d)", self.process.pid)
+        return f"{shlex.quote(sys.executable)} -m pab_campaign.launching.forkserver connect {self.name}"
 
     def stop(self) -> None:
         """Close the server's lifeline; it exits after its last job (at once when never used). A

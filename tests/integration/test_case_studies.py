@@ -3,7 +3,6 @@ directory of pickles and an ImageNet-style folder of JPEGs; plus the one-line er
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,20 +10,20 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
-from pab_campaign.checkpoint import checkpoint_dir
-from pab_campaign.data.cifar10 import write_batches
 from pab_campaign.store import iter_run_dirs, read_run_json, read_trajectory, write_run_json
-from tests.conftest import assert_one_line_error, write_image_folder
+from pab_campaign.training.checkpoint import checkpoint_dir
+from pab_campaign.training.data.cifar10 import write_batches
+from tests.helpers import REPO, assert_one_line_error, run_command, write_image_folder
 
 pytestmark = pytest.mark.slow
-CONF = Path(__file__).resolve().parents[2] / "conf"
+CONF = REPO / "conf"
 SMALL_RESNET = ["model.width=8", "model.blocks=[1,1,1,1]", "train.batch_size=32", "tracking=default",
                 "tracking.probe_size=16", "runtime.threads=1", "runtime.device=cpu", "checkpoint.every=1",
                 "checkpoint.keep_last_n=5"]
 
 
 def _launch(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pab_campaign", *args], capture_output=True, text=True, timeout=300)
+    return run_command(["pab_campaign", *args], timeout=300)
 
 
 def _runs(campaign: Path) -> dict[str, tuple[dict, pd.DataFrame]]:

@@ -7,30 +7,27 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from pab_campaign.store import iter_run_dirs, read_run_json, read_trajectory
-from tests.conftest import assert_one_line_error, assert_same_trajectory, wait_for
+from tests import helpers
+from tests.helpers import REPO, assert_one_line_error, assert_same_trajectory, command_env, train_argv, wait_for
 
-REPO = Path(__file__).resolve().parents[2]
 FAST = ["model=mlp", "optimizer.lr=0.05", "runtime.verbose=false", "tracking=minimal", "checkpoint.every=0"]
 
 
 def command(campaign: Path, *overrides: str, launcher: str = "local") -> dict:
-    """Popen/run keyword arguments training `overrides` into `campaign` with `launcher`."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    """Popen keyword arguments training `overrides` into `campaign` with `launcher`."""
     sweep = ["-m", f"hydra/launcher={launcher}"] if launcher else []
-    return dict(args=[sys.executable, "-m", "pab_campaign", *sweep, f"campaign.root={campaign.parent}",
-                      f"campaign.name={campaign.name}", *FAST, *overrides],
-                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return dict(args=train_argv(campaign, [*sweep, *FAST, *overrides]), cwd=REPO, env=command_env(),
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def train(campaign: Path, *overrides: str) -> subprocess.CompletedProcess:
-    return subprocess.run(**command(campaign, *overrides), timeout=300)
+    return helpers.train(["-m", "hydra/launcher=local", *FAST, *overrides], campaign, timeout=300)
 
 
 def forkserver_clients(marker: Path) -> list[int]:
@@ -41,7 +38,7 @@ def forkserver_clients(marker: Path) -> list[int]:
             cmdline = (proc / "cmdline").read_bytes().decode().split("\0")
         except (OSError, ValueError):
             continue
-        if "pab_campaign.forkserver" in cmdline and "connect" in cmdline and str(marker) in " ".join(cmdline):
+        if "pab_campaign.launching.forkserver" in cmdline and "connect" in cmdline and str(marker) in " ".join(cmdline):
             pids.append(int(proc.name))
     return pids
 

@@ -2,31 +2,24 @@
 with the same command ends with the trajectory of an uninterrupted run, row for row, value for value."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from pab_campaign.store import StoreError, iter_run_dirs, read_run_json, read_trajectory
+from pab_campaign.errors import StoreError
+from pab_campaign.store import iter_run_dirs, read_run_json, read_trajectory
+from tests.helpers import command_env, train_argv
 
-REPO = Path(__file__).resolve().parents[2]
 ARGS = ["train.epochs=12", "dataset.train_fraction=0.5", "model=cnn", "model.dropout=0.2", "tracking=full", "tracking.probes.fim.samples=32",
-        "checkpoint.every=3", "checkpoint.keep_last_n=1", "runtime.verbose=false", "campaign.name=resume"]
+        "checkpoint.every=3", "checkpoint.keep_last_n=1", "runtime.verbose=false"]
 
 
 def _command(root: Path) -> list[str]:
-    return [sys.executable, "-m", "pab_campaign", f"campaign.root={root}", *ARGS]
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    return env
+    return train_argv(root / "resume", ARGS)
 
 
 def _epochs_done(campaign: Path) -> int:
@@ -48,9 +41,9 @@ def _final(campaign: Path) -> tuple[pd.DataFrame, dict]:
 @pytest.mark.timeout(240)
 def test_sigkill_then_relaunch_equals_an_uninterrupted_run(tmp_path):
     killed_root, clean_root = tmp_path / "killed", tmp_path / "clean"
-    clean_process = subprocess.Popen(_command(clean_root), env=_env(), cwd=tmp_path,
+    clean_process = subprocess.Popen(_command(clean_root), env=command_env(), cwd=tmp_path,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    process = subprocess.Popen(_command(killed_root), env=_env(), cwd=tmp_path,
+    process = subprocess.Popen(_command(killed_root), env=command_env(), cwd=tmp_path,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while _epochs_done(killed_root / "resume") < 2:
@@ -63,7 +56,7 @@ def test_sigkill_then_relaunch_equals_an_uninterrupted_run(tmp_path):
     assert read_run_json(interrupted)["status"] == "running"
     assert _epochs_done(killed_root / "resume") < 12, "killed too late to test a resume"
 
-    relaunch = subprocess.run(_command(killed_root), env=_env(), cwd=tmp_path, check=True,
+    relaunch = subprocess.run(_command(killed_root), env=command_env(), cwd=tmp_path, check=True,
                               capture_output=True, text=True)
     assert "resuming from last.pt" in relaunch.stdout + relaunch.stderr
     _, clean_errors = clean_process.communicate(timeout=120)

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from pab_campaign.store import iter_run_dirs, read_run_json, read_trajectory
-from tests.conftest import assert_same_trajectory, wait_for
+from tests import helpers
+from tests.helpers import REPO, assert_same_trajectory, command_env, train_argv, wait_for
 
-REPO = Path(__file__).resolve().parents[2]
 SLURM_SCRIPTS = REPO / "scripts" / "slurm"
 STATE = Path(os.environ.get("PAB_SLURM_TEST_DIR", "/tmp/pab_slurm_test"))
 PORTS = {"PAB_SLURM_CTLD_PORT": "16827", "PAB_SLURM_SLURMD_PORT": "16828", "PAB_SLURM_DBD_PORT": "16829"}
@@ -36,15 +36,12 @@ def slurm_env() -> dict[str, str]:
         pytest.skip(reason)
     assert started.returncode == 0, started.stdout + started.stderr
     yield {**env, "SLURM_CONF": str(STATE / "slurm.conf"), "PYTHONUNBUFFERED": "1",
-           "PYTHONPATH": os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+           **{k: v for k, v in command_env().items() if k == "PYTHONPATH"}}
     subprocess.run([str(SLURM_SCRIPTS / "stop.sh"), "--purge"], env=env, capture_output=True, timeout=120)
 
 
 def train(env: dict[str, str], campaign: Path, *overrides: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pab_campaign", "-m", "hydra/launcher=slurm", f"campaign.root={campaign.parent}",
-         f"campaign.name={campaign.name}", *FAST, *overrides],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    return helpers.train(["-m", "hydra/launcher=slurm", *FAST, *overrides], campaign, timeout=timeout, env=env)
 
 
 def epochs_of(run_dir: Path) -> list[int]:
@@ -81,9 +78,8 @@ def test_preempted_run_is_requeued_and_resumes_to_the_same_trajectory(slurm_env,
     submitted = train(slurm_env, campaign, epochs, "seed=7", "hydra.launcher.detach=true", "hydra.launcher.timeout_min=5")
     assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr[-3000:]
     assert "detached" in submitted.stdout
-    uninterrupted = subprocess.Popen(
-        [sys.executable, "-m", "pab_campaign", f"campaign.root={reference.parent}", f"campaign.name={reference.name}",
-         *FAST, epochs, "seed=7"], cwd=REPO, env=slurm_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    uninterrupted = subprocess.Popen(train_argv(reference, [*FAST, epochs, "seed=7"]), cwd=REPO, env=slurm_env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     def record() -> dict | None:
         dirs = list(iter_run_dirs(campaign))

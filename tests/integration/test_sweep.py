@@ -5,7 +5,7 @@ import pytest
 from statsmodels.stats.weightstats import DescrStatsW
 
 from pab_campaign import store
-from tests.conftest import cli, train
+from tests.helpers import cli, train
 
 
 def test_default_grid_leaves_twelve_runs_with_contract_trajectories(demo_campaign):

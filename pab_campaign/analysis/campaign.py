@@ -1,0 +1,181 @@
+"""Read a campaign for analysis: discover its runs (through the index), pick metrics, describe it.
+
+Bad run directories never stop the analysis: each is set aside with a one-line reason.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from pab_campaign.analysis import index
+from pab_campaign.errors import CampaignError
+from pab_campaign.store import is_campaign
+
+_SPEC = re.compile(r"^(?P<context>[^/@\[\]]+)/(?P<metric>[^/@\[\]]+)(\[(?P<key>[^\]]+)\])?(@(?P<epoch>\d+))?$")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """`context/metric[key]@epoch` as typed on the command line (key and epoch optional)."""
+
+    context: str
+    metric: str
+    key: str | None = None
+    epoch: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> MetricSpec:
+        match = _SPEC.match(text.strip())
+        if not match:
+            raise CampaignError(
+                f"'{text}' is not a metric name; write context/metric[key]@epoch, e.g. val/loss@3 or weights/erank"
+            )
+        epoch = match.group("epoch")
+        return cls(match.group("context"), match.group("metric"), match.group("key"),
+                   None if epoch is None else int(epoch))
+
+    @property
+    def label(self) -> str:
+        key = f"[{self.key}]" if self.key else ""
+        at = f"@{self.epoch}" if self.epoch is not None else ""
+        return f"{self.context}/{self.metric}{key}{at}"
+
+
+@dataclass
+class Campaign:
+    """Runs of one campaign (or of the chosen `campaign_ids` in a merged one): `runs` (one row per
+    run: run.json fields, hparams as columns, `<ctx>/<metric>@last|@best`, `skip_reason`),
+    `hparam_names`, and the runs set aside with their reason."""
+
+    directory: Path
+    runs: pd.DataFrame
+    hparam_names: list[str]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    _trajectories: Path | None = field(default=None, repr=False)
+
+    def skip(self, run_id: str, reason: str) -> None:
+        if (run_id, reason) not in self.skipped:
+            self.skipped.append((run_id, reason))
+
+    def query_trajectories(self, sql: str, params: dict, tables: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+        """Run `sql` (DuckDB, the trajectories as `traj`) over the compacted
+        `summary/trajectories.parquet`, brought up to date once per Campaign (one command)."""
+        if self._trajectories is None:
+            self._trajectories = index.refresh_trajectories(self.directory, self.runs)
+        return index.query_trajectories(self._trajectories, sql, params, tables=tables)
+
+
+def open_campaign(directory: Path | str, campaign_ids: list[str] | None = None) -> Campaign:
+    """Refresh the campaign index of `directory` and read it; runs whose run.json cannot be read go to
+    `skipped`. `campaign_ids` keeps only runs whose run.json `campaign` field is one of them."""
+    directory = Path(directory)
+    if not directory.exists():
+        raise CampaignError(f"campaign directory {directory} does not exist; pass the directory a sweep wrote, e.g. outputs/demo")
+    if not is_campaign(directory):
+        raise CampaignError(f"{directory} is not a campaign (no runs/ directory); pass the directory a sweep wrote, e.g. outputs/demo")
+    built = index.refresh_runs(directory)
+    frame = built.frame
+    unreadable = frame["status"].isna()
+    skipped = list(zip(frame.loc[unreadable, "run_id"], frame.loc[unreadable, "skip_reason"]))
+    runs = frame[~unreadable]
+    if campaign_ids:
+        present = sorted(runs["campaign"].dropna().unique())
+        runs = runs[runs["campaign"].isin(campaign_ids)]
+        if runs.empty:
+            raise CampaignError(f"no run of campaign {', '.join(campaign_ids)} in {directory}; "
+                                f"its runs belong to: {', '.join(present) or 'none'}")
+    names = [n for n in built.hparam_names if runs[n].notna().any()]
+    return Campaign(directory, runs.reset_index(drop=True), names, skipped)
+
+
+def completed_runs(campaign: Campaign) -> pd.DataFrame:
+    """The completed runs; a campaign without any is an error."""
+    done = campaign.runs[campaign.runs["status"] == "completed"]
+    for run_id, reason in zip(done["run_id"], done["skip_reason"]):
+        if reason is not None:
+            campaign.skip(run_id, reason)
+    done = done[done["skip_reason"].isna()]
+    if done.empty:
+        counts = campaign.runs["status"].value_counts().to_dict()
+        raise CampaignError(
+            f"{campaign.directory} has no usable completed run (statuses: {counts or 'no runs'}, "
+            f"{len(campaign.skipped)} skipped); launch or finish a sweep into it first"
+        )
+    return done
+
+
+def load_trajectories(campaign: Campaign, run_ids: list[str]) -> pd.DataFrame:
+    """Long table (run_id, epoch, context, metric, key, value) of the given usable runs, read from the
+    compacted `summary/trajectories.parquet` (brought up to date first)."""
+    frame = campaign.query_trajectories(
+        "SELECT run_id, epoch, context, metric, key, value FROM traj "
+              "WHERE run_id IN (SELECT unnest($ids::VARCHAR[])) ORDER BY run_id, epoch", {"ids": list(run_ids)})
+    for column in ("run_id", "context", "metric", "key"):
+        frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+    return frame
+
+
+def metric_series(trajectories: pd.DataFrame, spec: MetricSpec) -> pd.Series:
+    """One value per run_id of `spec`: at `spec.epoch` when it names one, else at the run's last
+    epoch with this metric. (A run's epoch of minimal val/loss is the index column `best_epoch`.)"""
+    rows = trajectories[(trajectories["context"] == spec.context) & (trajectories["metric"] == spec.metric)]
+    rows = rows[rows["key"].isna()] if spec.key is None else rows[rows["key"] == spec.key]
+    if rows.empty:
+        raise CampaignError(f"metric {spec.label} was never tracked in this campaign; "
+                            f"tracked: {', '.join(tracked_metrics(trajectories)[:20])}")
+    if spec.epoch is None:
+        rows = rows.loc[rows.groupby("run_id")["epoch"].idxmax()]
+    else:
+        rows = rows[rows["epoch"] == spec.epoch]
+        if rows.empty:
+            raise CampaignError(f"metric {spec.label} has no value at epoch {spec.epoch}; choose an epoch the runs reached")
+    return rows.set_index("run_id")["value"].rename(spec.label)
+
+
+def tracked_metrics(trajectories: pd.DataFrame) -> list[str]:
+    """Names `context/metric` of every scalar (null-key) metric in the trajectories."""
+    scalar = trajectories[trajectories["key"].isna()][["context", "metric"]].drop_duplicates()
+    return sorted(f"{c}/{m}" for c, m in zip(scalar["context"], scalar["metric"]))
+
+
+def varying_hparams(runs: pd.DataFrame, names: list[str]) -> list[str]:
+    """Hyper-parameters other than `seed` with more than one value across `runs`, minus any that
+    only restate the ones before them (e.g. `model.hidden` once `model.name` splits the runs)."""
+    candidates = [n for n in names if n != "seed" and runs[n].astype(str).nunique() > 1]
+    candidates.sort(key=lambda n: (not n.endswith(".name"), n))
+    chosen: list[str] = []
+    groups = 1
+    for name in candidates:
+        count = runs[[*chosen, name]].astype(str).drop_duplicates().shape[0]
+        if count > groups:
+            chosen.append(name)
+            groups = count
+    return chosen
+
+
+def indexed_metrics(runs: pd.DataFrame) -> list[str]:
+    """`context/metric` names of the scalar metrics in the index columns of `runs`."""
+    return sorted(c[: -len("@last")] for c in runs.columns if c.endswith("@last") and runs[c].notna().any())
+
+
+def properties(campaign: Campaign) -> list[tuple[str, str]]:
+    """(property, value) rows: runs by status, run duration mean ± std (s), metrics, contexts, then
+    every hyper-parameter with its sorted unique values."""
+    runs = campaign.runs
+    statuses = ", ".join(f"{s} {n}" for s, n in runs["status"].value_counts().sort_index().items())
+    duration = runs["duration_s"].astype(float)
+    names = indexed_metrics(runs)
+    rows = [
+        ("campaigns", ", ".join(sorted(runs["campaign"].dropna().unique())) or "-"),
+        ("runs", f"{len(runs)} ({statuses or 'none'}; {len(campaign.skipped)} unreadable)"),
+        ("run duration (s)", f"{duration.mean():.4g} ± {duration.std(ddof=1):.2g}" if duration.notna().any() else "-"),
+        ("metrics", ", ".join(sorted({n.split("/", 1)[1] for n in names})) or "-"),
+        ("contexts", ", ".join(sorted({n.split("/", 1)[0] for n in names})) or "-"),
+    ]
+    for name in campaign.hparam_names:
+        values = runs[name].dropna().unique().tolist()
+        rows.append((name, ", ".join(str(v) for v in sorted(values, key=lambda v: (isinstance(v, str), v)))))
+    return rows

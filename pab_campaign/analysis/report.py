@@ -1,0 +1,200 @@
+"""Grouped summaries of a campaign: per group of hyper-parameters, the number of runs and the
+mean, standard deviation (ddof=1) and Student-t CI95 half-width of each metric; and
+learning curves aggregated over seeds per group (mean and CI95 per epoch)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from pab_campaign.analysis.campaign import Campaign, completed_runs, indexed_metrics, varying_hparams
+from pab_campaign.analysis.stats import ci95_halfwidths
+from pab_campaign.errors import CampaignError
+from pab_campaign.store import atomic_write, summary_dir
+
+DEFAULT_CONTEXTS = ("val", "test")
+# `summary/<name>` labels are whole-run process summaries (pab_campaign.analysis.trajectory_summary).
+SUMMARY_CONTEXT = "summary"
+DEFAULT_METRICS = ("acc", "loss")
+
+
+def summarize(per_run: pd.DataFrame, groupby: list[str], columns: list[str]) -> pd.DataFrame:
+    """One row per group: `runs`, then `<column>.mean`, `.std`, `.ci95` for every column.
+
+    NaN values are left out of each statistic (so `runs` can exceed a metric's own count).
+    """
+    frame = per_run[[*groupby, *columns]].copy()
+    frame[columns] = frame[columns].astype(float)
+    if not groupby:
+        frame["_all"] = 0
+    keys = groupby or ["_all"]
+    grouped = frame.groupby(keys, dropna=False, sort=True)
+    out = grouped.size().rename("runs").to_frame()
+    mean, std, count = grouped[columns].mean(), grouped[columns].std(ddof=1), grouped[columns].count()
+    for column in columns:
+        out[f"{column}.mean"] = mean[column]
+        out[f"{column}.std"] = std[column]
+        out[f"{column}.ci95"] = ci95_halfwidths(count[column].to_numpy(), std[column].to_numpy())
+    out = out.reset_index()
+    return out.drop(columns="_all") if not groupby else out
+
+
+@dataclass
+class Report:
+    groupby: list[str]
+    metrics: list[str]
+    per_run: pd.DataFrame
+    summary: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+
+def _choose_groupby(campaign: Campaign, done: pd.DataFrame, groupby: list[str] | None) -> list[str]:
+    if groupby is None:
+        return varying_hparams(done, campaign.hparam_names)
+    unknown = [g for g in groupby if g not in campaign.hparam_names]
+    if unknown:
+        raise CampaignError(f"--groupby {', '.join(unknown)}: no such hyper-parameter; "
+                            f"choose from {', '.join(campaign.hparam_names)}")
+    return groupby
+
+
+def _choose_metrics(done: pd.DataFrame, contexts: list[str] | None, metrics: list[str] | None,
+                    notes: list[str]) -> list[str]:
+    """`context/metric` labels to report; untracked defaults are dropped with a note, untracked
+    explicit choices are an error."""
+    tracked = indexed_metrics(done)
+    chosen = metrics or DEFAULT_METRICS
+    labels = [m for m in chosen if "/" in m]
+    labels += [f"{c}/{m}" for c in (contexts or DEFAULT_CONTEXTS) for m in chosen if "/" not in m]
+    missing = [label for label in labels if label not in tracked and not label.startswith(f"{SUMMARY_CONTEXT}/")]
+    if missing and (contexts or metrics):
+        raise CampaignError(f"{', '.join(missing)} never tracked in these runs; tracked: {', '.join(tracked)}")
+    if missing:
+        notes.append(f"not tracked, left out: {', '.join(missing)}")
+    labels = [label for label in labels if label not in missing]
+    if not labels:
+        raise CampaignError(f"none of the default metrics is tracked; pick some with --contexts/--metrics "
+                            f"from: {', '.join(tracked) or 'none'}")
+    return labels
+
+
+def _values_at_epoch(campaign: Campaign, done: pd.DataFrame, labels: list[str], epoch: int) -> pd.DataFrame:
+    """Wide frame (index run_id, one column per label) of the values at `epoch`, from the
+    compacted trajectories."""
+    long = campaign.query_trajectories(
+        "SELECT run_id, context || '/' || metric AS label, value FROM traj "
+              "WHERE key IS NULL AND epoch = $epoch AND context || '/' || metric IN (SELECT unnest($labels::VARCHAR[])) "
+              "AND run_id IN (SELECT unnest($ids::VARCHAR[]))",
+        {"epoch": epoch, "labels": labels, "ids": done["run_id"].tolist()})
+    if long.empty:
+        raise CampaignError(f"no run has {', '.join(labels)} at epoch {epoch}; choose an epoch the runs reached")
+    wide = long.pivot_table(index="run_id", columns="label", values="value", aggfunc="first", dropna=False)
+    return wide.reindex(index=done["run_id"], columns=labels)
+
+
+def _summary_values(campaign: Campaign, done: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """Wide frame (index run_id) of whole-run process summaries, one column per `summary/<name>` label."""
+    from pab_campaign.analysis.campaign import load_trajectories
+    from pab_campaign.analysis.trajectory_summary import summarize_trajectory
+
+    trajectories = load_trajectories(campaign, done["run_id"].tolist())
+    table = pd.DataFrame.from_dict(
+        {run_id: summarize_trajectory(frame) for run_id, frame in trajectories.groupby("run_id")}, orient="index")
+    names = [label.split("/", 1)[1] for label in labels]
+    unknown = [name for name in names if name not in table.columns]
+    if unknown:
+        raise CampaignError(f"{SUMMARY_CONTEXT}/{unknown[0]} is not a process-summary metric; choose from "
+                            f"{', '.join(table.columns)}")
+    return table[names].set_axis(labels, axis=1).reindex(done["run_id"])
+
+
+def build_report(
+    campaign: Campaign, groupby: list[str] | None = None, contexts: list[str] | None = None,
+    metrics: list[str] | None = None, epoch: str | int = "last",
+) -> Report:
+    """Summarise the usable completed runs of `campaign` at `epoch` ('last', 'best' = epoch of
+    minimal val/loss, or an epoch number). Runs without any finite value are set aside."""
+    done = completed_runs(campaign)
+    notes: list[str] = []
+    groupby = _choose_groupby(campaign, done, groupby)
+    labels = _choose_metrics(done, contexts, metrics, notes)
+    measured = [label for label in labels if not label.startswith(f"{SUMMARY_CONTEXT}/")]
+    summaries = [label for label in labels if label.startswith(f"{SUMMARY_CONTEXT}/")]
+    if not measured:
+        values = pd.DataFrame(index=done["run_id"])
+    elif epoch in ("last", "best"):
+        values = done[[f"{label}@{epoch}" for label in measured]].set_axis(measured, axis=1)
+        values.index = done["run_id"]
+    else:
+        values = _values_at_epoch(campaign, done, measured, int(epoch))
+    if summaries:
+        values = values.join(_summary_values(campaign, done, summaries))[labels]
+    per_run = done.set_index("run_id")[[*groupby, "duration_s"]].join(values).reset_index()
+    empty = per_run[labels].isna().all(axis=1)
+    for run_id in per_run.loc[empty, "run_id"]:
+        campaign.skip(run_id, f"no finite value of {', '.join(labels)} at epoch {epoch}")
+    per_run = per_run[~empty]
+    if per_run.empty:
+        raise CampaignError(f"no completed run of {campaign.directory} has a value of {', '.join(labels)} at "
+                            f"epoch {epoch}; see the skipped runs above")
+    for label in labels:
+        lacking = int(per_run[label].isna().sum())
+        if lacking:
+            notes.append(f"{lacking} of {len(per_run)} runs have no finite {label}: left out of its statistics")
+    summary = summarize(per_run, groupby, [*labels, "duration_s"])
+    return Report(groupby, labels, per_run, summary, notes)
+
+
+def _slug(parts: list[str]) -> str:
+    return re.sub(r"[^\w.=-]+", "_", "-".join(parts)) or "all"
+
+
+def report_path(campaign: Campaign, groupby: list[str], epoch: str | int, campaign_ids: list[str] | None) -> Path:
+    """`summary/summary_<groupby>_<epoch>[_<campaign ids>].csv`."""
+    suffix = f"_{_slug(sorted(campaign_ids))}" if campaign_ids else ""
+    return summary_dir(campaign.directory) / f"summary_{_slug(groupby)}_{epoch}{suffix}.csv"
+
+
+def write_report(campaign: Campaign, report: Report, epoch: str | int, campaign_ids: list[str] | None = None) -> Path:
+    """Write the summary CSV (runs.parquet, the index, is already up to date); returns its path."""
+    path = report_path(campaign, report.groupby, epoch, campaign_ids)
+    atomic_write(path, lambda tmp: report.summary.to_csv(tmp, index=False))
+    return path
+
+
+def build_curves(campaign: Campaign, groupby: list[str] | None = None, contexts: list[str] | None = None,
+                 metrics: list[str] | None = None) -> tuple[list[str], pd.DataFrame]:
+    """Learning curves over seeds: per group, label (`context/metric`) and epoch, the number of runs
+    with a finite value, its mean, std (ddof=1) and CI95 half-width. Returns (groupby, curves)."""
+    done = completed_runs(campaign)
+    groupby = _choose_groupby(campaign, done, groupby)
+    labels = _choose_metrics(done, contexts, metrics, [])
+    if any(label.startswith(f"{SUMMARY_CONTEXT}/") for label in labels):
+        raise CampaignError(f"{SUMMARY_CONTEXT}/ metrics are whole-run numbers, not curves; use them with `report`")
+    groups = done[["run_id", *groupby]].copy()
+    keys = ", ".join(f'g."{g}"' for g in groupby)
+    curves = campaign.query_trajectories(
+        f"SELECT {keys + ',' if keys else ''} t.context || '/' || t.metric AS label, t.epoch, count(*) AS runs, "
+        "avg(t.value) AS mean, stddev_samp(t.value) AS std "
+        "FROM traj t JOIN groups g USING (run_id) "
+        "WHERE t.key IS NULL AND NOT isnan(t.value) AND t.context || '/' || t.metric IN (SELECT unnest($labels::VARCHAR[])) "
+        f"GROUP BY ALL ORDER BY {keys + ',' if keys else ''} label, t.epoch",
+        {"labels": labels}, tables={"groups": groups})
+    curves["ci95"] = ci95_halfwidths(curves["runs"].to_numpy(), curves["std"].to_numpy())
+    return groupby, curves
+
+
+def write_curves(campaign: Campaign, groupby: list[str], curves: pd.DataFrame,
+                 campaign_ids: list[str] | None = None) -> tuple[Path, Path]:
+    """Write `summary/curves_<groupby>[_<ids>].parquet` and its PNG with CI95 bands."""
+    from pab_campaign.analysis.plots import plot_curves, save_png
+
+    suffix = f"_{_slug(sorted(campaign_ids))}" if campaign_ids else ""
+    stem = f"curves_{_slug(groupby)}{suffix}"
+    parquet, png = (summary_dir(campaign.directory) / f"{stem}.{ext}" for ext in ("parquet", "png"))
+    atomic_write(parquet, lambda tmp: curves.to_parquet(tmp, index=False))
+    figure = plot_curves(curves, groupby, title=str(campaign.directory.name))
+    save_png(figure, png)
+    return parquet, png

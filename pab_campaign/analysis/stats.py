@@ -1,0 +1,205 @@
+"""Statistics of campaigns, as pure functions of arrays.
+
+Only `scipy.special` is imported (the Student-t quantile and CDF), which keeps the analysis
+command line fast to start; scipy.stats is not needed.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.special import stdtr, stdtrit
+
+EFFECT = 0.20
+WASHOUT = 0.10
+MIN_RUNS = 5
+
+
+def ci95_halfwidth(values: Sequence[float] | np.ndarray) -> float:
+    """Half-width of the Student-t 95 % confidence interval of the mean, ignoring NaN.
+
+    `t_{0.975, n-1} · s / √n` with `s` the sample standard deviation (ddof=1), as tcbench reports
+    and as statsmodels' `DescrStatsW(x).tconfint_mean()` gives (upper bound minus mean).
+    n < 2 gives NaN.
+    """
+    x = np.asarray(values, dtype=float)
+    x = x[~np.isnan(x)]
+    std = x.std(ddof=1) if len(x) >= 2 else math.nan
+    return float(ci95_halfwidths(np.array([len(x)]), np.array([std]))[0])
+
+
+def ci95_halfwidths(n: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """`ci95_halfwidth` for many samples at once, from their sizes `n` and ddof=1 standard
+    deviations `std` (same shape); NaN where n < 2."""
+    n = np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        half = stdtrit(np.maximum(n - 1, 1), 0.975) * np.asarray(std, dtype=float) / np.sqrt(n)
+    return np.where(n >= 2, half, np.nan)
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of `values`, ties given the mean of the ranks they span (like scipy's rankdata)."""
+    x = np.asarray(values, dtype=float)
+    order = np.argsort(x, kind="mergesort")
+    sorted_x = x[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_x) != 0) + 1]
+    ends = np.r_[starts[1:], len(x)]
+    ranks = np.empty(len(x))
+    for start, end in zip(starts, ends):
+        ranks[order[start:end]] = (start + end + 1) / 2.0
+    return ranks
+
+
+def _design(controls: Sequence[np.ndarray], categorical: Sequence[np.ndarray], n: int) -> np.ndarray:
+    """[1, ranked numeric controls, one-hot categorical controls (first level dropped)] (n × (1+k))."""
+    columns = [np.ones(n)]
+    columns += [average_ranks(c) for c in controls]
+    for labels in categorical:
+        levels = sorted(set(np.asarray(labels).tolist()), key=str)
+        columns += [(np.asarray(labels) == level).astype(float) for level in levels[1:]]
+    return np.column_stack(columns)
+
+
+def _vanishes(residual: np.ndarray, ranks: np.ndarray) -> bool:
+    """Whether the controls explain `ranks` entirely (a constant, or a copy of a control): the
+    residual's sum of squares is rounding error, ≤ 1e-12 of max(n, the ranks' own), and ρ undefined."""
+    centred = ranks - ranks.mean()
+    return float(residual @ residual) <= 1e-12 * max(float(centred @ centred), len(ranks))
+
+
+def partial_spearman(
+    x: Sequence[float], y: Sequence[float],
+    controls: Sequence[Sequence[float]] = (), categorical: Sequence[Sequence[object]] = (),
+) -> tuple[float, float, int]:
+    """Partial rank correlation of `x` and `y` given controls: (r, two-sided p, dof).
+
+    Rank x and y (average ranks), rank numeric controls, one-hot categorical controls (drop
+    first); OLS-residualise both ranks on [1, controls]; r = Pearson of the residuals;
+    `t = r·√(dof/(1-r²))` with `dof = n - 2 - k` (k = control columns); p from Student's t.
+    With no controls this is Spearman's ρ; with one numeric control it equals
+    `pingouin.partial_corr(method="spearman")`.
+    """
+    rx, ry = average_ranks(np.asarray(x, float)), average_ranks(np.asarray(y, float))
+    n = len(rx)
+    design = _design([np.asarray(c, float) for c in controls], list(categorical), n)
+    k = design.shape[1] - 1
+    dof = n - 2 - k
+    if dof < 1:
+        return math.nan, math.nan, dof
+    beta_x, *_ = np.linalg.lstsq(design, rx, rcond=None)
+    beta_y, *_ = np.linalg.lstsq(design, ry, rcond=None)
+    ex, ey = rx - design @ beta_x, ry - design @ beta_y
+    if _vanishes(ex, rx) or _vanishes(ey, ry):
+        return math.nan, math.nan, dof
+    denominator = math.sqrt(float(ex @ ex) * float(ey @ ey))
+    r = float(np.clip(ex @ ey / denominator, -1.0, 1.0))
+    if abs(r) == 1.0:
+        return r, 0.0, dof
+    t = r * math.sqrt(dof / (1 - r * r))
+    return r, float(2 * stdtr(dof, -abs(t))), dof
+
+
+def effect_class(raw: float, partial: float, n: int) -> str:
+    """The MBE verdict for a candidate with raw ρ and partial ρ (after the baseline) over n runs.
+
+    With effect = 0.20 and washout = 0.10, the first rule that matches (as mbe-eval classifies):
+    - insufficient-data: n < 5 or either ρ undefined (NaN);
+    - washout: |raw| ≥ .2 and |partial| < .1 (the metric only restated the baseline);
+    - sign-inversion: raw ≤ -.2 and partial ≥ +.2 (a negative association turns positive);
+    - reverse-inversion: raw ≥ +.2 and partial ≤ -.2 (a positive association turns negative);
+    - hidden-after-control: |raw| < .2 and |partial| ≥ .2 (the baseline masked a signal);
+    - survives: |raw| ≥ .2 and |partial| ≥ .2 with the same sign;
+    - weak-or-mixed: anything else (e.g. |raw| ≥ .2 and .1 ≤ |partial| < .2).
+    """
+    if n < MIN_RUNS or math.isnan(raw) or math.isnan(partial):
+        return "insufficient-data"
+    if abs(raw) >= EFFECT and abs(partial) < WASHOUT:
+        return "washout"
+    if raw <= -EFFECT and partial >= EFFECT:
+        return "sign-inversion"
+    if raw >= EFFECT and partial <= -EFFECT:
+        return "reverse-inversion"
+    if abs(raw) < EFFECT and abs(partial) >= EFFECT:
+        return "hidden-after-control"
+    if abs(raw) >= EFFECT and abs(partial) >= EFFECT:
+        return "survives"
+    return "weak-or-mixed"
+
+
+def bootstrap_indices(n: int, n_boot: int, seed: int = 0) -> np.ndarray:
+    """`n_boot` resamples of n runs with replacement (n_boot × n integer indices), seeded."""
+    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+
+
+def _resampled_ranks(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Average ranks within each resample: row b of the result ranks `values[index[b]]` (B × n)."""
+    _, codes = np.unique(np.asarray(values, float), return_inverse=True)
+    levels = int(codes.max()) + 1
+    drawn = codes[index]
+    rows = np.arange(len(index))[:, None]
+    counts = np.bincount((rows * levels + drawn).ravel(), minlength=len(index) * levels).reshape(len(index), levels)
+    below = np.cumsum(counts, axis=1) - counts
+    return np.take_along_axis(below + (counts + 1) / 2.0, drawn, axis=1)
+
+
+def resampled_partial_spearman(
+    x: Sequence[float], y: Sequence[float], index: np.ndarray,
+    controls: Sequence[Sequence[float]] = (), categorical: Sequence[Sequence[object]] = (),
+    chunk: int = 256,
+) -> np.ndarray:
+    """`partial_spearman(...)[0]` on each resample `index[b]` at once (B,); NaN where undefined.
+
+    Equals calling `partial_spearman` on `x[index[b]]`, `y[index[b]]`, ... for every b: ranks are
+    recomputed within each resample, residuals are projections on [1, controls] (pseudo-inverse,
+    so a categorical level missing from a resample changes nothing).
+    """
+    index = np.asarray(index)
+    n_boot, n = index.shape
+    k = len(controls) + sum(max(len(set(np.asarray(c).tolist())) - 1, 0) for c in categorical)
+    if n - 2 - k < 1:
+        return np.full(n_boot, math.nan)
+    rx, ry = _resampled_ranks(np.asarray(x, float), index), _resampled_ranks(np.asarray(y, float), index)
+    columns = [_resampled_ranks(np.asarray(c, float), index) for c in controls]
+    for labels in categorical:
+        labels = np.asarray(labels)
+        levels = sorted(set(labels.tolist()), key=str)
+        columns += [(labels == level).astype(float)[index] for level in levels[1:]]
+    rx = rx - rx.mean(axis=1, keepdims=True)
+    ry = ry - ry.mean(axis=1, keepdims=True)
+    total_x, total_y = np.einsum("bn,bn->b", rx, rx), np.einsum("bn,bn->b", ry, ry)
+    if columns:
+        design = np.stack([c - c.mean(axis=1, keepdims=True) for c in columns], axis=2)
+        for start in range(0, n_boot, chunk):
+            part = slice(start, start + chunk)
+            pinv = np.linalg.pinv(design[part])
+            for r in (rx, ry):
+                r[part] -= np.einsum("bnk,bk->bn", design[part], np.einsum("bkn,bn->bk", pinv, r[part]))
+    ssx, ssy = np.einsum("bn,bn->b", rx, rx), np.einsum("bn,bn->b", ry, ry)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.clip(np.einsum("bn,bn->b", rx, ry) / np.sqrt(ssx * ssy), -1.0, 1.0)
+    r[(ssx <= 1e-12 * np.maximum(total_x, n)) | (ssy <= 1e-12 * np.maximum(total_y, n))] = math.nan
+    return r
+
+
+def percentile_ci(draws: np.ndarray) -> tuple[float, float]:
+    """Percentile 2.5 / 97.5 interval of the finite `draws`; (NaN, NaN) when there are none."""
+    finite = np.asarray(draws, float)
+    finite = finite[np.isfinite(finite)]
+    if not len(finite):
+        return math.nan, math.nan
+    low, high = np.percentile(finite, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def bootstrap_rho_cis(
+    x: Sequence[float], y: Sequence[float], controls: Sequence[Sequence[float]] = (),
+    categorical: Sequence[Sequence[object]] = (), n_boot: int = 1000, seed: int = 0,
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Percentile 95 % bootstrap intervals of the raw Spearman ρ(x, y) and of the partial ρ given
+    the controls, both over the same `n_boot` resamples of runs (seeded)."""
+    index = bootstrap_indices(len(np.asarray(x)), n_boot, seed)
+    raw = percentile_ci(resampled_partial_spearman(x, y, index))
+    if not len(controls) and not len(categorical):
+        return raw, (math.nan, math.nan)
+    return raw, percentile_ci(resampled_partial_spearman(x, y, index, controls, categorical))

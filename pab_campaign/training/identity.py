@@ -1,0 +1,51 @@
+"""Run identity: a short stable hash of the run's resolved, semantic config.
+
+Semantic means hyper-parameters and seed: the config groups that change what is trained
+(`SEMANTIC_KEYS`), minus paths. Tracking, checkpointing, campaign paths, runtime and launcher
+settings change where and how a run is observed, not what it learns, so they are left out.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+SEMANTIC_KEYS = ("dataset", "model", "optimizer", "schedule", "train", "seed")
+NON_SEMANTIC_LEAVES = frozenset({"dataset.root", "dataset.num_workers", "train.stop_on_divergence"})
+RUN_ID_LENGTH = 12
+
+Scalar = str | int | float | bool | None
+
+
+def semantic_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved part of `cfg` that defines a run, as plain nested dicts."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    return {key: container[key] for key in SEMANTIC_KEYS if key in container}
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Scalar]:
+    """Flat dotted keys → scalars; lists become their JSON text (e.g. `model.hidden` → "[128, 64]")."""
+    flat: dict[str, Scalar] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        elif isinstance(value, (list, tuple)):
+            flat[name] = json.dumps(value)
+        else:
+            flat[name] = value
+    return flat
+
+
+def hparams(cfg: DictConfig) -> dict[str, Scalar]:
+    """The run's hyper-parameters as flat dotted keys, paths and run-time switches excluded."""
+    flat = flatten(semantic_config(cfg))
+    return {key: value for key, value in sorted(flat.items()) if key not in NON_SEMANTIC_LEAVES}
+
+
+def run_id(params: dict[str, Scalar]) -> str:
+    """A 12-hex-digit SHA-1 prefix of the canonical JSON of `params`."""
+    text = json.dumps(params, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha1(text.encode()).hexdigest()[:RUN_ID_LENGTH]

@@ -1,0 +1,37 @@
+"""Loss and accuracy per split, and the generalization gaps.
+
+Signs (positive = overfitting): `gen_gap = train_acc - split_acc`, `loss_gap = split_loss - train_loss`,
+recorded under the held-out split's context (`val/gen_gap`, `test/gen_gap`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pab_campaign.training.evaluate import Evaluation
+from pab_campaign.training.probes import Probe, ProbeContext, Row
+
+HELD_OUT = ("val", "test")
+
+
+def performance_rows(evaluations: dict[str, Evaluation], gaps: bool = True) -> list[Row]:
+    """Rows of loss and acc for every split, and (if `gaps`) gen_gap / loss_gap for each held-out split."""
+    rows: list[Row] = []
+    for split, result in evaluations.items():
+        rows += [(split, "loss", None, result.loss), (split, "acc", None, result.acc)]
+    if not gaps:
+        return rows
+    train = evaluations["train"]
+    for split in HELD_OUT:
+        if split in evaluations:
+            held = evaluations[split]
+            rows += [(split, "gen_gap", None, train.acc - held.acc), (split, "loss_gap", None, held.loss - train.loss)]
+    return rows
+
+
+@dataclass
+class PerformanceProbe(Probe):
+    gaps: bool = True
+    name = "performance"
+
+    def measure(self, ctx: ProbeContext) -> list[Row]:
+        return performance_rows(ctx.evaluations, self.gaps)

@@ -1,0 +1,320 @@
+"""One run: build data, model and optimiser from the config, train epoch by epoch, measure with the
+probes, checkpoint, resume, and keep `run.json` / `trajectory.parquet` current (the layout is `pab_campaign.store`'s).
+
+The steps follow `setup → train → save_checkpoint → cleanup`; `execute(cfg)` runs them all and
+never raises for a training error: the run ends `failed` (or `diverged`) and the sweep goes on.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.nn import functional as F
+
+from pab_campaign.errors import ConfigError, StoreError, one_line
+from pab_campaign.store import (
+    FINISHED_STATUSES,
+    TrajectoryBuffer,
+    read_run_json,
+    read_trajectory,
+    run_dir,
+    write_run_json,
+    write_trajectory,
+)
+from pab_campaign.training import checkpoint, preemption, provenance
+from pab_campaign.training.acceleration import autocast, on_cuda, prepare_model
+from pab_campaign.training.data import build_dataset, check_dataset
+from pab_campaign.training.data.batching import augment_generator, on_device, train_batches
+from pab_campaign.training.evaluate import Evaluation, evaluate
+from pab_campaign.training.identity import hparams, run_id
+from pab_campaign.training.models import build_model, check_model
+from pab_campaign.training.optim import build_optimizer, build_scheduler, check_optimizer, lr_factor
+from pab_campaign.training.probes import ProbeContext
+from pab_campaign.training.probes.registry import build_probes
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Refuse configs that cannot run, before anything is written."""
+    checks = [
+        (cfg.optimizer.lr > 0, f"optimizer.lr={cfg.optimizer.lr} must be > 0, e.g. optimizer.lr=0.05"),
+        (cfg.optimizer.get("weight_decay", 0) >= 0,
+         f"optimizer.weight_decay={cfg.optimizer.get('weight_decay')} must be >= 0"),
+        (cfg.train.epochs >= 1, f"train.epochs={cfg.train.epochs} must be >= 1, e.g. train.epochs=10"),
+        (cfg.train.batch_size >= 1, f"train.batch_size={cfg.train.batch_size} must be >= 1"),
+        (cfg.runtime.device in ("cpu", "cuda", "auto"), f"runtime.device='{cfg.runtime.device}' must be cpu, cuda or auto"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    try:
+        build_probes(OmegaConf.to_container(cfg.tracking.probes))
+        lr_factor(cfg.schedule, 0, cfg.train.epochs)
+        check_dataset(cfg.dataset)
+        check_model(cfg.model)
+        check_optimizer(cfg.optimizer)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if cfg.runtime.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("runtime.device=cuda but no CUDA device is visible; use runtime.device=cpu or auto")
+
+
+@dataclass
+class RunOutcome:
+    """How one run ended, for the sweep's status table."""
+
+    run_id: str
+    status: str
+    directory: Path
+    error: str | None = None
+    skipped: bool = False
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Run:
+    """The state of one run between its steps."""
+
+    cfg: DictConfig
+    directory: Path
+    record: dict[str, Any]
+    trajectory: TrajectoryBuffer = field(default_factory=TrajectoryBuffer)
+    start_epoch: int = 0
+    attempt_started: float = field(default_factory=time.monotonic)
+    previous_duration: float = 0.0
+
+    # ---- setup ---------------------------------------------------------------------------
+    def setup(self) -> None:
+        cfg = self.cfg
+        if cfg.runtime.threads:
+            torch.set_num_threads(int(cfg.runtime.threads))
+        wants_cuda = cfg.runtime.device == "cuda" or (cfg.runtime.device == "auto" and torch.cuda.is_available())
+        self.device = torch.device("cuda" if wants_cuda else "cpu")
+        if wants_cuda:
+            # CPU kernels are deterministic at a fixed thread count already (the tests check it);
+            # the switch imports torch._inductor (~1.5 s of start-up), so only CUDA pays for it.
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        random.seed(cfg.seed)
+        self.data = on_device(build_dataset(cfg.dataset), self.device)
+        self.model, self.step_model = prepare_model(
+            build_model(cfg.model, self.data.input_shape, self.data.num_classes), self.device, cfg.runtime)
+        self.optimizer = build_optimizer(cfg.optimizer, self.model)
+        self.scheduler = build_scheduler(cfg.schedule, self.optimizer, cfg.train.epochs)
+        self.batch_order = torch.Generator().manual_seed(int(cfg.seed))
+        self.probes = build_probes(OmegaConf.to_container(cfg.tracking.probes))
+        self.probe_states: dict[str, dict[str, Any]] = {probe.name: {} for probe in self.probes}
+        self.probe_set = self.data.probe(int(cfg.tracking.probe_size))
+        self.min_batch = 2 if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in self.model.modules()) else 1
+        self.best_value: float | None = None
+        self._resume()
+
+    def _resume(self) -> None:
+        """Continue from the latest checkpoint, if any, dropping trajectory rows after its epoch."""
+        latest = checkpoint.latest(self.directory)
+        if latest is None:
+            return
+        state = checkpoint.load(latest)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.batch_order.set_state(state["batch_order"])
+        checkpoint.restore_rng(state["rng"])
+        self.probe_states = state["probe_states"]
+        self.best_value = state.get("best_value")
+        self.start_epoch = int(state["epoch"]) + 1
+        try:
+            self.trajectory = TrajectoryBuffer.from_table(read_trajectory(self.directory))
+        except StoreError:
+            self.trajectory = TrajectoryBuffer()
+        self.trajectory.truncate_after(int(state["epoch"]))
+        log.info("run %s: resuming from %s (epoch %d)", self.record["run_id"], latest.name, state["epoch"])
+
+    # ---- train ---------------------------------------------------------------------------
+    def train(self) -> str:
+        """Measure epoch 0 (if not resumed past it), then train; returns the final status."""
+        epochs = int(self.cfg.train.epochs)
+        if self.start_epoch == 0:
+            self._end_epoch(0, train_loss=math.nan)
+            self.start_epoch = 1
+        for epoch in range(self.start_epoch, epochs + 1):
+            started = time.monotonic()
+            train_loss = self._train_epoch(epoch)
+            evaluations = self._end_epoch(epoch, train_loss)
+            if self.cfg.runtime.verbose:
+                log.info(
+                    "run %s epoch %d/%d  train loss %.4f | val loss %.4f acc %.4f | %.2fs",
+                    self.record["run_id"], epoch, epochs, train_loss,
+                    evaluations["val"].loss, evaluations["val"].acc, time.monotonic() - started,
+                )
+            if self.cfg.train.stop_on_divergence and not (
+                math.isfinite(train_loss) and math.isfinite(evaluations["train"].loss)
+            ):
+                return "diverged"
+        return "completed"
+
+    def _train_epoch(self, epoch: int) -> float:
+        """One pass over the training split in a seeded order, augmented (when `dataset.augment`) by a
+        generator derived from (seed, epoch); mean batch loss (nats), NaN if it blew up. On CUDA the
+        loss is summed on the device and checked once at the end, so steps never wait for the host."""
+        self.model.train()
+        order = torch.randperm(len(self.data.train), generator=self.batch_order)
+        generator = augment_generator(int(self.cfg.seed), epoch) if self.cfg.dataset.get("augment") else None
+        check_each_step = not on_cuda(self.device)
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        seen = 0
+        for x, y in train_batches(self.data, order, int(self.cfg.train.batch_size), self.device,
+                                  self.min_batch, generator):
+            self.optimizer.zero_grad(set_to_none=True)
+            with autocast(self.device, self.cfg.runtime):
+                loss = F.cross_entropy(self.step_model(x), y)
+            if check_each_step and not torch.isfinite(loss):
+                self.scheduler.step()
+                return math.nan
+            loss.backward()
+            self.optimizer.step()
+            total += loss.detach().double() * len(y)
+            seen += len(y)
+        self.scheduler.step()
+        mean = total.item() / max(seen, 1)
+        return mean if math.isfinite(mean) else math.nan
+
+    def _end_epoch(self, epoch: int, train_loss: float) -> dict[str, Evaluation]:
+        """Evaluate, probe, then persist trajectory, checkpoint and run.json for `epoch`."""
+        with autocast(self.device, self.cfg.runtime):
+            evaluations = {name: evaluate(self.model, getattr(self.data, name)) for name in SPLITS}
+        final_epoch = int(self.cfg.train.epochs)
+        self.trajectory.add(epoch, "train", "lr", self.optimizer.param_groups[0]["lr"])
+        if epoch > 0:
+            self.trajectory.add(epoch, "train", "batch_loss", train_loss)
+        shared: dict[str, Any] = {}
+        for probe in self.probes:
+            if probe.due(epoch, final_epoch):
+                context = ProbeContext(epoch, self.model, self.data, self.probe_set, evaluations,
+                                       self.probe_states.setdefault(probe.name, {}), seed=int(self.cfg.seed),
+                                       shared=shared)
+                self.trajectory.extend(epoch, probe.measure(context))
+        write_trajectory(self.directory, self.trajectory.to_table())
+        self.save_checkpoint(epoch, evaluations)
+        self.record["epochs_done"] = epoch
+        self.record["duration_s"] = self.previous_duration + time.monotonic() - self.attempt_started
+        write_run_json(self.directory, self.record)
+        return evaluations
+
+    # ---- save_checkpoint -----------------------------------------------------------------
+    def save_checkpoint(self, epoch: int, evaluations: dict[str, Evaluation]) -> None:
+        """`last.pt` every epoch, `epoch_NNNN.pt` every k epochs (then prune), `best.pt` on improvement."""
+        ckpt = self.cfg.checkpoint
+        improved = self._improves_best(evaluations)
+        state = {
+            "epoch": epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "batch_order": self.batch_order.get_state(),
+            "rng": checkpoint.capture_rng(),
+            "probe_states": self.probe_states,
+            "best_value": self.best_value,
+        }
+        directory = checkpoint.checkpoint_dir(self.directory)
+        numbered = ckpt.every and epoch > 0 and epoch % ckpt.every == 0
+        paths = [directory / checkpoint.numbered_name(epoch)] if numbered else []
+        paths += [directory / checkpoint.BEST] if improved else []
+        # `last.pt` goes last: a crash before it re-runs this epoch and rewrites the files above.
+        paths.append(directory / checkpoint.LAST)
+        checkpoint.save(paths[0], state, copies=paths[1:])
+        if numbered:
+            checkpoint.prune(directory, int(ckpt.keep_last_n), int(ckpt.keep_every_n))
+
+    def _improves_best(self, evaluations: dict[str, Evaluation]) -> bool:
+        """Update the best value of `checkpoint.best_metric` (split/loss|acc); True if it improved."""
+        spec = self.cfg.checkpoint.best_metric
+        if not spec:
+            return False
+        split, metric = spec.split("/")
+        value = getattr(evaluations[split], metric)
+        if not math.isfinite(value):
+            return False
+        better = self.best_value is None or (
+            value < self.best_value if self.cfg.checkpoint.best_mode == "min" else value > self.best_value
+        )
+        if better:
+            self.best_value = value
+        return better
+
+    # ---- cleanup -------------------------------------------------------------------------
+    def finish(self, status: str, error: str | None = None) -> None:
+        self.record.update(
+            status=status, error=error, ended_at=_now(),
+            duration_s=self.previous_duration + time.monotonic() - self.attempt_started,
+        )
+        write_run_json(self.directory, self.record)
+
+
+def _start_record(cfg: DictConfig, rid: str, overrides: list[str], previous: dict | None) -> dict[str, Any]:
+    return {
+        "run_id": rid,
+        "campaign": str(cfg.campaign.name),
+        "status": "running",
+        "hparams": hparams(cfg),
+        "overrides": list(overrides),
+        "seed": int(cfg.seed),
+        "started_at": previous["started_at"] if previous else _now(),
+        "ended_at": None,
+        "duration_s": float(previous.get("duration_s") or 0.0) if previous else 0.0,
+        "epochs_done": int(previous.get("epochs_done") or 0) if previous else 0,
+        "restarts": int(previous.get("restarts", 0)) + 1 if previous else 0,
+        "host": provenance.host(),
+        "slurm_job_id": provenance.slurm_job_id(),
+        "git_commit": provenance.git_commit(),
+        "versions": provenance.versions(),
+        "error": None,
+    }
+
+
+def execute(cfg: DictConfig, overrides: list[str] | tuple[str, ...] = ()) -> RunOutcome:
+    """Run `cfg` to its end in `<campaign.dir>/runs/<run_id>`; skip it if it already finished."""
+    validate(cfg)
+    rid = run_id(hparams(cfg))
+    directory = run_dir(Path(cfg.campaign.dir).resolve(), rid)
+    previous = None
+    if (directory / "run.json").exists():
+        try:
+            previous = read_run_json(directory)
+        except StoreError:
+            previous = None
+    if previous and previous["status"] in FINISHED_STATUSES:
+        log.info("run %s already %s, skipped (%s)", rid, previous["status"], directory)
+        return RunOutcome(rid, previous["status"], directory, previous.get("error"), skipped=True)
+    directory.mkdir(parents=True, exist_ok=True)
+    record = _start_record(cfg, rid, list(overrides), previous)
+    write_run_json(directory, record)
+    run = Run(cfg, directory, record, previous_duration=record["duration_s"])
+    try:
+        with preemption.guard(run.finish):
+            run.setup()
+            status = run.train()
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {one_line(exc)}"
+        log.error("run %s failed: %s", rid, error)
+        run.finish("failed", error)
+        return RunOutcome(rid, "failed", directory, error)
+    run.finish(status)
+    log.info("run %s %s after %d epochs (%s)", rid, status, record["epochs_done"], directory)
+    return RunOutcome(rid, status, directory)

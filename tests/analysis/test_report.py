@@ -1,0 +1,109 @@
+"""report: numbers against an independent pandas + scipy computation; --groupby/--contexts/--metrics/--epoch."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as scipy_stats
+from statsmodels.stats.weightstats import DescrStatsW
+
+from pab_campaign.analysis.campaign import open_campaign
+from pab_campaign.analysis.report import build_curves, build_report, summarize
+from pab_campaign.errors import CampaignError
+from pab_campaign.store import read_run_json, read_trajectory, runs_dir
+from tests.helpers import make_grid
+
+
+def _independent(root, epoch) -> pd.DataFrame:
+    """Per run: hparams, duration and val/test acc/loss at `epoch`, read file by file with pandas."""
+    rows = []
+    for directory in sorted(runs_dir(root).iterdir()):
+        record = read_run_json(directory)
+        t = read_trajectory(directory).to_pandas()
+        t = t[t["key"].isna()].astype({"context": str, "metric": str})
+        if epoch == "last":
+            at = t["epoch"].max()
+        elif epoch == "best":
+            vl = t[(t.context == "val") & (t.metric == "loss")]
+            at = vl.loc[vl["value"].idxmin(), "epoch"]
+        else:
+            at = epoch
+        row = {**record["hparams"], "run_id": record["run_id"], "duration_s": record["duration_s"]}
+        for (c, m), v in t[t["epoch"] == at].groupby(["context", "metric"])["value"]:
+            row[f"{c}/{m}"] = v.iloc[0]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _ci95(x: pd.Series) -> float:
+    x = x.dropna().to_numpy()
+    return scipy_stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+
+
+@pytest.mark.parametrize("epoch", ["last", "best", 3])
+def test_report_matches_pandas_and_scipy(tmp_path, epoch):
+    make_grid(tmp_path, seeds=5)
+    report = build_report(open_campaign(tmp_path), epoch=epoch)
+    assert report.groupby == ["model.name", "optimizer.lr"]  # model.hidden restates model.name; seed excluded
+    expected = _independent(tmp_path, epoch)
+    assert len(report.summary) == 4
+    for row in report.summary.to_dict("records"):
+        group = expected[(expected["model.name"] == row["model.name"]) & (expected["optimizer.lr"] == row["optimizer.lr"])]
+        assert row["runs"] == len(group) == 5
+        for column in ["val/acc", "val/loss", "test/acc", "test/loss", "duration_s"]:
+            assert row[f"{column}.mean"] == pytest.approx(group[column].mean(), abs=1e-12)
+            assert row[f"{column}.std"] == pytest.approx(group[column].std(ddof=1), abs=1e-12)
+            assert row[f"{column}.ci95"] == pytest.approx(_ci95(group[column]), abs=1e-9)
+            low, high = DescrStatsW(group[column].to_numpy()).tconfint_mean()
+            assert row[f"{column}.ci95"] == pytest.approx((high - low) / 2, abs=1e-9)
+
+
+def test_summarize_n1_and_nan():
+    frame = pd.DataFrame({"g": ["a", "a", "a", "b"], "x": [1.0, np.nan, 3.0, 2.0]})
+    out = summarize(frame, ["g"], ["x"]).set_index("g")
+    assert out.loc["a", "runs"] == 3 and out.loc["a", "x.mean"] == 2.0
+    assert out.loc["a", "x.ci95"] == pytest.approx(_ci95(pd.Series([1.0, 3.0])))
+    assert np.isnan(out.loc["b", "x.ci95"]) and np.isnan(out.loc["b", "x.std"])
+
+
+def test_groupby_contexts_metrics_options(tmp_path):
+    make_grid(tmp_path, seeds=3)
+    campaign = open_campaign(tmp_path)
+    report = build_report(campaign, groupby=["optimizer.lr"], contexts=["train"], metrics=["loss"])
+    assert report.metrics == ["train/loss"] and list(report.summary["optimizer.lr"]) == [0.01, 0.1]
+    assert list(report.summary["runs"]) == [6, 6]
+    assert build_report(campaign, groupby=[]).summary["runs"].tolist() == [12]
+    with pytest.raises(CampaignError, match="no such hyper-parameter"):
+        build_report(campaign, groupby=["model.nope"])
+    with pytest.raises(CampaignError, match="never tracked"):
+        build_report(campaign, metrics=["f1"])
+    with pytest.raises(CampaignError, match="epoch 99"):
+        build_report(campaign, epoch=99)
+
+
+def test_curves_mean_and_ci_per_epoch(tmp_path):
+    make_grid(tmp_path, seeds=3, epochs=4)
+    groupby, curves = build_curves(open_campaign(tmp_path), contexts=["val"], metrics=["acc"])
+    expected = _independent(tmp_path, 2)
+    row = curves[(curves["model.name"] == "cnn") & (curves["optimizer.lr"] == 0.1) & (curves["epoch"] == 2)].iloc[0]
+    group = expected[(expected["model.name"] == "cnn") & (expected["optimizer.lr"] == 0.1)]["val/acc"]
+    assert row["runs"] == 3
+    assert row["mean"] == pytest.approx(group.mean()) and row["ci95"] == pytest.approx(_ci95(group))
+    assert len(curves) == 4 * 5
+
+
+def test_report_of_process_summary_metrics(tmp_path):
+    make_grid(tmp_path, seeds=3, epochs=5)
+    report = build_report(open_campaign(tmp_path), metrics=["val/acc", "summary/early_stop_epoch"])
+    assert report.metrics == ["val/acc", "summary/early_stop_epoch"]
+    expected = {}
+    for directory in sorted(runs_dir(tmp_path).iterdir()):
+        t = read_trajectory(directory).to_pandas().astype({"context": str, "metric": str})
+        loss = t[(t.context == "val") & (t.metric == "loss") & t["key"].isna()].set_index("epoch")["value"]
+        expected[directory.name] = float(loss.idxmin())
+    per_run = report.per_run.set_index("run_id")["summary/early_stop_epoch"]
+    assert per_run.to_dict() == expected
+    with pytest.raises(CampaignError, match="not a process-summary metric"):
+        build_report(open_campaign(tmp_path), metrics=["summary/nonsense"])
+    with pytest.raises(CampaignError, match="whole-run numbers"):
+        build_curves(open_campaign(tmp_path), metrics=["summary/early_stop_epoch"])

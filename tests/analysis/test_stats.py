@@ -1,0 +1,159 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pingouin
+import pytest
+import statsmodels.api as sm
+from scipy import stats as scipy_stats
+from statsmodels.stats.weightstats import DescrStatsW
+
+from pab_campaign.analysis import stats
+
+
+@pytest.mark.parametrize("n", [2, 3, 7, 30])
+def test_ci95_equals_statsmodels_tconfint(n):
+    x = np.random.default_rng(n).normal(0.8, 0.05, size=n)
+    low, high = DescrStatsW(x).tconfint_mean()
+    assert stats.ci95_halfwidth(x) == pytest.approx(high - x.mean(), abs=1e-12)
+    assert stats.ci95_halfwidth(x) == pytest.approx(high - x.mean(), rel=1e-9)
+    assert (high - low) / 2 == pytest.approx(stats.ci95_halfwidth(x), rel=1e-9)
+
+
+def test_ci95_single_value_and_nan():
+    assert math.isnan(stats.ci95_halfwidth([0.5]))
+    assert math.isnan(stats.ci95_halfwidth([]))
+    assert stats.ci95_halfwidth([1.0, np.nan, 2.0, 3.0]) == pytest.approx(
+        stats.ci95_halfwidth([1.0, 2.0, 3.0]), rel=1e-12)
+
+
+def test_average_ranks_match_scipy_with_ties():
+    x = np.array([3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0, 5.0, 3.0, 5.0])
+    np.testing.assert_allclose(stats.average_ranks(x), scipy_stats.rankdata(x))
+
+
+def test_no_control_equals_scipy_spearman():
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=40), rng.normal(size=40)
+    y = y + 0.5 * x
+    r, p, dof = stats.partial_spearman(x, y)
+    reference = scipy_stats.spearmanr(x, y)
+    assert r == pytest.approx(reference.statistic, abs=1e-12)
+    assert p == pytest.approx(reference.pvalue, rel=1e-9)
+    assert dof == 38
+
+
+def test_one_control_equals_pingouin_partial_spearman():
+    rng = np.random.default_rng(7)
+    z = rng.normal(size=50)
+    x = z + 0.3 * rng.normal(size=50)
+    y = -z + 0.4 * x + 0.3 * rng.normal(size=50)
+    r, p, _ = stats.partial_spearman(x, y, controls=[z])
+    reference = pingouin.partial_corr(pd.DataFrame({"x": x, "y": y, "z": z}), x="x", y="y", covar="z",
+                                      method="spearman")
+    assert r == pytest.approx(reference["r"].iloc[0], abs=1e-9)
+    assert p == pytest.approx(reference["p_val"].iloc[0] if "p_val" in reference else reference["p-val"].iloc[0],
+                              rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("raw", "partial", "n", "verdict"),
+    [
+        (0.6, 0.05, 20, "washout"),
+        (-0.6, 0.4, 20, "sign-inversion"),
+        (0.6, -0.4, 20, "reverse-inversion"),
+        (-0.6, -0.05, 20, "washout"),
+        (-0.6, -0.5, 20, "survives"),
+        (-0.1, -0.5, 20, "hidden-after-control"),
+        (0.1, 0.15, 20, "weak-or-mixed"),
+        (0.1, 0.5, 20, "hidden-after-control"),
+        (0.6, 0.5, 20, "survives"),
+        (0.6, 0.15, 20, "weak-or-mixed"),
+        (0.6, 0.5, 4, "insufficient-data"),
+        (math.nan, 0.5, 20, "insufficient-data"),
+    ],
+)
+def test_effect_classes(raw, partial, n, verdict):
+    assert stats.effect_class(raw, partial, n) == verdict
+
+
+def test_bootstrap_ci_brackets_the_estimate_and_is_seeded():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=60)
+    y = x + rng.normal(size=60)
+
+    def rho(a, b):
+        return stats.partial_spearman(a, b)[0]
+
+    (low, high), _ = stats.bootstrap_rho_cis(x, y, n_boot=300, seed=5)
+    assert low < rho(x, y) < high
+    assert (low, high) == stats.bootstrap_rho_cis(x, y, n_boot=300, seed=5)[0]
+
+
+def _ols_residuals(target, design):
+    return sm.OLS(target, sm.add_constant(design, has_constant="add")).fit().resid
+
+
+def test_two_controls_equal_direct_ols_residuals_on_ranks():
+    rng = np.random.default_rng(11)
+    z1, z2 = rng.normal(size=45), rng.exponential(size=45)
+    x = z1 - z2 + 0.5 * rng.normal(size=45)
+    y = 0.3 * x + z2 + rng.normal(size=45)
+    rank = scipy_stats.rankdata
+    design = np.column_stack([rank(z1), rank(z2)])
+    ex, ey = _ols_residuals(rank(x), design), _ols_residuals(rank(y), design)
+    expected = scipy_stats.pearsonr(ex, ey).statistic
+    dof = 45 - 2 - 2
+    t = expected * math.sqrt(dof / (1 - expected**2))
+    r, p, got_dof = stats.partial_spearman(x, y, controls=[z1, z2])
+    assert r == pytest.approx(expected, abs=1e-9)
+    assert p == pytest.approx(2 * scipy_stats.t.sf(abs(t), dof), rel=1e-9)
+    assert got_dof == dof
+
+
+def test_categorical_control_equals_ols_on_one_hot_dummies():
+    rng = np.random.default_rng(12)
+    arch = rng.choice(["cnn", "mlp", "resnet"], size=40)
+    shift = pd.Series(arch).map({"cnn": 0.0, "mlp": 2.0, "resnet": -1.5}).to_numpy()
+    z = rng.normal(size=40)
+    x, y = shift + z + rng.normal(size=40), shift + rng.normal(size=40)
+    dummies = pd.get_dummies(arch, drop_first=True, dtype=float).to_numpy()
+    design = np.column_stack([scipy_stats.rankdata(z), dummies])
+    ex = _ols_residuals(scipy_stats.rankdata(x), design)
+    ey = _ols_residuals(scipy_stats.rankdata(y), design)
+    r, _, dof = stats.partial_spearman(x, y, controls=[z], categorical=[arch])
+    assert r == pytest.approx(scipy_stats.pearsonr(ex, ey).statistic, abs=1e-9)
+    assert dof == 40 - 2 - 3
+    # The architecture explains the raw association away.
+    assert abs(r) < abs(stats.partial_spearman(x, y)[0])
+
+
+def test_partial_spearman_of_a_constant_is_nan_not_a_crash():
+    r, p, _ = stats.partial_spearman(np.ones(10), np.arange(10.0), controls=[np.arange(10.0) ** 2])
+    assert math.isnan(r) and math.isnan(p)
+
+
+def test_resampled_partial_spearman_equals_the_loop_on_every_resample():
+    rng = np.random.default_rng(13)
+    z = rng.normal(size=25)
+    x = np.round(z + rng.normal(size=25), 1)  # ties, which every resample multiplies
+    y = z + 0.5 * x + rng.normal(size=25)
+    arch = rng.choice(["a", "b", "c"], size=25)
+    index = stats.bootstrap_indices(25, 150, seed=2)
+    batched = stats.resampled_partial_spearman(x, y, index, controls=[z], categorical=[arch])
+    looped = [stats.partial_spearman(x[i], y[i], controls=[z[i]], categorical=[arch[i]])[0] for i in index]
+    np.testing.assert_allclose(batched, looped, atol=1e-9)
+    raw = stats.resampled_partial_spearman(x, y, index)
+    np.testing.assert_allclose(raw, [scipy_stats.spearmanr(x[i], y[i]).statistic for i in index], atol=1e-9)
+
+
+def test_bootstrap_rho_cis_bracket_the_estimates_and_are_seeded():
+    rng = np.random.default_rng(14)
+    z = rng.normal(size=50)
+    x = z + 0.5 * rng.normal(size=50)
+    y = z + rng.normal(size=50)
+    raw_ci, partial_ci = stats.bootstrap_rho_cis(x, y, controls=[z], n_boot=400, seed=3)
+    assert raw_ci[0] < stats.partial_spearman(x, y)[0] < raw_ci[1]
+    assert partial_ci[0] < stats.partial_spearman(x, y, controls=[z])[0] < partial_ci[1]
+    assert (raw_ci, partial_ci) == stats.bootstrap_rho_cis(x, y, controls=[z], n_boot=400, seed=3)
+    assert stats.bootstrap_rho_cis(x, y, n_boot=50)[1] == (pytest.approx(math.nan, nan_ok=True),) * 2

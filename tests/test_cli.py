@@ -1,0 +1,111 @@
+"""The analysis command line: ls, properties, report, curves, merge; --campaign-id; bad input."""
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from pab_campaign import cli
+from pab_campaign.store import TRAJECTORY, runs_dir, summary_dir
+from tests.helpers import make_grid, write_run
+
+HP = {"model.name": "mlp", "model.hidden": 64, "optimizer.lr": 0.1, "seed": 7}
+
+
+def _run(argv, capsys):
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    return code, out + err
+
+
+def test_analysis_cli_never_imports_torch():
+    code = "import pab_campaign.cli, sys; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_campaign_id_filter_is_honoured(tmp_path, capsys):
+    a, b, merged = tmp_path / "a", tmp_path / "b", tmp_path / "m"
+    make_grid(a, seeds=2, campaign="alpha", seed=1)
+    make_grid(b, seeds=3, campaign="beta", seed=2, prefix="b-")
+    code, out = _run(["merge", "--src", str(a), str(b), "--dst", str(merged)], capsys)
+    assert code == 0 and "added 20 runs, skipped 0" in out
+    code, out = _run(["report", str(merged), "--campaign-id", "beta", "--groupby", "model.name"], capsys)
+    assert code == 0
+    summary = pd.read_csv(summary_dir(merged) / "summary_model.name_last_beta.csv")
+    assert summary["runs"].tolist() == [6, 6]
+    code, out = _run(["report", str(merged), "--groupby", "model.name"], capsys)
+    assert pd.read_csv(summary_dir(merged) / "summary_model.name_last.csv")["runs"].tolist() == [10, 10]
+    code, out = _run(["ls", str(merged), "--campaign-id", "alpha"], capsys)
+    assert "8 runs" in out and "b-" not in out
+    code, out = _run(["properties", str(merged), "--campaign-id", "alpha", "beta"], capsys)
+    assert "alpha, beta" in out and "20 (completed 20" in out
+    code, out = _run(["curves", str(merged), "--campaign-id", "alpha", "--contexts", "val", "--metrics", "acc"], capsys)
+    curves = pd.read_parquet(next(summary_dir(merged).glob("curves_*_alpha.parquet")))
+    assert code == 0 and set(curves["runs"]) == {2}
+    code, out = _run(["report", str(merged), "--campaign-id", "gamma"], capsys)
+    assert code == 2 and "alpha, beta" in out
+
+
+def test_properties_lists_hparams_metrics_contexts(tmp_path, capsys):
+    make_grid(tmp_path, seeds=2)
+    code, out = _run(["properties", str(tmp_path)], capsys)
+    assert code == 0
+    for text in ("run duration", "acc, loss", "test, train, val", "optimizer.lr", "0.01, 0.1", "cnn, mlp"):
+        assert text in out
+
+
+def test_bad_input_is_skipped_with_reasons(tmp_path, capsys):
+    ids = make_grid(tmp_path, seeds=2)
+    runs = runs_dir(tmp_path)
+    data = (runs / ids[0] / TRAJECTORY).read_bytes()
+    (runs / ids[0] / TRAJECTORY).write_bytes(data[: len(data) // 2])  # truncated parquet
+    (runs / ids[1] / TRAJECTORY).write_bytes(b"PAR1" + b"\x00" * 64 + b"PAR1")  # corrupt parquet
+    (runs / ids[2] / "run.json").write_text("{not json")
+    (runs / ids[3] / TRAJECTORY).unlink()
+    write_run(tmp_path, "other-metrics", HP, {("val", "f1"): [0.1, 0.2]})
+    write_run(tmp_path, "nan-run", HP, {("val", "loss"): [math.nan] * 3, ("val", "acc"): [math.nan] * 3})
+    write_run(tmp_path, "half-nan", {**HP, "seed": 8},
+              {("val", "loss"): [1.0, math.nan], ("val", "acc"): [0.2, 0.9], ("test", "acc"): [0.1, 0.3],
+               ("test", "loss"): [1.0, 0.4]})
+    code, out = _run(["report", str(tmp_path)], capsys)
+    assert code == 0 and "Traceback" not in out
+    lines = out.splitlines()
+    for run_id, reason in [(ids[0], "unreadable trajectory"), (ids[1], "unreadable trajectory"),
+                           (ids[2], "not valid JSON"), (ids[3], "missing trajectory"),
+                           ("other-metrics", "no finite value"), ("nan-run", "no finite value")]:
+        assert any(f"skipped run {run_id}" in line and reason in line for line in lines), (run_id, out)
+    summary = pd.read_csv(next(summary_dir(tmp_path).glob("summary_*_last.csv")))
+    assert summary["runs"].sum() == 8 - 4 + 1  # the half-NaN run stays
+    assert "have no finite val/loss" in out
+
+
+@pytest.mark.parametrize("setup", ["empty", "all-bad"])
+def test_no_usable_run_exits_non_zero(tmp_path, setup):
+    runs_dir(tmp_path).mkdir(parents=True)
+    if setup == "all-bad":
+        write_run(tmp_path, "r1", HP, {("val", "loss"): [1.0]})
+        (runs_dir(tmp_path) / "r1" / "run.json").write_text("[")
+    result = subprocess.run([sys.executable, "-m", "pab_campaign.cli", "report", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout and "error:" in result.stderr
+    if setup == "all-bad":
+        assert "skipped run r1" in result.stdout
+
+
+def test_merge_cli_refuses_non_campaign_dst(tmp_path, capsys):
+    make_grid(tmp_path / "a", seeds=1)
+    (tmp_path / "dst").mkdir()
+    (tmp_path / "dst" / "keep.txt").write_text("x")
+    code, out = _run(["merge", "--src", str(tmp_path / "a"), "--dst", str(tmp_path / "dst")], capsys)
+    assert code == 2 and "not a campaign" in out and (tmp_path / "dst" / "keep.txt").read_text() == "x"
+
+
+def test_bad_epoch_and_non_campaign(tmp_path, capsys):
+    code, out = _run(["report", str(tmp_path), "--epoch", "final"], capsys)
+    assert code == 2 and "--epoch final" in out
+    code, out = _run(["ls", str(tmp_path / "missing")], capsys)
+    assert code == 2 and "does not exist" in out
