@@ -13,7 +13,7 @@ from rich.table import Table
 
 from pab_campaign.analysis.campaign import MetricSpec, open_campaign
 from pab_campaign.errors import CampaignError, PabError, one_line
-from pab_campaign.store import STATUSES
+from pab_campaign.store import RunStatus
 
 console = Console(width=None if sys.stdout.isatty() else 160)
 
@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = add("ls", cmd_ls, "list the runs: id, campaign, status, start, duration, problem",
              "pab-campaign ls outputs/demo --status failed")
-    ls.add_argument("--status", choices=STATUSES)
+    ls.add_argument("--status", choices=[status.value for status in RunStatus])
     campaign_filter(ls)
 
     props = add("properties", cmd_properties, "runs, duration, metrics, contexts and every hyper-parameter's values",

@@ -10,6 +10,8 @@ import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, fields
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +26,137 @@ RUN_JSON = "run.json"
 TRAJECTORY = "trajectory.parquet"
 CHECKPOINTS = "checkpoints"
 
-STATUSES = ("running", "completed", "failed", "diverged", "preempted")
-FINISHED_STATUSES = frozenset({"completed", "diverged"})
+Scalar = str | int | float | bool | None
 
-RUN_FIELDS = (
-    "run_id", "campaign", "status", "hparams", "overrides", "seed", "started_at", "ended_at",
-    "duration_s", "epochs_done", "restarts", "host", "slurm_job_id", "git_commit", "versions",
-    "error",
-)
+
+class RunStatus(str, Enum):
+    """Where a run stands; `run.json` stores the value. `completed` and `diverged` are final: a sweep
+    launched again skips such a run. The others are resumed from the run's last checkpoint."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    DIVERGED = "diverged"
+    PREEMPTED = "preempted"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def finished(self) -> bool:
+        """True for the final statuses, which a relaunch never reopens."""
+        return self in (RunStatus.COMPLETED, RunStatus.DIVERGED)
+
+
+@dataclass
+class RunRecord:
+    """One run's `run.json`: identity, status, hyper-parameters, timing and provenance.
+
+    `hparams` maps flat dotted keys (`optimizer.lr`) to scalars; times are ISO-8601 UTC strings;
+    `duration_s` is wall-clock seconds over all attempts (None when unknown); `error` is the last line
+    of the exception that failed the run. `from_json` checks every field's type, so a hand-edited or
+    foreign file is refused with the field named, and fills fields an older file lacks with defaults.
+    """
+
+    run_id: str
+    status: RunStatus
+    campaign: str | None = None
+    hparams: dict[str, Scalar] = field(default_factory=dict)
+    overrides: list[str] = field(default_factory=list)
+    seed: int | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    duration_s: float | None = 0.0
+    epochs_done: int = 0
+    restarts: int = 0
+    host: str | None = None
+    slurm_job_id: str | None = None
+    git_commit: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_json(self) -> str:
+        """The record as indented JSON text (non-finite numbers written as null)."""
+        return json.dumps(_json_safe(asdict(self)), indent=2, default=str) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, source: Path | str = "run.json") -> RunRecord:
+        """Parse and check `text`; StoreError naming `source` and the offending field otherwise."""
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise StoreError(f"{source}: run.json is not valid JSON ({exc})") from None
+        if not isinstance(data, dict) or "run_id" not in data or "status" not in data:
+            raise StoreError(f"{source}: run.json lacks run_id or status")
+        return cls.from_dict(data, source)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: Path | str = "run.json") -> RunRecord:
+        """Check the known fields of `data` (unknown ones are ignored) and build the record."""
+        values = {}
+        for name, (check, expected) in _FIELD_CHECKS.items():
+            if name not in data:
+                continue
+            value = data[name]
+            if not check(value):
+                raise StoreError(f"{source}: run.json field '{name}' is {_describe(value)}; expected {expected}")
+            values[name] = value
+        try:
+            values["status"] = RunStatus(values["status"])
+        except ValueError:
+            raise StoreError(f"{source}: run.json status '{values['status']}' is not one of "
+                             f"{[s.value for s in RunStatus]}") from None
+        if values.get("duration_s") is not None:
+            values["duration_s"] = float(values["duration_s"])
+        return cls(**values)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and not isinstance(value, bool)
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: value is None or check(value)
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_scalar_map(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and (v is None or isinstance(v, (str, int, float, bool))) for k, v in value.items())
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {json.dumps(value, default=str)[:40]}"
+
+
+_TEXT = (_optional(_is_str), "a string or null")
+# run.json field -> (check of its JSON value, what the check expects, for the error message)
+_FIELD_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "run_id": (lambda v: isinstance(v, str) and bool(v), "a non-empty string"),
+    "status": (_is_str, "a string"),
+    "campaign": _TEXT,
+    "hparams": (_is_scalar_map, "an object of scalars"),
+    "overrides": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of strings"),
+    "seed": (_optional(_is_int), "an integer or null"),
+    "started_at": _TEXT,
+    "ended_at": _TEXT,
+    "duration_s": (_optional(_is_number), "a number or null"),
+    "epochs_done": (_is_int, "an integer"),
+    "restarts": (_is_int, "an integer"),
+    "host": _TEXT,
+    "slurm_job_id": _TEXT,
+    "git_commit": _TEXT,
+    "versions": (lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()), "an object of strings"),
+    "error": _TEXT,
+}
+RUN_FIELDS = tuple(f.name for f in fields(RunRecord))
 
 _DICT = pa.dictionary(pa.int32(), pa.string())
 TRAJECTORY_SCHEMA = pa.schema([
@@ -113,26 +238,25 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def write_run_json(directory: Path, record: dict[str, Any]) -> None:
-    """Atomically (re)write `<directory>/run.json`; unknown fields are refused."""
-    unknown = set(record) - set(RUN_FIELDS)
-    if unknown:
-        raise StoreError(f"run.json fields {sorted(unknown)} are not in the contract {RUN_FIELDS}")
-    text = json.dumps(_json_safe(record), indent=2, sort_keys=False) + "\n"
-    atomic_write_bytes(Path(directory) / RUN_JSON, text.encode())
+def write_run_json(directory: Path, record: RunRecord) -> None:
+    """Atomically (re)write `<directory>/run.json` from `record`."""
+    atomic_write_bytes(Path(directory) / RUN_JSON, record.to_json().encode())
 
 
-def read_run_json(directory: Path) -> dict[str, Any]:
+def read_run_json(directory: Path) -> RunRecord:
+    """The checked `run.json` of a run directory; StoreError naming the file and the problem."""
     path = Path(directory) / RUN_JSON
     try:
-        record = json.loads(path.read_text())
+        text = path.read_bytes().decode()
     except FileNotFoundError:
         raise StoreError(f"{path}: missing run.json") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except IsADirectoryError:
+        raise StoreError(f"{path}: run.json is a directory, not a file") from None
+    except UnicodeDecodeError as exc:
         raise StoreError(f"{path}: run.json is not valid JSON ({exc})") from None
-    if not isinstance(record, dict) or "run_id" not in record or "status" not in record:
-        raise StoreError(f"{path}: run.json lacks run_id or status")
-    return record
+    except OSError as exc:
+        raise StoreError(f"{path}: run.json cannot be read ({exc.strerror})") from None
+    return RunRecord.from_json(text, path)
 
 
 class TrajectoryBuffer:

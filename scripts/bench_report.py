@@ -24,7 +24,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from pab_campaign.store import TRAJECTORY_SCHEMA, run_dir, summary_dir, write_run_json, write_trajectory
+from pab_campaign.store import (
+    TRAJECTORY_SCHEMA,
+    RunRecord,
+    RunStatus,
+    run_dir,
+    summary_dir,
+    write_run_json,
+    write_trajectory,
+)
 
 MODELS = ("mlp", "cnn")
 LRS = (0.1, 0.01, 0.001)
@@ -64,12 +72,10 @@ def make_campaign(root: Path, runs: int, epochs: int, seed: int = 0) -> None:
         directory.mkdir(parents=True)
         quality = 0.9 - 0.1 * math.log10(1 / lr) / 3 + (0.05 if model == "cnn" else 0) + (0.02 if optimizer == "adam" else 0)
         write_trajectory(directory, _trajectory(rng, epochs, quality))
-        write_run_json(directory, {
-            "run_id": rid, "campaign": "bench", "status": "completed", "hparams": hparams, "overrides": [],
-            "seed": hparams["seed"], "started_at": "2025-01-01T00:00:00", "ended_at": "2025-01-01T00:01:00",
-            "duration_s": float(rng.uniform(50, 70)), "epochs_done": epochs, "restarts": 0, "host": "bench",
-            "slurm_job_id": None, "git_commit": None, "versions": {}, "error": None,
-        })
+        write_run_json(directory, RunRecord(
+            run_id=rid, status=RunStatus.COMPLETED, campaign="bench", hparams=hparams, seed=hparams["seed"],
+            started_at="2025-01-01T00:00:00", ended_at="2025-01-01T00:01:00",
+            duration_s=float(rng.uniform(50, 70)), epochs_done=epochs, host="bench"))
 
 
 def _peak_mib() -> float:

@@ -15,7 +15,15 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
-from pab_campaign.store import TrajectoryBuffer, read_trajectory, run_dir, write_run_json, write_trajectory
+from pab_campaign.store import (
+    RunRecord,
+    RunStatus,
+    TrajectoryBuffer,
+    read_trajectory,
+    run_dir,
+    write_run_json,
+    write_trajectory,
+)
 from pab_campaign.training.evaluate import evaluate
 from pab_campaign.training.models import build_model
 from pab_campaign.training.probes import ProbeContext
@@ -137,12 +145,10 @@ def write_run(root: Path, run_id: str, hparams: dict, values: dict[tuple[str, st
             buffer.add(epoch, context, metric, value, key)
     write_trajectory(directory, buffer.to_table())
     epochs = max(len(s) for s in values.values()) - 1
-    write_run_json(directory, {
-        "run_id": run_id, "campaign": campaign, "status": status, "hparams": hparams, "overrides": [],
-        "seed": hparams.get("seed"), "started_at": "2025-01-01T00:00:00", "ended_at": "2025-01-01T00:00:10",
-        "duration_s": duration, "epochs_done": epochs, "restarts": 0, "host": "test", "slurm_job_id": None,
-        "git_commit": None, "versions": {}, "error": None,
-    })
+    write_run_json(directory, RunRecord(
+        run_id=run_id, status=RunStatus(status), campaign=campaign, hparams=hparams, seed=hparams.get("seed"),
+        started_at="2025-01-01T00:00:00", ended_at="2025-01-01T00:00:10", duration_s=duration, epochs_done=epochs,
+        host="test"))
     return directory
 
 

@@ -26,7 +26,7 @@ def test_missing_campaign_path(tmp_path):
 def test_campaign_without_completed_runs(tmp_path):
     campaign = tmp_path / "empty"
     store.runs_dir(campaign).mkdir(parents=True)
-    store.write_run_json(store.run_dir(campaign, "r1"), {"run_id": "r1", "status": "failed"})
+    store.write_run_json(store.run_dir(campaign, "r1"), store.RunRecord("r1", store.RunStatus.FAILED))
     assert_one_line_error(cli(["report", str(campaign)]), "no usable completed run", "failed")
 
 

@@ -1,6 +1,7 @@
 import json
 import math
 import os
+import re
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -55,12 +56,12 @@ def test_interrupted_write_leaves_previous_file_intact(tmp_path):
 
 
 def test_run_json_round_trip_and_refusals(tmp_path):
-    record = {"run_id": "abc", "status": "running", "duration_s": math.inf, "hparams": {"optimizer.lr": 0.1}}
+    record = store.RunRecord("abc", store.RunStatus.RUNNING, duration_s=math.inf, hparams={"optimizer.lr": 0.1})
     store.write_run_json(tmp_path, record)
     loaded = store.read_run_json(tmp_path)
-    assert loaded["hparams"] == {"optimizer.lr": 0.1} and loaded["duration_s"] is None
-    with pytest.raises(store.StoreError, match="not in the contract"):
-        store.write_run_json(tmp_path, {**record, "bogus": 1})
+    assert loaded.hparams == {"optimizer.lr": 0.1} and loaded.duration_s is None
+    assert loaded.status is store.RunStatus.RUNNING
+    assert json.loads((tmp_path / store.RUN_JSON).read_text())["status"] == "running"
     (tmp_path / store.RUN_JSON).write_text("{not json")
     with pytest.raises(store.StoreError, match="not valid JSON"):
         store.read_run_json(tmp_path)
@@ -75,3 +76,34 @@ def test_truncated_parquet_is_a_store_error(tmp_path):
     path.write_bytes(path.read_bytes()[:40])
     with pytest.raises(store.StoreError, match="unreadable Parquet"):
         store.read_trajectory(tmp_path)
+
+
+def test_an_older_run_json_is_read_with_defaults_and_unknown_fields_ignored(tmp_path):
+    (tmp_path / store.RUN_JSON).write_text(json.dumps({"run_id": "old", "status": "completed", "seed": 3,
+                                                       "hparams": {"seed": 3}, "retired_field": [1, 2]}))
+    record = store.read_run_json(tmp_path)
+    assert (record.run_id, record.status, record.seed, record.restarts, record.error) == (
+        "old", store.RunStatus.COMPLETED, 3, 0, None)
+    assert record.status.finished and not store.RunStatus.PREEMPTED.finished
+
+
+@pytest.mark.parametrize(("field", "value", "fragment"), [
+    ("hparams", "lr=0.1", "field 'hparams' is str"),
+    ("hparams", [1, 2], "field 'hparams' is list"),
+    ("hparams", {"model": {"nested": 1}}, "an object of scalars"),
+    ("duration_s", "12 s", "field 'duration_s' is str"),
+    ("epochs_done", "3", "field 'epochs_done' is str"),
+    ("epochs_done", True, "field 'epochs_done' is bool"),
+    ("status", "exploded", "status 'exploded' is not one of"),
+    ("run_id", "", "field 'run_id'"),
+])
+def test_a_run_json_of_the_wrong_shape_names_the_field(tmp_path, field, value, fragment):
+    (tmp_path / store.RUN_JSON).write_text(json.dumps({"run_id": "r", "status": "completed", field: value}))
+    with pytest.raises(store.StoreError, match=re.escape(fragment)):
+        store.read_run_json(tmp_path)
+
+
+def test_a_run_json_that_is_a_directory_is_a_store_error(tmp_path):
+    (tmp_path / store.RUN_JSON).mkdir()
+    with pytest.raises(store.StoreError, match="is a directory"):
+        store.read_run_json(tmp_path)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from pab_campaign.analysis import index
 from pab_campaign.errors import CampaignError
-from pab_campaign.store import is_campaign
+from pab_campaign.store import RunStatus, is_campaign
 
 _SPEC = re.compile(r"^(?P<context>[^/@\[\]]+)/(?P<metric>[^/@\[\]]+)(\[(?P<key>[^\]]+)\])?(@(?P<epoch>\d+))?$")
 
@@ -93,7 +93,7 @@ def open_campaign(directory: Path | str, campaign_ids: list[str] | None = None) 
 
 def completed_runs(campaign: Campaign) -> pd.DataFrame:
     """The completed runs; a campaign without any is an error."""
-    done = campaign.runs[campaign.runs["status"] == "completed"]
+    done = campaign.runs[campaign.runs["status"] == RunStatus.COMPLETED]
     for run_id, reason in zip(done["run_id"], done["skip_reason"]):
         if reason is not None:
             campaign.skip(run_id, reason)

@@ -157,8 +157,8 @@ def _read_runs(campaign_dir: Path, manifest: pd.DataFrame) -> tuple[pd.DataFrame
             record: dict[str, Any] = {"run_id": row.run_id, "skip_reason": None}
             try:
                 data = read_run_json(root / row.run_id)
-                record.update({c: data.get(c) for c in RECORD_COLUMNS if c != "run_id"})
-                hparams[row.run_id] = data.get("hparams") or {}
+                record.update({c: getattr(data, c) for c in RECORD_COLUMNS if c != "run_id"})
+                hparams[row.run_id] = data.hparams
                 if row.trajectory_size < 0:
                     record["skip_reason"] = f"{root / row.run_id / TRAJECTORY}: missing trajectory.parquet"
             except StoreError as exc:

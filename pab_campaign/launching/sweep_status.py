@@ -11,7 +11,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from pab_campaign.errors import StoreError
-from pab_campaign.store import atomic_write_bytes, read_run_json
+from pab_campaign.store import RunStatus, atomic_write_bytes, read_run_json
 
 POINTER = "pab_run.json"
 FAILED_RUNS: list[str] = []
@@ -39,18 +39,18 @@ def sweep_rows(sweep_dir: Path) -> list[dict[str, Any]]:
     rows = []
     for pointer in sorted(sweep_dir.glob(f"*/{POINTER}"), key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0):
         job = json.loads(pointer.read_text())
+        row = {"job": pointer.parent.name, "run_id": job["run_id"] or "-", "skipped": job["skipped"]}
         if job["run_dir"] is None:
-            record = {"status": "failed", "error": job["error"], "epochs_done": None, "overrides": job["overrides"]}
+            row.update(status=str(RunStatus.FAILED), epochs=None, overrides=" ".join(job["overrides"]),
+                       error=job["error"])
         else:
             try:
                 record = read_run_json(Path(job["run_dir"]))
+                row.update(status=str(record.status), epochs=record.epochs_done, overrides=" ".join(record.overrides),
+                           error=record.error or "")
             except StoreError as exc:
-                record = {"status": "unknown", "error": str(exc), "epochs_done": None}
-        rows.append({
-            "job": pointer.parent.name, "run_id": job["run_id"] or "-", "status": record["status"],
-            "skipped": job["skipped"], "epochs": record.get("epochs_done"),
-            "overrides": " ".join(record.get("overrides") or []), "error": record.get("error") or "",
-        })
+                row.update(status="unknown", epochs=None, overrides="", error=str(exc))
+        rows.append(row)
     return rows
 
 
@@ -85,4 +85,4 @@ class SweepStatusCallback(Callback):
         rows = sweep_rows(Path(config.hydra.sweep.dir))
         if rows:
             render_table(rows)
-        FAILED_RUNS.extend(row["run_id"] for row in rows if row["status"] == "failed")
+        FAILED_RUNS.extend(row["run_id"] for row in rows if row["status"] == RunStatus.FAILED)

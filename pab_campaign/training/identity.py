@@ -12,11 +12,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from pab_campaign.store import Scalar
+
 SEMANTIC_KEYS = ("dataset", "model", "optimizer", "schedule", "train", "seed")
 NON_SEMANTIC_LEAVES = frozenset({"dataset.root", "dataset.num_workers", "train.stop_on_divergence"})
 RUN_ID_LENGTH = 12
 
-Scalar = str | int | float | bool | None
+
 
 
 def semantic_config(cfg: DictConfig) -> dict[str, Any]:

@@ -17,10 +17,9 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
+from pab_campaign.store import RunStatus
+
 log = logging.getLogger(__name__)
-
-PREEMPTED = "preempted"
-
 
 def preempt_signal() -> signal.Signals:
     """The signal submitit treats as preemption/time limit (SUBMITIT_PREEMPT_SIGNAL, default USR2)."""
@@ -28,9 +27,9 @@ def preempt_signal() -> signal.Signals:
 
 
 @contextmanager
-def guard(record_status: Callable[[str, str | None], None]) -> Iterator[None]:
+def guard(record_status: Callable[[RunStatus, str | None], None]) -> Iterator[None]:
     """Within the block, a preemption signal or an interrupting exit calls
-    `record_status("preempted", reason)` once, then lets submitit's handler / the exit go on."""
+    `record_status(RunStatus.PREEMPTED, None)` once, then lets submitit's handler / the exit go on."""
     sig = preempt_signal()
     previous = signal.getsignal(sig)
     marked: list[str] = []
@@ -39,7 +38,7 @@ def guard(record_status: Callable[[str, str | None], None]) -> Iterator[None]:
         if not marked:
             marked.append(reason)
             log.warning("run interrupted (%s): recorded as preempted; it resumes from its last checkpoint", reason)
-            record_status(PREEMPTED, None)
+            record_status(RunStatus.PREEMPTED, None)
 
     def on_signal(signum: int, frame: FrameType | None) -> Any:
         mark(signal.Signals(signum).name)

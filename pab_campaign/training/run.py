@@ -22,7 +22,8 @@ from torch.nn import functional as F
 
 from pab_campaign.errors import ConfigError, StoreError, one_line
 from pab_campaign.store import (
-    FINISHED_STATUSES,
+    RunRecord,
+    RunStatus,
     TrajectoryBuffer,
     read_run_json,
     read_trajectory,
@@ -40,6 +41,7 @@ from pab_campaign.training.models import build_model, check_model
 from pab_campaign.training.optim import build_optimizer, build_scheduler, check_optimizer, lr_factor
 from pab_campaign.training.probes import ProbeContext
 from pab_campaign.training.probes.registry import build_probes
+from pab_campaign.training.state import TrainingState
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,7 @@ class RunOutcome:
     """How one run ended, for the sweep's status table."""
 
     run_id: str
-    status: str
+    status: RunStatus
     directory: Path
     error: str | None = None
     skipped: bool = False
@@ -92,9 +94,8 @@ class Run:
 
     cfg: DictConfig
     directory: Path
-    record: dict[str, Any]
+    record: RunRecord
     trajectory: TrajectoryBuffer = field(default_factory=TrajectoryBuffer)
-    start_epoch: int = 0
     attempt_started: float = field(default_factory=time.monotonic)
     previous_duration: float = 0.0
 
@@ -116,13 +117,13 @@ class Run:
         self.model, self.step_model = prepare_model(
             build_model(cfg.model, self.data.input_shape, self.data.num_classes), self.device, cfg.runtime)
         self.optimizer = build_optimizer(cfg.optimizer, self.model)
-        self.scheduler = build_scheduler(cfg.schedule, self.optimizer, cfg.train.epochs)
-        self.batch_order = torch.Generator().manual_seed(int(cfg.seed))
         self.probes = build_probes(OmegaConf.to_container(cfg.tracking.probes))
-        self.probe_states: dict[str, dict[str, Any]] = {probe.name: {} for probe in self.probes}
+        self.state = TrainingState(
+            self.model, self.optimizer, build_scheduler(cfg.schedule, self.optimizer, cfg.train.epochs),
+            torch.Generator().manual_seed(int(cfg.seed)), {probe.name: {} for probe in self.probes})
         self.probe_set = self.data.probe(int(cfg.tracking.probe_size))
-        self.min_batch = 2 if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in self.model.modules()) else 1
-        self.best_value: float | None = None
+        batchnorm = torch.nn.modules.batchnorm._BatchNorm
+        self.min_batch = 2 if any(isinstance(m, batchnorm) for m in self.model.modules()) else 1
         self._resume()
 
     def _resume(self) -> None:
@@ -130,51 +131,42 @@ class Run:
         latest = checkpoint.latest(self.directory)
         if latest is None:
             return
-        state = checkpoint.load(latest)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.batch_order.set_state(state["batch_order"])
-        checkpoint.restore_rng(state["rng"])
-        self.probe_states = state["probe_states"]
-        self.best_value = state.get("best_value")
-        self.start_epoch = int(state["epoch"]) + 1
+        self.state.load_state_dict(checkpoint.load(latest))
         try:
             self.trajectory = TrajectoryBuffer.from_table(read_trajectory(self.directory))
         except StoreError:
             self.trajectory = TrajectoryBuffer()
-        self.trajectory.truncate_after(int(state["epoch"]))
-        log.info("run %s: resuming from %s (epoch %d)", self.record["run_id"], latest.name, state["epoch"])
+        self.trajectory.truncate_after(self.state.epoch)
+        log.info("run %s: resuming from %s (epoch %d)", self.record.run_id, latest.name, self.state.epoch)
 
     # ---- train ---------------------------------------------------------------------------
-    def train(self) -> str:
+    def train(self) -> RunStatus:
         """Measure epoch 0 (if not resumed past it), then train; returns the final status."""
         epochs = int(self.cfg.train.epochs)
-        if self.start_epoch == 0:
+        if self.state.next_epoch == 0:
             self._end_epoch(0, train_loss=math.nan)
-            self.start_epoch = 1
-        for epoch in range(self.start_epoch, epochs + 1):
+        for epoch in range(self.state.next_epoch, epochs + 1):
             started = time.monotonic()
             train_loss = self._train_epoch(epoch)
             evaluations = self._end_epoch(epoch, train_loss)
             if self.cfg.runtime.verbose:
                 log.info(
                     "run %s epoch %d/%d  train loss %.4f | val loss %.4f acc %.4f | %.2fs",
-                    self.record["run_id"], epoch, epochs, train_loss,
+                    self.record.run_id, epoch, epochs, train_loss,
                     evaluations["val"].loss, evaluations["val"].acc, time.monotonic() - started,
                 )
             if self.cfg.train.stop_on_divergence and not (
                 math.isfinite(train_loss) and math.isfinite(evaluations["train"].loss)
             ):
-                return "diverged"
-        return "completed"
+                return RunStatus.DIVERGED
+        return RunStatus.COMPLETED
 
     def _train_epoch(self, epoch: int) -> float:
         """One pass over the training split in a seeded order, augmented (when `dataset.augment`) by a
         generator derived from (seed, epoch); mean batch loss (nats), NaN if it blew up. On CUDA the
         loss is summed on the device and checked once at the end, so steps never wait for the host."""
         self.model.train()
-        order = torch.randperm(len(self.data.train), generator=self.batch_order)
+        order = torch.randperm(len(self.data.train), generator=self.state.batch_order)
         generator = augment_generator(int(self.cfg.seed), epoch) if self.cfg.dataset.get("augment") else None
         check_each_step = not on_cuda(self.device)
         total = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -185,13 +177,13 @@ class Run:
             with autocast(self.device, self.cfg.runtime):
                 loss = F.cross_entropy(self.step_model(x), y)
             if check_each_step and not torch.isfinite(loss):
-                self.scheduler.step()
+                self.state.scheduler.step()
                 return math.nan
             loss.backward()
             self.optimizer.step()
             total += loss.detach().double() * len(y)
             seen += len(y)
-        self.scheduler.step()
+        self.state.scheduler.step()
         mean = total.item() / max(seen, 1)
         return mean if math.isfinite(mean) else math.nan
 
@@ -207,13 +199,13 @@ class Run:
         for probe in self.probes:
             if probe.due(epoch, final_epoch):
                 context = ProbeContext(epoch, self.model, self.data, self.probe_set, evaluations,
-                                       self.probe_states.setdefault(probe.name, {}), seed=int(self.cfg.seed),
+                                       self.state.probe_states.setdefault(probe.name, {}), seed=int(self.cfg.seed),
                                        shared=shared)
                 self.trajectory.extend(epoch, probe.measure(context))
         write_trajectory(self.directory, self.trajectory.to_table())
         self.save_checkpoint(epoch, evaluations)
-        self.record["epochs_done"] = epoch
-        self.record["duration_s"] = self.previous_duration + time.monotonic() - self.attempt_started
+        self.record.epochs_done = epoch
+        self.record.duration_s = self.previous_duration + time.monotonic() - self.attempt_started
         write_run_json(self.directory, self.record)
         return evaluations
 
@@ -222,16 +214,8 @@ class Run:
         """`last.pt` every epoch, `epoch_NNNN.pt` every k epochs (then prune), `best.pt` on improvement."""
         ckpt = self.cfg.checkpoint
         improved = self._improves_best(evaluations)
-        state = {
-            "epoch": epoch,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "batch_order": self.batch_order.get_state(),
-            "rng": checkpoint.capture_rng(),
-            "probe_states": self.probe_states,
-            "best_value": self.best_value,
-        }
+        self.state.epoch = epoch
+        state = self.state.state_dict()
         directory = checkpoint.checkpoint_dir(self.directory)
         numbered = ckpt.every and epoch > 0 and epoch % ckpt.every == 0
         paths = [directory / checkpoint.numbered_name(epoch)] if numbered else []
@@ -251,41 +235,31 @@ class Run:
         value = getattr(evaluations[split], metric)
         if not math.isfinite(value):
             return False
-        better = self.best_value is None or (
-            value < self.best_value if self.cfg.checkpoint.best_mode == "min" else value > self.best_value
-        )
+        best = self.state.best_value
+        better = best is None or (value < best if self.cfg.checkpoint.best_mode == "min" else value > best)
         if better:
-            self.best_value = value
+            self.state.best_value = value
         return better
 
     # ---- cleanup -------------------------------------------------------------------------
-    def finish(self, status: str, error: str | None = None) -> None:
-        self.record.update(
-            status=status, error=error, ended_at=_now(),
-            duration_s=self.previous_duration + time.monotonic() - self.attempt_started,
-        )
+    def finish(self, status: RunStatus, error: str | None = None) -> None:
+        self.record.status, self.record.error, self.record.ended_at = RunStatus(status), error, _now()
+        self.record.duration_s = self.previous_duration + time.monotonic() - self.attempt_started
         write_run_json(self.directory, self.record)
 
 
-def _start_record(cfg: DictConfig, rid: str, overrides: list[str], previous: dict | None) -> dict[str, Any]:
-    return {
-        "run_id": rid,
-        "campaign": str(cfg.campaign.name),
-        "status": "running",
-        "hparams": hparams(cfg),
-        "overrides": list(overrides),
-        "seed": int(cfg.seed),
-        "started_at": previous["started_at"] if previous else _now(),
-        "ended_at": None,
-        "duration_s": float(previous.get("duration_s") or 0.0) if previous else 0.0,
-        "epochs_done": int(previous.get("epochs_done") or 0) if previous else 0,
-        "restarts": int(previous.get("restarts", 0)) + 1 if previous else 0,
-        "host": provenance.host(),
-        "slurm_job_id": provenance.slurm_job_id(),
-        "git_commit": provenance.git_commit(),
-        "versions": provenance.versions(),
-        "error": None,
-    }
+def _start_record(cfg: DictConfig, rid: str, overrides: list[str], previous: RunRecord | None) -> RunRecord:
+    """The record of this attempt: a new run, or a restart of `previous` (its start, time and epochs kept)."""
+    return RunRecord(
+        run_id=rid, status=RunStatus.RUNNING, campaign=str(cfg.campaign.name), hparams=hparams(cfg),
+        overrides=list(overrides), seed=int(cfg.seed),
+        started_at=previous.started_at if previous else _now(), ended_at=None,
+        duration_s=(previous.duration_s or 0.0) if previous else 0.0,
+        epochs_done=previous.epochs_done if previous else 0,
+        restarts=previous.restarts + 1 if previous else 0,
+        host=provenance.host(), slurm_job_id=provenance.slurm_job_id(), git_commit=provenance.git_commit(),
+        versions=provenance.versions(), error=None,
+    )
 
 
 def execute(cfg: DictConfig, overrides: list[str] | tuple[str, ...] = ()) -> RunOutcome:
@@ -299,13 +273,13 @@ def execute(cfg: DictConfig, overrides: list[str] | tuple[str, ...] = ()) -> Run
             previous = read_run_json(directory)
         except StoreError:
             previous = None
-    if previous and previous["status"] in FINISHED_STATUSES:
-        log.info("run %s already %s, skipped (%s)", rid, previous["status"], directory)
-        return RunOutcome(rid, previous["status"], directory, previous.get("error"), skipped=True)
+    if previous and previous.status.finished:
+        log.info("run %s already %s, skipped (%s)", rid, previous.status, directory)
+        return RunOutcome(rid, previous.status, directory, previous.error, skipped=True)
     directory.mkdir(parents=True, exist_ok=True)
     record = _start_record(cfg, rid, list(overrides), previous)
     write_run_json(directory, record)
-    run = Run(cfg, directory, record, previous_duration=record["duration_s"])
+    run = Run(cfg, directory, record, previous_duration=record.duration_s)
     try:
         with preemption.guard(run.finish):
             run.setup()
@@ -313,8 +287,8 @@ def execute(cfg: DictConfig, overrides: list[str] | tuple[str, ...] = ()) -> Run
     except Exception as exc:
         error = f"{type(exc).__name__}: {one_line(exc)}"
         log.error("run %s failed: %s", rid, error)
-        run.finish("failed", error)
-        return RunOutcome(rid, "failed", directory, error)
+        run.finish(RunStatus.FAILED, error)
+        return RunOutcome(rid, RunStatus.FAILED, directory, error)
     run.finish(status)
-    log.info("run %s %s after %d epochs (%s)", rid, status, record["epochs_done"], directory)
+    log.info("run %s %s after %d epochs (%s)", rid, status, record.epochs_done, directory)
     return RunOutcome(rid, status, directory)

@@ -27,8 +27,8 @@ def write_campaign(directory, hparams: list[dict], values: dict[str, np.ndarray]
         buffer.add(LAST, "val", "loss", float(values["val/loss"][index]))
         run_id = f"run{index:03d}"
         directory_ = store.run_dir(directory, run_id)
-        store.write_run_json(directory_, {"run_id": run_id, "status": "completed", "hparams": params,
-                                          "epochs_done": LAST})
+        store.write_run_json(directory_, store.RunRecord(run_id, store.RunStatus.COMPLETED, hparams=params,
+                                                         epochs_done=LAST))
         store.write_trajectory(directory_, buffer.to_table())
 
 

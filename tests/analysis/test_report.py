@@ -28,7 +28,7 @@ def _independent(root, epoch) -> pd.DataFrame:
             at = vl.loc[vl["value"].idxmin(), "epoch"]
         else:
             at = epoch
-        row = {**record["hparams"], "run_id": record["run_id"], "duration_s": record["duration_s"]}
+        row = {**record.hparams, "run_id": record.run_id, "duration_s": record.duration_s}
         for (c, m), v in t[t["epoch"] == at].groupby(["context", "metric"])["value"]:
             row[f"{c}/{m}"] = v.iloc[0]
         rows.append(row)

@@ -2,6 +2,7 @@
 directory of pickles and an ImageNet-style folder of JPEGs; plus the one-line error for a bad root."""
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
-from pab_campaign.store import iter_run_dirs, read_run_json, read_trajectory, write_run_json
+from pab_campaign.store import RunStatus, iter_run_dirs, read_run_json, read_trajectory, write_run_json
 from pab_campaign.training.checkpoint import checkpoint_dir
 from pab_campaign.training.data.cifar10 import write_batches
 from tests.helpers import REPO, assert_one_line_error, run_command, write_image_folder
@@ -55,9 +56,9 @@ def test_cifar10_case_study_grid_resumes_exactly(cifar_root, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     runs = _runs(campaign)
     assert len(runs) == 2
-    by_augment = {record["hparams"]["dataset.augment"]: table for record, table in runs.values()}
+    by_augment = {record.hparams["dataset.augment"]: table for record, table in runs.values()}
     for record, table in runs.values():
-        assert record["status"] == "completed" and record["hparams"]["model.name"] == "resnet18"
+        assert record.status == "completed" and record.hparams["model.name"] == "resnet18"
         assert sorted(table.epoch.unique()) == [0, 1, 2]
         assert {"train", "val", "test"} <= set(table.context.unique())
         losses = table[(table.metric == "loss")]
@@ -68,15 +69,15 @@ def test_cifar10_case_study_grid_resumes_exactly(cifar_root, tmp_path):
     assert batch_loss(on) != batch_loss(off)
 
     # Resume the augmented run from its epoch-1 checkpoint: it must redraw the same augmentation.
-    rid = next(rid for rid, (record, _) in runs.items() if record["hparams"]["dataset.augment"])
+    rid = next(rid for rid, (record, _) in runs.items() if record.hparams["dataset.augment"])
     directory = campaign / "runs" / rid
     for name in ("last.pt", "best.pt", "epoch_0002.pt"):
         (checkpoint_dir(directory) / name).unlink(missing_ok=True)
-    write_run_json(directory, {**read_run_json(directory), "status": "running"})
+    write_run_json(directory, dataclasses.replace(read_run_json(directory), status=RunStatus.RUNNING))
     again = _launch(*args, "dataset.augment=true", "optimizer.lr=0.05", "seed=0")
     assert again.returncode == 0, again.stderr[-2000:]
     record, resumed = _runs(campaign)[rid]
-    assert record["restarts"] == 1
+    assert record.restarts == 1
     assert resumed.reset_index(drop=True).equals(on.reset_index(drop=True))
 
 
@@ -91,9 +92,9 @@ def test_imagenet_case_study_runs_on_cpu(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     [(record, table)] = _runs(campaign).values()
-    assert record["status"] == "completed" and record["hparams"]["model.name"] == "resnet50"
-    assert record["hparams"]["optimizer.name"] == "sgd" and record["hparams"]["schedule.name"] == "cosine"
-    assert "dataset.num_workers" not in record["hparams"] and "dataset.root" not in record["hparams"]
+    assert record.status == "completed" and record.hparams["model.name"] == "resnet50"
+    assert record.hparams["optimizer.name"] == "sgd" and record.hparams["schedule.name"] == "cosine"
+    assert "dataset.num_workers" not in record.hparams and "dataset.root" not in record.hparams
     assert sorted(table.epoch.unique()) == [0, 1, 2]
     lr = table[table.metric == "lr"].sort_values("epoch").value.to_numpy()
     assert lr[0] < lr[1]  # cosine with warm-up: the first epoch runs at a fraction of the base rate

@@ -66,10 +66,10 @@ def test_local_sweep_runs_in_parallel_and_completes(tmp_path, warm_start):
     assert "2 at a time x 1 threads" in output
     assert ("runs fork from a warm python" in output) == warm_start
     records = [read_run_json(d) for d in iter_run_dirs(campaign)]
-    assert sorted(r["seed"] for r in records) == [0, 1, 2]
+    assert sorted(r.seed for r in records) == [0, 1, 2]
     for record in records:
-        assert record["status"] == "completed"
-        epochs = read_trajectory(campaign / "runs" / record["run_id"]).column("epoch").to_pylist()
+        assert record.status == "completed"
+        epochs = read_trajectory(campaign / "runs" / record.run_id).column("epoch").to_pylist()
         assert sorted(set(epochs)) == list(range(31))
     spans = job_spans(campaign)
     assert len(spans) == 3 and spans[1][0] < spans[0][1], f"the first two runs did not overlap: {spans}"
@@ -86,7 +86,7 @@ def test_run_preempted_through_the_fork_server_is_requeued_and_resumes(tmp_path)
         dirs = [d for d in iter_run_dirs(campaign) if (d / "run.json").exists()]
         return read_run_json(dirs[0]) if dirs else {}
 
-    wait_for(lambda: record().get("epochs_done", 0) >= 3, 120, "the run to reach epoch 3")
+    wait_for(lambda: getattr(record(), "epochs_done", 0) >= 3, 120, "the run to reach epoch 3")
     clients = forkserver_clients(tmp_path)
     assert len(clients) == 1, f"expected one fork-server client, found {clients}"
     os.kill(clients[0], signal.SIGUSR2)
@@ -94,7 +94,7 @@ def test_run_preempted_through_the_fork_server_is_requeued_and_resumes(tmp_path)
     assert sweep.returncode == 0, out[-3000:] + err[-3000:]
     assert uninterrupted.wait(timeout=300) == 0, uninterrupted.stderr.read()[-3000:]
     final = record()
-    assert final["status"] == "completed" and final["restarts"] == 1 and final["epochs_done"] == epochs
+    assert final.status == "completed" and final.restarts == 1 and final.epochs_done == epochs
     run_dir, ref_dir = next(iter_run_dirs(campaign)), next(iter_run_dirs(reference))
     assert run_dir.name == ref_dir.name
     assert_same_trajectory(run_dir, ref_dir, epochs)

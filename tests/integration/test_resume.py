@@ -53,7 +53,7 @@ def test_sigkill_then_relaunch_equals_an_uninterrupted_run(tmp_path):
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL
     (interrupted,) = list(iter_run_dirs(killed_root / "resume"))
-    assert read_run_json(interrupted)["status"] == "running"
+    assert read_run_json(interrupted).status == "running"
     assert _epochs_done(killed_root / "resume") < 12, "killed too late to test a resume"
 
     relaunch = subprocess.run(_command(killed_root), env=command_env(), cwd=tmp_path, check=True,
@@ -64,8 +64,8 @@ def test_sigkill_then_relaunch_equals_an_uninterrupted_run(tmp_path):
 
     resumed, resumed_record = _final(killed_root / "resume")
     clean, clean_record = _final(clean_root / "resume")
-    assert resumed_record["status"] == clean_record["status"] == "completed"
-    assert resumed_record["restarts"] == 1 and clean_record["restarts"] == 0
-    assert resumed_record["run_id"] == clean_record["run_id"]
+    assert resumed_record.status == clean_record.status == "completed"
+    assert resumed_record.restarts == 1 and clean_record.restarts == 0
+    assert resumed_record.run_id == clean_record.run_id
     assert resumed.epoch.max() == 12
     pd.testing.assert_frame_equal(resumed, clean, check_exact=True)

@@ -53,23 +53,23 @@ def test_job_array_completes_and_a_failing_run_is_reported(slurm_env, tmp_path):
     result = train(slurm_env, campaign, "seed=0", "train.epochs=2", "dataset.train_fraction=1.0,0.8,0.6,0.4,0.0")
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
     records = [read_run_json(d) for d in iter_run_dirs(campaign)]
-    by_fraction = {r["hparams"]["dataset.train_fraction"]: r for r in records}
+    by_fraction = {r.hparams["dataset.train_fraction"]: r for r in records}
     assert sorted(by_fraction) == [0.0, 0.4, 0.6, 0.8, 1.0]
     array_ids = set()
     for fraction in (0.4, 0.6, 0.8, 1.0):
         record = by_fraction[fraction]
-        assert record["status"] == "completed" and record["epochs_done"] == 2
-        assert epochs_of(campaign / "runs" / record["run_id"]) == [0, 1, 2]
-        array_ids.add(record["slurm_job_id"].split("_")[0])
+        assert record.status == "completed" and record.epochs_done == 2
+        assert epochs_of(campaign / "runs" / record.run_id) == [0, 1, 2]
+        array_ids.add(record.slurm_job_id.split("_")[0])
     assert len(array_ids) == 1, f"expected one job array, got SLURM ids {array_ids}"
     failed = by_fraction[0.0]
-    assert failed["status"] == "failed" and "train_fraction" in failed["error"]
+    assert failed.status == "failed" and "train_fraction" in failed.error
     assert "sweep: 4 completed, 1 failed" in result.stdout
-    assert failed["error"] in " ".join(result.stdout.split())
+    assert failed.error in " ".join(result.stdout.split())
     listed = subprocess.run([sys.executable, "-m", "pab_campaign.cli", "ls", str(campaign), "--status", "failed"],
                             cwd=REPO, env=slurm_env, capture_output=True, text=True, timeout=120)
     assert listed.returncode == 0, listed.stderr
-    assert failed["run_id"] in listed.stdout and by_fraction[1.0]["run_id"] not in listed.stdout
+    assert failed.run_id in listed.stdout and by_fraction[1.0].run_id not in listed.stdout
 
 
 def test_preempted_run_is_requeued_and_resumes_to_the_same_trajectory(slurm_env, tmp_path):
@@ -85,16 +85,16 @@ def test_preempted_run_is_requeued_and_resumes_to_the_same_trajectory(slurm_env,
         dirs = list(iter_run_dirs(campaign))
         return read_run_json(dirs[0]) if dirs and (dirs[0] / "run.json").exists() else None
 
-    wait_for(lambda: (record() or {}).get("epochs_done", 0) >= 3, 180, "the SLURM run to reach epoch 3")
-    job_id = record()["slurm_job_id"]
+    wait_for(lambda: getattr(record(), "epochs_done", 0) >= 3, 180, "the SLURM run to reach epoch 3")
+    job_id = record().slurm_job_id
     subprocess.run(["scancel", "--signal=USR2", job_id], env=slurm_env, check=True, timeout=30)
-    wait_for(lambda: record()["status"] != "running", 60, "the run to record the preemption")
+    wait_for(lambda: record().status != "running", 60, "the run to record the preemption")
     interrupted_at = record()
-    assert interrupted_at["status"] == "preempted" and interrupted_at["epochs_done"] < 50
-    wait_for(lambda: record()["status"] == "completed", 240, "the requeued run to complete")
+    assert interrupted_at.status == "preempted" and interrupted_at.epochs_done < 50
+    wait_for(lambda: record().status == "completed", 240, "the requeued run to complete")
     final = record()
     assert uninterrupted.wait(timeout=300) == 0, uninterrupted.stderr.read()[-3000:]
-    assert final["restarts"] == 1 and final["epochs_done"] == 50
+    assert final.restarts == 1 and final.epochs_done == 50
     run_dir = next(iter_run_dirs(campaign))
     ref_dir = next(iter_run_dirs(reference))
     assert run_dir.name == ref_dir.name

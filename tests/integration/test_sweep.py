@@ -11,7 +11,7 @@ from tests.helpers import cli, train
 def test_default_grid_leaves_twelve_runs_with_contract_trajectories(demo_campaign):
     run_dirs = list(store.iter_run_dirs(demo_campaign))
     assert len(run_dirs) >= 12
-    statuses = {store.read_run_json(d)["status"] for d in run_dirs}
+    statuses = {store.read_run_json(d).status for d in run_dirs}
     assert statuses == {"completed"}
     for directory in run_dirs:
         schema = pq.read_schema(directory / store.TRAJECTORY)

@@ -27,9 +27,9 @@ def test_run_writes_contract_files_and_skips_when_done(tmp_path):
     cfg = compose_config(TINY, tmp_path / "c")
     outcome = execute(cfg, overrides=["seed=0"])
     record = store.read_run_json(outcome.directory)
-    assert set(record) == set(store.RUN_FIELDS)
-    assert record["status"] == "completed" and record["epochs_done"] == 3 and record["restarts"] == 0
-    assert record["overrides"] == ["seed=0"] and record["hparams"]["optimizer.lr"] == 0.05
+    assert set(json.loads((outcome.directory / store.RUN_JSON).read_text())) == set(store.RUN_FIELDS)
+    assert record.status == "completed" and record.epochs_done == 3 and record.restarts == 0
+    assert record.overrides == ["seed=0"] and record.hparams["optimizer.lr"] == 0.05
     table = store.read_trajectory(outcome.directory)
     assert table.column_names == ["epoch", "context", "metric", "key", "value"]
     assert sorted(set(table.column("epoch").to_pylist())) == [0, 1, 2, 3]
@@ -67,8 +67,8 @@ def test_failing_run_records_its_error_line(tmp_path):
                                      tmp_path / "f"))
     assert outcome.status == "failed"
     record = store.read_run_json(outcome.directory)
-    assert record["status"] == "failed" and record["error"].startswith("ValueError") and "sum to less than 1" in record["error"]
-    assert "\n" not in record["error"]
+    assert record.status == "failed" and record.error.startswith("ValueError") and "sum to less than 1" in record.error
+    assert "\n" not in record.error
 
 
 @pytest.mark.parametrize(("override", "message"), [
