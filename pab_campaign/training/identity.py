@@ -19,8 +19,6 @@ NON_SEMANTIC_LEAVES = frozenset({"dataset.root", "dataset.num_workers", "train.s
 RUN_ID_LENGTH = 12
 
 
-
-
 def semantic_config(cfg: DictConfig) -> dict[str, Any]:
     """The resolved part of `cfg` that defines a run, as plain nested dicts."""
     container = OmegaConf.to_container(cfg, resolve=True)
