@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,7 @@ from pab_campaign.analysis.campaign import (
     tracked_metrics,
 )
 from pab_campaign.analysis.stats import MIN_RUNS, bootstrap_rho_cis, effect_class, partial_spearman
+from pab_campaign.store import atomic_write, summary_dir
 
 AUDIT_COLUMNS = ["group", "metric", "n", "raw_rho", "raw_p", "raw_ci_low", "raw_ci_high",
                  "partial_rho", "partial_p", "partial_ci_low", "partial_ci_high", "verdict"]
@@ -65,10 +67,14 @@ class AuditData:
 
 @dataclass
 class AuditResult:
+    """The audit table (AUDIT_COLUMNS), the driver table (DRIVER_COLUMNS), the values they came from,
+    notes for the user, and the request that asked for them."""
+
     table: pd.DataFrame
     drivers: pd.DataFrame
     data: AuditData
     notes: list[str]
+    request: AuditRequest
 
 
 def _at(spec: MetricSpec, epoch: int | None) -> MetricSpec:
@@ -101,9 +107,9 @@ def gather(campaign: Campaign, request: AuditRequest) -> AuditData:
     notes: list[str] = []
     specs = list(request.metrics)
     if request.all_metrics:
-        named = {(s.context, s.metric) for s in specs}
+        named = {(s.context, s.metric) for s in [*specs, baseline, target]}
         specs += [MetricSpec.parse(name) for name in tracked_metrics(trajectories)
-                  if tuple(name.split("/")) not in named | {(baseline.context, baseline.metric), (target.context, target.metric)}]
+                  if tuple(name.split("/")) not in named]
     candidates = []
     for named_spec in specs:
         spec = _at(named_spec, epoch)
@@ -163,7 +169,8 @@ def audit_rows(data: AuditData, group: str, runs: pd.Index, n_boot: int, seed: i
     controls = [data.baseline, *data.numeric_controls]
     for metric in [data.baseline, *data.candidates]:
         own_controls = [c for c in controls if c != metric]
-        usable = data.values.loc[runs, list(dict.fromkeys([metric, data.target, *own_controls, *data.categorical_controls]))].dropna()
+        needed = dict.fromkeys([metric, data.target, *own_controls, *data.categorical_controls])
+        usable = data.values.loc[runs, list(needed)].dropna()
         n = len(usable)
         x, y = usable[metric].to_numpy(float), usable[data.target].to_numpy(float)
         numeric = [usable[c].to_numpy(float) for c in own_controls]
@@ -221,4 +228,27 @@ def run_audit(campaign: Campaign, request: AuditRequest) -> AuditResult:
     if (table.loc[table["verdict"] != "baseline", "verdict"] == "constant").all():
         raise CampaignError(f"every candidate is constant across the runs ({', '.join(data.candidates)}); "
                             "audit other metrics or another epoch")
-    return AuditResult(table, pd.DataFrame(drivers, columns=DRIVER_COLUMNS), data, notes)
+    return AuditResult(table, pd.DataFrame(drivers, columns=DRIVER_COLUMNS), data, notes, request)
+
+
+def write_audit(campaign: Campaign, result: AuditResult, plots: bool = True) -> list[Path]:
+    """Write the audit's files under `<campaign>/summary/` and return their paths: `audit.csv` (the
+    audit table), `audit_drivers.csv` (when drivers were asked for) and, with `plots`, one PNG per
+    candidate under `audit/` (its values against the target and the baseline, per group)."""
+    from pab_campaign.analysis.plots import audit_figure, figure_name, save_png
+
+    out = summary_dir(campaign.directory)
+    table, data = result.table, result.data
+    atomic_write(out / "audit.csv", lambda tmp: table.to_csv(tmp, index=False))
+    written = [out / "audit.csv"]
+    if result.request.drivers:
+        atomic_write(out / "audit_drivers.csv", lambda tmp: result.drivers.to_csv(tmp, index=False))
+        written.append(out / "audit_drivers.csv")
+    if plots:
+        groupby = result.request.groupby
+        groups = data.hparams[groupby].rename(groupby) if groupby else None
+        for metric in data.candidates:
+            figure = audit_figure(data.values, groups, table[table["metric"] == metric], metric, data.target,
+                                  data.baseline)
+            written.append(save_png(figure, out / "audit" / figure_name(metric)))
+    return written
