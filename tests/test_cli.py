@@ -128,3 +128,16 @@ def test_metric_keys_are_printed_literally(tmp_path, capsys):
     assert "val/loss@3, weights/stable_rank[classifier]@3" in out  # the title's controls
     assert pd.read_csv(summary_dir(tmp_path) / "audit.csv")["metric"].tolist() == ["val/loss@3",
                                                                                     "weights/erank[features.1]@3"]
+
+
+def test_ls_shows_each_runs_problem_or_a_dash(tmp_path, capsys):
+    ids = make_grid(tmp_path, seeds=1)
+    (runs_dir(tmp_path) / ids[0] / TRAJECTORY).unlink()
+    code, out = _run(["ls", str(tmp_path)], capsys)
+    assert code == 0
+    lines = [line.strip().strip("│").split("│") for line in out.splitlines() if line.startswith("│")]
+    problems = {cells[0].strip(): cells[-1].strip() for cells in lines if cells[0].strip()}
+    assert set(problems) == set(ids)
+    assert all(problems[run_id] == "-" for run_id in ids[1:])  # no error, nothing set aside: a dash, not nan
+    problem_column = "".join(cells[-1].strip() for cells in lines)  # the long reason folds over lines
+    assert "missingtrajectory" in problem_column.replace(" ", "")

@@ -10,6 +10,11 @@ from pab_campaign.render import Column, fmt, print_table, status_text
 from pab_campaign.store import STATUSES
 
 
+def _problem(error: object, skip_reason: object) -> str:
+    """The run's error line, else why the analysis sets it aside, else '-'."""
+    return next((text for text in (error, skip_reason) if isinstance(text, str) and text), "-")
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
     from pab_campaign.analysis.campaign import open_campaign
 
@@ -17,8 +22,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
     runs = campaign.runs
     if args.status:
         runs = runs[runs["status"] == args.status]
-    rows = [[row.run_id, fmt(row.campaign), status_text(row.status), fmt(row.started_at), fmt(row.duration_s, 3),
-             fmt(row.epochs_done), fmt(row.error or row.skip_reason)] for row in runs.itertuples()]
+    rows = [[row.run_id, fmt(row.campaign), status_text(str(row.status)), fmt(row.started_at), fmt(row.duration_s, 3),
+             fmt(row.epochs_done), _problem(row.error, row.skip_reason)] for row in runs.itertuples()]
     print_table(f"{campaign.directory} — {len(runs)} runs",
                 ["run_id", "campaign", "status", "started_at", "duration_s", "epochs", "problem"], rows)
     print_skipped(campaign.skipped)
