@@ -5,6 +5,7 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -109,3 +110,34 @@ def test_bad_epoch_and_non_campaign(tmp_path, capsys):
     assert code == 2 and "--epoch final" in out
     code, out = _run(["ls", str(tmp_path / "missing")], capsys)
     assert code == 2 and "does not exist" in out
+
+
+def test_metric_keys_are_printed_literally(tmp_path, capsys):
+    """A key in brackets is text, not rich markup: `[features.1]` stays in the table's cells and title."""
+    rng = np.random.default_rng(0)
+    for index in range(8):
+        write_run(tmp_path, f"r{index}", {**HP, "seed": index},
+                  {("val", "loss"): list(rng.uniform(0, 1, 4)), ("val", "acc"): list(rng.uniform(0, 1, 4))},
+                  keyed={("weights", "erank", "features.1"): list(rng.uniform(1, 5, 4)),
+                         ("weights", "stable_rank", "classifier"): list(rng.uniform(1, 5, 4))})
+    code, out = _run(["audit", str(tmp_path), "--metric", "weights/erank[features.1]@3", "--baseline", "val/loss@3",
+                      "--target", "val/acc", "--controls", "weights/stable_rank[classifier]", "--n-boot", "20",
+                      "--no-plots"], capsys)
+    assert code == 0, out
+    assert "weights/erank[features.1]@3" in out  # the audit table's metric cell
+    assert "val/loss@3, weights/stable_rank[classifier]@3" in out  # the title's controls
+    assert pd.read_csv(summary_dir(tmp_path) / "audit.csv")["metric"].tolist() == ["val/loss@3",
+                                                                                    "weights/erank[features.1]@3"]
+
+
+def test_ls_shows_each_runs_problem_or_a_dash(tmp_path, capsys):
+    ids = make_grid(tmp_path, seeds=1)
+    (runs_dir(tmp_path) / ids[0] / TRAJECTORY).unlink()
+    code, out = _run(["ls", str(tmp_path)], capsys)
+    assert code == 0
+    lines = [line.strip().strip("│").split("│") for line in out.splitlines() if line.startswith("│")]
+    problems = {cells[0].strip(): cells[-1].strip() for cells in lines if cells[0].strip()}
+    assert set(problems) == set(ids)
+    assert all(problems[run_id] == "-" for run_id in ids[1:])  # no error, nothing set aside: a dash, not nan
+    problem_column = "".join(cells[-1].strip() for cells in lines)  # the long reason folds over lines
+    assert "missingtrajectory" in problem_column.replace(" ", "")

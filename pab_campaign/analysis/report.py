@@ -114,8 +114,78 @@ def build_report(
     campaign: Campaign, groupby: list[str] | None = None, contexts: list[str] | None = None,
     metrics: list[str] | None = None, epoch: str | int = "last",
 ) -> Report:
-    """Summarise the usable completed runs of `campaign` at `epoch` ('last', 'best' = epoch of
-    minimal val/loss, or an epoch number). Runs without any finite value are set aside."""
+    """Summarise the completed runs of `campaign` per group of hyper-parameters, at one epoch.
+
+    Parameters
+    ----------
+    campaign : Campaign
+        The campaign, from `pab_campaign.analysis.campaign.open_campaign`.
+    groupby : list of str, optional
+        Hyper-parameters to group by; default: every one that varies across the completed runs,
+        except the seed and any that only restates those before it.
+    contexts : list of str, optional
+        Contexts crossed with `metrics` (default ``val, test``).
+    metrics : list of str, optional
+        Metric names (default ``acc, loss``), or full ``context/metric`` labels; ``summary/<name>``
+        is a whole-run process summary (see `summarize_trajectory`).
+    epoch : 'last', 'best' or int
+        Where each run's values are read: its last epoch, its epoch of minimal val/loss, or this
+        epoch number.
+
+    Returns
+    -------
+    Report
+        ``groupby`` and ``metrics`` (the labels reported); ``per_run`` (one row per usable run);
+        ``summary``: one row per group with ``runs`` and, per label and ``duration_s``,
+        ``<label>.mean``, ``.std`` and ``.ci95``; ``notes`` for the user. Runs without any finite
+        value are set aside on the campaign with their reason.
+
+    Raises
+    ------
+    CampaignError
+        For an unknown hyper-parameter or an untracked metric named explicitly, or when no
+        completed run has a value.
+
+    Notes
+    -----
+    Per group and label, over the runs with a finite value: the mean, the standard deviation s
+    (ddof=1) and the CI95 half-width ``t_{0.975, n-1} · s / √n`` (`ci95_halfwidth`). Tested
+    against the same statistics computed with pandas, ``scipy.stats.t`` and statsmodels'
+    ``DescrStatsW(x).tconfint_mean()`` from the run files read one by one.
+
+    Examples
+    --------
+    A campaign of two learning rates × three seeds, written in the data contract's format:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from pab_campaign import store
+    >>> from pab_campaign.analysis.campaign import open_campaign
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> final_acc = {(0.1, 0): 0.80, (0.1, 1): 0.84, (0.1, 2): 0.82,
+    ...              (0.01, 0): 0.70, (0.01, 1): 0.74, (0.01, 2): 0.69}
+    >>> for (lr, seed), acc in final_acc.items():
+    ...     run = store.run_dir(Path(tmp.name) / "demo", f"lr{lr}-seed{seed}")
+    ...     buffer = store.TrajectoryBuffer()
+    ...     for epoch, value in enumerate([0.1, acc]):
+    ...         buffer.add(epoch, "val", "acc", value)
+    ...         buffer.add(epoch, "val", "loss", 1 - value)
+    ...     store.write_trajectory(run, buffer.to_table())
+    ...     store.write_run_json(run, store.RunRecord(run.name, store.RunStatus.COMPLETED, epochs_done=1,
+    ...                                               duration_s=10.0, hparams={"optimizer.lr": lr, "seed": seed}))
+    >>> report = build_report(open_campaign(Path(tmp.name) / "demo"), metrics=["val/acc"])
+    >>> report.groupby, report.metrics
+    (['optimizer.lr'], ['val/acc'])
+    >>> columns = ["optimizer.lr", "runs", "val/acc.mean", "val/acc.ci95"]
+    >>> print(report.summary[columns].round(4).to_string(index=False))
+     optimizer.lr  runs  val/acc.mean  val/acc.ci95
+             0.01     3          0.71        0.0657
+             0.10     3          0.82        0.0497
+    >>> from pab_campaign.analysis.stats import ci95_halfwidth
+    >>> round(ci95_halfwidth([0.70, 0.74, 0.69]), 4)
+    0.0657
+    >>> tmp.cleanup()
+    """
     done = completed_runs(campaign)
     notes: list[str] = []
     groupby = _choose_groupby(campaign, done, groupby)

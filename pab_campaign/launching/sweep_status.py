@@ -3,7 +3,6 @@ status table over them (completed / failed / diverged / preempted, with the erro
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -55,23 +54,17 @@ def sweep_rows(sweep_dir: Path) -> list[dict[str, Any]]:
 
 
 def render_table(rows: list[dict[str, Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    """Print the sweep status table (one row per job, status in its colour) and a count per status."""
+    from pab_campaign.render import print_line, print_table, status_text
 
-    styles = {"completed": "green", "failed": "bold red", "diverged": "yellow", "preempted": "magenta"}
-    table = Table(title="sweep status")
-    for column in ("job", "run_id", "status", "epochs", "overrides", "error"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        status = row["status"] + (" (skipped: done before)" if row["skipped"] else "")
-        style = styles.get(row["status"])
-        table.add_row(row["job"], row["run_id"], f"[{style}]{status}" if style else status,
-                      str(row["epochs"]), row["overrides"], row["error"])
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    done_before = " (skipped: done before)"
+    cells = [[row["job"], row["run_id"], status_text(row["status"], done_before if row["skipped"] else ""),
+              str(row["epochs"]), row["overrides"], row["error"]] for row in rows]
+    print_table("sweep status", ["job", "run_id", "status", "epochs", "overrides", "error"], cells)
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
-    print("sweep: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+    print_line("sweep: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
 
 
 class SweepStatusCallback(Callback):

@@ -1,0 +1,50 @@
+"""`pab-campaign COMMAND CAMPAIGN_DIR [options]`: the analysis command line, which parses, calls the
+analysis package and renders what it returns. It never imports torch, so it starts fast.
+
+Each module of this package declares its commands, each command's arguments beside its handler, in
+one `register(commands)`; a new command is a new module and one entry in COMMAND_MODULES.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from pab_campaign.cli import audit, merge, report, runs
+from pab_campaign.cli.common import Commands, OneLineParser
+from pab_campaign.errors import PabError, one_line
+
+COMMAND_MODULES = (runs, report, merge, audit)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `pab-campaign` parser with every command of COMMAND_MODULES."""
+    parser = OneLineParser(
+        prog="pab-campaign",
+        description="Analyse a pab_campaign campaign directory (written by `python -m pab_campaign -m`).",
+        epilog="example: pab-campaign report outputs/demo --epoch best",
+    )
+    commands = Commands(parser)
+    for module in COMMAND_MODULES:
+        module.register(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; usage and PabError errors are one line on stderr with exit code 2, any other
+    error one line with exit code 1 (the traceback with PAB_DEBUG=1)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # usage errors (already printed as one line) and --help, as exit codes
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        return args.handler(args)
+    except PabError as exc:
+        print(f"pab-campaign: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if os.environ.get("PAB_DEBUG"):
+            raise
+        print(f"pab-campaign: internal error: {type(exc).__name__}: {exc} (set PAB_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        return 1

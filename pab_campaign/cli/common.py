@@ -1,0 +1,49 @@
+"""What the command modules share: the one-line usage errors, the `Commands` each module's
+`register` declares its commands into, the arguments several commands take, and the lines that
+list the runs an analysis set aside."""
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from pab_campaign.render import print_line
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line naming the problem and where to look."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+
+
+class Commands:
+    """The sub-commands of `pab-campaign`; a command module declares its own with `add`."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self._subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                                 parser_class=OneLineParser)
+
+    def add(self, name: str, handler: Handler, help_text: str, example: str,
+            campaign_dir: bool = True) -> argparse.ArgumentParser:
+        """A sub-command `name` run by `handler`, with its one-line help and a usage example; its
+        first positional argument is CAMPAIGN_DIR unless `campaign_dir` is False."""
+        sub = self._subparsers.add_parser(name, help=help_text, description=help_text, epilog=f"example: {example}",
+                                          formatter_class=argparse.RawDescriptionHelpFormatter)
+        if campaign_dir:
+            sub.add_argument("campaign", metavar="CAMPAIGN_DIR", help="campaign directory, e.g. outputs/demo")
+        sub.set_defaults(handler=handler)
+        return sub
+
+
+def add_campaign_filter(parser: argparse.ArgumentParser) -> None:
+    """`--campaign-id NAME...`: only the runs of these campaigns (a merged campaign mixes several)."""
+    parser.add_argument("--campaign-id", nargs="+", default=None, metavar="NAME",
+                        help="only runs whose run.json `campaign` is one of these (a merged campaign mixes several)")
+
+
+def print_skipped(skipped: list[tuple[str, str]]) -> None:
+    """One yellow line per run set aside, with its reason."""
+    for run_id, reason in skipped:
+        print_line(f"skipped run {run_id}: {reason}", "yellow")

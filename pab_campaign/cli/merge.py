@@ -1,0 +1,27 @@
+"""`merge`: copy the runs of campaigns into another."""
+from __future__ import annotations
+
+import argparse
+
+from pab_campaign.cli.common import Commands
+from pab_campaign.render import print_line
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from pab_campaign.analysis.merge import merge
+
+    result = merge(args.src, args.dst)
+    for run_id, source in result.added:
+        print_line(f"added {run_id} from {source}")
+    for run_id, source, reason in result.skipped:
+        print_line(f"skipped {run_id} from {source}: {reason}", "yellow")
+    print_line(f"{args.dst}: added {len(result.added)} runs, skipped {len(result.skipped)}")
+    return 0
+
+
+def register(commands: Commands) -> None:
+    merge = commands.add("merge", cmd_merge, "copy the runs of campaigns into another (never deletes or overwrites)",
+                         "pab-campaign merge --src outputs/a outputs/b --dst outputs/ab", campaign_dir=False)
+    merge.add_argument("--src", nargs="+", required=True, metavar="CAMPAIGN_DIR", help="source campaigns")
+    merge.add_argument("--dst", required=True, metavar="CAMPAIGN_DIR",
+                       help="destination: new, empty, or a campaign (only runs it lacks are added)")

@@ -1,0 +1,49 @@
+"""The terminal rendering shared by the command line and the sweep status table: text is printed
+literally (brackets are never markup), each run status has its one colour."""
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from pab_campaign import render
+from pab_campaign.launching.sweep_status import render_table
+from pab_campaign.store import RunStatus
+
+
+def _text(renderable) -> str:
+    out = io.StringIO()
+    Console(file=out, width=200).print(renderable)
+    return out.getvalue()
+
+
+def test_titles_headers_and_cells_keep_their_brackets():
+    table = render.table("given weights/erank[features.1]@3", ["weights/erank[features.1]@3", "x"],
+                         [["val/class_acc[bold]", render.styled("[red]kept[/red]", "green")]])
+    text = _text(table)
+    for literal in ("given weights/erank[features.1]@3", "┃ weights/erank[features.1]@3", "val/class_acc[bold]",
+                    "[red]kept[/red]"):
+        assert literal in text, text
+
+
+def test_every_run_status_has_its_colour():
+    assert set(RunStatus) <= set(render.STATUS_STYLES)
+    assert render.status_text("failed", " (x)").style == render.STATUS_STYLES["failed"]
+    assert str(render.status_text("failed", " (x)")) == "failed (x)"
+    assert render.status_text("unknown").style == ""
+
+
+def test_sweep_status_table_prints_errors_literally(capsys):
+    rows = [{"job": "0", "run_id": "abc", "status": "completed", "skipped": True, "epochs": 3,
+             "overrides": "model=cnn", "error": ""},
+            {"job": "1", "run_id": "-", "status": "failed", "skipped": False, "epochs": None,
+             "overrides": "optimizer.lr=[0.1]", "error": "KeyError: [missing.key]"}]
+    render_table(rows)
+    out = capsys.readouterr().out
+    assert "completed (skipped: done before)" in out
+    assert "optimizer.lr=[0.1]" in out and "KeyError: [missing.key]" in out
+    assert "sweep: 1 completed, 1 failed" in out
+
+
+def test_fmt_cells():
+    assert [render.fmt(v) for v in (None, float("nan"), 0.123456, 7, "a[b]")] == ["-", "nan", "0.1235", "7", "a[b]"]
