@@ -28,9 +28,12 @@ def train(cfg: DictConfig) -> str:
     hydra_cfg = HydraConfig.get()
     try:
         outcome = execute(cfg, overrides=list(hydra_cfg.overrides.task))
-    except ConfigError as exc:
-        # SystemExit passes through Hydra's job runner, which would otherwise print its own banner.
-        print(f"pab_campaign: error: {one_line(exc)}", file=sys.stderr)
+    except (ConfigError, OmegaConfBaseException) as exc:
+        # OmegaConf raises here for a value read through an interpolation (a key that is not there,
+        # a value of the wrong type). SystemExit passes through Hydra's job runner, which would
+        # otherwise print its own banner.
+        message = config_error_line(exc) if isinstance(exc, OmegaConfBaseException) else one_line(exc)
+        print(f"pab_campaign: error: {message}", file=sys.stderr)
         raise SystemExit(2) from None
     write_job_pointer(Path(hydra_cfg.runtime.output_dir), outcome)
     if outcome.status == "failed":
@@ -40,12 +43,12 @@ def train(cfg: DictConfig) -> str:
 
 # The override Hydra names in "Error merging override k=v" and "... use +k=v".
 _OVERRIDE = re.compile(r"(?:Error merging override |use \+)(\S+)")
-# OmegaConf's detail lines ("full_key: ...", "object_type=...") and Hydra's search path listing.
+# OmegaConf's detail lines under its message ("full_key: ...", "object_type=...").
 _DETAIL = re.compile(r"^(full_key:|reference_type=|object_type=)")
 
 
-def composition_error(exc: BaseException) -> str:
-    """One line for an error Hydra or OmegaConf raised while composing the config.
+def config_error_line(exc: BaseException) -> str:
+    """One line for an error Hydra or OmegaConf raised while composing or reading the config.
 
     A wrong type or an unknown key of a typed config names the override, the reason and the fix
     (the key's type, or the keys that exist there). Other messages keep their lines that matter
@@ -58,18 +61,19 @@ def composition_error(exc: BaseException) -> str:
         found = _OVERRIDE.search(str(exc))
         override = found.group(1) if found else full_key
         keys = schema_keys(schema)
-        key = full_key.rpartition(".")[2]
-        where = full_key.rpartition(".")[0] or "the top level"
-        reason = one_line(cause)
+        where, _, key = full_key.rpartition(".")
         if isinstance(cause, (ConfigKeyError, ConfigAttributeError)):
-            return f"{override}: {where} has no key '{key}'; its keys are {', '.join(keys)}"
+            return f"{override}: {where or 'the top level'} has no key '{key}'; its keys are {', '.join(keys)}"
         if isinstance(cause, ValidationError) and key in keys:
-            return f"{override}: {reason}; {full_key} takes {keys[key]}"
+            return f"{override}: {one_line(cause)}; {full_key} takes {keys[key]}"
     text = str(exc).split("Config search path")[0]
     lines = [line.strip() for line in text.splitlines() if line.strip() and not _DETAIL.match(line.strip())]
-    joined = " ".join(lines)
-    reason = one_line(cause) if cause is not exc else ""
-    return f"{joined} ({reason})" if reason and reason not in joined else joined or one_line(exc)
+    joined = " ".join(lines) or one_line(exc)
+    if cause is exc:
+        # Raised reading a value (through an interpolation): name the key that was read.
+        return f"{full_key}: {joined}" if full_key else joined
+    reason = one_line(cause)
+    return f"{joined} ({reason})" if reason not in joined else joined
 
 
 def main() -> None:
@@ -80,7 +84,7 @@ def main() -> None:
     try:
         train()
     except (HydraException, OmegaConfBaseException) as exc:
-        print(f"pab_campaign: error: {composition_error(exc)}", file=sys.stderr)
+        print(f"pab_campaign: error: {config_error_line(exc)}", file=sys.stderr)
         sys.exit(2)
     if FAILED_RUNS:
         sys.exit(1)

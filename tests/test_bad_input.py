@@ -25,17 +25,19 @@ def test_config_refused_at_composition(tmp_path, overrides, fragments):
     assert not (tmp_path / "c").exists()
 
 
-@pytest.mark.parametrize(("override", "fragments"), [
-    ("optimizer.lr=-0.5", ("optimizer.lr=-0.5 must be > 0",)),
-    ("train.epochs=-3", ("train.epochs=-3 must be >= 1",)),
-    ("+train.epoch=3", ("train.epoch is not a config key",)),
-    ("model.norm=bogus", ("unknown normalisation 'bogus' in model.norm", "['batchnorm', 'layernorm', 'none']")),
-    ("model.name=transformer", ("unknown model 'transformer' in model.name", "'resnet18'")),
-    ("tracking.probes.churn.every=-1", ("tracking.probes.churn.every=-1 must be >= 0",)),
+@pytest.mark.parametrize(("overrides", "fragments"), [
+    (["optimizer.lr=-0.5"], ("optimizer.lr=-0.5 must be > 0",)),
+    (["train.epochs=-3"], ("train.epochs=-3 must be >= 1",)),
+    (["+train.epoch=3"], ("train.epoch is not a config key",)),
+    (["model.norm=bogus"], ("unknown normalisation 'bogus' in model.norm", "['batchnorm', 'layernorm', 'none']")),
+    (["model.name=transformer"], ("unknown model 'transformer' in model.name", "'resnet18'")),
+    (["tracking.probes.churn.every=-1"], ("tracking.probes.churn.every=-1 must be >= 0",)),
+    (["+experiment=mbe_heterogeneous_grid", "mbe.sample=c99"], ("optimizer.lr: Interpolation key 'mbe.draws.c99.lr'",)),
 ])
-def test_config_refused_before_a_run_directory_exists(tmp_path, override, fragments):
-    """Ranges, names and keys added past the schema: refused by the run's checks before `runs/` exists."""
-    result = train([override], tmp_path / "c")
+def test_config_refused_before_a_run_directory_exists(tmp_path, overrides, fragments):
+    """Ranges, names, keys added past the schema and values read through an interpolation: refused by
+    the run's checks before `runs/` exists."""
+    result = train(overrides, tmp_path / "c")
     assert result.returncode == 2
     assert_one_line_error(result, *fragments)
     assert not (tmp_path / "c" / "runs").exists()

@@ -12,7 +12,7 @@ import torch
 from hydra.errors import ConfigCompositionException
 from omegaconf import MISSING, OmegaConf
 
-from pab_campaign.__main__ import composition_error
+from pab_campaign.__main__ import config_error_line
 from pab_campaign.errors import ConfigError
 from pab_campaign.training import config
 from pab_campaign.training.config import (
@@ -65,7 +65,7 @@ def test_heterogeneous_grid_table_is_typed(tmp_path):
     assert list(cfg.model.hidden) == [32] and isinstance(cfg.optimizer.lr, float)
     with pytest.raises(ConfigCompositionException) as info:
         compose_config(["+experiment=mbe_heterogeneous_grid", "mbe.draws.c03.hidden=[wide]"], tmp_path / "c")
-    assert "could not be converted to Integer" in composition_error(info.value)
+    assert "could not be converted to Integer" in config_error_line(info.value)
     added = compose_config(["+experiment=mbe_heterogeneous_grid", "+mbe.draws.c03.extra=1"], tmp_path / "c")
     assert undeclared_keys(added) == ["mbe.draws.c03.extra"]
 
@@ -107,8 +107,8 @@ def test_schemas_carry_types_and_no_values():
 def test_composition_refuses_with_the_key_and_the_fix(tmp_path, overrides, expected):
     with pytest.raises(ConfigCompositionException) as info:
         compose_config(overrides, tmp_path / "c")
-    assert composition_error(info.value).startswith(expected)
-    assert "\n" not in composition_error(info.value)
+    assert config_error_line(info.value).startswith(expected)
+    assert "\n" not in config_error_line(info.value)
 
 
 def test_undeclared_keys_finds_what_plus_added_past_the_schema(tmp_path):
