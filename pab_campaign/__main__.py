@@ -2,17 +2,23 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
+from dataclasses import is_dataclass
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from pab_campaign.errors import ConfigError
+from pab_campaign.errors import ConfigError, one_line
 from pab_campaign.launching.sweep_status import FAILED_RUNS, write_job_pointer
+from pab_campaign.training.config import register_schemas, schema_keys
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+register_schemas()
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
@@ -22,9 +28,12 @@ def train(cfg: DictConfig) -> str:
     hydra_cfg = HydraConfig.get()
     try:
         outcome = execute(cfg, overrides=list(hydra_cfg.overrides.task))
-    except ConfigError as exc:
-        # SystemExit passes through Hydra's job runner, which would otherwise print its own banner.
-        print(f"pab_campaign: error: {exc}", file=sys.stderr)
+    except (ConfigError, OmegaConfBaseException) as exc:
+        # OmegaConf raises here for a value read through an interpolation (a key that is not there,
+        # a value of the wrong type). SystemExit passes through Hydra's job runner, which would
+        # otherwise print its own banner.
+        message = config_error_line(exc) if isinstance(exc, OmegaConfBaseException) else one_line(exc)
+        print(f"pab_campaign: error: {message}", file=sys.stderr)
         raise SystemExit(2) from None
     write_job_pointer(Path(hydra_cfg.runtime.output_dir), outcome)
     if outcome.status == "failed":
@@ -32,27 +41,50 @@ def train(cfg: DictConfig) -> str:
     return outcome.status
 
 
-def _one_line(exc: BaseException) -> str:
-    """The first meaningful lines of a Hydra/OmegaConf/config error, joined into one line."""
+# The override Hydra names in "Error merging override k=v" and "... use +k=v".
+_OVERRIDE = re.compile(r"(?:Error merging override |use \+)(\S+)")
+# OmegaConf's detail lines under its message ("full_key: ...", "object_type=...").
+_DETAIL = re.compile(r"^(full_key:|reference_type=|object_type=)")
+
+
+def config_error_line(exc: BaseException) -> str:
+    """One line for an error Hydra or OmegaConf raised while composing or reading the config.
+
+    A wrong type or an unknown key of a typed config names the override, the reason and the fix
+    (the key's type, or the keys that exist there). Other messages keep their lines that matter
+    (Hydra lists the available options over several lines), without the config search path.
+    """
+    cause = exc.__cause__ if isinstance(exc.__cause__, OmegaConfBaseException) else exc
+    schema = getattr(cause, "object_type", None)
+    full_key = str(getattr(cause, "full_key", "") or "")
+    if is_dataclass(schema) and full_key:
+        found = _OVERRIDE.search(str(exc))
+        override = found.group(1) if found else full_key
+        keys = schema_keys(schema)
+        where, _, key = full_key.rpartition(".")
+        if isinstance(cause, (ConfigKeyError, ConfigAttributeError)):
+            return f"{override}: {where or 'the top level'} has no key '{key}'; its keys are {', '.join(keys)}"
+        if isinstance(cause, ValidationError) and key in keys:
+            return f"{override}: {one_line(cause)}; {full_key} takes {keys[key]}"
     text = str(exc).split("Config search path")[0]
-    cause = exc.__cause__
-    if cause is not None and str(cause) and str(cause) not in text:
-        text += f" ({str(cause).splitlines()[0]})"
-    lines = [line.strip() for line in text.splitlines() if line.strip() and "full_key" not in line
-             and "object_type" not in line]
-    return " ".join(lines)
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not _DETAIL.match(line.strip())]
+    joined = " ".join(lines) or one_line(exc)
+    if cause is exc:
+        # Raised reading a value (through an interpolation): name the key that was read.
+        return f"{full_key}: {joined}" if full_key else joined
+    reason = one_line(cause)
+    return f"{joined} ({reason})" if reason not in joined else joined
 
 
 def main() -> None:
     """Run Hydra; turn config and composition errors into one line on stderr and exit code 2."""
     from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
 
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         train()
     except (HydraException, OmegaConfBaseException) as exc:
-        print(f"pab_campaign: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"pab_campaign: error: {config_error_line(exc)}", file=sys.stderr)
         sys.exit(2)
     if FAILED_RUNS:
         sys.exit(1)

@@ -24,6 +24,7 @@ from pab_campaign.store import (
     write_run_json,
     write_trajectory,
 )
+from pab_campaign.training.config import register_schemas
 from pab_campaign.training.evaluate import evaluate
 from pab_campaign.training.models import build_model
 from pab_campaign.training.probes import ProbeContext
@@ -33,9 +34,10 @@ CONFIG_DIR = str(REPO / "conf")
 
 
 def compose_config(overrides: list[str], campaign_dir: Path | None = None) -> DictConfig:
-    """The resolved run config for `overrides`, as `python -m pab_campaign` would see it;
-    writing into `campaign_dir` when one is given."""
+    """The resolved run config for `overrides`, as `python -m pab_campaign` would see it (typed by
+    the schemas the entry point registers); writing into `campaign_dir` when one is given."""
     campaign = [f"campaign.root={campaign_dir.parent}", f"campaign.name={campaign_dir.name}"] if campaign_dir else []
+    register_schemas()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose("config", overrides=[*campaign, *overrides])
 

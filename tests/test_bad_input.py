@@ -7,14 +7,38 @@ from pab_campaign import store
 from tests.helpers import assert_one_line_error, cli, train
 
 
-@pytest.mark.parametrize(("override", "fragments"), [
-    ("optimizer.lrr=0.1", ("optimizer.lrr",)),
-    ("model=transformer", ("model/transformer", "mlp")),
-    ("optimizer.lr=-0.5", ("optimizer.lr=-0.5 must be > 0",)),
-    ("train.epochs=-3", ("train.epochs=-3 must be >= 1",)),
+@pytest.mark.parametrize(("overrides", "fragments"), [
+    (["train.epochs=abc"], ("train.epochs=abc", "could not be converted to Integer", "train.epochs takes int")),
+    (["optimizer.lr=fast"], ("optimizer.lr=fast", "could not be converted to Float", "optimizer.lr takes float")),
+    (["model=resnet18", "model.width=1.5"], ("model.width=1.5", "model.width takes int")),
+    (["runtime.threads=many"], ("runtime.threads=many", "runtime.threads takes int | None")),
+    (["no_such_key=1"], ("no_such_key=1", "the top level has no key 'no_such_key'", "train, campaign")),
+    (["optimizer.lrr=0.1"], ("optimizer.lrr=0.1", "optimizer has no key 'lrr'", "lr, weight_decay")),
+    (["dataset.classes=3"], ("dataset has no key 'classes'", "test_fraction")),
+    (["model=transformer"], ("model/transformer", "mlp")),
 ])
-def test_training_config_errors(tmp_path, override, fragments):
-    result = train([override], tmp_path / "c")
+def test_config_refused_at_composition(tmp_path, overrides, fragments):
+    """A wrong type, an unknown key or option: refused while Hydra composes, so nothing is written."""
+    result = train(overrides, tmp_path / "c")
+    assert result.returncode == 2
+    assert_one_line_error(result, *fragments)
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize(("overrides", "fragments"), [
+    (["optimizer.lr=-0.5"], ("optimizer.lr=-0.5 must be > 0",)),
+    (["train.epochs=-3"], ("train.epochs=-3 must be >= 1",)),
+    (["+train.epoch=3"], ("train.epoch is not a config key",)),
+    (["model.norm=bogus"], ("unknown normalisation 'bogus' in model.norm", "['batchnorm', 'layernorm', 'none']")),
+    (["model.name=transformer"], ("unknown model 'transformer' in model.name", "'resnet18'")),
+    (["tracking.probes.churn.every=-1"], ("tracking.probes.churn.every=-1 must be >= 0",)),
+    (["+experiment=mbe_heterogeneous_grid", "mbe.sample=c99"], ("optimizer.lr: Interpolation key 'mbe.draws.c99.lr'",)),
+])
+def test_config_refused_before_a_run_directory_exists(tmp_path, overrides, fragments):
+    """Ranges, names, keys added past the schema and values read through an interpolation: refused by
+    the run's checks before `runs/` exists."""
+    result = train(overrides, tmp_path / "c")
+    assert result.returncode == 2
     assert_one_line_error(result, *fragments)
     assert not (tmp_path / "c" / "runs").exists()
 
@@ -58,10 +82,3 @@ def test_malformed_metric_name(demo_campaign):
 ])
 def test_usage_errors_are_one_line(args, fragment):
     assert_one_line_error(cli(args), fragment)
-
-
-def test_unknown_model_norm_is_refused_before_a_run_directory_exists(tmp_path):
-    result = train(["model.norm=bogus"], tmp_path / "c")
-    assert result.returncode == 2
-    assert_one_line_error(result, "model.norm='bogus' is unknown", "batchnorm")
-    assert not (tmp_path / "c" / "runs").exists()

@@ -1,10 +1,18 @@
 """Model builders, chosen by `cfg.model.name`. Every model is a `Classifier`: features, then head."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
-NORMS = ("none", "batchnorm", "layernorm")
+from pab_campaign.training.registry import Registry
+
+Builder = Callable[..., "Classifier"]
+# Name → builder(cfg, input_shape (C × H × W), num_classes) of a `Classifier`.
+MODELS: Registry[Builder] = Registry("model", "model.name")
+# Name → the layers (possibly none) normalising `width` features: `dims` 1 after a Linear layer, 2 after a conv.
+NORMS: Registry[Callable[[int, int], list[nn.Module]]] = Registry("normalisation", "model.norm")
 
 
 class Classifier(nn.Module):
@@ -19,33 +27,42 @@ class Classifier(nn.Module):
         return self.head(self.features(x))
 
 
-def _norm_1d(kind: str, width: int) -> list[nn.Module]:
-    return {"none": [], "batchnorm": [nn.BatchNorm1d(width)], "layernorm": [nn.LayerNorm(width)]}[kind]
+@NORMS.register("none")
+def _no_norm(width: int, dims: int) -> list[nn.Module]:
+    return []
 
 
-def _norm_2d(kind: str, channels: int) -> list[nn.Module]:
+@NORMS.register("batchnorm")
+def _batch_norm(width: int, dims: int) -> list[nn.Module]:
+    return [nn.BatchNorm1d(width) if dims == 1 else nn.BatchNorm2d(width)]
+
+
+@NORMS.register("layernorm")
+def _layer_norm(width: int, dims: int) -> list[nn.Module]:
     # GroupNorm with one group normalises over (C, H, W): LayerNorm for feature maps.
-    return {"none": [], "batchnorm": [nn.BatchNorm2d(channels)], "layernorm": [nn.GroupNorm(1, channels)]}[kind]
+    return [nn.LayerNorm(width) if dims == 1 else nn.GroupNorm(1, width)]
 
 
+@MODELS.register("mlp")
 def build_mlp(cfg, input_shape: tuple[int, ...], num_classes: int) -> Classifier:
     width = 1
     for size in input_shape:
         width *= size
     layers: list[nn.Module] = [nn.Flatten()]
     for hidden in cfg.hidden:
-        layers += [nn.Linear(width, hidden), *_norm_1d(cfg.norm, hidden), nn.ReLU()]
+        layers += [nn.Linear(width, hidden), *NORMS.get(cfg.norm)(hidden, 1), nn.ReLU()]
         if cfg.dropout > 0:
             layers.append(nn.Dropout(cfg.dropout))
         width = hidden
     return Classifier(nn.Sequential(*layers), nn.Linear(width, num_classes))
 
 
+@MODELS.register("cnn")
 def build_cnn(cfg, input_shape: tuple[int, ...], num_classes: int) -> Classifier:
     channels, height, width = input_shape
     layers: list[nn.Module] = []
     for out in cfg.channels:
-        layers += [nn.Conv2d(channels, out, 3, padding=1), *_norm_2d(cfg.norm, out), nn.ReLU()]
+        layers += [nn.Conv2d(channels, out, 3, padding=1), *NORMS.get(cfg.norm)(out, 2), nn.ReLU()]
         if min(height, width) >= 2:
             layers.append(nn.MaxPool2d(2))
             height, width = height // 2, width // 2
@@ -66,6 +83,7 @@ def _stage(block: type[nn.Module], inplanes: int, planes: int, blocks: int, stri
     return nn.Sequential(*layers)
 
 
+@MODELS.register("resnet18")
 def build_resnet18(cfg, input_shape: tuple[int, ...], num_classes: int) -> Classifier:
     """ResNet-18 with the CIFAR stem (3×3 conv, stride 1, no max-pool) from torchvision's BasicBlock;
     stage widths `width`·(1, 2, 4, 8) (64 = the standard network), features = pooled last stage."""
@@ -73,7 +91,8 @@ def build_resnet18(cfg, input_shape: tuple[int, ...], num_classes: int) -> Class
 
     width = int(cfg.width)
     layers: list[nn.Module] = [
-        nn.Conv2d(input_shape[0], width, 3, stride=1, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+        nn.Conv2d(input_shape[0], width, 3, stride=1, padding=1, bias=False), nn.BatchNorm2d(width),
+        nn.ReLU(inplace=True),
     ]
     inplanes = width
     for index, blocks in enumerate(cfg.blocks):
@@ -88,6 +107,7 @@ def build_resnet18(cfg, input_shape: tuple[int, ...], num_classes: int) -> Class
     return Classifier(features, nn.Linear(inplanes, num_classes))
 
 
+@MODELS.register("resnet50")
 def build_resnet50(cfg, input_shape: tuple[int, ...], num_classes: int) -> Classifier:
     """torchvision's ResNet-50 (ImageNet stem), untrained; features = everything up to the pooled 2048-d
     representation, head = its final Linear layer."""
@@ -101,18 +121,14 @@ def build_resnet50(cfg, input_shape: tuple[int, ...], num_classes: int) -> Class
     return Classifier(features, net.fc)
 
 
-BUILDERS = {"mlp": build_mlp, "cnn": build_cnn, "resnet18": build_resnet18, "resnet50": build_resnet50}
-
-
 def check_model(cfg) -> None:
-    """ValueError naming the key and the choices when `cfg` names no model this module builds."""
-    if cfg.name not in BUILDERS:
-        raise ValueError(f"model.name='{cfg.name}' is unknown; choose one of {sorted(BUILDERS)}")
-    if cfg.get("norm", "none") not in NORMS:
-        raise ValueError(f"model.norm='{cfg.norm}' is unknown; choose one of {list(NORMS)}")
+    """`UnknownName` naming the key and the choices when `cfg` names a model or a normalisation
+    this module does not build."""
+    MODELS.get(cfg.name)
+    if "norm" in cfg:
+        NORMS.get(cfg.norm)
 
 
 def build_model(cfg, input_shape: tuple[int, ...], num_classes: int) -> Classifier:
     """Build the model named by `cfg.name` for inputs of `input_shape` (C × H × W)."""
-    check_model(cfg)
-    return BUILDERS[cfg.name](cfg, input_shape, num_classes)
+    return MODELS.get(cfg.name)(cfg, input_shape, num_classes)

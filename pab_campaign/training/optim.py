@@ -2,41 +2,55 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
 
-OPTIMIZERS = ("adam", "sgd")
+from pab_campaign.training.registry import Registry
+
+# Name → builder(cfg, parameters) of a torch optimiser.
+OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer", "optimizer.name")
+# Name → factor(cfg, epoch, epochs): the multiplier of the base learning rate during 0-based `epoch`.
+SCHEDULES: Registry[Callable[..., float]] = Registry("schedule", "schedule.name")
 
 
-def check_optimizer(cfg) -> None:
-    """ValueError naming the key and the choices when `cfg` names no optimiser this module builds."""
-    if cfg.name not in OPTIMIZERS:
-        raise ValueError(f"optimizer.name='{cfg.name}' is unknown; choose one of {list(OPTIMIZERS)}")
+@OPTIMIZERS.register("sgd")
+def _sgd(cfg, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                           weight_decay=cfg.weight_decay)
+
+
+@OPTIMIZERS.register("adam")
+def _adam(cfg, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+    # Decoupled weight decay (AdamW), which is plain Adam when weight_decay is 0.
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
 
 
 def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
-    check_optimizer(cfg)
-    params = model.parameters()
-    if cfg.name == "sgd":
-        return torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay
-        )
-    return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    """The optimiser named by `cfg.name` over `model`'s parameters."""
+    return OPTIMIZERS.get(cfg.name)(cfg, model.parameters())
+
+
+@SCHEDULES.register("constant")
+def _constant(cfg, epoch: int, epochs: int) -> float:
+    return 1.0
+
+
+@SCHEDULES.register("cosine")
+def _cosine(cfg, epoch: int, epochs: int) -> float:
+    """Linear warm-up over `warmup_epochs`, then cosine decay to `min_lr_ratio` at the last epoch."""
+    warmup = cfg.warmup_epochs
+    if epoch < warmup:
+        return (epoch + 1) / (warmup + 1)
+    span = max(1, epochs - warmup - 1)
+    progress = min(1.0, (epoch - warmup) / span)
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def lr_factor(cfg, epoch: int, epochs: int) -> float:
     """Multiplier of the base learning rate during epoch `epoch` (0-based) of `epochs`."""
-    if cfg.name == "constant":
-        return 1.0
-    if cfg.name == "cosine":
-        warmup = cfg.warmup_epochs
-        if epoch < warmup:
-            return (epoch + 1) / (warmup + 1)
-        span = max(1, epochs - warmup - 1)
-        progress = min(1.0, (epoch - warmup) / span)
-        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-    raise ValueError(f"unknown schedule '{cfg.name}'; choose one of ['constant', 'cosine']")
+    return SCHEDULES.get(cfg.name)(cfg, epoch, epochs)
 
 
 def build_scheduler(cfg, optimizer: torch.optim.Optimizer, epochs: int) -> torch.optim.lr_scheduler.LambdaLR:

@@ -33,12 +33,13 @@ from pab_campaign.store import (
 )
 from pab_campaign.training import checkpoint, preemption, provenance
 from pab_campaign.training.acceleration import autocast, on_cuda, prepare_model
+from pab_campaign.training.config import job_threads, undeclared_keys
 from pab_campaign.training.data import build_dataset, check_dataset
 from pab_campaign.training.data.batching import augment_generator, on_device, train_batches
 from pab_campaign.training.evaluate import Evaluation, evaluate
 from pab_campaign.training.identity import hparams, run_id
 from pab_campaign.training.models import build_model, check_model
-from pab_campaign.training.optim import build_optimizer, build_scheduler, check_optimizer, lr_factor
+from pab_campaign.training.optim import OPTIMIZERS, SCHEDULES, build_optimizer, build_scheduler
 from pab_campaign.training.probes import ProbeContext
 from pab_campaign.training.probes.registry import build_probes
 from pab_campaign.training.state import TrainingState
@@ -49,24 +50,33 @@ SPLITS = ("train", "val", "test")
 
 
 def validate(cfg: DictConfig) -> None:
-    """Refuse configs that cannot run, before anything is written."""
+    """Refuse configs that cannot run, before anything is written. The schemas have checked every
+    key and type while Hydra composed `cfg`; what is left are ranges, names and files."""
+    added = undeclared_keys(cfg)
+    if added:
+        raise ConfigError(f"{added[0]} is not a config key (added with +?); see `python -m pab_campaign --cfg job`")
     checks = [
         (cfg.optimizer.lr > 0, f"optimizer.lr={cfg.optimizer.lr} must be > 0, e.g. optimizer.lr=0.05"),
-        (cfg.optimizer.get("weight_decay", 0) >= 0,
-         f"optimizer.weight_decay={cfg.optimizer.get('weight_decay')} must be >= 0"),
+        (cfg.optimizer.weight_decay >= 0, f"optimizer.weight_decay={cfg.optimizer.weight_decay} must be >= 0"),
         (cfg.train.epochs >= 1, f"train.epochs={cfg.train.epochs} must be >= 1, e.g. train.epochs=10"),
         (cfg.train.batch_size >= 1, f"train.batch_size={cfg.train.batch_size} must be >= 1"),
-        (cfg.runtime.device in ("cpu", "cuda", "auto"), f"runtime.device='{cfg.runtime.device}' must be cpu, cuda or auto"),
+        (cfg.runtime.device in ("cpu", "cuda", "auto"),
+         f"runtime.device='{cfg.runtime.device}' must be cpu, cuda or auto"),
+        (cfg.runtime.threads is None or cfg.runtime.threads >= 1,
+         f"runtime.threads={cfg.runtime.threads} must be >= 1, or null for the launcher's threads"),
+        (cfg.checkpoint.best_mode in ("min", "max"),
+         f"checkpoint.best_mode='{cfg.checkpoint.best_mode}' must be min or max"),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    job_threads(cfg.runtime.threads)
+    OPTIMIZERS.get(cfg.optimizer.name)
+    SCHEDULES.get(cfg.schedule.name)
+    check_model(cfg.model)
+    build_probes(OmegaConf.to_container(cfg.tracking.probes))
     try:
-        build_probes(OmegaConf.to_container(cfg.tracking.probes))
-        lr_factor(cfg.schedule, 0, cfg.train.epochs)
         check_dataset(cfg.dataset)
-        check_model(cfg.model)
-        check_optimizer(cfg.optimizer)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if cfg.runtime.device == "cuda" and not torch.cuda.is_available():
@@ -102,8 +112,7 @@ class Run:
     # ---- setup ---------------------------------------------------------------------------
     def setup(self) -> None:
         cfg = self.cfg
-        if cfg.runtime.threads:
-            torch.set_num_threads(int(cfg.runtime.threads))
+        torch.set_num_threads(job_threads(cfg.runtime.threads))
         wants_cuda = cfg.runtime.device == "cuda" or (cfg.runtime.device == "auto" and torch.cuda.is_available())
         self.device = torch.device("cuda" if wants_cuda else "cpu")
         if wants_cuda:

@@ -2,31 +2,33 @@
 from __future__ import annotations
 
 from importlib import import_module
+from types import ModuleType
 
 from pab_campaign.training.data.base import DataBundle, Split
+from pab_campaign.training.registry import Registry
 
-BUILDERS = {"digits": "pab_campaign.training.data.digits", "synthetic": "pab_campaign.training.data.synthetic",
-            "cifar10": "pab_campaign.training.data.cifar10", "imagenet": "pab_campaign.training.data.imagenet"}
+# Name → the module that builds it (`build(cfg)`, and `check(cfg)` where the data set has files);
+# imported when first used, so a run pays only for its own data set's imports.
+DATASETS: Registry[str] = Registry("data set", "dataset.name")
+for _name in ("digits", "synthetic", "cifar10", "imagenet"):
+    DATASETS.add(_name, f"{__name__}.{_name}")
+
+
+def _module(cfg) -> ModuleType:
+    return import_module(DATASETS.get(cfg.name))
 
 
 def build_dataset(cfg) -> DataBundle:
     """Build the data set named by `cfg.name` from its config group entry."""
-    _require_known(cfg)
-    return import_module(BUILDERS[cfg.name]).build(cfg)
+    return _module(cfg).build(cfg)
 
 
 def check_dataset(cfg) -> None:
-    """Cheap checks before a run starts: a known name, and the data set's files where it has any
-    (ValueError naming the key or the expected layout)."""
-    _require_known(cfg)
-    check = getattr(import_module(BUILDERS[cfg.name]), "check", None)
+    """Cheap checks before a run starts: a known name (`UnknownName`), and the data set's files where
+    it has any (ValueError naming the key or the expected layout)."""
+    check = getattr(_module(cfg), "check", None)
     if check is not None:
         check(cfg)
 
 
-def _require_known(cfg) -> None:
-    if cfg.name not in BUILDERS:
-        raise ValueError(f"dataset.name='{cfg.name}' is unknown; choose one of {sorted(BUILDERS)}")
-
-
-__all__ = ["BUILDERS", "DataBundle", "Split", "build_dataset", "check_dataset"]
+__all__ = ["DATASETS", "DataBundle", "Split", "build_dataset", "check_dataset"]

@@ -1,0 +1,287 @@
+"""Typed schemas of the run configuration `python -m pab_campaign` composes (no torch here).
+
+One dataclass per option of each config group, and one for the root. They carry the keys and their
+types only: every value lives in the YAML files under `conf/`, which extend their schema through
+their defaults list (`- /schema/model/mlp@_here_`). A key no schema declares, or a value that
+does not convert to the declared type, is refused while Hydra composes, before any run starts.
+`register_schemas()` stores them in Hydra's ConfigStore under the `schema/` group; it must run
+before Hydra composes (the entry point and the tests' `compose_config` call it).
+
+Fields are `MISSING` (the YAML must give them) except `RunConfig.mbe`, which only one experiment
+sets. Checks a type cannot express (ranges, names, files) are `training.run.validate`'s.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, get_type_hints
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from pab_campaign.errors import ConfigError
+
+SCHEMA_GROUP = "schema"
+
+
+# ---- dataset -----------------------------------------------------------------------------------
+@dataclass
+class DatasetConfig:
+    """Keys every data set has: fractions in [0, 1], `split_seed` fixes the held-out splits."""
+
+    name: str = MISSING
+    val_fraction: float = MISSING
+    split_seed: int = MISSING
+    train_fraction: float = MISSING
+    label_noise: float = MISSING
+
+
+@dataclass
+class DigitsConfig(DatasetConfig):
+    test_fraction: float = MISSING
+
+
+@dataclass
+class SyntheticConfig(DatasetConfig):
+    test_fraction: float = MISSING
+    n_samples: int = MISSING
+    n_classes: int = MISSING
+    side: int = MISSING
+    noise: float = MISSING
+
+
+@dataclass
+class Cifar10Config(DatasetConfig):
+    root: str | None = MISSING
+    augment: bool = MISSING
+    crop_padding: int = MISSING
+
+
+@dataclass
+class ImagenetConfig(DatasetConfig):
+    root: str | None = MISSING
+    # null (every class folder), an integer N (the first N folders) or a list of folder names.
+    classes: Any = MISSING
+    augment: bool = MISSING
+    image_size: int = MISSING
+    resize_size: int = MISSING
+    train_eval_size: int | None = MISSING
+    num_workers: int = MISSING
+
+
+# ---- model -------------------------------------------------------------------------------------
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+
+
+@dataclass
+class MlpConfig(ModelConfig):
+    hidden: list[int] = MISSING
+    norm: str = MISSING
+    dropout: float = MISSING
+
+
+@dataclass
+class CnnConfig(ModelConfig):
+    channels: list[int] = MISSING
+    hidden: int = MISSING
+    norm: str = MISSING
+    dropout: float = MISSING
+
+
+@dataclass
+class ResNet18Config(ModelConfig):
+    width: int = MISSING
+    blocks: list[int] = MISSING
+
+
+@dataclass
+class ResNet50Config(ModelConfig):
+    zero_init_residual: bool = MISSING
+
+
+# ---- optimizer and schedule --------------------------------------------------------------------
+@dataclass
+class OptimizerConfig:
+    name: str = MISSING
+    lr: float = MISSING
+    weight_decay: float = MISSING
+
+
+@dataclass
+class SgdConfig(OptimizerConfig):
+    momentum: float = MISSING
+    nesterov: bool = MISSING
+
+
+@dataclass
+class AdamConfig(OptimizerConfig):
+    betas: list[float] = MISSING
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = MISSING
+
+
+@dataclass
+class ConstantScheduleConfig(ScheduleConfig):
+    """The constant schedule has no keys besides its name."""
+
+
+@dataclass
+class CosineScheduleConfig(ScheduleConfig):
+    warmup_epochs: int = MISSING
+    min_lr_ratio: float = MISSING
+
+
+# ---- tracking ----------------------------------------------------------------------------------
+@dataclass
+class TrackingConfig:
+    """A tracking preset. `probes` maps a probe name to its parameters; each probe's own dataclass
+    checks them (`training.probes.registry`), so the schema leaves the table open."""
+
+    name: str = MISSING
+    probe_size: int = MISSING
+    probes: dict[str, Any] = MISSING
+
+
+# ---- the root's own tables ---------------------------------------------------------------------
+@dataclass
+class TrainConfig:
+    epochs: int = MISSING
+    batch_size: int = MISSING
+    stop_on_divergence: bool = MISSING
+
+
+@dataclass
+class CampaignConfig:
+    name: str = MISSING
+    root: str = MISSING
+    dir: str = MISSING
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = MISSING
+    keep_last_n: int = MISSING
+    keep_every_n: int = MISSING
+    best_metric: str | None = MISSING
+    best_mode: str = MISSING
+
+
+@dataclass
+class RuntimeConfig:
+    device: str = MISSING
+    # null: the threads the launcher gave this job (see `job_threads`).
+    threads: int | None = MISSING
+    verbose: bool = MISSING
+    amp: bool = MISSING
+    compile: bool = MISSING
+
+
+@dataclass
+class MbeDraw:
+    """One drawn configuration of the heterogeneous grid (scripts/make_mbe_grid.py writes them)."""
+
+    lr: float = MISSING
+    weight_decay: float = MISSING
+    hidden: list[int] = MISSING
+    train_fraction: float = MISSING
+    label_noise: float = MISSING
+    seed: int = MISSING
+
+
+@dataclass
+class MbeGrid:
+    """The heterogeneous-grid experiment's table: the experiment interpolates `draws[sample]`'s
+    values into the hyper-parameters."""
+
+    sample: str = MISSING
+    draws: dict[str, MbeDraw] = MISSING
+
+
+@dataclass
+class RunConfig:
+    """The root: one entry per config group, the root's own tables, and the seed. (`hydra.*` keys
+    are Hydra's own and checked by Hydra.)"""
+
+    dataset: DatasetConfig = MISSING
+    model: ModelConfig = MISSING
+    optimizer: OptimizerConfig = MISSING
+    schedule: ScheduleConfig = MISSING
+    tracking: TrackingConfig = MISSING
+    seed: int = MISSING
+    train: TrainConfig = field(default_factory=TrainConfig)
+    campaign: CampaignConfig = field(default_factory=CampaignConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    # Only `+experiment=mbe_heterogeneous_grid` sets this top-level table; null everywhere else.
+    mbe: MbeGrid | None = None
+
+
+# Config group → option (the YAML file's name in conf/<group>/) → its schema.
+GROUP_SCHEMAS: dict[str, dict[str, type]] = {
+    "dataset": {"digits": DigitsConfig, "synthetic": SyntheticConfig, "cifar10": Cifar10Config,
+                "imagenet": ImagenetConfig},
+    "model": {"mlp": MlpConfig, "cnn": CnnConfig, "resnet18": ResNet18Config, "resnet50": ResNet50Config},
+    "optimizer": {"sgd": SgdConfig, "adam": AdamConfig},
+    "schedule": {"constant": ConstantScheduleConfig, "cosine": CosineScheduleConfig},
+    "tracking": {"preset": TrackingConfig},
+}
+ROOT_SCHEMA = "run"
+
+
+def register_schemas() -> None:
+    """Store the schemas in Hydra's ConfigStore: `schema/run` (the root, extended by config.yaml)
+    and `schema/<group>/<option>` (extended by conf/<group>/<option>.yaml). Idempotent."""
+    store = ConfigStore.instance()
+    store.store(group=SCHEMA_GROUP, name=ROOT_SCHEMA, node=RunConfig)
+    for group, options in GROUP_SCHEMAS.items():
+        for option, schema in options.items():
+            store.store(group=f"{SCHEMA_GROUP}/{group}", name=option, node=schema)
+
+
+def undeclared_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
+    """Dotted keys of `cfg` that its schemas do not declare, which only Hydra's `+key=value` can add
+    (it appends past the schema); the open tables' own keys (`tracking.probes`) are anyone's."""
+    schema = OmegaConf.get_type(cfg)
+    declared = {f.name for f in fields(schema)} if is_dataclass(schema) else None
+    found = []
+    for key in cfg:
+        name = f"{prefix}{key}"
+        child = OmegaConf.get_type(cfg, key)
+        if declared is not None and key not in declared:
+            found.append(name)
+        elif child is dict or is_dataclass(child):
+            found += undeclared_keys(cfg[key], f"{name}.")
+    return found
+
+
+def schema_keys(schema: type) -> dict[str, str]:
+    """The keys of a schema dataclass and their types as text, in declaration order:
+    `schema_keys(TrainConfig)["epochs"]` is `"int"`, `schema_keys(RuntimeConfig)["threads"]` `"int | None"`."""
+    hints = get_type_hints(schema)
+    return {f.name: _type_text(hints[f.name]) for f in fields(schema)}
+
+
+def _type_text(annotation: Any) -> str:
+    if isinstance(annotation, type) and not getattr(annotation, "__args__", None):
+        return annotation.__name__
+    return re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", str(annotation))
+
+
+def job_threads(threads: int | None, environ: Mapping[str, str] = os.environ) -> int:
+    """Torch threads of one run: `runtime.threads` when set, else the threads the launcher gave the
+    job ($OMP_NUM_THREADS), else 1. ConfigError when $OMP_NUM_THREADS is not a positive integer."""
+    if threads is not None:
+        return threads
+    given = environ.get("OMP_NUM_THREADS", "").strip()
+    if not given:
+        return 1
+    if not given.isdigit() or int(given) < 1:
+        raise ConfigError(f"OMP_NUM_THREADS={given!r} is not a positive integer; unset it or set runtime.threads")
+    return int(given)
