@@ -14,6 +14,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from pab_campaign.errors import ConfigError, one_line
 from pab_campaign.launching.sweep_status import FAILED_RUNS, write_job_pointer
+from pab_campaign.store import RunStatus
 from pab_campaign.training.config import register_schemas, schema_keys
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
@@ -36,7 +37,7 @@ def train(cfg: DictConfig) -> str:
         print(f"pab_campaign: error: {message}", file=sys.stderr)
         raise SystemExit(2) from None
     write_job_pointer(Path(hydra_cfg.runtime.output_dir), outcome)
-    if outcome.status == "failed":
+    if outcome.status == RunStatus.FAILED:
         FAILED_RUNS.append(outcome.run_id)
     return outcome.status
 
