@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import os
 import statistics
 import tempfile
@@ -35,7 +36,8 @@ CONF = str(Path(__file__).resolve().parents[1] / "conf")
 def synthetic_cifar(root: Path, images: int, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     train = (rng.integers(0, 256, (images, 3, 32, 32), dtype=np.uint8), np.arange(images) % 10)
-    test = (rng.integers(0, 256, (max(images // 10, 10), 3, 32, 32), dtype=np.uint8), np.arange(max(images // 10, 10)) % 10)
+    n_test = max(images // 10, 10)
+    test = (rng.integers(0, 256, (n_test, 3, 32, 32), dtype=np.uint8), np.arange(n_test) % 10)
     write_batches(root, train, test)
 
 
@@ -85,7 +87,7 @@ def cpu_ratio(root: Path, campaign: Path, args) -> None:
     bare_epoch(model, optimizer, x, y, args.batch_size, generator)  # warm-up both
     ours, bare = [], []
     for epoch in range(args.epochs):  # interleaved, so load from other processes hits both alike
-        ours.append(timed(lambda: run._train_epoch(epoch + 2)))
+        ours.append(timed(functools.partial(run._train_epoch, epoch + 2)))
         bare.append(timed(lambda: bare_epoch(model, optimizer, x, y, args.batch_size, generator)))
     ours_ips, bare_ips = len(y) / statistics.median(ours), len(y) / statistics.median(bare)
     print(f"CPU, ResNet-18 width {args.width}, {len(y)} images/epoch, batch {args.batch_size}, "
@@ -141,7 +143,7 @@ def gpu_ratio(root: Path, campaign: Path, args) -> None:
     dataloader_epoch()
     resident, torchvision_loader = [], []
     for epoch in range(args.epochs):
-        resident.append(timed(lambda: run._train_epoch(epoch + 2)))
+        resident.append(timed(functools.partial(run._train_epoch, epoch + 2)))
         torchvision_loader.append(timed(dataloader_epoch))
     n = len(train)
     ours, theirs = n / statistics.median(resident), n / statistics.median(torchvision_loader)

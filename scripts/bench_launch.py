@@ -37,7 +37,8 @@ def _time(stamp: str) -> datetime:
 def sweep(launcher: str, campaign: Path, runs: int, epochs: int, model: str, batch_size: int,
           extra: list[str]) -> tuple[float, str]:
     """Train `runs` seeds with `launcher`; returns (wall seconds, the launcher's output)."""
-    overrides = [f"hydra/launcher={launcher}", *extra, f"campaign.root={campaign.parent}", f"campaign.name={campaign.name}",
+    overrides = [f"hydra/launcher={launcher}", *extra, f"campaign.root={campaign.parent}",
+                 f"campaign.name={campaign.name}",
                  f"model={model}", "optimizer.lr=0.05", f"seed={','.join(str(s) for s in range(runs))}",
                  f"train.epochs={epochs}", f"train.batch_size={batch_size}", "tracking=minimal",
                  "checkpoint.every=0", "runtime.threads=1"]

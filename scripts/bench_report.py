@@ -70,7 +70,8 @@ def make_campaign(root: Path, runs: int, epochs: int, seed: int = 0) -> None:
         rid = f"{index:012x}"
         directory = run_dir(root, rid)
         directory.mkdir(parents=True)
-        quality = 0.9 - 0.1 * math.log10(1 / lr) / 3 + (0.05 if model == "cnn" else 0) + (0.02 if optimizer == "adam" else 0)
+        quality = (0.9 - 0.1 * math.log10(1 / lr) / 3 + (0.05 if model == "cnn" else 0)
+                   + (0.02 if optimizer == "adam" else 0))
         write_trajectory(directory, _trajectory(rng, epochs, quality))
         write_run_json(directory, RunRecord(
             run_id=rid, status=RunStatus.COMPLETED, campaign="bench", hparams=hparams, seed=hparams["seed"],
@@ -195,7 +196,8 @@ def main() -> None:
     print(f"warm            = {warm:6.3f} s (target <= 0.5 s at 5,000 runs)")
     print(f"pandas / cold   = {pandas_time / cold:6.1f}x  (target >= 10x)")
     print(f"pandas / warm   = {pandas_time / warm:6.1f}x")
-    print(f"peak RSS after the product's reports: {peak_product:.0f} MiB; overall {_peak_mib():.0f} MiB (target <= 2048)")
+    print(f"peak RSS after the product's reports: {peak_product:.0f} MiB; overall {_peak_mib():.0f} MiB "
+          "(target <= 2048)")
     if args.keep is None:
         shutil.rmtree(root)
 

@@ -16,6 +16,7 @@ times are measured on a few batches and scaled to CIFAR-10's 45k/5k/10k split.
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from collections.abc import Callable
 
@@ -75,7 +76,7 @@ def probe_costs(model: nn.Module, data: DataBundle, probes_by_name: dict, repeat
     for name, probe in probes_by_name.items():
         context = ProbeContext(1, model, data, probe_set, evaluations, {}, seed=0, shared=shared)
         probe.measure(context)
-        costs[name] = best_time(lambda: probe.measure(context), repeats)
+        costs[name] = best_time(functools.partial(probe.measure, context), repeats)
     return costs
 
 

@@ -82,7 +82,7 @@ def _round(value: float, digits: int = 3) -> float:
     """`value` to `digits` significant digits (0 stays 0)."""
     if value == 0:
         return 0.0
-    return round(value, digits - 1 - int(math.floor(math.log10(abs(value)))))
+    return round(value, digits - 1 - math.floor(math.log10(abs(value))))
 
 
 def draw(seed: int = SEED, n: int = N_CONFIGS) -> list[dict[str, object]]:

@@ -73,9 +73,11 @@ def open_campaign(directory: Path | str, campaign_ids: list[str] | None = None) 
     `skipped`. `campaign_ids` keeps only runs whose run.json `campaign` field is one of them."""
     directory = Path(directory)
     if not directory.exists():
-        raise CampaignError(f"campaign directory {directory} does not exist; pass the directory a sweep wrote, e.g. outputs/demo")
+        raise CampaignError(f"campaign directory {directory} does not exist; pass the directory a sweep wrote, "
+                            "e.g. outputs/demo")
     if not is_campaign(directory):
-        raise CampaignError(f"{directory} is not a campaign (no runs/ directory); pass the directory a sweep wrote, e.g. outputs/demo")
+        raise CampaignError(f"{directory} is not a campaign (no runs/ directory); pass the directory a sweep wrote, "
+                            "e.g. outputs/demo")
     built = index.refresh_runs(directory)
     frame = built.frame
     unreadable = frame["status"].isna()
@@ -131,7 +133,8 @@ def metric_series(trajectories: pd.DataFrame, spec: MetricSpec) -> pd.Series:
     else:
         rows = rows[rows["epoch"] == spec.epoch]
         if rows.empty:
-            raise CampaignError(f"metric {spec.label} has no value at epoch {spec.epoch}; choose an epoch the runs reached")
+            raise CampaignError(f"metric {spec.label} has no value at epoch {spec.epoch}; "
+                                "choose an epoch the runs reached")
     return rows.set_index("run_id")["value"].rename(spec.label)
 
 

@@ -292,7 +292,8 @@ def refresh_trajectories(campaign_dir: Path, runs: pd.DataFrame) -> Path:
     files = [str(runs_dir(campaign_dir) / rid / TRAJECTORY) for rid in fresh]
     parts = []
     if files:
-        parts.append("SELECT ($ids::VARCHAR[])[(file_index + 1)::BIGINT] AS run_id, epoch, context::VARCHAR AS context, "
+        parts.append("SELECT ($ids::VARCHAR[])[(file_index + 1)::BIGINT] AS run_id, epoch, "
+                     "context::VARCHAR AS context, "
                      "metric::VARCHAR AS metric, key::VARCHAR AS key, value FROM read_parquet($files)")
     if keep:
         parts.append("SELECT * FROM read_parquet($old) WHERE run_id IN (SELECT unnest($keep::VARCHAR[]))")

@@ -85,7 +85,8 @@ def _values_at_epoch(campaign: Campaign, done: pd.DataFrame, labels: list[str], 
     compacted trajectories."""
     long = campaign.query_trajectories(
         "SELECT run_id, context || '/' || metric AS label, value FROM traj "
-              "WHERE key IS NULL AND epoch = $epoch AND context || '/' || metric IN (SELECT unnest($labels::VARCHAR[])) "
+              "WHERE key IS NULL AND epoch = $epoch "
+              "AND context || '/' || metric IN (SELECT unnest($labels::VARCHAR[])) "
               "AND run_id IN (SELECT unnest($ids::VARCHAR[]))",
         {"epoch": epoch, "labels": labels, "ids": done["run_id"].tolist()})
     if long.empty:
@@ -249,7 +250,8 @@ def build_curves(campaign: Campaign, groupby: list[str] | None = None, contexts:
         f"SELECT {keys + ',' if keys else ''} t.context || '/' || t.metric AS label, t.epoch, count(*) AS runs, "
         "avg(t.value) AS mean, stddev_samp(t.value) AS std "
         "FROM traj t JOIN groups g USING (run_id) "
-        "WHERE t.key IS NULL AND NOT isnan(t.value) AND t.context || '/' || t.metric IN (SELECT unnest($labels::VARCHAR[])) "
+        "WHERE t.key IS NULL AND NOT isnan(t.value) "
+        "AND t.context || '/' || t.metric IN (SELECT unnest($labels::VARCHAR[])) "
         f"GROUP BY ALL ORDER BY {keys + ',' if keys else ''} label, t.epoch",
         {"labels": labels}, tables={"groups": groups})
     curves["ci95"] = ci95_halfwidths(curves["runs"].to_numpy(), curves["std"].to_numpy())

@@ -21,6 +21,7 @@ Only the standard library is imported at module level: `connect` must start in m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import importlib
 import json
@@ -60,10 +61,8 @@ class Job:
 
 
 def _send(connection: socket.socket, message: dict) -> None:
-    try:
+    with contextlib.suppress(OSError):  # the client is gone; nobody is left to tell
         connection.send(json.dumps(message).encode())
-    except OSError:
-        pass  # the client is gone; nobody is left to tell
 
 
 # ---- server -------------------------------------------------------------------------------------
@@ -238,10 +237,8 @@ def connect(name: str, args: list[str]) -> NoReturn:
 
 
 def _forward(pid: int, number: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, number)
-    except ProcessLookupError:
-        pass
 
 
 def _alive(pid: int) -> bool:
@@ -253,7 +250,8 @@ def _alive(pid: int) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pab_campaign.launching.forkserver", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m pab_campaign.launching.forkserver",
+                                     description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     server = commands.add_parser("serve", help="preload modules and fork jobs as NAME until stdin closes")
     server.add_argument("name")

@@ -36,7 +36,9 @@ def write_lost_job(job_output_dir: Path, overrides: list[str], error: str) -> No
 def sweep_rows(sweep_dir: Path) -> list[dict[str, Any]]:
     """One row per job of the sweep in `sweep_dir`: job number, run id, status, epochs, error."""
     rows = []
-    for pointer in sorted(sweep_dir.glob(f"*/{POINTER}"), key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0):
+    pointers = sorted(sweep_dir.glob(f"*/{POINTER}"),
+                      key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
+    for pointer in pointers:
         job = json.loads(pointer.read_text())
         row = {"job": pointer.parent.name, "run_id": job["run_id"] or "-", "skipped": job["skipped"]}
         if job["run_dir"] is None:

@@ -43,7 +43,8 @@ def constructed(tmp_path_factory):
     accuracy = -loss + 0.8 * signal + 0.3 * rng.normal(size=n)
     values = {"val/loss": loss, "probe/proxy": loss + 0.05 * rng.normal(size=n), "probe/signal": signal,
               "probe/noise": rng.normal(size=n), "probe/flat": np.full(n, 0.5), "val/acc": accuracy}
-    hparams = [{"dataset.label_noise": float(rng.choice([0.0, 0.2, 0.4])), "model.norm": ["batchnorm", "layernorm"][i % 2],
+    hparams = [{"dataset.label_noise": float(rng.choice([0.0, 0.2, 0.4])),
+                "model.norm": ["batchnorm", "layernorm"][i % 2],
                 "seed": i} for i in range(n)]
     directory = tmp_path_factory.mktemp("audit") / "constructed"
     write_campaign(directory, hparams, values)
@@ -99,7 +100,8 @@ def test_fewer_than_five_runs_in_a_group_is_insufficient_data_not_a_crash(tmp_pa
     loss = rng.normal(size=9)
     values = {"val/loss": loss, "probe/proxy": loss + rng.normal(size=9), "val/acc": -loss}
     write_campaign(tmp_path / "c", [{"model.norm": "layernorm" if i < 3 else "batchnorm"} for i in range(9)], values)
-    request = _request(metrics=[MetricSpec.parse("probe/proxy")], groupby="model.norm", baseline=MetricSpec.parse("val/loss@5"),
+    request = _request(metrics=[MetricSpec.parse("probe/proxy")], groupby="model.norm",
+                       baseline=MetricSpec.parse("val/loss@5"),
                        target=MetricSpec.parse("val/acc@5"))
     table = run_audit(open_campaign(tmp_path / "c"), request).table
     small = table[table["group"] == "model.norm=layernorm"]
@@ -144,11 +146,12 @@ def test_cli_writes_the_table_csv_drivers_and_one_png_per_metric(constructed):
 ])
 def test_cli_bad_paths_are_one_line(constructed, extra, fragments):
     directory, _, _ = constructed
-    before = (directory / "summary" / "audit.csv").read_bytes() if (directory / "summary" / "audit.csv").exists() else None
+    audit_csv = directory / "summary" / "audit.csv"
+    before = audit_csv.read_bytes() if audit_csv.exists() else None
     result = cli(["audit", str(directory), "--metric", "probe/signal", "--baseline", f"val/loss@{EARLY}",
                   "--target", "val/acc", *extra])
     assert_one_line_error(result, *fragments)
-    after = (directory / "summary" / "audit.csv").read_bytes() if (directory / "summary" / "audit.csv").exists() else None
+    after = audit_csv.read_bytes() if audit_csv.exists() else None
     assert after == before
 
 

@@ -48,7 +48,8 @@ def test_report_matches_pandas_and_scipy(tmp_path, epoch):
     expected = _independent(tmp_path, epoch)
     assert len(report.summary) == 4
     for row in report.summary.to_dict("records"):
-        group = expected[(expected["model.name"] == row["model.name"]) & (expected["optimizer.lr"] == row["optimizer.lr"])]
+        same = (expected["model.name"] == row["model.name"]) & (expected["optimizer.lr"] == row["optimizer.lr"])
+        group = expected[same]
         assert row["runs"] == len(group) == 5
         for column in ["val/acc", "val/loss", "test/acc", "test/loss", "duration_s"]:
             assert row[f"{column}.mean"] == pytest.approx(group[column].mean(), abs=1e-12)
@@ -83,7 +84,7 @@ def test_groupby_contexts_metrics_options(tmp_path):
 
 def test_curves_mean_and_ci_per_epoch(tmp_path):
     make_grid(tmp_path, seeds=3, epochs=4)
-    groupby, curves = build_curves(open_campaign(tmp_path), contexts=["val"], metrics=["acc"])
+    _, curves = build_curves(open_campaign(tmp_path), contexts=["val"], metrics=["acc"])
     expected = _independent(tmp_path, 2)
     row = curves[(curves["model.name"] == "cnn") & (curves["optimizer.lr"] == 0.1) & (curves["epoch"] == 2)].iloc[0]
     group = expected[(expected["model.name"] == "cnn") & (expected["optimizer.lr"] == 0.1)]["val/acc"]

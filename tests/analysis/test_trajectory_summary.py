@@ -31,7 +31,7 @@ def test_onset_is_the_first_epoch_staying_five_percent_above_the_minimum():
 
 
 def test_no_onset_when_val_loss_comes_back_or_keeps_falling():
-    returns = VAL_LOSS[:8] + [0.9, 0.83]
+    returns = [*VAL_LOSS[:8], 0.9, 0.83]
     assert math.isnan(overfitting_onset(_series(returns), _series(GAP[:10])))
     assert math.isnan(overfitting_onset(_series(sorted(VAL_LOSS, reverse=True)), _series(GAP)))
 

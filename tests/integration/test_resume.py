@@ -14,7 +14,8 @@ from pab_campaign.errors import StoreError
 from pab_campaign.store import iter_run_dirs, read_run_json, read_trajectory
 from tests.helpers import command_env, train_argv
 
-ARGS = ["train.epochs=12", "dataset.train_fraction=0.5", "model=cnn", "model.dropout=0.2", "tracking=full", "tracking.probes.fim.samples=32",
+ARGS = ["train.epochs=12", "dataset.train_fraction=0.5", "model=cnn", "model.dropout=0.2", "tracking=full",
+        "tracking.probes.fim.samples=32",
         "checkpoint.every=3", "checkpoint.keep_last_n=1", "runtime.verbose=false"]
 
 

@@ -41,7 +41,7 @@ def test_report_groups_and_ci95_equals_statsmodels(demo_campaign):
         group = per_run[(per_run["model.name"] == row[1]) & (per_run["optimizer.lr"] == row[2])]
         for metric in ("val/acc", "test/loss"):
             values = group[f"{metric}@last"].to_numpy()
-            low, high = DescrStatsW(values).tconfint_mean()
+            _low, high = DescrStatsW(values).tconfint_mean()
             assert summary.loc[row.Index, f"{metric}.ci95"] == pytest.approx(high - values.mean(), abs=1e-9)
             assert summary.loc[row.Index, f"{metric}.mean"] == pytest.approx(values.mean(), abs=1e-12)
 

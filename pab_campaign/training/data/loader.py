@@ -8,7 +8,7 @@ run repeats them exactly.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -54,7 +54,7 @@ class LoaderSplit:
     std: torch.Tensor
     num_workers: int = 0
     eval_index: torch.Tensor | None = None
-    device: torch.device = torch.device("cpu")
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     def __len__(self) -> int:
         return len(self.samples)

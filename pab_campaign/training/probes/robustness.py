@@ -71,7 +71,8 @@ class RobustnessProbe(Probe):
         if self.pgd_steps < 1:
             raise ValueError(f"tracking.probes.robustness.pgd_steps={self.pgd_steps} must be >= 1, e.g. 5")
         if self.samples is not None and self.samples < 1:
-            raise ValueError(f"tracking.probes.robustness.samples={self.samples} must be >= 1 (or null for all), e.g. 128")
+            raise ValueError(f"tracking.probes.robustness.samples={self.samples} must be >= 1 (or null for all), "
+                             "e.g. 128")
 
     def measure(self, ctx: ProbeContext) -> list[Row]:
         model, device = ctx.model, ctx.device

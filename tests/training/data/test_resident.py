@@ -42,7 +42,8 @@ def test_random_crop_flip_is_a_function_of_the_generator():
 
 
 def _split(n: int = 10) -> ResidentSplit:
-    return ResidentSplit(_images(n), torch.arange(n) % 3, torch.tensor([10.0, 20.0, 30.0]), torch.tensor([2.0, 4.0, 8.0]))
+    return ResidentSplit(_images(n), torch.arange(n) % 3, torch.tensor([10.0, 20.0, 30.0]),
+                         torch.tensor([2.0, 4.0, 8.0]))
 
 
 def test_batches_cover_the_order_normalised_and_skip_a_short_tail():

@@ -10,8 +10,8 @@ def _cka_reference(x: np.ndarray, y: np.ndarray) -> float:
     """HSIC form with centring matrix H on Gram matrices (an independent route to linear CKA)."""
     n = len(x)
     h = np.eye(n) - np.ones((n, n)) / n
-    k, l = h @ x @ x.T @ h, h @ y @ y.T @ h
-    return float((k * l).sum() / np.sqrt((k * k).sum() * (l * l).sum()))
+    gram_x, gram_y = h @ x @ x.T @ h, h @ y @ y.T @ h
+    return float((gram_x * gram_y).sum() / np.sqrt((gram_x * gram_x).sum() * (gram_y * gram_y).sum()))
 
 
 def test_cka_of_identical_features_is_one():
