@@ -5,7 +5,9 @@
     python -m pab_campaign -m hydra/launcher=slurm hydra.launcher.partition=gpu hydra.launcher.gpus_per_node=1
 
 Both extend hydra-submitit-launcher's schemas, so every submitit key keeps its meaning there; a
-key that is not a field, or a value of the wrong type, is refused when Hydra composes the config.
+key that is not a field, or a value of the wrong type, is refused when Hydra composes the config
+(a key added with `+hydra.launcher.<key>` slips past composition and is refused when the launcher
+is built).
 
 No `from __future__ import annotations` here: Hydra executes plugin modules before they are in
 sys.modules, where dataclasses cannot resolve string annotations.
@@ -39,7 +41,13 @@ class LocalConf(LocalQueueConf):
 
 @dataclass
 class SlurmConf(SlurmQueueConf):
-    """submitit_slurm (the sweep becomes one job array) that can also submit and return at once."""
+    """submitit_slurm (the sweep becomes one job array) that can also submit and return at once.
+
+    Inherited keys worth knowing: `partition`, `gpus_per_node`, `mem_gb`; `array_parallelism`
+    (jobs of the array running at once); `setup` (shell lines the batch script runs before the
+    job, e.g. ["module load cuda", "source .venv/bin/activate"]); `additional_parameters` (any
+    other sbatch option, e.g. {account: myproject, "mail-type": END}).
+    """
 
     _target_: str = "hydra_plugins.pab_campaign_launchers.launchers.SlurmLauncher"
     # CPUs SLURM gives one job; its OMP_NUM_THREADS / MKL_NUM_THREADS are set to the same number.

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import secrets
 import select
@@ -51,6 +52,9 @@ WARM_MODULES = ("torch", "torch._dynamo", "numpy", "pyarrow.parquet", "pandas", 
 WARM_START_TIMEOUT_S = 120.0
 WARM_STOP_TIMEOUT_S = 10.0
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+# SLURM may send the warning signal up to 60 s before `signal_delay_s` ahead of the time limit; a
+# job needs at least a minute after the earliest such signal, or every start is a requeue.
+SLURM_SIGNAL_SLACK_S = 60 + 60
 
 
 def refuse_unknown_keys(params: dict[str, Any], schema: type, name: str) -> None:
@@ -229,6 +233,12 @@ class SlurmLauncher(plugin.SlurmLauncher):
         if params["max_num_timeout"] < 1:
             raise LauncherConfigError(
                 "hydra.launcher.max_num_timeout must be >= 1 so a preempted run is requeued, e.g. max_num_timeout=3")
+        shortest = math.ceil((params["signal_delay_s"] + SLURM_SIGNAL_SLACK_S) / 60)
+        if params["timeout_min"] < shortest:
+            raise LauncherConfigError(
+                f"hydra.launcher.timeout_min={params['timeout_min']} is too short for signal_delay_s="
+                f"{params['signal_delay_s']}: SLURM would signal (and requeue) each job as it starts; "
+                f"use timeout_min>={shortest} or a smaller signal_delay_s")
         super().__init__(**params)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:

@@ -25,7 +25,8 @@ def local(warm_start: bool) -> list[str]:
     return ["hydra.launcher.timeout_min=2", f"hydra.launcher.warm_start={str(warm_start).lower()}"]
 
 
-SLURM = ["hydra.launcher.timeout_min=2"]
+# SLURM signals a job signal_delay_s (120 s) before its time limit, give or take a minute.
+SLURM = ["hydra.launcher.timeout_min=5"]
 BATCHES_OF_2 = ["hydra.sweeper.max_batch_size=2"]
 
 
