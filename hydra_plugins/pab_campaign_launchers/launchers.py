@@ -1,13 +1,16 @@
-"""Hydra launchers built on hydra-submitit-launcher (`conf/hydra/launcher/{local,slurm}.yaml`).
+"""Hydra launchers built on hydra-submitit-launcher; their configs are `config.LocalConf` and
+`config.SlurmConf` (`hydra/launcher=local`, `hydra/launcher=slurm`), and they read nothing else of
+the app's config, so they serve any Hydra app.
 
 - `LocalLauncher`: submitit_local with bounded parallelism. At most `jobs` runs at once, where
-  `jobs x threads <= cores` (threads = `runtime.threads`), and, when GPUs are visible, one GPU per
-  job through CUDA_VISIBLE_DEVICES (so also `jobs <= GPUs`). A new run starts as soon as one ends.
+  `jobs x cpus_per_task <= cores`, and, when GPUs are visible, one GPU per job through
+  CUDA_VISIBLE_DEVICES (so also `jobs <= GPUs`). A new run starts as soon as one ends.
   With `warm_start` (Linux), each job's interpreter is forked from one warm process that imported
   torch and the training code once (`pab_campaign.launching.forkserver`) instead of starting cold.
-- `SlurmLauncher`: submitit_slurm plus `detach`: submit the job array and return at once; the runs
-  write their directories as usual and `pab-campaign ls` reads them later.
+- `SlurmLauncher`: submitit_slurm plus `detach`: submit the job array, record its job ids in
+  `detach_record` and return at once; the runs go on and write their results as usual.
 
+Every job gets OMP_NUM_THREADS and MKL_NUM_THREADS = `cpus_per_task`.
 Both keep the plugin's `checkpoint` (a DelayedSubmission of the launcher itself), so submitit
 requeues a job that gets SIGUSR2 and the run resumes from its `last.pt` (see `preemption`).
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import secrets
 import select
@@ -30,32 +34,37 @@ from typing import Any
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher as plugin
-from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf
 from omegaconf import OmegaConf
 
+from hydra_plugins.pab_campaign_launchers.config import LocalConf, SlurmConf
 from pab_campaign.launching.forkserver import READY
 from pab_campaign.launching.plan import LauncherConfigError, available_cores, parallel_jobs, visible_gpus
 from pab_campaign.launching.sweep_status import write_lost_job
 
 log = logging.getLogger(__name__)
 
-SUBMITTED = "submitted.json"
 POLL_S = 0.05
 # What a run imports that is worth importing once per sweep (torch.optim pulls in torch._dynamo,
 # pyarrow pulls in pandas when it builds a table).
 WARM_MODULES = ("torch", "torch._dynamo", "numpy", "pyarrow.parquet", "pandas", "hydra", "submitit",
-                "hydra_plugins.hydra_submitit_launcher.submitit_launcher", __name__,
-                "pab_campaign.training.run", "pab_campaign.training.data.digits", "pab_campaign.training.data.synthetic")
+                "hydra_plugins.hydra_submitit_launcher.submitit_launcher", __name__, "pab_campaign.training.run",
+                "pab_campaign.training.data.digits", "pab_campaign.training.data.synthetic")
 WARM_START_TIMEOUT_S = 120.0
 WARM_STOP_TIMEOUT_S = 10.0
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+# SLURM may send the warning signal up to 60 s before `signal_delay_s` ahead of the time limit; a
+# job needs at least a minute after the earliest such signal, or every start is a requeue.
+SLURM_SIGNAL_SLACK_S = 60 + 60
 
 
-def _check_keys(name: str, params: dict[str, Any], schema: type, extra: set[str]) -> None:
-    allowed = {f.name for f in dataclasses.fields(schema)} | extra
+def refuse_unknown_keys(params: dict[str, Any], schema: type, name: str) -> None:
+    """Composition refuses `hydra.launcher.typo=1`, but `+hydra.launcher.typo=1` adds the key past
+    the schema; refuse that here, before the launcher would silently ignore it."""
+    allowed = {f.name for f in dataclasses.fields(schema)}
     unknown = sorted(set(params) - allowed)
     if unknown:
-        raise LauncherConfigError(
-            f"hydra.launcher ({name}) has unknown keys {unknown}; allowed keys: {sorted(allowed)}")
+        raise LauncherConfigError(f"hydra.launcher ({name}) has unknown keys {unknown}; "
+                                  f"allowed keys: {sorted(allowed - {'_target_'})}")
 
 
 def placeholder_return(overrides: Sequence[str], value: str) -> JobReturn:
@@ -97,6 +106,11 @@ def collect(jobs: list[tuple[int, Any]], job_overrides: Sequence[Sequence[str]],
     return returns
 
 
+def with_threads(python: str, cpus_per_task: int) -> str:
+    """The command `python` run with OMP_NUM_THREADS and MKL_NUM_THREADS set to `cpus_per_task`."""
+    return shlex.join(["env", *(f"{name}={cpus_per_task}" for name in THREAD_VARIABLES)]) + " " + python
+
+
 class WarmPython:
     """A fork server (`pab_campaign.launching.forkserver`) preloading WARM_MODULES: started at once, so its
     imports overlap Hydra's composition of the sweep's configs, and waited for on first use."""
@@ -104,7 +118,8 @@ class WarmPython:
     def __init__(self) -> None:
         self.name = f"pab-forkserver-{os.getpid()}-{secrets.token_hex(6)}"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pab_campaign.launching.forkserver", "serve", self.name, "--preload", ",".join(WARM_MODULES)],
+            [sys.executable, "-m", "pab_campaign.launching.forkserver", "serve", self.name,
+             "--preload", ",".join(WARM_MODULES)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def command(self) -> str | None:
@@ -116,7 +131,8 @@ class WarmPython:
         if not ready:
             log.warning("local launcher: the warm fork server did not start; each run starts a fresh python")
             return None
-        log.info("local launcher: runs fork from a warm python (pab_campaign.launching.forkserver, pid %d)", self.process.pid)
+        log.info("local launcher: runs fork from a warm python (pab_campaign.launching.forkserver, pid %d)",
+                 self.process.pid)
         return f"{shlex.quote(sys.executable)} -m pab_campaign.launching.forkserver connect {self.name}"
 
     def stop(self) -> None:
@@ -136,13 +152,11 @@ class WarmPython:
 class LocalLauncher(plugin.LocalLauncher):
     """submitit_local that runs at most `parallel_jobs(...)` runs at a time (a pool, not waves)."""
 
-    OWN_KEYS = {"max_parallel", "gpus", "warm_start"}
-
     def __init__(self, **params: Any) -> None:
-        _check_keys("local", params, LocalQueueConf, self.OWN_KEYS | {"_target_"})
-        self.max_parallel = params.pop("max_parallel", None)
-        self.use_gpus = params.pop("gpus", "auto")
-        self.warm_start = bool(params.pop("warm_start", True)) and sys.platform == "linux"
+        refuse_unknown_keys(params, LocalConf, "local")
+        self.max_parallel = params.pop("max_parallel")
+        self.use_gpus = params.pop("gpus")
+        self.warm_start = params.pop("warm_start") and sys.platform == "linux"
         self.warm_python: WarmPython | None = None
         super().__init__(**params)
 
@@ -155,10 +169,11 @@ class LocalLauncher(plugin.LocalLauncher):
         """Pickled into every job: without the fork server's process handle."""
         return {**self.__dict__, "warm_python": None}
 
-    def _executor(self, python: str | None) -> Any:
+    def _executor(self, python: str) -> Any:
         import submitit
 
-        executor = submitit.LocalExecutor(folder=self.params["submitit_folder"], python=python)
+        executor = submitit.LocalExecutor(folder=self.params["submitit_folder"],
+                                          python=with_threads(python, self.params["cpus_per_task"]))
         generic = {k: v for k, v in self.params.items()
                    if k in ("timeout_min", "tasks_per_node", "nodes", "stderr_to_stdout")}
         executor.update_parameters(**generic)
@@ -169,16 +184,13 @@ class LocalLauncher(plugin.LocalLauncher):
         warm = self.warm_python or (WarmPython() if self.warm_start else None)
         self.warm_python = None
         try:
-            cores = available_cores()
-            threads = self.config.runtime.get("threads") or cores
-            gpus = visible_gpus() if self.use_gpus in ("auto", True) else []
-            jobs = parallel_jobs(len(job_overrides), cores, int(threads), len(gpus), self.max_parallel)
-            for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-                os.environ[name] = str(threads)
+            threads = self.params["cpus_per_task"]
+            gpus = visible_gpus() if self.use_gpus else []
+            jobs = parallel_jobs(len(job_overrides), available_cores(), threads, len(gpus), self.max_parallel)
             sweep_dir = prepare_sweep_dir(self.config)
             log.info("local launcher: %d runs, %d at a time x %s threads%s; sweep dir %s", len(job_overrides), jobs,
                      threads, f", one GPU each of {gpus}" if gpus else "", sweep_dir)
-            python = warm.command() if warm else None
+            python = (warm.command() if warm else None) or shlex.quote(sys.executable)
             finished = self._run_pool(self._executor(python), job_overrides, initial_job_idx, jobs, gpus)
         finally:
             if warm:
@@ -214,14 +226,19 @@ class LocalLauncher(plugin.LocalLauncher):
 class SlurmLauncher(plugin.SlurmLauncher):
     """submitit_slurm; with `detach: true` it submits the job array and returns without waiting."""
 
-    OWN_KEYS = {"detach"}
-
     def __init__(self, **params: Any) -> None:
-        _check_keys("slurm", params, SlurmQueueConf, self.OWN_KEYS | {"_target_"})
-        self.detach = bool(params.pop("detach", False))
-        if int(params.get("max_num_timeout") or 0) < 1:
+        refuse_unknown_keys(params, SlurmConf, "slurm")
+        self.detach = params.pop("detach")
+        self.detach_record = Path(params.pop("detach_record"))
+        if params["max_num_timeout"] < 1:
             raise LauncherConfigError(
                 "hydra.launcher.max_num_timeout must be >= 1 so a preempted run is requeued, e.g. max_num_timeout=3")
+        shortest = math.ceil((params["signal_delay_s"] + SLURM_SIGNAL_SLACK_S) / 60)
+        if params["timeout_min"] < shortest:
+            raise LauncherConfigError(
+                f"hydra.launcher.timeout_min={params['timeout_min']} is too short for signal_delay_s="
+                f"{params['signal_delay_s']}: SLURM would signal (and requeue) each job as it starts; "
+                f"use timeout_min>={shortest} or a smaller signal_delay_s")
         super().__init__(**params)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
@@ -235,22 +252,26 @@ class SlurmLauncher(plugin.SlurmLauncher):
         if not self.detach:
             return collect(list(enumerate(jobs, start=initial_job_idx)), job_overrides, sweep_dir)
         job_ids = [job.job_id for job in jobs]
-        (sweep_dir / SUBMITTED).write_text(json.dumps({
-            "job_ids": job_ids, "campaign_dir": str(Path(str(self.config.campaign.dir)).resolve()),
-        }, indent=2) + "\n")
-        log.info("detached: submitted %d jobs (%s); follow with squeue, then pab-campaign ls %s",
-                 len(job_ids), ", ".join(job_ids), self.config.campaign.dir)
-        return [placeholder_return(overrides, f"submitted {job_id}") for overrides, job_id in zip(job_overrides, job_ids)]
+        self.detach_record.parent.mkdir(parents=True, exist_ok=True)
+        self.detach_record.write_text(json.dumps({"job_ids": job_ids, "sweep_dir": str(sweep_dir.resolve())},
+                                                 indent=2) + "\n")
+        log.info("detached: submitted %d jobs (%s), recorded in %s; follow them with squeue",
+                 len(job_ids), ", ".join(job_ids), self.detach_record)
+        return [placeholder_return(overrides, f"submitted {job_id}")
+                for overrides, job_id in zip(job_overrides, job_ids)]
 
     def _executor(self) -> Any:
-        """The AutoExecutor the plugin's `launch` builds, from the same parameters."""
+        """The AutoExecutor the plugin's `launch` builds, from the same parameters; the batch
+        script exports the thread variables before it starts the job."""
         import submitit
 
         init = {"folder": self.params["submitit_folder"], "slurm_max_num_timeout": self.params["max_num_timeout"]}
         executor = submitit.AutoExecutor(cluster="slurm", **init)
         generic = {f.name for f in dataclasses.fields(plugin.BaseQueueConf)}
+        threads = [f"export {name}={self.params['cpus_per_task']}" for name in THREAD_VARIABLES]
+        params = {**self.params, "setup": threads + list(self.params["setup"] or [])}
         executor.update_parameters(**{
-            k if k in generic else f"slurm_{k}": v for k, v in self.params.items()
+            k if k in generic else f"slurm_{k}": v for k, v in params.items()
             if k not in ("submitit_folder", "max_num_timeout")
         })
         return executor

@@ -38,15 +38,16 @@ def visible_gpus() -> list[int]:
     return [i for i, line in enumerate(listing.stdout.splitlines()) if line.startswith("GPU ")]
 
 
-def parallel_jobs(n_runs: int, cores: int, threads: int, gpus: int, max_parallel: int | None) -> int:
-    """How many runs to train at once: `min(n_runs, cores // threads, gpus if gpus else inf)`.
+def parallel_jobs(n_runs: int, cores: int, cpus_per_task: int, gpus: int, max_parallel: int | None) -> int:
+    """How many runs to train at once: `min(n_runs, cores // cpus_per_task, gpus if gpus else inf)`.
 
     `max_parallel` (None = as many as fit) may lower it; asking for more than fits is an error,
-    so that jobs x threads never exceeds the cores.
+    so that jobs x cpus_per_task never exceeds the cores.
     """
-    if threads < 1:
-        raise LauncherConfigError(f"runtime.threads={threads} must be >= 1, e.g. runtime.threads=1")
-    fit = max(1, cores // threads)
+    if cpus_per_task < 1:
+        raise LauncherConfigError(f"hydra.launcher.cpus_per_task={cpus_per_task} must be >= 1, "
+                                  "e.g. hydra.launcher.cpus_per_task=1")
+    fit = max(1, cores // cpus_per_task)
     if gpus:
         fit = min(fit, gpus)
     if max_parallel is not None:
@@ -54,7 +55,8 @@ def parallel_jobs(n_runs: int, cores: int, threads: int, gpus: int, max_parallel
             raise LauncherConfigError(f"hydra.launcher.max_parallel={max_parallel} must be >= 1 or null")
         if max_parallel > fit:
             raise LauncherConfigError(
-                f"hydra.launcher.max_parallel={max_parallel} x runtime.threads={threads} needs more than the "
-                f"{cores} cores{f' / {gpus} GPUs' if gpus else ''} here; use max_parallel<={fit} or fewer threads")
+                f"hydra.launcher.max_parallel={max_parallel} x hydra.launcher.cpus_per_task={cpus_per_task} needs "
+                f"more than the {cores} cores{f' / {gpus} GPUs' if gpus else ''} here; use max_parallel<={fit} "
+                "or a smaller cpus_per_task")
         fit = max_parallel
     return max(1, min(fit, n_runs))

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from pab_campaign.errors import StoreError
 from pab_campaign.store import RunStatus, atomic_write_bytes, read_run_json
@@ -73,9 +73,11 @@ class SweepStatusCallback(Callback):
     """Prints the status table once all jobs of a multirun have returned."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if config.hydra.launcher.get("detach"):
-            print(f"sweep submitted and detached (job ids in {Path(config.hydra.sweep.dir) / 'submitted.json'}); "
-                  f"follow with `squeue`, then `pab-campaign ls {config.campaign.dir}`")
+        if OmegaConf.select(config, "hydra.launcher.detach", default=False):
+            record = OmegaConf.select(config, "hydra.launcher.detach_record", default=None)
+            campaign = OmegaConf.select(config, "campaign.dir", default=None)
+            print("sweep submitted and detached" + (f" (job ids in {record})" if record else "")
+                  + "; follow with `squeue`" + (f", then `pab-campaign ls {campaign}`" if campaign else ""))
             return
         rows = sweep_rows(Path(config.hydra.sweep.dir))
         if rows:

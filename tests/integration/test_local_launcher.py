@@ -101,8 +101,12 @@ def test_run_preempted_through_the_fork_server_is_requeued_and_resumes(tmp_path)
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ("hydra.launcher.max_parallel=100000", "hydra.launcher.max_parallel=100000 x runtime.threads=1 needs more"),
+    ("hydra.launcher.max_parallel=100000",
+     "hydra.launcher.max_parallel=100000 x hydra.launcher.cpus_per_task=1 needs more"),
+    ("hydra.launcher.cpus_per_task=0", "hydra.launcher.cpus_per_task=0 must be >= 1"),
+    ("hydra.launcher.max_paralel=2", "Key 'max_paralel' not in 'LocalConf'"),
     ("+hydra.launcher.max_paralel=2", "unknown keys ['max_paralel']"),
+    ("hydra.launcher.warm_start=sometimes", "'sometimes' is not a valid bool"),
 ])
 def test_impossible_launcher_settings_exit_2_with_one_line(tmp_path, override, message):
     campaign = tmp_path / "bad"

@@ -2,42 +2,21 @@
 `python -m pab_campaign -m hydra/launcher=slurm`: a job array, a failing run, a detached sweep,
 and a run preempted with SIGUSR2 that is requeued and resumes to the same trajectory.
 
-Where the cluster cannot be started (not root, no apt) every test here skips and says why."""
+The cluster is the session fixture `slurm_env` (tests/conftest.py); where it cannot be started
+(not root, no apt) every test here skips and says why."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from pab_campaign.store import iter_run_dirs, read_run_json, read_trajectory
 from tests import helpers
-from tests.helpers import REPO, assert_same_trajectory, command_env, train_argv, wait_for
+from tests.helpers import REPO, assert_same_trajectory, train_argv, wait_for
 
-SLURM_SCRIPTS = REPO / "scripts" / "slurm"
-STATE = Path(os.environ.get("PAB_SLURM_TEST_DIR", "/tmp/pab_slurm_test"))
-PORTS = {"PAB_SLURM_CTLD_PORT": "16827", "PAB_SLURM_SLURMD_PORT": "16828", "PAB_SLURM_DBD_PORT": "16829"}
 # One point of the default grid (a command-line sweep replaces the grid only key by key).
 FAST = ["model=mlp", "optimizer.lr=0.05", "runtime.verbose=false", "tracking=minimal", "checkpoint.every=0"]
-
-
-@pytest.fixture(scope="session")
-def slurm_env() -> dict[str, str]:
-    """Start the test cluster once per session, stop it (only its own daemons) at the end."""
-    env = {**os.environ, **PORTS, "PAB_SLURM_DIR": str(STATE)}
-    started = subprocess.run([str(SLURM_SCRIPTS / "start.sh")], env=env, capture_output=True, text=True,
-                             timeout=900)
-    if started.returncode == 3:
-        reason = started.stderr.strip().splitlines()[-1]
-        print(reason)
-        pytest.skip(reason)
-    assert started.returncode == 0, started.stdout + started.stderr
-    yield {**env, "SLURM_CONF": str(STATE / "slurm.conf"), "PYTHONUNBUFFERED": "1",
-           **{k: v for k, v in command_env().items() if k == "PYTHONPATH"}}
-    subprocess.run([str(SLURM_SCRIPTS / "stop.sh"), "--purge"], env=env, capture_output=True, timeout=120)
 
 
 def train(env: dict[str, str], campaign: Path, *overrides: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -75,9 +54,10 @@ def test_job_array_completes_and_a_failing_run_is_reported(slurm_env, tmp_path):
 def test_preempted_run_is_requeued_and_resumes_to_the_same_trajectory(slurm_env, tmp_path):
     campaign, reference = tmp_path / "preempted", tmp_path / "reference"
     epochs = "train.epochs=50"
-    submitted = train(slurm_env, campaign, epochs, "seed=7", "hydra.launcher.detach=true", "hydra.launcher.timeout_min=5")
+    submitted = train(slurm_env, campaign, epochs, "seed=7", "hydra.launcher.detach=true",
+                      "hydra.launcher.timeout_min=5")
     assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr[-3000:]
-    assert "detached" in submitted.stdout
+    assert "detached" in submitted.stdout and f"pab-campaign ls {campaign}" in submitted.stdout
     uninterrupted = subprocess.Popen(train_argv(reference, [*FAST, epochs, "seed=7"]), cwd=REPO, env=slurm_env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
@@ -101,5 +81,7 @@ def test_preempted_run_is_requeued_and_resumes_to_the_same_trajectory(slurm_env,
     assert_same_trajectory(run_dir, ref_dir, epochs=50)
     log = "\n".join(p.read_text() for p in (campaign / "hydra").glob("*/.submitit/*/*_log.err"))
     assert "Requeued" in log or "requeue" in log.lower(), log[-2000:]
-    submitted_file = json.loads(next((campaign / "hydra").glob("*/submitted.json")).read_text())
+    record = next((campaign / "hydra").glob("*/submitted.json"))
+    submitted_file = json.loads(record.read_text())
     assert job_id.split("_")[0] in submitted_file["job_ids"][0]
+    assert submitted_file["sweep_dir"] == str(record.parent.resolve())
