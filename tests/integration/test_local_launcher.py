@@ -104,7 +104,7 @@ def test_run_preempted_through_the_fork_server_is_requeued_and_resumes(tmp_path)
     ("hydra.launcher.max_parallel=100000",
      "hydra.launcher.max_parallel=100000 x hydra.launcher.cpus_per_task=1 needs more"),
     ("hydra.launcher.cpus_per_task=0", "hydra.launcher.cpus_per_task=0 must be >= 1"),
-    ("hydra.launcher.max_paralel=2", "Key 'max_paralel' not in 'LocalConf'"),
+    ("hydra.launcher.max_paralel=2", "hydra.launcher has no key 'max_paralel'; its keys are"),
     ("+hydra.launcher.max_paralel=2", "unknown keys ['max_paralel']"),
     ("hydra.launcher.warm_start=sometimes", "'sometimes' is not a valid bool"),
 ])

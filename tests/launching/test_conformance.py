@@ -12,8 +12,10 @@ import json
 from pathlib import Path
 
 import pytest
+from hydra import version as hydra_version
 from hydra.test_utils.launcher_common_tests import BatchedSweeperTestSuite, IntegrationTestSuite, LauncherTestSuite
 from hydra.test_utils.test_utils import TSweepRunner
+from hydra.version import VersionBase
 
 from tests.helpers import command_env, wait_for
 
@@ -50,6 +52,14 @@ def local_apps() -> pytest.MarkDecorator:
 def jobs_import_this_checkout(monkeypatch):
     """Jobs and the suites' app processes import this checkout's launchers and package."""
     monkeypatch.setenv("PYTHONPATH", command_env()["PYTHONPATH"])
+
+
+@pytest.fixture(autouse=True)
+def unspecified_version_base(monkeypatch):
+    """The suites expect Hydra's defaults when no version_base is given (jobs change directory):
+    forget the version base that earlier tests composing with version_base="1.3" left in the
+    process-wide singleton."""
+    monkeypatch.setattr(VersionBase.instance(), "version_base", hydra_version._UNSPECIFIED_)
 
 
 @pytest.fixture
