@@ -11,6 +11,7 @@ import pytest
 
 from pab_campaign import cli
 from pab_campaign.store import TRAJECTORY, runs_dir, summary_dir
+from tests.helpers import cli as run_cli
 from tests.helpers import make_grid, write_run
 
 HP = {"model.name": "mlp", "model.hidden": 64, "optimizer.lr": 0.1, "seed": 7}
@@ -141,3 +142,22 @@ def test_ls_shows_each_runs_problem_or_a_dash(tmp_path, capsys):
     assert all(problems[run_id] == "-" for run_id in ids[1:])  # no error, nothing set aside: a dash, not nan
     problem_column = "".join(cells[-1].strip() for cells in lines)  # the long reason folds over lines
     assert "missingtrajectory" in problem_column.replace(" ", "")
+
+
+def test_list_options_take_commas_spaces_or_both():
+    from pab_campaign.cli import build_parser
+
+    args = build_parser().parse_args(["report", "c", "--groupby", "model.name,optimizer.lr", "--metrics", "val/acc,",
+                                      "val/class_acc[1,2]", "test/loss", "--campaign-id", "a,b"])
+    assert args.groupby == ["model.name", "optimizer.lr"]
+    assert args.metrics == ["val/acc", "val/class_acc[1,2]", "test/loss"]
+    assert args.campaign_id == ["a", "b"]
+    assert build_parser().parse_args(["report", "c", "--groupby"]).groupby == []
+
+
+def test_groupby_given_with_commas_groups_like_spaces(tmp_path):
+    make_grid(tmp_path, seeds=3)
+    commas = run_cli(["report", str(tmp_path), "--groupby", "model.name,optimizer.lr", "--metrics", "val/acc"])
+    spaces = run_cli(["report", str(tmp_path), "--groupby", "model.name", "optimizer.lr", "--metrics", "val/acc"])
+    assert commas.returncode == spaces.returncode == 0, commas.stderr
+    assert commas.stdout == spaces.stdout and "0.1" in commas.stdout and "cnn" in commas.stdout

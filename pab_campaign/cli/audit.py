@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pab_campaign.cli.common import Commands, print_skipped
+from pab_campaign.cli.common import Commands, SplitList, print_skipped
 from pab_campaign.render import Cell, Column, fmt, print_line, print_table, styled
 
 if TYPE_CHECKING:
@@ -100,16 +100,17 @@ def register(commands: Commands) -> None:
         "         pab-campaign audit outputs/mbe_arch_invariance --all-metrics --baseline val/loss@20 "
         "--target val/acc --groupby model.norm --drivers dataset.train_fraction dataset.label_noise")
     candidates = audit.add_mutually_exclusive_group(required=True)
-    candidates.add_argument("--metric", nargs="+", help="candidate metrics, context/metric[key]@epoch")
+    candidates.add_argument("--metric", nargs="+", action=SplitList,
+                            help="candidate metrics, context/metric[key]@epoch")
     candidates.add_argument("--all-metrics", action="store_true", help="every scalar metric the campaign tracked")
     audit.add_argument("--baseline", required=True, help="the trivial baseline, e.g. val/loss@20")
     audit.add_argument("--target", required=True, help="the final result, e.g. val/acc (taken at the last epoch)")
-    audit.add_argument("--controls", nargs="+", default=[],
+    audit.add_argument("--controls", nargs="+", action=SplitList, default=[],
                        help="further controls: hyper-parameters (numbers ranked, text one-hot) or metrics")
     audit.add_argument("--at-epoch", type=int, default=None,
                        help="epoch K of candidates and baseline (default: the baseline's @epoch, else the last)")
     audit.add_argument("--groupby", default=None, help="also audit within each value of this hyper-parameter")
-    audit.add_argument("--drivers", nargs="+", default=[],
+    audit.add_argument("--drivers", nargs="+", action=SplitList, default=[],
                        help="numeric hyper-parameters to correlate every metric with (acid test), per group")
     audit.add_argument("--n-boot", type=_resamples, default=1000, help="bootstrap resamples of runs (default 1000)")
     audit.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")

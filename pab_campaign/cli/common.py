@@ -4,11 +4,27 @@ list the runs an analysis set aside."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from pab_campaign.render import print_line
 
 Handler = Callable[[argparse.Namespace], int]
+
+# A comma that separates list items: not one inside a metric key's brackets (`val/class_acc[1,2]`).
+_ITEM_COMMA = re.compile(r",(?![^\[]*\])")
+
+
+class SplitList(argparse.Action):
+    """A list option that takes its items separated by spaces, commas or both:
+    `--groupby model.name,optimizer.lr` = `--groupby model.name optimizer.lr`."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
+        items = [values] if isinstance(values, str) else list(values or [])
+        split = [part.strip() for item in items for part in _ITEM_COMMA.split(item) if part.strip()]
+        setattr(namespace, self.dest, split)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -39,7 +55,7 @@ class Commands:
 
 def add_campaign_filter(parser: argparse.ArgumentParser) -> None:
     """`--campaign-id NAME...`: only the runs of these campaigns (a merged campaign mixes several)."""
-    parser.add_argument("--campaign-id", nargs="+", default=None, metavar="NAME",
+    parser.add_argument("--campaign-id", nargs="+", action=SplitList, default=None, metavar="NAME",
                         help="only runs whose run.json `campaign` is one of these (a merged campaign mixes several)")
 
 

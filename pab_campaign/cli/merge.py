@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from pab_campaign.cli.common import Commands
+from pab_campaign.cli.common import Commands, SplitList
 from pab_campaign.render import print_line
 
 
@@ -22,6 +22,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 def register(commands: Commands) -> None:
     merge = commands.add("merge", cmd_merge, "copy the runs of campaigns into another (never deletes or overwrites)",
                          "pab-campaign merge --src outputs/a outputs/b --dst outputs/ab", campaign_dir=False)
-    merge.add_argument("--src", nargs="+", required=True, metavar="CAMPAIGN_DIR", help="source campaigns")
+    merge.add_argument("--src", nargs="+", action=SplitList, required=True, metavar="CAMPAIGN_DIR",
+                       help="source campaigns")
     merge.add_argument("--dst", required=True, metavar="CAMPAIGN_DIR",
                        help="destination: new, empty, or a campaign (only runs it lacks are added)")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from pab_campaign.cli.common import Commands, add_campaign_filter, print_skipped
+from pab_campaign.cli.common import Commands, SplitList, add_campaign_filter, print_skipped
 from pab_campaign.errors import CampaignError
 from pab_campaign.render import Column, fmt, print_line, print_table
 
@@ -59,10 +59,10 @@ def _epoch(value: str) -> str | int:
 
 
 def _add_grouping(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--groupby", nargs="*", default=None,
+    parser.add_argument("--groupby", nargs="*", action=SplitList, default=None,
                         help="hyper-parameters to group by (default: all that vary, except the seed)")
-    parser.add_argument("--contexts", nargs="+", default=None, help="contexts (default: val test)")
-    parser.add_argument("--metrics", nargs="+", default=None,
+    parser.add_argument("--contexts", nargs="+", action=SplitList, default=None, help="contexts (default: val test)")
+    parser.add_argument("--metrics", nargs="+", action=SplitList, default=None,
                         help="metrics crossed with --contexts (default: acc loss), or full context/metric names; "
                              "summary/<name> gives a whole-run process summary (see `pab-campaign summarize`)")
     add_campaign_filter(parser)
