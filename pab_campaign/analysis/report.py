@@ -18,6 +18,9 @@ DEFAULT_CONTEXTS = ("val", "test")
 # `summary/<name>` labels are whole-run process summaries (pab_campaign.analysis.trajectory_summary).
 SUMMARY_CONTEXT = "summary"
 DEFAULT_METRICS = ("acc", "loss")
+# The label of a trajectory row in SQL: `context/metric`, or `context/metric[key]` for a keyed value.
+LABEL_SQL = "context || '/' || metric || coalesce('[' || key || ']', '')"
+ALL_KEYS = "*"
 
 
 def summarize(per_run: pd.DataFrame, groupby: list[str], columns: list[str]) -> pd.DataFrame:
@@ -60,15 +63,62 @@ def _choose_groupby(campaign: Campaign, done: pd.DataFrame, groupby: list[str] |
     return groupby
 
 
-def _choose_metrics(done: pd.DataFrame, contexts: list[str] | None, metrics: list[str] | None,
+def keyed_labels(campaign: Campaign, done: pd.DataFrame) -> dict[str, list[str]]:
+    """The keys of every keyed metric of the runs `done`: {`context/metric`: [key, ...]}, keys in
+    natural order (class 2 before class 10)."""
+    found = campaign.query_trajectories(
+        "SELECT DISTINCT context || '/' || metric AS name, key FROM traj "
+        "WHERE key IS NOT NULL AND run_id IN (SELECT unnest($ids::VARCHAR[]))", {"ids": done["run_id"].tolist()})
+    keys: dict[str, list[str]] = {}
+    for name, key in zip(found["name"], found["key"]):
+        keys.setdefault(name, []).append(key)
+    return {name: sorted(values, key=_natural) for name, values in sorted(keys.items())}
+
+
+def _natural(text: str) -> tuple:
+    """Sort key that orders numbers inside text by value (`2` < `10`, `0.05` < `0.1`)."""
+    try:
+        return (0, float(text), "")
+    except ValueError:
+        return (1, 0.0, text)
+
+
+def _expand_keys(campaign: Campaign, done: pd.DataFrame, labels: list[str]) -> list[str]:
+    """Replace `context/metric[*]` by one label per key; a key the runs never recorded is an error."""
+    keyed = [label for label in labels if label.endswith("]") and "[" in label]
+    if not keyed:
+        return labels
+    known = keyed_labels(campaign, done)
+    expanded = []
+    for label in labels:
+        if label not in keyed:
+            expanded.append(label)
+            continue
+        name, key = label[:-1].split("[", 1)
+        if name not in known:
+            raise CampaignError(f"{name} has no keyed values in these runs; keyed metrics: "
+                                f"{', '.join(known) or 'none'}")
+        if key == ALL_KEYS:
+            expanded += [f"{name}[{k}]" for k in known[name]]
+        elif key in known[name]:
+            expanded.append(label)
+        else:
+            raise CampaignError(f"{label}: no key '{key}' in these runs; {name} has keys "
+                                f"{', '.join(known[name])} (or [*] for all)")
+    return expanded
+
+
+def _choose_metrics(campaign: Campaign, done: pd.DataFrame, contexts: list[str] | None, metrics: list[str] | None,
                     notes: list[str]) -> list[str]:
-    """`context/metric` labels to report; untracked defaults are dropped with a note, untracked
-    explicit choices are an error."""
+    """Labels to report: `context/metric`, `context/metric[key]` (`[*]` = every key) or
+    `summary/<name>`; untracked defaults are dropped with a note, untracked explicit choices are an error."""
     tracked = indexed_metrics(done)
     chosen = metrics or DEFAULT_METRICS
     labels = [m for m in chosen if "/" in m]
     labels += [f"{c}/{m}" for c in (contexts or DEFAULT_CONTEXTS) for m in chosen if "/" not in m]
-    missing = [label for label in labels if label not in tracked and not label.startswith(f"{SUMMARY_CONTEXT}/")]
+    labels = _expand_keys(campaign, done, labels)
+    missing = [label for label in labels if label not in tracked and not label.startswith(f"{SUMMARY_CONTEXT}/")
+               and not label.endswith("]")]
     if missing and (contexts or metrics):
         raise CampaignError(f"{', '.join(missing)} never tracked in these runs; tracked: {', '.join(tracked)}")
     if missing:
@@ -80,15 +130,21 @@ def _choose_metrics(done: pd.DataFrame, contexts: list[str] | None, metrics: lis
     return labels
 
 
-def _values_at_epoch(campaign: Campaign, done: pd.DataFrame, labels: list[str], epoch: int) -> pd.DataFrame:
-    """Wide frame (index run_id, one column per label) of the values at `epoch`, from the
-    compacted trajectories."""
-    long = campaign.query_trajectories(
-        "SELECT run_id, context || '/' || metric AS label, value FROM traj "
-              "WHERE key IS NULL AND epoch = $epoch "
-              "AND context || '/' || metric IN (SELECT unnest($labels::VARCHAR[])) "
-              "AND run_id IN (SELECT unnest($ids::VARCHAR[]))",
-        {"epoch": epoch, "labels": labels, "ids": done["run_id"].tolist()})
+def _values_at_epoch(campaign: Campaign, done: pd.DataFrame, labels: list[str], epoch: str | int) -> pd.DataFrame:
+    """Wide frame (index run_id, one column per label) of the values at `epoch` from the compacted
+    trajectories: an epoch number, each label's last epoch in the run ('last'), or the run's epoch
+    of minimal val/loss ('best', the index column `best_epoch`)."""
+    params = {"labels": labels, "ids": done["run_id"].tolist()}
+    rows = (f"SELECT run_id, epoch, {LABEL_SQL} AS label, value FROM traj "
+            f"WHERE {LABEL_SQL} IN (SELECT unnest($labels::VARCHAR[])) AND run_id IN (SELECT unnest($ids::VARCHAR[]))")
+    if epoch == "last":
+        sql = f"SELECT run_id, label, arg_max(value, epoch) AS value FROM ({rows}) GROUP BY run_id, label"
+    elif epoch == "best":
+        sql = f"SELECT r.run_id, r.label, r.value FROM ({rows}) r JOIN best b ON r.run_id = b.run_id AND r.epoch = b.epoch"
+    else:
+        sql, params = f"SELECT run_id, label, value FROM ({rows}) WHERE epoch = $epoch", {**params, "epoch": int(epoch)}
+    best = done[["run_id", "best_epoch"]].rename(columns={"best_epoch": "epoch"}).dropna()
+    long = campaign.query_trajectories(sql, params, tables={"best": best})
     if long.empty:
         raise CampaignError(f"no run has {', '.join(labels)} at epoch {epoch}; choose an epoch the runs reached")
     wide = long.pivot_table(index="run_id", columns="label", values="value", aggfunc="first", dropna=False)
@@ -190,16 +246,14 @@ def build_report(
     done = completed_runs(campaign)
     notes: list[str] = []
     groupby = _choose_groupby(campaign, done, groupby)
-    labels = _choose_metrics(done, contexts, metrics, notes)
+    labels = _choose_metrics(campaign, done, contexts, metrics, notes)
     measured = [label for label in labels if not label.startswith(f"{SUMMARY_CONTEXT}/")]
     summaries = [label for label in labels if label.startswith(f"{SUMMARY_CONTEXT}/")]
-    if not measured:
-        values = pd.DataFrame(index=done["run_id"])
-    elif epoch in ("last", "best"):
-        values = done[[f"{label}@{epoch}" for label in measured]].set_axis(measured, axis=1)
-        values.index = done["run_id"]
-    else:
-        values = _values_at_epoch(campaign, done, measured, int(epoch))
+    indexed = [label for label in measured if not label.endswith("]")] if epoch in ("last", "best") else []
+    values = done[[f"{label}@{epoch}" for label in indexed]].set_axis(indexed, axis=1).set_index(done["run_id"])
+    if len(indexed) < len(measured):
+        read = [label for label in measured if label not in indexed]
+        values = values.join(_values_at_epoch(campaign, done, read, epoch))[measured]
     if summaries:
         values = values.join(_summary_values(campaign, done, summaries))[labels]
     per_run = done.set_index("run_id")[[*groupby, "duration_s"]].join(values).reset_index()
@@ -241,20 +295,22 @@ def build_curves(campaign: Campaign, groupby: list[str] | None = None, contexts:
     with a finite value, its mean, std (ddof=1) and CI95 half-width. Returns (groupby, curves)."""
     done = completed_runs(campaign)
     groupby = _choose_groupby(campaign, done, groupby)
-    labels = _choose_metrics(done, contexts, metrics, [])
+    labels = _choose_metrics(campaign, done, contexts, metrics, [])
     if any(label.startswith(f"{SUMMARY_CONTEXT}/") for label in labels):
         raise CampaignError(f"{SUMMARY_CONTEXT}/ metrics are whole-run numbers, not curves; use them with `report`")
     groups = done[["run_id", *groupby]].copy()
     keys = ", ".join(f'g."{g}"' for g in groupby)
     curves = campaign.query_trajectories(
-        f"SELECT {keys + ',' if keys else ''} t.context || '/' || t.metric AS label, t.epoch, count(*) AS runs, "
+        f"SELECT {keys + ',' if keys else ''} {LABEL_SQL} AS label, t.epoch, count(*) AS runs, "
         "avg(t.value) AS mean, stddev_samp(t.value) AS std "
         "FROM traj t JOIN groups g USING (run_id) "
-        "WHERE t.key IS NULL AND NOT isnan(t.value) "
-        "AND t.context || '/' || t.metric IN (SELECT unnest($labels::VARCHAR[])) "
+        f"WHERE NOT isnan(t.value) AND {LABEL_SQL} IN (SELECT unnest($labels::VARCHAR[])) "
         f"GROUP BY ALL ORDER BY {keys + ',' if keys else ''} label, t.epoch",
         {"labels": labels}, tables={"groups": groups})
     curves["ci95"] = ci95_halfwidths(curves["runs"].to_numpy(), curves["std"].to_numpy())
+    position = {label: i for i, label in enumerate(labels)}
+    curves = curves.sort_values(["label", *groupby, "epoch"], key=lambda c: c.map(position) if c.name == "label" else c,
+                                kind="stable", ignore_index=True)
     return groupby, curves
 
 
@@ -267,6 +323,6 @@ def write_curves(campaign: Campaign, groupby: list[str], curves: pd.DataFrame,
     stem = f"curves_{_slug(groupby)}{suffix}"
     parquet, png = (summary_dir(campaign.directory) / f"{stem}.{ext}" for ext in ("parquet", "png"))
     atomic_write(parquet, lambda tmp: curves.to_parquet(tmp, index=False))
-    figure = plot_curves(curves, groupby, title=str(campaign.directory.name))
+    figure = plot_curves(curves, groupby, campaign=campaign.directory.name)
     save_png(figure, png)
     return parquet, png

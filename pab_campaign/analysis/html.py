@@ -1,0 +1,118 @@
+"""The campaign on one page: a self-contained HTML file (Jinja2 template, figures inline as PNG data
+URIs, no script, no request to anything outside the file) written to `summary/report.html`.
+
+`build_page` gathers the sections (`pab_campaign.analysis.page_sections`), `render` fills the
+template `templates/campaign.html.j2`, `write_page` writes the file atomically. A section whose
+analysis has not been run (the MBE audit, latent phases, ModelDiff) says how to produce it.
+"""
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pab_campaign.analysis.campaign import Campaign
+from pab_campaign.errors import CampaignError
+from pab_campaign.store import atomic_write_bytes, summary_dir
+
+PAGE_NAME = "report.html"
+PNG_DPI = 96
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One table cell: its text, and a CSS class (numbers right-aligned, statuses coloured)."""
+
+    text: str
+    css: str = ""
+
+
+@dataclass
+class HtmlTable:
+    key: str
+    caption: str
+    columns: list[str]
+    rows: list[list[Cell]]
+
+
+@dataclass
+class PageFigure:
+    """A figure inline as a PNG data URI, with the title used as its alternative text."""
+
+    key: str
+    title: str
+    caption: str
+    uri: str
+
+
+@dataclass(frozen=True)
+class Missing:
+    """Why a section is empty and the command that fills it."""
+
+    text: str
+    command: str = ""
+
+
+@dataclass
+class Section:
+    key: str
+    title: str
+    intro: str = ""
+    tables: list[HtmlTable] = field(default_factory=list)
+    figures: list[PageFigure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    missing: Missing | None = None
+
+
+@dataclass
+class Page:
+    title: str
+    subtitle: list[str]
+    sections: list[Section]
+
+
+def png_uri(figure) -> str:
+    """A matplotlib Figure as a `data:image/png;base64,...` URI; the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    try:
+        figure.savefig(buffer, format="png", dpi=PNG_DPI, bbox_inches="tight")
+    finally:
+        plt.close(figure)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def render(page: Page) -> str:
+    """The page as HTML text (every value escaped by the template engine)."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+    environment = Environment(loader=PackageLoader("pab_campaign.analysis", "templates"),
+                              autoescape=select_autoescape(["j2", "html"]), undefined=StrictUndefined,
+                              trim_blocks=True, lstrip_blocks=True)
+    return environment.get_template("campaign.html.j2").render(page=page)
+
+
+def build_page(campaign: Campaign, command: str) -> Page:
+    """Every section of the page for `campaign`; `command` is how the page was made (shown in it)."""
+    from pab_campaign.analysis import page_sections
+
+    generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    subtitle = [f"{campaign.directory.resolve()}", f"written {generated} by `{command}`"]
+    return Page(f"Campaign {campaign.directory.name}", subtitle, page_sections.all_sections(campaign))
+
+
+def default_path(campaign: Campaign) -> Path:
+    return summary_dir(campaign.directory) / PAGE_NAME
+
+
+def write_page(campaign: Campaign, out: Path | None, command: str) -> Path:
+    """Build, render and atomically write the page to `out` (default `summary/report.html`)."""
+    path = Path(out) if out is not None else default_path(campaign)
+    if not path.parent.is_dir():
+        raise CampaignError(f"--out {path}: directory {path.parent} does not exist; create it or choose another path")
+    html = render(build_page(campaign, command))
+    atomic_write_bytes(path, html.encode("utf-8"))
+    return path

@@ -1,0 +1,30 @@
+"""`html`: the campaign on one self-contained page."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from pab_campaign.cli.common import Commands, add_campaign_filter, print_skipped
+from pab_campaign.render import print_line
+
+
+def cmd_html(args: argparse.Namespace) -> int:
+    from pab_campaign.analysis.campaign import open_campaign
+    from pab_campaign.analysis.html import write_page
+
+    campaign = open_campaign(args.campaign, args.campaign_id)
+    command = shlex.join(["pab-campaign", *sys.argv[1:]]) if sys.argv[1:] else f"pab-campaign html {args.campaign}"
+    path = write_page(campaign, Path(args.out) if args.out else None, command)
+    print_line(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB); open it in a browser")
+    print_skipped(campaign.skipped)
+    return 0
+
+
+def register(commands: Commands) -> None:
+    html = commands.add("html", cmd_html, "the campaign on one self-contained HTML page (figures inline)",
+                        "pab-campaign html outputs/demo --out /tmp/demo.html")
+    html.add_argument("--out", default=None, metavar="FILE",
+                      help="where to write the page (default: <campaign>/summary/report.html)")
+    add_campaign_filter(html)
