@@ -32,6 +32,10 @@ def _number(value: object, digits: int = 4) -> Cell:
     return Cell(str(value), "num" if isinstance(value, int) else "")
 
 
+def _mean_ci(mean: float, ci95: float) -> Cell:
+    return Cell("–" if math.isnan(mean) else f"{mean:.4g} ± {ci95:.2g}", "num")
+
+
 def _text(value: object) -> Cell:
     return Cell("–" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value))
 
@@ -97,8 +101,7 @@ def summary(campaign: Campaign) -> Section:
         rows = []
         for row in report.summary.to_dict("records"):
             cells = [_text(row[g]) for g in report.groupby] + [_number(int(row["runs"]))]
-            cells += [Cell(f"{row[f'{m}.mean']:.4g} ± {row[f'{m}.ci95']:.2g}", "num")
-                      if not math.isnan(row[f"{m}.mean"]) else Cell("–", "num") for m in [*report.metrics, "duration_s"]]
+            cells += [_mean_ci(row[f"{m}.mean"], row[f"{m}.ci95"]) for m in [*report.metrics, "duration_s"]]
             rows.append(cells)
         section.tables.append(HtmlTable(f"summary-{epoch}", f"At the {epoch} epoch", columns, rows))
         section.notes += [note for note in report.notes if note not in section.notes]

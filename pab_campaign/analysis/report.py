@@ -140,7 +140,8 @@ def _values_at_epoch(campaign: Campaign, done: pd.DataFrame, labels: list[str], 
     if epoch == "last":
         sql = f"SELECT run_id, label, arg_max(value, epoch) AS value FROM ({rows}) GROUP BY run_id, label"
     elif epoch == "best":
-        sql = f"SELECT r.run_id, r.label, r.value FROM ({rows}) r JOIN best b ON r.run_id = b.run_id AND r.epoch = b.epoch"
+        sql = (f"SELECT r.run_id, r.label, r.value FROM ({rows}) r "
+               "JOIN best b ON r.run_id = b.run_id AND r.epoch = b.epoch")
     else:
         sql, params = f"SELECT run_id, label, value FROM ({rows}) WHERE epoch = $epoch", {**params, "epoch": int(epoch)}
     best = done[["run_id", "best_epoch"]].rename(columns={"best_epoch": "epoch"}).dropna()
