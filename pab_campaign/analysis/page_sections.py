@@ -83,7 +83,7 @@ def overview(campaign: Campaign) -> Section:
             [[_text(r.run_id), _status(r.status), _number(r.epochs_done), _text(r.error)]
              for r in problems.itertuples()]))
     unreadable = [(run_id, reason) for run_id, reason in campaign.skipped]
-    unreadable += [(r.run_id, r.skip_reason) for r in runs.itertuples() if r.skip_reason is not None]
+    unreadable += [(r.run_id, r.skip_reason) for r in runs.itertuples() if pd.notna(r.skip_reason)]
     if unreadable:
         section.tables.append(HtmlTable("unreadable", "Unreadable runs (left out of every section)",
                                         ["run_id", "reason"], [[_text(a), _text(b)] for a, b in unreadable]))
