@@ -1,4 +1,4 @@
-# make demo : create .venv if missing, run the default 12-run sweep, then its report and MBE audit
+# make demo : create .venv if missing, run the default 12-run sweep, then its report, MBE audit and HTML page
 # make test : create .venv if missing, run the whole test suite
 PYTHON ?= python3
 VENV := .venv
@@ -18,6 +18,7 @@ demo: venv
 	$(BIN)/python -m pab_campaign -m runtime.verbose=false
 	$(BIN)/pab-campaign report $(CAMPAIGN)
 	$(BIN)/pab-campaign audit $(CAMPAIGN) --metric weights/erank weights/stable_rank --baseline val/loss@3 --target val/acc
+	$(BIN)/pab-campaign html $(CAMPAIGN)
 
 test: venv
 	$(BIN)/python -m pytest
