@@ -18,6 +18,10 @@ def _problem(error: object, skip_reason: object) -> str:
 def cmd_ls(args: argparse.Namespace) -> int:
     from pab_campaign.analysis.campaign import open_campaign
 
+    if args.watch:
+        from pab_campaign.cli.watch import watch
+
+        return watch(args)
     campaign = open_campaign(args.campaign, args.campaign_id)
     runs = campaign.runs
     if args.status:
@@ -62,6 +66,11 @@ def register(commands: Commands) -> None:
     ls = commands.add("ls", cmd_ls, "list the runs: id, campaign, status, start, duration, problem",
                       "pab-campaign ls outputs/demo --status failed")
     ls.add_argument("--status", choices=[status.value for status in RunStatus])
+    ls.add_argument("--watch", action="store_true",
+                    help="refresh the table until no run is running or waiting to resume (detached sweeps)")
+    ls.add_argument("--interval", type=float, default=5.0, help="seconds between refreshes with --watch (default 5)")
+    ls.add_argument("--expect", type=int, default=None, metavar="N",
+                    help="with --watch: also wait until N runs exist (a queued sweep that has not started them yet)")
     add_campaign_filter(ls)
 
     properties = commands.add("properties", cmd_properties,

@@ -19,7 +19,8 @@ def _keyed_campaign(root):
     """A 2 x 2 grid whose runs also record per-class accuracy, first-learned epochs, spectra and attacks."""
     make_grid(root, seeds=2, epochs=4)
     for index, key in enumerate(KEYS):
-        write_run(root, f"keyed-{key}", {"model.name": "mlp", "model.hidden": 64, "optimizer.lr": 0.1, "seed": 9 + index},
+        params = {"model.name": "mlp", "model.hidden": 64, "optimizer.lr": 0.1, "seed": 9 + index}
+        write_run(root, f"keyed-{key}", params,
                   {(c, m): [0.5, 0.6, 0.7, 0.8, 0.9] for c in ("train", "val", "test") for m in ("acc", "loss")}
                   | {("probe", "clean_acc"): [0.5] * 5},
                   keyed={**{("val", "class_acc", k): [0.1 * i for i in range(5)] for k in KEYS},
@@ -79,7 +80,8 @@ def test_keyed_metrics_in_report_and_curves(tmp_path):
     assert curves.returncode == 0, curves.stderr
     frame = pd.read_parquet(next(summary_dir(campaign).glob("curves_*.parquet")))
     assert sorted(frame["label"].unique()) == [f"val/class_acc[{k}]" for k in KEYS]
-    assert frame.loc[(frame["label"] == "val/class_acc[2]") & (frame["epoch"] == 4), "mean"].item() == pytest.approx(0.4)
+    last = frame[(frame["label"] == "val/class_acc[2]") & (frame["epoch"] == 4)]
+    assert last["mean"].item() == pytest.approx(0.4)
     report = cli(["report", str(campaign), "--metrics", "probe/fgsm_acc[*]", "val/class_acc[1]", "--epoch", "last"])
     assert report.returncode == 0, report.stderr
     assert "probe/fgsm_acc[0.1]" in report.stdout and "val/class_acc[1]" in report.stdout

@@ -61,7 +61,8 @@ def open_page(chromium: str, page_path: Path, screenshot: Path) -> dict:
         figures = page.eval_on_selector_all(
             "figure img", "imgs => imgs.map(i => [i.closest('figure').dataset.figure, i.complete, i.naturalWidth, "
             "i.naturalHeight])")
-        unreadable = page.eval_on_selector_all("table[data-table=unreadable] td", "cells => cells.map(c => c.innerText)")
+        unreadable = page.eval_on_selector_all("table[data-table=unreadable] td",
+                                               "cells => cells.map(c => c.innerText)")
         page.screenshot(path=str(screenshot), full_page=True)
         browser.close()
     return {"console": console, "requests": requests, "loaded": loaded, "sections": sections, "figures": figures,
