@@ -27,6 +27,7 @@ from pab_campaign.training.identity import NON_SEMANTIC_LEAVES, flatten, hparams
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 GROUPS = ("dataset", "model", "optimizer", "schedule")
+_ABSENT = object()
 # `dataset` keys that change how an algorithm trains but not which examples the splits hold.
 TREATMENT_KEYS = frozenset({"augment", "crop_padding", "label_noise", "corner_patch.train_class", "train_eval_size"})
 NON_SEMANTIC = frozenset(key.split(".", 1)[1] for key in NON_SEMANTIC_LEAVES if key.startswith("dataset."))
@@ -36,10 +37,12 @@ def _group_choices(params: dict[str, Scalar]) -> list[str]:
     return [f"{group}={params[f'{group}.name']}" for group in GROUPS if f"{group}.name" in params]
 
 
-def _path_overrides(record: RunRecord) -> list[str]:
-    """The run's own overrides of paths (`dataset.root=...`), which its hyper-parameters leave out."""
-    return [text for text in record.overrides
-            if text.split("=", 1)[0].lstrip("+~") in NON_SEMANTIC_LEAVES and "=" in text]
+def _path_overrides(record: RunRecord, cfg: DictConfig) -> list[str]:
+    """The run's own overrides of paths (`dataset.root=...`) that `cfg` has a key for; its
+    hyper-parameters leave them out."""
+    keys = [text.split("=", 1)[0].lstrip("+~") for text in record.overrides]
+    return [text for key, text in zip(keys, record.overrides) if "=" in text and key in NON_SEMANTIC_LEAVES
+            and OmegaConf.select(cfg, key, default=_ABSENT) is not _ABSENT]
 
 
 def record_config(record: RunRecord) -> DictConfig:
@@ -48,7 +51,10 @@ def record_config(record: RunRecord) -> DictConfig:
     register_schemas()
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose("config", overrides=[*_group_choices(params), *_path_overrides(record)])
+            cfg = compose("config", overrides=_group_choices(params))
+            paths = _path_overrides(record, cfg)
+            if paths:
+                cfg = compose("config", overrides=[*_group_choices(params), *paths])
         for key, value in params.items():
             node = OmegaConf.select(cfg, key, throw_on_missing=False)
             OmegaConf.update(cfg, key, json.loads(value) if isinstance(node, ListConfig) else value, merge=False)
