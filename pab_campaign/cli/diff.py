@@ -84,6 +84,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
         scores[side] = attribution.trak_scores(ensemble, args.proj_dim, args.proj_seed, timings)
         sidecar = {"algorithm": side, "filters": algorithms.describe(side), **request, "device": device.type,
                    "timings": timings.as_dict()}
+        peak = attribution.peak_cuda_mib(device)
+        if peak is not None:
+            sidecar["peak_cuda_mib"] = peak
         written += outputs.save_scores(directory, side.lower(), scores[side], sidecar)
     results = [modeldiff.a_minus_b(scores["A"], scores["B"], args.components),
                modeldiff.b_minus_a(scores["A"], scores["B"], args.components)]

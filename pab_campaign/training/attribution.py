@@ -109,8 +109,13 @@ class Ensemble:
     data: DataBundle | None = field(default=None, repr=False)
 
 
+def peak_cuda_mib(device: torch.device) -> float | None:
+    """Peak CUDA memory this process allocated so far (MiB), None off CUDA."""
+    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+
+
 def resolve_device(name: str) -> torch.device:
-    """`cpu`, `cuda`, or `auto` (CUDA when there is one); ConfigError-like CampaignError for cuda without one."""
+    """`cpu`, `cuda`, or `auto` (CUDA when there is one); CampaignError for `cuda` without one."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
