@@ -7,6 +7,7 @@ does not record (an option added later, left out while off) reads as null.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -19,6 +20,7 @@ from pab_campaign.errors import CampaignError, PabError
 from pab_campaign.store import RunRecord, RunStatus, iter_run_dirs, read_run_json
 
 MIN_RUNS = 2
+MAX_NAME = 180
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+-]+")
 
 
@@ -74,10 +76,14 @@ class Algorithms:
 
     @property
     def name(self) -> str:
-        """`<a>_vs_<b>`: each side its filters joined by '+', file-name safe."""
+        """`<a>_vs_<b>`: each side its filters joined by '+', file-name safe; a name too long for a
+        directory keeps its first MAX_NAME characters and a hash of the whole."""
         def side(filters: list[Filter]) -> str:
             return _UNSAFE.sub("-", "+".join(str(f) for f in filters))
-        return f"{side(self.a_filters)}_vs_{side(self.b_filters)}"
+        name = f"{side(self.a_filters)}_vs_{side(self.b_filters)}"
+        if len(name) <= MAX_NAME:
+            return name
+        return f"{name[:MAX_NAME - 11]}-{hashlib.sha1(name.encode()).hexdigest()[:10]}"
 
     def describe(self, which: str) -> str:
         filters = self.a_filters if which == "A" else self.b_filters

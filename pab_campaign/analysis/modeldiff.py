@@ -150,6 +150,25 @@ def class_composition(members: pd.DataFrame) -> pd.DataFrame:
                               ignore_index=True)
 
 
+@dataclass(frozen=True)
+class Interpretation:
+    """What the directions of a comparison mean: `directions` (`directions_table`), `members`
+    (`subpopulations` of every direction) and `composition` (`class_composition` of them)."""
+
+    directions: pd.DataFrame
+    members: pd.DataFrame
+    composition: pd.DataFrame
+
+
+def interpret(results: list[ResidualPCA], train_labels: dict[str, np.ndarray], val_labels: np.ndarray,
+              top: int) -> Interpretation:
+    """The table, subpopulations and class composition of `results`; a comparison's training examples
+    carry the labels of its first algorithm (`train_labels["A"]` or `["B"]`)."""
+    members = pd.concat([subpopulations(r, train_labels[r.first], val_labels, top) for r in results],
+                        ignore_index=True)
+    return Interpretation(directions_table(results), members, class_composition(members))
+
+
 def welch_test(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
     """Welch's two-sample t-test of mean(b) − mean(a): (t, Welch–Satterthwaite degrees of freedom,
     two-sided p). `t = (b̄ − ā) / √(s²_a/n_a + s²_b/n_b)`, s² with ddof 1; NaN when a sample has

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from pab_campaign.analysis.modeldiff import SUBPOPULATIONS, Interpretation, ResidualPCA
 from pab_campaign.analysis.plots import save_png
 from pab_campaign.store import atomic_write, atomic_write_bytes, summary_dir
 
@@ -121,9 +123,33 @@ def grid_title(comparison: str, direction: int, subpopulation: str, composition:
             f"(label, value; classes {classes})")
 
 
-def save_grid(directory: Path, comparison: str, direction: int, subpopulation: str, images: np.ndarray,
-              members: pd.DataFrame, composition: pd.DataFrame) -> Path:
-    """Draw and write the grid of one subpopulation (`members`: its rows of `subpopulations`, by rank)."""
-    figure = image_grid(images, members["label"].to_numpy(), members["value"].to_numpy(),
-                        grid_title(comparison, direction, subpopulation, composition))
-    return save_png(figure, directory / f"{comparison}_dir{direction}_{subpopulation}.png")
+def write_directions(directory: Path, results: list[ResidualPCA], interpretation: Interpretation) -> list[Path]:
+    """`directions.csv`, `subpopulations.csv`, `composition.csv`, and per comparison its directions
+    (`weights_<label>.npy`, k × training examples) and projections (`projections_<label>.npy`)."""
+    written = []
+    for name in ("directions", "members", "composition"):
+        path = directory / f"{'subpopulations' if name == 'members' else name}.csv"
+        write_csv(path, getattr(interpretation, name))
+        written.append(path)
+    for result in results:
+        for name, array in (("weights", result.directions), ("projections", result.projections)):
+            written.append(directory / f"{name}_{result.label}.npy")
+            write_npy(written[-1], array.astype(np.float32))
+    return written
+
+
+def write_grids(directory: Path, results: list[ResidualPCA], interpretation: Interpretation,
+                images: Callable[[str, str, list[int]], np.ndarray]) -> list[Path]:
+    """One image grid per direction and subpopulation; `images(first, subpopulation, indices)` gives
+    the examples (n × C × H × W in [0, 1]) as the comparison's first algorithm ("A" or "B") sees them."""
+    members, written = interpretation.members, []
+    for result in results:
+        for direction in range(1, len(result.directions) + 1):
+            for subpopulation in SUBPOPULATIONS:
+                rows = members[(members["comparison"] == result.label) & (members["direction"] == direction)
+                               & (members["subpopulation"] == subpopulation)]
+                figure = image_grid(images(result.first, subpopulation, rows["index"].tolist()),
+                                    rows["label"].to_numpy(), rows["value"].to_numpy(),
+                                    grid_title(result.label, direction, subpopulation, interpretation.composition))
+                written.append(save_png(figure, directory / f"{result.label}_dir{direction}_{subpopulation}.png"))
+    return written

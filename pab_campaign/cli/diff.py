@@ -8,13 +8,12 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from pab_campaign.cli.common import Commands, add_campaign_filter
 from pab_campaign.errors import CampaignError
 from pab_campaign.render import Column, fmt, print_line, print_table
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
     from pab_campaign.analysis.algorithms import Algorithms
@@ -38,16 +37,10 @@ def _classes(composition: pd.DataFrame, comparison: str, direction: int, subpopu
     return ", ".join(f"{label}: {share:.0%}" for label, share in zip(part["label"][:top], part["share"][:top]))
 
 
-def cmd_diff(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from pab_campaign.analysis import modeldiff
-    from pab_campaign.analysis import modeldiff_outputs as outputs
-
-    campaign = Path(args.campaign)
-    algorithms = _select(args)
+def _ensembles(args: argparse.Namespace, campaign: Path, algorithms: Algorithms) -> tuple[dict, object]:
+    """Each algorithm's ensemble (checkpoints, data, model) and the device; every check of the input
+    that needs the training package, before anything is written."""
     from pab_campaign.training import attribution
-    from pab_campaign.training.data.pixels import display_images, pixel_range
     from pab_campaign.training.record_config import algorithm_config, check_same_examples
 
     device = attribution.resolve_device(args.device)
@@ -66,12 +59,22 @@ def cmd_diff(args: argparse.Namespace) -> int:
         print_line(f"note: a {args.proj_dim}-dimensional projection for {n_train} training examples leaves TRAK's "
                    "X^T X (nearly) singular and its scores noisy; pick --proj-dim well below the number of training "
                    "examples (the digits case study uses 32)", "yellow")
-    directory = outputs.diff_directory(campaign, algorithms.name)
+    return ensembles, device
+
+
+def _scores(args: argparse.Namespace, algorithms: Algorithms, ensembles: dict, device, directory: Path
+            ) -> tuple[dict[str, np.ndarray], list[Path]]:
+    """Each algorithm's TRAK scores: read back when the stored sidecar records the same request, else
+    computed and stored."""
+    from pab_campaign.analysis import modeldiff_outputs as outputs
+    from pab_campaign.training import attribution
+
     scores, written = {}, []
     for side, ensemble in ensembles.items():
-        request = {"runs": [r.run_id for r in sides[side]], "checkpoints": [c.describe() for c in ensemble.checkpoints],
+        runs = algorithms.a if side == "A" else algorithms.b
+        request = {"runs": [r.run_id for r in runs], "checkpoints": [c.describe() for c in ensemble.checkpoints],
                    "projection": {"dimension": args.proj_dim, "seed": args.proj_seed},
-                   "val_examples": n_val, "train_examples": n_train}
+                   "val_examples": len(ensemble.val), "train_examples": len(ensemble.train)}
         cached = outputs.cached_scores(directory, side.lower(), request)
         if cached is not None:
             print_line(f"algorithm {side}: reusing {directory / f'scores_{side.lower()}.npy'}")
@@ -79,8 +82,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
             continue
         timings = attribution.Timings()
         print_line(f"algorithm {side} ({algorithms.describe(side)}): TRAK scores of {len(ensemble.checkpoints)} "
-                   f"checkpoints of {len(sides[side])} runs on {device.type}, {n_val} validation x {n_train} "
-                   f"training examples, projection {args.proj_dim}")
+                   f"checkpoints of {len(runs)} runs on {device.type}, {len(ensemble.val)} validation x "
+                   f"{len(ensemble.train)} training examples, projection {args.proj_dim}")
         scores[side] = attribution.trak_scores(ensemble, args.proj_dim, args.proj_seed, timings)
         sidecar = {"algorithm": side, "filters": algorithms.describe(side), **request, "device": device.type,
                    "timings": timings.as_dict()}
@@ -88,46 +91,48 @@ def cmd_diff(args: argparse.Namespace) -> int:
         if peak is not None:
             sidecar["peak_cuda_mib"] = peak
         written += outputs.save_scores(directory, side.lower(), scores[side], sidecar)
+    return scores, written
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from pab_campaign.analysis import modeldiff
+    from pab_campaign.analysis import modeldiff_outputs as outputs
+
+    campaign = Path(args.campaign)
+    algorithms = _select(args)
+    ensembles, device = _ensembles(args, campaign, algorithms)
+    from pab_campaign.training.data.pixels import display_images, pixel_range
+
+    directory = outputs.diff_directory(campaign, algorithms.name)
+    scores, written = _scores(args, algorithms, ensembles, device, directory)
     results = [modeldiff.a_minus_b(scores["A"], scores["B"], args.components),
                modeldiff.b_minus_a(scores["A"], scores["B"], args.components)]
     labels = {side: e.train.y.numpy() for side, e in ensembles.items()}
-    val_labels = ensembles["A"].val.y.numpy()
-    members = pd.concat([modeldiff.subpopulations(r, labels[r.first], val_labels, args.top) for r in results],
-                        ignore_index=True)
-    composition = modeldiff.class_composition(members)
-    table = modeldiff.directions_table(results)
-    for name, frame in (("directions", table), ("subpopulations", members), ("composition", composition)):
-        outputs.write_csv(directory / f"{name}.csv", frame)
-        written.append(directory / f"{name}.csv")
-    for result in results:
-        for name, array in (("weights", result.directions), ("projections", result.projections)):
-            outputs.write_npy(directory / f"{name}_{result.label}.npy", array.astype(np.float32))
-            written.append(directory / f"{name}_{result.label}.npy")
+    interpretation = modeldiff.interpret(results, labels, ensembles["A"].val.y.numpy(), args.top)
+    written += outputs.write_directions(directory, results, interpretation)
     pixels = {side: pixel_range(e.train) for side, e in ensembles.items()}
-    figures = 0
-    for result in results:
-        first = ensembles[result.first]
-        for k in range(1, args.components + 1):
-            for subpopulation in modeldiff.SUBPOPULATIONS:
-                rows = members[(members["comparison"] == result.label) & (members["direction"] == k)
-                               & (members["subpopulation"] == subpopulation)]
-                split = first.val if subpopulation.startswith("val") else first.train
-                images = display_images(split, rows["index"].tolist(), pixels[result.first])
-                outputs.save_grid(directory, result.label, k, subpopulation, images, rows, composition)
-                figures += 1
-    print_table(f"ModelDiff — A: {algorithms.describe('A')} ({len(sides['A'])} runs) vs B: {algorithms.describe('B')} "
-                f"({len(sides['B'])} runs); variance of each algorithm's row-normalised scores along each direction, "
-                f"classes of its top {args.top} examples",
+
+    def images(first: str, subpopulation: str, indices: list[int]) -> np.ndarray:
+        ensemble = ensembles[first]
+        split = ensemble.val if subpopulation.startswith("val") else ensemble.train
+        return display_images(split, indices, pixels[first])
+
+    figures = outputs.write_grids(directory, results, interpretation, images)
+    composition = interpretation.composition
+    print_table(f"ModelDiff — A: {algorithms.describe('A')} ({len(algorithms.a)} runs) vs B: "
+                f"{algorithms.describe('B')} ({len(algorithms.b)} runs); variance of each algorithm's row-normalised "
+                f"scores along each direction, classes of its top {args.top} examples",
                 ["direction", Column("var A", justify="right"), Column("var B", justify="right"),
                  "train + classes", "train − classes", "val + classes", "val − classes"],
                 [[f"{row.comparison} #{row.direction}", fmt(row.variance_a, 3), fmt(row.variance_b, 3),
                   *(_classes(composition, row.comparison, row.direction, s) for s in modeldiff.SUBPOPULATIONS)]
-                 for row in table.itertuples()])
-    print_line(f"wrote {len(written)} files and {figures} figures in {directory}")
+                 for row in interpretation.directions.itertuples()])
+    print_line(f"wrote {len(written)} files and {len(figures)} figures in {directory}")
     return 0
 
 
 def cmd_diff_test(args: argparse.Namespace) -> int:
+    import numpy as np
     import pandas as pd
 
     from pab_campaign.analysis import modeldiff

@@ -20,7 +20,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,7 @@ from torch import nn
 from pab_campaign.errors import CampaignError
 from pab_campaign.store import RunRecord, run_dir
 from pab_campaign.training import checkpoint
-from pab_campaign.training.data import DataBundle, Split, build_dataset
+from pab_campaign.training.data import Split, build_dataset
 from pab_campaign.training.data.pixels import every_example
 from pab_campaign.training.models import build_model
 from pab_campaign.training.state import MODEL
@@ -106,7 +106,6 @@ class Ensemble:
     train: object
     val: Split
     device: torch.device
-    data: DataBundle | None = field(default=None, repr=False)
 
 
 def peak_cuda_mib(device: torch.device) -> float | None:
@@ -148,7 +147,7 @@ def ensemble_of(cfg: DictConfig, checkpoints: list[Checkpoint], val_examples: in
         raise CampaignError(f"--val-examples {val_examples} is outside 1..{available}, the validation examples "
                             f"of {cfg.dataset.name}")
     model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
-    return Ensemble(model, checkpoints, data.train, data.probe(count), device, data)
+    return Ensemble(model, checkpoints, data.train, data.probe(count), device)
 
 
 def _weights(item: Checkpoint, device: torch.device) -> dict[str, torch.Tensor]:
@@ -226,7 +225,9 @@ def _timed_gradients(timings: Timings, device: torch.device) -> type:
 
 def trak_scores(ensemble: Ensemble, proj_dim: int, seed: int, timings: Timings | None = None) -> np.ndarray:
     """TRAK scores of `ensemble`, float32 of shape (validation examples, training examples), averaged
-    over its checkpoints; projection `proj_dim` and seed `seed` (the same seed gives the same scores)."""
+    over its checkpoints; projection `proj_dim` and seed `seed` (the same seed gives the same scores).
+    traker's working files live in a temporary directory and its progress bars are kept off the
+    terminal; `timings`, when given, collects where the time went."""
     from trak import TRAKer
 
     timings = timings if timings is not None else Timings()

@@ -16,7 +16,7 @@ from modeldiff import pca as reference
 from scipy import stats as scipy_stats
 
 from pab_campaign.analysis import modeldiff
-from pab_campaign.analysis.algorithms import Filter, select_algorithms
+from pab_campaign.analysis.algorithms import Algorithms, Filter, select_algorithms
 from pab_campaign.analysis.modeldiff_outputs import cached_scores, image_grid, save_scores
 from pab_campaign.analysis.stats import ci95_halfwidth
 from pab_campaign.errors import CampaignError
@@ -201,6 +201,8 @@ def test_select_algorithms_by_filters():
     patched = select_algorithms(records, ["dataset.corner_patch.train_class=null", "dataset.augment=true"],
                                 ["dataset.corner_patch.train_class=8"])
     assert [r.run_id for r in patched.b] == ["p1", "p2"] and len(patched.a) == 2
+    long = Algorithms(chosen.a, chosen.b, [Filter(f"k{i}", "v" * 20) for i in range(12)], chosen.b_filters)
+    assert len(long.name) == 180 and long.name != Algorithms(chosen.a, chosen.b, long.a_filters[:11], []).name
     assert Filter.parse("optimizer.lr=0.1", "--a").matches(records[0])
     assert not Filter.parse("optimizer.lr=0.10001", "--a").matches(records[0])
     assert not Filter.parse("dataset.augment=1", "--a").matches(records[0])
