@@ -115,12 +115,13 @@ def image_grid(images: np.ndarray, labels: np.ndarray, values: np.ndarray, title
 
 
 def grid_title(comparison: str, direction: int, subpopulation: str, composition: pd.DataFrame) -> str:
-    """'B-A direction 1: training examples of largest weight — classes 3: 48, 8: 2' (label: count)."""
+    """The grid's title: comparison, direction, subpopulation, and its classes as `label: count`."""
     part = composition[(composition["comparison"] == comparison) & (composition["direction"] == direction)
                        & (composition["subpopulation"] == subpopulation)]
     classes = ", ".join(f"{label}: {count}" for label, count in zip(part["label"], part["count"]))
+    value = "weight" if subpopulation.startswith("train") else "projection"
     return (f"{comparison} direction {direction}: {SUBPOPULATION_TITLES[subpopulation]}\n"
-            f"(label, value; classes {classes})")
+            f"(each image: its label and {value}; classes, label: count, {classes})")
 
 
 def write_directions(directory: Path, results: list[ResidualPCA], interpretation: Interpretation) -> list[Path]:
@@ -141,7 +142,10 @@ def write_directions(directory: Path, results: list[ResidualPCA], interpretation
 def write_grids(directory: Path, results: list[ResidualPCA], interpretation: Interpretation,
                 images: Callable[[str, str, list[int]], np.ndarray]) -> list[Path]:
     """One image grid per direction and subpopulation; `images(first, subpopulation, indices)` gives
-    the examples (n × C × H × W in [0, 1]) as the comparison's first algorithm ("A" or "B") sees them."""
+    the examples (n × C × H × W in [0, 1]) as the comparison's first algorithm ("A" or "B") sees them.
+    Grids an earlier call drew (for more directions) are removed first."""
+    for stale in [*directory.glob("A-B_dir*.png"), *directory.glob("B-A_dir*.png")]:
+        stale.unlink()
     members, written = interpretation.members, []
     for result in results:
         for direction in range(1, len(result.directions) + 1):

@@ -54,6 +54,7 @@ def test_planted_shortcut_is_found_and_tested(planted):
     again = cli(["diff", str(planted), *A, *B, "--checkpoints", "every", "--proj-dim", "32", "--components", "2"])
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("reusing") == 2
+    assert len(list(out.glob("*.png"))) == 2 * 2 * 4
     assert json.loads((out / "scores_b.json").read_text()) == sidecar
 
     tested = cli(["diff-test", str(planted), *A, *B, "--transform", "corner_patch"])
