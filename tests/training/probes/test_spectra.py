@@ -75,7 +75,7 @@ def test_whole_model_rows_concatenate_weights_and_biases():
     model = nn.Sequential(nn.Linear(4, 3, bias=False), nn.ReLU(), nn.Linear(3, 2))
     rows = spectra_rows(model)
     per_key = {(metric, key): value for _, metric, key, value in rows}
-    weights = torch.cat([model[0].weight.flatten(), model[2].weight.flatten()]).double()
+    weights = torch.cat([model[0].weight.flatten(), model[2].weight.flatten()]).detach().double()
     assert per_key[("l1", None)] == pytest.approx((per_key[("l1", "0")] + per_key[("l1", "2")]) / 2)
     assert per_key[("w_mean", None)] == pytest.approx(float(weights.mean()))
     assert per_key[("w_var", None)] == pytest.approx(float(weights.var()))
