@@ -162,8 +162,10 @@ def states_selection_figure(selection: pd.DataFrame, chosen_k: int, title: str) 
 
 def states_transition_figure(transmat: np.ndarray, occupancy: np.ndarray, title: str,
                              min_probability: float = 0.05) -> Figure:
-    """The phases as a graph: node area ∝ share of all epochs, the probability of staying written in
-    the node, an arrow i → j for every transition probability ≥ `min_probability` (width ∝ p)."""
+    """The phases as an arc diagram: nodes left to right in the order the phases occur (their
+    numbers), area ∝ share of all epochs, the probability of staying and the share written below;
+    an arc i → j for every transition probability ≥ `min_probability` (width ∝ p), forward
+    transitions above the line, backward ones below."""
     import networkx as nx
 
     k = len(transmat)
@@ -172,22 +174,32 @@ def states_transition_figure(transmat: np.ndarray, occupancy: np.ndarray, title:
     edges = [(i, j, float(transmat[i, j])) for i in range(k) for j in range(k)
              if i != j and transmat[i, j] >= min_probability]
     graph.add_weighted_edges_from(edges)
-    layout = nx.circular_layout(graph) if k > 1 else {0: np.zeros(2)}
-    figure, ax = plt.subplots(figsize=(6.4, 5.6))
-    sizes = [600 + 5000 * float(share) for share in occupancy]
+    layout = {s: np.array([float(s), 0.0]) for s in range(k)}
+    # Equal scales on both axes, so that an arc's apex rises a known 0.225 of its span (arc3, rad 0.45),
+    # with room under the line for the text below the nodes (about 0.6 units).
+    forward = max([j - i for i, j, _ in edges if j > i], default=0)
+    backward = max([i - j for i, j, _ in edges if j < i], default=0)
+    top, bottom = 0.225 * forward + 0.45, -max(0.7, 0.225 * backward + 0.3)
+    width = max(6.0, 1.4 * k + 1.5)
+    figure, ax = plt.subplots(figsize=(width, width * (top - bottom) / (k + 0.4) + 1.0))
+    sizes = [500 + 3500 * float(share) for share in occupancy]
     nx.draw_networkx_nodes(graph, layout, ax=ax, node_size=sizes, node_color=[state_style(s)[0] for s in range(k)],
                            edgecolors="black", linewidths=1.0)
-    nx.draw_networkx_labels(graph, layout, ax=ax, font_size=9,
-                            labels={s: f"{s}\nstay {transmat[s, s]:.2f}\n{occupancy[s]:.0%}" for s in range(k)})
+    nx.draw_networkx_labels(graph, layout, ax=ax, font_size=11, font_weight="bold")
+    for s in range(k):
+        ax.annotate(f"stay {transmat[s, s]:.2f}\n{occupancy[s]:.0%} of epochs", layout[s], xytext=(0, -34),
+                    textcoords="offset points", ha="center", va="top", fontsize=8)
     if edges:
-        style = "arc3,rad=0.18"
-        nx.draw_networkx_edges(graph, layout, ax=ax, node_size=sizes, width=[1 + 6 * p for _, _, p in edges],
-                               arrowsize=16, edge_color="#444444", connectionstyle=style)
+        style = "arc3,rad=-0.45"
+        nx.draw_networkx_edges(graph, layout, ax=ax, node_size=sizes, width=[1 + 5 * p for _, _, p in edges],
+                               arrowsize=14, edge_color="#444444", connectionstyle=style)
         nx.draw_networkx_edge_labels(graph, layout, ax=ax, connectionstyle=style, font_size=8,
                                      edge_labels={(i, j): f"{p:.2f}" for i, j, p in edges})
-    ax.set_title(f"{title}\nnode: phase, P(stay), share of epochs; arrows: P(i → j) ≥ {min_probability:g}",
-                 fontsize=10)
-    ax.margins(0.2)
+    ax.set_xlim(-0.7, k - 0.3)
+    ax.set_ylim(bottom, top)
+    ax.set_aspect("equal")
+    ax.set_title(f"{title}\nphases in order of occurrence; arcs: P(i → j) ≥ {min_probability:g} (forward above, "
+                 "backward below)", fontsize=10)
     ax.axis("off")
     figure.tight_layout()
     return figure
