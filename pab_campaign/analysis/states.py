@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -268,15 +269,17 @@ def fit_em(model: GaussianHMM, x: np.ndarray, lengths: np.ndarray) -> GaussianHM
 @contextmanager
 def _hmm_context() -> Iterator[None]:
     """One OpenMP/BLAS thread per fit (the fits run in parallel processes instead; KMeans, which
-    initialises the means, spins its threads on a busy machine), and hmmlearn's warning for every
-    non-improving EM step kept out of the terminal."""
+    initialises the means, spins its threads on a busy machine); hmmlearn's log line for every
+    non-improving EM step and numpy's warnings for a state that loses all its epochs kept out of
+    the terminal (such a fit ends with a non-finite likelihood and is reported as failed)."""
     from threadpoolctl import threadpool_limits
 
     logger = logging.getLogger("hmmlearn")
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
-        with threadpool_limits(1):
+        with threadpool_limits(1), warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
             yield
     finally:
         logger.setLevel(level)
