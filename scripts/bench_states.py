@@ -74,19 +74,16 @@ def make_campaign(root: Path, runs: int, epochs: int, seed: int = 0) -> None:
 
 
 def _tree_rss(pid: int) -> int:
-    """Resident bytes of process `pid` and all its descendants (Linux /proc)."""
-    import psutil
-
-    try:
-        process = psutil.Process(pid)
-        members = [process, *process.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0
-    total = 0
-    for member in members:
+    """Resident bytes of process `pid` and all its descendants, from Linux's /proc."""
+    total, pending = 0, [pid]
+    page = os.sysconf("SC_PAGE_SIZE")
+    while pending:
+        current = pending.pop()
         try:
-            total += member.memory_info().rss
-        except psutil.NoSuchProcess:
+            total += int(Path(f"/proc/{current}/statm").read_text().split()[1]) * page
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(child) for child in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError, ValueError):
             continue
     return total
 
