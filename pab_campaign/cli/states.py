@@ -116,6 +116,12 @@ def cmd_states(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cores() -> int:
+    """The cores this process may use (all of the machine's where the OS cannot say)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity else os.cpu_count() or 1
+
+
 def _positive(option: str, example: str):
     def parse(value: str) -> int:
         if not value.isdigit() or int(value) < 1:
@@ -148,7 +154,7 @@ def register(commands: Commands) -> None:
     states.add_argument("--selection-runs", type=_positive("--selection-runs", "500"), default=500,
                         help="model selection uses a seeded subsample of this many runs when there are more "
                              "(default 500); the chosen K is fitted on all runs")
-    states.add_argument("--jobs", type=_positive("--jobs", "2"), default=len(os.sched_getaffinity(0)),
+    states.add_argument("--jobs", type=_positive("--jobs", "2"), default=_cores(),
                         help="processes fitting at once (default: every core this process may use)")
     states.add_argument("--curve-metric", default=None,
                         help="metric of the phase-coloured learning curves (default val/acc)")
