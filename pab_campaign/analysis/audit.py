@@ -191,7 +191,8 @@ def _row(group: str, metric: str, n: int, status: str, association: Association 
 
 def audit_rows(data: AuditData, group: str, runs: pd.Index, n_boot: int, seed: int) -> list[dict]:
     """The audit's measurements over the runs `runs`: the baseline first, then every candidate (one
-    dict each: group, metric, n, status, the `mbe.Association` and its numbers)."""
+    dict each: group, metric, n, status (baseline, tested, constant, constant target or
+    insufficient-data), the `mbe.Association` and its numbers)."""
     rows = []
     controls = [data.baseline, *data.numeric_controls]
     for metric in [data.baseline, *data.candidates]:
@@ -200,8 +201,9 @@ def audit_rows(data: AuditData, group: str, runs: pd.Index, n_boot: int, seed: i
         usable = data.values.loc[runs, list(needed)].dropna()
         n = len(usable)
         x, y = usable[metric].to_numpy(float), usable[data.target].to_numpy(float)
-        if n < MIN_RUNS or np.ptp(x) == 0:
-            rows.append(_row(group, metric, n, "insufficient-data" if n < MIN_RUNS else "constant"))
+        if n < MIN_RUNS or np.ptp(x) == 0 or np.ptp(y) == 0:
+            status = "insufficient-data" if n < MIN_RUNS else "constant" if np.ptp(x) == 0 else "constant target"
+            rows.append(_row(group, metric, n, status))
             continue
         numeric = [usable[c].to_numpy(float) for c in own_controls]
         categorical = [usable[c].to_numpy() for c in data.categorical_controls]
@@ -215,7 +217,9 @@ def audit_rows(data: AuditData, group: str, runs: pd.Index, n_boot: int, seed: i
 
 _FIXED = {"baseline": ("baseline", "the baseline: every candidate is controlled for it"),
           "constant": ("constant", "constant across the runs of this group: a constant cannot rank runs"),
-          "insufficient-data": ("insufficient-data", "fewer than 5 runs have every value in this group")}
+          "insufficient-data": ("insufficient-data", "fewer than 5 runs have every value in this group"),
+          "constant target": ("insufficient-data", "the target is constant across the runs of this group: "
+                                                   "nothing to rank")}
 
 
 def decide_rows(rows: list[dict], data: AuditData, alpha: float, correction: str) -> tuple[pd.DataFrame, int]:

@@ -105,10 +105,16 @@ def decide(association: Association, absolute_p_adj: float, partial_p_adj: float
     runs, or more control columns than the runs allow, is `insufficient-data`.
     """
     a = association
-    if a.n < MIN_RUNS or math.isnan(a.absolute_r) or (math.isnan(a.partial_r) and not
-                                                       (a.metric_explained or a.target_explained)):
-        return Verdict("", "insufficient-data", None, "insufficient-data",
-                       f"{metric_name}: too few runs ({a.n}) for the controls to test it; launch more runs")
+    if a.n < MIN_RUNS:
+        reason = f"too few runs ({a.n}, at least {MIN_RUNS} needed); launch more runs"
+    elif math.isnan(a.absolute_r):
+        reason = f"{metric_name} or {target_name} is constant across the runs: nothing to rank"
+    elif math.isnan(a.partial_r) and not (a.metric_explained or a.target_explained):
+        reason = f"more control columns than {a.n} runs allow (dof {a.dof}); launch more runs or drop controls"
+    else:
+        reason = ""
+    if reason:
+        return Verdict("", "insufficient-data", None, "insufficient-data", f"{metric_name}: {reason}")
     stage1 = PASS if absolute_p_adj < alpha else FAIL
     raw = _rho(a.absolute_r, a.absolute_p, absolute_p_adj)
     if a.metric_explained or a.target_explained:

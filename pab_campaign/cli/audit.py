@@ -114,8 +114,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     correction = {"holm": "Holm", "fdr_bh": "Benjamini–Hochberg", "none": "no"}[request.correction]
     _print_audit_tables(f"MBE audit — target {data.target} (last epoch); partial ρ given {controls}",
                         result.table, args.precision)
-    print_line(f"α = {request.alpha:g}; p adjusted ({correction}) over a family of {result.family} candidate × group "
-               f"tests per stage; stage 1 PASS when the adjusted p < α; stage 4 PASS when the adjusted partial p ≤ α, "
+    tests = f"{result.family} candidate × group test" + ("" if result.family == 1 else "s")
+    print_line(f"α = {request.alpha:g}; p adjusted ({correction}) over a family of {tests} "
+               f"per stage; stage 1 PASS when the adjusted p < α; stage 4 PASS when the adjusted partial p ≤ α, "
                f"else a loss proxy; 95 % CI: bootstrap, {request.n_boot} resamples of runs")
     _print_diagnoses(result.table)
     if request.drivers:

@@ -151,6 +151,20 @@ def test_fewer_than_five_runs_in_a_group_is_insufficient_data_not_a_crash(tmp_pa
     assert table.loc[table["group"] == "all", "n"].tolist() == [9, 9]
 
 
+def test_a_target_constant_within_a_group_is_insufficient_data(tmp_path):
+    rng = np.random.default_rng(2)
+    loss = rng.normal(size=12)
+    accuracy = np.where(np.arange(12) < 6, 0.9, -loss)
+    values = {"val/loss": loss, "probe/proxy": loss + rng.normal(size=12), "val/acc": accuracy}
+    write_campaign(tmp_path / "c", [{"model.norm": "layernorm" if i < 6 else "batchnorm"} for i in range(12)], values)
+    request = _request(metrics=[MetricSpec.parse("probe/proxy")], groupby="model.norm",
+                       baseline=MetricSpec.parse("val/loss@5"), target=MetricSpec.parse("val/acc@5"))
+    table = run_audit(open_campaign(tmp_path / "c"), request).table.set_index(["group", "metric"])
+    flat = table.loc[("model.norm=layernorm", "probe/proxy@5")]
+    assert flat["verdict"] == "insufficient-data" and "target is constant" in flat["diagnosis"]
+    assert table.loc[("model.norm=batchnorm", "probe/proxy@5"), "verdict"] in {"PASS", "loss proxy"}
+
+
 def test_a_constant_metric_gets_a_clear_message(constructed):
     directory, _, _ = constructed
     result = run_audit(open_campaign(directory), _request(metrics=[MetricSpec.parse("probe/flat"),
@@ -169,8 +183,8 @@ def test_cli_writes_the_table_csv_drivers_and_one_png_per_metric(constructed):
     result = cli(["audit", str(directory), "--all-metrics", "--baseline", f"val/loss@{EARLY}", "--target", "val/acc",
                   "--drivers", "dataset.label_noise", "--n-boot", "100"])
     assert result.returncode == 0, result.stderr
-    for words in ("loss proxy", "PASS", "survives", "constant", "p → adjusted", "family of 3 candidate × group tests",
-                  f"DIAGNOSIS probe/proxy@{EARLY} is a loss proxy"):
+    for words in ("loss proxy", "PASS", "survives", "constant", "p → adjusted",
+                  "family of 3 candidate × group tests per stage", f"DIAGNOSIS probe/proxy@{EARLY} is a loss proxy"):
         assert words in result.stdout, words
     audit = pd.read_csv(directory / "summary" / "audit.csv")
     assert set(audit["metric"]) == {f"val/loss@{EARLY}", *(f"probe/{m}@{EARLY}" for m in

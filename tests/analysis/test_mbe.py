@@ -180,3 +180,13 @@ def test_bad_arrays_and_corrections_are_refused():
 def test_too_few_runs_is_insufficient_data_not_a_verdict():
     report = mbe.evaluate([1.0, 2.0, 3.0, 4.0], [2.0, 1.0, 4.0, 3.0], [1.0, 3.0, 2.0, 4.0], n_boot=20)
     assert (report.stage1, report.is_loss_proxy, report.effect_class) == ("", None, "insufficient-data")
+
+
+def test_a_constant_metric_or_too_many_controls_is_insufficient_data_with_the_reason():
+    metric, target, baseline = _arrays(0, 8, 0.3)
+    constant = mbe.evaluate(np.ones(8), target, baseline, n_boot=20)
+    assert constant.effect_class == "insufficient-data" and "constant" in constant.diagnosis
+    rng = np.random.default_rng(0)
+    crowded = mbe.evaluate(metric[:6], target[:6], baseline[:6], controls=[rng.normal(size=6) for _ in range(3)],
+                           n_boot=20)
+    assert crowded.is_loss_proxy is None and "more control columns" in crowded.diagnosis
