@@ -165,6 +165,18 @@ def test_a_target_constant_within_a_group_is_insufficient_data(tmp_path):
     assert table.loc[("model.norm=batchnorm", "probe/proxy@5"), "verdict"] in {"PASS", "loss proxy"}
 
 
+def test_a_groupby_with_one_value_is_audited_once(tmp_path):
+    rng = np.random.default_rng(3)
+    loss = rng.normal(size=10)
+    values = {"val/loss": loss, "probe/proxy": loss + rng.normal(size=10), "val/acc": -loss + rng.normal(size=10)}
+    write_campaign(tmp_path / "c", [{"model.norm": "none", "seed": i} for i in range(10)], values)
+    request = _request(metrics=[MetricSpec.parse("probe/proxy")], groupby="model.norm",
+                       baseline=MetricSpec.parse("val/loss@5"), target=MetricSpec.parse("val/acc@5"))
+    result = run_audit(open_campaign(tmp_path / "c"), request)
+    assert set(result.table["group"]) == {"all"} and result.family == 1
+    assert any("--groupby model.norm has one value" in note for note in result.notes)
+
+
 def test_a_constant_metric_gets_a_clear_message(constructed):
     directory, _, _ = constructed
     result = run_audit(open_campaign(directory), _request(metrics=[MetricSpec.parse("probe/flat"),
