@@ -1,7 +1,7 @@
 """pabkit's three recommendations for one run (pure: a process summary in, sentences with numbers out).
 
 From a `trajectory_summary` dict: **overfitting** when the loss gap grows (pabkit's rule: its
-trend is positive) or the val loss rises for good (`overfit_onset`); a **robustness trade-off** when
+trend is positive, any growth) or the val loss rises for good (`overfit_onset`); a **robustness trade-off** when
 a robustness metric ends more than 10 % below its peak (relative degradation); **instability**
 when the learning stability's std exceeds 0.1. Each recommendation quotes the numbers that
 triggered it, and `Rules` holds the thresholds.
@@ -24,9 +24,11 @@ class Recommendation:
 
 @dataclass(frozen=True)
 class Rules:
-    """pabkit's thresholds: a robustness metric ending more than `robustness_degradation_pct` %
-    below its peak; a learning-stability std above `instability_std`."""
+    """pabkit's thresholds: a loss gap growing by more than `loss_gap_growth` (last − first, nats;
+    pabkit: any growth); a robustness metric ending more than `robustness_degradation_pct` % below its
+    peak; a learning-stability std above `instability_std`."""
 
+    loss_gap_growth: float = 0.0
     robustness_degradation_pct: float = 10.0
     instability_std: float = 0.1
 
@@ -41,22 +43,23 @@ def _finite(summary: dict[str, float], name: str) -> bool:
     return math.isfinite(summary.get(name, math.nan))
 
 
-def _overfitting(summary: dict[str, float]) -> list[Recommendation]:
+def _overfitting(summary: dict[str, float], rules: Rules) -> list[Recommendation]:
     trend = summary.get("loss_gap_trend", math.nan)
-    growing, onset = trend > 0, _finite(summary, "overfit_onset")
+    growing, onset = trend > rules.loss_gap_growth, _finite(summary, "overfit_onset")
     if not (growing or onset):
         return []
     parts = []
     if growing:
         parts.append(f"the loss gap (val − train loss) grew by {trend:.3g} to {summary['loss_gap_final']:.3g} "
                      f"(max {summary['loss_gap_max']:.3g})")
+    stop = (f"epoch {_epoch(summary['early_stop_epoch'])} (val loss {summary['early_stop_val_loss']:.3g})"
+            if _finite(summary, "early_stop_epoch") else "the epoch of lowest val loss")
     if onset:
         parts.append(f"val loss rose for good from epoch {_epoch(summary['overfit_onset'])}")
-    if _finite(summary, "early_stop_epoch"):
-        advice = (f"consider early stopping at epoch {_epoch(summary['early_stop_epoch'])} "
-                  f"(val loss {summary['early_stop_val_loss']:.3g}) or more regularisation")
+        advice = f"consider early stopping at {stop} or more regularisation"
     else:
-        advice = "consider early stopping or more regularisation"
+        advice = (f"val loss has not risen for good yet (lowest at {stop}); consider more regularisation, or early "
+                  "stopping if the gap keeps growing")
     names = ("loss_gap_trend", "loss_gap_final", "loss_gap_max", "overfit_onset", "early_stop_epoch",
              "early_stop_val_loss")
     return [Recommendation("overfitting", f"overfitting: {', and '.join(parts)}; {advice}",
@@ -101,4 +104,4 @@ def recommend(summary: dict[str, float], rules: Rules = PABKIT_RULES) -> list[Re
     >>> recommend({"stability_std": 0.05})
     []
     """
-    return [*_overfitting(summary), *_robustness(summary, rules), *_instability(summary, rules)]
+    return [*_overfitting(summary, rules), *_robustness(summary, rules), *_instability(summary, rules)]

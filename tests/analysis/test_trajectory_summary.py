@@ -252,7 +252,11 @@ def test_recommendations_quote_the_numbers_that_triggered_them():
     for text in ("std 0.15", "threshold 0.1", "max 0.6 at epoch 7"):
         assert text in instability
     assert found[1].evidence["pgd_acc[0.1]_peak_epoch"] == 3
-    assert recommend(summary, Rules(robustness_degradation_pct=50, instability_std=0.2))[-1].topic == "overfitting"
+    assert [r.topic for r in recommend(summary, Rules(robustness_degradation_pct=50, instability_std=0.2))] == [
+        "overfitting"]
+    assert "grew by" not in recommend(summary, Rules(loss_gap_growth=0.5))[0].message  # the onset alone remains
+    still_falling = recommend({**summary, "overfit_onset": math.nan})[0].message
+    assert "has not risen for good yet (lowest at epoch 4 (val loss 0.41))" in still_falling
     quiet = {"loss_gap_trend": -0.1, "overfit_onset": math.nan, "stability_std": 0.01}
     assert recommend(quiet) == []
 
