@@ -12,7 +12,8 @@ The run directory is `<campaign_dir>/runs/<run_id>` with the same `run.json`, `t
 so every `pab-campaign` command reads it. After each `epoch()` the trajectory is rewritten with every
 epoch so far and `last.pt` is saved every `checkpoint_every` epochs; the run ends `completed` when the
 with-block ends, `failed` (with the error's line) when it raises, and `diverged` when a loss given to
-`epoch()` is not finite: that epoch is kept, and the with-block ends there without an error.
+`epoch()` is not finite: that epoch's numbers are kept (the blown-up model is not probed), and the
+with-block ends there without an error.
 
 The probes are those of a tracking preset (`conf/tracking/<name>.yaml`). The performance probe
 records the losses and accuracies given (and the gaps between them); the others measure the model on
@@ -252,15 +253,15 @@ class Tracker:
                       for split, value in zip(SPLITS, (train_acc, val_acc, test_acc)) if value is not None}
         given = {split: Evaluation(losses.get(split, math.nan), accuracies.get(split, math.nan), _NO_LOGITS,
                                    _NO_LABELS) for split in SPLITS if split in losses or split in accuracies}
+        bad = [f"{split}_loss={value}" for split, value in losses.items() if not math.isfinite(value)]
         rows = [("train", "lr", None, float(optimizer.param_groups[0]["lr"]))] if optimizer is not None else []
-        rows += self._measure(model, epoch, given)
+        rows += self._measure(model, epoch, given, diverged=bool(bad))
         self._tracked = True
         self.trajectory.extend(epoch, rows)
         write_trajectory(self.run_dir, self.trajectory.to_table())
         self.last_epoch, self._parts = epoch, (model, optimizer, scheduler)
         assert self.record is not None
         self.record.epochs_done = epoch
-        bad = [f"{split}_loss={value}" for split, value in losses.items() if not math.isfinite(value)]
         if bad:
             error = f"non-finite loss at epoch {epoch}: {', '.join(bad)}"
             self._finish(RunStatus.DIVERGED, error)
@@ -280,10 +281,11 @@ class Tracker:
             raise ConfigError(f"epoch {epoch} {what}: {self.run_dir} holds epochs up to {self.last_epoch}; epochs must "
                               "increase (after a restart, start = tracker.resume(model, optimizer) is the next one)")
 
-    def _measure(self, model: nn.Module, epoch: int, given: dict[str, Evaluation]) -> list[Row]:
+    def _measure(self, model: nn.Module, epoch: int, given: dict[str, Evaluation], diverged: bool) -> list[Row]:
         """Rows of every probe due at `epoch`: performance on the numbers given, the others on the
-        probe data (one shared forward pass)."""
-        due = [p for p in self.probes if p.due(epoch, -1 if self.final_epoch is None else self.final_epoch)]
+        probe data (one shared forward pass); only performance once the run has `diverged`."""
+        due = [p for p in self.probes if p.due(epoch, -1 if self.final_epoch is None else self.final_epoch)
+               and (p.name == "performance" or not diverged)]
         rows: list[Row] = []
         if not any(p.name not in MODEL_ONLY_PROBES for p in due):
             for probe in due:

@@ -284,6 +284,8 @@ def test_non_finite_loss_ends_the_run_diverged_with_its_trajectory(tmp_path):
     rows = store.read_trajectory(tracker.run_dir).to_pandas()
     train_loss = rows[(rows.context == "train") & (rows.metric == "loss")].set_index("epoch")["value"]
     assert train_loss.loc[[0, 1]].tolist() == [1.0, 0.8] and math.isnan(train_loss[2])
+    assert set(rows.loc[rows.epoch == 2, "metric"]) == {"loss", "acc", "gen_gap", "loss_gap"}  # performance only
+    assert "erank" in set(rows.loc[rows.epoch == 1, "metric"])
     with Tracker(tmp_path, HP, probe_data=PROBE) as again:  # diverged is final: a relaunch leaves it whole
         assert again.resume(Tiny()) == 3
         with pytest.raises(ConfigError, match=r"already diverged .* and final"):
