@@ -125,7 +125,7 @@ def _loss_gap(run: Trajectory) -> pd.Series:
     return gap
 
 
-def gap_summary(prefix: str, gap: pd.Series) -> dict[str, float]:
+def _gap_summary(prefix: str, gap: pd.Series) -> dict[str, float]:
     """`<prefix>_final|max|trend|slope` of a gap series over its epochs ≥ 1 (see the module docstring)."""
     gap = _trained(gap)
     if gap.empty:
@@ -141,8 +141,8 @@ def gap_summary(prefix: str, gap: pd.Series) -> dict[str, float]:
 def _generalization(run: Trajectory) -> dict[str, float]:
     acc_gap, val_loss = _acc_gap(run), run.series("val", "loss")
     return {
-        **gap_summary("acc_gap", acc_gap),
-        **gap_summary("loss_gap", _loss_gap(run)),
+        **_gap_summary("acc_gap", acc_gap),
+        **_gap_summary("loss_gap", _loss_gap(run)),
         "early_stop_epoch": float(val_loss.idxmin()) if len(val_loss) else math.nan,
         "early_stop_val_loss": float(val_loss.min()) if len(val_loss) else math.nan,
         "overfit_onset": overfitting_onset(val_loss, acc_gap),
@@ -175,18 +175,20 @@ def _classes(run: Trajectory, cutoffs: Cutoffs) -> tuple[dict[str, float], dict[
              "class_acc_min", "class_acc_spread")
     frame = run.frame
     rows = frame[frame["metric"] == "class_learned_epoch"]
+    if not rows.empty:
+        context = "val" if (rows["context"] == "val").any() else rows["context"].iloc[0]
+        rows = rows[rows["context"] == context]
+    # the measurements after training began, in epoch order
     measured = np.sort(rows.loc[rows["epoch"] >= 1, "epoch"].unique())
-    if rows.empty or len(measured) == 0:
+    if len(measured) == 0:
         return dict.fromkeys(names, math.nan), {group: [] for group in CLASS_GROUPS}
-    context = "val" if (rows["context"] == "val").any() else rows["context"].iloc[0]
-    rows = rows[rows["context"] == context]
     last = rows["epoch"].max()
     at_last = rows[rows["epoch"] == last].set_index("key")["value"].astype(float)
     at_last_of = frame[(frame["context"] == context) & (frame["epoch"] == last)]
     accuracy = at_last_of[at_last_of["metric"] == "class_acc"]["value"].dropna().astype(float)
     forgets = at_last_of[at_last_of["metric"] == "class_forgets"].set_index("key")["value"].astype(float)
     n = len(measured)
-    # position of each first-learned epoch among the measurements at t >= 1 (n when never learned)
+    # the position of each first-learned epoch among them (n when never learned)
     position = pd.Series(np.searchsorted(measured, at_last.fillna(np.inf).to_numpy()), index=at_last.index)
     groups = {
         "early": position[position < math.floor(n * cutoffs[0])].index,

@@ -144,6 +144,6 @@ def register(commands: Commands) -> None:
     summarize.add_argument("--json", metavar="FILE", default=None,
                            help="also write the summary, class lists and recommendations to FILE (JSON)")
     summarize.add_argument("--class-cutoffs", nargs="+", action=SplitList, default=["1/3", "2/3"],
-                           metavar=("EARLY", "LATE"),
-                           help="fractions of the measured epochs before which a class is early and after which "
-                                "it is late (default pabkit's 1/3 2/3)")
+                           metavar="FRACTION",
+                           help="two fractions, EARLY and LATE, of the measured epochs: a class first learned "
+                                "before EARLY is early, after LATE (or never) late (default pabkit's 1/3 2/3)")
