@@ -235,10 +235,10 @@ def test_output_folder_takes_the_files_of_report_and_curves(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["report", "{c}", "--precision", "0"], "--precision 0 must be a whole number >= 1"),
+    (["report", "{c}", "--precision", "0"], "--precision 0 must be a whole number from 1 to 17"),
     (["curves", "{c}", "--precision", "two"], "--precision two"),
-    (["report", "{c}", "--output-folder", "{file}"], "is a file; give a directory"),
-    (["curves", "{c}", "--output-folder", "{file}"], "is a file; give a directory"),
+    (["report", "{c}", "--output-folder", "{file}"], "is a file; name a folder"),
+    (["curves", "{c}", "--output-folder", "{file}"], "is a file; name a folder"),
     (["report", "{c}", "--layout", "tall"], "invalid choice: 'tall'"),
     (["ls", "{c}", "--status", "completed,finished"], "finished is not a run status"),
 ])

@@ -3,11 +3,17 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pab_campaign.cli.common import Commands, SplitList, add_campaign_filter, print_skipped
+from pab_campaign.cli.common import (
+    Commands,
+    SplitList,
+    add_campaign_filter,
+    add_output_options,
+    print_skipped,
+    whole_number,
+)
 from pab_campaign.errors import CampaignError
 from pab_campaign.render import Cell, Column, fmt, print_line, print_table, styled
 
@@ -95,9 +101,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from pab_campaign.analysis.audit import AuditRequest, run_audit, write_audit
     from pab_campaign.analysis.campaign import MetricSpec, open_campaign
 
-    output = Path(args.output_folder) if args.output_folder else None
-    if output is not None and output.exists() and not output.is_dir():
-        raise CampaignError(f"--output-folder {output} is a file; name a folder (it is created when missing)")
     campaign = open_campaign(args.campaign, args.campaign_id)
     request = AuditRequest(
         metrics=[MetricSpec.parse(m) for m in args.metric or []], baseline=MetricSpec.parse(args.baseline),
@@ -122,7 +125,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if request.drivers:
         _print_driver_table(result.drivers, result.driver_family, correction, request.alpha, args.precision)
     written = write_audit(campaign, result, plots=not args.no_plots, campaign_ids=args.campaign_id,
-                          output_folder=output, dpi=args.dpi)
+                          output_folder=args.output_folder, dpi=args.dpi)
     for note in result.notes:
         print_line(f"note: {note}", "yellow")
     print_line(_written(written))
@@ -146,16 +149,6 @@ def _resamples(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"--n-boot {value} must be >= 1, e.g. --n-boot 1000")
     return int(value)
-
-
-def _whole(option: str, low: int, high: int, example: str) -> Callable[[str], int]:
-    """A whole number in [low, high] for `option`."""
-    def parse(value: str) -> int:
-        if not value.isdigit() or not low <= int(value) <= high:
-            raise argparse.ArgumentTypeError(f"{option} {value} must be a whole number from {low} to {high}, "
-                                             f"e.g. {option} {example}")
-        return int(value)
-    return parse
 
 
 def register(commands: Commands) -> None:
@@ -190,11 +183,8 @@ def register(commands: Commands) -> None:
     audit.add_argument("--n-boot", type=_resamples, default=1000,
                        help="bootstrap resamples of runs (default 1000)")
     audit.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
-    audit.add_argument("--precision", type=_whole("--precision", 1, 17, "3"), default=3,
-                       help="significant digits of the numbers in the console table (default 3)")
-    audit.add_argument("--output-folder", default=None, metavar="DIR",
-                       help="write the CSVs and the figure folder here instead of <campaign>/summary/")
-    audit.add_argument("--dpi", type=_whole("--dpi", 30, 1200, "150"), default=150,
+    add_output_options(audit, precision=3, files="the CSVs and the figure folder")
+    audit.add_argument("--dpi", type=whole_number("--dpi", 30, 1200, "150"), default=150,
                        help="resolution of the PNG figures (default 150)")
     audit.add_argument("--no-plots", action="store_true", help="skip the per-metric PNG figures")
     add_campaign_filter(audit)

@@ -2,26 +2,15 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pab_campaign.cli.common import Commands, SplitList, add_campaign_filter, print_skipped
+from pab_campaign.cli.common import Commands, SplitList, add_campaign_filter, add_output_options, print_skipped
 from pab_campaign.errors import CampaignError
 from pab_campaign.render import Cell, Column, fmt, print_line, print_table
 from pab_campaign.store import summary_dir
 
 if TYPE_CHECKING:
     import pandas as pd
-
-
-def _output_folder(value: str | None) -> Path | None:
-    """`--output-folder`: where the command writes its files (None: the campaign's summary/)."""
-    if value is None:
-        return None
-    folder = Path(value)
-    if folder.exists() and not folder.is_dir():
-        raise CampaignError(f"--output-folder {folder} is a file; give a directory (created when missing)")
-    return folder
 
 
 def _estimate(mean: float, ci95: float, digits: int) -> str:
@@ -53,7 +42,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from pab_campaign.analysis.campaign import open_campaign
     from pab_campaign.analysis.report import build_report, split_layout, write_report
 
-    folder = _output_folder(args.output_folder)
+    folder = args.output_folder
     campaign = open_campaign(args.campaign, args.campaign_id)
     try:
         report = build_report(campaign, args.groupby, args.contexts, args.metrics, args.epoch)
@@ -85,7 +74,7 @@ def cmd_curves(args: argparse.Namespace) -> int:
     from pab_campaign.analysis.campaign import open_campaign
     from pab_campaign.analysis.report import build_curves, write_curves
 
-    folder = _output_folder(args.output_folder)
+    folder = args.output_folder
     campaign = open_campaign(args.campaign, args.campaign_id)
     groupby, curves = build_curves(campaign, args.groupby, args.contexts, args.metrics)
     parquet, png = write_curves(campaign, groupby, curves, args.campaign_id, folder)
@@ -111,13 +100,6 @@ def _epoch(value: str) -> str | int:
     return int(value)
 
 
-def _precision(value: str) -> int:
-    """`--precision`: significant digits, a whole number ≥ 1."""
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"--precision {value} must be a whole number >= 1, e.g. --precision 3")
-    return int(value)
-
-
 def _add_grouping(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--groupby", nargs="*", action=SplitList, default=None,
                         help="hyper-parameters to group by (default: all that vary, except the seed)")
@@ -125,10 +107,7 @@ def _add_grouping(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics", nargs="+", action=SplitList, default=None,
                         help="metrics crossed with --contexts (default: acc loss), or full context/metric names; "
                              "summary/<name> gives a whole-run process summary (see `pab-campaign summarize`)")
-    parser.add_argument("--precision", type=_precision, default=4, metavar="N",
-                        help="significant digits of the numbers in the console table (default 4)")
-    parser.add_argument("--output-folder", default=None, metavar="DIR",
-                        help="write the files into DIR (created when missing) instead of <campaign>/summary/")
+    add_output_options(parser, precision=4, files="the CSV, Parquet and PNG files")
     add_campaign_filter(parser)
 
 
