@@ -110,9 +110,18 @@ def test_bic_selection_full_covariance_and_a_campaign_filter(tmp_path):
     assert (out / "selection.csv").exists() and not list(out.glob("*.png"))
 
 
+def test_output_folder_takes_the_files(tmp_path):
+    write_planted_campaign(tmp_path / "c", 6)
+    result = cli(["states", str(tmp_path / "c"), "--metrics", FEATURES, "--max-states", "2", "--restarts", "1",
+                  "--jobs", "1", "--no-plots", "--precision", "2", "--output-folder", str(tmp_path / "out")])
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "model.pkl").exists() and (tmp_path / "out" / "states.parquet").exists()
+    assert not (tmp_path / "c" / "summary" / "states").exists()
+
+
 @pytest.mark.parametrize(("args", "fragments"), [
     (["--metrics", "weights/nope"], ("metric weights/nope was never tracked", "weights/f0")),
-    (["--max-states", "0"], ("--max-states 0 must be a whole number >= 1",)),
+    (["--max-states", "0"], ("--max-states 0 must be a whole number from 1 to 30",)),
     (["--restarts", "0"], ("--restarts 0",)),
     (["--covariance", "tied"], ("--covariance", "tied")),
     (["--curve-metric", "val/nope"], ("--curve-metric val/nope was never tracked",)),

@@ -6,14 +6,21 @@ import math
 import os
 from typing import TYPE_CHECKING
 
-from pab_campaign.cli.common import Commands, SplitList, add_campaign_filter, print_skipped
+from pab_campaign.cli.common import (
+    Commands,
+    SplitList,
+    add_campaign_filter,
+    add_output_options,
+    print_skipped,
+    whole_number,
+)
 from pab_campaign.render import Column, console, fmt, print_line, print_table
 
 if TYPE_CHECKING:
     from pab_campaign.analysis.states_report import StatesReport
 
 
-def _print_selection(report: StatesReport) -> None:
+def _print_selection(report: StatesReport, digits: int) -> None:
     fit = report.fit
     headers = ["K", "params", "held-out LL ± SE", "restarts: mean ± sd", "best", "AIC", "BIC", ""]
     rows = []
@@ -21,8 +28,9 @@ def _print_selection(report: StatesReport) -> None:
         if not row["restarts_ok"]:
             rows.append([str(row["k"]), str(row["n_params"]), "every fit failed", "", "", "", "", ""])
             continue
-        rows.append([str(row["k"]), str(row["n_params"]), f"{row['heldout_ll']:.1f} ± {fmt(row['heldout_ll_se'], 3)}",
-                     f"{row['heldout_ll_mean']:.1f} ± {fmt(row['heldout_ll_std'], 3)}",
+        rows.append([str(row["k"]), str(row["n_params"]),
+                     f"{row['heldout_ll']:.1f} ± {fmt(row['heldout_ll_se'], digits)}",
+                     f"{row['heldout_ll_mean']:.1f} ± {fmt(row['heldout_ll_std'], digits)}",
                      f"{row['heldout_ll_best']:.1f}", f"{row['aic']:.1f}", f"{row['bic']:.1f}",
                      "← chosen" if row["chosen"] else ""])
     print_table(f"HMM selection — {len(fit.fit_runs)} fit runs, {len(fit.held_out_runs)} held-out runs, "
@@ -54,15 +62,15 @@ def _print_phases(report: StatesReport) -> None:
                  Column("P", justify="right"), "features"], rows)
 
 
-def _print_detours(report: StatesReport) -> None:
+def _print_detours(report: StatesReport, digits: int) -> None:
     detours = report.detours
     if detours is not None and not ((detours["runs_visiting"] > 0) & (detours["runs_not"] > 0)).any():
         print_line("no detour: every phase is visited by every run or by none")
     elif detours is not None:
         shown = detours[(detours["runs_visiting"] > 0) & (detours["runs_not"] > 0)]
-        rows = [[str(r["state"]), str(r["runs_visiting"]), str(r["runs_not"]), fmt(r["conv_visiting"], 3),
-                 fmt(r["conv_not"], 3), fmt(r["difference"], 3), fmt(r["t"], 3), fmt(r["dof"], 3), fmt(r["p"], 2),
-                 fmt(r["p_holm"], 2), fmt(r["cohen_d"], 2)] for r in shown.to_dict("records")]
+        columns = ("conv_visiting", "conv_not", "difference", "t", "dof", "p", "p_holm", "cohen_d")
+        rows = [[str(r["state"]), str(r["runs_visiting"]), str(r["runs_not"]), *(fmt(r[c], digits) for c in columns)]
+                for r in shown.to_dict("records")]
         print_table("Detours — convergence epoch (val/acc reaches 95 % of its final value) of runs visiting each "
                     "phase vs not (phases some runs skip); Welch's two-sided t-test, Holm over phases",
                     ["phase", *(Column(h, justify="right") for h in
@@ -71,8 +79,8 @@ def _print_detours(report: StatesReport) -> None:
     if report.predictors.empty:
         return
     best = report.predictors.groupby("state", sort=True).head(2)
-    rows = [[str(r["state"]), r["hparam"], f"{'ρ' if r['test'] == 'spearman' else 'V'} = {r['effect']:+.2f}",
-             fmt(r["p"], 2), r["visit_rate_by_value"]] for r in best.to_dict("records")]
+    rows = [[str(r["state"]), r["hparam"], f"{'ρ' if r['test'] == 'spearman' else 'V'} = {fmt(r['effect'], digits)}",
+             fmt(r["p"], digits), r["visit_rate_by_value"]] for r in best.to_dict("records")]
     print_table("Hyper-parameters that predict visiting a phase (strongest two per phase; share of runs visiting "
                 "per value)", ["phase", "hyper-parameter", Column("effect", justify="right"),
                                Column("p", justify="right"), "visiting"], rows)
@@ -102,14 +110,15 @@ def cmd_states(args: argparse.Namespace) -> int:
         report = run_states(campaign, request, curve_metric, args.groupby,
                             progress=lambda done, total: bar.update(task, completed=done, total=total))
     fit = report.fit
-    _print_selection(report)
+    _print_selection(report, args.precision)
     print_line(f"chosen K={fit.chosen_k} ({args.select} rule): {fit.reason}", "green")
     _print_phases(report)
-    _print_detours(report)
+    _print_detours(report, args.precision)
     for note in report.notes:
         print_line(f"note: {note}", "yellow")
     title = f"{campaign.directory.name}"
-    written = write_states(report, states_dir(campaign, args.campaign_id), title, plots=not args.no_plots)
+    directory = args.output_folder or states_dir(campaign, args.campaign_id)
+    written = write_states(report, directory, title, plots=not args.no_plots)
     print_line(_written(written))
     print_skipped(campaign.skipped)
     print_skipped([(run_id, f"left out of the phases: {reason}") for run_id, reason in fit.sequences.left_out])
@@ -120,14 +129,6 @@ def _cores() -> int:
     """The cores this process may use (all of the machine's where the OS cannot say)."""
     affinity = getattr(os, "sched_getaffinity", None)
     return len(affinity(0)) if affinity else os.cpu_count() or 1
-
-
-def _positive(option: str, example: str):
-    def parse(value: str) -> int:
-        if not value.isdigit() or int(value) < 1:
-            raise argparse.ArgumentTypeError(f"{option} {value} must be a whole number >= 1, e.g. {option} {example}")
-        return int(value)
-    return parse
 
 
 def register(commands: Commands) -> None:
@@ -141,9 +142,9 @@ def register(commands: Commands) -> None:
     states.add_argument("--metrics", nargs="+", action=SplitList, default=None,
                         help="per-epoch features, context/metric[key] (default: the 14 weight statistics "
                              "weights/w_mean ... weights/sv_var)")
-    states.add_argument("--max-states", type=_positive("--max-states", "8"), default=8,
+    states.add_argument("--max-states", type=whole_number("--max-states", 1, 30, "8"), default=8,
                         help="fit K = 1..this many states (default 8)")
-    states.add_argument("--restarts", type=_positive("--restarts", "8"), default=8,
+    states.add_argument("--restarts", type=whole_number("--restarts", 1, 1000, "8"), default=8,
                         help="EM starts per K (default 8; K = 1 is fitted once)")
     states.add_argument("--covariance", choices=("diag", "full"), default="diag",
                         help="each state's covariance (default diag)")
@@ -151,14 +152,15 @@ def register(commands: Commands) -> None:
                         help="heldout: smallest K within one standard error of the best held-out log-likelihood "
                              "(default); bic: lowest BIC on the fit runs")
     states.add_argument("--seed", type=int, default=0, help="seed of the fit/held-out split and the EM starts")
-    states.add_argument("--selection-runs", type=_positive("--selection-runs", "500"), default=500,
+    states.add_argument("--selection-runs", type=whole_number("--selection-runs", 5, 10 ** 9, "500"), default=500,
                         help="model selection uses a seeded subsample of this many runs when there are more "
                              "(default 500); the chosen K is fitted on all runs")
-    states.add_argument("--jobs", type=_positive("--jobs", "2"), default=_cores(),
+    states.add_argument("--jobs", type=whole_number("--jobs", 1, 4096, "2"), default=_cores(),
                         help="processes fitting at once (default: every core this process may use)")
     states.add_argument("--curve-metric", default=None,
                         help="metric of the phase-coloured learning curves (default val/acc)")
     states.add_argument("--groupby", nargs="*", action=SplitList, default=None,
                         help="hyper-parameters of the run groups (default: all that vary, except the seed)")
     states.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    add_output_options(states, 4, "the model, tables and figures")
     add_campaign_filter(states)
