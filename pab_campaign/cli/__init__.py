@@ -10,11 +10,11 @@ import argparse
 import os
 import sys
 
-from pab_campaign.cli import audit, diff, merge, report, runs
+from pab_campaign.cli import audit, diff, merge, report, runs, states
 from pab_campaign.cli.common import Commands, OneLineParser
 from pab_campaign.errors import PabError, one_line
 
-COMMAND_MODULES = (runs, report, merge, audit, diff)
+COMMAND_MODULES = (runs, report, merge, audit, states, diff)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pab_campaign.cli.common import Commands, add_campaign_filter
+from pab_campaign.cli.common import Commands, SplitList, add_campaign_filter, whole_number
 from pab_campaign.errors import CampaignError
 from pab_campaign.render import Column, fmt, print_line, print_table
 
@@ -17,12 +17,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from pab_campaign.analysis.algorithms import Algorithms
-
-
-def _positive(value: str) -> int:
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be a whole number >= 1")
-    return int(value)
 
 
 def _select(args: argparse.Namespace) -> Algorithms:
@@ -186,13 +180,13 @@ def _quantity(name: str, target: int) -> str:
 
 
 def _algorithm_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--a", nargs="+", required=True, metavar="KEY=VALUE",
+    parser.add_argument("--a", nargs="+", action=SplitList, required=True, metavar="KEY=VALUE",
                         help="hyper-parameter filters selecting algorithm A's runs (at least 2), "
                              "e.g. dataset.augment=true")
-    parser.add_argument("--b", nargs="+", required=True, metavar="KEY=VALUE",
+    parser.add_argument("--b", nargs="+", action=SplitList, required=True, metavar="KEY=VALUE",
                         help="filters selecting algorithm B's runs (disjoint from A's)")
-    parser.add_argument("--val-examples", type=_positive, default=None, metavar="N",
-                        help="the first N validation examples (default: all)")
+    parser.add_argument("--val-examples", type=whole_number("--val-examples", 1, 10**9, "200"), default=None,
+                        metavar="N", help="the first N validation examples (default: all)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="where to compute (default auto: CUDA when there is one)")
     add_campaign_filter(parser)
@@ -204,24 +198,25 @@ def register(commands: Commands) -> None:
         "ModelDiff: TRAK attributions of two algorithms' checkpoints, residual PCA, the examples each "
         "distinguishing direction singles out",
         "pab-campaign diff outputs/modeldiff_digits --a dataset.corner_patch.train_class=null "
-        "--b dataset.corner_patch.train_class=3 --components 4")
+        "--b dataset.corner_patch.train_class=8 --checkpoints every --proj-dim 32")
     _algorithm_options(diff)
     diff.add_argument("--checkpoints", choices=("last", "every"), default="last",
                       help="each run's final checkpoint, or every checkpoint it kept (default last)")
-    diff.add_argument("--proj-dim", type=_positive, default=2048, help="TRAK projection dimension (default 2048)")
+    diff.add_argument("--proj-dim", type=whole_number("--proj-dim", 1, 10**6, "32"), default=2048,
+                      help="TRAK projection dimension (default 2048; keep it well below the training examples)")
     diff.add_argument("--proj-seed", type=int, default=0, help="seed of the TRAK projection (default 0)")
-    diff.add_argument("--components", type=_positive, default=4,
+    diff.add_argument("--components", type=whole_number("--components", 1, 10**4, "4"), default=4,
                       help="distinguishing directions per comparison, A−B and B−A (default 4)")
-    diff.add_argument("--top", type=_positive, default=50,
+    diff.add_argument("--top", type=whole_number("--top", 1, 10**4, "50"), default=50,
                       help="examples shown and counted per end of a direction (default 50)")
 
     test = commands.add(
         "diff-test", cmd_diff_test,
         "counterfactual test: how a transformation of the validation inputs moves each algorithm's predictions",
         "pab-campaign diff-test outputs/modeldiff_digits --a dataset.corner_patch.train_class=null "
-        "--b dataset.corner_patch.train_class=3 --transform corner_patch")
+        "--b dataset.corner_patch.train_class=8 --transform corner_patch")
     _algorithm_options(test)
     test.add_argument("--transform", required=True,
-                      help="corner_patch (bright bottom-right square), grayscale (RGB only) or texture (stripes)")
+                      help="corner_patch (bright top-left square), grayscale (RGB only) or texture (stripes)")
     test.add_argument("--target-class", type=int, default=None, metavar="K",
                       help="class whose probability is reported (default: the one the transformation raises most)")
