@@ -17,7 +17,7 @@ venv: $(BIN)/pab-campaign
 demo: venv
 	$(BIN)/python -m pab_campaign -m runtime.verbose=false
 	$(BIN)/pab-campaign report $(CAMPAIGN)
-	$(BIN)/pab-campaign audit $(CAMPAIGN) --metric weights/erank weights/stable_rank --baseline val/loss@3 --target val/acc
+	$(BIN)/pab-campaign audit $(CAMPAIGN) --metric weights/erank weights/stable_rank --baseline val/loss@3 --target test/acc
 	$(BIN)/pab-campaign html $(CAMPAIGN)
 
 test: venv

@@ -171,3 +171,46 @@ def make_grid(root: Path, seeds: int = 4, epochs: int = 6, campaign: str = "c1",
                           keyed={("val", "class_acc", "0"): list(rng.uniform(0, 1, epochs + 1))})
                 ids.append(rid)
     return ids
+
+
+def planted_phase_runs(n_runs: int, n_features: int = 4, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Sequences drawn from a known 3-state Gaussian HMM (hmmlearn's sampler): per run, values
+    (T × F, T in 50..80, then scaled and shifted per run, which the per-run z-score undoes) and the
+    planted states (T,). The chain switches often, so every run spends about a third in each state."""
+    from hmmlearn.hmm import GaussianHMM
+
+    rng = np.random.default_rng(seed)
+    model = GaussianHMM(3, "diag")
+    model.startprob_ = np.array([0.6, 0.3, 0.1])
+    model.transmat_ = np.array([[0.85, 0.1, 0.05], [0.05, 0.85, 0.1], [0.1, 0.05, 0.85]])
+    means = np.zeros((3, n_features))
+    means[1, 0], means[2, 1], means[1, 2 % n_features], means[2, 3 % n_features] = 3.0, 3.0, 1.5, -1.5
+    model.means_ = means
+    model.covars_ = np.full((3, n_features), 0.5)
+    values, states = [], []
+    for run in range(n_runs):
+        x, s = model.sample(int(rng.integers(50, 81)), random_state=int(rng.integers(1 << 30)))
+        values.append(x * (1 + run % 3) + run)
+        states.append(s)
+    return values, states
+
+
+def write_planted_campaign(root: Path, n_runs: int, n_features: int = 4, seed: int = 0,
+                           nan_run: int | None = None) -> tuple[list[str], list[np.ndarray]]:
+    """A campaign of `planted_phase_runs` as features weights/f0..f{F-1}, with a val/acc curve that
+    converges faster with weight decay 0.01 than with 0.0 (alternating runs) and `model.hidden`
+    32 or 64. `nan_run` gets a NaN feature value at epoch 10. Returns run ids and planted states."""
+    rng = np.random.default_rng(seed + 1)
+    values, states = planted_phase_runs(n_runs, n_features, seed)
+    ids = []
+    for run, x in enumerate(values):
+        run_id = f"run{run:03d}"
+        epochs = np.arange(len(x))
+        series = {("weights", f"f{i}"): list(x[:, i]) for i in range(n_features)}
+        series[("val", "acc")] = list(0.9 * (1 - np.exp(-epochs / (5 + 10 * (run % 2)))) + rng.normal(0, 0.01, len(x)))
+        if run == nan_run:
+            series[("weights", "f1")][10] = float("nan")
+        write_run(root, run_id, {"optimizer.weight_decay": [0.01, 0.0][run % 2], "model.hidden": [32, 64][run % 3 == 0],
+                                 "seed": run}, series)
+        ids.append(run_id)
+    return ids, states

@@ -1,6 +1,7 @@
 """The analysis command line: ls, properties, report, curves, merge; --campaign-id; bad input."""
 from __future__ import annotations
 
+import argparse
 import math
 import subprocess
 import sys
@@ -11,8 +12,8 @@ import pytest
 
 from pab_campaign import cli
 from pab_campaign.store import TRAJECTORY, runs_dir, summary_dir
+from tests.helpers import assert_one_line_error, make_grid, write_run
 from tests.helpers import cli as run_cli
-from tests.helpers import make_grid, write_run
 
 HP = {"model.name": "mlp", "model.hidden": 64, "optimizer.lr": 0.1, "seed": 7}
 
@@ -161,3 +162,99 @@ def test_groupby_given_with_commas_groups_like_spaces(tmp_path):
     spaces = run_cli(["report", str(tmp_path), "--groupby", "model.name", "optimizer.lr", "--metrics", "val/acc"])
     assert commas.returncode == spaces.returncode == 0, commas.stderr
     assert commas.stdout == spaces.stdout and "0.1" in commas.stdout and "cnn" in commas.stdout
+
+
+def _table_rows(out: str) -> list[list[str]]:
+    """The cells of every body row of the rich tables in `out`."""
+    return [[cell.strip() for cell in line.strip().strip("│").split("│")] for line in out.splitlines()
+            if line.startswith("│")]
+
+
+def test_properties_has_a_no_unique_column(tmp_path, capsys):
+    make_grid(tmp_path, seeds=3)
+    code, out = _run(["properties", str(tmp_path)], capsys)
+    assert code == 0 and "No. unique" in out
+    counts = {cells[0]: cells[1] for cells in _table_rows(out)}
+    assert counts["model.name"] == "2" and counts["optimizer.lr"] == "2" and counts["seed"] == "3"
+    assert counts["metrics"] == "2" and counts["contexts"] == "3" and counts["campaigns"] == "1"
+    assert counts["runs"] == "-"
+
+
+def test_every_list_option_takes_commas():
+    """Every option that takes several values splits commas (tcbench's lists) as well as spaces."""
+    from pab_campaign.cli import build_parser
+    from pab_campaign.cli.common import SplitList
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    lists = [(name, action.option_strings) for name, sub in commands.items() for action in sub._actions
+             if action.nargs in ("+", "*") and action.option_strings]
+    assert len(lists) >= 10
+    assert [entry for entry in lists if not isinstance(
+        next(a for a in commands[entry[0]]._actions if a.option_strings == entry[1]), SplitList)] == []
+
+
+def test_report_precision_std_and_split_layout(tmp_path, capsys):
+    make_grid(tmp_path, seeds=3)
+    code, out = _run(["report", str(tmp_path), "--groupby", "model.name", "--metrics", "acc,loss", "--precision", "2",
+                      "--std"], capsys)
+    assert code == 0, out
+    summary = pd.read_csv(summary_dir(tmp_path) / "summary_model.name_last.csv").set_index("model.name")
+    rows = {cells[0]: cells for cells in _table_rows(out) if cells[0]}
+    cnn = summary.loc["cnn"]
+    assert rows["cnn"][2] == f"{cnn['val/acc.mean']:.2g} ± {cnn['val/acc.ci95']:.2g}"
+    assert rows["cnn"][3] == f"{cnn['val/acc.std']:.2g}"  # the std beside its metric
+    assert "(mean ± ci95, std)" in out
+
+    code, out = _run(["report", str(tmp_path), "--groupby", "model.name", "--layout", "split"], capsys)
+    assert code == 0, out
+    split = pd.read_csv(summary_dir(tmp_path) / "summary_model.name_last_split.csv")
+    assert split[["context", "model.name"]].values.tolist() == [["val", "cnn"], ["val", "mlp"], ["test", "cnn"],
+                                                                 ["test", "mlp"]]
+    body = _table_rows(out)
+    assert [cells[:2] for cells in body] == [["val", "cnn"], ["val", "mlp"], ["test", "cnn"], ["test", "mlp"]]
+    test_cnn = split[(split["context"] == "test") & (split["model.name"] == "cnn")].iloc[0]
+    assert body[2][3] == f"{test_cnn['acc.mean']:.4g} ± {test_cnn['acc.ci95']:.4g}"
+    assert "├" in out  # a line between the contexts, as tcbench draws it
+
+
+def test_output_folder_takes_the_files_of_report_and_curves(tmp_path, capsys):
+    campaign, folder = tmp_path / "c", tmp_path / "figs"
+    make_grid(campaign, seeds=2)
+    code, out = _run(["report", str(campaign), "--output-folder", str(folder), "--groupby", "model.name"], capsys)
+    assert code == 0 and (folder / "summary_model.name_last.csv").exists()
+    assert f"wrote {folder / 'summary_model.name_last.csv'}" in out
+    code, out = _run(["curves", str(campaign), "--output-folder", str(folder), "--metrics", "val/acc",
+                      "--precision", "3"], capsys)
+    assert code == 0, out
+    assert sorted(p.suffix for p in folder.glob("curves_*")) == [".parquet", ".png"]
+    assert not list(summary_dir(campaign).glob("summary_*")) and not list(summary_dir(campaign).glob("curves_*"))
+    curves = pd.read_parquet(next(folder.glob("curves_*.parquet")))
+    last = curves[curves["epoch"] == curves["epoch"].max()].iloc[0]
+    assert f"{last['mean']:.3g} ± {last['ci95']:.3g}" in out
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["report", "{c}", "--precision", "0"], "--precision 0 must be a whole number from 1 to 17"),
+    (["curves", "{c}", "--precision", "two"], "--precision two"),
+    (["report", "{c}", "--output-folder", "{file}"], "is a file; name a folder"),
+    (["curves", "{c}", "--output-folder", "{file}"], "is a file; name a folder"),
+    (["report", "{c}", "--layout", "tall"], "invalid choice: 'tall'"),
+    (["ls", "{c}", "--status", "completed,finished"], "finished is not a run status"),
+])
+def test_report_options_refuse_bad_values_in_one_line(tmp_path, args, fragment):
+    make_grid(tmp_path / "c", seeds=1)
+    (tmp_path / "file").write_text("x")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    result = run_cli([a.format(c=tmp_path / "c", file=tmp_path / "file") for a in args])
+    assert result.returncode == 2
+    assert_one_line_error(result, fragment)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before and (tmp_path / "file").read_text() == "x"
+
+
+def test_ls_status_takes_a_list(tmp_path, capsys):
+    make_grid(tmp_path, seeds=1)
+    write_run(tmp_path, "broken", HP, {("val", "loss"): [1.0]}, status="failed")
+    write_run(tmp_path, "nan", HP, {("val", "loss"): [math.nan]}, status="diverged")
+    code, out = _run(["ls", str(tmp_path), "--status", "failed,diverged"], capsys)
+    assert code == 0 and "2 runs" in out and "broken" in out and "nan" in out and "mlp-0.1-0" not in out

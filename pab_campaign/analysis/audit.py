@@ -1,8 +1,9 @@
-"""The Marginal Baseline Eval (MBE): does a candidate metric predict the final result beyond a
-trivial baseline? For every candidate, the raw Spearman ρ(candidate, target) against the partial ρ
-given the baseline (and any further controls), with bootstrap intervals and the verdict of
-`stats.effect_class`; for the acid test and the architecture check, ρ of every metric against each
-driver hyper-parameter, per group.
+"""The Marginal Baseline Eval (MBE) of a campaign: does a candidate metric predict the final result
+beyond a trivial baseline? For every candidate (and every group), the raw Spearman ρ(candidate,
+target) and the partial ρ given the baseline (and any further controls), with bootstrap intervals;
+the p-values adjusted over the family of candidates × groups; mbe-eval's verdict (`mbe.decide`:
+stage 1 PASS / FAIL, stage 4 PASS / loss proxy) and the gated effect class; for the acid test and
+the architecture check, ρ of every metric against each driver hyper-parameter, per group.
 
 Candidates and baseline are taken at epoch K (`--at-epoch`, else the baseline's `@epoch`, else the
 last epoch), the target at each run's last epoch. One row of values per completed run.
@@ -10,6 +11,11 @@ last epoch), the target at each run's last epoch. One row of values per complete
 from __future__ import annotations
 
 import math
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,12 +31,14 @@ from pab_campaign.analysis.campaign import (
     metric_series,
     tracked_metrics,
 )
-from pab_campaign.analysis.stats import MIN_RUNS, bootstrap_rho_cis, effect_class, partial_spearman
+from pab_campaign.analysis.mbe import ALPHA, Association, check_alpha, check_correction, decide, measure
+from pab_campaign.analysis.stats import MIN_RUNS, adjust_pvalues, partial_spearman
 from pab_campaign.store import atomic_write, summary_dir
 
-AUDIT_COLUMNS = ["group", "metric", "n", "raw_rho", "raw_p", "raw_ci_low", "raw_ci_high",
-                 "partial_rho", "partial_p", "partial_ci_low", "partial_ci_high", "verdict"]
-DRIVER_COLUMNS = ["group", "metric", "driver", "n", "rho", "p", "monotone"]
+AUDIT_COLUMNS = ["group", "metric", "n", "raw_rho", "raw_p", "raw_p_adj", "raw_ci_low", "raw_ci_high", "stage1",
+                 "partial_rho", "partial_p", "partial_p_adj", "partial_ci_low", "partial_ci_high", "verdict",
+                 "is_loss_proxy", "effect_class", "diagnosis", "alpha", "correction", "family_size"]
+DRIVER_COLUMNS = ["group", "metric", "driver", "n", "rho", "p", "p_adj", "monotone"]
 POOLED = "all"
 
 
@@ -48,6 +56,8 @@ class AuditRequest:
     all_metrics: bool = False
     n_boot: int = 1000
     seed: int = 0
+    alpha: float = ALPHA
+    correction: str = "holm"
 
 
 @dataclass
@@ -68,13 +78,16 @@ class AuditData:
 @dataclass
 class AuditResult:
     """The audit table (AUDIT_COLUMNS), the driver table (DRIVER_COLUMNS), the values they came from,
-    notes for the user, and the request that asked for them."""
+    notes for the user, the request that asked for them, and the size of each family of tests whose
+    p-values were adjusted together (`family`: candidate × group tests per stage; `driver_family`)."""
 
     table: pd.DataFrame
     drivers: pd.DataFrame
     data: AuditData
     notes: list[str]
     request: AuditRequest
+    family: int = 0
+    driver_family: int = 0
 
 
 def _at(spec: MetricSpec, epoch: int | None) -> MetricSpec:
@@ -155,16 +168,32 @@ def gather(campaign: Campaign, request: AuditRequest) -> AuditData:
 
 
 def _groups(data: AuditData, groupby: str | None) -> list[tuple[str, pd.Index]]:
-    """(name, run ids): every run as `all`, then one group per value of `groupby`."""
+    """(name, run ids): every run as `all`, then one group per value of `groupby` (none when it has a
+    single value: that group would be all runs again, and count twice in the family of tests)."""
     groups = [(POOLED, data.values.index)]
-    if groupby:
-        labels = data.hparams[groupby].astype(str)
+    labels = data.hparams[groupby].astype(str) if groupby else None
+    if labels is not None and labels.nunique() > 1:
         groups += [(f"{groupby}={value}", labels.index[labels == value]) for value in sorted(labels.unique())]
     return groups
 
 
-def audit_rows(data: AuditData, group: str, runs: pd.Index, n_boot: int, seed: int) -> list[list]:
-    """The audit table's rows for the runs `runs`: the baseline first, then every candidate."""
+def _row(group: str, metric: str, n: int, status: str, association: Association | None = None) -> dict:
+    """One audit row before the decision: the measured numbers and `status` (baseline, constant,
+    insufficient-data, or tested)."""
+    a = association
+    nan2 = (math.nan, math.nan)
+    raw_ci, partial_ci = (a.absolute_ci, a.partial_ci) if a else (nan2, nan2)
+    return {"group": group, "metric": metric, "n": n, "status": status, "association": a,
+            "raw_rho": a.absolute_r if a else math.nan, "raw_p": a.absolute_p if a else math.nan,
+            "raw_ci_low": raw_ci[0], "raw_ci_high": raw_ci[1],
+            "partial_rho": a.partial_r if a else math.nan, "partial_p": a.partial_p if a else math.nan,
+            "partial_ci_low": partial_ci[0], "partial_ci_high": partial_ci[1]}
+
+
+def audit_rows(data: AuditData, group: str, runs: pd.Index, n_boot: int, seed: int) -> list[dict]:
+    """The audit's measurements over the runs `runs`: the baseline first, then every candidate (one
+    dict each: group, metric, n, status (baseline, tested, constant, constant target or
+    insufficient-data), the `mbe.Association` and its numbers)."""
     rows = []
     controls = [data.baseline, *data.numeric_controls]
     for metric in [data.baseline, *data.candidates]:
@@ -173,18 +202,48 @@ def audit_rows(data: AuditData, group: str, runs: pd.Index, n_boot: int, seed: i
         usable = data.values.loc[runs, list(needed)].dropna()
         n = len(usable)
         x, y = usable[metric].to_numpy(float), usable[data.target].to_numpy(float)
+        if n < MIN_RUNS or np.ptp(x) == 0 or np.ptp(y) == 0:
+            status = "insufficient-data" if n < MIN_RUNS else "constant" if np.ptp(x) == 0 else "constant target"
+            rows.append(_row(group, metric, n, status))
+            continue
         numeric = [usable[c].to_numpy(float) for c in own_controls]
         categorical = [usable[c].to_numpy() for c in data.categorical_controls]
-        if n < MIN_RUNS or np.ptp(x) == 0:
-            rows.append([group, metric, n, *[math.nan] * 8, "insufficient-data" if n < MIN_RUNS else "constant"])
-            continue
-        raw, raw_p, _ = partial_spearman(x, y)
-        has_controls = bool(numeric or categorical)
-        partial, partial_p = partial_spearman(x, y, numeric, categorical)[:2] if has_controls else (math.nan, math.nan)
-        raw_ci, partial_ci = bootstrap_rho_cis(x, y, numeric, categorical, n_boot, seed)
-        verdict = "baseline" if metric == data.baseline else effect_class(raw, partial, n)
-        rows.append([group, metric, n, raw, raw_p, *raw_ci, partial, partial_p, *partial_ci, verdict])
+        association = measure(x, y, numeric, categorical, n_boot, seed)
+        if not numeric and not categorical:  # the baseline with nothing else to control for
+            association = Association(n, association.absolute_r, association.absolute_p, association.absolute_ci,
+                                      math.nan, math.nan, (math.nan, math.nan), association.dof)
+        rows.append(_row(group, metric, n, "baseline" if metric == data.baseline else "tested", association))
     return rows
+
+
+_FIXED = {"baseline": ("baseline", "the baseline: every candidate is controlled for it"),
+          "constant": ("constant", "constant across the runs of this group: a constant cannot rank runs"),
+          "insufficient-data": ("insufficient-data", "fewer than 5 runs have every value in this group"),
+          "constant target": ("insufficient-data", "the target is constant across the runs of this group: "
+                                                   "nothing to rank")}
+
+
+def decide_rows(rows: list[dict], data: AuditData, alpha: float, correction: str) -> tuple[pd.DataFrame, int]:
+    """The audit table from `audit_rows`' measurements of every group: raw and partial p adjusted
+    (`correction`) over the family of tested candidate × group rows, one family per stage, then
+    `mbe.decide` on each row; returns the table (AUDIT_COLUMNS) and the family size."""
+    tested = [i for i, row in enumerate(rows) if row["status"] == "tested"]
+    adjusted = {kind: adjust_pvalues([rows[i][f"{kind}_p"] for i in tested], correction) for kind in ("raw", "partial")}
+    controls = ", ".join([data.baseline, *data.numeric_controls, *data.categorical_controls])
+    for row in rows:
+        row.update(raw_p_adj=math.nan, partial_p_adj=math.nan, stage1="", is_loss_proxy=None)
+        if row["status"] in _FIXED:
+            row["verdict"] = row["effect_class"] = _FIXED[row["status"]][0]
+            row["diagnosis"] = f"{row['metric']}: {_FIXED[row['status']][1]}"
+    for position, i in enumerate(tested):
+        row = rows[i]
+        row["raw_p_adj"], row["partial_p_adj"] = adjusted["raw"][position], adjusted["partial"][position]
+        verdict = decide(row["association"], row["raw_p_adj"], row["partial_p_adj"], alpha, row["metric"],
+                         data.target, controls)
+        row.update(stage1=verdict.stage1, verdict=verdict.stage4, is_loss_proxy=verdict.is_loss_proxy,
+                   effect_class=verdict.effect_class, diagnosis=verdict.diagnosis)
+    table = pd.DataFrame(rows).assign(alpha=alpha, correction=correction, family_size=len(tested))
+    return table.reindex(columns=AUDIT_COLUMNS), len(tested)
 
 
 def _monotone(x: np.ndarray, driver: np.ndarray) -> bool:
@@ -202,10 +261,10 @@ def driver_rows(data: AuditData, group: str, runs: pd.Index, drivers: list[str])
             both = pd.DataFrame({"x": data.values.loc[runs, metric], "d": data.hparams.loc[runs, driver]}).dropna()
             x, d = both["x"].to_numpy(float), both["d"].to_numpy(float)
             if len(both) < MIN_RUNS or np.ptp(x) == 0 or np.ptp(d) == 0:
-                rows.append([group, metric, driver, len(both), math.nan, math.nan, False])
+                rows.append([group, metric, driver, len(both), math.nan, math.nan, math.nan, False])
                 continue
             rho, p, _ = partial_spearman(x, d)
-            rows.append([group, metric, driver, len(both), rho, p, _monotone(x, d)])
+            rows.append([group, metric, driver, len(both), rho, p, math.nan, _monotone(x, d)])
     return rows
 
 
@@ -220,23 +279,30 @@ def run_audit(campaign: Campaign, request: AuditRequest) -> AuditResult:
         audited, one row of values per run.
     request : AuditRequest
         Candidates (or ``all_metrics``), baseline, target, further controls, the epoch K, an
-        optional hyper-parameter to audit within each value of, driver hyper-parameters, and the
-        bootstrap's resamples and seed.
+        optional hyper-parameter to audit within each value of, driver hyper-parameters, the
+        bootstrap's resamples and seed, the significance level α and the multiple-comparison
+        correction (``holm``, ``fdr_bh`` or ``none``).
 
     Returns
     -------
     AuditResult
         ``table``: per group (``all``, then one per ``groupby`` value) the baseline and then each
-        candidate, with the columns AUDIT_COLUMNS: ``n``, raw ρ and p, its bootstrap CI, partial ρ
-        and p, its CI, and the verdict; ``drivers``: per group, metric and driver the columns
-        DRIVER_COLUMNS (ρ, p, whether the group means move strictly one way with the driver);
-        ``data``: the values they came from; ``notes``; ``request``.
+        candidate, with the columns AUDIT_COLUMNS: ``n``; raw ρ, its p, adjusted p and bootstrap
+        CI, ``stage1`` (PASS / FAIL); partial ρ, its p, adjusted p and CI; ``verdict`` (stage 4:
+        PASS / loss proxy, or baseline / constant / insufficient-data), ``is_loss_proxy``,
+        ``effect_class``, ``diagnosis`` (one line), then α, the correction and the family size;
+        ``drivers``: per group, metric and driver the columns DRIVER_COLUMNS (ρ, p, adjusted p,
+        whether the group means move strictly one way with the driver); ``data``: the values they
+        came from; ``notes``; ``request``; ``family`` and ``driver_family``: the number of tests
+        adjusted together.
 
     Raises
     ------
     CampaignError
         When a name is unknown, fewer than 5 runs have every value, the baseline or target is
         constant, or every candidate is.
+    ConfigError
+        When α is not in (0, 1) or the correction is unknown.
 
     Notes
     -----
@@ -244,11 +310,14 @@ def run_audit(campaign: Campaign, request: AuditRequest) -> AuditResult:
     each run's last), the target at each run's last epoch. Raw ρ is Spearman's ρ(candidate,
     target); partial ρ is `partial_spearman` given the baseline and the controls (numeric ones
     ranked, categorical ones one-hot); both intervals come from `bootstrap_rho_cis` over the same
-    resamples of runs; the verdict is `effect_class` (e.g. washout: ``|raw| ≥ 0.2`` and
-    ``|partial| < 0.1``, the candidate only restated the baseline). Tested on campaigns written in
-    the on-disk format from constructed values: raw ρ and the drivers' ρ equal
-    ``scipy.stats.spearmanr``; a noisy copy of the baseline washes out, an independent predictor
-    survives.
+    resamples of runs. Every tested candidate × group row is one test per stage: the raw p-values
+    are adjusted together (`stats.adjust_pvalues`), and so are the partial ones; the driver table's
+    p-values form a family of their own. The verdict is mbe-eval's rule on the adjusted p (stage 1
+    PASS when p < α; a loss proxy when the partial p > α) and the effect class is
+    `stats.effect_class` gated on it (see `mbe.decide`). Tested on campaigns written in the on-disk
+    format from constructed values: raw ρ and the drivers' ρ equal ``scipy.stats.spearmanr``, the
+    adjusted p equal statsmodels' ``multipletests``; a noisy copy of the baseline is a loss proxy,
+    an independent predictor passes and survives.
 
     Examples
     --------
@@ -278,15 +347,17 @@ def run_audit(campaign: Campaign, request: AuditRequest) -> AuditResult:
     ...                        baseline=MetricSpec.parse("val/loss@1"), target=MetricSpec.parse("val/acc"),
     ...                        n_boot=200)
     >>> result = run_audit(campaign, request)
-    >>> print(result.table[["metric", "n", "raw_rho", "partial_rho", "verdict"]].round(2).to_string(index=False))
-            metric  n  raw_rho  partial_rho  verdict
-        val/loss@1  8    -0.70          NaN baseline
-     probe/proxy@1  8    -0.66        -0.03  washout
-    probe/signal@1  8     0.83         0.98 survives
+    >>> columns = ["metric", "raw_rho", "partial_rho", "partial_p_adj", "verdict", "effect_class"]
+    >>> print(result.table[columns].round(3).to_string(index=False))
+            metric  raw_rho  partial_rho  partial_p_adj    verdict effect_class
+        val/loss@1   -0.699          NaN            NaN   baseline     baseline
+     probe/proxy@1   -0.661       -0.031          0.948 loss proxy inconclusive
+    probe/signal@1    0.831        0.976          0.000       PASS     survives
     >>> [path.name for path in write_audit(campaign, result, plots=False)]
     ['audit.csv']
     >>> tmp.cleanup()
     """
+    alpha, correction = check_alpha(request.alpha), check_correction(request.correction)
     data = gather(campaign, request)
     for driver in request.drivers:
         if not _is_numeric(data.hparams[driver]):
@@ -296,35 +367,87 @@ def run_audit(campaign: Campaign, request: AuditRequest) -> AuditResult:
     for group, runs in _groups(data, request.groupby):
         rows += audit_rows(data, group, runs, request.n_boot, request.seed)
         drivers += driver_rows(data, group, runs, request.drivers)
-    table = pd.DataFrame(rows, columns=AUDIT_COLUMNS)
+    table, family = decide_rows(rows, data, alpha, correction)
+    driver_table = pd.DataFrame(drivers, columns=DRIVER_COLUMNS)
+    driver_table["p_adj"] = adjust_pvalues(driver_table["p"].to_numpy(float), correction)
     notes = list(data.notes)
+    if request.groupby and data.hparams[request.groupby].astype(str).nunique() < 2:
+        notes.append(f"--groupby {request.groupby} has one value in these runs "
+                     f"({data.hparams[request.groupby].iloc[0]}): its group is all runs, audited once")
     for row in table[table["verdict"] == "constant"].itertuples():
         notes.append(f"{row.metric} is constant across the {row.n} runs of group {row.group}: "
                      "a constant cannot rank runs, so it has no ρ")
     if (table.loc[table["verdict"] != "baseline", "verdict"] == "constant").all():
         raise CampaignError(f"every candidate is constant across the runs ({', '.join(data.candidates)}); "
                             "audit other metrics or another epoch")
-    return AuditResult(table, pd.DataFrame(drivers, columns=DRIVER_COLUMNS), data, notes, request)
+    return AuditResult(table, driver_table, data, notes, request, family, int(driver_table["p"].notna().sum()))
 
 
-def write_audit(campaign: Campaign, result: AuditResult, plots: bool = True) -> list[Path]:
-    """Write the audit's files under `<campaign>/summary/` and return their paths: `audit.csv` (the
-    audit table), `audit_drivers.csv` (when drivers were asked for) and, with `plots`, one PNG per
-    candidate under `audit/` (its values against the target and the baseline, per group)."""
-    from pab_campaign.analysis.plots import audit_figure, figure_name, save_png
+def _suffix(campaign_ids: list[str] | None) -> str:
+    """'' or '_<ids>' (sorted, joined by '-'), as the report's file names take it."""
+    return "_" + (re.sub(r"[^\w.=-]+", "_", "-".join(sorted(campaign_ids))) or "all") if campaign_ids else ""
 
-    out = summary_dir(campaign.directory)
+
+def _replace_folder(folder: Path, fill: Callable[[Path], list[Path]]) -> list[Path]:
+    """Make `folder` hold exactly what `fill(staging)` writes: fill a new folder beside it, then swap
+    the two, so that files of an earlier audit never linger and a failure leaves the old folder as it
+    was. Returns the written paths under `folder`."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = folder.with_name(f".{folder.name}.new-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    staging.mkdir()
+    try:
+        written = fill(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+    if folder.exists():
+        os.replace(folder, old)
+    try:
+        os.replace(staging, folder)
+    except BaseException:
+        if old.exists():
+            os.replace(old, folder)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    return [folder / path.relative_to(staging) for path in written]
+
+
+def write_audit(campaign: Campaign, result: AuditResult, plots: bool = True, campaign_ids: list[str] | None = None,
+                output_folder: Path | None = None, dpi: int = 150) -> list[Path]:
+    """Write the audit's files and return their paths.
+
+    Into `output_folder` (default `<campaign>/summary/`): `audit[_<ids>].csv` (the audit table),
+    `audit_drivers[_<ids>].csv` (when drivers were asked for) and, with `plots`, one PNG per
+    candidate at `dpi` in the folder `audit[_<ids>]/`, which is replaced as a whole (figures of an
+    earlier audit do not linger; a driver table of one is removed when this audit has none).
+    `<ids>` are the `campaign_ids` the runs were filtered by.
+    """
+    from pab_campaign.analysis.plots.audit import audit_figure
+    from pab_campaign.analysis.plots.style import figure_name, save_png
+
+    out = Path(output_folder) if output_folder is not None else summary_dir(campaign.directory)
+    suffix = _suffix(campaign_ids)
     table, data = result.table, result.data
-    atomic_write(out / "audit.csv", lambda tmp: table.to_csv(tmp, index=False))
-    written = [out / "audit.csv"]
+    written = [out / f"audit{suffix}.csv"]
+    atomic_write(written[0], lambda tmp: table.to_csv(tmp, index=False))
+    drivers = out / f"audit_drivers{suffix}.csv"
     if result.request.drivers:
-        atomic_write(out / "audit_drivers.csv", lambda tmp: result.drivers.to_csv(tmp, index=False))
-        written.append(out / "audit_drivers.csv")
-    if plots:
-        groupby = result.request.groupby
-        groups = data.hparams[groupby].rename(groupby) if groupby else None
-        for metric in data.candidates:
-            figure = audit_figure(data.values, groups, table[table["metric"] == metric], metric, data.target,
-                                  data.baseline)
-            written.append(save_png(figure, out / "audit" / figure_name(metric)))
-    return written
+        atomic_write(drivers, lambda tmp: result.drivers.to_csv(tmp, index=False))
+        written.append(drivers)
+    else:  # the driver table of an earlier audit would contradict this one
+        drivers.unlink(missing_ok=True)
+    if not plots:
+        return written
+    groupby = result.request.groupby
+    groups = data.hparams[groupby].rename(groupby) if groupby else None
+    title = campaign.directory.name + (f" ({', '.join(campaign_ids)})" if campaign_ids else "")
+    controls = ", ".join([data.baseline, *data.numeric_controls, *data.categorical_controls])
+
+    def figures(folder: Path) -> list[Path]:
+        return [save_png(audit_figure(data.values, groups, table[table["metric"] == metric], metric, data.target,
+                                      controls, title, result.request.alpha), folder / figure_name(metric), dpi)
+                for metric in data.candidates]
+
+    return written + _replace_folder(out / f"audit{suffix}", figures)

@@ -164,21 +164,27 @@ def indexed_metrics(runs: pd.DataFrame) -> list[str]:
     return sorted(c[: -len("@last")] for c in runs.columns if c.endswith("@last") and runs[c].notna().any())
 
 
-def properties(campaign: Campaign) -> list[tuple[str, str]]:
-    """(property, value) rows: runs by status, run duration mean ± std (s), metrics, contexts, then
-    every hyper-parameter with its sorted unique values."""
+def properties(campaign: Campaign) -> list[tuple[str, str, str]]:
+    """(property, number of unique values, values) rows, as tcbench's `properties` shows them: the
+    campaigns, runs by status, run duration mean ± std (s), metrics, contexts, then every
+    hyper-parameter with its sorted unique values ('-' where a count means nothing)."""
     runs = campaign.runs
     statuses = ", ".join(f"{s} {n}" for s, n in runs["status"].value_counts().sort_index().items())
     duration = runs["duration_s"].astype(float)
     names = indexed_metrics(runs)
+    campaigns = sorted(runs["campaign"].dropna().unique())
+    metrics = sorted({n.split("/", 1)[1] for n in names})
+    contexts = sorted({n.split("/", 1)[0] for n in names})
     rows = [
-        ("campaigns", ", ".join(sorted(runs["campaign"].dropna().unique())) or "-"),
-        ("runs", f"{len(runs)} ({statuses or 'none'}; {len(campaign.skipped)} unreadable)"),
-        ("run duration (s)", f"{duration.mean():.4g} ± {duration.std(ddof=1):.2g}" if duration.notna().any() else "-"),
-        ("metrics", ", ".join(sorted({n.split("/", 1)[1] for n in names})) or "-"),
-        ("contexts", ", ".join(sorted({n.split("/", 1)[0] for n in names})) or "-"),
+        ("campaigns", str(len(campaigns)), ", ".join(campaigns) or "-"),
+        ("runs", "-", f"{len(runs)} ({statuses or 'none'}; {len(campaign.skipped)} unreadable)"),
+        ("run duration (s)", "-",
+         f"{duration.mean():.4g} ± {duration.std(ddof=1):.2g}" if duration.notna().any() else "-"),
+        ("metrics", str(len(metrics)), ", ".join(metrics) or "-"),
+        ("contexts", str(len(contexts)), ", ".join(contexts) or "-"),
     ]
     for name in campaign.hparam_names:
         values = runs[name].dropna().unique().tolist()
-        rows.append((name, ", ".join(str(v) for v in sorted(values, key=lambda v: (isinstance(v, str), v)))))
+        rows.append((name, str(len(values)),
+                     ", ".join(str(v) for v in sorted(values, key=lambda v: (isinstance(v, str), v)))))
     return rows

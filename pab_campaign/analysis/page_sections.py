@@ -109,7 +109,7 @@ def summary(campaign: Campaign) -> Section:
 
 
 def _curves_figure(campaign: Campaign, key: str, metrics: list[str], caption: str) -> PageFigure:
-    from pab_campaign.analysis.plots import plot_curves
+    from pab_campaign.analysis.plots.curves import plot_curves
     from pab_campaign.analysis.report import build_curves
 
     groupby, curves = build_curves(campaign, metrics=metrics)
@@ -151,7 +151,7 @@ def _keyed_or_missing(section: Section, build: Callable[[], list[PageFigure]], m
 
 
 def classes(campaign: Campaign) -> Section:
-    from pab_campaign.analysis.plots import class_heatmap
+    from pab_campaign.analysis.plots.curves import class_heatmap
     from pab_campaign.analysis.report import build_curves
 
     def build() -> list[PageFigure]:
@@ -170,7 +170,7 @@ def classes(campaign: Campaign) -> Section:
 
 
 def robustness(campaign: Campaign) -> Section:
-    from pab_campaign.analysis.plots import robustness_figure
+    from pab_campaign.analysis.plots.curves import robustness_figure
     from pab_campaign.analysis.report import build_curves
 
     def build() -> list[PageFigure]:

@@ -273,20 +273,58 @@ def build_report(
     return Report(groupby, labels, per_run, summary, notes)
 
 
+def split_layout(summary: pd.DataFrame, groupby: list[str], labels: list[str]) -> pd.DataFrame:
+    """A `Report.summary` with the context as a row level, as tcbench lays out its report: one row
+    per (context, group), columns `context`, the groupby, `runs`, then `<metric>.mean|std|ci95` per
+    metric name (NaN where a context lacks that metric) and `duration_s.*`.
+
+    >>> wide = pd.DataFrame({"lr": [0.1], "runs": [3], "val/acc.mean": [0.8], "val/acc.std": [0.01],
+    ...                      "val/acc.ci95": [0.02], "test/acc.mean": [0.7], "test/acc.std": [0.02],
+    ...                      "test/acc.ci95": [0.05], "duration_s.mean": [9.0], "duration_s.std": [1.0],
+    ...                      "duration_s.ci95": [2.5]})
+    >>> split_layout(wide, ["lr"], ["val/acc", "test/acc"])[["context", "lr", "runs", "acc.mean"]]
+      context   lr  runs  acc.mean
+    0     val  0.1     3       0.8
+    1    test  0.1     3       0.7
+    """
+    stats = ("mean", "std", "ci95")
+    contexts = list(dict.fromkeys(label.split("/", 1)[0] for label in labels))
+    metrics = list(dict.fromkeys(label.split("/", 1)[1] for label in labels))
+    pieces = []
+    for context in contexts:
+        piece = summary[[*groupby, "runs"]].copy()
+        piece.insert(0, "context", context)
+        for metric in metrics:
+            for stat in stats:
+                column = f"{context}/{metric}.{stat}"
+                piece[f"{metric}.{stat}"] = summary[column] if column in summary else float("nan")
+        for stat in stats:
+            piece[f"duration_s.{stat}"] = summary[f"duration_s.{stat}"]
+        pieces.append(piece)
+    return pd.concat(pieces, ignore_index=True)
+
+
 def _slug(parts: list[str]) -> str:
     return re.sub(r"[^\w.=-]+", "_", "-".join(parts)) or "all"
 
 
-def report_path(campaign: Campaign, groupby: list[str], epoch: str | int, campaign_ids: list[str] | None) -> Path:
-    """`summary/summary_<groupby>_<epoch>[_<campaign ids>].csv`."""
+def report_path(campaign: Campaign, groupby: list[str], epoch: str | int, campaign_ids: list[str] | None,
+                folder: Path | None = None, layout: str = "wide") -> Path:
+    """`<folder>/summary_<groupby>_<epoch>[_<campaign ids>][_split].csv`; the folder defaults to the
+    campaign's `summary/`."""
     suffix = f"_{_slug(sorted(campaign_ids))}" if campaign_ids else ""
-    return summary_dir(campaign.directory) / f"summary_{_slug(groupby)}_{epoch}{suffix}.csv"
+    suffix += "_split" if layout == "split" else ""
+    return (folder or summary_dir(campaign.directory)) / f"summary_{_slug(groupby)}_{epoch}{suffix}.csv"
 
 
-def write_report(campaign: Campaign, report: Report, epoch: str | int, campaign_ids: list[str] | None = None) -> Path:
-    """Write the summary CSV (runs.parquet, the index, is already up to date); returns its path."""
-    path = report_path(campaign, report.groupby, epoch, campaign_ids)
-    atomic_write(path, lambda tmp: report.summary.to_csv(tmp, index=False))
+def write_report(campaign: Campaign, report: Report, epoch: str | int, campaign_ids: list[str] | None = None,
+                 folder: Path | None = None, layout: str = "wide") -> Path:
+    """Write the summary CSV, in the `layout` (wide, or split: the context as a row level) and the
+    `folder` (default the campaign's `summary/`, where runs.parquet, the index, is already up to
+    date); returns its path."""
+    path = report_path(campaign, report.groupby, epoch, campaign_ids, folder, layout)
+    frame = split_layout(report.summary, report.groupby, report.metrics) if layout == "split" else report.summary
+    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
     return path
 
 
@@ -316,13 +354,16 @@ def build_curves(campaign: Campaign, groupby: list[str] | None = None, contexts:
 
 
 def write_curves(campaign: Campaign, groupby: list[str], curves: pd.DataFrame,
-                 campaign_ids: list[str] | None = None) -> tuple[Path, Path]:
-    """Write `summary/curves_<groupby>[_<ids>].parquet` and its PNG with CI95 bands."""
-    from pab_campaign.analysis.plots import plot_curves, save_png
+                 campaign_ids: list[str] | None = None, folder: Path | None = None) -> tuple[Path, Path]:
+    """Write `curves_<groupby>[_<ids>].parquet` and its PNG with CI95 bands into `folder` (default
+    the campaign's `summary/`)."""
+    from pab_campaign.analysis.plots.curves import plot_curves
+    from pab_campaign.analysis.plots.style import save_png
 
     suffix = f"_{_slug(sorted(campaign_ids))}" if campaign_ids else ""
     stem = f"curves_{_slug(groupby)}{suffix}"
-    parquet, png = (summary_dir(campaign.directory) / f"{stem}.{ext}" for ext in ("parquet", "png"))
+    folder = folder or summary_dir(campaign.directory)
+    parquet, png = (folder / f"{stem}.{ext}" for ext in ("parquet", "png"))
     atomic_write(parquet, lambda tmp: curves.to_parquet(tmp, index=False))
     figure = plot_curves(curves, groupby, campaign=campaign.directory.name)
     save_png(figure, png)

@@ -1,7 +1,8 @@
 """Statistics of campaigns, as pure functions of arrays.
 
 Only `scipy.special` is imported (the Student-t quantile and CDF), which keeps the analysis
-command line fast to start; scipy.stats is not needed.
+command line fast to start; scipy.stats and statsmodels are not needed (the multiple-comparison
+adjustments are written out here, and tested against statsmodels).
 """
 from __future__ import annotations
 
@@ -164,22 +165,68 @@ def partial_spearman(
     return r, float(2 * stdtr(dof, -abs(t))), dof
 
 
-def effect_class(raw: float, partial: float, n: int) -> str:
-    """The MBE verdict for a candidate with raw ρ and partial ρ (after the baseline) over n runs.
+def explained_by_controls(values: Sequence[float], controls: Sequence[Sequence[float]] = (),
+                          categorical: Sequence[Sequence[object]] = ()) -> bool:
+    """Whether the controls rank `values` (shape (n,)) entirely: the residual of its ranks on
+    ``[1, ranked controls, one-hot categorical controls]`` vanishes, so no partial ρ of it exists
+    (a copy of the baseline, or a constant)."""
+    ranks = average_ranks(np.asarray(values, float))
+    design = _design([np.asarray(c, float) for c in controls], list(categorical), len(ranks))
+    beta, *_ = np.linalg.lstsq(design, ranks, rcond=None)
+    return _vanishes(ranks - design @ beta, ranks)
 
-    With effect = 0.20 and washout = 0.10, the first rule that matches (as mbe-eval classifies):
-    - insufficient-data: n < 5 or either ρ undefined (NaN);
-    - washout: |raw| ≥ .2 and |partial| < .1 (the metric only restated the baseline);
-    - sign-inversion: raw ≤ -.2 and partial ≥ +.2 (a negative association turns positive);
-    - reverse-inversion: raw ≥ +.2 and partial ≤ -.2 (a positive association turns negative);
-    - hidden-after-control: |raw| < .2 and |partial| ≥ .2 (the baseline masked a signal);
-    - survives: |raw| ≥ .2 and |partial| ≥ .2 with the same sign;
-    - weak-or-mixed: anything else (e.g. |raw| ≥ .2 and .1 ≤ |partial| < .2).
+
+def effect_class(raw: float, partial: float, n: int, partial_significant: bool,
+                 partial_ci: tuple[float, float]) -> str:
+    """The MBE effect class of a candidate with raw ρ and partial ρ (after the controls) over n runs,
+    gated on the uncertainty of the partial ρ.
+
+    Parameters
+    ----------
+    raw, partial : float
+        Spearman ρ with the target, and the partial ρ given the baseline (and further controls).
+    n : int
+        Runs the two were measured over.
+    partial_significant : bool
+        Whether the partial ρ is significant: its p-value, adjusted over the audit's family of
+        tests, is ≤ α (the same test as the primary verdict).
+    partial_ci : (float, float)
+        Bootstrap 95 % interval (low, high) of the partial ρ.
+
+    Returns
+    -------
+    str
+        With effect = 0.20 and washout = 0.10, the first rule that matches:
+        ``insufficient-data`` (n < 5, or either ρ undefined); ``washout`` (|raw| ≥ .2, |partial| < .1
+        and the whole interval of the partial inside ±0.1: the metric only restated the baseline);
+        when the partial is significant, ``sign-inversion`` (raw ≤ −.2, partial ≥ +.2),
+        ``reverse-inversion`` (raw ≥ +.2, partial ≤ −.2), ``hidden-after-control`` (|raw| < .2,
+        |partial| ≥ .2: the baseline masked a signal) and ``survives`` (both ≥ .2, same sign);
+        ``inconclusive`` for anything else (e.g. a pattern whose partial is not significant, a small
+        partial whose interval still reaches past ±0.1).
+
+    Notes
+    -----
+    The effect sizes alone over-read small samples: over 12 runs a metric of pure noise reaches
+    |partial| ≥ .2 in about a third of audits. Requiring the significance of the partial, and an
+    interval inside the washout band for a washout, keeps each class to what the data can show.
+
+    Examples
+    --------
+    >>> effect_class(-0.51, -0.13, 64, partial_significant=False, partial_ci=(-0.38, 0.14))
+    'inconclusive'
+    >>> effect_class(0.83, 0.62, 64, partial_significant=True, partial_ci=(0.45, 0.76))
+    'survives'
+    >>> effect_class(-0.66, -0.03, 64, partial_significant=False, partial_ci=(-0.09, 0.08))
+    'washout'
     """
     if n < MIN_RUNS or math.isnan(raw) or math.isnan(partial):
         return "insufficient-data"
+    low, high = partial_ci
     if abs(raw) >= EFFECT and abs(partial) < WASHOUT:
-        return "washout"
+        return "washout" if low >= -WASHOUT and high <= WASHOUT else "inconclusive"
+    if not partial_significant:
+        return "inconclusive"
     if raw <= -EFFECT and partial >= EFFECT:
         return "sign-inversion"
     if raw >= EFFECT and partial <= -EFFECT:
@@ -188,7 +235,60 @@ def effect_class(raw: float, partial: float, n: int) -> str:
         return "hidden-after-control"
     if abs(raw) >= EFFECT and abs(partial) >= EFFECT:
         return "survives"
-    return "weak-or-mixed"
+    return "inconclusive"
+
+
+CORRECTIONS = ("holm", "fdr_bh", "none")
+
+
+def adjust_pvalues(pvalues: Sequence[float] | np.ndarray, method: str = "holm") -> np.ndarray:
+    """P-values adjusted for multiple comparisons over one family of tests.
+
+    Parameters
+    ----------
+    pvalues : sequence of float, shape (m,)
+        One p-value per test; NaN (a test that could not be made) is left out of the family and
+        stays NaN.
+    method : {"holm", "fdr_bh", "none"}
+        Holm's step-down adjustment (controls the family-wise error rate), Benjamini–Hochberg's
+        step-up adjustment (controls the false discovery rate), or none.
+
+    Returns
+    -------
+    numpy.ndarray, shape (m,)
+        The adjusted p-values, in the order given, each in [p, 1]; reject a test when its adjusted
+        p ≤ α.
+
+    Notes
+    -----
+    With the m finite p-values sorted, p₍₁₎ ≤ … ≤ p₍ₘ₎: Holm gives
+    ``p̃₍ᵢ₎ = max_{j ≤ i} min(1, (m − j + 1)·p₍ⱼ₎)``; Benjamini–Hochberg gives
+    ``p̃₍ᵢ₎ = min_{j ≥ i} min(1, m·p₍ⱼ₎ / j)``. Tested against statsmodels'
+    ``multipletests(p, method="holm" | "fdr_bh")`` to 1e-12.
+
+    Examples
+    --------
+    >>> adjust_pvalues([0.01, 0.04, 0.03, float("nan")], "holm").round(4).tolist()
+    [0.03, 0.06, 0.06, nan]
+    >>> adjust_pvalues([0.01, 0.04, 0.03], "fdr_bh").round(4).tolist()
+    [0.03, 0.04, 0.04]
+    """
+    if method not in CORRECTIONS:
+        raise ValueError(f"unknown correction {method!r}; choose one of {', '.join(CORRECTIONS)}")
+    p = np.asarray(pvalues, dtype=float)
+    adjusted = p.copy()
+    finite = np.flatnonzero(np.isfinite(p))
+    m = len(finite)
+    if method == "none" or m == 0:
+        return adjusted
+    order = finite[np.argsort(p[finite], kind="mergesort")]
+    ranked = p[order]
+    if method == "holm":
+        stepped = np.maximum.accumulate(ranked * np.arange(m, 0, -1))
+    else:
+        stepped = np.minimum.accumulate((ranked * m / np.arange(1, m + 1))[::-1])[::-1]
+    adjusted[order] = np.minimum(stepped, 1.0)
+    return adjusted
 
 
 def bootstrap_indices(n: int, n_boot: int, seed: int = 0) -> np.ndarray:

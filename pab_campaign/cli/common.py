@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from pab_campaign.render import print_line
@@ -51,6 +52,34 @@ class Commands:
             sub.add_argument("campaign", metavar="CAMPAIGN_DIR", help="campaign directory, e.g. outputs/demo")
         sub.set_defaults(handler=handler)
         return sub
+
+
+def whole_number(option: str, low: int, high: int, example: str) -> Callable[[str], int]:
+    """An argparse type: a whole number in [low, high] for `option`, else a usage error naming both."""
+    def parse(value: str) -> int:
+        if not value.isdigit() or not low <= int(value) <= high:
+            raise argparse.ArgumentTypeError(f"{option} {value} must be a whole number from {low} to {high}, "
+                                             f"e.g. {option} {example}")
+        return int(value)
+    return parse
+
+
+def output_folder(value: str) -> Path:
+    """An argparse type for `--output-folder`: a directory, created when missing, never a file."""
+    folder = Path(value)
+    if folder.exists() and not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"--output-folder {folder} is a file; name a folder (it is created when "
+                                         "missing)")
+    return folder
+
+
+def add_output_options(parser: argparse.ArgumentParser, precision: int, files: str) -> None:
+    """tcbench's `--precision N` (significant digits in the console tables) and `--output-folder DIR`
+    (where `files` go instead of <campaign>/summary/)."""
+    parser.add_argument("--precision", type=whole_number("--precision", 1, 17, str(precision)), default=precision,
+                        metavar="N", help=f"significant digits of numbers in the console tables (default {precision})")
+    parser.add_argument("--output-folder", type=output_folder, default=None, metavar="DIR",
+                        help=f"write {files} into DIR (created when missing) instead of <campaign>/summary/")
 
 
 def add_campaign_filter(parser: argparse.ArgumentParser) -> None:

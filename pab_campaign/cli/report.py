@@ -2,33 +2,68 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from pab_campaign.cli.common import Commands, SplitList, add_campaign_filter, print_skipped
+from pab_campaign.cli.common import Commands, SplitList, add_campaign_filter, add_output_options, print_skipped
 from pab_campaign.errors import CampaignError
-from pab_campaign.render import Column, fmt, print_line, print_table
+from pab_campaign.render import Cell, Column, fmt, print_line, print_table
+from pab_campaign.store import summary_dir
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def _estimate(mean: float, ci95: float, digits: int) -> str:
+    """'mean ± ci95', each to `digits` significant digits."""
+    return f"{fmt(mean, digits)} ± {fmt(ci95, digits)}"
+
+
+def _summary_table(frame: pd.DataFrame, keys: list[str], names: list[str], digits: int,
+                   std: bool) -> tuple[list[Column | str], list[list[Cell]]]:
+    """Columns and rows of a report table: the `keys` columns, runs, then 'mean ± ci95' per name
+    (and its std beside it with `std`)."""
+    columns: list[Column | str] = [*keys, Column("runs", justify="right")]
+    for name in names:
+        columns.append(Column(name, justify="right"))
+        if std:
+            columns.append(Column(f"{name} std", justify="right"))
+    rows = []
+    for row in frame.to_dict("records"):
+        cells: list[Cell] = [fmt(row[key]) for key in keys] + [str(row["runs"])]
+        for name in names:
+            cells.append(_estimate(row[f"{name}.mean"], row[f"{name}.ci95"], digits))
+            if std:
+                cells.append(fmt(row[f"{name}.std"], digits))
+        rows.append(cells)
+    return columns, rows
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from pab_campaign.analysis.campaign import open_campaign
-    from pab_campaign.analysis.report import build_report, write_report
+    from pab_campaign.analysis.report import build_report, split_layout, write_report
 
+    folder = args.output_folder
     campaign = open_campaign(args.campaign, args.campaign_id)
     try:
         report = build_report(campaign, args.groupby, args.contexts, args.metrics, args.epoch)
     except CampaignError:
         print_skipped(campaign.skipped)
         raise
-    columns = [*report.groupby, Column("runs", justify="right"),
-               *(Column(name, justify="right") for name in [*report.metrics, "duration_s"])]
-    rows = []
-    for row in report.summary.to_dict("records"):
-        cells = [fmt(row[g]) for g in report.groupby] + [str(row["runs"])]
-        cells += [f"{fmt(row[f'{name}.mean'])} ± {fmt(row[f'{name}.ci95'], 2)}"
-                  for name in [*report.metrics, "duration_s"]]
-        rows.append(cells)
-    print_table(f"{campaign.directory} — completed runs at epoch '{args.epoch}' (mean ± ci95)", columns, rows)
-    path = write_report(campaign, report, args.epoch, args.campaign_id)
-    print_line(f"wrote {path} (index: {path.parent / 'runs.parquet'})")
+    what = "mean ± ci95" + (", std" if args.std else "")
+    title = f"{campaign.directory} — completed runs at epoch '{args.epoch}' ({what})"
+    if args.layout == "split":
+        frame = split_layout(report.summary, report.groupby, report.metrics)
+        names = list(dict.fromkeys(label.split("/", 1)[1] for label in report.metrics))
+        columns, rows = _summary_table(frame, ["context", *report.groupby], [*names, "duration_s"], args.precision,
+                                       args.std)
+        context_ends = {i for i, (a, b) in enumerate(zip(frame["context"], frame["context"][1:])) if a != b}
+        print_table(title, columns, rows, context_ends)
+    else:
+        columns, rows = _summary_table(report.summary, report.groupby, [*report.metrics, "duration_s"],
+                                       args.precision, args.std)
+        print_table(title, columns, rows)
+    path = write_report(campaign, report, args.epoch, args.campaign_id, folder, args.layout)
+    print_line(f"wrote {path} (index: {summary_dir(campaign.directory) / 'runs.parquet'})")
     for note in report.notes:
         print_line(f"note: {note}", "cyan")
     print_skipped(campaign.skipped)
@@ -39,9 +74,16 @@ def cmd_curves(args: argparse.Namespace) -> int:
     from pab_campaign.analysis.campaign import open_campaign
     from pab_campaign.analysis.report import build_curves, write_curves
 
+    folder = args.output_folder
     campaign = open_campaign(args.campaign, args.campaign_id)
     groupby, curves = build_curves(campaign, args.groupby, args.contexts, args.metrics)
-    parquet, png = write_curves(campaign, groupby, curves, args.campaign_id)
+    parquet, png = write_curves(campaign, groupby, curves, args.campaign_id, folder)
+    last = curves.loc[curves.groupby([*groupby, "label"], dropna=False, sort=False)["epoch"].idxmax()]
+    print_table(f"{campaign.directory} — curves at their last epoch (mean ± ci95 over runs)",
+                [*groupby, "label", *(Column(h, justify="right") for h in ("epoch", "runs", "mean ± ci95"))],
+                [[*(fmt(row[g]) for g in groupby), row["label"], fmt(row["epoch"]), fmt(row["runs"]),
+                  _estimate(row["mean"], row["ci95"], args.precision)]
+                 for row in last.to_dict("records")])
     groups = max(1, len(curves.groupby(groupby, dropna=False))) if groupby else 1
     print_line(f"{curves['label'].nunique()} curves × {groups} groups over {curves['epoch'].nunique()} epochs: "
                f"wrote {parquet} and {png}")
@@ -65,16 +107,22 @@ def _add_grouping(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics", nargs="+", action=SplitList, default=None,
                         help="metrics crossed with --contexts (default: acc loss), or full context/metric names; "
                              "summary/<name> gives a whole-run process summary (see `pab-campaign summarize`)")
+    add_output_options(parser, precision=4, files="the CSV, Parquet and PNG files")
     add_campaign_filter(parser)
 
 
 def register(commands: Commands) -> None:
     report = commands.add("report", cmd_report, "grouped summary of completed runs: mean, std, ci95 per metric",
-                          "pab-campaign report outputs/demo --groupby model.name --epoch best")
+                          "pab-campaign report outputs/demo --groupby model.name,optimizer.lr --epoch best --std "
+                          "--layout split --precision 3")
     _add_grouping(report)
     report.add_argument("--epoch", default="last", type=_epoch, help="last | best (min val/loss) | an epoch number")
+    report.add_argument("--std", action="store_true", help="show each metric's standard deviation beside it")
+    report.add_argument("--layout", choices=("wide", "split"), default="wide",
+                        help="wide: one column per context/metric (default); split: the context as a row level, "
+                             "one column per metric (tcbench's layout), also in the CSV (*_split.csv)")
 
     curves = commands.add("curves", cmd_curves,
                           "learning curves over seeds per group: mean and ci95 per epoch (Parquet + PNG)",
-                          "pab-campaign curves outputs/demo --contexts val --metrics loss acc")
+                          "pab-campaign curves outputs/demo --contexts val --metrics loss,acc --output-folder figs")
     _add_grouping(curves)

@@ -2,17 +2,34 @@
 from __future__ import annotations
 
 import argparse
+import json
+import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pab_campaign.cli.common import Commands, add_campaign_filter, print_skipped
+from pab_campaign.cli.common import Commands, SplitList, add_campaign_filter, print_skipped
 from pab_campaign.errors import CampaignError, PabError
-from pab_campaign.render import Column, fmt, print_table, status_text
+from pab_campaign.render import Column, fmt, print_line, print_table, status_text
 from pab_campaign.store import RunStatus
+
+if TYPE_CHECKING:
+    from pab_campaign.analysis.trajectory_summary import RunSummary
+
+RECOMMENDATION_STYLE = "yellow"
 
 
 def _problem(error: object, skip_reason: object) -> str:
     """The run's error line, else why the analysis sets it aside, else '-'."""
     return next((text for text in (error, skip_reason) if isinstance(text, str) and text), "-")
+
+
+def _status(value: str) -> str:
+    """`--status`: run statuses (split at commas by SplitList afterwards), each checked here."""
+    allowed = [status.value for status in RunStatus]
+    unknown = [item.strip() for item in value.split(",") if item.strip() and item.strip() not in allowed]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"{unknown[0]} is not a run status; choose from {', '.join(allowed)}")
+    return value
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -25,7 +42,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     campaign = open_campaign(args.campaign, args.campaign_id)
     runs = campaign.runs
     if args.status:
-        runs = runs[runs["status"] == args.status]
+        runs = runs[runs["status"].isin(args.status)]
     rows = [[row.run_id, fmt(row.campaign), status_text(str(row.status)), fmt(row.started_at), fmt(row.duration_s, 3),
              fmt(row.epochs_done), _problem(row.error, row.skip_reason)] for row in runs.itertuples()]
     print_table(f"{campaign.directory} — {len(runs)} runs",
@@ -38,16 +55,52 @@ def cmd_properties(args: argparse.Namespace) -> int:
     from pab_campaign.analysis.campaign import open_campaign, properties
 
     campaign = open_campaign(args.campaign, args.campaign_id)
-    print_table(f"{campaign.directory} — properties", [Column("property", style="bold"), "value"],
-                [[name, value] for name, value in properties(campaign)])
+    print_table(f"{campaign.directory} — properties",
+                [Column("property", style="bold"), Column("No. unique", justify="right"), "value"],
+                [list(row) for row in properties(campaign)], section_ends={4})
     print_skipped(campaign.skipped)
     return 0
 
 
+def _json_value(value: object) -> object:
+    """`value` with every non-finite float as None, so the JSON is standard (no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(item) for item in value]
+    return value
+
+
+def _write_summary_json(path: Path, directory: Path, epochs: int, cutoffs: tuple, summary: RunSummary) -> None:
+    from pab_campaign.store import atomic_write_bytes
+
+    if path.is_dir():
+        raise CampaignError(f"--json {path} is a directory; give a file name, e.g. --json summary.json")
+    document = {
+        "run_dir": str(directory), "run_id": directory.name, "epochs": epochs,
+        "class_cutoffs": [str(c) for c in cutoffs], "summary": summary.values, "classes": summary.classes,
+        "recommendations": [{"topic": r.topic, "message": r.message, "evidence": r.evidence}
+                            for r in summary.recommendations],
+    }
+    try:
+        atomic_write_bytes(path, (json.dumps(_json_value(document), indent=2) + "\n").encode())
+    except OSError as exc:
+        raise CampaignError(f"--json {path}: cannot write it ({exc.strerror})") from None
+
+
 def cmd_summarize(args: argparse.Namespace) -> int:
-    from pab_campaign.analysis.trajectory_summary import summarize_trajectory
+    from pab_campaign.analysis.trajectory_summary import class_cutoffs, summarize_run
     from pab_campaign.store import read_trajectory
 
+    given = " ".join(args.class_cutoffs)
+    if len(args.class_cutoffs) != 2:
+        raise CampaignError(f"--class-cutoffs {given}: give two fractions, EARLY and LATE, e.g. 1/3 2/3")
+    try:
+        cutoffs = class_cutoffs(*args.class_cutoffs)
+    except ValueError as exc:
+        raise CampaignError(f"--class-cutoffs {given}: {exc}") from None
     directory = Path(args.run_dir)
     if not directory.is_dir():
         raise CampaignError(f"{directory} is not a directory; give a run directory, e.g. outputs/demo/runs/<run_id>")
@@ -56,16 +109,29 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     except PabError as exc:
         raise CampaignError(f"{exc}; give a run directory, e.g. outputs/demo/runs/<run_id>") from None
     epochs = int(frame["epoch"].max()) if len(frame) else 0
+    summary = summarize_run(frame, cutoffs)
     print_table(f"run {directory.name} — process summary, {epochs} epochs",
                 ["metric", Column("value", justify="right")],
-                [[name, fmt(value)] for name, value in summarize_trajectory(frame).items()])
+                [[name, fmt(value)] for name, value in summary.values.items()])
+    bounds = f"first {cutoffs[0]} / after {cutoffs[1]} of the measured epochs, never learned counted as late"
+    print_line(f"classes ({bounds}):")
+    for group, ids in summary.classes.items():
+        print_line(f"  {group}: {', '.join(ids) if ids else '-'}")
+    print_line("recommendations:" if summary.recommendations else "recommendations: none (no overfitting, "
+               "robustness trade-off or instability by pabkit's rules)")
+    for recommendation in summary.recommendations:
+        print_line(f"  • {recommendation.message}", RECOMMENDATION_STYLE)
+    if args.json:
+        _write_summary_json(Path(args.json), directory, epochs, cutoffs, summary)
+        print_line(f"wrote {args.json}")
     return 0
 
 
 def register(commands: Commands) -> None:
     ls = commands.add("ls", cmd_ls, "list the runs: id, campaign, status, start, duration, problem",
                       "pab-campaign ls outputs/demo --status failed")
-    ls.add_argument("--status", choices=[status.value for status in RunStatus])
+    ls.add_argument("--status", nargs="+", action=SplitList, type=_status, default=None,
+                    help=f"only runs with these statuses ({', '.join(s.value for s in RunStatus)})")
     ls.add_argument("--watch", action="store_true",
                     help="refresh the table until no run is running or waiting to resume (detached sweeps)")
     ls.add_argument("--interval", type=float, default=5.0, help="seconds between refreshes with --watch (default 5)")
@@ -80,6 +146,13 @@ def register(commands: Commands) -> None:
 
     summarize = commands.add(
         "summarize", cmd_summarize,
-        "process summary of one run: stability, gaps, early stop, overfitting onset, classes, robustness",
-        "pab-campaign summarize outputs/demo/runs/3f2a9c1d0b7e", campaign_dir=False)
+        "process summary of one run: stability, gaps, early stop, overfitting onset, classes, robustness, "
+        "recommendations",
+        "pab-campaign summarize outputs/demo/runs/3f2a9c1d0b7e --json summary.json", campaign_dir=False)
     summarize.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, e.g. outputs/demo/runs/<run_id>")
+    summarize.add_argument("--json", metavar="FILE", default=None,
+                           help="also write the summary, class lists and recommendations to FILE (JSON)")
+    summarize.add_argument("--class-cutoffs", nargs="+", action=SplitList, default=["1/3", "2/3"],
+                           metavar="FRACTION",
+                           help="two fractions, EARLY and LATE, of the measured epochs: a class first learned "
+                                "before EARLY is early, after LATE (or never) late (default pabkit's 1/3 2/3)")

@@ -39,8 +39,20 @@ class DatasetConfig:
 
 
 @dataclass
+class CornerPatchConfig:
+    """A bright `size` × `size` square planted in the top-left corner of images (the ModelDiff
+    case study): on every training image of class `train_class` (null = none) and on a seeded
+    `val_fraction` of the validation images of every class (0 = none). Off when both are off."""
+
+    train_class: int | None = MISSING
+    val_fraction: float = MISSING
+    size: int = MISSING
+
+
+@dataclass
 class DigitsConfig(DatasetConfig):
     test_fraction: float = MISSING
+    corner_patch: CornerPatchConfig = field(default_factory=CornerPatchConfig)
 
 
 @dataclass

@@ -17,6 +17,11 @@ from pab_campaign.store import Scalar
 SEMANTIC_KEYS = ("dataset", "model", "optimizer", "schedule", "train", "seed")
 NON_SEMANTIC_LEAVES = frozenset({"dataset.root", "dataset.num_workers", "train.stop_on_divergence"})
 RUN_ID_LENGTH = 12
+# Options added after run ids were first given out, each with the values that switch it off: while
+# off, every leaf under it is left out of the hyper-parameters, so adding an option changed no id.
+DORMANT_OPTIONS: dict[str, dict[str, Scalar]] = {
+    "dataset.corner_patch": {"train_class": None, "val_fraction": 0.0},
+}
 
 
 def semantic_config(cfg: DictConfig) -> dict[str, Any]:
@@ -42,7 +47,11 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Scalar]:
 def hparams(cfg: DictConfig) -> dict[str, Scalar]:
     """The run's hyper-parameters as flat dotted keys, paths and run-time switches excluded."""
     flat = flatten(semantic_config(cfg))
-    return {key: value for key, value in sorted(flat.items()) if key not in NON_SEMANTIC_LEAVES}
+    dormant = tuple(f"{option}." for option, off in DORMANT_OPTIONS.items()
+                    if all(f"{option}.{leaf}" in flat and flat[f"{option}.{leaf}"] == value
+                           for leaf, value in off.items()))
+    return {key: value for key, value in sorted(flat.items())
+            if key not in NON_SEMANTIC_LEAVES and not key.startswith(dormant)}
 
 
 def run_id(params: dict[str, Scalar]) -> str:

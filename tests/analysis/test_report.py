@@ -8,10 +8,17 @@ from scipy import stats as scipy_stats
 from statsmodels.stats.weightstats import DescrStatsW
 
 from pab_campaign.analysis.campaign import open_campaign
-from pab_campaign.analysis.report import build_curves, build_report, summarize
+from pab_campaign.analysis.report import (
+    build_curves,
+    build_report,
+    split_layout,
+    summarize,
+    write_curves,
+    write_report,
+)
 from pab_campaign.errors import CampaignError
-from pab_campaign.store import read_run_json, read_trajectory, runs_dir
-from tests.helpers import make_grid
+from pab_campaign.store import read_run_json, read_trajectory, runs_dir, summary_dir
+from tests.helpers import make_grid, write_run
 
 
 def _independent(root, epoch) -> pd.DataFrame:
@@ -108,3 +115,60 @@ def test_report_of_process_summary_metrics(tmp_path):
         build_report(open_campaign(tmp_path), metrics=["summary/nonsense"])
     with pytest.raises(CampaignError, match="whole-run numbers"):
         build_curves(open_campaign(tmp_path), metrics=["summary/early_stop_epoch"])
+
+
+def test_report_of_both_gap_summaries(tmp_path):
+    """`summary/acc_gap_*` and `summary/loss_gap_*` are the two gaps, each named for its own."""
+    rng = np.random.default_rng(3)
+    for seed in range(3):
+        train_loss, val_loss = rng.uniform(0.1, 0.5, 5), rng.uniform(0.5, 1.0, 5)
+        write_run(tmp_path, f"r{seed}", {"optimizer.lr": 0.1, "seed": seed},
+                  {("train", "loss"): list(train_loss), ("val", "loss"): list(val_loss),
+                   ("val", "loss_gap"): list(val_loss - train_loss), ("val", "gen_gap"): list(rng.uniform(0, 0.2, 5)),
+                   ("val", "acc"): list(rng.uniform(0.5, 0.9, 5))})
+    report = build_report(open_campaign(tmp_path), metrics=["summary/loss_gap_final", "summary/acc_gap_max"])
+    for directory in sorted(runs_dir(tmp_path).iterdir()):
+        t = read_trajectory(directory).to_pandas().astype({"context": str, "metric": str})
+        loss_gap = t[t.metric == "loss_gap"].set_index("epoch")["value"]
+        acc_gap = t[t.metric == "gen_gap"].set_index("epoch")["value"]
+        row = report.per_run.set_index("run_id").loc[directory.name]
+        assert row["summary/loss_gap_final"] == pytest.approx(loss_gap.iloc[-1])
+        assert row["summary/acc_gap_max"] == pytest.approx(acc_gap[acc_gap.index >= 1].max())
+    with pytest.raises(CampaignError, match="not a process-summary metric"):
+        build_report(open_campaign(tmp_path), metrics=["summary/gap_final"])  # the old, ambiguous name
+
+
+def test_split_layout_puts_the_context_as_a_row_level(tmp_path):
+    make_grid(tmp_path, seeds=3)
+    campaign = open_campaign(tmp_path)
+    report = build_report(campaign, groupby=["model.name"], metrics=["val/acc", "val/loss", "test/acc"])
+    split = split_layout(report.summary, report.groupby, report.metrics)
+    assert list(split.columns[:3]) == ["context", "model.name", "runs"]
+    assert split[["context", "model.name"]].values.tolist() == [["val", "cnn"], ["val", "mlp"], ["test", "cnn"],
+                                                                 ["test", "mlp"]]
+    wide = report.summary.set_index("model.name")
+    for row in split.to_dict("records"):
+        for stat in ("mean", "std", "ci95"):
+            assert row[f"acc.{stat}"] == wide.loc[row["model.name"], f"{row['context']}/acc.{stat}"]
+            assert row[f"duration_s.{stat}"] == wide.loc[row["model.name"], f"duration_s.{stat}"]
+        if row["context"] == "test":
+            assert np.isnan(row["loss.mean"])  # test/loss was not asked for
+        else:
+            assert row["loss.mean"] == wide.loc[row["model.name"], "val/loss.mean"]
+
+
+def test_report_and_curves_write_into_the_folder_given(tmp_path):
+    campaign_dir, folder = tmp_path / "c", tmp_path / "out" / "nested"
+    make_grid(campaign_dir, seeds=2)
+    campaign = open_campaign(campaign_dir)
+    report = build_report(campaign, groupby=["model.name"])
+    path = write_report(campaign, report, "last", folder=folder, layout="split")
+    assert path == folder / "summary_model.name_last_split.csv"
+    written = pd.read_csv(path)
+    assert written["context"].tolist() == ["val", "val", "test", "test"] and "acc.ci95" in written
+    wide = write_report(campaign, report, "last")
+    assert wide.parent == summary_dir(campaign_dir) and "val/acc.mean" in pd.read_csv(wide)
+    groupby, curves = build_curves(campaign, metrics=["val/acc"])
+    parquet, png = write_curves(campaign, groupby, curves, folder=folder)
+    assert parquet.parent == png.parent == folder and pd.read_parquet(parquet).equals(curves)
+    assert not list(summary_dir(campaign_dir).glob("curves_*"))

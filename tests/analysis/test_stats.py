@@ -6,6 +6,7 @@ import pingouin
 import pytest
 import statsmodels.api as sm
 from scipy import stats as scipy_stats
+from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import DescrStatsW
 
 from pab_campaign.analysis import stats
@@ -56,25 +57,65 @@ def test_one_control_equals_pingouin_partial_spearman():
                               rel=1e-9)
 
 
+SIGNIFICANT, NOT = True, False
+NARROW, WIDE = (-0.08, 0.09), (-0.3, 0.35)
+
+
 @pytest.mark.parametrize(
-    ("raw", "partial", "n", "verdict"),
+    ("raw", "partial", "n", "significant", "ci", "expected"),
     [
-        (0.6, 0.05, 20, "washout"),
-        (-0.6, 0.4, 20, "sign-inversion"),
-        (0.6, -0.4, 20, "reverse-inversion"),
-        (-0.6, -0.05, 20, "washout"),
-        (-0.6, -0.5, 20, "survives"),
-        (-0.1, -0.5, 20, "hidden-after-control"),
-        (0.1, 0.15, 20, "weak-or-mixed"),
-        (0.1, 0.5, 20, "hidden-after-control"),
-        (0.6, 0.5, 20, "survives"),
-        (0.6, 0.15, 20, "weak-or-mixed"),
-        (0.6, 0.5, 4, "insufficient-data"),
-        (math.nan, 0.5, 20, "insufficient-data"),
+        (0.6, 0.05, 20, NOT, NARROW, "washout"),
+        (-0.6, -0.05, 20, NOT, NARROW, "washout"),
+        (0.6, 0.05, 20, NOT, WIDE, "inconclusive"),  # small partial, but the interval reaches past ±0.1
+        (-0.6, 0.4, 20, SIGNIFICANT, WIDE, "sign-inversion"),
+        (-0.6, 0.4, 20, NOT, WIDE, "inconclusive"),
+        (0.6, -0.4, 20, SIGNIFICANT, WIDE, "reverse-inversion"),
+        (0.6, -0.4, 20, NOT, WIDE, "inconclusive"),
+        (-0.6, -0.5, 20, SIGNIFICANT, WIDE, "survives"),
+        (0.6, 0.5, 20, NOT, WIDE, "inconclusive"),  # the old rule's `survives` on effect size alone
+        (-0.1, -0.5, 20, SIGNIFICANT, WIDE, "hidden-after-control"),
+        (0.1, 0.5, 20, NOT, WIDE, "inconclusive"),
+        (0.1, 0.15, 20, SIGNIFICANT, WIDE, "inconclusive"),
+        (0.6, 0.15, 20, NOT, WIDE, "inconclusive"),
+        (0.6, 0.5, 4, SIGNIFICANT, WIDE, "insufficient-data"),
+        (math.nan, 0.5, 20, SIGNIFICANT, WIDE, "insufficient-data"),
     ],
 )
-def test_effect_classes(raw, partial, n, verdict):
-    assert stats.effect_class(raw, partial, n) == verdict
+def test_effect_classes_are_gated_on_the_uncertainty_of_the_partial(raw, partial, n, significant, ci, expected):
+    assert stats.effect_class(raw, partial, n, significant, ci) == expected
+
+
+@pytest.mark.parametrize("method", ["holm", "fdr_bh"])
+@pytest.mark.parametrize("seed", range(6))
+def test_adjusted_pvalues_equal_statsmodels_multipletests(method, seed):
+    rng = np.random.default_rng(seed)
+    m = [1, 2, 5, 17, 60, 200][seed]
+    p = np.concatenate([rng.uniform(size=m - m // 3), rng.uniform(0, 1e-3, size=m // 3)])
+    if m > 4:
+        p[:3] = p[3]  # ties
+    rng.shuffle(p)
+    expected = multipletests(p, alpha=0.05, method=method)[1]
+    np.testing.assert_allclose(stats.adjust_pvalues(p, method), expected, rtol=0, atol=1e-12)
+
+
+def test_adjustment_leaves_nan_out_of_the_family_and_none_changes_nothing():
+    p = np.array([0.01, np.nan, 0.04, 0.03, np.nan])
+    finite = ~np.isnan(p)
+    for method in ("holm", "fdr_bh"):
+        adjusted = stats.adjust_pvalues(p, method)
+        assert np.isnan(adjusted[~finite]).all()
+        np.testing.assert_allclose(adjusted[finite], multipletests(p[finite], method=method)[1], atol=1e-12)
+    np.testing.assert_array_equal(stats.adjust_pvalues(p, "none"), p)
+    assert stats.adjust_pvalues([], "holm").shape == (0,)
+    with pytest.raises(ValueError, match="unknown correction 'bonferroni'"):
+        stats.adjust_pvalues(p, "bonferroni")
+
+
+def test_explained_by_controls_finds_a_copy_of_the_baseline():
+    z = np.arange(12.0) ** 2
+    assert stats.explained_by_controls(2 * z + 1, [z])
+    assert stats.explained_by_controls(np.ones(12), [z])
+    assert not stats.explained_by_controls(np.random.default_rng(0).normal(size=12), [z])
 
 
 def test_bootstrap_ci_brackets_the_estimate_and_is_seeded():

@@ -53,7 +53,9 @@ def test_audit_prints_a_verdict_and_writes_csv(demo_campaign):
     audit = pd.read_csv(demo_campaign / "summary" / "audit.csv")
     assert list(audit["metric"]) == ["val/loss@2", "weights/erank@2"]
     assert audit.loc[1, "n"] == 12
-    assert audit.loc[1, "verdict"] in {"washout", "sign-inversion", "hidden-after-control", "survives", "weak-or-mixed"}
+    assert audit.loc[1, "verdict"] in {"PASS", "loss proxy"}
+    assert audit.loc[1, "effect_class"] in {"washout", "sign-inversion", "reverse-inversion", "hidden-after-control",
+                                            "survives", "inconclusive"}
     assert -1 <= audit.loc[1, "partial_rho"] <= 1
 
 

@@ -21,3 +21,11 @@ def test_hparams_are_flat_scalars(tmp_path):
     assert params["optimizer.lr"] == 0.05 and params["seed"] == 0
     assert all(not isinstance(v, (dict, list)) for v in params.values())
     assert not any(k.startswith(("campaign", "runtime", "tracking", "checkpoint")) for k in params)
+
+
+def test_run_ids_of_existing_configs_are_pinned(tmp_path):
+    """Options added later (left out of the identity while off) must not move the ids runs already have."""
+    pinned = {(): "922544116220", ("model=cnn", "seed=2"): "84391ff5350f", ("dataset=synthetic",): "ed11bd891ee9",
+              ("+experiment=mbe_acid_test",): "137d97723c38"}
+    for overrides, expected in pinned.items():
+        assert run_id(hparams(compose_config(list(overrides), tmp_path / "p"))) == expected

@@ -84,6 +84,8 @@ class Probe:
     name = "probe"
     # True when `measure` reads `ctx.probe_outputs()` (the forward pass shared within an epoch).
     uses_probe_outputs = False
+    # True when `measure` reads the penultimate features of `probe_outputs()`, not only the logits.
+    uses_features = False
 
     def due(self, epoch: int, final_epoch: int) -> bool:
         return self.every > 0 and (epoch % self.every == 0 or epoch == final_epoch)

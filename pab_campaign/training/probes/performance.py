@@ -14,11 +14,12 @@ HELD_OUT = ("val", "test")
 
 
 def performance_rows(evaluations: dict[str, Evaluation], gaps: bool = True) -> list[Row]:
-    """Rows of loss and acc for every split, and (if `gaps`) gen_gap / loss_gap for each held-out split."""
+    """Rows of loss and acc for every split, and (if `gaps` and the train split is there) gen_gap /
+    loss_gap for each held-out split."""
     rows: list[Row] = []
     for split, result in evaluations.items():
         rows += [(split, "loss", None, result.loss), (split, "acc", None, result.acc)]
-    if not gaps:
+    if not gaps or "train" not in evaluations:
         return rows
     train = evaluations["train"]
     for split in HELD_OUT:

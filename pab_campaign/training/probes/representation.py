@@ -34,6 +34,7 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
 class RepresentationProbe(Probe):
     name = "representation"
     uses_probe_outputs = True
+    uses_features = True
 
     def measure(self, ctx: ProbeContext) -> list[Row]:
         current = ctx.probe_outputs()[0]

@@ -1,0 +1,413 @@
+"""Track your own PyTorch training loop into a campaign, as our own runs are tracked.
+
+    with Tracker("outputs/mine", {"model": "resnet", "lr": 0.1, "seed": 0}, probe_data=(x_val, y_val)) as tracker:
+        start = tracker.resume(model, optimizer)          # 0 for a new run, else the epoch after the last checkpoint
+        for epoch in range(start, epochs + 1):            # epoch 0 = before training
+            if epoch > 0:
+                train_one_epoch(model, optimizer)
+            tracker.epoch(model, epoch, train_loss=..., train_acc=..., val_loss=..., val_acc=..., optimizer=optimizer)
+
+The run directory is `<campaign_dir>/runs/<run_id>` with the same `run.json`, `trajectory.parquet` and
+`checkpoints/` as a run of `python -m pab_campaign`, `run_id` the hash of the hyper-parameters given,
+so every `pab-campaign` command reads it. After each `epoch()` the trajectory is rewritten with every
+epoch so far and `last.pt` is saved every `checkpoint_every` epochs; the run ends `completed` when the
+with-block ends, `failed` (with the error's line) when it raises, and `diverged` when a loss given to
+`epoch()` is not finite: that epoch's numbers are kept (the blown-up model is not probed), and the
+with-block ends there without an error.
+
+The probes are those of a tracking preset (`conf/tracking/<name>.yaml`). The performance probe
+records the losses and accuracies given (and the gaps between them); the others measure the model on
+`probe_data` (e.g. the first examples of the validation set): class-wise accuracy (recorded under
+the preset's split, `val`), prediction churn, robustness and FIM_norm; the weight spectra read the
+model's Linear and Conv layers. The representation probe needs penultimate features: a model with
+`features` and `head` modules gives them itself, any other model through `features(model, x)`.
+Probes that lack what they need are skipped, each with a one-line notice.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+from torch.nn import functional as F
+
+from pab_campaign.errors import ConfigError, PabError, StoreError, one_line
+from pab_campaign.store import (
+    RUN_JSON,
+    TRAJECTORY,
+    RunRecord,
+    RunStatus,
+    TrajectoryBuffer,
+    read_run_json,
+    read_trajectory,
+    run_dir,
+    write_run_json,
+    write_trajectory,
+)
+from pab_campaign.training import checkpoint, provenance
+from pab_campaign.training.data import DataBundle, Split
+from pab_campaign.training.evaluate import Evaluation, eval_mode
+from pab_campaign.training.identity import run_id
+from pab_campaign.training.probes import ProbeContext, Row, forward_features
+from pab_campaign.training.probes.registry import build_probes
+from pab_campaign.training.state import TrainingState
+from pab_campaign.training.tracker_inputs import check_campaign_dir, load_tracking, number, probe_split, user_hparams
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+# Probes that need no probe data: performance records the numbers given to `epoch()`, spectra the weights.
+MODEL_ONLY_PROBES = frozenset({"performance", "spectra"})
+Features = Callable[[nn.Module, torch.Tensor], torch.Tensor]
+# Stand-ins where a probe reads no data: the numbers given to `epoch()` come without logits.
+_NO_LOGITS, _NO_LABELS = torch.empty(0, 0), torch.empty(0, dtype=torch.long)
+_NO_SPLIT = Split(torch.empty(0), _NO_LABELS)
+_NO_DATA = DataBundle("none", _NO_SPLIT, _NO_SPLIT, _NO_SPLIT, 0, ())
+
+
+class RunDiverged(PabError):
+    """A loss given to `Tracker.epoch` is not finite: the run ended `diverged`, its trajectory kept.
+    Inside the Tracker's with-block it ends the block quietly."""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# ---- the tracker ---------------------------------------------------------------------------------
+class Tracker:
+    """One run of a user's own training loop, written as a run of this campaign (see the module
+    docstring). Use it as a context manager; `epoch()` after each epoch, `resume()` once before.
+
+    `hparams` name the run (flat or nested; include the seed), `tracking` is a preset name or a
+    mapping of probes, `probe_data` the examples the probes measure, `checkpoint_every` the epochs
+    between `last.pt` checkpoints (what `resume` reads), `features(model, x)` the penultimate
+    features (N × D) for the representation probe, and `epochs` the planned last epoch (probes are
+    then also measured there)."""
+
+    def __init__(self, campaign_dir: Path | str, hparams: Mapping[str, Any], tracking: str | Mapping = "default",
+                 probe_data: Any = None, checkpoint_every: int = 1, *, features: Features | None = None,
+                 epochs: int | None = None) -> None:
+        self.campaign_dir = Path(campaign_dir).resolve()
+        check_campaign_dir(self.campaign_dir)
+        self.hparams = user_hparams(hparams)
+        self.run_id = run_id(self.hparams)
+        self.run_dir = run_dir(self.campaign_dir, self.run_id)
+        if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+            raise ConfigError(f"checkpoint_every={checkpoint_every!r} must be a whole number >= 1 (epochs between "
+                              "checkpoints)")
+        if epochs is not None and (not isinstance(epochs, int) or epochs < 0):
+            raise ConfigError(f"epochs={epochs!r} must be a whole number >= 0 (the last epoch), or None")
+        if features is not None and not callable(features):
+            raise ConfigError("features must be a function (model, x) -> penultimate features (N × D)")
+        preset = load_tracking(tracking)
+        self.checkpoint_every, self.features, self.final_epoch = checkpoint_every, features, epochs
+        self.probe_set = probe_split(probe_data, int(preset.probe_size))
+        self.probes = [p for p in build_probes(OmegaConf.to_container(preset.probes)) if self._usable(p)]
+        seed = self.hparams.get("seed")
+        self.seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
+        self.record: RunRecord | None = None
+        self.status: RunStatus | None = None
+        self.trajectory = TrajectoryBuffer()
+        self.probe_states: dict[str, dict[str, Any]] = {}
+        self.best_value: float | None = None
+        self.last_epoch: int | None = None
+        self._checkpointed: int | None = None
+        self._parts: tuple[nn.Module, Any, Any] | None = None
+        self._open = self._running = self._tracked = False
+        self._noticed: set[str] = set()
+        self._started = time.monotonic()
+
+    def _usable(self, probe: Any) -> bool:
+        """Whether `probe` can measure here; a one-line notice when it cannot."""
+        if probe.name in MODEL_ONLY_PROBES:
+            return True
+        if self.probe_set is None:
+            log.warning("tracking: probe '%s' skipped: it measures the model on probe_data; pass "
+                        "probe_data=(x, y), e.g. validation examples", probe.name)
+            return False
+        return True
+
+    # ---- the run directory ---------------------------------------------------------------------
+    def __enter__(self) -> Tracker:
+        self._open_run_dir()
+        return self
+
+    def _open_run_dir(self) -> None:
+        """Claim the run directory (the one place that does): read what an earlier attempt left,
+        and mark the run running, unless it has finished (then it is left as it is)."""
+        previous = None
+        if (self.run_dir / RUN_JSON).exists():
+            try:
+                previous = read_run_json(self.run_dir)
+            except StoreError as exc:
+                log.warning("tracking: %s; it is rewritten", one_line(exc))
+        if (self.run_dir / TRAJECTORY).exists():
+            self.trajectory = TrajectoryBuffer.from_table(read_trajectory(self.run_dir))
+        self.last_epoch = max(self.trajectory.epoch) if len(self.trajectory) else None
+        self.record = RunRecord(
+            run_id=self.run_id, status=RunStatus.RUNNING, campaign=self.campaign_dir.name, hparams=self.hparams,
+            seed=self.hparams.get("seed") if isinstance(self.hparams.get("seed"), int) else None,
+            started_at=previous.started_at if previous else _now(), ended_at=None,
+            duration_s=(previous.duration_s or 0.0) if previous else 0.0,
+            epochs_done=previous.epochs_done if previous else 0, restarts=previous.restarts + 1 if previous else 0,
+            host=provenance.host(), slurm_job_id=provenance.slurm_job_id(), git_commit=provenance.git_commit(),
+            versions=provenance.versions(), error=None)
+        self._open, self._started = True, time.monotonic()
+        self.status = previous.status if previous else None
+        if self._final():
+            log.info("tracking: run %s already %s after epoch %d; kept as it is", self.run_id, self.status,
+                     self.record.epochs_done)
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_run_json(self.run_dir, self.record)
+        self.status, self._running = RunStatus.RUNNING, True
+
+    def _finish(self, status: RunStatus, error: str | None = None) -> None:
+        assert self.record is not None
+        self.record.status, self.record.error, self.record.ended_at = status, error, _now()
+        self.record.duration_s = (self.record.duration_s or 0.0) + time.monotonic() - self._started
+        self._started = time.monotonic()
+        write_run_json(self.run_dir, self.record)
+        self.status, self._running = status, False
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: Any) -> bool:
+        self._open = False
+        if isinstance(exc, RunDiverged):
+            return True
+        if not self._running:
+            return False
+        if exc is not None:
+            self._finish(RunStatus.FAILED, f"{type(exc).__name__}: {one_line(exc)}")
+            return False
+        if self.last_epoch is None:
+            self._finish(RunStatus.FAILED, "no epoch was tracked; call tracker.epoch(model, epoch, ...) in the loop")
+            return False
+        if self._parts is not None and self._checkpointed != self.last_epoch:
+            self._save_checkpoint(self.last_epoch, *self._parts)
+        self._finish(RunStatus.COMPLETED)
+        return False
+
+    def _final(self) -> bool:
+        """Whether the run has ended completed or diverged: it is never reopened, as a sweep skips it."""
+        return self.status is not None and self.status.finished
+
+    def _require_open(self, what: str) -> None:
+        if not self._open:
+            raise ConfigError(f"tracker.{what}() needs the tracker open: with Tracker(...) as tracker: ...")
+
+    # ---- resume --------------------------------------------------------------------------------
+    def resume(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
+               scheduler: Any = None) -> int:
+        """Load the last checkpoint into `model` (and `optimizer`, `scheduler`, the global RNGs and
+        the probes' memory) and return the next epoch to run: 0 for a new run. Trajectory rows of
+        epochs after that checkpoint are dropped, to be measured again. A finished run (completed or
+        diverged) is final and kept whole: the epoch after its last one comes back, so the loop
+        does not run again."""
+        self._require_open("resume")
+        if self._tracked:
+            raise ConfigError("tracker.resume() goes before the first tracker.epoch() of the with-block")
+        latest = checkpoint.latest(self.run_dir)
+        epoch = -1
+        if latest is not None:
+            state = TrainingState(model, optimizer, scheduler)
+            try:
+                state.load_state_dict(checkpoint.load(latest))
+            except (ValueError, RuntimeError, KeyError) as exc:
+                raise StoreError(f"{latest} does not fit this model and optimizer ({one_line(exc)}); the hparams "
+                                 "must name the model that wrote it, or give other hparams for a new run") from None
+            self.probe_states, self.best_value, epoch = state.probe_states, state.best_value, state.epoch
+            self._checkpointed = epoch
+        if self._final():
+            return (epoch if self.last_epoch is None else self.last_epoch) + 1
+        if self.last_epoch is not None and self.last_epoch > epoch:
+            self.trajectory.truncate_after(epoch)
+            write_trajectory(self.run_dir, self.trajectory.to_table())
+        self.last_epoch = epoch if epoch >= 0 else None
+        return epoch + 1
+
+    # ---- one epoch -----------------------------------------------------------------------------
+    def epoch(self, model: nn.Module, epoch: int, train_loss: Any = None, train_acc: Any = None,
+              val_loss: Any = None, val_acc: Any = None, test_loss: Any = None, test_acc: Any = None,
+              optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None) -> None:
+        """Record epoch `epoch` (0 = before training): the losses (nats) and accuracies (fractions)
+        given, the preset's probes on `model`, then rewrite the trajectory, checkpoint (every
+        `checkpoint_every` epochs; with `optimizer` and `scheduler` when given) and run.json.
+        RunDiverged (the run ends `diverged`) when a loss given is not finite."""
+        self._require_open("epoch")
+        if self._final():
+            raise ConfigError(f"run {self.run_id} is already {self.status} ({self.run_dir}) and final; give other "
+                              "hparams (e.g. more epochs) for a new run")
+        self._check_epoch(epoch)
+        losses = {split: number(f"{split}_loss", value)
+                  for split, value in zip(SPLITS, (train_loss, val_loss, test_loss)) if value is not None}
+        accuracies = {split: number(f"{split}_acc", value, fraction=True)
+                      for split, value in zip(SPLITS, (train_acc, val_acc, test_acc)) if value is not None}
+        given = {split: Evaluation(losses.get(split, math.nan), accuracies.get(split, math.nan), _NO_LOGITS,
+                                   _NO_LABELS) for split in SPLITS if split in losses or split in accuracies}
+        bad = [f"{split}_loss={value}" for split, value in losses.items() if not math.isfinite(value)]
+        rows = [("train", "lr", None, float(optimizer.param_groups[0]["lr"]))] if optimizer is not None else []
+        rows += self._measure(model, epoch, given, diverged=bool(bad))
+        self._tracked = True
+        self.trajectory.extend(epoch, rows)
+        write_trajectory(self.run_dir, self.trajectory.to_table())
+        self.last_epoch, self._parts = epoch, (model, optimizer, scheduler)
+        assert self.record is not None
+        self.record.epochs_done = epoch
+        if bad:
+            error = f"non-finite loss at epoch {epoch}: {', '.join(bad)}"
+            self._finish(RunStatus.DIVERGED, error)
+            raise RunDiverged(f"run {self.run_id} diverged: {error}; its trajectory is kept in {self.run_dir}")
+        self._keep_best(epoch, given.get("val"), model, optimizer, scheduler)
+        if epoch % self.checkpoint_every == 0:
+            self._save_checkpoint(epoch, model, optimizer, scheduler)
+        self.record.duration_s = (self.record.duration_s or 0.0) + time.monotonic() - self._started
+        self._started = time.monotonic()
+        write_run_json(self.run_dir, self.record)
+
+    def _check_epoch(self, epoch: Any) -> None:
+        if not isinstance(epoch, numbers.Integral) or isinstance(epoch, bool) or epoch < 0:
+            raise ConfigError(f"epoch={epoch!r} must be a whole number >= 0 (0 = before training, then 1, 2, ...)")
+        if self.last_epoch is not None and epoch <= self.last_epoch:
+            what = "is already recorded" if epoch == self.last_epoch else "goes backwards"
+            raise ConfigError(f"epoch {epoch} {what}: {self.run_dir} holds epochs up to {self.last_epoch}; epochs must "
+                              "increase (after a restart, start = tracker.resume(model, optimizer) is the next one)")
+
+    def _measure(self, model: nn.Module, epoch: int, given: dict[str, Evaluation], diverged: bool) -> list[Row]:
+        """Rows of every probe due at `epoch`: performance on the numbers given, the others on the
+        probe data (one shared forward pass); only performance once the run has `diverged`."""
+        due = [p for p in self.probes if p.due(epoch, -1 if self.final_epoch is None else self.final_epoch)
+               and (p.name == "performance" or not diverged)]
+        rows: list[Row] = []
+        if not any(p.name not in MODEL_ONLY_PROBES for p in due):
+            for probe in due:
+                rows += probe.measure(ProbeContext(epoch, model, _NO_DATA, _NO_SPLIT, given, seed=self.seed))
+            return rows
+        assert self.probe_set is not None
+        features, logits = self._forward(model)
+        labels = self.probe_set.y
+        data = DataBundle("probe_data", self.probe_set, self.probe_set, self.probe_set, logits.shape[1],
+                          tuple(self.probe_set.x.shape[1:]))
+        measured = {split: Evaluation(e.loss, e.acc, logits, labels) for split, e in given.items()}
+        shared = {"probe_outputs": (features, logits)}
+        for probe in due:
+            if probe.uses_features and features is None:
+                if probe.name not in self._noticed:
+                    self._noticed.add(probe.name)
+                    log.warning("tracking: probe '%s' skipped: it needs penultimate features, and %s has no "
+                                "`features` and `head` modules; pass features=lambda model, x: ... (N × D)",
+                                probe.name, type(model).__name__)
+                continue
+            evaluations = given if probe.name == "performance" else measured
+            split = getattr(probe, "split", None)
+            if split is not None and split not in evaluations:
+                evaluations = {**evaluations, split: Evaluation(math.nan, math.nan, logits, labels)}
+            context = ProbeContext(epoch, model, data, self.probe_set, evaluations,
+                                   self.probe_states.setdefault(probe.name, {}), seed=self.seed, shared=shared)
+            rows += probe.measure(context)
+        return rows
+
+    @torch.no_grad()
+    def _forward(self, model: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(penultimate features N × D or None, logits N × C) of the probe data, eval mode, float32 on CPU."""
+        assert self.probe_set is not None
+        x = self.probe_set.x
+        if self.features is None and isinstance(getattr(model, "features", None), nn.Module) \
+                and isinstance(getattr(model, "head", None), nn.Module):
+            return forward_features(model, x)
+        device = next(model.parameters()).device
+        feature_chunks, logit_chunks = [], []
+        with eval_mode(model):
+            for start in range(0, len(x), 512):
+                batch = x[start:start + 512].to(device)
+                logit_chunks.append(model(batch).float().cpu())
+                if self.features is not None:
+                    feature_chunks.append(torch.as_tensor(self.features(model, batch)).flatten(1).float().cpu())
+        features = torch.cat(feature_chunks) if feature_chunks else None
+        if features is not None and len(features) != len(x):
+            raise ConfigError(f"features(model, x) gave {len(features)} rows for {len(x)} examples; it must give one "
+                              "row of penultimate features per example")
+        return features, torch.cat(logit_chunks)
+
+    # ---- checkpoints ---------------------------------------------------------------------------
+    def _state(self, epoch: int, model: nn.Module, optimizer: Any, scheduler: Any) -> dict[str, Any]:
+        return TrainingState(model, optimizer, scheduler, None, self.probe_states, epoch, self.best_value).state_dict()
+
+    def _save_checkpoint(self, epoch: int, model: nn.Module, optimizer: Any, scheduler: Any) -> None:
+        """`last.pt`: what `resume` reads."""
+        checkpoint.save(checkpoint.checkpoint_dir(self.run_dir) / checkpoint.LAST,
+                        self._state(epoch, model, optimizer, scheduler))
+        self._checkpointed = epoch
+
+    def _keep_best(self, epoch: int, val: Evaluation | None, model: nn.Module, optimizer: Any, scheduler: Any) -> None:
+        """`best.pt` whenever the val loss given reaches a new minimum."""
+        if val is None or not math.isfinite(val.loss) or (self.best_value is not None and val.loss >= self.best_value):
+            return
+        self.best_value = val.loss
+        checkpoint.save(checkpoint.checkpoint_dir(self.run_dir) / checkpoint.BEST,
+                        self._state(epoch, model, optimizer, scheduler))
+
+
+# ---- the one-call case ---------------------------------------------------------------------------
+def _loader(data: Any, batch_size: int, generator: torch.Generator | None = None) -> torch.utils.data.DataLoader:
+    dataset = torch.utils.data.TensorDataset(*data) if isinstance(data, (tuple, list)) else data
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=generator is not None,
+                                       generator=generator)
+
+
+@torch.no_grad()
+def _evaluate(model: nn.Module, data: Any, criterion: Callable, batch_size: int) -> tuple[float, float]:
+    """(mean loss, accuracy) of `model` in eval mode over every example of `data`."""
+    device = next(model.parameters()).device
+    total, correct, seen = 0.0, 0, 0
+    with eval_mode(model):
+        for x, y in _loader(data, batch_size):
+            x, y = x.to(device), y.to(device)
+            logits = model(x)
+            total += float(criterion(logits, y)) * len(y)
+            correct += int((logits.argmax(dim=1) == y).sum())
+            seen += len(y)
+    return total / max(seen, 1), correct / max(seen, 1)
+
+
+def track_learning_curve(model: nn.Module, train_data: Any, val_data: Any, epochs: int, batch_size: int, *,
+                         campaign_dir: Path | str = "outputs/tracked", hparams: Mapping[str, Any] | None = None,
+                         optimizer: torch.optim.Optimizer | None = None, criterion: Callable | None = None,
+                         tracking: str | Mapping = "default", probe_data: Any = None,
+                         features: Features | None = None, checkpoint_every: int = 1, seed: int = 0) -> Tracker:
+    """Train `model` for `epochs` epochs and track every epoch (0 = before training) into
+    `campaign_dir`; an interrupted run with the same hparams resumes. `train_data`/`val_data` are
+    (x, y) tensors or Datasets; the optimiser defaults to Adam (lr 1e-3) and the loss to
+    cross-entropy; batches are shuffled by a generator seeded from (`seed`, epoch). The train loss
+    and accuracy are measured in eval mode over the whole training set, as our runs do. Returns the
+    closed Tracker (`run_dir`, `status`)."""
+    optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=1e-3)
+    criterion = criterion or F.cross_entropy
+    params = {"model": type(model).__name__, "optimizer": type(optimizer).__name__,
+              "lr": optimizer.param_groups[0]["lr"], "epochs": epochs, "batch_size": batch_size, "seed": seed,
+              **(hparams or {})}
+    with Tracker(campaign_dir, params, tracking, val_data if probe_data is None else probe_data, checkpoint_every,
+                 features=features, epochs=epochs) as tracker:
+        device = next(model.parameters()).device
+        for epoch in range(tracker.resume(model, optimizer), epochs + 1):
+            if epoch > 0:
+                model.train()
+                order = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+                for x, y in _loader(train_data, batch_size, order):
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = criterion(model(x.to(device)), y.to(device))
+                    loss.backward()
+                    optimizer.step()
+            train_loss, train_acc = _evaluate(model, train_data, criterion, batch_size)
+            val_loss, val_acc = _evaluate(model, val_data, criterion, batch_size)
+            tracker.epoch(model, epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,
+                          val_acc=val_acc, optimizer=optimizer)
+    return tracker
