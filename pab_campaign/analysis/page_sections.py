@@ -69,8 +69,9 @@ def overview(campaign: Campaign) -> Section:
     runs = campaign.runs
     section = Section("overview", "Overview", "What the campaign holds: its properties, how its runs ended, "
                       "and every run that could not be used, with the reason.")
-    section.tables.append(HtmlTable("properties", "Properties", ["property", "value"],
-                                    [[_text(name), _text(value)] for name, value in properties(campaign)]))
+    section.tables.append(HtmlTable("properties", "Properties", ["property", "No. unique", "values"],
+                                    [[_text(name), Cell(count, "num"), _text(values)]
+                                     for name, count, values in properties(campaign)]))
     counts = runs["status"].value_counts()
     section.tables.append(HtmlTable(
         "statuses", f"Runs by status ({_duration(float(runs['duration_s'].astype(float).sum()))} of training in all)",

@@ -137,3 +137,4 @@ def states_curves_figure(curve: pd.DataFrame, bands: pd.DataFrame, k: int, metri
     grouped = f"; groups by {', '.join(groupby)}" if groupby else ""
     figure.suptitle(f"{title}{grouped}{suffix}", fontsize=11)
     figure.tight_layout(rect=(0, 0.06 if rows == 1 else 0.04, 1, 1))
+    return figure
