@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import shutil
 import uuid
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from pab_campaign.analysis.campaign import (
     CampaignError,
     MetricSpec,
     completed_runs,
+    ids_suffix,
     load_trajectories,
     metric_series,
     tracked_metrics,
@@ -383,11 +383,6 @@ def run_audit(campaign: Campaign, request: AuditRequest) -> AuditResult:
     return AuditResult(table, driver_table, data, notes, request, family, int(driver_table["p"].notna().sum()))
 
 
-def _suffix(campaign_ids: list[str] | None) -> str:
-    """'' or '_<ids>' (sorted, joined by '-'), as the report's file names take it."""
-    return "_" + (re.sub(r"[^\w.=-]+", "_", "-".join(sorted(campaign_ids))) or "all") if campaign_ids else ""
-
-
 def _replace_folder(folder: Path, fill: Callable[[Path], list[Path]]) -> list[Path]:
     """Make `folder` hold exactly what `fill(staging)` writes: fill a new folder beside it, then swap
     the two, so that files of an earlier audit never linger and a failure leaves the old folder as it
@@ -428,7 +423,7 @@ def write_audit(campaign: Campaign, result: AuditResult, plots: bool = True, cam
     from pab_campaign.analysis.plots.style import figure_name, save_png
 
     out = Path(output_folder) if output_folder is not None else summary_dir(campaign.directory)
-    suffix = _suffix(campaign_ids)
+    suffix = ids_suffix(campaign_ids)
     table, data = result.table, result.data
     written = [out / f"audit{suffix}.csv"]
     atomic_write(written[0], lambda tmp: table.to_csv(tmp, index=False))

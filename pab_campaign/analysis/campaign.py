@@ -93,6 +93,16 @@ def open_campaign(directory: Path | str, campaign_ids: list[str] | None = None) 
     return Campaign(directory, runs.reset_index(drop=True), names, skipped)
 
 
+def slug(parts: list[str]) -> str:
+    """`parts` joined by '-' with every character unsafe in a file name replaced ('all' when empty)."""
+    return re.sub(r"[^\w.=-]+", "_", "-".join(parts)) or "all"
+
+
+def ids_suffix(campaign_ids: list[str] | None) -> str:
+    """'' or '_<ids>', the suffix of the files an analysis writes for a `--campaign-id` filter."""
+    return f"_{slug(sorted(campaign_ids))}" if campaign_ids else ""
+
+
 def completed_runs(campaign: Campaign) -> pd.DataFrame:
     """The completed runs; a campaign without any is an error."""
     done = campaign.runs[campaign.runs["status"] == RunStatus.COMPLETED]

@@ -95,24 +95,25 @@ def render(page: Page) -> str:
     return environment.get_template("campaign.html.j2").render(page=page)
 
 
-def build_page(campaign: Campaign, command: str) -> Page:
-    """Every section of the page for `campaign`; `command` is how the page was made (shown in it)."""
+def build_page(campaign: Campaign, command: str, campaign_ids: list[str] | None = None) -> Page:
+    """Every section of the page for `campaign` (its runs of `campaign_ids`, when given); `command`
+    is how the page was made (shown in it)."""
     from pab_campaign.analysis import page_sections
 
     generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
     subtitle = [f"{campaign.directory.resolve()}", f"written {generated} by `{command}`"]
-    return Page(f"Campaign {campaign.directory.name}", subtitle, page_sections.all_sections(campaign))
+    return Page(f"Campaign {campaign.directory.name}", subtitle, page_sections.all_sections(campaign, campaign_ids))
 
 
 def default_path(campaign: Campaign) -> Path:
     return summary_dir(campaign.directory) / PAGE_NAME
 
 
-def write_page(campaign: Campaign, out: Path | None, command: str) -> Path:
+def write_page(campaign: Campaign, out: Path | None, command: str, campaign_ids: list[str] | None = None) -> Path:
     """Build, render and atomically write the page to `out` (default `summary/report.html`)."""
     path = Path(out) if out is not None else default_path(campaign)
     if not path.parent.is_dir():
         raise CampaignError(f"--out {path}: directory {path.parent} does not exist; create it or choose another path")
-    html = render(build_page(campaign, command))
+    html = render(build_page(campaign, command, campaign_ids))
     atomic_write_bytes(path, html.encode("utf-8"))
     return path

@@ -14,14 +14,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from pab_campaign.analysis.campaign import Campaign, properties
+from pab_campaign.analysis.campaign import Campaign, ids_suffix, properties
 from pab_campaign.analysis.html import Cell, HtmlTable, Missing, PageFigure, Section, png_uri
+from pab_campaign.analysis.modeldiff import SUBPOPULATIONS
 from pab_campaign.errors import CampaignError
 from pab_campaign.store import RunStatus, summary_dir
 
 CURVE_METRICS = ("train/loss", "val/loss", "test/loss", "train/acc", "val/acc", "test/acc")
 GAP_METRICS = ("val/gen_gap", "val/loss_gap")
 MAX_CSV_ROWS = 200
+MAX_AUDIT_FIGURES = 6
 
 
 def _number(value: object, digits: int = 4) -> Cell:
@@ -97,7 +99,11 @@ def summary(campaign: Campaign) -> Section:
     section = Section("summary", "Grouped summary", "Mean ± CI95 (Student t, over the runs of each group) of "
                       "accuracy and loss, at each run's last epoch and at its epoch of minimal val/loss.")
     for epoch in ("last", "best"):
-        report = build_report(campaign, epoch=epoch)
+        try:
+            report = build_report(campaign, epoch=epoch)
+        except CampaignError as exc:
+            section.notes.append(f"no table at the {epoch} epoch: {exc}")
+            continue
         columns = [*report.groupby, "runs", *report.metrics, "duration_s"]
         rows = []
         for row in report.summary.to_dict("records"):
@@ -201,51 +207,143 @@ def spectra(campaign: Campaign) -> Section:
         "python -m pab_campaign -m tracking=default"))
 
 
-def _folder_section(section: Section, folder: Path, missing: Missing) -> Section:
-    """Every CSV (as a table) and PNG (inline) an analysis command wrote into `folder`."""
-    if not folder.is_dir() or not any(folder.iterdir()):
-        section.missing = missing
-        return section
-    for path in sorted(folder.rglob("*.csv")):
-        section.tables.append(_frame_table(path.stem, str(path.relative_to(folder)), pd.read_csv(path)))
-    for path in sorted(folder.rglob("*.png")):
-        section.figures.append(_file_figure(path, str(path.relative_to(folder))))
-    return section
+def _csv(path: Path) -> pd.DataFrame | None:
+    """The CSV an analysis command wrote, or None when it has not written one."""
+    return pd.read_csv(path) if path.is_file() else None
 
 
-def audit(campaign: Campaign) -> Section:
-    section = Section("audit", "MBE audit", "Does a candidate metric predict the final result beyond early "
-                      "validation loss? The last `pab-campaign audit` run on this campaign.")
+def _figures(paths: list[Path], folder: Path) -> list[PageFigure]:
+    return [_file_figure(path, str(path.relative_to(folder.parent))) for path in paths]
+
+
+def _rho_cell(rho: float, low: float, high: float) -> Cell:
+    if math.isnan(rho):
+        return Cell("–", "num")
+    interval = "" if math.isnan(low) else f" [{low:.2f}, {high:.2f}]"
+    return Cell(f"{rho:.3f}{interval}", "num")
+
+
+def audit(campaign: Campaign, campaign_ids: list[str] | None) -> Section:
+    section = Section("audit", "MBE audit", "Does a candidate metric predict the final result beyond the baseline "
+                      "(early validation loss)? Stage 1: the raw Spearman ρ with the target is significant; stage 4: "
+                      "so is the partial ρ given the baseline, else the metric is a loss proxy. From the last "
+                      "`pab-campaign audit` on this campaign.")
     folder = summary_dir(campaign.directory)
-    csv = folder / "audit.csv"
-    if not csv.exists():
+    suffix = ids_suffix(campaign_ids)
+    table = _csv(folder / f"audit{suffix}.csv")
+    if table is None:
         section.missing = Missing("No audit has been run on this campaign yet.",
                                   f"pab-campaign audit {campaign.directory} --all-metrics --baseline val/loss@3 "
                                   "--target test/acc")
         return section
-    section.tables.append(_frame_table("audit", "summary/audit.csv", pd.read_csv(csv)))
-    for path in sorted((folder / "audit").glob("*.png")):
-        section.figures.append(_file_figure(path, f"summary/audit/{path.name}"))
+    first = table.iloc[0]
+    rows = [[_text(r.group), _text(r.metric), _number(int(r.n)), _rho_cell(r.raw_rho, r.raw_ci_low, r.raw_ci_high),
+             _number(r.raw_p_adj, 2), _text(r.stage1), _rho_cell(r.partial_rho, r.partial_ci_low, r.partial_ci_high),
+             _number(r.partial_p_adj, 2), Cell(str(r.verdict), "verdict-proxy" if r.is_loss_proxy is True else ""),
+             _text(r.effect_class)] for r in table.itertuples()]
+    section.tables.append(HtmlTable(
+        "audit", f"Adjusted p-values: {first.correction} over a family of {int(first.family_size)} tests, "
+        f"α = {first.alpha:g}; 95 % bootstrap intervals", ["group", "metric", "n", "raw ρ [95 % CI]", "p adj",
+                                                           "stage 1", "partial ρ [95 % CI]", "p adj", "stage 4",
+                                                           "effect class"], rows))
+    section.notes += [str(d) for d in table["diagnosis"].dropna()]
+    section.figures += _figures(_audit_figures(table, folder / f"audit{suffix}"), folder)
     return section
 
 
-def states(campaign: Campaign) -> Section:
-    section = Section("states", "Latent training phases", "Hidden Markov model phases of the runs' per-epoch "
-                      "statistics (`pab-campaign states`).")
-    return _folder_section(section, summary_dir(campaign.directory) / "states", Missing(
-        "No latent-phase analysis has been run on this campaign yet.", f"pab-campaign states {campaign.directory}"))
+def _audit_figures(table: pd.DataFrame, folder: Path) -> list[Path]:
+    """The figures of at most MAX_AUDIT_FIGURES candidates: those that pass stage 4 first, then by
+    |partial ρ| over all runs (every figure stays in the audit's folder)."""
+    from pab_campaign.analysis.plots.style import figure_name
+
+    pooled = table[(table["verdict"] != "baseline") & (table["group"] == table["group"].iloc[0])]
+    ranked = pooled.assign(strength=pooled["partial_rho"].abs()).sort_values(
+        ["is_loss_proxy", "strength"], ascending=[True, False], na_position="last")
+    paths = [folder / figure_name(metric) for metric in ranked["metric"]]
+    return [path for path in paths if path.is_file()][:MAX_AUDIT_FIGURES]
 
 
-def modeldiff(campaign: Campaign) -> Section:
+STATES_TABLES = (
+    ("selection.csv", "Model selection over the number of phases K (held-out log-likelihood per run, nats)",
+     ["k", "n_params", "heldout_ll", "heldout_ll_se", "aic", "bic", "chosen"]),
+    ("phases.csv", "The phases: share of all epochs, runs visiting, typical epochs and what sets them apart",
+     ["state", "occupancy", "runs", "epoch_from", "epoch_to", "description"]),
+    ("transitions.csv", "Transitions seen in the data, with the features that change most (standardised mean "
+     "difference before vs after)", ["from_state", "to_state", "runs", "probability", "rank", "feature", "smd"]),
+    ("detours.csv", "Detours: runs visiting a phase vs not, on convergence epoch (Welch's t, Holm-adjusted p)",
+     ["state", "runs_visiting", "runs_not", "conv_visiting", "conv_not", "t", "p", "p_holm", "cohen_d"]),
+    ("hyperparameters.csv", "Which hyper-parameters predict visiting a phase",
+     ["state", "hparam", "test", "effect", "p", "visit_rate_by_value"]),
+)
+
+
+def states(campaign: Campaign, campaign_ids: list[str] | None) -> Section:
+    from pab_campaign.analysis.states_report import states_dir
+
+    section = Section("states", "Latent training phases", "A Gaussian hidden Markov model over every run's "
+                      "per-epoch statistics: each run becomes a sequence of phases (`pab-campaign states`).")
+    folder = states_dir(campaign, campaign_ids)
+    if _csv(folder / "selection.csv") is None:
+        section.missing = Missing("No latent-phase analysis has been run on this campaign yet.",
+                                  f"pab-campaign states {campaign.directory}")
+        return section
+    for name, caption, columns in STATES_TABLES:
+        frame = _csv(folder / name)
+        if frame is not None:
+            shown = frame[frame["rank"] <= 3] if name == "transitions.csv" else frame
+            section.tables.append(_frame_table(name.removesuffix(".csv"), caption,
+                                               shown[[c for c in columns if c in shown.columns]]))
+    section.figures += _figures(sorted(folder.glob("*.png")), folder)
+    return section
+
+
+def _composition(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per direction: for each subpopulation its three most frequent classes with their shares."""
+    top = frame.sort_values("share", ascending=False).groupby(["comparison", "direction", "subpopulation"]).head(3)
+    cells = top.groupby(["comparison", "direction", "subpopulation"], sort=False).apply(
+        lambda rows: ", ".join(f"{label}: {share:.0%}" for label, share in zip(rows["label"], rows["share"])),
+        include_groups=False)
+    wide = cells.unstack("subpopulation")
+    wide = wide[[name for name in SUBPOPULATIONS if name in wide.columns]]
+    return wide.reset_index().sort_values(["comparison", "direction"])
+
+
+def modeldiff(campaign: Campaign, campaign_ids: list[str] | None) -> Section:
+    from pab_campaign.analysis.modeldiff_outputs import DIFF_DIR
+
     section = Section("diff", "ModelDiff", "How two learning algorithms of this campaign differ in what they "
-                      "learn (`pab-campaign diff`).")
-    return _folder_section(section, summary_dir(campaign.directory) / "diff", Missing(
-        "No ModelDiff comparison has been run on this campaign yet.",
-        f"pab-campaign diff {campaign.directory} --a KEY=VALUE --b KEY=VALUE"))
+                      "learn: residual PCA of TRAK attribution scores (`pab-campaign diff`), and counterfactual "
+                      "tests of the transformation a direction suggests (`pab-campaign diff-test`).")
+    root = summary_dir(campaign.directory) / DIFF_DIR
+    comparisons = sorted(path for path in root.glob("*") if (path / "directions.csv").is_file())
+    if not comparisons:
+        section.missing = Missing("No ModelDiff comparison has been run on this campaign yet.",
+                                  f"pab-campaign diff {campaign.directory} --a KEY=VALUE --b KEY=VALUE")
+        return section
+    for folder in comparisons:
+        section.tables.append(_frame_table(f"{folder.name}-directions", f"{folder.name}: distinguishing directions, "
+                                           "with the variance of A's and B's row-normalised scores along each",
+                                           pd.read_csv(folder / "directions.csv")))
+        composition = _csv(folder / "composition.csv")
+        if composition is not None:
+            section.tables.append(_frame_table(f"{folder.name}-composition", f"{folder.name}: the three most "
+                                               "frequent classes among the examples each direction singles out "
+                                               "(train±: largest / most negative weights, val±: projections)",
+                                               _composition(composition)))
+        for path in sorted(folder.glob("counterfactual_*.csv")):
+            if not path.stem.endswith("_runs"):
+                section.tables.append(_frame_table(f"{folder.name}-{path.stem}", f"{folder.name}: counterfactual "
+                                                   f"test, {path.stem.removeprefix('counterfactual_')}",
+                                                   pd.read_csv(path)))
+        section.figures += _figures(sorted(folder.glob("*_dir1_*.png")), root)
+    return section
 
 
-SECTIONS = (overview, summary, learning_curves, classes, robustness, spectra, audit, states, modeldiff)
+CAMPAIGN_SECTIONS = (overview, summary, learning_curves, classes, robustness, spectra)
+ANALYSIS_SECTIONS = (audit, states, modeldiff)
 
 
-def all_sections(campaign: Campaign) -> list[Section]:
-    return [build(campaign) for build in SECTIONS]
+def all_sections(campaign: Campaign, campaign_ids: list[str] | None = None) -> list[Section]:
+    """Every section in page order; the analyses' sections read the files written for `campaign_ids`."""
+    return ([build(campaign) for build in CAMPAIGN_SECTIONS]
+            + [build(campaign, campaign_ids) for build in ANALYSIS_SECTIONS])

@@ -3,13 +3,19 @@ mean, standard deviation (ddof=1) and Student-t CI95 half-width of each metric; 
 learning curves aggregated over seeds per group (mean and CI95 per epoch)."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from pab_campaign.analysis.campaign import Campaign, completed_runs, indexed_metrics, varying_hparams
+from pab_campaign.analysis.campaign import (
+    Campaign,
+    completed_runs,
+    ids_suffix,
+    indexed_metrics,
+    slug,
+    varying_hparams,
+)
 from pab_campaign.analysis.stats import ci95_halfwidths
 from pab_campaign.errors import CampaignError
 from pab_campaign.store import atomic_write, summary_dir
@@ -304,17 +310,13 @@ def split_layout(summary: pd.DataFrame, groupby: list[str], labels: list[str]) -
     return pd.concat(pieces, ignore_index=True)
 
 
-def _slug(parts: list[str]) -> str:
-    return re.sub(r"[^\w.=-]+", "_", "-".join(parts)) or "all"
-
-
 def report_path(campaign: Campaign, groupby: list[str], epoch: str | int, campaign_ids: list[str] | None,
                 folder: Path | None = None, layout: str = "wide") -> Path:
     """`<folder>/summary_<groupby>_<epoch>[_<campaign ids>][_split].csv`; the folder defaults to the
     campaign's `summary/`."""
-    suffix = f"_{_slug(sorted(campaign_ids))}" if campaign_ids else ""
+    suffix = ids_suffix(campaign_ids)
     suffix += "_split" if layout == "split" else ""
-    return (folder or summary_dir(campaign.directory)) / f"summary_{_slug(groupby)}_{epoch}{suffix}.csv"
+    return (folder or summary_dir(campaign.directory)) / f"summary_{slug(groupby)}_{epoch}{suffix}.csv"
 
 
 def write_report(campaign: Campaign, report: Report, epoch: str | int, campaign_ids: list[str] | None = None,
@@ -360,8 +362,8 @@ def write_curves(campaign: Campaign, groupby: list[str], curves: pd.DataFrame,
     from pab_campaign.analysis.plots.curves import plot_curves
     from pab_campaign.analysis.plots.style import save_png
 
-    suffix = f"_{_slug(sorted(campaign_ids))}" if campaign_ids else ""
-    stem = f"curves_{_slug(groupby)}{suffix}"
+    suffix = ids_suffix(campaign_ids)
+    stem = f"curves_{slug(groupby)}{suffix}"
     folder = folder or summary_dir(campaign.directory)
     parquet, png = (folder / f"{stem}.{ext}" for ext in ("parquet", "png"))
     atomic_write(parquet, lambda tmp: curves.to_parquet(tmp, index=False))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pab_campaign.analysis.campaign import Campaign, MetricSpec, completed_runs, varying_hparams
+from pab_campaign.analysis.campaign import Campaign, MetricSpec, completed_runs, ids_suffix, varying_hparams
 from pab_campaign.analysis.phases import (
     convergence_epochs,
     detour_table,
@@ -127,8 +127,7 @@ def _bounds(lengths) -> list[tuple[int, int]]:
 
 def states_dir(campaign: Campaign, campaign_ids: list[str] | None = None) -> Path:
     """`<campaign>/summary/states/` (`states_<ids>/` for a run filter by campaign id)."""
-    suffix = "_" + "-".join(campaign_ids) if campaign_ids else ""
-    return summary_dir(campaign.directory) / f"states{suffix}"
+    return summary_dir(campaign.directory) / f"states{ids_suffix(campaign_ids)}"
 
 
 def _csv(path: Path, frame: pd.DataFrame, index: bool = False) -> Path:

@@ -16,7 +16,7 @@ def cmd_html(args: argparse.Namespace) -> int:
 
     campaign = open_campaign(args.campaign, args.campaign_id)
     command = shlex.join(["pab-campaign", *sys.argv[1:]]) if sys.argv[1:] else f"pab-campaign html {args.campaign}"
-    path = write_page(campaign, Path(args.out) if args.out else None, command)
+    path = write_page(campaign, Path(args.out) if args.out else None, command, args.campaign_id)
     print_line(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB); open it in a browser")
     print_skipped(campaign.skipped)
     return 0

@@ -10,7 +10,7 @@ import pytest
 from pab_campaign.analysis.campaign import open_campaign
 from pab_campaign.analysis.html import build_page, render
 from pab_campaign.store import summary_dir
-from tests.helpers import assert_one_line_error, cli, make_grid, write_run
+from tests.helpers import assert_one_line_error, cli, make_grid, write_planted_campaign, write_run
 
 KEYS = ("0", "1", "2")
 
@@ -44,14 +44,33 @@ def test_every_section_is_present_and_analyses_not_run_say_how(tmp_path):
     assert not re.search(r"(src|href)=\"(https?:|//)", html)
 
 
-def test_audit_results_appear_once_an_audit_wrote_them(tmp_path):
-    campaign = _keyed_campaign(tmp_path / "c")
-    summary_dir(campaign).mkdir()
-    pd.DataFrame({"metric": ["probe/x@3"], "partial_rho": [0.12]}).to_csv(summary_dir(campaign) / "audit.csv",
-                                                                          index=False)
-    page = build_page(open_campaign(campaign), "cmd")
-    audit = next(section for section in page.sections if section.key == "audit")
-    assert audit.missing is None and audit.tables[0].rows[0][0].text == "probe/x@3"
+def test_the_analyses_appear_once_they_wrote_their_files(tmp_path):
+    campaign = tmp_path / "phases"
+    write_planted_campaign(campaign, 20)
+    audited = cli(["audit", str(campaign), "--metric", "weights/f0,weights/f1", "--baseline", "weights/f2@5",
+                   "--target", "val/acc", "--n-boot", "50"])
+    assert audited.returncode == 0, audited.stderr
+    phases = cli(["states", str(campaign), "--metrics", "weights/f0,weights/f1,weights/f2,weights/f3",
+                  "--max-states", "3", "--restarts", "2", "--jobs", "1"])
+    assert phases.returncode == 0, phases.stderr
+    comparison = summary_dir(campaign) / "diff" / "a_vs_b"
+    comparison.mkdir(parents=True)
+    pd.DataFrame({"comparison": ["B-A"], "direction": [1], "variance_a": [0.01], "variance_b": [0.05],
+                  "residual_variance": [0.06]}).to_csv(comparison / "directions.csv", index=False)
+    pd.DataFrame({"comparison": ["B-A"] * 3, "direction": [1] * 3, "subpopulation": ["train+", "train+", "val-"],
+                  "label": [8, 3, 1], "count": [45, 5, 50], "share": [0.9, 0.1, 1.0]}).to_csv(
+        comparison / "composition.csv", index=False)
+
+    sections = {section.key: section for section in build_page(open_campaign(campaign), "cmd").sections}
+    assert not any(sections[key].missing for key in ("audit", "states", "diff"))
+    audit_rows = {row[1].text: row for row in sections["audit"].tables[0].rows}
+    assert set(audit_rows) == {"weights/f2@5", "weights/f0@5", "weights/f1@5"}
+    assert all(row[8].text in ("PASS", "loss proxy", "baseline") for row in audit_rows.values())
+    assert len(sections["audit"].figures) == 2 and sections["audit"].notes
+    assert [table.key for table in sections["states"].tables][:2] == ["selection", "phases"]
+    assert {figure.key for figure in sections["states"].figures} >= {"selection", "transitions"}
+    composition = sections["diff"].tables[1]
+    assert [cell.text for cell in composition.rows[0]] == ["B-A", "1", "8: 90%, 3: 10%", "1: 100%"]
 
 
 def test_text_from_the_campaign_is_escaped(tmp_path):
