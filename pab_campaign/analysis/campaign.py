@@ -77,6 +77,11 @@ class Campaign:
         workspace = self.workspace or Workspace(self.directory, summary_dir(self.directory))
         return workspace.output_dir()
 
+    @property
+    def index_dir(self) -> Path | None:
+        """Where the index files are kept (None: in memory only)."""
+        return self.workspace.directory if self.workspace is not None else summary_dir(self.directory)
+
     def query_trajectories(self, sql: str, params: dict, tables: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
         """Run `sql` (DuckDB, the trajectories as `traj`) over the compacted
         `trajectories.parquet`, brought up to date once per Campaign (one command)."""
@@ -143,7 +148,11 @@ def load_trajectories(campaign: Campaign, run_ids: list[str]) -> pd.DataFrame:
               "WHERE run_id IN (SELECT unnest($ids::VARCHAR[])) ORDER BY run_id, epoch", {"ids": list(run_ids)})
     for column in ("run_id", "context", "metric", "key"):
         frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
-    return frame
+    twice = frame.assign(key=frame["key"].fillna("")).duplicated(["run_id", "epoch", "context", "metric", "key"])
+    for run_id in sorted(set(frame.loc[twice, "run_id"])):
+        campaign.skip(run_id, "the trajectory has duplicate rows (an epoch, context, metric and key recorded twice); "
+                              "rewrite it with one row each")
+    return frame[~frame["run_id"].isin(set(frame.loc[twice, "run_id"]))].reset_index(drop=True)
 
 
 def metric_series(trajectories: pd.DataFrame, spec: MetricSpec) -> pd.Series:

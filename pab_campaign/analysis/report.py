@@ -7,12 +7,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pab_campaign.analysis.campaign import Campaign, completed_runs, indexed_metrics, varying_hparams
 from pab_campaign.analysis.stats import ci95_halfwidths
 from pab_campaign.errors import CampaignError
-from pab_campaign.store import atomic_write, summary_dir
+from pab_campaign.store import atomic_write
 
 DEFAULT_CONTEXTS = ("val", "test")
 # `summary/<name>` labels are whole-run process summaries (pab_campaign.analysis.trajectory_summary).
@@ -39,6 +40,18 @@ def summarize(per_run: pd.DataFrame, groupby: list[str], columns: list[str]) -> 
         out[f"{column}.ci95"] = ci95_halfwidths(count[column].to_numpy(), std[column].to_numpy())
     out = out.reset_index()
     return out.drop(columns="_all") if not groupby else out
+
+
+def drop_infinite(values: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """`values` (index run_id, numeric columns) with ±inf set to NaN, so that statistics leave them
+    out, and one note per column naming the runs that had one."""
+    values = values.apply(pd.to_numeric, errors="coerce").astype(float)
+    infinite = np.isinf(values.to_numpy())
+    for position in np.flatnonzero(infinite.any(axis=0)):
+        runs = values.index[infinite[:, position]].astype(str).tolist()
+        notes.append(f"{values.columns[position]} is ±inf in {len(runs)} run(s) ({', '.join(runs[:10])}"
+                     f"{', ...' if len(runs) > 10 else ''}): left out of its statistics")
+    return values.mask(infinite)
 
 
 @dataclass
@@ -203,6 +216,7 @@ def build_report(
     if summaries:
         values = values.join(_summary_values(campaign, done, summaries))[labels]
     per_run = done.set_index("run_id")[[*groupby, "duration_s"]].join(values).reset_index()
+    per_run[labels] = drop_infinite(per_run.set_index("run_id")[labels], notes).to_numpy()
     empty = per_run[labels].isna().all(axis=1)
     for run_id in per_run.loc[empty, "run_id"]:
         campaign.skip(run_id, f"no finite value of {', '.join(labels)} at epoch {epoch}")
@@ -259,7 +273,7 @@ def report_path(campaign: Campaign, groupby: list[str], epoch: str | int, campai
     campaign's `summary/`."""
     suffix = f"_{_slug(sorted(campaign_ids))}" if campaign_ids else ""
     suffix += "_split" if layout == "split" else ""
-    return (folder or summary_dir(campaign.directory)) / f"summary_{_slug(groupby)}_{epoch}{suffix}.csv"
+    return (folder or campaign.summary_dir) / f"summary_{_slug(groupby)}_{epoch}{suffix}.csv"
 
 
 def write_report(campaign: Campaign, report: Report, epoch: str | int, campaign_ids: list[str] | None = None,
@@ -288,10 +302,18 @@ def build_curves(campaign: Campaign, groupby: list[str] | None = None, contexts:
         f"SELECT {keys + ',' if keys else ''} t.context || '/' || t.metric AS label, t.epoch, count(*) AS runs, "
         "avg(t.value) AS mean, stddev_samp(t.value) AS std "
         "FROM traj t JOIN groups g USING (run_id) "
-        "WHERE t.key IS NULL AND NOT isnan(t.value) "
+        "WHERE t.key IS NULL AND isfinite(t.value) "
         "AND t.context || '/' || t.metric IN (SELECT unnest($labels::VARCHAR[])) "
         f"GROUP BY ALL ORDER BY {keys + ',' if keys else ''} label, t.epoch",
         {"labels": labels}, tables={"groups": groups})
+    infinite = campaign.query_trajectories(
+        "SELECT DISTINCT context || '/' || metric AS label, run_id FROM traj WHERE key IS NULL AND isinf(value) "
+        "AND context || '/' || metric IN (SELECT unnest($labels::VARCHAR[])) "
+        "AND run_id IN (SELECT unnest($ids::VARCHAR[])) ORDER BY label, run_id",
+        {"labels": labels, "ids": done["run_id"].tolist()})
+    for label, runs in infinite.groupby("label")["run_id"]:
+        campaign.note(f"{label} is ±inf at some epochs of {len(runs)} run(s) ({', '.join(runs.tolist()[:10])}): "
+                      "those values are left out of the curves")
     curves["ci95"] = ci95_halfwidths(curves["runs"].to_numpy(), curves["std"].to_numpy())
     return groupby, curves
 
@@ -304,7 +326,7 @@ def write_curves(campaign: Campaign, groupby: list[str], curves: pd.DataFrame,
 
     suffix = f"_{_slug(sorted(campaign_ids))}" if campaign_ids else ""
     stem = f"curves_{_slug(groupby)}{suffix}"
-    folder = folder or summary_dir(campaign.directory)
+    folder = folder or campaign.summary_dir
     parquet, png = (folder / f"{stem}.{ext}" for ext in ("parquet", "png"))
     atomic_write(parquet, lambda tmp: curves.to_parquet(tmp, index=False))
     figure = plot_curves(curves, groupby, title=str(campaign.directory.name))

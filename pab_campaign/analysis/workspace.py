@@ -60,23 +60,33 @@ def is_unwritable(exc: OSError) -> bool:
     return exc.errno in UNWRITABLE_ERRNOS
 
 
-def writable(directory: Path) -> bool:
-    """Whether this process can create `directory` and write a byte into a file there."""
+def write_error(directory: Path) -> OSError | None:
+    """Why this process cannot create `directory` and write a byte into a file there; None if it can."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
         probe = create_temp_file(directory / "write-probe")
-    except OSError:
-        return False
+    except OSError as exc:
+        return exc
     try:
         with open(probe, "wb") as handle:
             handle.write(b"\0")
             handle.flush()
             os.fsync(handle.fileno())
-        return True
-    except OSError:
-        return False
+        return None
+    except OSError as exc:
+        return exc
     finally:
         probe.unlink(missing_ok=True)
+
+
+def writable(directory: Path) -> bool:
+    return write_error(directory) is None
+
+
+def _reason(exc: OSError | None) -> str:
+    if exc is not None and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "is on a full disk"
+    return "cannot be written here"
 
 
 def _places(campaign_dir: Path) -> list[Path]:
@@ -92,22 +102,24 @@ def choose(campaign_dir: Path) -> Workspace:
     """The first writable place (module docstring); stale temp files a killed command left there
     (and in `runs/`, from a merge) are removed on the way."""
     campaign_dir = Path(campaign_dir)
+    first_error = None
     for place in _places(campaign_dir):
-        if writable(place):
+        error = write_error(place)
+        if error is None:
             remove_stale_temps(place)
             if place == summary_dir(campaign_dir):
                 remove_stale_temps(runs_dir(campaign_dir))
                 return Workspace(campaign_dir, place)
-            return Workspace(campaign_dir, place, _note(campaign_dir, place, "cannot be written here"))
-    return Workspace(campaign_dir, None, _note(campaign_dir, None, "cannot be written here and neither can the cache"))
+            return Workspace(campaign_dir, place, _note(campaign_dir, place, _reason(first_error)))
+        first_error = first_error or error
+    return Workspace(campaign_dir, None, _note(campaign_dir, None, f"{_reason(first_error)} and neither can the cache"))
 
 
 def fallback(workspace: Workspace, exc: OSError) -> Workspace:
     """The next place after a write to `workspace.directory` failed with `exc` (unwritable)."""
     places = _places(workspace.campaign)
     later = places[places.index(workspace.directory) + 1:] if workspace.directory in places else []
-    reason = "is on a full disk" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "cannot be written here"
     for place in later:
         if writable(place):
-            return Workspace(workspace.campaign, place, _note(workspace.campaign, place, reason))
-    return Workspace(workspace.campaign, None, _note(workspace.campaign, None, reason))
+            return Workspace(workspace.campaign, place, _note(workspace.campaign, place, _reason(exc)))
+    return Workspace(workspace.campaign, None, _note(workspace.campaign, None, _reason(exc)))
