@@ -44,7 +44,7 @@ from pab_campaign.store import (
 )
 from pab_campaign.training import checkpoint, preemption, provenance
 from pab_campaign.training.acceleration import autocast, on_cuda, prepare_model
-from pab_campaign.training.config import job_threads, undeclared_keys
+from pab_campaign.training.config import check_campaign_name, job_threads, undeclared_keys
 from pab_campaign.training.data import build_dataset, check_dataset
 from pab_campaign.training.data.batching import augment_generator, on_device, train_batches
 from pab_campaign.training.evaluate import Evaluation, evaluate
@@ -62,10 +62,12 @@ SPLITS = ("train", "val", "test")
 
 def validate(cfg: DictConfig) -> None:
     """Refuse configs that cannot run, before anything is written. The schemas have checked every
-    key and type while Hydra composed `cfg`; what is left are ranges, names and files."""
+    key and type while Hydra composed `cfg`; what is left are ranges, names and files. A sweep runs
+    this on every job's config before the first job starts (`hydra.sweeper.validate`)."""
     added = undeclared_keys(cfg)
     if added:
         raise ConfigError(f"{added[0]} is not a config key (added with +?); see `python -m pab_campaign --cfg job`")
+    check_campaign_name(str(cfg.campaign.name))
     checks = [
         (cfg.optimizer.lr > 0, f"optimizer.lr={cfg.optimizer.lr} must be > 0, e.g. optimizer.lr=0.05"),
         (cfg.optimizer.weight_decay >= 0, f"optimizer.weight_decay={cfg.optimizer.weight_decay} must be >= 0"),
