@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pytest
+
 from pab_campaign import store
 from pab_campaign.runlock import LOCK_FILE, RunLock
 from pab_campaign.training.run import execute
@@ -104,3 +106,21 @@ def test_a_failed_run_keeps_its_traceback_in_run_log(tmp_path):
     log = (outcome.directory / store.RUN_LOG).read_text()
     assert "Traceback (most recent call last)" in log and record.error in log
     assert "pab_campaign/training/run.py" in log  # the frames, not just the message
+
+
+def test_a_tracker_refuses_a_run_another_live_process_writes(tmp_path):
+    import torch
+
+    from pab_campaign.runlock import RunLocked
+    from pab_campaign.training.identity import run_id
+    from pab_campaign.training.tracker import Tracker
+
+    campaign = tmp_path / "own"
+    store.runs_dir(campaign).mkdir(parents=True)
+    hparams = {"model": "tiny", "seed": 0}
+    probe = (torch.zeros(8, 4), torch.zeros(8, dtype=torch.long))
+    with RunLock(store.run_dir(campaign, run_id(hparams))), pytest.raises(RunLocked, match="another process"):
+        Tracker(campaign, hparams, tracking="minimal", probe_data=probe).__enter__()
+    with Tracker(campaign, hparams, tracking="minimal", probe_data=probe) as tracker:  # the lock is free again
+        tracker.epoch(torch.nn.Linear(4, 2), 0, train_loss=1.0, val_loss=1.0)
+    assert tracker.status == "completed" and not (tracker.run_dir / LOCK_FILE).exists()
