@@ -157,9 +157,9 @@ def bisect_query(
     return [frame], {}
 
 
-def _scalar_metrics(run_ids: list[str], files: list[str]) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Wide frame (index run_id): `<ctx>/<metric>@last`, `@best`, last_epoch, best_epoch; and the runs
-    set aside with their reason (unreadable file, duplicate rows)."""
+def _scalar_metrics(run_ids: list[str], files: list[str]) -> tuple[pd.DataFrame, dict[str, str], dict[str, list[str]]]:
+    """Wide frame (index run_id): `<ctx>/<metric>@last`, `@best`, last_epoch, best_epoch; the runs
+    set aside with their reason (unreadable file, duplicate rows); and each run's metric columns."""
     frames, bad = bisect_query(connect(), _SCALARS_SQL, files)
     bad_runs = {run_ids[i]: reason for i, reason in bad.items()}
     columns = ["context", "metric", "last", "best", "last_epoch", "best_epoch", "duplicated"]
@@ -172,7 +172,9 @@ def _scalar_metrics(run_ids: list[str], files: list[str]) -> tuple[pd.DataFrame,
     wide = long.pivot(index="run_id", columns="name", values=["last", "best"])
     wide.columns = [f"{name}@{which}" for which, name in wide.columns]
     epochs = long.groupby("run_id").agg(last_epoch=("last_epoch", "max"), best_epoch=("best_epoch", "first"))
-    return wide.join(epochs), bad_runs
+    columns_of = {run_id: sorted(f"{name}@{which}" for name in names for which in ("best", "last"))
+                  for run_id, names in long.groupby("run_id")["name"]}
+    return wide.join(epochs), bad_runs, columns_of
 
 
 def _read_runs(campaign_dir: Path, manifest: pd.DataFrame) -> RunRows:
@@ -199,7 +201,7 @@ def _read_runs(campaign_dir: Path, manifest: pd.DataFrame) -> RunRows:
             except StoreError as exc:
                 record["skip_reason"] = str(exc)
             records.append(record)
-        metrics, bad = scalars.result()
+        metrics, bad, columns_of = scalars.result()
     frame = pd.DataFrame(records, columns=["run_id", *RECORD_COLUMNS[1:], "skip_reason"]).set_index("run_id")
     reasons = {record["run_id"]: record["skip_reason"] for record in records}
     for run_id, reason in bad.items():
@@ -210,11 +212,7 @@ def _read_runs(campaign_dir: Path, manifest: pd.DataFrame) -> RunRows:
             reasons[run_id] = f"{root / run_id / TRAJECTORY}: trajectory has no scalar values"
     frame["skip_reason"] = pd.Series(reasons, dtype=object)
     frame = frame.join(metrics).join(manifest.set_index("run_id"))
-    labels = [c for c in metrics.columns if "@" in c]
-    has = metrics[labels].notna() if labels else pd.DataFrame(index=metrics.index)
-    present = {run_id: [] for run_id in frame.index}
-    for run_id in metrics.index.intersection(frame.index):
-        present[run_id] = [label for label, there in zip(labels, has.loc[run_id]) if there]
+    present = {run_id: columns_of.get(run_id, []) for run_id in frame.index}
     return RunRows(frame.reset_index(), hparams, present)
 
 
