@@ -227,7 +227,6 @@ def _fsync_dir(directory: Path) -> None:
 
 # ---- processes and temp files ------------------------------------------------------------------
 # A temp file's name says which process made it: `.<target>~<host>~<pid>~<token><suffix>`.
-TEMP_SUFFIXES = (".tmp", ".snap")
 _TEMP_NAME = re.compile(r"^\.(?P<target>.+)~(?P<host>[^~]+)~(?P<pid>\d+)~(?P<token>[0-9a-f]+)(?P<suffix>\.\w+)?$")
 # A temp file of another host is stale after this long (no live command keeps one open for an hour).
 FOREIGN_TEMP_STALE_S = 3600.0
