@@ -5,9 +5,10 @@ run may ever have gone backwards.
     PYTHONPATH=. python scripts/chaos.py                 # 20 rounds
     PYTHONPATH=. python scripts/chaos.py --rounds 5 --seed 3 --keep /tmp/chaos
 
-A small grid (digits MLP, 6 epochs, seeds 0..11) is trained once without interruption as the
-reference. Each round then does one of these to the chaos campaign, at random moments; a sweep takes
-4 random seeds of the grid, so that it meets new, half-done and finished runs alike:
+A small grid (digits MLP, 10 epochs, seeds 0..11) is trained once without interruption as the
+reference. Each round then does one of these to the chaos campaign, killing at a random moment of
+the process's expected life (the last measured duration of one of its kind left to finish); a sweep
+takes 4 random seeds of the grid, so that it meets new, half-done and finished runs alike:
 
 - `sweep`: launch it (basic launcher) and SIGKILL it mid-run;
 - `local`: launch it on the local launcher (warm fork server) and SIGKILL the launching process;
@@ -41,7 +42,7 @@ from pab_campaign.errors import StoreError
 from pab_campaign.store import iter_run_dirs, read_run_json, read_trajectory, runs_dir, summary_dir
 
 REPO = Path(__file__).resolve().parents[1]
-GRID = ["model=mlp", "optimizer.lr=0.05", "train.epochs=6", "tracking=default", "checkpoint.every=2",
+GRID = ["model=mlp", "optimizer.lr=0.05", "train.epochs=10", "tracking=default", "checkpoint.every=2",
         "runtime.verbose=false"]
 SEEDS = range(12)
 PER_SWEEP = 4
@@ -70,6 +71,8 @@ class Chaos:
         self.work, self.rng = work, random.Random(seed)
         self.reference, self.campaign, self.merged = work / "reference", work / "chaos", work / "merged"
         self.kills = 0
+        # Expected seconds a process of each kind lives (updated when one is left to finish).
+        self.expected = {"sweep": 10.0, "report": 3.0, "curves": 4.0, "merge": 2.0}
         self.backwards: list[str] = []
         self.seen: dict[str, tuple[str, int]] = {}
         self.stop = threading.Event()
@@ -79,14 +82,18 @@ class Chaos:
         return subprocess.Popen(argv, cwd=REPO, env=environment(), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
 
-    def kill_later(self, process: subprocess.Popen, low: float, high: float) -> None:
-        """SIGKILL `process` (only that process, by its pid) after a random delay, if still running."""
-        deadline = time.monotonic() + self.rng.uniform(low, high)
+    def kill_later(self, process: subprocess.Popen, kind: str) -> None:
+        """SIGKILL `process` (only that process, by its pid) at a random moment of its expected life
+        (the last measured duration of a `kind` process that was left to finish), if still running."""
+        started = time.monotonic()
+        deadline = started + self.rng.uniform(0.05, 0.8) * self.expected[kind]
         while time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.02)
         if process.poll() is None:
             os.kill(process.pid, signal.SIGKILL)
             self.kills += 1
+        else:
+            self.expected[kind] = 0.5 * self.expected[kind] + 0.5 * (time.monotonic() - started)
         process.wait()
 
     def finish(self, process: subprocess.Popen, timeout: float = 600) -> int:
@@ -100,9 +107,9 @@ class Chaos:
 
     def round(self, action: str) -> None:
         if action == "sweep":
-            self.kill_later(self.start(sweep_argv(self.campaign, self.seeds())), 1.0, 12.0)
+            self.kill_later(self.start(sweep_argv(self.campaign, self.seeds())), "sweep")
         elif action == "local":
-            self.kill_later(self.start(sweep_argv(self.campaign, self.seeds(), "hydra/launcher=local")), 3.0, 12.0)
+            self.kill_later(self.start(sweep_argv(self.campaign, self.seeds(), "hydra/launcher=local")), "sweep")
         elif action == "concurrent":
             seeds = self.seeds()
             first = self.start(sweep_argv(self.campaign, seeds))
@@ -110,16 +117,15 @@ class Chaos:
             second = self.start(sweep_argv(self.campaign, seeds))
             victim, other = (first, second) if self.rng.random() < 0.5 else (second, first)
             if self.rng.random() < 0.7:
-                self.kill_later(victim, 1.0, 10.0)
-            self.kill_later(other, 20.0, 40.0)
+                self.kill_later(victim, "sweep")
+            self.finish(other)
             victim.wait()
         elif action in ("report", "curves"):
             extra = ["--metrics", "val/acc"] if action == "curves" else []
-            process = self.start(cli_argv(action, str(self.campaign), *extra))
-            self.kill_later(process, 0.3, 4.0)
+            self.kill_later(self.start(cli_argv(action, str(self.campaign), *extra)), action)
         else:
-            process = self.start(cli_argv("merge", "--src", str(self.campaign), "--dst", str(self.merged)))
-            self.kill_later(process, 0.3, 4.0)
+            self.kill_later(self.start(cli_argv("merge", "--src", str(self.campaign), "--dst", str(self.merged))),
+                            "merge")
 
     # ---- the watcher -------------------------------------------------------------------------
     def watch(self) -> None:
@@ -205,7 +211,7 @@ def main() -> None:
     watcher = threading.Thread(target=chaos.watch, daemon=True)
     watcher.start()
     for number in range(1, args.rounds + 1):
-        action = chaos.rng.choice(ACTIONS)
+        action = "sweep" if number <= 2 else chaos.rng.choice(ACTIONS)  # something to analyse and merge
         chaos.round(action)
         print(f"round {number:2d}: {action:10s} kills so far {chaos.kills}", flush=True)
     chaos.settle()
