@@ -192,14 +192,15 @@ def is_campaign(path: Path) -> bool:
     return runs_dir(path).is_dir()
 
 
-def iter_run_entries(campaign_dir: Path) -> Iterator[Path]:
-    """What a campaign's `runs/` holds that is or was meant to be a run, sorted by run_id: every
-    directory, and every symbolic link that cannot be followed (dangling, a loop), so that readers
-    can set it aside with its reason. Names starting with '.' (temp files) and plain files are not runs."""
+def run_entry_names(campaign_dir: Path) -> list[str]:
+    """The names in a campaign's `runs/` that are or were meant to be runs, sorted: every directory,
+    and every symbolic link that cannot be followed (dangling, a loop), so that readers can set it
+    aside with its reason. Names starting with '.' (temp files) and plain files are not runs."""
     root = runs_dir(campaign_dir)
     if not root.is_dir():
-        return
-    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        return []
+    names = []
+    for entry in os.scandir(root):
         if entry.name.startswith("."):
             continue
         try:
@@ -207,14 +208,16 @@ def iter_run_entries(campaign_dir: Path) -> Iterator[Path]:
         except OSError:
             is_dir = False
         if is_dir or (entry.is_symlink() and not os.path.exists(entry.path)):
-            yield Path(entry.path)
+            names.append(entry.name)
+    return sorted(names)
 
 
 def iter_run_dirs(campaign_dir: Path) -> Iterator[Path]:
     """Run directories of a campaign, sorted by run_id (links that cannot be followed left out)."""
-    for path in iter_run_entries(campaign_dir):
-        if path.is_dir():
-            yield path
+    root = runs_dir(campaign_dir)
+    for name in run_entry_names(campaign_dir):
+        if (root / name).is_dir():
+            yield root / name
 
 
 def _fsync_dir(directory: Path) -> None:

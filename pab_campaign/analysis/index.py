@@ -18,7 +18,8 @@ written to a temp file and renamed over the old one, so a reader never sees a ha
 two reporters at once only repeat each other's work. Trajectories are read with DuckDB over the list
 of files (several times faster than pyarrow's dataset scan on thousands of small files); a corrupt
 file is found by bisecting the list and set aside with its reason, as is a trajectory with duplicate
-rows (the same epoch, context, metric and key twice).
+rows (a scalar metric with more rows than epochs in its range; `campaign.load_trajectories` checks
+every row exactly).
 """
 from __future__ import annotations
 
@@ -43,8 +44,8 @@ from pab_campaign.store import (
     RUN_JSON,
     TRAJECTORY,
     atomic_write,
-    iter_run_entries,
     read_run_json,
+    run_entry_names,
     runs_dir,
     summary_dir,
     temp_path,
@@ -77,12 +78,11 @@ WITH t AS MATERIALIZED (
     SELECT file_index AS f, epoch, context::VARCHAR AS context, metric::VARCHAR AS metric, value
     FROM read_parquet(?) WHERE key IS NULL),
 b AS (SELECT f, arg_min(epoch, (value, epoch)) AS best_epoch FROM t
-      WHERE context = 'val' AND metric = 'loss' AND isfinite(value) GROUP BY f),
-d AS (SELECT DISTINCT f FROM t GROUP BY f, epoch, context, metric HAVING count(*) > 1)
+      WHERE context = 'val' AND metric = 'loss' AND isfinite(value) GROUP BY f)
 SELECT t.f, t.context, t.metric, max(t.epoch) AS last_epoch, arg_max(t.value, t.epoch) AS last,
        any_value(t.value) FILTER (WHERE t.epoch = b.best_epoch) AS best, any_value(b.best_epoch) AS best_epoch,
-       bool_or(d.f IS NOT NULL) AS duplicated
-FROM t LEFT JOIN b ON t.f = b.f LEFT JOIN d ON t.f = d.f GROUP BY ALL
+       count(*) > max(t.epoch) - min(t.epoch) + 1 AS duplicated
+FROM t LEFT JOIN b ON t.f = b.f GROUP BY ALL
 """
 
 
@@ -126,7 +126,9 @@ def _stat(path: str) -> tuple[int, int]:
 
 def scan(campaign_dir: Path) -> pd.DataFrame:
     """The manifest of the campaign as it is now: run_id and MANIFEST_COLUMNS, sorted by run_id."""
-    rows = [(d.name, *_stat(f"{d}/{RUN_JSON}"), *_stat(f"{d}/{TRAJECTORY}")) for d in iter_run_entries(campaign_dir)]
+    root = runs_dir(campaign_dir)
+    rows = [(name, *_stat(f"{root}/{name}/{RUN_JSON}"), *_stat(f"{root}/{name}/{TRAJECTORY}"))
+            for name in run_entry_names(campaign_dir)]
     return pd.DataFrame(rows, columns=["run_id", *MANIFEST_COLUMNS]).astype(
         {c: "int64" for c in MANIFEST_COLUMNS})
 
@@ -218,8 +220,8 @@ def _read_runs(campaign_dir: Path, manifest: pd.DataFrame) -> RunRows:
 
 def _text(column: pd.Series) -> pd.Series:
     """Text with None for a missing value (never NaN or 'nan'), whatever pandas read it as."""
-    return pd.Series([None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else str(v)
-                      for v in column], index=column.index, dtype=object)
+    text = column.astype(object)
+    return text.where(column.notna(), None).astype(object)
 
 
 def hparam_column(values: list[Any]) -> pd.Series | None:
