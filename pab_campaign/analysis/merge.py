@@ -27,6 +27,7 @@ from pab_campaign.store import (
     iter_run_dirs,
     read_run_json,
     read_trajectory,
+    remove_stale_temps,
     runs_dir,
     temp_path,
 )
@@ -79,6 +80,7 @@ def merge(sources: list[Path], dst: Path) -> MergeResult:
     check_destination(dst)
     target = runs_dir(dst)
     target.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(target)  # `.merge-*` directories of a merge that was killed
     result = MergeResult()
     copied: dict[str, Path] = {}
     for source in sources:

@@ -111,3 +111,18 @@ def test_merge_never_overwrites_and_refuses_non_campaign(tmp_path):
     with pytest.raises(CampaignError, match="--src"):
         merge([other], tmp_path / "new")
     assert not (tmp_path / "new").exists()
+
+
+def test_a_killed_merges_temp_directory_is_removed_by_the_next_merge(tmp_path):
+    import subprocess
+
+    from pab_campaign.store import host_name
+
+    a, dst = tmp_path / "a", tmp_path / "ab"
+    make_grid(a, seeds=1)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    left = runs_dir(dst) / f".merge-x~{host_name()}~{dead.pid}~0badc0de"
+    (left / "x").mkdir(parents=True)
+    merge([a], dst)
+    assert not left.exists()

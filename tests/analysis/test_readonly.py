@@ -56,10 +56,13 @@ def test_a_campaign_made_under_umask_022_is_readable_by_another_user(shared_dir)
         outcome = execute(compose_config(["train.epochs=2", "runtime.verbose=false", "tracking=minimal",
                                           "checkpoint.every=1"], campaign))
         make_grid(campaign, seeds=1, epochs=4)
-        result = _run(["report", str(campaign), "--metrics", "val/acc"], command_env())
-    assert outcome.status == "completed" and result.returncode == 0, result.stderr
+        for command in (["report", "--metrics", "val/acc"], ["curves", "--metrics", "val/acc"]):
+            result = _run([command[0], str(campaign), *command[1:]], command_env())
+            assert result.returncode == 0, result.stderr
+    assert outcome.status == "completed"
     files = [p for p in campaign.rglob("*") if p.is_file()]
-    assert {p.name for p in files} >= {"run.json", "trajectory.parquet", "last.pt", "epoch_0001.pt", "runs.parquet"}
+    assert {p.name for p in files} >= {"run.json", "trajectory.parquet", "last.pt", "epoch_0001.pt", "runs.parquet",
+                                       "trajectories.parquet"}
     for path in [campaign, *campaign.rglob("*")]:
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode & 0o044 == 0o044, f"{path} is {oct(mode)}: others cannot read it"
