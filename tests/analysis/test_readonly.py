@@ -23,6 +23,7 @@ from tests.helpers import REPO, command_env, compose_config, make_grid
 COMMANDS = [
     ["ls"], ["properties"], ["report"], ["curves", "--metrics", "val/acc"],
     ["audit", "--metric", "test/acc@3", "--baseline", "val/loss@3", "--target", "val/acc", "--n-boot", "50"],
+    ["states", "--metrics", "val/loss", "val/acc", "--max-states", "2", "--restarts", "1", "--jobs", "1", "--no-plots"],
 ]
 NOBODY = 65534
 
@@ -114,7 +115,7 @@ def test_every_analysis_command_works_on_a_read_only_campaign(tmp_path, monkeypa
                 notes = [line for line in result.stdout.splitlines() if "cannot be written here" in line]
                 assert len(notes) == 1 and str(cache_dir(view)) in " ".join(result.stdout.split()), result.stdout
         written = {p.name for p in cache_dir(view).iterdir()}
-        assert {"runs.parquet", "trajectories.parquet", "audit.csv"} <= written
+        assert {"runs.parquet", "trajectories.parquet", "audit.csv", "states"} <= written
         assert any(name.startswith("summary_") for name in written)
         assert not (view / "summary").exists()
 
