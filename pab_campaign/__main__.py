@@ -12,7 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from pab_campaign.errors import ConfigError, one_line
+from pab_campaign.errors import ConfigError, PabError, one_line
 from pab_campaign.launching.sweep_status import FAILED_RUNS, write_job_pointer
 from pab_campaign.store import RunStatus
 from pab_campaign.training.config import register_schemas, schema_keys
@@ -86,6 +86,9 @@ def main() -> None:
         train()
     except (HydraException, OmegaConfBaseException) as exc:
         print(f"pab_campaign: error: {config_error_line(exc)}", file=sys.stderr)
+        sys.exit(2)
+    except PabError as exc:
+        print(f"pab_campaign: error: {one_line(exc)}", file=sys.stderr)
         sys.exit(2)
     if FAILED_RUNS:
         sys.exit(1)

@@ -5,10 +5,15 @@ any analysis code, so both sides can depend on it alone.
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
-import tempfile
+import re
+import secrets
+import shutil
+import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
@@ -24,6 +29,8 @@ RUNS_DIR = "runs"
 SUMMARY_DIR = "summary"
 RUN_JSON = "run.json"
 TRAJECTORY = "trajectory.parquet"
+# Full tracebacks of the run's failures, appended (run.json's `error` holds the last line).
+RUN_LOG = "run.log"
 CHECKPOINTS = "checkpoints"
 
 Scalar = str | int | float | bool | None
@@ -185,14 +192,32 @@ def is_campaign(path: Path) -> bool:
     return runs_dir(path).is_dir()
 
 
-def iter_run_dirs(campaign_dir: Path) -> Iterator[Path]:
-    """Run directories of a campaign, sorted by run_id."""
+def run_entry_names(campaign_dir: Path) -> list[str]:
+    """The names in a campaign's `runs/` that are or were meant to be runs, sorted: every directory,
+    and every symbolic link that cannot be followed (dangling, a loop), so that readers can set it
+    aside with its reason. Names starting with '.' (temp files) and plain files are not runs."""
     root = runs_dir(campaign_dir)
     if not root.is_dir():
-        return
-    for entry in sorted(os.scandir(root), key=lambda e: e.name):
-        if entry.is_dir() and not entry.name.startswith("."):
-            yield Path(entry.path)
+        return []
+    names = []
+    for entry in os.scandir(root):
+        if entry.name.startswith("."):
+            continue
+        try:
+            is_dir = entry.is_dir()
+        except OSError:
+            is_dir = False
+        if is_dir or (entry.is_symlink() and not os.path.exists(entry.path)):
+            names.append(entry.name)
+    return sorted(names)
+
+
+def iter_run_dirs(campaign_dir: Path) -> Iterator[Path]:
+    """Run directories of a campaign, sorted by run_id (links that cannot be followed left out)."""
+    root = runs_dir(campaign_dir)
+    for name in run_entry_names(campaign_dir):
+        if (root / name).is_dir():
+            yield root / name
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -203,16 +228,106 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+# ---- processes and temp files ------------------------------------------------------------------
+# A temp file's name says which process made it: `.<target>~<host>~<pid>~<token><suffix>`.
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)~(?P<host>[^~]+)~(?P<pid>\d+)~(?P<token>[0-9a-f]+)(?P<suffix>\.\w+)?$")
+# A temp file of another host is stale after this long (no live command keeps one open for an hour).
+FOREIGN_TEMP_STALE_S = 3600.0
+# What a write to a read-only, full or foreign directory raises: the reader falls back elsewhere.
+UNWRITABLE_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT})
+
+
+def host_name() -> str:
+    return socket.gethostname()
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` of this host exists (a zombie counts as gone)."""
+    if pid <= 0:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def temp_path(target: Path, suffix: str = ".tmp") -> Path:
+    """A fresh temp name beside `target` that records this host and process (nothing is created)."""
+    target = Path(target)
+    return target.parent / f".{target.name}~{host_name()}~{os.getpid()}~{secrets.token_hex(4)}{suffix}"
+
+
+def is_stale_temp(path: Path, now: float | None = None) -> bool:
+    """True for a temp file or directory (of `temp_path`'s naming) whose maker is gone: a process of
+    this host that no longer exists, or any process of another host after FOREIGN_TEMP_STALE_S."""
+    match = _TEMP_NAME.match(Path(path).name)
+    if not match:
+        return False
+    if match.group("host") == host_name():
+        return not process_alive(int(match.group("pid")))
+    try:
+        age = (time.time() if now is None else now) - os.lstat(path).st_mtime
+    except FileNotFoundError:
+        return False
+    return age > FOREIGN_TEMP_STALE_S
+
+
+def remove_stale_temps(directory: Path) -> list[Path]:
+    """Delete the stale temp files and directories directly in `directory` (what a killed command left
+    behind); live ones of a concurrent command stay. Returns what was removed; nothing on a directory
+    that cannot be listed or written."""
+    removed = []
+    try:
+        entries = [Path(e.path) for e in os.scandir(directory) if e.name.startswith(".")]
+    except OSError:
+        return removed
+    for path in entries:
+        if not is_stale_temp(path):
+            continue
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            continue
+        removed.append(path)
+    return removed
+
+
+def create_temp_file(target: Path, suffix: str = ".tmp") -> Path:
+    """Create an empty temp file beside `target` (see `temp_path`) with mode 0666 less the umask,
+    as any new file gets (not mkstemp's 0600): files of a shared campaign stay readable by others."""
+    while True:
+        path = temp_path(target, suffix)
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return path
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Write `path` all-or-nothing: `write(tmp)` fills a temp file beside it, then fsync + rename.
 
     If `write` raises, the previous file at `path` (if any) is untouched and the temp file removed.
+    The file gets the mode any new file gets under the process's umask (0644 under umask 022).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = create_temp_file(path)
     try:
         write(tmp)
         with open(tmp, "rb+") as handle:
@@ -330,4 +445,9 @@ def read_trajectory(directory: Path) -> pa.Table:
     missing = set(TRAJECTORY_SCHEMA.names) - set(table.column_names)
     if missing:
         raise StoreError(f"{path}: trajectory lacks columns {sorted(missing)}")
-    return table.select(TRAJECTORY_SCHEMA.names).cast(TRAJECTORY_SCHEMA)
+    try:
+        return table.select(TRAJECTORY_SCHEMA.names).cast(TRAJECTORY_SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise StoreError(f"{path}: trajectory columns are not of the contract's types, e.g. epoch must hold "
+                         f"whole numbers ({first})") from None

@@ -14,6 +14,7 @@ sys.modules, where dataclasses cannot resolve string annotations.
 """
 from dataclasses import dataclass
 
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeperConf
 from hydra.core.config_store import ConfigStore
 from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf
 
@@ -64,5 +65,16 @@ class SlurmConf(SlurmQueueConf):
     max_num_timeout: int = 3
 
 
+@dataclass
+class CheckedSweeperConf(BasicSweeperConf):
+    """Hydra's basic sweeper that checks every job's config before the first one starts (`sweeper.py`)."""
+
+    _target_: str = "hydra_plugins.pab_campaign_launchers.sweeper.CheckedSweeper"
+    # Dotted path of a callable taking one job's config (without `hydra`) that raises to refuse it,
+    # e.g. pab_campaign.training.run.validate; null: only the composition is checked.
+    validate: str | None = None
+
+
 ConfigStore.instance().store(group="hydra/launcher", name="local", node=LocalConf, provider=PROVIDER)
+ConfigStore.instance().store(group="hydra/sweeper", name="checked", node=CheckedSweeperConf, provider=PROVIDER)
 ConfigStore.instance().store(group="hydra/launcher", name="slurm", node=SlurmConf, provider=PROVIDER)

@@ -90,9 +90,19 @@ def log_job(idx: int, overrides: Sequence[str]) -> None:
     log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
 
 
+def failed_return(overrides: Sequence[str], error: BaseException) -> JobReturn:
+    """A JobReturn of a job that ended without a result, as Hydra marks a failed job: status FAILED,
+    the exception as its value (reading `return_value` raises it), so any sweeper records a failure."""
+    ret = JobReturn(overrides=list(overrides), cfg=OmegaConf.create(), hydra_cfg=None, working_dir=None)
+    ret.status = JobStatus.FAILED
+    ret.return_value = error
+    return ret
+
+
 def collect(jobs: list[tuple[int, Any]], job_overrides: Sequence[Sequence[str]], sweep_dir: Path) -> list[JobReturn]:
     """Wait for each submitit job; a job that ended without a result (killed, cancelled, out of
-    memory) is recorded as a failed row of the status table instead of ending the sweep."""
+    memory) is returned as a failed job and recorded as a failed row of the status table, while
+    the other jobs' results are still collected."""
     returns = []
     for (idx, job), overrides in zip(jobs, job_overrides):
         try:
@@ -100,9 +110,10 @@ def collect(jobs: list[tuple[int, Any]], job_overrides: Sequence[Sequence[str]],
             continue
         except Exception as exc:
             error = f"job {job.job_id} ended without a result: {str(exc).strip().splitlines()[0]}"
+            lost = exc
         log.error("#%d %s", idx, error)
         write_lost_job(sweep_dir / str(idx), list(overrides), error)
-        returns.append(placeholder_return(overrides, "failed"))
+        returns.append(failed_return(overrides, lost))
     return returns
 
 

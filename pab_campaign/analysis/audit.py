@@ -32,8 +32,9 @@ from pab_campaign.analysis.campaign import (
     tracked_metrics,
 )
 from pab_campaign.analysis.mbe import ALPHA, Association, check_alpha, check_correction, decide, measure
+from pab_campaign.analysis.report import drop_infinite
 from pab_campaign.analysis.stats import MIN_RUNS, adjust_pvalues, partial_spearman
-from pab_campaign.store import atomic_write, summary_dir
+from pab_campaign.store import atomic_write
 
 AUDIT_COLUMNS = ["group", "metric", "n", "raw_rho", "raw_p", "raw_p_adj", "raw_ci_low", "raw_ci_high", "stage1",
                  "partial_rho", "partial_p", "partial_p_adj", "partial_ci_low", "partial_ci_high", "verdict",
@@ -149,7 +150,7 @@ def gather(campaign: Campaign, request: AuditRequest) -> AuditData:
         spec = _at(MetricSpec.parse(control), epoch)
         columns[spec.label] = metric_series(trajectories, spec)
         numeric.append(spec.label)
-    values = pd.DataFrame(columns)
+    values = drop_infinite(pd.DataFrame(columns), notes)
     for name in categorical:
         values[name] = hparams[name].astype(str).reindex(values.index)
     needed = [baseline.label, target.label, *numeric, *categorical]
@@ -422,7 +423,7 @@ def write_audit(campaign: Campaign, result: AuditResult, plots: bool = True, cam
     from pab_campaign.analysis.plots.audit import audit_figure
     from pab_campaign.analysis.plots.style import figure_name, save_png
 
-    out = Path(output_folder) if output_folder is not None else summary_dir(campaign.directory)
+    out = Path(output_folder) if output_folder is not None else campaign.summary_dir
     suffix = ids_suffix(campaign_ids)
     table, data = result.table, result.data
     written = [out / f"audit{suffix}.csv"]

@@ -1,6 +1,8 @@
 """Read a campaign for analysis: discover its runs (through the index), pick metrics, describe it.
 
-Bad run directories never stop the analysis: each is set aside with a one-line reason.
+Bad run directories never stop the analysis: each is set aside with a one-line reason. Reading needs
+no write access to the campaign: the index and the outputs go where `workspace` says, and
+`Campaign.notes` tells the user when that is not the campaign's own `summary/`.
 """
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ from pathlib import Path
 import pandas as pd
 
 from pab_campaign.analysis import index
+from pab_campaign.analysis.workspace import Workspace
 from pab_campaign.errors import CampaignError
-from pab_campaign.store import RunStatus, is_campaign
+from pab_campaign.store import RunStatus, is_campaign, summary_dir
 
 _SPEC = re.compile(r"^(?P<context>[^/@\[\]]+)/(?P<metric>[^/@\[\]]+)(\[(?P<key>[^\]]+)\])?(@(?P<epoch>\d+))?$")
 
@@ -48,24 +51,50 @@ class MetricSpec:
 class Campaign:
     """Runs of one campaign (or of the chosen `campaign_ids` in a merged one): `runs` (one row per
     run: run.json fields, hparams as columns, `<ctx>/<metric>@last|@best`, `skip_reason`),
-    `hparam_names`, and the runs set aside with their reason."""
+    `hparam_names`, the runs set aside with their reason, where the index and outputs go
+    (`workspace`), and `notes` for the user (where that is, values left out)."""
 
     directory: Path
     runs: pd.DataFrame
     hparam_names: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)
-    _trajectories: Path | None = field(default=None, repr=False)
+    workspace: Workspace | None = field(default=None, repr=False)
+    notes: list[str] = field(default_factory=list)
+    _trajectories: index.TrajectorySource | None = field(default=None, repr=False)
 
     def skip(self, run_id: str, reason: str) -> None:
         if (run_id, reason) not in self.skipped:
             self.skipped.append((run_id, reason))
 
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+    @property
+    def summary_dir(self) -> Path:
+        """Where this command writes its files: the campaign's `summary/`, or the fallback the
+        workspace chose (CampaignError when nothing can be written)."""
+        workspace = self.workspace or Workspace(self.directory, summary_dir(self.directory))
+        return workspace.output_dir()
+
+    @property
+    def index_dir(self) -> Path | None:
+        """Where the index files are kept (None: in memory only)."""
+        return self.workspace.directory if self.workspace is not None else summary_dir(self.directory)
+
     def query_trajectories(self, sql: str, params: dict, tables: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
         """Run `sql` (DuckDB, the trajectories as `traj`) over the compacted
-        `summary/trajectories.parquet`, brought up to date once per Campaign (one command)."""
+        `trajectories.parquet`, brought up to date once per Campaign (one command)."""
         if self._trajectories is None:
-            self._trajectories = index.refresh_trajectories(self.directory, self.runs)
+            self._trajectories = index.refresh_trajectories(self.directory, self.runs, self.workspace)
+            self._move_to(self._trajectories.workspace)
         return index.query_trajectories(self._trajectories, sql, params, tables=tables)
+
+    def _move_to(self, workspace: Workspace | None) -> None:
+        if workspace is not None and workspace != self.workspace:
+            self.workspace = workspace
+            if workspace.note:
+                self.note(workspace.note)
 
 
 def open_campaign(directory: Path | str, campaign_ids: list[str] | None = None) -> Campaign:
@@ -90,7 +119,9 @@ def open_campaign(directory: Path | str, campaign_ids: list[str] | None = None) 
             raise CampaignError(f"no run of campaign {', '.join(campaign_ids)} in {directory}; "
                                 f"its runs belong to: {', '.join(present) or 'none'}")
     names = [n for n in built.hparam_names if runs[n].notna().any()]
-    return Campaign(directory, runs.reset_index(drop=True), names, skipped)
+    campaign = Campaign(directory, runs.reset_index(drop=True), names, skipped)
+    campaign._move_to(built.workspace)
+    return campaign
 
 
 def slug(parts: list[str]) -> str:
@@ -127,7 +158,11 @@ def load_trajectories(campaign: Campaign, run_ids: list[str]) -> pd.DataFrame:
               "WHERE run_id IN (SELECT unnest($ids::VARCHAR[])) ORDER BY run_id, epoch", {"ids": list(run_ids)})
     for column in ("run_id", "context", "metric", "key"):
         frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
-    return frame
+    twice = frame.assign(key=frame["key"].fillna("")).duplicated(["run_id", "epoch", "context", "metric", "key"])
+    for run_id in sorted(set(frame.loc[twice, "run_id"])):
+        campaign.skip(run_id, "the trajectory has duplicate rows (an epoch, context, metric and key recorded twice); "
+                              "rewrite it with one row each")
+    return frame[~frame["run_id"].isin(set(frame.loc[twice, "run_id"]))].reset_index(drop=True)
 
 
 def metric_series(trajectories: pd.DataFrame, spec: MetricSpec) -> pd.Series:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pab_campaign.analysis.campaign import Campaign
 from pab_campaign.errors import CampaignError
-from pab_campaign.store import atomic_write_bytes, summary_dir
+from pab_campaign.store import atomic_write_bytes
 
 PAGE_NAME = "report.html"
 PNG_DPI = 96
@@ -106,7 +106,7 @@ def build_page(campaign: Campaign, command: str, campaign_ids: list[str] | None 
 
 
 def default_path(campaign: Campaign) -> Path:
-    return summary_dir(campaign.directory) / PAGE_NAME
+    return campaign.summary_dir / PAGE_NAME
 
 
 def write_page(campaign: Campaign, out: Path | None, command: str, campaign_ids: list[str] | None = None) -> Path:

@@ -30,7 +30,8 @@ from matplotlib.figure import Figure
 
 from pab_campaign.analysis.modeldiff import SUBPOPULATIONS, Interpretation, ResidualPCA
 from pab_campaign.analysis.plots.style import save_png
-from pab_campaign.store import atomic_write, atomic_write_bytes, summary_dir
+from pab_campaign.analysis.workspace import choose
+from pab_campaign.store import atomic_write, atomic_write_bytes
 
 DIFF_DIR = "diff"
 # Fields of a score sidecar that must match a request for its scores to be reused.
@@ -41,9 +42,12 @@ SUBPOPULATION_TITLES = {"train+": "training examples of largest weight",
                         "val-": "validation examples of most negative projection"}
 
 
-def diff_directory(campaign: Path, name: str) -> Path:
-    """`<campaign>/summary/diff/<name>` (not created here)."""
-    return summary_dir(campaign) / DIFF_DIR / name
+def diff_directory(campaign: Path, name: str) -> tuple[Path, str | None]:
+    """`<campaign>/summary/diff/<name>` (not created here), or the same under the user cache the
+    analysis falls back to when the campaign cannot be written; and the note saying so (None when
+    it is the campaign's own summary/)."""
+    workspace = choose(campaign)
+    return workspace.output_dir() / DIFF_DIR / name, workspace.note
 
 
 def write_npy(path: Path, array: np.ndarray) -> None:

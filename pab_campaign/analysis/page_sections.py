@@ -207,6 +207,21 @@ def spectra(campaign: Campaign) -> Section:
         "python -m pab_campaign -m tracking=default"))
 
 
+def _output_places(campaign: Campaign) -> list[Path]:
+    """Where the analysis commands may have written their files: the place this command writes to
+    (a user cache for a read-only campaign), then the campaign's own `summary/`."""
+    places = [summary_dir(campaign.directory)]
+    if campaign.workspace is not None and campaign.workspace.directory is not None:
+        places.insert(0, campaign.workspace.directory)
+    return list(dict.fromkeys(places))
+
+
+def _found(campaign: Campaign, name: str) -> Path:
+    """`name` in the first output place that has it (else in the first place)."""
+    places = _output_places(campaign)
+    return next((place / name for place in places if (place / name).exists()), places[0] / name)
+
+
 def _csv(path: Path) -> pd.DataFrame | None:
     """The CSV an analysis command wrote, or None when it has not written one."""
     return pd.read_csv(path) if path.is_file() else None
@@ -228,9 +243,10 @@ def audit(campaign: Campaign, campaign_ids: list[str] | None) -> Section:
                       "(early validation loss)? Stage 1: the raw Spearman ρ with the target is significant; stage 4: "
                       "so is the partial ρ given the baseline, else the metric is a loss proxy. From the last "
                       "`pab-campaign audit` on this campaign.")
-    folder = summary_dir(campaign.directory)
     suffix = ids_suffix(campaign_ids)
-    table = _csv(folder / f"audit{suffix}.csv")
+    csv = _found(campaign, f"audit{suffix}.csv")
+    folder = csv.parent
+    table = _csv(csv)
     if table is None:
         section.missing = Missing("No audit has been run on this campaign yet.",
                                   f"pab-campaign audit {campaign.directory} --all-metrics --baseline val/loss@3 "
@@ -278,11 +294,9 @@ STATES_TABLES = (
 
 
 def states(campaign: Campaign, campaign_ids: list[str] | None) -> Section:
-    from pab_campaign.analysis.states_report import states_dir
-
     section = Section("states", "Latent training phases", "A Gaussian hidden Markov model over every run's "
                       "per-epoch statistics: each run becomes a sequence of phases (`pab-campaign states`).")
-    folder = states_dir(campaign, campaign_ids)
+    folder = _found(campaign, f"states{ids_suffix(campaign_ids)}")
     if _csv(folder / "selection.csv") is None:
         section.missing = Missing("No latent-phase analysis has been run on this campaign yet.",
                                   f"pab-campaign states {campaign.directory}")
@@ -314,7 +328,7 @@ def modeldiff(campaign: Campaign, campaign_ids: list[str] | None) -> Section:
     section = Section("diff", "ModelDiff", "How two learning algorithms of this campaign differ in what they "
                       "learn: residual PCA of TRAK attribution scores (`pab-campaign diff`), and counterfactual "
                       "tests of the transformation a direction suggests (`pab-campaign diff-test`).")
-    root = summary_dir(campaign.directory) / DIFF_DIR
+    root = _found(campaign, DIFF_DIR)
     comparisons = sorted(path for path in root.glob("*") if (path / "directions.csv").is_file())
     if not comparisons:
         section.missing = Missing("No ModelDiff comparison has been run on this campaign yet.",

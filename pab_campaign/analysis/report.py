@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pab_campaign.analysis.campaign import (
@@ -18,7 +19,7 @@ from pab_campaign.analysis.campaign import (
 )
 from pab_campaign.analysis.stats import ci95_halfwidths
 from pab_campaign.errors import CampaignError
-from pab_campaign.store import atomic_write, summary_dir
+from pab_campaign.store import atomic_write
 
 DEFAULT_CONTEXTS = ("val", "test")
 # `summary/<name>` labels are whole-run process summaries (pab_campaign.analysis.trajectory_summary).
@@ -48,6 +49,18 @@ def summarize(per_run: pd.DataFrame, groupby: list[str], columns: list[str]) -> 
         out[f"{column}.ci95"] = ci95_halfwidths(count[column].to_numpy(), std[column].to_numpy())
     out = out.reset_index()
     return out.drop(columns="_all") if not groupby else out
+
+
+def drop_infinite(values: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """`values` (index run_id, numeric columns) with ±inf set to NaN, so that statistics leave them
+    out, and one note per column naming the runs that had one."""
+    values = values.apply(pd.to_numeric, errors="coerce").astype(float)
+    infinite = np.isinf(values.to_numpy())
+    for position in np.flatnonzero(infinite.any(axis=0)):
+        runs = values.index[infinite[:, position]].astype(str).tolist()
+        notes.append(f"{values.columns[position]} is ±inf in {len(runs)} run(s) ({', '.join(runs[:10])}"
+                     f"{', ...' if len(runs) > 10 else ''}): left out of its statistics")
+    return values.mask(infinite)
 
 
 @dataclass
@@ -264,6 +277,7 @@ def build_report(
     if summaries:
         values = values.join(_summary_values(campaign, done, summaries))[labels]
     per_run = done.set_index("run_id")[[*groupby, "duration_s"]].join(values).reset_index()
+    per_run[labels] = drop_infinite(per_run.set_index("run_id")[labels], notes).to_numpy()
     empty = per_run[labels].isna().all(axis=1)
     for run_id in per_run.loc[empty, "run_id"]:
         campaign.skip(run_id, f"no finite value of {', '.join(labels)} at epoch {epoch}")
@@ -316,7 +330,7 @@ def report_path(campaign: Campaign, groupby: list[str], epoch: str | int, campai
     campaign's `summary/`."""
     suffix = ids_suffix(campaign_ids)
     suffix += "_split" if layout == "split" else ""
-    return (folder or summary_dir(campaign.directory)) / f"summary_{slug(groupby)}_{epoch}{suffix}.csv"
+    return (folder or campaign.summary_dir) / f"summary_{slug(groupby)}_{epoch}{suffix}.csv"
 
 
 def write_report(campaign: Campaign, report: Report, epoch: str | int, campaign_ids: list[str] | None = None,
@@ -345,9 +359,17 @@ def build_curves(campaign: Campaign, groupby: list[str] | None = None, contexts:
         f"SELECT {keys + ',' if keys else ''} {LABEL_SQL} AS label, t.epoch, count(*) AS runs, "
         "avg(t.value) AS mean, stddev_samp(t.value) AS std "
         "FROM traj t JOIN groups g USING (run_id) "
-        f"WHERE NOT isnan(t.value) AND {LABEL_SQL} IN (SELECT unnest($labels::VARCHAR[])) "
+        f"WHERE isfinite(t.value) AND {LABEL_SQL} IN (SELECT unnest($labels::VARCHAR[])) "
         f"GROUP BY ALL ORDER BY {keys + ',' if keys else ''} label, t.epoch",
         {"labels": labels}, tables={"groups": groups})
+    infinite = campaign.query_trajectories(
+        "SELECT DISTINCT context || '/' || metric AS label, run_id FROM traj WHERE key IS NULL AND isinf(value) "
+        "AND context || '/' || metric IN (SELECT unnest($labels::VARCHAR[])) "
+        "AND run_id IN (SELECT unnest($ids::VARCHAR[])) ORDER BY label, run_id",
+        {"labels": labels, "ids": done["run_id"].tolist()})
+    for label, runs in infinite.groupby("label")["run_id"]:
+        campaign.note(f"{label} is ±inf at some epochs of {len(runs)} run(s) ({', '.join(runs.tolist()[:10])}): "
+                      "those values are left out of the curves")
     curves["ci95"] = ci95_halfwidths(curves["runs"].to_numpy(), curves["std"].to_numpy())
     position = {label: i for i, label in enumerate(labels)}
     curves = curves.sort_values(["label", *groupby, "epoch"], key=lambda c: c.map(position) if c.name == "label" else c,
@@ -364,7 +386,7 @@ def write_curves(campaign: Campaign, groupby: list[str], curves: pd.DataFrame,
 
     suffix = ids_suffix(campaign_ids)
     stem = f"curves_{slug(groupby)}{suffix}"
-    folder = folder or summary_dir(campaign.directory)
+    folder = folder or campaign.summary_dir
     parquet, png = (folder / f"{stem}.{ext}" for ext in ("parquet", "png"))
     atomic_write(parquet, lambda tmp: curves.to_parquet(tmp, index=False))
     figure = plot_curves(curves, groupby, campaign=campaign.directory.name)

@@ -25,7 +25,7 @@ from pab_campaign.analysis.states import (
     load_sequences,
 )
 from pab_campaign.errors import CampaignError
-from pab_campaign.store import atomic_write, summary_dir
+from pab_campaign.store import atomic_write
 
 CONVERGENCE_METRIC = MetricSpec("val", "acc")
 
@@ -127,7 +127,7 @@ def _bounds(lengths) -> list[tuple[int, int]]:
 
 def states_dir(campaign: Campaign, campaign_ids: list[str] | None = None) -> Path:
     """`<campaign>/summary/states/` (`states_<ids>/` for a run filter by campaign id)."""
-    return summary_dir(campaign.directory) / f"states{ids_suffix(campaign_ids)}"
+    return campaign.summary_dir / f"states{ids_suffix(campaign_ids)}"
 
 
 def _csv(path: Path, frame: pd.DataFrame, index: bool = False) -> Path:

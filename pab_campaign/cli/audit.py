@@ -110,7 +110,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     try:
         result = run_audit(campaign, request)
     except CampaignError:
-        print_skipped(campaign.skipped)
+        print_skipped(campaign.skipped, campaign.notes)
         raise
     data = result.data
     controls = ", ".join([data.baseline, *data.numeric_controls, *data.categorical_controls])
@@ -129,7 +129,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     for note in result.notes:
         print_line(f"note: {note}", "yellow")
     print_line(_written(written))
-    print_skipped(campaign.skipped)
+    print_skipped(campaign.skipped, campaign.notes)
     return 0
 
 

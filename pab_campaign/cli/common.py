@@ -88,7 +88,10 @@ def add_campaign_filter(parser: argparse.ArgumentParser) -> None:
                         help="only runs whose run.json `campaign` is one of these (a merged campaign mixes several)")
 
 
-def print_skipped(skipped: list[tuple[str, str]]) -> None:
-    """One yellow line per run set aside, with its reason."""
+def print_skipped(skipped: list[tuple[str, str]], notes: Sequence[str] = ()) -> None:
+    """One yellow line per run set aside, with its reason; then the campaign's notes (where its index
+    is kept when the campaign cannot be written, values left out)."""
     for run_id, reason in skipped:
         print_line(f"skipped run {run_id}: {reason}", "yellow")
+    for note in notes:
+        print_line(f"note: {note}", "cyan")

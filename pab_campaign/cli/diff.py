@@ -97,7 +97,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
     ensembles, device = _ensembles(args, campaign, algorithms)
     from pab_campaign.training.data.pixels import display_images, pixel_range
 
-    directory = outputs.diff_directory(campaign, algorithms.name)
+    directory, note = outputs.diff_directory(campaign, algorithms.name)
+    if note:
+        print_line(f"note: {note}", "yellow")
     scores, written = _scores(args, algorithms, ensembles, device, directory)
     results = [modeldiff.a_minus_b(scores["A"], scores["B"], args.components),
                modeldiff.b_minus_a(scores["A"], scores["B"], args.components)]
@@ -159,7 +161,9 @@ def cmd_diff_test(args: argparse.Namespace) -> int:
             for side in sides for e in effects[side]]
     per_run = pd.DataFrame(rows)
     summary = modeldiff.shift_summary(per_run[["algorithm", "run_id", "accuracy_shift", f"p{target}_shift"]])
-    directory = outputs.diff_directory(campaign, algorithms.name)
+    directory, note = outputs.diff_directory(campaign, algorithms.name)
+    if note:
+        print_line(f"note: {note}", "yellow")
     outputs.write_csv(directory / f"counterfactual_{args.transform}_runs.csv", per_run)
     outputs.write_csv(directory / f"counterfactual_{args.transform}.csv", summary)
     how = "given by --target-class" if args.target_class is not None else "the class the transformation raises most"

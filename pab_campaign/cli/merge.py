@@ -15,12 +15,18 @@ def cmd_merge(args: argparse.Namespace) -> int:
         print_line(f"added {run_id} from {source}")
     for run_id, source, reason in result.skipped:
         print_line(f"skipped {run_id} from {source}: {reason}", "yellow")
-    print_line(f"{args.dst}: added {len(result.added)} runs, skipped {len(result.skipped)}")
-    return 0
+    for run_id, source, kept_as in result.conflicts:
+        print_line(f"conflict: {run_id} from {source} differs from the destination's {run_id}; both kept, the "
+                   f"incoming one as {kept_as}", "bold red")
+    print_line(f"{args.dst}: added {len(result.added)} runs, skipped {len(result.skipped)} (same contents), "
+               f"{len(result.conflicts)} conflicts (kept under suffixed ids)")
+    return 1 if result.conflicts else 0
 
 
 def register(commands: Commands) -> None:
-    merge = commands.add("merge", cmd_merge, "copy the runs of campaigns into another (never deletes or overwrites)",
+    merge = commands.add("merge", cmd_merge,
+                         "copy the runs of campaigns into another (never deletes or overwrites; a run id the "
+                         "destination has with other results is kept as <run_id>~<campaign>@<host>, exit 1)",
                          "pab-campaign merge --src outputs/a outputs/b --dst outputs/ab", campaign_dir=False)
     merge.add_argument("--src", nargs="+", action=SplitList, required=True, metavar="CAMPAIGN_DIR",
                        help="source campaigns")

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 from pab_campaign.cli.common import Commands, SplitList, add_campaign_filter, add_output_options, print_skipped
 from pab_campaign.errors import CampaignError
 from pab_campaign.render import Cell, Column, fmt, print_line, print_table
-from pab_campaign.store import summary_dir
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,7 +46,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         report = build_report(campaign, args.groupby, args.contexts, args.metrics, args.epoch)
     except CampaignError:
-        print_skipped(campaign.skipped)
+        print_skipped(campaign.skipped, campaign.notes)
         raise
     what = "mean ± ci95" + (", std" if args.std else "")
     title = f"{campaign.directory} — completed runs at epoch '{args.epoch}' ({what})"
@@ -63,10 +62,11 @@ def cmd_report(args: argparse.Namespace) -> int:
                                        args.precision, args.std)
         print_table(title, columns, rows)
     path = write_report(campaign, report, args.epoch, args.campaign_id, folder, args.layout)
-    print_line(f"wrote {path} (index: {summary_dir(campaign.directory) / 'runs.parquet'})")
+    index = campaign.index_dir
+    print_line(f"wrote {path}" + (f" (index: {index / 'runs.parquet'})" if index else ""))
     for note in report.notes:
         print_line(f"note: {note}", "cyan")
-    print_skipped(campaign.skipped)
+    print_skipped(campaign.skipped, campaign.notes)
     return 0
 
 
@@ -87,7 +87,7 @@ def cmd_curves(args: argparse.Namespace) -> int:
     groups = max(1, len(curves.groupby(groupby, dropna=False))) if groupby else 1
     print_line(f"{curves['label'].nunique()} curves × {groups} groups over {curves['epoch'].nunique()} epochs: "
                f"wrote {parquet} and {png}")
-    print_skipped(campaign.skipped)
+    print_skipped(campaign.skipped, campaign.notes)
     return 0
 
 

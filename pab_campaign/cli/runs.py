@@ -47,7 +47,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
              fmt(row.epochs_done), _problem(row.error, row.skip_reason)] for row in runs.itertuples()]
     print_table(f"{campaign.directory} — {len(runs)} runs",
                 ["run_id", "campaign", "status", "started_at", "duration_s", "epochs", "problem"], rows)
-    print_skipped(campaign.skipped)
+    print_skipped(campaign.skipped, campaign.notes)
     return 0
 
 
@@ -58,7 +58,7 @@ def cmd_properties(args: argparse.Namespace) -> int:
     print_table(f"{campaign.directory} — properties",
                 [Column("property", style="bold"), Column("No. unique", justify="right"), "value"],
                 [list(row) for row in properties(campaign)], section_ends={4})
-    print_skipped(campaign.skipped)
+    print_skipped(campaign.skipped, campaign.notes)
     return 0
 
 

@@ -120,7 +120,7 @@ def cmd_states(args: argparse.Namespace) -> int:
     directory = args.output_folder or states_dir(campaign, args.campaign_id)
     written = write_states(report, directory, title, plots=not args.no_plots)
     print_line(_written(written))
-    print_skipped(campaign.skipped)
+    print_skipped(campaign.skipped, campaign.notes)
     print_skipped([(run_id, f"left out of the phases: {reason}") for run_id, reason in fit.sequences.left_out])
     return 0
 

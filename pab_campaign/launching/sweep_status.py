@@ -21,9 +21,10 @@ def _write_pointer(job_output_dir: Path, payload: dict[str, Any]) -> None:
 
 
 def write_job_pointer(job_output_dir: Path, outcome: Any) -> None:
-    """Record in Hydra's per-job directory which run this job trained and whether it was skipped."""
+    """Record in Hydra's per-job directory which run this job trained, whether it was skipped, and
+    why when not because it finished before (`outcome.note`, e.g. another process is writing it)."""
     _write_pointer(job_output_dir, {"run_id": outcome.run_id, "run_dir": str(outcome.directory),
-                                    "skipped": outcome.skipped})
+                                    "skipped": outcome.skipped, "note": getattr(outcome, "note", None)})
 
 
 def write_lost_job(job_output_dir: Path, overrides: list[str], error: str) -> None:
@@ -40,7 +41,8 @@ def sweep_rows(sweep_dir: Path) -> list[dict[str, Any]]:
                       key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
     for pointer in pointers:
         job = json.loads(pointer.read_text())
-        row = {"job": pointer.parent.name, "run_id": job["run_id"] or "-", "skipped": job["skipped"]}
+        row = {"job": pointer.parent.name, "run_id": job["run_id"] or "-", "skipped": job["skipped"],
+               "note": job.get("note")}
         if job["run_dir"] is None:
             row.update(status=str(RunStatus.FAILED), epochs=None, overrides=" ".join(job["overrides"]),
                        error=job["error"])
@@ -59,8 +61,12 @@ def render_table(rows: list[dict[str, Any]]) -> None:
     """Print the sweep status table (one row per job, status in its colour) and a count per status."""
     from pab_campaign.render import print_line, print_table, status_text
 
-    done_before = " (skipped: done before)"
-    cells = [[row["job"], row["run_id"], status_text(row["status"], done_before if row["skipped"] else ""),
+    def skipped(row: dict[str, Any]) -> str:
+        if not row["skipped"]:
+            return ""
+        return f" (skipped: {row.get('note') or 'done before'})"
+
+    cells = [[row["job"], row["run_id"], status_text(row["status"], skipped(row)),
               str(row["epochs"]), row["overrides"], row["error"]] for row in rows]
     print_table("sweep status", ["job", "run_id", "status", "epochs", "overrides", "error"], cells)
     counts: dict[str, int] = {}

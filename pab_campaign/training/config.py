@@ -247,9 +247,26 @@ GROUP_SCHEMAS: dict[str, dict[str, type]] = {
 ROOT_SCHEMA = "run"
 
 
+def check_campaign_name(name: str) -> None:
+    """A campaign is a directory inside `campaign.root`: its name must be a relative path of plain
+    names (no '..' or '.', not absolute, not empty), or it would escape the root or be the root."""
+    if not name.strip() or name.startswith("/") or any(part in ("", ".", "..") for part in name.split("/")):
+        raise ConfigError(f"campaign.name='{name}' must name a directory inside campaign.root (plain names "
+                          "separated by '/', no '..' or '.', not absolute, not empty), e.g. campaign.name=demo")
+
+
+def campaign_dir(root: str, name: str) -> str:
+    """`${pab_campaign_dir:root,name}` in config.yaml: `<root>/<name>` once the name is checked, so a
+    bad name is refused where Hydra first resolves the directory, before it writes anything there."""
+    check_campaign_name(str(name))
+    return f"{root}/{name}"
+
+
 def register_schemas() -> None:
     """Store the schemas in Hydra's ConfigStore: `schema/run` (the root, extended by config.yaml)
-    and `schema/<group>/<option>` (extended by conf/<group>/<option>.yaml). Idempotent."""
+    and `schema/<group>/<option>` (extended by conf/<group>/<option>.yaml), and register the
+    `pab_campaign_dir` resolver. Idempotent."""
+    OmegaConf.register_new_resolver("pab_campaign_dir", campaign_dir, replace=True)
     store = ConfigStore.instance()
     store.store(group=SCHEMA_GROUP, name=ROOT_SCHEMA, node=RunConfig)
     for group, options in GROUP_SCHEMAS.items():

@@ -6,12 +6,18 @@ raised wherever training happened to be. `guard(record_status)` wraps that handl
 `run.json` says `preempted` before the requeue is issued, and marks it `preempted` too when the run
 is interrupted by `SystemExit` / `KeyboardInterrupt` (Ctrl-C) without the signal. The requeued job
 finds the run unfinished and resumes from its last checkpoint (`run.py`), counting a restart.
+
+Outside submitit (Hydra's basic launcher, a plain run) SIGTERM would otherwise end the process on
+the spot and leave the run `running`; within the block it is treated like Ctrl-C: the run is marked
+`preempted`, its checkpoints are kept, and the process exits with 128 + SIGTERM. (submitit installs
+its own SIGTERM handler, which is left alone.)
 """
 from __future__ import annotations
 
 import logging
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -20,6 +26,7 @@ from typing import Any
 from pab_campaign.store import RunStatus
 
 log = logging.getLogger(__name__)
+
 
 def preempt_signal() -> signal.Signals:
     """The signal submitit treats as preemption/time limit (SUBMITIT_PREEMPT_SIGNAL, default USR2)."""
@@ -46,9 +53,16 @@ def guard(record_status: Callable[[RunStatus, str | None], None]) -> Iterator[No
             return previous(signum, frame)
         raise SystemExit(128 + signum)
 
+    def on_sigterm(signum: int, frame: FrameType | None) -> Any:
+        raise SystemExit(128 + signum)
+
     installed = callable(previous)  # only under submitit, which installs a handler before the task runs
     if installed:
         signal.signal(sig, on_signal)
+    previous_term = signal.getsignal(signal.SIGTERM)
+    term_installed = previous_term == signal.SIG_DFL and threading.current_thread() is threading.main_thread()
+    if term_installed:
+        signal.signal(signal.SIGTERM, on_sigterm)
     try:
         yield
     except (SystemExit, KeyboardInterrupt) as exc:
@@ -57,3 +71,5 @@ def guard(record_status: Callable[[RunStatus, str | None], None]) -> Iterator[No
     finally:
         if installed:
             signal.signal(sig, previous)
+        if term_installed:
+            signal.signal(signal.SIGTERM, previous_term)

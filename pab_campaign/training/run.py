@@ -2,7 +2,13 @@
 probes, checkpoint, resume, and keep `run.json` / `trajectory.parquet` current (the layout is `pab_campaign.store`'s).
 
 The steps follow `setup → train → save_checkpoint → cleanup`; `execute(cfg)` runs them all and
-never raises for a training error: the run ends `failed` (or `diverged`) and the sweep goes on.
+never raises for a training error: the run ends `failed` (or `diverged`) with the error's last line
+in `run.json` and its full traceback appended to `<run>/run.log`, and the sweep goes on.
+
+One writer at a time: `execute` holds the run's `RunLock` from before it reads `run.json` until
+the run's last write. A run another live process is writing is skipped and said so; a finished
+run is never reopened. A run whose trajectory cannot be read back is not resumed over it: it ends
+`failed` with the reason and every file is kept.
 """
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import logging
 import math
 import random
 import time
+import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,19 +28,23 @@ from omegaconf import DictConfig, OmegaConf
 from torch.nn import functional as F
 
 from pab_campaign.errors import ConfigError, StoreError, one_line
+from pab_campaign.runlock import RunLock, RunLocked, RunLockLost
 from pab_campaign.store import (
+    RUN_JSON,
+    RUN_LOG,
     RunRecord,
     RunStatus,
     TrajectoryBuffer,
     read_run_json,
     read_trajectory,
+    remove_stale_temps,
     run_dir,
     write_run_json,
     write_trajectory,
 )
 from pab_campaign.training import checkpoint, preemption, provenance
 from pab_campaign.training.acceleration import autocast, on_cuda, prepare_model
-from pab_campaign.training.config import job_threads, undeclared_keys
+from pab_campaign.training.config import check_campaign_name, job_threads, undeclared_keys
 from pab_campaign.training.data import build_dataset, check_dataset
 from pab_campaign.training.data.batching import augment_generator, on_device, train_batches
 from pab_campaign.training.evaluate import Evaluation, evaluate
@@ -51,10 +62,12 @@ SPLITS = ("train", "val", "test")
 
 def validate(cfg: DictConfig) -> None:
     """Refuse configs that cannot run, before anything is written. The schemas have checked every
-    key and type while Hydra composed `cfg`; what is left are ranges, names and files."""
+    key and type while Hydra composed `cfg`; what is left are ranges, names and files. A sweep runs
+    this on every job's config before the first job starts (`hydra.sweeper.validate`)."""
     added = undeclared_keys(cfg)
     if added:
         raise ConfigError(f"{added[0]} is not a config key (added with +?); see `python -m pab_campaign --cfg job`")
+    check_campaign_name(str(cfg.campaign.name))
     checks = [
         (cfg.optimizer.lr > 0, f"optimizer.lr={cfg.optimizer.lr} must be > 0, e.g. optimizer.lr=0.05"),
         (cfg.optimizer.weight_decay >= 0, f"optimizer.weight_decay={cfg.optimizer.weight_decay} must be >= 0"),
@@ -92,6 +105,8 @@ class RunOutcome:
     directory: Path
     error: str | None = None
     skipped: bool = False
+    # Why a run was skipped other than being finished before (e.g. another process is writing it).
+    note: str | None = None
 
 
 def _now() -> str:
@@ -105,6 +120,7 @@ class Run:
     cfg: DictConfig
     directory: Path
     record: RunRecord
+    lock: RunLock
     trajectory: TrajectoryBuffer = field(default_factory=TrajectoryBuffer)
     attempt_started: float = field(default_factory=time.monotonic)
     previous_duration: float = 0.0
@@ -141,12 +157,26 @@ class Run:
         if latest is None:
             return
         self.state.load_state_dict(checkpoint.load(latest))
-        try:
-            self.trajectory = TrajectoryBuffer.from_table(read_trajectory(self.directory))
-        except StoreError:
-            self.trajectory = TrajectoryBuffer()
+        self.trajectory = self._history(self.state.epoch)
         self.trajectory.truncate_after(self.state.epoch)
         log.info("run %s: resuming from %s (epoch %d)", self.record.run_id, latest.name, self.state.epoch)
+
+    def _history(self, epoch: int) -> TrajectoryBuffer:
+        """The trajectory a resume from `epoch` continues: it must be readable and hold every epoch
+        0..`epoch`, or the run would go on with a history cut short. StoreError otherwise (the file is
+        left as it is)."""
+        advice = ("the run was not resumed over it (every file kept); restore the file, or move the run "
+                  "directory aside to train the run from scratch")
+        try:
+            buffer = TrajectoryBuffer.from_table(read_trajectory(self.directory))
+        except StoreError as exc:
+            raise StoreError(f"{exc}; {advice}") from None
+        missing = sorted(set(range(epoch + 1)) - set(buffer.epoch))
+        if missing:
+            raise StoreError(f"{self.directory / 'trajectory.parquet'} lacks epochs {missing[:5]}"
+                             f"{'...' if len(missing) > 5 else ''} that the checkpoint of epoch {epoch} "
+                             f"follows; {advice}")
+        return buffer
 
     # ---- train ---------------------------------------------------------------------------
     def train(self) -> RunStatus:
@@ -211,6 +241,7 @@ class Run:
                                        self.state.probe_states.setdefault(probe.name, {}), seed=int(self.cfg.seed),
                                        shared=shared)
                 self.trajectory.extend(epoch, probe.measure(context))
+        self.lock.verify()
         write_trajectory(self.directory, self.trajectory.to_table())
         self.save_checkpoint(epoch, evaluations)
         self.record.epochs_done = epoch
@@ -252,6 +283,10 @@ class Run:
 
     # ---- cleanup -------------------------------------------------------------------------
     def finish(self, status: RunStatus, error: str | None = None) -> None:
+        """Record how the run ended, unless its lock was taken over (then another writer owns it)."""
+        if not self.lock.held():
+            log.error("run %s: lock lost, %s not recorded", self.record.run_id, status)
+            return
         self.record.status, self.record.error, self.record.ended_at = RunStatus(status), error, _now()
         self.record.duration_s = self.previous_duration + time.monotonic() - self.attempt_started
         write_run_json(self.directory, self.record)
@@ -271,31 +306,73 @@ def _start_record(cfg: DictConfig, rid: str, overrides: list[str], previous: Run
     )
 
 
+def _previous_record(directory: Path) -> RunRecord | None:
+    if not (directory / RUN_JSON).exists():
+        return None
+    try:
+        return read_run_json(directory)
+    except StoreError:
+        return None
+
+
+def _log_traceback(directory: Path, rid: str, exc: BaseException) -> None:
+    """Append the full traceback of `exc` to `<run>/run.log` (run.json keeps its last line)."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        with open(directory / RUN_LOG, "a") as handle:
+            handle.write(f"--- {_now()} run {rid} failed\n{text}")
+    except OSError as error:
+        log.error("run %s: could not write %s (%s)", rid, directory / RUN_LOG, error)
+
+
 def execute(cfg: DictConfig, overrides: list[str] | tuple[str, ...] = ()) -> RunOutcome:
-    """Run `cfg` to its end in `<campaign.dir>/runs/<run_id>`; skip it if it already finished."""
+    """Run `cfg` to its end in `<campaign.dir>/runs/<run_id>`; skip it if it already finished or
+    another live process is writing it."""
     validate(cfg)
     rid = run_id(hparams(cfg))
     directory = run_dir(Path(cfg.campaign.dir).resolve(), rid)
-    previous = None
-    if (directory / "run.json").exists():
-        try:
-            previous = read_run_json(directory)
-        except StoreError:
-            previous = None
+    previous = _previous_record(directory)
     if previous and previous.status.finished:
         log.info("run %s already %s, skipped (%s)", rid, previous.status, directory)
         return RunOutcome(rid, previous.status, directory, previous.error, skipped=True)
-    directory.mkdir(parents=True, exist_ok=True)
-    record = _start_record(cfg, rid, list(overrides), previous)
+    lock = RunLock(directory)
+    try:
+        lock.acquire()
+    except RunLocked as exc:
+        log.warning("run %s skipped: %s", rid, one_line(exc))
+        return RunOutcome(rid, previous.status if previous else RunStatus.RUNNING, directory, skipped=True,
+                          note=f"another process is writing it ({exc.holder})")
+    try:
+        return _execute_locked(cfg, rid, directory, list(overrides), lock)
+    finally:
+        lock.release()
+
+
+def _execute_locked(cfg: DictConfig, rid: str, directory: Path, overrides: list[str], lock: RunLock) -> RunOutcome:
+    """`execute` once the run's lock is held: read the record again (another writer may have just
+    finished the run), clear temp files a killed writer left, then run."""
+    if lock.took_over is not None:
+        log.warning("run %s: took over the stale lock of %s", rid, lock.took_over.describe())
+    previous = _previous_record(directory)
+    if previous and previous.status.finished:
+        log.info("run %s already %s, skipped (%s)", rid, previous.status, directory)
+        return RunOutcome(rid, previous.status, directory, previous.error, skipped=True)
+    for folder in (directory, checkpoint.checkpoint_dir(directory)):
+        remove_stale_temps(folder)
+    record = _start_record(cfg, rid, overrides, previous)
     write_run_json(directory, record)
-    run = Run(cfg, directory, record, previous_duration=record.duration_s)
+    run = Run(cfg, directory, record, lock, previous_duration=record.duration_s)
     try:
         with preemption.guard(run.finish):
             run.setup()
             status = run.train()
+    except RunLockLost as exc:
+        log.error("run %s: %s", rid, one_line(exc))
+        return RunOutcome(rid, RunStatus.RUNNING, directory, skipped=True, note=one_line(exc))
     except Exception as exc:
         error = f"{type(exc).__name__}: {one_line(exc)}"
-        log.error("run %s failed: %s", rid, error)
+        log.error("run %s failed: %s (traceback in %s)", rid, error, directory / RUN_LOG)
+        _log_traceback(directory, rid, exc)
         run.finish(RunStatus.FAILED, error)
         return RunOutcome(rid, RunStatus.FAILED, directory, error)
     run.finish(status)

@@ -40,6 +40,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from pab_campaign.errors import ConfigError, PabError, StoreError, one_line
+from pab_campaign.runlock import RunLock
 from pab_campaign.store import (
     RUN_JSON,
     TRAJECTORY,
@@ -125,6 +126,7 @@ class Tracker:
         self._open = self._running = self._tracked = False
         self._noticed: set[str] = set()
         self._started = time.monotonic()
+        self._lock: RunLock | None = None
 
     def _usable(self, probe: Any) -> bool:
         """Whether `probe` can measure here; a one-line notice when it cannot."""
@@ -142,8 +144,11 @@ class Tracker:
         return self
 
     def _open_run_dir(self) -> None:
-        """Claim the run directory (the one place that does): read what an earlier attempt left,
-        and mark the run running, unless it has finished (then it is left as it is)."""
+        """Claim the run directory (the one place that does): take its lock (RunLocked when another
+        live process writes it), read what an earlier attempt left, and mark the run running, unless
+        it has finished (then it is left as it is)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = RunLock(self.run_dir).acquire()
         previous = None
         if (self.run_dir / RUN_JSON).exists():
             try:
@@ -166,8 +171,8 @@ class Tracker:
         if self._final():
             log.info("tracking: run %s already %s after epoch %d; kept as it is", self.run_id, self.status,
                      self.record.epochs_done)
+            self._lock.release()
             return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         write_run_json(self.run_dir, self.record)
         self.status, self._running = RunStatus.RUNNING, True
 
@@ -178,6 +183,8 @@ class Tracker:
         self._started = time.monotonic()
         write_run_json(self.run_dir, self.record)
         self.status, self._running = status, False
+        if self._lock is not None:
+            self._lock.release()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: Any) -> bool:
         self._open = False

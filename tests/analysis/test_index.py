@@ -1,11 +1,15 @@
 """The campaign index: incremental rebuild (new, changed, removed runs), atomic replacement."""
 from __future__ import annotations
 
+import os
+import random
 import shutil
 import threading
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
+import pytest
 
 from pab_campaign.analysis import index
 from pab_campaign.analysis.campaign import load_trajectories, open_campaign
@@ -78,3 +82,71 @@ def test_two_reporters_at_once(tmp_path):
     assert index.refresh_runs(tmp_path).read == 0
     leftovers = [p.name for p in summary_dir(tmp_path).iterdir() if p.name.startswith(".")]
     assert leftovers == []
+
+
+def _fresh_build(campaign) -> index.RunsIndex:
+    """The index built from nothing (the stored one moved aside meanwhile, then put back)."""
+    summary, aside = summary_dir(campaign), campaign / "summary.aside"
+    summary.rename(aside)
+    try:
+        return index.refresh_runs(campaign)
+    finally:
+        shutil.rmtree(summary)
+        aside.rename(summary)
+
+
+def _bump_mtime(path) -> None:
+    info = path.stat()
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 1_000_000_000))
+
+
+def _random_step(campaign, rng: random.Random, serial: int) -> None:
+    """One change an adversarial user could make to a campaign: touch, rewrite, delete, corrupt or
+    add a run; runs differ in which hyper-parameters they have (cnn-only `model.channels`)."""
+    runs = sorted(p.name for p in runs_dir(campaign).iterdir())
+    action = rng.choice(["touch", "rewrite", "delete", "corrupt_trajectory", "corrupt_run_json", "add", "add",
+                         "drop_trajectory"])
+    target = runs_dir(campaign) / rng.choice(runs) if runs else None
+    if target is None or action == "add" or action == "rewrite":
+        name = target.name if action == "rewrite" and target is not None else f"new-{serial}"
+        model = rng.choice(["mlp", "cnn"])
+        hparams = {"model.name": model, "optimizer.lr": rng.choice([0.1, 0.01]), "seed": rng.randrange(3)}
+        if model == "cnn":
+            hparams["model.channels"] = "[4, 8]"
+        values = {(c, m): [rng.random() for _ in range(rng.randrange(1, 5))]
+                  for c in ("val", "test") for m in ("loss", "acc") if rng.random() < 0.9}
+        values[("val", "loss")] = [rng.random() for _ in range(3)]
+        write_run(campaign, name, hparams, values, status=rng.choice(["completed", "completed", "failed"]))
+    elif action == "touch":
+        files = [f for f in ("run.json", "trajectory.parquet") if (target / f).exists()]
+        _bump_mtime(target / rng.choice(files))
+    elif action == "delete":
+        shutil.rmtree(target)
+    elif action == "corrupt_trajectory":
+        (target / "trajectory.parquet").write_bytes(b"PAR1 not parquet")
+    elif action == "corrupt_run_json":
+        (target / "run.json").write_text(rng.choice(['{"run_id": "x"', '{"run_id": "x", "status": "done"}',
+                                                    '{"run_id": "x", "status": "completed", "hparams": "lr"}']))
+    elif (target / "trajectory.parquet").exists():
+        (target / "trajectory.parquet").unlink()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_incremental_index_equals_a_fresh_build_after_random_changes(tmp_path, seed):
+    """Property: after any sequence of touches, rewrites, deletions, corruptions and additions, the
+    incrementally refreshed index equals one built from nothing, column for column and value for
+    value (dtypes included), and only unreadable runs are set aside."""
+    rng = random.Random(seed)
+    campaign = tmp_path / "c"
+    make_grid(campaign, seeds=1, epochs=2)
+    index.refresh_runs(campaign)
+    for step in range(15):
+        _random_step(campaign, rng, step)
+        refreshed = index.refresh_runs(campaign)
+        fresh = _fresh_build(campaign)
+        assert refreshed.hparam_names == fresh.hparam_names, f"step {step}"
+        pd.testing.assert_frame_equal(refreshed.frame, fresh.frame, check_exact=True, obj=f"index after step {step}")
+        opened = open_campaign(campaign)
+        unreadable = set(fresh.frame.loc[fresh.frame["skip_reason"].notna(), "run_id"])
+        assert {run_id for run_id, _ in opened.skipped} <= unreadable
+        assert all(isinstance(reason, str) and reason != "nan" for _, reason in opened.skipped)

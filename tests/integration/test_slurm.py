@@ -76,6 +76,7 @@ def test_preempted_run_is_requeued_and_resumes_to_the_same_trajectory(slurm_env,
     assert uninterrupted.wait(timeout=300) == 0, uninterrupted.stderr.read()[-3000:]
     assert final.restarts == 1 and final.epochs_done == 50
     run_dir = next(iter_run_dirs(campaign))
+    assert not (run_dir / "run.lock").exists()
     ref_dir = next(iter_run_dirs(reference))
     assert run_dir.name == ref_dir.name
     assert_same_trajectory(run_dir, ref_dir, epochs=50)
@@ -85,3 +86,32 @@ def test_preempted_run_is_requeued_and_resumes_to_the_same_trajectory(slurm_env,
     submitted_file = json.loads(record.read_text())
     assert job_id.split("_")[0] in submitted_file["job_ids"][0]
     assert submitted_file["sweep_dir"] == str(record.parent.resolve())
+
+
+def test_a_cancelled_job_is_reported_failed_and_its_run_resumes_when_launched_again(slurm_env, tmp_path):
+    """A job killed by `scancel` ends without a result: the sweep reports it failed (exit 1) while the
+    other job completes; launched again, the run takes over the lock the killed job left and resumes."""
+    campaign = tmp_path / "cancelled"
+    args = ["seed=0,1", "train.epochs=200"]
+    sweep = subprocess.Popen(train_argv(campaign, ["-m", "hydra/launcher=slurm", *FAST, *args]), cwd=REPO,
+                             env=slurm_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def seed0():
+        records = [read_run_json(d) for d in iter_run_dirs(campaign) if (d / "run.json").exists()]
+        return next((r for r in records if r.seed == 0), None)
+
+    wait_for(lambda: getattr(seed0(), "epochs_done", 0) >= 2, 180, "seed 0 to reach epoch 2")
+    subprocess.run(["scancel", "--signal=KILL", "--full", seed0().slurm_job_id], env=slurm_env, check=True,
+                   timeout=30)
+    out, err = sweep.communicate(timeout=300)
+    assert sweep.returncode == 1, out[-3000:] + err[-3000:]
+    table = " ".join(out.split())
+    assert "ended without a result" in table and "sweep: 1 completed, 1 failed" in table
+    killed = seed0()
+    assert killed.status == "running" and (campaign / "runs" / killed.run_id / "run.lock").exists()
+    again = train(slurm_env, campaign, *args)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    final = seed0()
+    assert final.status == "completed" and final.restarts == 1 and final.epochs_done == 200
+    assert epochs_of(campaign / "runs" / final.run_id) == list(range(201))
+    assert not (campaign / "runs" / final.run_id / "run.lock").exists()

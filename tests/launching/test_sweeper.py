@@ -1,0 +1,37 @@
+"""`hydra/sweeper=checked` (the app's default): every job's config is checked before the first job
+starts, so a sweep with one bad value trains nothing and writes nothing; campaign names that would
+leave the campaign root or be the root are refused before Hydra writes anything."""
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import assert_one_line_error, train
+
+FAST = ["model=mlp", "runtime.verbose=false", "tracking=minimal", "train.epochs=1"]
+
+
+@pytest.mark.parametrize("batches", [[], ["hydra.sweeper.max_batch_size=1"]])
+def test_a_sweep_with_one_bad_job_trains_nothing(tmp_path, batches):
+    campaign = tmp_path / "root" / "c"
+    result = train(["-m", *FAST, "seed=0", "optimizer.lr=0.05,-1", *batches], campaign)
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert_one_line_error(result, "job #1 (", "optimizer.lr=-1", "optimizer.lr=-1.0 must be > 0")
+    assert not (tmp_path / "root").exists()  # not a run, not Hydra's sweep directory
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "/absolute", "''", "."])
+@pytest.mark.parametrize("sweep", [[], ["-m", "seed=0,1"]])
+def test_campaign_names_outside_the_root_or_the_root_itself_are_refused(tmp_path, name, sweep):
+    root = tmp_path / "a" / "b" / "root"
+    result = train([*sweep, *FAST, f"campaign.root={root}", f"campaign.name={name}"], tmp_path / "unused")
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert_one_line_error(result, "must name a directory inside campaign.root", "e.g. campaign.name=demo")
+    assert [p.name for p in tmp_path.iterdir()] == []  # nothing written, inside the root or outside
+
+
+def test_an_empty_seed_sweep_leaves_nothing_behind(tmp_path):
+    campaign = tmp_path / "root" / "c"
+    result = train(["-m", *FAST, "seed="], campaign)
+    assert result.returncode == 2
+    assert_one_line_error(result, "seed=")
+    assert not (tmp_path / "root").exists()
