@@ -39,7 +39,8 @@ from omegaconf import OmegaConf
 from hydra_plugins.pab_campaign_launchers.config import LocalConf, SlurmConf
 from pab_campaign.launching.forkserver import READY
 from pab_campaign.launching.plan import LauncherConfigError, available_cores, parallel_jobs, visible_gpus
-from pab_campaign.launching.sweep_status import write_lost_job
+from pab_campaign.launching.progress import ProgressDisplay, SweepProgress
+from pab_campaign.launching.sweep_status import run_failed, write_lost_job
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,14 @@ def collect(jobs: list[tuple[int, Any]], job_overrides: Sequence[Sequence[str]],
         write_lost_job(sweep_dir / str(idx), list(overrides), error)
         returns.append(failed_return(overrides, lost))
     return returns
+
+
+def job_failed(job: Any, job_output_dir: Path) -> bool:
+    """Whether a finished submitit job raised, or trained a run that failed."""
+    try:
+        return job.exception() is not None or run_failed(job_output_dir)
+    except Exception:
+        return True
 
 
 def with_threads(python: str, cpus_per_task: int) -> str:
@@ -202,35 +211,42 @@ class LocalLauncher(plugin.LocalLauncher):
             log.info("local launcher: %d runs, %d at a time x %s threads%s; sweep dir %s", len(job_overrides), jobs,
                      threads, f", one GPU each of {gpus}" if gpus else "", sweep_dir)
             python = (warm.command() if warm else None) or shlex.quote(sys.executable)
-            finished = self._run_pool(self._executor(python), job_overrides, initial_job_idx, jobs, gpus)
+            finished = self._run_pool(self._executor(python), job_overrides, initial_job_idx, jobs, gpus, sweep_dir)
         finally:
             if warm:
                 warm.stop()
         return collect([(idx, finished[idx]) for idx in sorted(finished)], job_overrides, sweep_dir)
 
     def _run_pool(self, executor: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int, jobs: int,
-                  gpus: list[int]) -> dict[int, Any]:
-        """Submit the runs, at most `jobs` at a time; returns the finished submitit jobs by index."""
+                  gpus: list[int], sweep_dir: Path) -> dict[int, Any]:
+        """Submit the runs, at most `jobs` at a time, showing the sweep's progress; returns the
+        finished submitit jobs by index."""
         pending = list(enumerate(job_overrides, start=initial_job_idx))
         running: dict[int, tuple[Any, int | None]] = {}
         finished: dict[int, Any] = {}
         free_gpus = list(gpus)
-        while pending or running:
-            while pending and len(running) < jobs:
-                idx, overrides = pending.pop(0)
-                gpu = free_gpus.pop(0) if gpus else None
-                executor.update_parameters(gpus_per_node=1 if gpu is not None else 0,
-                                           visible_gpus=(gpu,) if gpu is not None else ())
-                log_job(idx, overrides)
-                job = executor.submit(self, *job_args(overrides, idx))
-                running[idx] = (job, gpu)
-            time.sleep(POLL_S)
-            for idx, (job, gpu) in list(running.items()):
-                if job.done():
-                    finished[idx] = job
-                    del running[idx]
-                    if gpu is not None:
-                        free_gpus.append(gpu)
+        progress = SweepProgress(len(job_overrides), jobs)
+        with ProgressDisplay() as display:
+            while pending or running:
+                while pending and len(running) < jobs:
+                    idx, overrides = pending.pop(0)
+                    gpu = free_gpus.pop(0) if gpus else None
+                    executor.update_parameters(gpus_per_node=1 if gpu is not None else 0,
+                                               visible_gpus=(gpu,) if gpu is not None else ())
+                    if not display.live:
+                        log_job(idx, overrides)
+                    running[idx] = (executor.submit(self, *job_args(overrides, idx)), gpu)
+                    progress.start(idx, time.monotonic())
+                display.show(progress.line(time.monotonic()))
+                time.sleep(POLL_S)
+                for idx, (job, gpu) in list(running.items()):
+                    if job.done():
+                        finished[idx] = job
+                        del running[idx]
+                        progress.finish(idx, time.monotonic(), job_failed(job, sweep_dir / str(idx)))
+                        if gpu is not None:
+                            free_gpus.append(gpu)
+            display.show(progress.line(time.monotonic()))
         return finished
 
 

@@ -34,6 +34,16 @@ def write_lost_job(job_output_dir: Path, overrides: list[str], error: str) -> No
                                     "overrides": overrides, "error": error})
 
 
+def run_failed(job_output_dir: Path) -> bool:
+    """Whether the job whose Hydra output directory is `job_output_dir` left no run, or a run that
+    ended `failed`."""
+    try:
+        job = json.loads((job_output_dir / POINTER).read_text())
+        return job["run_dir"] is None or read_run_json(Path(job["run_dir"])).status == RunStatus.FAILED
+    except (OSError, ValueError, KeyError, StoreError):
+        return True
+
+
 def sweep_rows(sweep_dir: Path) -> list[dict[str, Any]]:
     """One row per job of the sweep in `sweep_dir`: job number, run id, status, epochs, error."""
     rows = []

@@ -74,6 +74,7 @@ def test_local_sweep_runs_in_parallel_and_completes(tmp_path, warm_start):
     spans = job_spans(campaign)
     assert len(spans) == 3 and spans[1][0] < spans[0][1], f"the first two runs did not overlap: {spans}"
     assert "sweep: 3 completed" in result.stdout
+    assert "sweep: 3/3 runs ended, 0 running, 0 waiting" in result.stdout
 
 
 def test_run_preempted_through_the_fork_server_is_requeued_and_resumes(tmp_path):

@@ -1,0 +1,97 @@
+"""A sweep's progress while its runs train side by side: runs ended / running / failed / waiting,
+and an estimate of the time left from the durations of the runs that ended.
+
+On a terminal it is one line that `rich` redraws in place (instead of a log line per job); elsewhere
+(a file, CI) a plain line is printed whenever it changes.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+from typing import TextIO
+
+
+@dataclass
+class SweepProgress:
+    """Counts of a sweep of `total` runs trained `parallel` at a time; times in seconds (monotonic)."""
+
+    total: int
+    parallel: int
+    started: dict[int, float] = field(default_factory=dict)
+    durations: list[float] = field(default_factory=list)
+    failed: int = 0
+
+    def start(self, job: int, now: float) -> None:
+        self.started[job] = now
+
+    def finish(self, job: int, now: float, failed: bool) -> None:
+        self.durations.append(now - self.started.pop(job))
+        self.failed += int(failed)
+
+    @property
+    def ended(self) -> int:
+        return len(self.durations)
+
+    def eta_s(self, now: float) -> float | None:
+        """Seconds until the last run ends if every run takes the mean duration of those that
+        ended, `parallel` at a time; None before any run ended."""
+        if not self.durations:
+            return None
+        mean = sum(self.durations) / len(self.durations)
+        waiting = self.total - self.ended - len(self.started)
+        left = sum(max(mean - (now - began), 0.0) for began in self.started.values()) + waiting * mean
+        return left / max(1, min(self.parallel, self.total - self.ended))
+
+    def line(self, now: float) -> str:
+        """`sweep: 3/8 runs ended (1 failed), 2 running, 3 waiting; about 1 min 20 s left`."""
+        waiting = self.total - self.ended - len(self.started)
+        failed = f" ({self.failed} failed)" if self.failed else ""
+        eta = self.eta_s(now)
+        left = "" if eta is None or self.ended == self.total else f"; about {_duration(eta)} left"
+        return (f"sweep: {self.ended}/{self.total} runs ended{failed}, {len(self.started)} running, "
+                f"{waiting} waiting{left}")
+
+
+def _duration(seconds: float) -> str:
+    """A rounded duration: `45 s`, `3 min 20 s`, `2 h 05 min`."""
+    seconds = math.ceil(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+class ProgressDisplay:
+    """Shows `SweepProgress.line` live on a terminal, or prints it when it changes elsewhere."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self.live = self.stream.isatty()
+        self._last = ""
+        self._view = None
+
+    def __enter__(self) -> ProgressDisplay:
+        if self.live:
+            from rich.console import Console
+            from rich.live import Live
+
+            self._view = Live("", console=Console(file=self.stream), auto_refresh=False, transient=False)
+            self._view.__enter__()
+        return self
+
+    def show(self, line: str) -> None:
+        if line == self._last:
+            return
+        self._last = line
+        if self._view is not None:
+            from rich.text import Text
+
+            self._view.update(Text(line), refresh=True)
+        else:
+            print(line, file=self.stream, flush=True)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._view is not None:
+            self._view.__exit__(*exc)
