@@ -108,6 +108,19 @@ def wait_for(predicate, timeout: float, what: str, poll: float = 0.1) -> None:
         time.sleep(poll)
 
 
+def forkserver_clients(marker: Path) -> list[int]:
+    """Pids of the fork-server clients (submitit's local tasks) whose command line names `marker`."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode().split("\0")
+        except (OSError, ValueError):
+            continue
+        if "pab_campaign.launching.forkserver" in cmdline and "connect" in cmdline and str(marker) in " ".join(cmdline):
+            pids.append(int(proc.name))
+    return pids
+
+
 def assert_same_trajectory(run_dir: Path, reference_dir: Path, epochs: int) -> None:
     """`run_dir`'s trajectory has epochs 0..`epochs` once each and equals `reference_dir`'s, row for
     row and value for value (to 1e-9)."""

@@ -14,7 +14,15 @@ import pytest
 
 from pab_campaign.store import iter_run_dirs, read_run_json, read_trajectory
 from tests import helpers
-from tests.helpers import REPO, assert_one_line_error, assert_same_trajectory, command_env, train_argv, wait_for
+from tests.helpers import (
+    REPO,
+    assert_one_line_error,
+    assert_same_trajectory,
+    command_env,
+    forkserver_clients,
+    train_argv,
+    wait_for,
+)
 
 FAST = ["model=mlp", "optimizer.lr=0.05", "runtime.verbose=false", "tracking=minimal", "checkpoint.every=0"]
 
@@ -28,19 +36,6 @@ def command(campaign: Path, *overrides: str, launcher: str = "local") -> dict:
 
 def train(campaign: Path, *overrides: str) -> subprocess.CompletedProcess:
     return helpers.train(["-m", "hydra/launcher=local", *FAST, *overrides], campaign, timeout=300)
-
-
-def forkserver_clients(marker: Path) -> list[int]:
-    """Pids of the fork-server clients (submitit's local tasks) whose command line names `marker`."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes().decode().split("\0")
-        except (OSError, ValueError):
-            continue
-        if "pab_campaign.launching.forkserver" in cmdline and "connect" in cmdline and str(marker) in " ".join(cmdline):
-            pids.append(int(proc.name))
-    return pids
 
 
 STAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}")

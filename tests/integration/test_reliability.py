@@ -16,7 +16,7 @@ from hydra.core.utils import JobStatus
 
 from pab_campaign.errors import StoreError
 from pab_campaign.store import iter_run_dirs, read_run_json, read_trajectory
-from tests.helpers import REPO, command_env, train_argv, wait_for
+from tests.helpers import REPO, command_env, forkserver_clients, train_argv, wait_for
 
 FAST = ["model=mlp", "optimizer.lr=0.05", "runtime.verbose=false", "tracking=minimal", "checkpoint.every=0"]
 
@@ -129,7 +129,7 @@ def test_a_sweep_goes_on_past_a_killed_job_and_reports_it(tmp_path):
                    "train.epochs=40")
     wait_for(lambda: any(r.epochs_done >= 2 and r.seed == 0 for r in _records(campaign).values()), 180,
              "the first job to reach epoch 2")
-    clients = _forkserver_clients(tmp_path)
+    clients = forkserver_clients(tmp_path)
     assert len(clients) == 1, clients
     os.kill(clients[0], signal.SIGKILL)
     out, err = sweep.communicate(timeout=360)
@@ -138,15 +138,3 @@ def test_a_sweep_goes_on_past_a_killed_job_and_reports_it(tmp_path):
     assert "ended without a result" in table
     assert "sweep: 2 completed, 1 failed" in table  # the later batches ran
     assert "job #0 (" in out + err
-
-
-def _forkserver_clients(marker: Path) -> list[int]:
-    pids = []
-    for proc in Path("/proc").iterdir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes().decode().split("\0")
-        except (OSError, ValueError):
-            continue
-        if "pab_campaign.launching.forkserver" in cmdline and "connect" in cmdline and str(marker) in " ".join(cmdline):
-            pids.append(int(proc.name))
-    return pids
