@@ -7,6 +7,8 @@ The cluster is the session fixture `slurm_env` (tests/conftest.py); where it can
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -88,8 +90,8 @@ def test_preempted_run_is_requeued_and_resumes_to_the_same_trajectory(slurm_env,
     assert submitted_file["sweep_dir"] == str(record.parent.resolve())
 
 
-def test_a_cancelled_job_is_reported_failed_and_its_run_resumes_when_launched_again(slurm_env, tmp_path):
-    """A job killed by `scancel` ends without a result: the sweep reports it failed (exit 1) while the
+def test_a_killed_job_is_reported_failed_and_its_run_resumes_when_launched_again(slurm_env, tmp_path):
+    """A job whose training process is killed ends without a result: the sweep reports it failed (exit 1) while the
     other job completes; launched again, the run takes over the lock the killed job left and resumes."""
     campaign = tmp_path / "cancelled"
     args = ["seed=0,1", "train.epochs=200"]
@@ -101,8 +103,10 @@ def test_a_cancelled_job_is_reported_failed_and_its_run_resumes_when_launched_ag
         return next((r for r in records if r.seed == 0), None)
 
     wait_for(lambda: getattr(seed0(), "epochs_done", 0) >= 2, 180, "seed 0 to reach epoch 2")
-    subprocess.run(["scancel", "--signal=KILL", "--full", seed0().slurm_job_id], env=slurm_env, check=True,
-                   timeout=30)
+    # SIGKILL to the training process, as the out-of-memory killer sends it. (`scancel` would send
+    # SIGTERM, which submitit ignores, and SIGKILL only KillWait later: the run could finish first.)
+    holder = json.loads((campaign / "runs" / seed0().run_id / "run.lock").read_text())
+    os.kill(holder["pid"], signal.SIGKILL)
     out, err = sweep.communicate(timeout=300)
     assert sweep.returncode == 1, out[-3000:] + err[-3000:]
     table = " ".join(out.split())
