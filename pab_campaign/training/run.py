@@ -45,7 +45,7 @@ from pab_campaign.store import (
 from pab_campaign.training import checkpoint, preemption, provenance
 from pab_campaign.training.acceleration import autocast, on_cuda, prepare_model
 from pab_campaign.training.config import check_campaign_name, job_threads, undeclared_keys
-from pab_campaign.training.data import build_dataset, check_dataset
+from pab_campaign.training.data import SPLITS, build_dataset, check_dataset
 from pab_campaign.training.data.batching import augment_generator, on_device, train_batches
 from pab_campaign.training.evaluate import Evaluation, evaluate
 from pab_campaign.training.identity import hparams, run_id
@@ -56,8 +56,6 @@ from pab_campaign.training.probes.registry import build_probes
 from pab_campaign.training.state import TrainingState
 
 log = logging.getLogger(__name__)
-
-SPLITS = ("train", "val", "test")
 
 
 def validate(cfg: DictConfig) -> None:

@@ -54,7 +54,7 @@ from pab_campaign.store import (
     write_trajectory,
 )
 from pab_campaign.training import checkpoint, provenance
-from pab_campaign.training.data import DataBundle, Split
+from pab_campaign.training.data import SPLITS, DataBundle, Split
 from pab_campaign.training.evaluate import Evaluation, eval_mode
 from pab_campaign.training.identity import run_id
 from pab_campaign.training.probes import ProbeContext, Row, forward_features
@@ -64,7 +64,6 @@ from pab_campaign.training.tracker_inputs import check_campaign_dir, load_tracki
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
 # Probes that need no probe data: performance records the numbers given to `epoch()`, spectra the weights.
 MODEL_ONLY_PROBES = frozenset({"performance", "spectra"})
 Features = Callable[[nn.Module, torch.Tensor], torch.Tensor]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from importlib import import_module
 from types import ModuleType
 
-from pab_campaign.training.data.base import DataBundle, Split
+from pab_campaign.training.data.base import SPLITS, DataBundle, Split
 from pab_campaign.training.registry import Registry
 
 # Name → the module that builds it (`build(cfg)`, and `check(cfg)` where the data set has files);
@@ -31,4 +31,4 @@ def check_dataset(cfg) -> None:
         check(cfg)
 
 
-__all__ = ["DATASETS", "DataBundle", "Split", "build_dataset", "check_dataset"]
+__all__ = ["DATASETS", "SPLITS", "DataBundle", "Split", "build_dataset", "check_dataset"]

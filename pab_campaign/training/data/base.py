@@ -20,8 +20,14 @@ class Split:
         return len(self.y)
 
 
+# The names of a DataBundle's splits, in the order they are evaluated and recorded.
+SPLITS = ("train", "val", "test")
+
+
 @dataclass(frozen=True)
 class DataBundle:
+    """A data set's three splits (named in SPLITS), its class count, input shape and augmentation."""
+
     name: str
     train: Split
     val: Split
