@@ -15,41 +15,46 @@ from pab_campaign.analysis.plots.style import OKABE_ITO, axis_label, group_label
 
 def plot_curves(curves: pd.DataFrame, groupby: list[str], campaign: str = "") -> Figure:
     """Learning curves: one panel per `label` (context/metric[key]), one line per group (mean over
-    runs against epoch) with a band of ± the CI95 half-width; titled by `campaign`. `curves` has
-    the columns of `report.build_curves`: *groupby, label, epoch, runs, mean, std, ci95."""
+    runs against epoch) with a band of ± the CI95 half-width; titled by `campaign`. A group keeps
+    one colour in every panel, also in panels where other groups have no values. `curves` has the
+    columns of `report.build_curves`: *groupby, label, epoch, runs, mean, std, ci95."""
     labels = list(dict.fromkeys(curves["label"]))
+    colours = _group_colours(curves, groupby)
     columns = min(2, max(1, len(labels)))
     rows = max(1, math.ceil(len(labels) / columns))
     figure, axes = plt.subplots(rows, columns, figsize=(6.0 * columns, 3.4 * rows + 0.8), squeeze=False,
                                 layout="constrained")
+    handles = {}
     for ax, label in zip(axes.flat, labels):
         panel = curves[curves["label"] == label]
-        groups = panel.groupby(groupby, dropna=False, sort=True) if groupby else [((), panel)]
-        for key, group in groups:
-            key = key if isinstance(key, tuple) else (key,)
+        for name, group in _groups_of(panel, groupby):
             group = group.sort_values("epoch")
             marker = "o" if len(group) <= 15 else None
-            line, = ax.plot(group["epoch"], group["mean"], label=group_label(groupby, key), lw=1.5, marker=marker,
-                            ms=3)
+            handles[name], = ax.plot(group["epoch"], group["mean"], label=name, color=colours[name], lw=1.5,
+                                     marker=marker, ms=3)
             band = group["ci95"].fillna(0.0)
-            ax.fill_between(group["epoch"], group["mean"] - band, group["mean"] + band,
-                            color=line.get_color(), alpha=0.2, lw=0)
+            ax.fill_between(group["epoch"], group["mean"] - band, group["mean"] + band, color=colours[name],
+                            alpha=0.2, lw=0)
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("epoch")
         ax.set_ylabel(axis_label(label))
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(labels):]:
         ax.set_visible(False)
-    legend = {}
-    for ax in axes.flat:
-        for handle, name in zip(*ax.get_legend_handles_labels()):
-            legend.setdefault(name, handle)
-    if legend:
-        figure.legend(list(legend.values()), list(legend), loc="outside lower center", ncol=min(3, len(legend)),
-                      fontsize="small")
+    if handles:
+        shown = [name for name in colours if name in handles]
+        figure.legend([handles[name] for name in shown], shown, loc="outside lower center",
+                      ncol=min(3, len(shown)), fontsize="small")
     shown = labels[0] if len(labels) == 1 else f"{len(labels)} metrics"
     figure.suptitle(f"{campaign + ': ' if campaign else ''}{shown}, mean ± CI95 over runs per group")
     return figure
+
+
+def _group_colours(frame: pd.DataFrame, groupby: list[str]) -> dict[str, str]:
+    """The colour of each group's legend label, in sorted group order: the palette in turn, again
+    from its start when there are more groups than colours."""
+    names = [name for name, _ in _groups_of(frame, groupby)]
+    return {name: OKABE_ITO[i % len(OKABE_ITO)] for i, name in enumerate(names)}
 
 
 def _label_key(label: str) -> str:
