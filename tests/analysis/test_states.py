@@ -248,11 +248,23 @@ def test_hyperparameter_predictors_match_scipy():
     hparams = pd.DataFrame({"lr": [0.1, 0.1, 0.01, 0.01, 0.1, 0.01], "norm": ["bn", "bn", "ln", "ln", "ln", "bn"]},
                            index=list("abcdef"))
     table = phases.hparam_predictors(visited, hparams).set_index("hparam")
-    rho, p = scipy.stats.spearmanr(hparams["lr"], visited[0].astype(float))
-    assert table.loc["lr", "effect"] == pytest.approx(rho) and table.loc["lr", "p"] == pytest.approx(p)
+    rho = scipy.stats.spearmanr(hparams["lr"], visited[0].astype(float)).statistic
+    p = scipy.stats.mannwhitneyu(hparams["lr"][visited[0]], hparams["lr"][~visited[0]]).pvalue
+    assert table.loc["lr", "effect"] == pytest.approx(rho) and table.loc["lr", "p"] == pytest.approx(p, rel=1e-12)
     crosstab = pd.crosstab(hparams["norm"], visited[0])
     assert table.loc["norm", "effect"] == pytest.approx(scipy.stats.contingency.association(crosstab, method="cramer"))
     assert table.loc["lr", "visit_rate_by_value"] == "0.01: 0%; 0.1: 100%"
+
+
+def test_a_grid_value_that_splits_visiting_runs_exactly_gets_a_rank_test_p_not_a_vanishing_one():
+    """6 runs at lr 0.1 visit, 6 at lr 0.02 do not: ρ = 1, and the p is near Fisher's exact 2/C(12, 6)
+    = 0.0022, not the t approximation's p of ρ = 1 (below 1e-70)."""
+    visited = pd.DataFrame({0: [True] * 6 + [False] * 6}, index=[f"r{i}" for i in range(12)])
+    hparams = pd.DataFrame({"lr": [0.1] * 6 + [0.02] * 6}, index=visited.index)
+    row = phases.hparam_predictors(visited, hparams).iloc[0]
+    assert row["effect"] == pytest.approx(1.0)
+    assert 1e-3 < row["p"] < 1e-2
+    assert scipy.stats.spearmanr(hparams["lr"], visited[0].astype(float)).pvalue < 1e-70
 
 
 def test_group_curves_give_the_mean_ci95_and_the_phase_of_most_runs():
