@@ -9,15 +9,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-from pab_campaign.analysis.plots.style import OKABE_ITO, axis_label, group_label
+from pab_campaign.analysis.plots.style import OKABE_ITO, axis_label, group_label, metric_range
 
 
 def plot_curves(curves: pd.DataFrame, groupby: list[str], campaign: str = "") -> Figure:
     """Learning curves: one panel per `label` (context/metric[key]), one line per group (mean over
-    runs against epoch) with a band of ± the CI95 half-width; titled by `campaign`. A group keeps
-    one colour in every panel, also in panels where other groups have no values. `curves` has the
-    columns of `report.build_curves`: *groupby, label, epoch, runs, mean, std, ci95."""
+    runs against epoch) with a band of ± the CI95 half-width, cut to the values the metric can take
+    (an accuracy's band stays within [0, 1]); titled by `campaign`. A group keeps one colour in
+    every panel, also in panels where other groups have no values. `curves` has the columns of
+    `report.build_curves`: *groupby, label, epoch, runs, mean, std, ci95."""
     labels = list(dict.fromkeys(curves["label"]))
     colours = _group_colours(curves, groupby)
     columns = min(2, max(1, len(labels)))
@@ -33,10 +35,12 @@ def plot_curves(curves: pd.DataFrame, groupby: list[str], campaign: str = "") ->
             handles[name], = ax.plot(group["epoch"], group["mean"], label=name, color=colours[name], lw=1.5,
                                      marker=marker, ms=3)
             band = group["ci95"].fillna(0.0)
-            ax.fill_between(group["epoch"], group["mean"] - band, group["mean"] + band, color=colours[name],
-                            alpha=0.2, lw=0)
+            low, high = metric_range(label)
+            ax.fill_between(group["epoch"], (group["mean"] - band).clip(lower=low),
+                            (group["mean"] + band).clip(upper=high), color=colours[name], alpha=0.2, lw=0)
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(axis_label(label))
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(labels):]:
@@ -94,6 +98,7 @@ def class_heatmap(accuracy: pd.DataFrame, learned: pd.DataFrame, groupby: list[s
             ax.scatter(first.to_numpy(float), np.arange(len(grid)), marker="|", s=140, color="white", linewidths=2.5)
         ax.set_yticks(np.arange(len(grid)), grid.index)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("class")
         ax.set_title(name, fontsize=9)
     for ax in list(axes.flat)[len(groups):]:

@@ -3,6 +3,7 @@ colour-vision deficiencies; also matplotlib's default colour cycle here), the un
 for axis labels, and writing a figure as PNG."""
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -40,11 +41,32 @@ _UNITS = {
 }
 
 
+# Metrics that cannot leave [0, 1] or go below 0 (gaps and differences can, so they are not here).
+_IN_UNIT_INTERVAL = ("acc", "class_acc", "clean_acc", "fgsm_acc", "pgd_acc", "consistency", "churn",
+                     *_UNITS["ratio 0–1"])
+_NON_NEGATIVE = ("loss", "batch_loss", "early_stop_val_loss", "erank", "stable_rank", "classes_learned",
+                 "classes_unstable", "class_learned_epoch", "early_stop_epoch", "overfit_onset")
+
+
+def _metric_name(label: str) -> str:
+    """`metric` of `context/metric[key]@epoch`."""
+    return re.split(r"[\[@]", label.split("/", 1)[-1])[0]
+
+
 def metric_unit(label: str) -> str:
     """The unit of a metric named `context/metric[key]@epoch` (e.g. `val/loss@20` -> 'cross-entropy,
     nats'); 'as recorded' for a metric this table does not know."""
-    name = re.split(r"[\[@]", label.split("/", 1)[-1])[0]
+    name = _metric_name(label)
     return next((unit for unit, names in _UNITS.items() if name in names), "as recorded")
+
+
+def metric_range(label: str) -> tuple[float, float]:
+    """The values a metric can take: (0, 1) for accuracies and ratios, (0, inf) for losses, ranks and
+    counts, (-inf, inf) for the rest (gaps, unknown metrics)."""
+    name = _metric_name(label)
+    if name in _IN_UNIT_INTERVAL:
+        return 0.0, 1.0
+    return (0.0, math.inf) if name in _NON_NEGATIVE else (-math.inf, math.inf)
 
 
 def axis_label(label: str) -> str:

@@ -1,8 +1,11 @@
-"""Curve figures: a group's colour is the same in every panel and in the legend."""
+"""Curve figures: a group's colour is the same in every panel and in the legend; bands stay within
+the values a metric can take; epochs are ticked as whole numbers."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
+import pytest
 
 from pab_campaign.analysis.plots.curves import plot_curves
 
@@ -32,5 +35,27 @@ def test_a_group_keeps_its_colour_in_every_panel_and_in_the_legend():
         shown = {text.get_text(): line.get_color() for text, line in zip(legend.get_texts(), legend.get_lines())}
         assert shown == {name: next(iter(seen)) for name, seen in colour.items()}
         assert list(shown) == ["optimizer.lr=0.02", "optimizer.lr=0.1"]
+    finally:
+        plt.close(figure)
+
+
+def band_limits(ax) -> tuple[float, float]:
+    """The lowest and highest y of the CI bands drawn in `ax`."""
+    ys = np.concatenate([path.vertices[:, 1] for band in ax.collections for path in band.get_paths()])
+    return float(ys.min()), float(ys.max())
+
+
+def test_bands_stay_within_the_values_a_metric_can_take_and_epochs_are_whole_numbers():
+    rows = [{"label": label, "epoch": epoch, "runs": 2, "mean": mean, "std": 0.5, "ci95": 0.6}
+            for label, mean in (("val/acc", 0.8), ("val/gen_gap", 0.05), ("val/loss", 0.2)) for epoch in range(4)]
+    figure = plot_curves(pd.DataFrame(rows), [], "demo")
+    try:
+        accuracy, gap, loss = figure.axes[:3]
+        assert band_limits(accuracy) == pytest.approx((0.2, 1.0))
+        assert band_limits(gap) == pytest.approx((-0.55, 0.65))
+        assert band_limits(loss) == pytest.approx((0.0, 0.8))
+        for ax in (accuracy, gap, loss):
+            ticks = ax.get_xticks()
+            assert len(ticks) >= 2 and np.all(ticks == np.round(ticks))
     finally:
         plt.close(figure)
