@@ -57,6 +57,7 @@ from pab_campaign.training import checkpoint, provenance
 from pab_campaign.training.data import SPLITS, DataBundle, Split
 from pab_campaign.training.evaluate import Evaluation, eval_mode
 from pab_campaign.training.identity import run_id
+from pab_campaign.training.models import Classifier
 from pab_campaign.training.probes import ProbeContext, Row, forward_features
 from pab_campaign.training.probes.registry import build_probes
 from pab_campaign.training.state import TrainingState
@@ -113,7 +114,8 @@ class Tracker:
         self.probe_set = probe_split(probe_data, int(preset.probe_size))
         self.probes = [p for p in build_probes(OmegaConf.to_container(preset.probes)) if self._usable(p)]
         seed = self.hparams.get("seed")
-        self.seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
+        self.recorded_seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+        self.seed = self.recorded_seed or 0
         self.record: RunRecord | None = None
         self.status: RunStatus | None = None
         self.trajectory = TrajectoryBuffer()
@@ -148,6 +150,15 @@ class Tracker:
         it has finished (then it is left as it is)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._lock = RunLock(self.run_dir).acquire()
+        try:
+            self._read_earlier_attempt()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _read_earlier_attempt(self) -> None:
+        """Under the lock: the record and trajectory an earlier attempt left; mark the run running."""
+        assert self._lock is not None
         previous = None
         if (self.run_dir / RUN_JSON).exists():
             try:
@@ -159,7 +170,7 @@ class Tracker:
         self.last_epoch = max(self.trajectory.epoch) if len(self.trajectory) else None
         self.record = RunRecord(
             run_id=self.run_id, status=RunStatus.RUNNING, campaign=self.campaign_dir.name, hparams=self.hparams,
-            seed=self.hparams.get("seed") if isinstance(self.hparams.get("seed"), int) else None,
+            seed=self.recorded_seed,
             started_at=previous.started_at if previous else _now(), ended_at=None,
             duration_s=(previous.duration_s or 0.0) if previous else 0.0,
             epochs_done=previous.epochs_done if previous else 0, restarts=previous.restarts + 1 if previous else 0,
@@ -176,14 +187,19 @@ class Tracker:
         self.status, self._running = RunStatus.RUNNING, True
 
     def _finish(self, status: RunStatus, error: str | None = None) -> None:
-        assert self.record is not None
-        self.record.status, self.record.error, self.record.ended_at = status, error, _now()
-        self.record.duration_s = (self.record.duration_s or 0.0) + time.monotonic() - self._started
-        self._started = time.monotonic()
-        write_run_json(self.run_dir, self.record)
-        self.status, self._running = status, False
-        if self._lock is not None:
-            self._lock.release()
+        """Record how the run ended, unless another writer took its lock over (then that one owns
+        it); release the lock."""
+        assert self.record is not None and self._lock is not None
+        if self._lock.held():
+            self.record.status, self.record.error, self.record.ended_at = status, error, _now()
+            self.record.duration_s = (self.record.duration_s or 0.0) + time.monotonic() - self._started
+            self._started = time.monotonic()
+            write_run_json(self.run_dir, self.record)
+            self.status = status
+        else:
+            log.error("tracking: run %s lost its lock to another writer; %s not recorded", self.run_id, status)
+        self._running = False
+        self._lock.release()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: Any) -> bool:
         self._open = False
@@ -264,6 +280,8 @@ class Tracker:
         rows += self._measure(model, epoch, given, diverged=bool(bad))
         self._tracked = True
         self.trajectory.extend(epoch, rows)
+        assert self._lock is not None
+        self._lock.verify()
         write_trajectory(self.run_dir, self.trajectory.to_table())
         self.last_epoch, self._parts = epoch, (model, optimizer, scheduler)
         assert self.record is not None
@@ -326,17 +344,17 @@ class Tracker:
         """(penultimate features N × D or None, logits N × C) of the probe data, eval mode, float32 on CPU."""
         assert self.probe_set is not None
         x = self.probe_set.x
-        if self.features is None and isinstance(getattr(model, "features", None), nn.Module) \
-                and isinstance(getattr(model, "head", None), nn.Module):
+        if self.features is None and isinstance(model, Classifier):
             return forward_features(model, x)
+        features_of = self.features or (_features_module if _has_features_and_head(model) else None)
         device = next(model.parameters()).device
         feature_chunks, logit_chunks = [], []
         with eval_mode(model):
             for start in range(0, len(x), 512):
                 batch = x[start:start + 512].to(device)
                 logit_chunks.append(model(batch).float().cpu())
-                if self.features is not None:
-                    feature_chunks.append(torch.as_tensor(self.features(model, batch)).flatten(1).float().cpu())
+                if features_of is not None:
+                    feature_chunks.append(torch.as_tensor(features_of(model, batch)).flatten(1).float().cpu())
         features = torch.cat(feature_chunks) if feature_chunks else None
         if features is not None and len(features) != len(x):
             raise ConfigError(f"features(model, x) gave {len(features)} rows for {len(x)} examples; it must give one "
@@ -417,3 +435,15 @@ def track_learning_curve(model: nn.Module, train_data: Any, val_data: Any, epoch
             tracker.epoch(model, epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,
                           val_acc=val_acc, optimizer=optimizer)
     return tracker
+
+
+def _has_features_and_head(model: nn.Module) -> bool:
+    """Whether `model` has `features` and `head` modules (its penultimate features: `features(x)`)."""
+    return isinstance(getattr(model, "features", None), nn.Module) and isinstance(getattr(model, "head", None),
+                                                                                  nn.Module)
+
+
+def _features_module(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The penultimate features of a model with a `features` module. Its logits come from `model(x)`:
+    its forward may pool or reshape between `features` and `head`."""
+    return model.features(x)

@@ -418,3 +418,66 @@ def test_the_example_script_tracks_and_resumes(tmp_path):
     again = subprocess.run(command, env=command_env(), capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "seed 0 epoch" not in again.stdout  # finished: nothing is trained again
     assert f"run {run.name} completed" in again.stdout
+
+
+class Pooled(nn.Module):
+    """A user model with `features` and `head` modules and a pooling step between them in forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Unflatten(1, (1, 4)), nn.Conv1d(1, 3, kernel_size=2), nn.ReLU())
+        self.head = nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).mean(dim=2))
+
+
+def test_logits_come_from_the_models_forward_when_it_reshapes_between_features_and_head(tmp_path):
+    torch.manual_seed(0)
+    model = Pooled()
+    with Tracker(tmp_path, HP, "default", PROBE) as tracker:
+        tracker.epoch(model, 0, **_scores(model))
+    rows = store.read_trajectory(tracker.run_dir).to_pandas()
+    class_acc = rows[(rows.metric == "class_acc") & (rows.context == "val")].set_index("key")["value"]
+    with torch.no_grad():
+        predicted = model(PROBE[0]).argmax(1)
+    expected = {str(c): (predicted[PROBE[1] == c] == c).float().mean().item() for c in (0, 1)}
+    assert class_acc.to_dict() == pytest.approx(expected)
+
+
+def test_a_tracker_that_lost_its_lock_stops_writing_and_leaves_the_new_owners_record(tmp_path, monkeypatch):
+    from pab_campaign.runlock import RunLock, RunLockLost
+
+    model = Tiny()
+    with pytest.raises(RunLockLost), Tracker(tmp_path, HP, probe_data=PROBE) as tracker:
+        tracker.epoch(model, 0, **_scores(model))
+        monkeypatch.setenv("SLURM_JOB_ID", "42")  # the same SLURM job: a requeue, which takes the lock over
+        (tracker.run_dir / "run.lock").unlink()
+        other = RunLock(tracker.run_dir).acquire()
+        tracker.epoch(model, 1, **_scores(model))
+    try:
+        assert store.read_run_json(tracker.run_dir).status == "running" and _epochs(tracker) == [0]
+        assert other.held()
+    finally:
+        other.release()
+
+
+def test_a_tracker_that_cannot_open_its_run_releases_the_lock(tmp_path):
+    model = Tiny()
+    with Tracker(tmp_path, HP, probe_data=PROBE) as tracker:
+        tracker.epoch(model, 0, **_scores(model))
+        written = tracker.run_dir
+    (written / store.TRAJECTORY).write_bytes(b"not parquet")
+    (written / store.RUN_JSON).unlink()
+    with pytest.raises(StoreError), Tracker(tmp_path, HP, probe_data=PROBE):
+        pass
+    (written / store.TRAJECTORY).unlink()
+    with Tracker(tmp_path, HP, probe_data=PROBE) as again:  # the same process opens it again
+        again.epoch(model, 0, **_scores(model))
+    assert again.status == "completed"
+
+
+def test_a_boolean_seed_is_not_recorded_as_the_seed(tmp_path):
+    with Tracker(tmp_path, {**HP, "seed": True}, probe_data=PROBE) as tracker:
+        tracker.epoch(Tiny(), 0, val_loss=1.0)
+    assert store.read_run_json(tracker.run_dir).seed is None
