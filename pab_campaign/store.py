@@ -242,14 +242,16 @@ def host_name() -> str:
 
 
 def process_alive(pid: int) -> bool:
-    """Whether process `pid` of this host exists (a zombie counts as gone)."""
+    """Whether process `pid` of this host exists (a zombie counts as gone); from /proc where there is
+    one, else by signal 0."""
     if pid <= 0:
         return False
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
             return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
     except FileNotFoundError:
-        return False
+        if os.path.isdir("/proc/self"):
+            return False
     except OSError:
         pass
     try:

@@ -107,3 +107,17 @@ def test_a_run_json_that_is_a_directory_is_a_store_error(tmp_path):
     (tmp_path / store.RUN_JSON).mkdir()
     with pytest.raises(store.StoreError, match="is a directory"):
         store.read_run_json(tmp_path)
+
+
+def test_a_process_is_alive_by_signal_0_where_there_is_no_proc(monkeypatch):
+    real_open, real_isdir = open, os.path.isdir
+
+    def no_proc_open(path, *args, **kwargs):
+        if str(path).startswith("/proc/"):
+            raise FileNotFoundError(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", no_proc_open)
+    monkeypatch.setattr(os.path, "isdir", lambda path: False if str(path).startswith("/proc") else real_isdir(path))
+    assert store.process_alive(os.getpid())
+    assert not store.process_alive(2**22 + 12345)  # above the largest pid Linux hands out

@@ -40,7 +40,7 @@ from hydra_plugins.pab_campaign_launchers.config import LocalConf, SlurmConf
 from pab_campaign.launching.forkserver import READY
 from pab_campaign.launching.plan import LauncherConfigError, available_cores, parallel_jobs, visible_gpus
 from pab_campaign.launching.progress import ProgressDisplay, SweepProgress
-from pab_campaign.launching.sweep_status import run_failed, write_lost_job
+from pab_campaign.launching.sweep_status import POINTER, run_failed, write_lost_job
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +119,10 @@ def collect(jobs: list[tuple[int, Any]], job_overrides: Sequence[Sequence[str]],
 
 
 def job_failed(job: Any, job_output_dir: Path) -> bool:
-    """Whether a finished submitit job raised, or trained a run that failed."""
+    """Whether a finished submitit job raised, or trained a run of ours that failed (a job of
+    another Hydra app, which leaves no pointer to a run, fails only by raising)."""
     try:
-        return job.exception() is not None or run_failed(job_output_dir)
+        return job.exception() is not None or ((job_output_dir / POINTER).is_file() and run_failed(job_output_dir))
     except Exception:
         return True
 
@@ -237,7 +238,7 @@ class LocalLauncher(plugin.LocalLauncher):
                         log_job(idx, overrides)
                     running[idx] = (executor.submit(self, *job_args(overrides, idx)), gpu)
                     progress.start(idx, time.monotonic())
-                display.show(progress.line(time.monotonic()))
+                display.show(progress.line(time.monotonic()), progress.counts())
                 time.sleep(POLL_S)
                 for idx, (job, gpu) in list(running.items()):
                     if job.done():
@@ -246,7 +247,7 @@ class LocalLauncher(plugin.LocalLauncher):
                         progress.finish(idx, time.monotonic(), job_failed(job, sweep_dir / str(idx)))
                         if gpu is not None:
                             free_gpus.append(gpu)
-            display.show(progress.line(time.monotonic()))
+            display.show(progress.line(time.monotonic()), progress.counts())
         return finished
 
 

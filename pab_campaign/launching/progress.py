@@ -2,7 +2,7 @@
 and an estimate of the time left from the durations of the runs that ended.
 
 On a terminal it is one line that `rich` redraws in place (instead of a log line per job); elsewhere
-(a file, CI) a plain line is printed whenever it changes.
+(a file, CI) a plain line is printed whenever a run starts or ends.
 """
 from __future__ import annotations
 
@@ -43,6 +43,10 @@ class SweepProgress:
         left = sum(max(mean - (now - began), 0.0) for began in self.started.values()) + waiting * mean
         return left / max(1, min(self.parallel, self.total - self.ended))
 
+    def counts(self) -> tuple[int, int, int]:
+        """(runs ended, of which failed, running): what a plain progress line is printed again for."""
+        return self.ended, self.failed, len(self.started)
+
     def line(self, now: float) -> str:
         """`sweep: 3/8 runs ended (1 failed), 2 running, 3 waiting; about 1 min 20 s left`."""
         waiting = self.total - self.ended - len(self.started)
@@ -64,12 +68,12 @@ def _duration(seconds: float) -> str:
 
 
 class ProgressDisplay:
-    """Shows `SweepProgress.line` live on a terminal, or prints it when it changes elsewhere."""
+    """Shows `SweepProgress.line` live on a terminal, or prints it when the counts change elsewhere."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
         self.live = self.stream.isatty()
-        self._last = ""
+        self._last: object = None
         self._view = None
 
     def __enter__(self) -> ProgressDisplay:
@@ -81,10 +85,13 @@ class ProgressDisplay:
             self._view.__enter__()
         return self
 
-    def show(self, line: str) -> None:
-        if line == self._last:
+    def show(self, line: str, counts: object = None) -> None:
+        """Redraw `line` on a terminal when it changes; elsewhere print it when `counts` change (every
+        changed line without them), so a log does not get a line per tick of the time left."""
+        key = line if self.live or counts is None else counts
+        if key == self._last:
             return
-        self._last = line
+        self._last = key
         if self._view is not None:
             from rich.text import Text
 

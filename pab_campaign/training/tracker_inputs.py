@@ -107,7 +107,7 @@ def probe_split(data: Any, size: int) -> Split | None:
     else:
         try:
             x, y = _pairs(data, size)
-        except (TypeError, ValueError, IndexError, RuntimeError):
+        except (TypeError, ValueError, IndexError, KeyError, RuntimeError):
             raise ConfigError(f"probe_data is a {type(data).__name__} that does not give (x, y) examples; give (x, y) "
                               "tensors, a Dataset or a DataLoader of (x, y) batches") from None
     if y.dim() != 1 or len(x) != len(y) or y.is_floating_point():

@@ -121,6 +121,26 @@ def test_a_killed_job_is_returned_to_hydra_as_failed(tmp_path):
     assert "ended without a result" in (tmp_path / "sweep" / "1" / "pab_run.json").read_text()
 
 
+def _raise() -> None:
+    raise RuntimeError("boom")
+
+
+def test_a_job_of_another_app_fails_only_by_raising(tmp_path):
+    """A finished job that left no pointer to a run of ours (another Hydra app's) is not counted
+    failed by the progress line; one that raised is."""
+    import submitit
+
+    from hydra_plugins.pab_campaign_launchers.launchers import job_failed
+
+    executor = submitit.LocalExecutor(folder=tmp_path / "submitit")
+    executor.update_parameters(timeout_min=2)
+    finished, raised = executor.submit(int, "7"), executor.submit(_raise)
+    finished.wait()
+    raised.wait()
+    assert not job_failed(finished, tmp_path / "sweep" / "0")
+    assert job_failed(raised, tmp_path / "sweep" / "1")
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(420)
 def test_a_sweep_goes_on_past_a_killed_job_and_reports_it(tmp_path):

@@ -49,3 +49,19 @@ def test_a_file_gets_one_line_per_change_and_a_terminal_one_redrawn_line():
             display.show(line)
     assert display.live
     assert "second state" in terminal.getvalue() and terminal.getvalue().count("\n") <= 2
+
+
+def test_a_file_gets_a_line_when_runs_start_or_end_not_per_tick_of_the_time_left():
+    plain = io.StringIO()
+    progress = SweepProgress(total=3, parallel=1)
+    with ProgressDisplay(plain) as display:
+        progress.start(0, now=0.0)
+        progress.finish(0, now=10.0, failed=False)
+        progress.start(1, now=10.0)
+        for now in range(10, 30):
+            display.show(progress.line(now=float(now)), progress.counts())
+        progress.finish(1, now=30.0, failed=True)
+        display.show(progress.line(now=30.0), progress.counts())
+    assert plain.getvalue().splitlines() == [
+        "sweep: 1/3 runs ended, 1 running, 1 waiting; about 20 s left",
+        "sweep: 2/3 runs ended (1 failed), 0 running, 1 waiting; about 15 s left"]

@@ -406,6 +406,9 @@ def test_probe_data_may_be_tensors_a_dataset_or_a_dataloader():
     for data in (dataset, torch.utils.data.DataLoader(dataset, batch_size=5), (x, y)):
         split = probe_split(data, 12)
         assert torch.equal(split.x, x[:12]) and torch.equal(split.y, y[:12])
+    as_dicts = [{"image": x[i], "label": y[i]} for i in range(len(y))]  # e.g. a Hugging Face data set
+    with pytest.raises(ConfigError, match="does not give \\(x, y\\) examples"):
+        probe_split(as_dicts, 12)
 
 
 def test_the_example_script_tracks_and_resumes(tmp_path):
