@@ -110,6 +110,19 @@ def test_bic_selection_full_covariance_and_a_campaign_filter(tmp_path):
     assert (out / "selection.csv").exists() and not list(out.glob("*.png"))
 
 
+def test_nothing_of_an_earlier_fit_is_left_beside_a_new_one(tmp_path):
+    write_planted_campaign(tmp_path / "c", 6)
+    args = ["states", str(tmp_path / "c"), "--metrics", FEATURES, "--max-states", "2", "--restarts", "1",
+            "--jobs", "1", "--output-folder", str(tmp_path / "out")]
+    assert cli(args).returncode == 0
+    assert list((tmp_path / "out").glob("*.png"))
+    (tmp_path / "out" / "left_out.csv").write_text("run_id,reason\nold,an earlier fit's\n")
+    (tmp_path / "out" / "notes.txt").write_text("the user's own file")
+    assert cli([*args, "--no-plots"]).returncode == 0
+    assert not list((tmp_path / "out").glob("*.png")) and not (tmp_path / "out" / "left_out.csv").exists()
+    assert (tmp_path / "out" / "notes.txt").exists() and (tmp_path / "out" / "selection.csv").exists()
+
+
 def test_output_folder_takes_the_files(tmp_path):
     write_planted_campaign(tmp_path / "c", 6)
     result = cli(["states", str(tmp_path / "c"), "--metrics", FEATURES, "--max-states", "2", "--restarts", "1",

@@ -396,7 +396,7 @@ def _replace_folder(folder: Path, fill: Callable[[Path], list[Path]]) -> list[Pa
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+    old = folder.with_name(f".{folder.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     if folder.exists():
         os.replace(folder, old)
     try:
@@ -434,7 +434,8 @@ def write_audit(campaign: Campaign, result: AuditResult, plots: bool = True, cam
         written.append(drivers)
     else:  # the driver table of an earlier audit would contradict this one
         drivers.unlink(missing_ok=True)
-    if not plots:
+    if not plots:  # the figures of an earlier audit would stand beside this one's table
+        shutil.rmtree(out / f"audit{suffix}", ignore_errors=True)
         return written
     groupby = result.request.groupby
     groups = data.hparams[groupby].rename(groupby) if groupby else None

@@ -165,7 +165,18 @@ def write_states(report: StatesReport, directory: Path, title: str, plots: bool 
                                                                       columns=["run_id", "reason"])))
     if plots:
         written += _figures(report, directory, title)
+    _remove_earlier_outputs(directory, written)
     return written
+
+
+def _remove_earlier_outputs(directory: Path, written: list[Path]) -> None:
+    """Delete what an earlier `states` left in `directory` and this one did not write (detours,
+    left-out runs, figures), so nothing of another fit stands beside this one's results."""
+    optional = [directory / "detours.csv", directory / "left_out.csv", directory / "selection.png",
+                directory / "transitions.png", *directory.glob("phases_*.png")]
+    for path in optional:
+        if path not in written:
+            path.unlink(missing_ok=True)
 
 
 def _figures(report: StatesReport, directory: Path, title: str) -> list[Path]:

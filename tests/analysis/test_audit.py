@@ -228,6 +228,8 @@ def test_an_audit_replaces_its_figure_folder_and_takes_dpi(constructed):
     assert not [p for p in summary.iterdir() if p.name.startswith(".audit")]  # no staging folder left
     assert not (summary / "audit_drivers.csv").exists()  # the earlier audit's driver table is gone too
     assert _png_width(summary / "audit" / f"probe_signal_at{EARLY}.png") == pytest.approx(wide / 2, rel=0.05)
+    assert cli([*args, "--metric", "probe/proxy", "--no-plots"]).returncode == 0
+    assert not (summary / "audit").exists()  # no figure of an earlier audit beside this one's table
 
 
 def test_campaign_id_output_folder_and_precision(constructed, tmp_path):
