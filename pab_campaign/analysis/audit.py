@@ -27,6 +27,7 @@ from pab_campaign.analysis.campaign import (
     MetricSpec,
     completed_runs,
     ids_suffix,
+    is_numeric,
     load_trajectories,
     metric_series,
     tracked_metrics,
@@ -96,12 +97,6 @@ def _at(spec: MetricSpec, epoch: int | None) -> MetricSpec:
     return spec if spec.epoch is not None or epoch is None else MetricSpec(spec.context, spec.metric, spec.key, epoch)
 
 
-def _is_numeric(column: pd.Series) -> bool:
-    present = column.dropna()
-    return bool(len(present)) and all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-                                      for v in present)
-
-
 def _check_hparam(campaign: Campaign, name: str, role: str) -> None:
     if name not in campaign.hparam_names:
         raise CampaignError(f"{role} '{name}' is not a hyper-parameter of this campaign; "
@@ -141,7 +136,7 @@ def gather(campaign: Campaign, request: AuditRequest) -> AuditData:
     hparams = done.set_index("run_id")[campaign.hparam_names]
     for control in request.controls:
         if control in campaign.hparam_names:
-            (numeric if _is_numeric(hparams[control]) else categorical).append(control)
+            (numeric if is_numeric(hparams[control]) else categorical).append(control)
             if control in numeric:
                 columns[control] = hparams[control].astype(float)
             continue
@@ -361,7 +356,7 @@ def run_audit(campaign: Campaign, request: AuditRequest) -> AuditResult:
     alpha, correction = check_alpha(request.alpha), check_correction(request.correction)
     data = gather(campaign, request)
     for driver in request.drivers:
-        if not _is_numeric(data.hparams[driver]):
+        if not is_numeric(data.hparams[driver]):
             raise CampaignError(f"driver '{driver}' is not numeric; drivers are numeric hyper-parameters such as "
                                 "dataset.train_fraction or dataset.label_noise")
     rows, drivers = [], []

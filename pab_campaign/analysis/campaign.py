@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pab_campaign.analysis import index
@@ -202,6 +203,13 @@ def varying_hparams(runs: pd.DataFrame, names: list[str]) -> list[str]:
             chosen.append(name)
             groups = count
     return chosen
+
+
+def is_numeric(column: pd.Series) -> bool:
+    """Whether a hyper-parameter's values (NaN aside) are all numbers (booleans are not)."""
+    present = column.dropna()
+    return len(present) > 0 and all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+                                    for v in present)
 
 
 def indexed_metrics(runs: pd.DataFrame) -> list[str]:

@@ -288,8 +288,8 @@ STATES_TABLES = (
      "difference before vs after)", ["from_state", "to_state", "runs", "probability", "rank", "feature", "smd"]),
     ("detours.csv", "Detours: runs visiting a phase vs not, on convergence epoch (Welch's t, Holm-adjusted p)",
      ["state", "runs_visiting", "runs_not", "conv_visiting", "conv_not", "t", "p", "p_holm", "cohen_d"]),
-    ("hyperparameters.csv", "Which hyper-parameters predict visiting a phase",
-     ["state", "hparam", "test", "effect", "p", "visit_rate_by_value"]),
+    ("hyperparameters.csv", "Which hyper-parameters predict visiting a phase (Holm-adjusted p over the table)",
+     ["state", "hparam", "test", "effect", "p", "p_holm", "visit_rate_by_value"]),
 )
 
 

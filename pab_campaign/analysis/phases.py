@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import stdtr
 
-from pab_campaign.analysis.stats import ci95_halfwidths
+from pab_campaign.analysis.campaign import is_numeric
+from pab_campaign.analysis.stats import adjust_pvalues, ci95_halfwidths
 
 CONVERGENCE_FRACTION = 0.95
 TOP_FEATURES = 3
@@ -30,7 +31,7 @@ TRANSITION_COLUMNS = ["from_state", "to_state", "occurrences", "runs", "probabil
                       "before_mean", "after_mean"]
 DETOUR_COLUMNS = ["state", "runs_visiting", "runs_not", "conv_visiting", "conv_not", "difference", "t", "dof", "p",
                   "p_holm", "cohen_d"]
-PREDICTOR_COLUMNS = ["state", "hparam", "test", "effect", "p", "visit_rate_by_value"]
+PREDICTOR_COLUMNS = ["state", "hparam", "test", "effect", "p", "p_holm", "visit_rate_by_value"]
 
 
 def segments(states: np.ndarray) -> list[tuple[int, int, int]]:
@@ -182,23 +183,6 @@ def welch_test(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
     return out
 
 
-def holm(p: Sequence[float]) -> np.ndarray:
-    """Holm's step-down adjusted p-values (NaN left as NaN, not counted in the family).
-
-    >>> holm([0.01, 0.04, float("nan"), 0.03]).round(3).tolist()
-    [0.03, 0.06, nan, 0.06]
-    """
-    p = np.asarray(p, dtype=float)
-    present = np.flatnonzero(~np.isnan(p))
-    order = present[np.argsort(p[present], kind="stable")]
-    adjusted = np.full(len(p), np.nan)
-    running = 0.0
-    for rank, index in enumerate(order):
-        running = max(running, min(1.0, (len(order) - rank) * p[index]))
-        adjusted[index] = running
-    return adjusted
-
-
 def visits(states: pd.DataFrame, k: int) -> pd.DataFrame:
     """Per run (index run_id) and state (columns 0..k-1): does the run visit the state?"""
     table = pd.crosstab(states["run_id"], states["state"]).reindex(columns=range(k), fill_value=0) > 0
@@ -217,53 +201,51 @@ def detour_table(visited: pd.DataFrame, convergence: pd.Series) -> pd.DataFrame:
         rows.append([state, int(mask.sum()), int((~mask).sum()), test["mean_a"], test["mean_b"],
                      test["mean_a"] - test["mean_b"], test["t"], test["dof"], test["p"], math.nan, test["cohen_d"]])
     table = pd.DataFrame(rows, columns=DETOUR_COLUMNS)
-    table["p_holm"] = holm(table["p"].to_numpy())
+    table["p_holm"] = adjust_pvalues(table["p"].to_numpy(), "holm")
     return table
 
 
-def _numeric(column: pd.Series) -> bool:
-    present = column.dropna()
-    return len(present) > 0 and all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-                                    for v in present)
-
-
 def _rates(visit: pd.Series, column: pd.Series) -> str:
-    groups = visit.groupby(column.astype(str) if not _numeric(column) else column)
+    groups = visit.groupby(column.astype(str) if not is_numeric(column) else column)
     if groups.ngroups > 8:
         return ""
     return "; ".join(f"{value}: {rate:.0%}" for value, rate in groups.mean().items())
 
 
 def hparam_predictors(visited: pd.DataFrame, hparams: pd.DataFrame) -> pd.DataFrame:
-    """Per state visited by some runs but not all, and per hyper-parameter that varies among the
-    runs (PREDICTOR_COLUMNS, ordered by state then p): for a numeric hyper-parameter, Spearman's ρ
-    with visiting (effect) and the two-sided Mann–Whitney U test of its values in visiting against
-    other runs (p; a rank test that stays valid for a grid's few tied values, where the t
-    approximation of ρ's p gives 1e-79 for 6 against 6 runs); for a categorical one, Cramér's V
-    (chi-square test without continuity correction); and the share of runs visiting per value."""
-    from scipy.stats import chi2_contingency, mannwhitneyu, spearmanr
+    """Per state visited by some runs but not all (among the runs that have the hyper-parameter),
+    and per hyper-parameter that varies among the runs (PREDICTOR_COLUMNS, ordered by state then p):
+    for a numeric hyper-parameter, Spearman's ρ with visiting (effect) and the two-sided
+    Mann–Whitney U test of its values in visiting against other runs (p; a rank test that stays
+    valid for a grid's few tied values, where the t approximation of ρ's p gives 1e-79 for 6
+    against 6 runs); for a categorical one, Cramér's V with Fisher's exact p for two values, the
+    chi-square p (no continuity correction) for more. p_holm: Holm-adjusted over every test of the
+    table. visit_rate_by_value: the share of runs visiting per value."""
+    from scipy.stats import chi2_contingency, fisher_exact, mannwhitneyu, spearmanr
 
     rows = []
     for state in visited.columns:
-        visit = visited[state]
-        if visit.all() or not visit.any():
-            continue
         for name in hparams.columns:
-            column = hparams[name].reindex(visit.index)
+            column = hparams[name].reindex(visited.index)
             known = column.notna()
-            if column[known].astype(str).nunique() < 2:
+            values, visits = column[known], visited.loc[known, state].to_numpy(bool)
+            if values.astype(str).nunique() < 2 or visits.all() or not visits.any():
                 continue
-            if _numeric(column):
-                values, visits = column[known].astype(float), visit[known].to_numpy(bool)
-                rho = spearmanr(values, visits.astype(float)).statistic
-                p = mannwhitneyu(values[visits], values[~visits], alternative="two-sided").pvalue
-                rows.append([state, name, "spearman", float(rho), float(p), _rates(visit[known], column[known])])
+            rates = _rates(visited.loc[known, state], values)
+            if is_numeric(column):
+                numbers = values.astype(float)
+                rho = spearmanr(numbers, visits.astype(float)).statistic
+                p = mannwhitneyu(numbers[visits], numbers[~visits], alternative="two-sided").pvalue
+                rows.append([state, name, "spearman", float(rho), float(p), rates])
             else:
-                table = pd.crosstab(column[known].astype(str), visit[known])
+                table = pd.crosstab(values.astype(str), visits)
                 chi2, p, _, _ = chi2_contingency(table, correction=False)
+                if table.shape == (2, 2):
+                    p = fisher_exact(table.to_numpy()).pvalue
                 cramer = math.sqrt(chi2 / (known.sum() * (min(table.shape) - 1)))
-                rows.append([state, name, "cramers_v", cramer, float(p), _rates(visit[known], column[known])])
-    frame = pd.DataFrame(rows, columns=PREDICTOR_COLUMNS)
+                rows.append([state, name, "cramers_v", cramer, float(p), rates])
+    frame = pd.DataFrame([[*row[:5], math.nan, row[5]] for row in rows], columns=PREDICTOR_COLUMNS)
+    frame["p_holm"] = adjust_pvalues(frame["p"].to_numpy(float), "holm")
     return frame.sort_values(["state", "p"], kind="stable", ignore_index=True)
 
 

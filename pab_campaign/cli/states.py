@@ -80,10 +80,11 @@ def _print_detours(report: StatesReport, digits: int) -> None:
         return
     best = report.predictors.groupby("state", sort=True).head(2)
     rows = [[str(r["state"]), r["hparam"], f"{'ρ' if r['test'] == 'spearman' else 'V'} = {fmt(r['effect'], digits)}",
-             fmt(r["p"], digits), r["visit_rate_by_value"]] for r in best.to_dict("records")]
-    print_table("Hyper-parameters that predict visiting a phase (strongest two per phase; share of runs visiting "
-                "per value)", ["phase", "hyper-parameter", Column("effect", justify="right"),
-                               Column("p", justify="right"), "visiting"], rows)
+             fmt(r["p"], digits), fmt(r["p_holm"], digits), r["visit_rate_by_value"]] for r in best.to_dict("records")]
+    print_table("Hyper-parameters that predict visiting a phase (strongest two per phase; p Holm over every "
+                "phase × hyper-parameter test; share of runs visiting per value)",
+                ["phase", "hyper-parameter", Column("effect", justify="right"), Column("p", justify="right"),
+                 Column("p Holm", justify="right"), "visiting"], rows)
 
 
 def _written(paths: list) -> str:

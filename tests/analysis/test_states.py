@@ -196,11 +196,6 @@ def test_welch_is_nan_without_two_values_a_side():
     assert math.isnan(phases.welch_test([1.0, 1.0], [1.0, 1.0])["t"])
 
 
-def test_holm_matches_statsmodels():
-    p = np.array([0.001, 0.04, 0.03, 0.2, 0.011])
-    np.testing.assert_allclose(phases.holm(p), multipletests(p, method="holm")[1], rtol=1e-12)
-
-
 def test_transition_features_rank_the_feature_that_changes_with_its_sign():
     rng = np.random.default_rng(0)
     run_states = np.r_[np.zeros(20, int), np.ones(20, int)]
@@ -253,7 +248,18 @@ def test_hyperparameter_predictors_match_scipy():
     assert table.loc["lr", "effect"] == pytest.approx(rho) and table.loc["lr", "p"] == pytest.approx(p, rel=1e-12)
     crosstab = pd.crosstab(hparams["norm"], visited[0])
     assert table.loc["norm", "effect"] == pytest.approx(scipy.stats.contingency.association(crosstab, method="cramer"))
+    assert table.loc["norm", "p"] == pytest.approx(scipy.stats.fisher_exact(crosstab.to_numpy()).pvalue, rel=1e-12)
+    np.testing.assert_allclose(table.loc[["lr", "norm"], "p_holm"],
+                               multipletests(table.loc[["lr", "norm"], "p"], method="holm")[1], rtol=1e-12)
     assert table.loc["lr", "visit_rate_by_value"] == "0.01: 0%; 0.1: 100%"
+
+
+def test_a_hyperparameter_known_only_for_the_visiting_runs_predicts_nothing():
+    visited = pd.DataFrame({0: [True, True, True, False, False, False]}, index=list("abcdef"))
+    hparams = pd.DataFrame({"width": [32.0, 64.0, 64.0, None, None, None], "norm": list("xyxyxy")},
+                           index=list("abcdef"))
+    table = phases.hparam_predictors(visited, hparams)
+    assert table["hparam"].tolist() == ["norm"]
 
 
 def test_a_grid_value_that_splits_visiting_runs_exactly_gets_a_rank_test_p_not_a_vanishing_one():
