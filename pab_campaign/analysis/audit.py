@@ -39,7 +39,8 @@ from pab_campaign.store import atomic_write
 
 AUDIT_COLUMNS = ["group", "metric", "n", "raw_rho", "raw_p", "raw_p_adj", "raw_ci_low", "raw_ci_high", "stage1",
                  "partial_rho", "partial_p", "partial_p_adj", "partial_ci_low", "partial_ci_high", "verdict",
-                 "is_loss_proxy", "effect_class", "diagnosis", "alpha", "correction", "family_size"]
+                 "is_loss_proxy", "effect_class", "diagnosis", "alpha", "correction", "family_size",
+                 "partial_family_size"]
 DRIVER_COLUMNS = ["group", "metric", "driver", "n", "rho", "p", "p_adj", "monotone"]
 POOLED = "all"
 
@@ -238,7 +239,10 @@ def decide_rows(rows: list[dict], data: AuditData, alpha: float, correction: str
                          data.target, controls)
         row.update(stage1=verdict.stage1, verdict=verdict.stage4, is_loss_proxy=verdict.is_loss_proxy,
                    effect_class=verdict.effect_class, diagnosis=verdict.diagnosis)
-    table = pd.DataFrame(rows).assign(alpha=alpha, correction=correction, family_size=len(tested))
+    # A candidate the controls rank entirely has no partial p, so it is not in the stage-4 family.
+    partial_family = int(np.isfinite([rows[i]["partial_p"] for i in tested]).sum())
+    table = pd.DataFrame(rows).assign(alpha=alpha, correction=correction, family_size=len(tested),
+                                      partial_family_size=partial_family)
     return table.reindex(columns=AUDIT_COLUMNS), len(tested)
 
 

@@ -194,7 +194,7 @@ def evaluate(metric: Sequence[float], target: Sequence[float], baseline: Sequenc
     Raises
     ------
     ConfigError
-        When alpha is not in (0, 1) or the arrays differ in length.
+        When alpha is not in (0, 1), the arrays differ in length, or a value is NaN or infinite.
 
     Notes
     -----
@@ -218,6 +218,9 @@ def evaluate(metric: Sequence[float], target: Sequence[float], baseline: Sequenc
     arrays = [np.asarray(a, float) for a in (metric, target, baseline, *(controls or ()))]
     if len({len(a) for a in arrays} | {len(np.asarray(c)) for c in categorical}) != 1:
         raise ConfigError("metric, target, baseline and controls must have one value per run each (equal lengths)")
+    if not all(np.isfinite(a).all() for a in arrays):
+        raise ConfigError("metric, target, baseline and controls must be finite numbers (no NaN or inf); "
+                          "drop the runs that lack a value")
     association = measure(arrays[0], arrays[1], arrays[2:], categorical, n_boot, seed)
     names = ", ".join([baseline_name, *(f"control {i + 1}" for i in range(len(arrays) - 3 + len(categorical)))])
     verdict = decide(association, association.absolute_p, association.partial_p, alpha, metric_name, target_name,

@@ -258,7 +258,8 @@ def audit(campaign: Campaign, campaign_ids: list[str] | None) -> Section:
              _number(r.partial_p_adj, 2), Cell(str(r.verdict), "verdict-proxy" if r.is_loss_proxy is True else ""),
              _text(r.effect_class)] for r in table.itertuples()]
     section.tables.append(HtmlTable(
-        "audit", f"Adjusted p-values: {first.correction} over a family of {int(first.family_size)} tests, "
+        "audit", f"Adjusted p-values: {first.correction} over a family of {int(first.family_size)} tests "
+        f"(stage 4: {int(first.get('partial_family_size', first.family_size))}), "
         f"α = {first.alpha:g}; 95 % bootstrap intervals", ["group", "metric", "n", "raw ρ [95 % CI]", "p adj",
                                                            "stage 1", "partial ρ [95 % CI]", "p adj", "stage 4",
                                                            "effect class"], rows))

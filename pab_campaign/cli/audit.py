@@ -117,9 +117,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
     correction = {"holm": "Holm", "fdr_bh": "Benjamini–Hochberg", "none": "no"}[request.correction]
     _print_audit_tables(f"MBE audit — target {data.target} (last epoch); partial ρ given {controls}",
                         result.table, args.precision)
+    partial_family = int(result.table["partial_family_size"].iloc[0]) if len(result.table) else result.family
     tests = f"{result.family} candidate × group test" + ("" if result.family == 1 else "s")
-    print_line(f"α = {request.alpha:g}; p adjusted ({correction}) over a family of {tests} "
-               f"per stage; stage 1 PASS when the adjusted p < α; stage 4 PASS when the adjusted partial p ≤ α, "
+    families = (f"a family of {tests} per stage" if partial_family == result.family else
+                f"families of {tests} (stage 1) and {partial_family} (stage 4: a candidate the controls rank "
+                "entirely has no partial p)")
+    print_line(f"α = {request.alpha:g}; p adjusted ({correction}) over {families}; stage 1 PASS when the "
+               f"adjusted p < α; stage 4 PASS when the adjusted partial p ≤ α, "
                f"else a loss proxy; 95 % CI: bootstrap, {request.n_boot} resamples of runs")
     _print_diagnoses(result.table)
     if request.drivers:

@@ -2,6 +2,8 @@
 on the small real campaign of the test suite; the command's bad paths."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -327,3 +329,20 @@ def test_heterogeneous_grid_is_the_seeded_draw_and_composes_to_it(tmp_path):
         assert (cfg.optimizer.lr, cfg.optimizer.weight_decay, list(cfg.model.hidden), cfg.dataset.train_fraction,
                 cfg.dataset.label_noise, cfg.seed) == (row["lr"], row["weight_decay"], row["hidden"],
                                                        row["train_fraction"], row["label_noise"], row["seed"])
+
+
+def test_a_candidate_the_baseline_ranks_entirely_is_not_in_the_stage_4_family(tmp_path):
+    rng = np.random.default_rng(3)
+    n = 20
+    loss, signal = rng.normal(size=n), rng.normal(size=n)
+    values = {"val/loss": loss, "probe/copy": 2 * loss, "probe/signal": signal,
+              "val/acc": -loss + signal + 0.3 * rng.normal(size=n)}
+    write_campaign(tmp_path / "c", [{"seed": i} for i in range(n)], values)
+    request = _request(metrics=[MetricSpec.parse(m) for m in ("probe/copy", "probe/signal")],
+                       target=MetricSpec.parse(f"val/acc@{EARLY}"))
+    table = run_audit(open_campaign(tmp_path / "c"), request).table.set_index("metric")
+    copy, signal = table.loc[f"probe/copy@{EARLY}"], table.loc[f"probe/signal@{EARLY}"]
+    assert math.isnan(copy["partial_p"]) and copy["family_size"] == 2 and copy["partial_family_size"] == 1
+    assert signal["partial_p_adj"] == pytest.approx(signal["partial_p"], rel=1e-12)  # a family of one
+    stage1 = multipletests([copy["raw_p"], signal["raw_p"]], method="holm")[1]  # two tests in stage 1
+    assert [copy["raw_p_adj"], signal["raw_p_adj"]] == pytest.approx(list(stage1), rel=1e-12)

@@ -173,6 +173,10 @@ def test_bad_arrays_and_corrections_are_refused():
     metric, target, baseline = _arrays(0, 20, 0.3)
     with pytest.raises(ConfigError, match="equal lengths"):
         mbe.evaluate(metric[:-1], target, baseline)
+    with_nan = np.array(metric, float)
+    with_nan[3] = np.nan
+    with pytest.raises(ConfigError, match="must be finite numbers"):
+        mbe.evaluate(with_nan, target, baseline)
     with pytest.raises(ConfigError, match="unknown correction 'bonferroni'; choose one of holm, fdr_bh, none"):
         mbe.check_correction("bonferroni")
 
