@@ -168,10 +168,15 @@ def _groups(data: AuditData, groupby: str | None) -> list[tuple[str, pd.Index]]:
     """(name, run ids): every run as `all`, then one group per value of `groupby` (none when it has a
     single value: that group would be all runs again, and count twice in the family of tests)."""
     groups = [(POOLED, data.values.index)]
-    labels = data.hparams[groupby].astype(str) if groupby else None
+    labels = _group_labels(data.hparams, groupby) if groupby else None
     if labels is not None and labels.nunique() > 1:
         groups += [(f"{groupby}={value}", labels.index[labels == value]) for value in sorted(labels.unique())]
     return groups
+
+
+def _group_labels(hparams: pd.DataFrame, groupby: str) -> pd.Series:
+    """Each run's value of `groupby` as text, `missing` for a run without the hyper-parameter."""
+    return hparams[groupby].astype(object).where(hparams[groupby].notna(), "missing").astype(str)
 
 
 def _row(group: str, metric: str, n: int, status: str, association: Association | None = None) -> dict:
@@ -371,7 +376,7 @@ def run_audit(campaign: Campaign, request: AuditRequest) -> AuditResult:
     driver_table = pd.DataFrame(drivers, columns=DRIVER_COLUMNS)
     driver_table["p_adj"] = adjust_pvalues(driver_table["p"].to_numpy(float), correction)
     notes = list(data.notes)
-    if request.groupby and data.hparams[request.groupby].astype(str).nunique() < 2:
+    if request.groupby and _group_labels(data.hparams, request.groupby).nunique() < 2:
         notes.append(f"--groupby {request.groupby} has one value in these runs "
                      f"({data.hparams[request.groupby].iloc[0]}): its group is all runs, audited once")
     for row in table[table["verdict"] == "constant"].itertuples():

@@ -346,3 +346,16 @@ def test_a_candidate_the_baseline_ranks_entirely_is_not_in_the_stage_4_family(tm
     assert signal["partial_p_adj"] == pytest.approx(signal["partial_p"], rel=1e-12)  # a family of one
     stage1 = multipletests([copy["raw_p"], signal["raw_p"]], method="holm")[1]  # two tests in stage 1
     assert [copy["raw_p_adj"], signal["raw_p_adj"]] == pytest.approx(list(stage1), rel=1e-12)
+
+
+def test_groupby_on_a_hyperparameter_some_runs_lack_gives_them_a_group(tmp_path):
+    rng = np.random.default_rng(4)
+    n = 12
+    loss = rng.normal(size=n)
+    values = {"val/loss": loss, "probe/signal": rng.normal(size=n), "val/acc": -loss}
+    write_campaign(tmp_path / "c", [{"seed": i, **({"wd": 0.1} if i % 2 else {})} for i in range(n)], values)
+    request = _request(metrics=[MetricSpec.parse("probe/signal")], target=MetricSpec.parse(f"val/acc@{EARLY}"),
+                       groupby="wd", n_boot=20)
+    result = run_audit(open_campaign(tmp_path / "c"), request)
+    assert set(result.table["group"]) == {"all", "wd=0.1", "wd=missing"}
+    assert not any("one value" in note for note in result.notes)
