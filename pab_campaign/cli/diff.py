@@ -222,5 +222,5 @@ def register(commands: Commands) -> None:
     _algorithm_options(test)
     test.add_argument("--transform", required=True,
                       help="corner_patch (bright top-left square), grayscale (RGB only) or texture (stripes)")
-    test.add_argument("--target-class", type=int, default=None, metavar="K",
+    test.add_argument("--target-class", type=whole_number("--target-class", 0, 9999, "8"), default=None, metavar="K",
                       help="class whose probability is reported (default: the one the transformation raises most)")

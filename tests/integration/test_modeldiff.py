@@ -110,6 +110,8 @@ def test_unknown_transform_and_missing_checkpoints_and_other_data(copy, planted)
     target = cli(["diff-test", str(copy), *A, *B, "--transform", "corner_patch", "--target-class", "10"])
     assert target.returncode == 2
     assert_one_line_error(target, "--target-class 10 is not a class of this data set (0..9)")
+    negative = cli(["diff-test", str(copy), *A, *B, "--transform", "corner_patch", "--target-class=-1"])
+    assert negative.returncode == 2 and "--target-class -1 must be a whole number from 0" in negative.stderr
     assert _files(copy) == before
 
     victim = next(d for d in iter_run_dirs(copy) if read_run_json(d).hparams.get("dataset.corner_patch.train_class"))
