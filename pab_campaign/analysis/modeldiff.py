@@ -11,14 +11,12 @@ it (ModelDiff's "explained variance"): high for A and low for B on an A−B dire
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.special import stdtr
 
-from pab_campaign.analysis.stats import ci95_halfwidth
+from pab_campaign.analysis.stats import ci95_halfwidth, welch_test
 from pab_campaign.errors import CampaignError
 
 SUBPOPULATIONS = ("train+", "train-", "val+", "val-")
@@ -169,21 +167,6 @@ def interpret(results: list[ResidualPCA], train_labels: dict[str, np.ndarray], v
     return Interpretation(directions_table(results), members, class_composition(members))
 
 
-def welch_test(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
-    """Welch's two-sample t-test of mean(b) − mean(a): (t, Welch–Satterthwaite degrees of freedom,
-    two-sided p). `t = (b̄ − ā) / √(s²_a/n_a + s²_b/n_b)`, s² with ddof 1; NaN when a sample has
-    fewer than 2 values or both have no spread."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if min(len(a), len(b)) < 2:
-        return math.nan, math.nan, math.nan
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    if va + vb == 0:
-        return math.nan, math.nan, math.nan
-    t = (b.mean() - a.mean()) / math.sqrt(va + vb)
-    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    return float(t), float(dof), float(2 * stdtr(dof, -abs(t)))
-
-
 def choose_target_class(probability_shift: np.ndarray) -> int:
     """The class whose probability the transformation raises most on average over all runs, from the
     per-run, per-class shifts (runs × classes)."""
@@ -198,7 +181,8 @@ def shift_summary(shifts: pd.DataFrame) -> pd.DataFrame:
     for quantity in [c for c in shifts.columns if c not in ("algorithm", "run_id")]:
         a = shifts.loc[shifts["algorithm"] == "A", quantity].to_numpy(float)
         b = shifts.loc[shifts["algorithm"] == "B", quantity].to_numpy(float)
-        t, dof, p = welch_test(a, b)
+        test = welch_test(b, a)
+        t, dof, p = test["t"], test["dof"], test["p"]
         rows.append({"quantity": quantity, "n_a": len(a), "mean_a": float(a.mean()), "ci95_a": ci95_halfwidth(a),
                      "n_b": len(b), "mean_b": float(b.mean()), "ci95_b": ci95_halfwidth(b),
                      "t": t, "dof": dof, "p": p})

@@ -4,7 +4,6 @@ pingouin, the selection of two algorithms' runs by filters, and the score cache.
 from __future__ import annotations
 
 import functools
-import math
 import re
 
 import numpy as np
@@ -145,10 +144,11 @@ def test_subpopulations_and_class_composition():
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_welch_test_equals_scipy_and_pingouin(seed):
+def test_the_shift_test_is_welchs_of_b_against_a_as_scipy_and_pingouin_compute_it(seed):
     rng = np.random.default_rng(seed)
     a, b = rng.normal(0.0, 1.0, 6), rng.normal(0.8, 2.5, 9)
-    t, dof, p = modeldiff.welch_test(a, b)
+    shifts = pd.DataFrame({"algorithm": ["A"] * 6 + ["B"] * 9, "run_id": range(15), "shift": np.r_[a, b]})
+    t, dof, p = modeldiff.shift_summary(shifts).iloc[0][["t", "dof", "p"]]
     reference_t = scipy_stats.ttest_ind(b, a, equal_var=False)
     assert t == pytest.approx(reference_t.statistic, rel=1e-10)
     assert p == pytest.approx(reference_t.pvalue, rel=1e-8)
@@ -158,9 +158,11 @@ def test_welch_test_equals_scipy_and_pingouin(seed):
                               rel=1e-6)
 
 
-def test_welch_test_undefined_cases_are_nan():
-    assert all(math.isnan(v) for v in modeldiff.welch_test([1.0], [1.0, 2.0]))
-    assert all(math.isnan(v) for v in modeldiff.welch_test([1.0, 1.0], [2.0, 2.0]))
+def test_the_shift_test_is_nan_where_it_is_undefined():
+    for a, b in (([1.0], [1.0, 2.0]), ([1.0, 1.0], [2.0, 2.0])):
+        shifts = pd.DataFrame({"algorithm": ["A"] * len(a) + ["B"] * len(b), "run_id": range(len(a) + len(b)),
+                               "shift": a + b})
+        assert modeldiff.shift_summary(shifts).iloc[0][["t", "dof", "p"]].isna().all()
 
 
 def test_shift_summary_and_target_class():
