@@ -114,6 +114,8 @@ def write_page(campaign: Campaign, out: Path | None, command: str, campaign_ids:
     path = Path(out) if out is not None else default_path(campaign)
     if not path.parent.is_dir():
         raise CampaignError(f"--out {path}: directory {path.parent} does not exist; create it or choose another path")
+    if path.is_dir():
+        raise CampaignError(f"--out {path} is a directory; name the page's file, e.g. --out {path / PAGE_NAME}")
     html = render(build_page(campaign, command, campaign_ids))
     atomic_write_bytes(path, html.encode("utf-8"))
     return path

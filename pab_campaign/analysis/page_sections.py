@@ -359,6 +359,10 @@ ANALYSIS_SECTIONS = (audit, states, modeldiff)
 
 
 def all_sections(campaign: Campaign, campaign_ids: list[str] | None = None) -> list[Section]:
-    """Every section in page order; the analyses' sections read the files written for `campaign_ids`."""
-    return ([build(campaign) for build in CAMPAIGN_SECTIONS]
-            + [build(campaign, campaign_ids) for build in ANALYSIS_SECTIONS])
+    """Every section in page order; the analyses' sections read the files written for `campaign_ids`.
+    The campaign's notes gathered while building them (values left out, where the index is kept)
+    close the overview."""
+    sections = ([build(campaign) for build in CAMPAIGN_SECTIONS]
+                + [build(campaign, campaign_ids) for build in ANALYSIS_SECTIONS])
+    sections[0].notes += list(dict.fromkeys(campaign.notes))
+    return sections

@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # usage errors (already printed as one line) and --help, as exit codes
         return exc.code if isinstance(exc.code, int) else 2
+    args.argv = sys.argv[1:] if argv is None else list(argv)
     try:
         return args.handler(args)
     except PabError as exc:
@@ -45,6 +46,6 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("PAB_DEBUG"):
             raise
-        print(f"pab-campaign: internal error: {type(exc).__name__}: {exc} (set PAB_DEBUG=1 for the traceback)",
-              file=sys.stderr)
+        print(f"pab-campaign: internal error: {type(exc).__name__}: {one_line(exc)} (set PAB_DEBUG=1 for the "
+              "traceback)", file=sys.stderr)
         return 1

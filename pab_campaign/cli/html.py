@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
 
 from pab_campaign.cli.common import Commands, add_campaign_filter, print_skipped
@@ -15,10 +14,10 @@ def cmd_html(args: argparse.Namespace) -> int:
     from pab_campaign.analysis.html import write_page
 
     campaign = open_campaign(args.campaign, args.campaign_id)
-    command = shlex.join(["pab-campaign", *sys.argv[1:]]) if sys.argv[1:] else f"pab-campaign html {args.campaign}"
+    command = shlex.join(["pab-campaign", *args.argv])
     path = write_page(campaign, Path(args.out) if args.out else None, command, args.campaign_id)
     print_line(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB); open it in a browser")
-    print_skipped(campaign.skipped)
+    print_skipped(campaign.skipped, campaign.notes)
     return 0
 
 

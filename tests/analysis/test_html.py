@@ -91,6 +91,22 @@ def test_html_command_writes_the_page_and_refuses_a_missing_out_directory(tmp_pa
     bad = cli(["html", str(campaign), "--out", str(tmp_path / "nowhere" / "page.html")])
     assert_one_line_error(bad, "--out", "does not exist")
     assert not (tmp_path / "nowhere").exists()
+    folder = cli(["html", str(campaign), "--out", str(tmp_path)])
+    assert_one_line_error(folder, f"--out {tmp_path} is a directory")
+
+
+def test_the_page_names_the_command_given_and_keeps_the_campaigns_notes(tmp_path, monkeypatch, capsys):
+    from pab_campaign.cli import main
+
+    campaign = tmp_path / "c"
+    make_grid(campaign, seeds=2)
+    write_run(campaign, "inf", {"model.name": "mlp", "model.hidden": 64, "optimizer.lr": 0.1, "seed": 7},
+              {("train", "loss"): [1.0, float("inf")], ("val", "loss"): [1.0, 0.5], ("val", "acc"): [0.1, 0.2]})
+    monkeypatch.setattr("sys.argv", ["kernel", "-f", "/root/kernel.json"])  # as in a notebook
+    assert main(["html", str(campaign)]) == 0
+    page = (summary_dir(campaign) / "report.html").read_text()
+    assert f"pab-campaign html {campaign}" in page and "kernel.json" not in page
+    assert "train/loss is ±inf" in page and "train/loss is ±inf" in capsys.readouterr().out
 
 
 def test_keyed_metrics_in_report_and_curves(tmp_path):

@@ -114,7 +114,9 @@ def robustness_figure(curves: pd.DataFrame, groupby: list[str], campaign: str) -
     dashed, ε = 0 the clean accuracy. `curves` is `build_curves` output for `probe/clean_acc`,
     `probe/fgsm_acc[*]` and `probe/pgd_acc[*]`."""
     figure, ax = plt.subplots(figsize=(8.5, 4.8), layout="constrained")
-    for colour, (name, frame) in zip(OKABE_ITO, _groups_of(curves, groupby)):
+    colours = _group_colours(curves, groupby)
+    for name, frame in _groups_of(curves, groupby):
+        colour = colours[name]
         last = frame.sort_values("epoch").groupby("label").tail(1)
         clean = last.loc[last["label"] == "probe/clean_acc", "mean"]
         for attack, style in (("fgsm_acc", "-"), ("pgd_acc", "--")):

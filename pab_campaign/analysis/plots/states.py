@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from pab_campaign.analysis.plots.style import STATE_COLOURS, axis_label
+from pab_campaign.analysis.plots.style import STATE_COLOURS, axis_label, metric_range
 
 # Phases past the eighth reuse the colours with a hatch.
 STATE_HATCHES = ("", "//", "..", "xx")
@@ -122,7 +122,9 @@ def states_curves_figure(curve: pd.DataFrame, bands: pd.DataFrame, k: int, metri
             ax.axvspan(start, end, facecolor=colour, alpha=0.35, hatch=hatch, lw=0)
         line = curve[curve["group"] == group].sort_values("epoch")
         ci = line["ci95"].fillna(0.0)
-        ax.fill_between(line["epoch"], line["mean"] - ci, line["mean"] + ci, color="black", alpha=0.2, lw=0)
+        low, high = metric_range(metric)
+        ax.fill_between(line["epoch"], (line["mean"] - ci).clip(lower=low), (line["mean"] + ci).clip(upper=high),
+                        color="black", alpha=0.2, lw=0)
         ax.plot(line["epoch"], line["mean"], color="black", lw=1.5)
         ax.set_title(f"{group} ({int(line['runs'].max())} runs)", fontsize=9)
         ax.set_xlabel("epoch")

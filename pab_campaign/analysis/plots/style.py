@@ -22,6 +22,8 @@ BLUE, ORANGE, GREEN, VERMILLION, PURPLE, SKY, YELLOW, BLACK = (
 GREY = "#999999"
 OKABE_ITO = (BLUE, ORANGE, GREEN, VERMILLION, PURPLE, SKY, YELLOW, BLACK)
 matplotlib.rcParams["axes.prop_cycle"] = cycler(color=OKABE_ITO)
+# Titles and legends hold campaign names and hyper-parameter values: a `$` in them is text, not TeX.
+matplotlib.rcParams["text.parse_math"] = False
 # The MBE audit: significance in blue / vermillion, groups in the other colours.
 SIGNIFICANT, NOT_SIGNIFICANT = BLUE, VERMILLION
 GROUP_COLOURS = (GREEN, ORANGE, PURPLE, SKY, YELLOW, BLUE, VERMILLION)

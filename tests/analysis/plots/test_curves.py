@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pab_campaign.analysis.plots.curves import plot_curves
+from pab_campaign.analysis.plots.curves import plot_curves, robustness_figure
+from pab_campaign.analysis.plots.style import save_png
 
 
 def curves_frame() -> pd.DataFrame:
@@ -57,5 +58,22 @@ def test_bands_stay_within_the_values_a_metric_can_take_and_epochs_are_whole_num
         for ax in (accuracy, gap, loss):
             ticks = ax.get_xticks()
             assert len(ticks) >= 2 and np.all(ticks == np.round(ticks))
+    finally:
+        plt.close(figure)
+
+
+def test_a_dollar_in_a_group_name_is_text_not_tex(tmp_path):
+    frame = curves_frame().replace({"optimizer.lr": {0.1: "price$_{$mlp"}})
+    figure = plot_curves(frame, ["optimizer.lr"], "camp$aign")
+    save_png(figure, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_robustness_figure_draws_every_group_past_the_palettes_length():
+    rows = [{"optimizer.lr": lr, "label": label, "epoch": 3, "runs": 2, "mean": 0.5, "std": 0.1, "ci95": 0.1}
+            for lr in range(10) for label in ("probe/clean_acc", "probe/fgsm_acc[0.1]", "probe/pgd_acc[0.1]")]
+    figure = robustness_figure(pd.DataFrame(rows), ["optimizer.lr"], "demo")
+    try:
+        assert len(figure.axes[0].get_lines()) == 20
     finally:
         plt.close(figure)
