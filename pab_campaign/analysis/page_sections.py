@@ -134,6 +134,10 @@ def _tracked(campaign: Campaign, labels: tuple[str, ...]) -> list[str]:
 def learning_curves(campaign: Campaign) -> Section:
     section = Section("curves", "Learning curves", "Per group of hyper-parameters, the mean over its runs at "
                       "each epoch with a CI95 band — the same figure as `pab-campaign curves`.")
+    if not (campaign.runs["status"] == RunStatus.COMPLETED).any():
+        section.missing = Missing("No run has completed yet; the curves are of completed runs. Follow the runs "
+                                  "with `pab-campaign ls --watch`.", f"pab-campaign ls {campaign.directory} --watch")
+        return section
     losses = _tracked(campaign, CURVE_METRICS)
     if losses:
         section.figures.append(_curves_figure(campaign, "curves", losses, "Loss (nats) and accuracy per split."))
@@ -238,6 +242,12 @@ def _rho_cell(rho: float, low: float, high: float) -> Cell:
     return Cell(f"{rho:.3f}{interval}", "num")
 
 
+# The audit.csv columns the page shows.
+AUDIT_PAGE_COLUMNS = ("group", "metric", "n", "raw_rho", "raw_ci_low", "raw_ci_high", "raw_p_adj", "stage1",
+                      "partial_rho", "partial_ci_low", "partial_ci_high", "partial_p_adj", "verdict",
+                      "is_loss_proxy", "effect_class", "correction", "family_size", "alpha", "diagnosis")
+
+
 def audit(campaign: Campaign, campaign_ids: list[str] | None) -> Section:
     section = Section("audit", "MBE audit", "Does a candidate metric predict the final result beyond the baseline "
                       "(early validation loss)? Stage 1: the raw Spearman ρ with the target is significant; stage 4: "
@@ -247,10 +257,13 @@ def audit(campaign: Campaign, campaign_ids: list[str] | None) -> Section:
     csv = _found(campaign, f"audit{suffix}.csv")
     folder = csv.parent
     table = _csv(csv)
+    command = f"pab-campaign audit {campaign.directory} --all-metrics --baseline val/loss@3 --target test/acc"
     if table is None:
-        section.missing = Missing("No audit has been run on this campaign yet.",
-                                  f"pab-campaign audit {campaign.directory} --all-metrics --baseline val/loss@3 "
-                                  "--target test/acc")
+        section.missing = Missing("No audit has been run on this campaign yet.", command)
+        return section
+    if table.empty or not set(AUDIT_PAGE_COLUMNS) <= set(table.columns):
+        section.missing = Missing(f"{csv} was written by an earlier version of pab-campaign, or is empty; run the "
+                                  "audit again.", command)
         return section
     first = table.iloc[0]
     rows = [[_text(r.group), _text(r.metric), _number(int(r.n)), _rho_cell(r.raw_rho, r.raw_ci_low, r.raw_ci_high),
@@ -305,7 +318,7 @@ def states(campaign: Campaign, campaign_ids: list[str] | None) -> Section:
     for name, caption, columns in STATES_TABLES:
         frame = _csv(folder / name)
         if frame is not None:
-            shown = frame[frame["rank"] <= 3] if name == "transitions.csv" else frame
+            shown = frame[frame["rank"] <= 3] if name == "transitions.csv" and "rank" in frame else frame
             section.tables.append(_frame_table(name.removesuffix(".csv"), caption,
                                                shown[[c for c in columns if c in shown.columns]]))
     section.figures += _figures(sorted(folder.glob("*.png")), folder)

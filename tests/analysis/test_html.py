@@ -122,3 +122,20 @@ def test_keyed_metrics_in_report_and_curves(tmp_path):
     assert "probe/fgsm_acc[0.1]" in report.stdout and "val/class_acc[1]" in report.stdout
     assert_one_line_error(cli(["report", str(campaign), "--metrics", "val/class_acc[7]"]),
                           "no key '7'", "0, 1, 2")
+
+
+def test_a_page_while_no_run_has_completed_and_with_an_older_audit_file(tmp_path):
+    campaign = tmp_path / "c"
+    for seed in range(3):
+        write_run(campaign, f"r{seed}", {"model.name": "mlp", "seed": seed},
+                  {("val", "acc"): [0.1, 0.2], ("val", "loss"): [2.0, 1.5]}, status="running")
+    summary_dir(campaign).mkdir(parents=True)
+    pd.DataFrame({"group": ["all"], "metric": ["weights/erank@3"], "n": [3], "raw_rho": [0.5],
+                  "verdict": ["survives"]}).to_csv(summary_dir(campaign) / "audit.csv", index=False)
+    result = cli(["html", str(campaign)])
+    assert result.returncode == 0, result.stderr
+    page = build_page(open_campaign(campaign), "cmd")
+    missing = {section.key: section.missing.text for section in page.sections if section.missing}
+    assert missing["curves"].startswith("No run has completed yet")
+    assert "written by an earlier version" in missing["audit"]
+    assert [t.key for t in page.sections[0].tables][:2] == ["properties", "statuses"]
