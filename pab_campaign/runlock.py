@@ -104,6 +104,18 @@ def read_holder(path: Path) -> Holder | None:
         return None
 
 
+def has_live_writer(run_dir: Path, stale_after_s: float = STALE_AFTER_S) -> bool:
+    """Whether a process is writing `run_dir` now: its lock file exists, its holder has not ended
+    (checked on this host), and its heartbeat touched the file within `stale_after_s` seconds."""
+    path = Path(run_dir) / LOCK_FILE
+    holder = read_holder(path)
+    try:
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    return age <= stale_after_s and (holder is None or not holder.gone())
+
+
 class RunLock:
     """The lock of one run directory (see the module docstring); a context manager."""
 

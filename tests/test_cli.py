@@ -258,3 +258,15 @@ def test_ls_status_takes_a_list(tmp_path, capsys):
     write_run(tmp_path, "nan", HP, {("val", "loss"): [math.nan]}, status="diverged")
     code, out = _run(["ls", str(tmp_path), "--status", "failed,diverged"], capsys)
     assert code == 0 and "2 runs" in out and "broken" in out and "nan" in out and "mlp-0.1-0" not in out
+
+
+def test_watch_ends_on_runs_no_process_writes_and_honours_status(tmp_path):
+    write_run(tmp_path, "done", {**HP, "seed": 1}, {("val", "acc"): [0.1, 0.2]})
+    write_run(tmp_path, "bad", {**HP, "seed": 2}, {("val", "acc"): [0.1, 0.2]}, status="failed")
+    write_run(tmp_path, "killed", {**HP, "seed": 3}, {("val", "acc"): [0.1]}, status="running")  # no run.lock
+    result = run_cli(["ls", str(tmp_path), "--watch", "--interval", "0.1"], timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "no process writes it" in " ".join(result.stdout.split())
+    failed = run_cli(["ls", str(tmp_path), "--watch", "--interval", "0.1", "--status", "failed"], timeout=60)
+    assert failed.returncode == 0 and "bad" in failed.stdout and "done" not in failed.stdout
+    assert_one_line_error(run_cli(["ls", str(tmp_path), "--watch", "--interval", "nan"]), "--interval nan must be > 0")

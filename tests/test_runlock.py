@@ -107,3 +107,19 @@ def test_processes_racing_for_a_stale_lock_leave_exactly_one_winner(tmp_path):
         assert outcomes == ["refused"] * 5 + ["won"]
         assert not (run / LOCK_FILE).exists()
         assert not [p for p in run.iterdir() if p.name.startswith(".")]
+
+
+def test_a_run_has_a_live_writer_only_while_a_living_process_holds_its_fresh_lock(tmp_path):
+    from pab_campaign.runlock import has_live_writer
+
+    assert not has_live_writer(tmp_path)
+    lock = RunLock(tmp_path).acquire()
+    try:
+        assert has_live_writer(tmp_path)
+        assert not has_live_writer(tmp_path, stale_after_s=-1.0)  # a heartbeat older than allowed
+    finally:
+        lock.release()
+    assert not has_live_writer(tmp_path)
+    (tmp_path / LOCK_FILE).write_text(json.dumps({"host": host_name(), "pid": _dead_pid(), "start": None,
+                                                  "slurm_job_id": None, "token": "t"}))
+    assert not has_live_writer(tmp_path)  # a fresh lock of a process that has ended
