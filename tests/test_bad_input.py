@@ -4,7 +4,7 @@ import shutil
 import pytest
 
 from pab_campaign import store
-from tests.helpers import assert_one_line_error, cli, train
+from tests.helpers import assert_one_line_error, cli, make_grid, train
 
 
 @pytest.mark.parametrize(("overrides", "fragments"), [
@@ -82,3 +82,16 @@ def test_malformed_metric_name(demo_campaign):
 ])
 def test_usage_errors_are_one_line(args, fragment):
     assert_one_line_error(cli(args), fragment)
+
+
+def test_an_output_place_that_cannot_be_written_is_one_line_and_nothing_is_written(tmp_path):
+    make_grid(tmp_path / "c", seeds=2)
+    run_json = next((tmp_path / "c" / "runs").iterdir()) / "run.json"
+    before = run_json.read_bytes()
+    for args, fragment in ((["report", "--output-folder", str(run_json / "x")], "cannot write there (Not a directory)"),
+                           (["curves", "--output-folder", "/proc/pab"], "cannot write there"),
+                           (["html", "--out", "/proc/page.html"], "cannot write in /proc")):
+        result = cli([args[0], str(tmp_path / "c"), *args[1:]])
+        assert result.returncode == 2
+        assert_one_line_error(result, fragment)
+    assert run_json.read_bytes() == before

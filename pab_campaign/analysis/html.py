@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pab_campaign.analysis.campaign import Campaign
+from pab_campaign.analysis.workspace import write_error
 from pab_campaign.errors import CampaignError
 from pab_campaign.store import atomic_write_bytes
 
@@ -116,6 +117,10 @@ def write_page(campaign: Campaign, out: Path | None, command: str, campaign_ids:
         raise CampaignError(f"--out {path}: directory {path.parent} does not exist; create it or choose another path")
     if path.is_dir():
         raise CampaignError(f"--out {path} is a directory; name the page's file, e.g. --out {path / PAGE_NAME}")
+    error = write_error(path.parent)
+    if error is not None:
+        raise CampaignError(f"--out {path}: cannot write in {path.parent} ({error.strerror or error}); choose "
+                            "another path")
     html = render(build_page(campaign, command, campaign_ids))
     atomic_write_bytes(path, html.encode("utf-8"))
     return path

@@ -65,11 +65,18 @@ def whole_number(option: str, low: int, high: int, example: str) -> Callable[[st
 
 
 def output_folder(value: str) -> Path:
-    """An argparse type for `--output-folder`: a directory, created when missing, never a file."""
+    """An argparse type for `--output-folder`: a directory this user can write, created when missing,
+    never a file."""
+    from pab_campaign.analysis.workspace import write_error
+
     folder = Path(value)
     if folder.exists() and not folder.is_dir():
         raise argparse.ArgumentTypeError(f"--output-folder {folder} is a file; name a folder (it is created when "
                                          "missing)")
+    error = write_error(folder)
+    if error is not None:
+        raise argparse.ArgumentTypeError(f"--output-folder {folder}: cannot write there ({error.strerror or error}); "
+                                         "name a folder you can write")
     return folder
 
 
