@@ -213,8 +213,12 @@ def is_numeric(column: pd.Series) -> bool:
 
 
 def indexed_metrics(runs: pd.DataFrame) -> list[str]:
-    """`context/metric` names of the scalar metrics in the index columns of `runs`."""
-    return sorted(c[: -len("@last")] for c in runs.columns if c.endswith("@last") and runs[c].notna().any())
+    """`context/metric` names of the scalar metrics in the index columns of `runs` that some run has
+    a value of, at its last or at its best epoch (a metric whose final value is NaN in every run is
+    still tracked)."""
+    names = [c[: -len("@last")] for c in runs.columns if c.endswith("@last")]
+    return sorted(n for n in names if runs[f"{n}@last"].notna().any()
+                  or (f"{n}@best" in runs and runs[f"{n}@best"].notna().any()))
 
 
 def properties(campaign: Campaign) -> list[tuple[str, str, str]]:

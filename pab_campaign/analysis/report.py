@@ -139,7 +139,8 @@ def _choose_metrics(campaign: Campaign, done: pd.DataFrame, contexts: list[str] 
     missing = [label for label in labels if label not in tracked and not label.startswith(f"{SUMMARY_CONTEXT}/")
                and not label.endswith("]")]
     if missing and (contexts or metrics):
-        raise CampaignError(f"{', '.join(missing)} never tracked in these runs; tracked: {', '.join(tracked)}")
+        raise CampaignError(f"{', '.join(missing)} never tracked in these runs (or NaN at every run's last and best "
+                            f"epoch); tracked: {', '.join(tracked)}")
     if missing:
         notes.append(f"not tracked, left out: {', '.join(missing)}")
     labels = [label for label in labels if label not in missing]

@@ -18,7 +18,7 @@ from pab_campaign.analysis.report import (
 )
 from pab_campaign.errors import CampaignError
 from pab_campaign.store import read_run_json, read_trajectory, runs_dir, summary_dir
-from tests.helpers import make_grid, write_run
+from tests.helpers import cli, make_grid, write_run
 
 
 def _independent(root, epoch) -> pd.DataFrame:
@@ -172,3 +172,15 @@ def test_report_and_curves_write_into_the_folder_given(tmp_path):
     parquet, png = write_curves(campaign, groupby, curves, folder=folder)
     assert parquet.parent == png.parent == folder and pd.read_parquet(parquet).equals(curves)
     assert not list(summary_dir(campaign_dir).glob("curves_*"))
+
+
+def test_a_metric_nan_at_every_runs_last_epoch_is_still_tracked(tmp_path):
+    for seed in range(3):
+        write_run(tmp_path, f"r{seed}", {"model.name": "mlp", "seed": seed},
+                  {("val", "loss"): [2.0, 1.0, 1.5], ("val", "acc"): [0.1, 0.5, 0.4],
+                   ("probe", "churn"): [0.2 + seed / 10, 0.1, float("nan")]})
+    result = cli(["curves", str(tmp_path), "--metrics", "probe/churn"])
+    assert result.returncode == 0, result.stderr
+    best = cli(["report", str(tmp_path), "--metrics", "probe/churn", "--epoch", "best"])
+    assert best.returncode == 0, best.stderr
+    assert "0.1 ± 0" in " ".join(best.stdout.split())
