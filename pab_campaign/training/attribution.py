@@ -129,8 +129,8 @@ def ensemble_checkpoints(campaign: Path, records: list[RunRecord], mode: str) ->
         directory = run_dir(campaign, record.run_id)
         mine = run_checkpoints(directory, record.epochs_done, mode)
         if not mine:
-            raise CampaignError(f"run {record.run_id} has no checkpoint in {directory}/checkpoints; attributions "
-                                "need trained weights (train with checkpoint.every > 0 and keep its files)")
+            raise CampaignError(f"run {record.run_id} has no checkpoint in {directory}/checkpoints; the comparison "
+                                "needs its trained weights (train with checkpoint.every > 0 and keep its files)")
         found += mine
     return found
 

@@ -21,13 +21,12 @@ import numpy as np
 import torch
 
 from pab_campaign.errors import CampaignError
-from pab_campaign.store import RunRecord, run_dir
+from pab_campaign.store import RunRecord
 from pab_campaign.training import checkpoint
-from pab_campaign.training.attribution import run_checkpoints
-from pab_campaign.training.data import Split, build_dataset
+from pab_campaign.training.attribution import ensemble_checkpoints, ensemble_of
+from pab_campaign.training.data import Split
 from pab_campaign.training.data.pixels import PixelRange, pixel_range
 from pab_campaign.training.evaluate import evaluate
-from pab_campaign.training.models import build_model
 from pab_campaign.training.registry import Registry
 from pab_campaign.training.state import MODEL
 
@@ -98,23 +97,14 @@ def transform_effects(campaign: Path, records: list[RunRecord], cfg, transform_n
     examples (all when None). CampaignError for an unknown transformation (naming the choices), a
     run without checkpoints or too many examples."""
     transform = TRANSFORMS.get(transform_name)
-    data = build_dataset(cfg.dataset)
-    count = len(data.val) if val_examples is None else val_examples
-    if not 1 <= count <= len(data.val):
-        raise CampaignError(f"--val-examples {val_examples} is outside 1..{len(data.val)}, the validation examples "
-                            f"of {cfg.dataset.name}")
-    clean = data.probe(count)
-    changed = Split(transform(clean.x, pixel_range(data.train)), clean.y)
-    model = build_model(cfg.model, data.input_shape, data.num_classes).to(device)
+    ensemble = ensemble_of(cfg, ensemble_checkpoints(campaign, records, "last"), val_examples, device)
+    clean = ensemble.val
+    changed = Split(transform(clean.x, pixel_range(ensemble.train)), clean.y)
     effects = []
-    for record in records:
-        final = run_checkpoints(run_dir(campaign, record.run_id), record.epochs_done, "last")
-        if not final:
-            raise CampaignError(f"run {record.run_id} has no checkpoint in {run_dir(campaign, record.run_id)}/"
-                                "checkpoints; the test needs its trained weights")
-        model.load_state_dict(checkpoint.load(final[0].path)[MODEL])
-        before, after = evaluate(model, clean), evaluate(model, changed)
-        effects.append(TransformEffect(record.run_id, before.acc, after.acc,
+    for final in ensemble.checkpoints:
+        ensemble.model.load_state_dict(checkpoint.load(final.path)[MODEL])
+        before, after = evaluate(ensemble.model, clean), evaluate(ensemble.model, changed)
+        effects.append(TransformEffect(final.run_id, before.acc, after.acc,
                                        class_probabilities(before.logits, clean.y),
                                        class_probabilities(after.logits, clean.y)))
     return effects
