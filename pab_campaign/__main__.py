@@ -15,14 +15,12 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from pab_campaign.errors import ConfigError, PabError, one_line
 from pab_campaign.launching.sweep_status import FAILED_RUNS, write_job_pointer
 from pab_campaign.store import RunStatus
-from pab_campaign.training.config import register_schemas, schema_keys
-
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+from pab_campaign.training.config import CONFIG_DIR, register_schemas, schema_keys
 
 register_schemas()
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def train(cfg: DictConfig) -> str:
     from pab_campaign.training.run import execute
 

@@ -16,6 +16,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
 from typing import Any, get_type_hints
 
 from hydra.core.config_store import ConfigStore
@@ -23,6 +24,8 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from pab_campaign.errors import ConfigError
 
+# The configuration groups and presets (YAML), beside the package.
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 SCHEMA_GROUP = "schema"
 
 

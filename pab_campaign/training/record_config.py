@@ -14,7 +14,6 @@ one data set and model within an algorithm, the same examples across the two.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -22,10 +21,9 @@ from omegaconf.errors import OmegaConfBaseException
 
 from pab_campaign.errors import CampaignError, ConfigError, one_line
 from pab_campaign.store import RunRecord, Scalar
-from pab_campaign.training.config import register_schemas
+from pab_campaign.training.config import CONFIG_DIR, register_schemas
 from pab_campaign.training.identity import NON_SEMANTIC_LEAVES, flatten, hparams, run_id
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 GROUPS = ("dataset", "model", "optimizer", "schedule")
 _ABSENT = object()
 # `dataset` keys that change how an algorithm trains but not which examples the splits hold.

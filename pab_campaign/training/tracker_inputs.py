@@ -16,11 +16,11 @@ from omegaconf.errors import OmegaConfBaseException
 
 from pab_campaign.errors import ConfigError, StoreError, one_line
 from pab_campaign.store import Scalar, is_campaign
-from pab_campaign.training.config import TrackingConfig
+from pab_campaign.training.config import CONFIG_DIR, TrackingConfig
 from pab_campaign.training.data import Split
 from pab_campaign.training.identity import flatten
 
-TRACKING_DIR = Path(__file__).resolve().parents[2] / "conf" / "tracking"
+TRACKING_DIR = CONFIG_DIR / "tracking"
 
 
 def _preset_file(name: str) -> DictConfig:
