@@ -1,4 +1,5 @@
-"""Where and with what a run executes: host, SLURM job, git commit, library versions."""
+"""Where, when and with what a run executes: host, SLURM job, git commit, library versions, and
+the record each attempt of a run starts with."""
 from __future__ import annotations
 
 import functools
@@ -6,12 +7,14 @@ import os
 import platform
 import socket
 import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import pab_campaign
+from pab_campaign.store import RunRecord, RunStatus
 
 
 def host() -> str:
@@ -46,3 +49,20 @@ def versions() -> dict[str, str]:
         "numpy": np.__version__,
         "pab_campaign": pab_campaign.__version__,
     }
+
+
+def now() -> str:
+    """The current UTC time, ISO 8601 to the second (run.json's timestamps)."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def start_record(run_id: str, campaign: str, hparams: dict, seed: int | None, overrides: list[str],
+                 previous: RunRecord | None) -> RunRecord:
+    """The record of this attempt, running: a new run, or a restart of `previous` (its start, time
+    spent and epochs kept, restarts counted), with this host, job, commit and versions."""
+    return RunRecord(
+        run_id=run_id, status=RunStatus.RUNNING, campaign=campaign, hparams=hparams, overrides=list(overrides),
+        seed=seed, started_at=previous.started_at if previous else now(), ended_at=None,
+        duration_s=(previous.duration_s or 0.0) if previous else 0.0,
+        epochs_done=previous.epochs_done if previous else 0, restarts=previous.restarts + 1 if previous else 0,
+        host=host(), slurm_job_id=slurm_job_id(), git_commit=git_commit(), versions=versions(), error=None)

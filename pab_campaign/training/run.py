@@ -18,7 +18,6 @@ import random
 import time
 import traceback
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -105,10 +104,6 @@ class RunOutcome:
     skipped: bool = False
     # Why a run was skipped other than being finished before (e.g. another process is writing it).
     note: str | None = None
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -285,23 +280,9 @@ class Run:
         if not self.lock.held():
             log.error("run %s: lock lost, %s not recorded", self.record.run_id, status)
             return
-        self.record.status, self.record.error, self.record.ended_at = RunStatus(status), error, _now()
+        self.record.status, self.record.error, self.record.ended_at = RunStatus(status), error, provenance.now()
         self.record.duration_s = self.previous_duration + time.monotonic() - self.attempt_started
         write_run_json(self.directory, self.record)
-
-
-def _start_record(cfg: DictConfig, rid: str, overrides: list[str], previous: RunRecord | None) -> RunRecord:
-    """The record of this attempt: a new run, or a restart of `previous` (its start, time and epochs kept)."""
-    return RunRecord(
-        run_id=rid, status=RunStatus.RUNNING, campaign=str(cfg.campaign.name), hparams=hparams(cfg),
-        overrides=list(overrides), seed=int(cfg.seed),
-        started_at=previous.started_at if previous else _now(), ended_at=None,
-        duration_s=(previous.duration_s or 0.0) if previous else 0.0,
-        epochs_done=previous.epochs_done if previous else 0,
-        restarts=previous.restarts + 1 if previous else 0,
-        host=provenance.host(), slurm_job_id=provenance.slurm_job_id(), git_commit=provenance.git_commit(),
-        versions=provenance.versions(), error=None,
-    )
 
 
 def _previous_record(directory: Path) -> RunRecord | None:
@@ -318,7 +299,7 @@ def _log_traceback(directory: Path, rid: str, exc: BaseException) -> None:
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
         with open(directory / RUN_LOG, "a") as handle:
-            handle.write(f"--- {_now()} run {rid} failed\n{text}")
+            handle.write(f"--- {provenance.now()} run {rid} failed\n{text}")
     except OSError as error:
         log.error("run %s: could not write %s (%s)", rid, directory / RUN_LOG, error)
 
@@ -357,7 +338,7 @@ def _execute_locked(cfg: DictConfig, rid: str, directory: Path, overrides: list[
         return RunOutcome(rid, previous.status, directory, previous.error, skipped=True)
     for folder in (directory, checkpoint.checkpoint_dir(directory)):
         remove_stale_temps(folder)
-    record = _start_record(cfg, rid, overrides, previous)
+    record = provenance.start_record(rid, str(cfg.campaign.name), hparams(cfg), int(cfg.seed), overrides, previous)
     write_run_json(directory, record)
     run = Run(cfg, directory, record, lock, previous_duration=record.duration_s)
     try:

@@ -30,7 +30,6 @@ import math
 import numbers
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +48,7 @@ from pab_campaign.store import (
     TrajectoryBuffer,
     read_run_json,
     read_trajectory,
+    remove_stale_temps,
     run_dir,
     write_run_json,
     write_trajectory,
@@ -77,10 +77,6 @@ _NO_DATA = DataBundle("none", _NO_SPLIT, _NO_SPLIT, _NO_SPLIT, 0, ())
 class RunDiverged(PabError):
     """A loss given to `Tracker.epoch` is not finite: the run ended `diverged`, its trajectory kept.
     Inside the Tracker's with-block it ends the block quietly."""
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 # ---- the tracker ---------------------------------------------------------------------------------
@@ -168,14 +164,8 @@ class Tracker:
         if (self.run_dir / TRAJECTORY).exists():
             self.trajectory = TrajectoryBuffer.from_table(read_trajectory(self.run_dir))
         self.last_epoch = max(self.trajectory.epoch) if len(self.trajectory) else None
-        self.record = RunRecord(
-            run_id=self.run_id, status=RunStatus.RUNNING, campaign=self.campaign_dir.name, hparams=self.hparams,
-            seed=self.recorded_seed,
-            started_at=previous.started_at if previous else _now(), ended_at=None,
-            duration_s=(previous.duration_s or 0.0) if previous else 0.0,
-            epochs_done=previous.epochs_done if previous else 0, restarts=previous.restarts + 1 if previous else 0,
-            host=provenance.host(), slurm_job_id=provenance.slurm_job_id(), git_commit=provenance.git_commit(),
-            versions=provenance.versions(), error=None)
+        self.record = provenance.start_record(self.run_id, self.campaign_dir.name, self.hparams, self.recorded_seed,
+                                              [], previous)
         self._open, self._started = True, time.monotonic()
         self.status = previous.status if previous else None
         if self._final():
@@ -183,6 +173,8 @@ class Tracker:
                      self.record.epochs_done)
             self._lock.release()
             return
+        for folder in (self.run_dir, checkpoint.checkpoint_dir(self.run_dir)):
+            remove_stale_temps(folder)
         write_run_json(self.run_dir, self.record)
         self.status, self._running = RunStatus.RUNNING, True
 
@@ -191,7 +183,7 @@ class Tracker:
         it); release the lock."""
         assert self.record is not None and self._lock is not None
         if self._lock.held():
-            self.record.status, self.record.error, self.record.ended_at = status, error, _now()
+            self.record.status, self.record.error, self.record.ended_at = status, error, provenance.now()
             self.record.duration_s = (self.record.duration_s or 0.0) + time.monotonic() - self._started
             self._started = time.monotonic()
             write_run_json(self.run_dir, self.record)
