@@ -133,6 +133,11 @@ def _choose_metrics(campaign: Campaign, done: pd.DataFrame, contexts: list[str] 
     `summary/<name>`; untracked defaults are dropped with a note, untracked explicit choices are an error."""
     tracked = indexed_metrics(done)
     chosen = metrics or DEFAULT_METRICS
+    at_epoch = next((m for m in chosen if "@" in m), None)
+    if at_epoch is not None:
+        name, epoch = at_epoch.split("@", 1)
+        raise CampaignError(f"--metrics {at_epoch}: name metrics without @epoch (`report` takes the epoch from "
+                            f"--epoch, e.g. --metrics {name} --epoch {epoch}; `curves` draws every epoch)")
     labels = [m for m in chosen if "/" in m]
     labels += [f"{c}/{m}" for c in (contexts or DEFAULT_CONTEXTS) for m in chosen if "/" not in m]
     labels = _expand_keys(campaign, done, labels)

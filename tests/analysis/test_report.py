@@ -184,3 +184,11 @@ def test_a_metric_nan_at_every_runs_last_epoch_is_still_tracked(tmp_path):
     best = cli(["report", str(tmp_path), "--metrics", "probe/churn", "--epoch", "best"])
     assert best.returncode == 0, best.stderr
     assert "0.1 ± 0" in " ".join(best.stdout.split())
+
+
+def test_a_metric_at_an_epoch_is_refused_with_the_option_that_chooses_the_epoch(tmp_path):
+    make_grid(tmp_path, seeds=2)
+    for command in ("report", "curves"):
+        result = cli([command, str(tmp_path), "--metrics", "val/acc@3"])
+        assert result.returncode == 2
+        assert "--metrics val/acc --epoch 3" in result.stderr and len(result.stderr.strip().splitlines()) == 1
