@@ -195,8 +195,8 @@ def hparam_predictors(visited: pd.DataFrame, hparams: pd.DataFrame) -> pd.DataFr
                     p = fisher_exact(table.to_numpy()).pvalue
                 cramer = math.sqrt(chi2 / (known.sum() * (min(table.shape) - 1)))
                 rows.append([state, name, "cramers_v", cramer, float(p), rates])
-    frame = pd.DataFrame([[*row[:5], math.nan, row[5]] for row in rows], columns=PREDICTOR_COLUMNS)
-    frame["p_holm"] = adjust_pvalues(frame["p"].to_numpy(float), "holm")
+    frame = pd.DataFrame(rows, columns=[c for c in PREDICTOR_COLUMNS if c != "p_holm"])
+    frame.insert(PREDICTOR_COLUMNS.index("p_holm"), "p_holm", adjust_pvalues(frame["p"].to_numpy(float), "holm"))
     return frame.sort_values(["state", "p"], kind="stable", ignore_index=True)
 
 
