@@ -84,7 +84,7 @@ class RunRecord:
 
     def to_json(self) -> str:
         """The record as indented JSON text (non-finite numbers written as null)."""
-        return json.dumps(_json_safe(asdict(self)), indent=2, default=str) + "\n"
+        return json.dumps(json_safe(asdict(self)), indent=2, default=str) + "\n"
 
     @classmethod
     def from_json(cls, text: str, source: Path | str = "run.json") -> RunRecord:
@@ -345,13 +345,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """`value` (nested dicts, lists, tuples) with every non-finite float as None, so JSON written from
+    it is standard (no NaN or Infinity)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 

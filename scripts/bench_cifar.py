@@ -30,7 +30,7 @@ from pab_campaign.training.acceleration import autocast
 from pab_campaign.training.data.cifar10 import write_batches
 from pab_campaign.training.run import Run
 
-CONF = str(Path(__file__).resolve().parents[1] / "conf")
+CONF = str(Path(__file__).resolve().parents[1] / "pab_campaign" / "conf")
 
 
 def synthetic_cifar(root: Path, images: int, seed: int = 0) -> None:

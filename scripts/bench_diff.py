@@ -67,7 +67,7 @@ def main() -> None:
     sys.path.insert(0, str(REPO))
     import torch
 
-    from pab_campaign.analysis.modeldiff import a_minus_b, b_minus_a
+    from pab_campaign.analysis.modeldiff.residual_pca import a_minus_b, b_minus_a
 
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; torch threads {torch.get_num_threads()}")
     with tempfile.TemporaryDirectory() as scratch:

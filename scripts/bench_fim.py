@@ -19,7 +19,7 @@ from pab_campaign.training.data import build_dataset
 from pab_campaign.training.models import build_model
 from pab_campaign.training.probes.fim import fim_norm_from_gradients, per_sample_gradients
 
-CONF = "conf"
+CONF = "pab_campaign/conf"
 
 
 def loop_gradients(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

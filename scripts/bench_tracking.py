@@ -92,7 +92,7 @@ def run_seconds(probes: list, costs: dict[str, float], epochs: int) -> float:
 
 
 def preset_probes(preset: str, overrides: dict) -> list:
-    config = OmegaConf.to_container(OmegaConf.load(f"conf/tracking/{preset}.yaml"))["probes"]
+    config = OmegaConf.to_container(OmegaConf.load(f"pab_campaign/conf/tracking/{preset}.yaml"))["probes"]
     for name, params in overrides.items():
         if name in config:
             config[name].update(params)
@@ -123,8 +123,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    data = build_dataset(OmegaConf.load("conf/dataset/digits.yaml"))
-    model = build_model(OmegaConf.load("conf/model/cnn.yaml"), data.input_shape, data.num_classes)
+    data = build_dataset(OmegaConf.load("pab_campaign/conf/dataset/digits.yaml"))
+    model = build_model(OmegaConf.load("pab_campaign/conf/model/cnn.yaml"), data.input_shape, data.num_classes)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     train_s = best_time(lambda: train_pass(model, optimizer, data.train, 64), args.repeats)
     eval_s = best_time(lambda: [evaluate(model, getattr(data, s)) for s in ("train", "val", "test")], args.repeats)
@@ -134,7 +134,7 @@ def main() -> None:
     if args.skip_resnet:
         return
     data = random_bundle({"train": 256, "val": 512, "test": 256})
-    model = build_model(OmegaConf.load("conf/model/resnet18.yaml"), (3, 32, 32), 10)
+    model = build_model(OmegaConf.load("pab_campaign/conf/model/resnet18.yaml"), (3, 32, 32), 10)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     per_train = best_time(lambda: train_pass(model, optimizer, data.train, 128), 1) / len(data.train)
     per_eval = best_time(lambda: evaluate(model, data.test, batch_size=256), 1) / len(data.test)

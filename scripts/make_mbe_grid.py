@@ -20,7 +20,7 @@ import numpy as np
 
 SEED = 20240520
 N_CONFIGS = 64
-TARGET = Path(__file__).resolve().parents[1] / "conf" / "experiment" / "mbe_heterogeneous_grid.yaml"
+TARGET = Path(__file__).resolve().parents[1] / "pab_campaign" / "conf" / "experiment" / "mbe_heterogeneous_grid.yaml"
 
 # The sampled space: log-uniform learning rate and weight decay (SGD, momentum 0.9), hidden width
 # and depth of the MLP, uniform train-set fraction and label-noise rate.

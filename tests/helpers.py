@@ -30,7 +30,7 @@ from pab_campaign.training.models import build_model
 from pab_campaign.training.probes import ProbeContext
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG_DIR = str(REPO / "conf")
+CONFIG_DIR = str(REPO / "pab_campaign" / "conf")
 
 
 def compose_config(overrides: list[str], campaign_dir: Path | None = None) -> DictConfig:

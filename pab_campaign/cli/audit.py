@@ -98,8 +98,9 @@ def _written(paths: list[Path]) -> str:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from pab_campaign.analysis.audit import AuditRequest, run_audit, write_audit
-    from pab_campaign.analysis.campaign import MetricSpec, open_campaign
+    from pab_campaign.analysis.campaign.campaign import open_campaign
+    from pab_campaign.analysis.mbe.audit import AuditRequest, run_audit, write_audit
+    from pab_campaign.metrics import MetricSpec
 
     campaign = open_campaign(args.campaign, args.campaign_id)
     request = AuditRequest(

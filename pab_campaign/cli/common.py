@@ -67,7 +67,7 @@ def whole_number(option: str, low: int, high: int, example: str) -> Callable[[st
 def output_folder(value: str) -> Path:
     """An argparse type for `--output-folder`: a directory this user can write, created when missing,
     never a file."""
-    from pab_campaign.analysis.workspace import write_error
+    from pab_campaign.analysis.campaign.workspace import write_error
 
     folder = Path(value)
     if folder.exists() and not folder.is_dir():

@@ -10,8 +10,8 @@ from pab_campaign.render import print_line
 
 
 def cmd_html(args: argparse.Namespace) -> int:
-    from pab_campaign.analysis.campaign import open_campaign
-    from pab_campaign.analysis.html import write_page
+    from pab_campaign.analysis.campaign.campaign import open_campaign
+    from pab_campaign.analysis.page.render import write_page
 
     campaign = open_campaign(args.campaign, args.campaign_id)
     command = shlex.join(["pab-campaign", *args.argv])

@@ -8,7 +8,7 @@ from pab_campaign.render import print_line
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from pab_campaign.analysis.merge import merge
+    from pab_campaign.analysis.campaign.merge import merge
 
     result = merge(args.src, args.dst)
     for run_id, source in result.added:

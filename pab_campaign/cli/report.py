@@ -38,8 +38,8 @@ def _summary_table(frame: pd.DataFrame, keys: list[str], names: list[str], digit
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pab_campaign.analysis.campaign import open_campaign
-    from pab_campaign.analysis.report import build_report, split_layout, write_report
+    from pab_campaign.analysis.campaign.campaign import open_campaign
+    from pab_campaign.analysis.summary.report import build_report, split_layout, write_report
 
     folder = args.output_folder
     campaign = open_campaign(args.campaign, args.campaign_id)
@@ -71,8 +71,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_curves(args: argparse.Namespace) -> int:
-    from pab_campaign.analysis.campaign import open_campaign
-    from pab_campaign.analysis.report import build_curves, write_curves
+    from pab_campaign.analysis.campaign.campaign import open_campaign
+    from pab_campaign.analysis.summary.report import build_curves, write_curves
 
     folder = args.output_folder
     campaign = open_campaign(args.campaign, args.campaign_id)

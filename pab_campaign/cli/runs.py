@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,7 +12,7 @@ from pab_campaign.render import Column, fmt, print_line, print_table, status_tex
 from pab_campaign.store import RunStatus
 
 if TYPE_CHECKING:
-    from pab_campaign.analysis.trajectory_summary import RunSummary
+    from pab_campaign.analysis.summary.trajectory import RunSummary
 
 RECOMMENDATION_STYLE = "yellow"
 
@@ -33,7 +32,7 @@ def _status(value: str) -> str:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from pab_campaign.analysis.campaign import open_campaign
+    from pab_campaign.analysis.campaign.campaign import open_campaign
 
     if args.watch:
         from pab_campaign.cli.watch import watch
@@ -52,7 +51,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_properties(args: argparse.Namespace) -> int:
-    from pab_campaign.analysis.campaign import open_campaign, properties
+    from pab_campaign.analysis.campaign.campaign import open_campaign, properties
 
     campaign = open_campaign(args.campaign, args.campaign_id)
     print_table(f"{campaign.directory} — properties",
@@ -62,36 +61,21 @@ def cmd_properties(args: argparse.Namespace) -> int:
     return 0
 
 
-def _json_value(value: object) -> object:
-    """`value` with every non-finite float as None, so the JSON is standard (no NaN)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _json_value(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_value(item) for item in value]
-    return value
-
-
 def _write_summary_json(path: Path, directory: Path, epochs: int, cutoffs: tuple, summary: RunSummary) -> None:
-    from pab_campaign.store import atomic_write_bytes
+    from pab_campaign.analysis.summary.trajectory import summary_document
+    from pab_campaign.store import atomic_write_bytes, json_safe
 
     if path.is_dir():
         raise CampaignError(f"--json {path} is a directory; give a file name, e.g. --json summary.json")
-    document = {
-        "run_dir": str(directory), "run_id": directory.name, "epochs": epochs,
-        "class_cutoffs": [str(c) for c in cutoffs], "summary": summary.values, "classes": summary.classes,
-        "recommendations": [{"topic": r.topic, "message": r.message, "evidence": r.evidence}
-                            for r in summary.recommendations],
-    }
+    document = summary_document(directory, epochs, cutoffs, summary)
     try:
-        atomic_write_bytes(path, (json.dumps(_json_value(document), indent=2) + "\n").encode())
+        atomic_write_bytes(path, (json.dumps(json_safe(document), indent=2) + "\n").encode())
     except OSError as exc:
         raise CampaignError(f"--json {path}: cannot write it ({exc.strerror})") from None
 
 
 def cmd_summarize(args: argparse.Namespace) -> int:
-    from pab_campaign.analysis.trajectory_summary import class_cutoffs, summarize_run
+    from pab_campaign.analysis.summary.trajectory import class_cutoffs, summarize_run
     from pab_campaign.store import read_trajectory
 
     given = " ".join(args.class_cutoffs)

@@ -17,7 +17,7 @@ from pab_campaign.cli.common import (
 from pab_campaign.render import Column, console, fmt, print_line, print_table
 
 if TYPE_CHECKING:
-    from pab_campaign.analysis.states_report import StatesReport
+    from pab_campaign.analysis.phases.report import StatesReport
 
 
 def _print_selection(report: StatesReport, digits: int) -> None:
@@ -95,9 +95,10 @@ def _written(paths: list) -> str:
 def cmd_states(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from pab_campaign.analysis.campaign import MetricSpec, open_campaign
-    from pab_campaign.analysis.states import StatesRequest
-    from pab_campaign.analysis.states_report import run_states, states_dir, write_states
+    from pab_campaign.analysis.campaign.campaign import open_campaign
+    from pab_campaign.analysis.phases.hmm import StatesRequest
+    from pab_campaign.analysis.phases.report import run_states, states_dir, write_states
+    from pab_campaign.metrics import MetricSpec
 
     features = {"features": tuple(MetricSpec.parse(m) for m in args.metrics)} if args.metrics else {}
     request = StatesRequest(**features, max_states=args.max_states, restarts=args.restarts,

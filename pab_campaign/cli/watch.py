@@ -53,7 +53,7 @@ def _counts(runs: pd.DataFrame) -> str:
 
 def _snapshot(args: argparse.Namespace) -> tuple[pd.DataFrame, Table, bool]:
     """The runs now, their table, and whether the watch is over (all ended, as many as expected)."""
-    from pab_campaign.analysis.campaign import open_campaign
+    from pab_campaign.analysis.campaign.campaign import open_campaign
 
     if not is_campaign(args.campaign) and args.expect:
         runs = pd.DataFrame(columns=["run_id", "status", "epochs_done", "duration_s", "error"])

@@ -16,6 +16,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -24,8 +25,8 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from pab_campaign.errors import ConfigError
 
-# The configuration groups and presets (YAML), beside the package.
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
+# The configuration groups and presets (YAML), shipped inside the package (a wheel install finds them too).
+CONFIG_DIR = Path(str(files("pab_campaign.conf")))
 SCHEMA_GROUP = "schema"
 
 

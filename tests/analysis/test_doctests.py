@@ -9,12 +9,16 @@ import pkgutil
 import pytest
 
 import pab_campaign.analysis
-from pab_campaign.analysis import audit, report, stats, trajectory_summary
+from pab_campaign.analysis.mbe.audit import run_audit
+from pab_campaign.analysis.stats.bootstrap import bootstrap_rho_cis
+from pab_campaign.analysis.stats.correlation import partial_spearman
+from pab_campaign.analysis.stats.descriptive import ci95_halfwidth
+from pab_campaign.analysis.summary.report import build_report
+from pab_campaign.analysis.summary.trajectory import summarize_trajectory
 
-MODULES = sorted(["pab_campaign.errors", *(f"pab_campaign.analysis.{m.name}"
-                                           for m in pkgutil.iter_modules(pab_campaign.analysis.__path__))])
-DOCUMENTED = [stats.partial_spearman, stats.ci95_halfwidth, stats.bootstrap_rho_cis, report.build_report,
-              audit.run_audit, trajectory_summary.summarize_trajectory]
+MODULES = sorted(["pab_campaign.errors", "pab_campaign.metrics",
+                  *(m.name for m in pkgutil.walk_packages(pab_campaign.analysis.__path__, "pab_campaign.analysis."))])
+DOCUMENTED = [partial_spearman, ci95_halfwidth, bootstrap_rho_cis, build_report, run_audit, summarize_trajectory]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -17,7 +17,7 @@ from pab_campaign.training.data.cifar10 import write_batches
 from tests.helpers import REPO, assert_one_line_error, run_command, write_image_folder
 
 pytestmark = pytest.mark.slow
-CONF = REPO / "conf"
+CONF = REPO / "pab_campaign" / "conf"
 SMALL_RESNET = ["model.width=8", "model.blocks=[1,1,1,1]", "train.batch_size=32", "tracking=default",
                 "tracking.probe_size=16", "runtime.threads=1", "runtime.device=cpu", "checkpoint.every=1",
                 "checkpoint.keep_last_n=5"]

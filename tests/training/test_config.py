@@ -26,7 +26,7 @@ from pab_campaign.training.config import (
 from pab_campaign.training.run import execute
 from tests.helpers import REPO, command_env, compose_config
 
-CONF = REPO / "conf"
+CONF = REPO / "pab_campaign" / "conf"
 EXPERIMENTS = sorted(path.stem for path in (CONF / "experiment").glob("*.yaml"))
 TRACKING_PRESETS = sorted(path.stem for path in (CONF / "tracking").glob("*.yaml"))
 
@@ -109,6 +109,13 @@ def test_composition_refuses_with_the_key_and_the_fix(tmp_path, overrides, expec
         compose_config(overrides, tmp_path / "c")
     assert config_error_line(info.value).startswith(expected)
     assert "\n" not in config_error_line(info.value)
+
+
+def test_a_key_left_without_value_is_refused_before_anything_is_written(tmp_path):
+    cfg = compose_config(["model.norm=???"], tmp_path / "c")
+    with pytest.raises(ConfigError, match=r"^model\.norm has no value: .* e\.g\. model\.norm=\.\.\.$"):
+        execute(cfg)
+    assert not (tmp_path / "c").exists()
 
 
 def test_undeclared_keys_finds_what_plus_added_past_the_schema(tmp_path):

@@ -1,3 +1,3 @@
-"""Figures of a campaign (matplotlib, Agg backend), one function per figure, each returning the
-Figure: `curves` (learning curves, class heatmap, robustness), `audit` (the MBE audit), `states`
-(latent phases); `style` holds what they share (palette, units, PNG writing)."""
+"""Figures shared by the analyses (matplotlib, Agg backend): `style` (palette, units, ranges, PNG
+writing) and `curves` (learning curves, class heatmap, robustness). Each analysis room keeps its own
+figures beside it (`mbe.figures`, `phases.figures`)."""

@@ -88,8 +88,3 @@ def save_png(figure: Figure, path: Path, dpi: int = 110) -> Path:
     finally:
         plt.close(figure)
     return path
-
-
-def figure_name(metric: str) -> str:
-    """A file name for `metric` (e.g. `probe/fim_norm@20` -> `probe_fim_norm_at20.png`)."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", metric.replace("@", "_at")).strip("_") + ".png"

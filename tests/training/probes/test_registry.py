@@ -6,7 +6,7 @@ from pab_campaign.errors import ConfigError
 from pab_campaign.training.probes.registry import PROBES, build_probes
 from tests.helpers import REPO
 
-PRESETS = REPO / "conf" / "tracking"
+PRESETS = REPO / "pab_campaign" / "conf" / "tracking"
 
 
 def test_presets_grow_from_minimal_to_full():

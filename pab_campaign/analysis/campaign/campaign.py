@@ -1,0 +1,220 @@
+"""Read a campaign for analysis: discover its runs (through the index), pick metrics, describe it.
+
+Bad run directories never stop the analysis: each is set aside with a one-line reason. Reading needs
+no write access to the campaign: the index and the outputs go where `workspace` says, and
+`Campaign.notes` tells the user when that is not the campaign's own `summary/`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pab_campaign.analysis.campaign import index
+from pab_campaign.analysis.campaign.workspace import Workspace
+from pab_campaign.errors import CampaignError
+from pab_campaign.metrics import MetricSpec
+from pab_campaign.store import RunStatus, is_campaign, summary_dir
+
+
+@dataclass
+class Campaign:
+    """Runs of one campaign (or of the chosen `campaign_ids` in a merged one): `runs` (one row per
+    run: run.json fields, hparams as columns, `<ctx>/<metric>@last|@best`, `skip_reason`),
+    `hparam_names`, the runs set aside with their reason, where the index and outputs go
+    (`workspace`), and `notes` for the user (where that is, values left out)."""
+
+    directory: Path
+    runs: pd.DataFrame
+    hparam_names: list[str]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    workspace: Workspace | None = field(default=None, repr=False)
+    notes: list[str] = field(default_factory=list)
+    _trajectories: index.TrajectorySource | None = field(default=None, repr=False)
+
+    def skip(self, run_id: str, reason: str) -> None:
+        if (run_id, reason) not in self.skipped:
+            self.skipped.append((run_id, reason))
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+    @property
+    def summary_dir(self) -> Path:
+        """Where this command writes its files: the campaign's `summary/`, or the fallback the
+        workspace chose (CampaignError when nothing can be written)."""
+        workspace = self.workspace or Workspace(self.directory, summary_dir(self.directory))
+        return workspace.output_dir()
+
+    @property
+    def index_dir(self) -> Path | None:
+        """Where the index files are kept (None: in memory only)."""
+        return self.workspace.directory if self.workspace is not None else summary_dir(self.directory)
+
+    def query_trajectories(self, sql: str, params: dict, tables: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+        """Run `sql` (DuckDB, the trajectories as `traj`) over the compacted
+        `trajectories.parquet`, brought up to date once per Campaign (one command)."""
+        if self._trajectories is None:
+            self._trajectories = index.refresh_trajectories(self.directory, self.runs, self.workspace)
+            self._move_to(self._trajectories.workspace)
+        return index.query_trajectories(self._trajectories, sql, params, tables=tables)
+
+    def _move_to(self, workspace: Workspace | None) -> None:
+        if workspace is not None and workspace != self.workspace:
+            self.workspace = workspace
+            if workspace.note:
+                self.note(workspace.note)
+
+
+def open_campaign(directory: Path | str, campaign_ids: list[str] | None = None) -> Campaign:
+    """Refresh the campaign index of `directory` and read it; runs whose run.json cannot be read go to
+    `skipped`. `campaign_ids` keeps only runs whose run.json `campaign` field is one of them."""
+    directory = Path(directory)
+    if not directory.exists():
+        raise CampaignError(f"campaign directory {directory} does not exist; pass the directory a sweep wrote, "
+                            "e.g. outputs/demo")
+    if not is_campaign(directory):
+        raise CampaignError(f"{directory} is not a campaign (no runs/ directory); pass the directory a sweep wrote, "
+                            "e.g. outputs/demo")
+    built = index.refresh_runs(directory)
+    frame = built.frame
+    unreadable = frame["status"].isna()
+    skipped = list(zip(frame.loc[unreadable, "run_id"], frame.loc[unreadable, "skip_reason"]))
+    runs = frame[~unreadable]
+    if campaign_ids:
+        present = sorted(runs["campaign"].dropna().unique())
+        runs = runs[runs["campaign"].isin(campaign_ids)]
+        if runs.empty:
+            raise CampaignError(f"no run of campaign {', '.join(campaign_ids)} in {directory}; "
+                                f"its runs belong to: {', '.join(present) or 'none'}")
+    names = [n for n in built.hparam_names if runs[n].notna().any()]
+    campaign = Campaign(directory, runs.reset_index(drop=True), names, skipped)
+    campaign._move_to(built.workspace)
+    return campaign
+
+
+def completed_runs(campaign: Campaign) -> pd.DataFrame:
+    """The completed runs; a campaign without any is an error."""
+    done = campaign.runs[campaign.runs["status"] == RunStatus.COMPLETED]
+    for run_id, reason in zip(done["run_id"], done["skip_reason"]):
+        if reason is not None:
+            campaign.skip(run_id, reason)
+    done = done[done["skip_reason"].isna()]
+    if done.empty:
+        counts = campaign.runs["status"].value_counts().to_dict()
+        raise CampaignError(
+            f"{campaign.directory} has no usable completed run (statuses: {counts or 'no runs'}, "
+            f"{len(campaign.skipped)} skipped); launch or finish a sweep into it first"
+        )
+    return done
+
+
+def load_trajectories(campaign: Campaign, run_ids: list[str]) -> pd.DataFrame:
+    """Long table (run_id, epoch, context, metric, key, value) of the given usable runs, read from the
+    compacted `summary/trajectories.parquet` (brought up to date first)."""
+    frame = campaign.query_trajectories(
+        "SELECT run_id, epoch, context, metric, key, value FROM traj "
+              "WHERE run_id IN (SELECT unnest($ids::VARCHAR[])) ORDER BY run_id, epoch", {"ids": list(run_ids)})
+    for column in ("run_id", "context", "metric", "key"):
+        frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+    twice = frame.assign(key=frame["key"].fillna("")).duplicated(["run_id", "epoch", "context", "metric", "key"])
+    for run_id in sorted(set(frame.loc[twice, "run_id"])):
+        campaign.skip(run_id, "the trajectory has duplicate rows (an epoch, context, metric and key recorded twice); "
+                              "rewrite it with one row each")
+    return frame[~frame["run_id"].isin(set(frame.loc[twice, "run_id"]))].reset_index(drop=True)
+
+
+def metric_series(trajectories: pd.DataFrame, spec: MetricSpec) -> pd.Series:
+    """One value per run_id of `spec`: at `spec.epoch` when it names one, else at the run's last
+    epoch with this metric. (A run's epoch of minimal val/loss is the index column `best_epoch`.)"""
+    rows = trajectories[(trajectories["context"] == spec.context) & (trajectories["metric"] == spec.metric)]
+    rows = rows[rows["key"].isna()] if spec.key is None else rows[rows["key"] == spec.key]
+    if rows.empty:
+        raise CampaignError(f"metric {spec.label} was never tracked in this campaign; "
+                            f"tracked: {', '.join(tracked_metrics(trajectories)[:20])}")
+    if spec.epoch is None:
+        rows = rows.loc[rows.groupby("run_id")["epoch"].idxmax()]
+    else:
+        rows = rows[rows["epoch"] == spec.epoch]
+        if rows.empty:
+            raise CampaignError(f"metric {spec.label} has no value at epoch {spec.epoch}; "
+                                "choose an epoch the runs reached")
+    return rows.set_index("run_id")["value"].rename(spec.label)
+
+
+def tracked_metrics(trajectories: pd.DataFrame) -> list[str]:
+    """Names `context/metric` of every scalar (null-key) metric in the trajectories."""
+    scalar = trajectories[trajectories["key"].isna()][["context", "metric"]].drop_duplicates()
+    return sorted(f"{c}/{m}" for c, m in zip(scalar["context"], scalar["metric"]))
+
+
+def varying_hparams(runs: pd.DataFrame, names: list[str]) -> list[str]:
+    """Hyper-parameters other than `seed` with more than one value across `runs`, minus any that
+    only restate the ones before them (e.g. `model.hidden` once `model.name` splits the runs)."""
+    candidates = [n for n in names if n != "seed" and runs[n].astype(str).nunique() > 1]
+    candidates.sort(key=lambda n: (not n.endswith(".name"), n))
+    chosen: list[str] = []
+    groups = 1
+    for name in candidates:
+        count = runs[[*chosen, name]].astype(str).drop_duplicates().shape[0]
+        if count > groups:
+            chosen.append(name)
+            groups = count
+    return chosen
+
+
+def is_numeric(column: pd.Series) -> bool:
+    """Whether a hyper-parameter's values (NaN aside) are all numbers (booleans are not)."""
+    present = column.dropna()
+    return len(present) > 0 and all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+                                    for v in present)
+
+
+def indexed_metrics(runs: pd.DataFrame) -> list[str]:
+    """`context/metric` names of the scalar metrics in the index columns of `runs` that some run has
+    a value of, at its last or at its best epoch (a metric whose final value is NaN in every run is
+    still tracked)."""
+    names = [c[: -len("@last")] for c in runs.columns if c.endswith("@last")]
+    return sorted(n for n in names if runs[f"{n}@last"].notna().any()
+                  or (f"{n}@best" in runs and runs[f"{n}@best"].notna().any()))
+
+
+def properties(campaign: Campaign) -> list[tuple[str, str, str]]:
+    """(property, number of unique values, values) rows, as tcbench's `properties` shows them: the
+    campaigns, runs by status, run duration mean ± std (s), metrics, contexts, then every
+    hyper-parameter with its sorted unique values ('-' where a count means nothing)."""
+    runs = campaign.runs
+    statuses = ", ".join(f"{s} {n}" for s, n in runs["status"].value_counts().sort_index().items())
+    duration = runs["duration_s"].astype(float)
+    names = indexed_metrics(runs)
+    campaigns = sorted(runs["campaign"].dropna().unique())
+    metrics = sorted({n.split("/", 1)[1] for n in names})
+    contexts = sorted({n.split("/", 1)[0] for n in names})
+    rows = [
+        ("campaigns", str(len(campaigns)), ", ".join(campaigns) or "-"),
+        ("runs", "-", f"{len(runs)} ({statuses or 'none'}; {len(campaign.skipped)} unreadable)"),
+        ("run duration (s)", "-",
+         f"{duration.mean():.4g} ± {duration.std(ddof=1):.2g}" if duration.notna().any() else "-"),
+        ("metrics", str(len(metrics)), ", ".join(metrics) or "-"),
+        ("contexts", str(len(contexts)), ", ".join(contexts) or "-"),
+    ]
+    for name in campaign.hparam_names:
+        values = runs[name].dropna().unique().tolist()
+        rows.append((name, str(len(values)),
+                     ", ".join(str(v) for v in sorted(values, key=lambda v: (isinstance(v, str), v)))))
+    return rows
+
+
+def drop_infinite(values: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """`values` (index run_id, numeric columns) with ±inf set to NaN, so that statistics leave them
+    out, and one note per column naming the runs that had one."""
+    values = values.apply(pd.to_numeric, errors="coerce").astype(float)
+    infinite = np.isinf(values.to_numpy())
+    for position in np.flatnonzero(infinite.any(axis=0)):
+        runs = values.index[infinite[:, position]].astype(str).tolist()
+        notes.append(f"{values.columns[position]} is ±inf in {len(runs)} run(s) ({', '.join(runs[:10])}"
+                     f"{', ...' if len(runs) > 10 else ''}): left out of its statistics")
+    return values.mask(infinite)

@@ -1,0 +1,495 @@
+"""The compacted campaign index, kept in the campaign's `summary/` (or, where that cannot be
+written, the place `workspace` chooses).
+
+- `runs.parquet`: one row per run directory: the run.json fields, the hyper-parameters (one column
+  each, named as in run.json), every scalar metric at the run's last epoch (`val/acc@last`) and at its
+  epoch of minimal finite val/loss (`val/acc@best`), `last_epoch`, `best_epoch`, `skip_reason` (why
+  the run cannot be analysed, else null) and the manifest: size and mtime (ns) of run.json and
+  trajectory.parquet as they were when the row was read (-1 when the file is missing). Each run's
+  hyper-parameters as run.json has them, and the metrics its trajectory has, sit in the file's
+  key-value metadata, so that rows kept from an earlier build are rebuilt exactly as read.
+- `trajectories.parquet`: every trajectory row of the usable runs plus `run_id`; built on first
+  demand (curves, a fixed epoch, the audit), since a `report` at the last or best epoch needs only
+  `runs.parquet`. Its manifest sits in the file's key-value metadata.
+
+Both are rebuilt incrementally: only runs whose files changed size or mtime since the last build are
+read again, and the result equals a build from nothing (same columns, types and values). Both are
+written to a temp file and renamed over the old one, so a reader never sees a half-written index and
+two reporters at once only repeat each other's work. Trajectories are read with DuckDB over the list
+of files (several times faster than pyarrow's dataset scan on thousands of small files); a corrupt
+file is found by bisecting the list and set aside with its reason, as is a trajectory with duplicate
+rows (a scalar metric with more rows than epochs in its range; `campaign.load_trajectories` checks
+every row exactly).
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pab_campaign.analysis.campaign.workspace import Workspace, choose, fallback, is_unwritable, writable
+from pab_campaign.errors import CampaignError, StoreError
+from pab_campaign.store import (
+    RUN_JSON,
+    TRAJECTORY,
+    atomic_write,
+    read_run_json,
+    run_entry_names,
+    runs_dir,
+    summary_dir,
+    temp_path,
+)
+
+if TYPE_CHECKING:
+    import duckdb
+
+INDEX_VERSION = "2"
+RUNS_INDEX = "runs.parquet"
+TRAJECTORIES_INDEX = "trajectories.parquet"
+META_VERSION = b"pab_campaign.index_version"
+META_RUNS = b"pab_campaign.runs"
+META_MANIFEST = "pab_campaign.manifest"
+SNAPSHOT_ATTEMPTS = 20
+
+RECORD_COLUMNS = ("run_id", "campaign", "status", "started_at", "ended_at", "duration_s", "epochs_done",
+                  "restarts", "host", "slurm_job_id", "error")
+MANIFEST_COLUMNS = ("run_json_size", "run_json_mtime_ns", "trajectory_size", "trajectory_mtime_ns")
+DERIVED_COLUMNS = ("last_epoch", "best_epoch", "skip_reason")
+FIXED_COLUMNS = (*RECORD_COLUMNS, *DERIVED_COLUMNS, *MANIFEST_COLUMNS)
+# Column types of the fixed columns: text (None when missing) and float (NaN when missing); the
+# manifest is int64.
+TEXT_COLUMNS = ("run_id", "campaign", "status", "started_at", "ended_at", "host", "slurm_job_id", "error",
+                "skip_reason")
+FLOAT_COLUMNS = ("duration_s", "epochs_done", "restarts", "last_epoch", "best_epoch")
+
+_SCALARS_SQL = """
+WITH t AS MATERIALIZED (
+    SELECT file_index AS f, epoch, context::VARCHAR AS context, metric::VARCHAR AS metric, value
+    FROM read_parquet(?) WHERE key IS NULL),
+b AS (SELECT f, arg_min(epoch, (value, epoch)) AS best_epoch FROM t
+      WHERE context = 'val' AND metric = 'loss' AND isfinite(value) GROUP BY f)
+SELECT t.f, t.context, t.metric, max(t.epoch) AS last_epoch, arg_max(t.value, t.epoch) AS last,
+       any_value(t.value) FILTER (WHERE t.epoch = b.best_epoch) AS best, any_value(b.best_epoch) AS best_epoch,
+       count(*) > max(t.epoch) - min(t.epoch) + 1 AS duplicated
+FROM t LEFT JOIN b ON t.f = b.f GROUP BY ALL
+"""
+
+
+@dataclass
+class RunsIndex:
+    """`frame`: the rows of runs.parquet; `hparam_names`; `read`: how many runs this refresh read;
+    `workspace`: where the index lives (it may have moved there during this refresh)."""
+
+    frame: pd.DataFrame
+    hparam_names: list[str]
+    read: int
+    workspace: Workspace | None = field(default=None, repr=False)
+
+
+@dataclass
+class RunRows:
+    """Rows of some runs before they are assembled: `frame` (fixed columns and `<label>@last|@best`
+    columns), each run's hyper-parameters, and the metric columns each run has."""
+
+    frame: pd.DataFrame
+    hparams: dict[str, dict[str, Any]]
+    metrics: dict[str, list[str]]
+
+
+def connect() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection (imported lazily: the CLI starts without it)."""
+    import duckdb
+
+    return duckdb.connect()
+
+
+def _stat(path: str) -> tuple[int, int]:
+    """(size, mtime ns) of `path`; (-1, -1) when it is missing or cannot be reached (the run's
+    reader then says why)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return -1, -1
+    return info.st_size, info.st_mtime_ns
+
+
+def scan(campaign_dir: Path) -> pd.DataFrame:
+    """The manifest of the campaign as it is now: run_id and MANIFEST_COLUMNS, sorted by run_id."""
+    root = runs_dir(campaign_dir)
+    rows = [(name, *_stat(f"{root}/{name}/{RUN_JSON}"), *_stat(f"{root}/{name}/{TRAJECTORY}"))
+            for name in run_entry_names(campaign_dir)]
+    return pd.DataFrame(rows, columns=["run_id", *MANIFEST_COLUMNS]).astype(
+        {c: "int64" for c in MANIFEST_COLUMNS})
+
+
+def bisect_query(
+    con: duckdb.DuckDBPyConnection, sql: str, files: Sequence[str], offset: int = 0,
+) -> tuple[list[pd.DataFrame], dict[int, str]]:
+    """Run `sql` (one `?` = the file list, `f` = file_index in its output) over `files`.
+
+    A failing list is split in halves until the unreadable files are isolated. Returns the result
+    frames with `f` shifted to index into `files` (plus `offset`), and {index: reason} of bad files.
+    """
+    import duckdb
+
+    if not files:
+        return [], {}
+    try:
+        frame = con.execute(sql, [list(files)]).df()
+    except duckdb.Error as exc:
+        if len(files) == 1:
+            reason = str(exc).strip().splitlines()[0]
+            return [], {offset: f"unreadable trajectory.parquet ({reason})"}
+        half = len(files) // 2
+        left, bad_left = bisect_query(con, sql, files[:half], offset)
+        right, bad_right = bisect_query(con, sql, files[half:], offset + half)
+        return left + right, {**bad_left, **bad_right}
+    frame["f"] += offset
+    return [frame], {}
+
+
+def _scalar_metrics(run_ids: list[str], files: list[str]) -> tuple[pd.DataFrame, dict[str, str], dict[str, list[str]]]:
+    """Wide frame (index run_id): `<ctx>/<metric>@last`, `@best`, last_epoch, best_epoch; the runs
+    set aside with their reason (unreadable file, duplicate rows); and each run's metric columns."""
+    frames, bad = bisect_query(connect(), _SCALARS_SQL, files)
+    bad_runs = {run_ids[i]: reason for i, reason in bad.items()}
+    columns = ["context", "metric", "last", "best", "last_epoch", "best_epoch", "duplicated"]
+    long = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["f", *columns])
+    for i in sorted(set(long.loc[long["duplicated"].astype(bool), "f"])):
+        bad_runs[run_ids[i]] = (f"{files[i]}: the trajectory has duplicate rows (an epoch, context, metric and key "
+                                "recorded twice); rewrite it with one row each")
+    long["run_id"] = [run_ids[i] for i in long["f"]]
+    long["name"] = long["context"] + "/" + long["metric"]
+    wide = long.pivot(index="run_id", columns="name", values=["last", "best"])
+    wide.columns = [f"{name}@{which}" for which, name in wide.columns]
+    epochs = long.groupby("run_id").agg(last_epoch=("last_epoch", "max"), best_epoch=("best_epoch", "first"))
+    columns_of = {run_id: sorted(f"{name}@{which}" for name in names for which in ("best", "last"))
+                  for run_id, names in long.groupby("run_id")["name"]}
+    return wide.join(epochs), bad_runs, columns_of
+
+
+def _read_runs(campaign_dir: Path, manifest: pd.DataFrame) -> RunRows:
+    """The rows of the runs of `manifest`, read from disk.
+
+    DuckDB reads the trajectories in a worker thread (it releases the GIL) while this thread
+    parses the run.json files.
+    """
+    root = runs_dir(campaign_dir)
+    with_trajectory = manifest[manifest["trajectory_size"] >= 0]["run_id"].tolist()
+    files = [f"{root}/{run_id}/{TRAJECTORY}" for run_id in with_trajectory]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        scalars = pool.submit(_scalar_metrics, with_trajectory, files)
+        records, hparams = [], {}
+        for row in manifest.itertuples(index=False):
+            record: dict[str, Any] = {"run_id": row.run_id, "skip_reason": None}
+            try:
+                data = read_run_json(root / row.run_id)
+                record.update({c: getattr(data, c) for c in RECORD_COLUMNS if c != "run_id"})
+                record["status"] = str(data.status)
+                hparams[row.run_id] = data.hparams
+                if row.trajectory_size < 0:
+                    record["skip_reason"] = f"{root / row.run_id / TRAJECTORY}: missing trajectory.parquet"
+            except StoreError as exc:
+                record["skip_reason"] = str(exc)
+            records.append(record)
+        metrics, bad, columns_of = scalars.result()
+    frame = pd.DataFrame(records, columns=["run_id", *RECORD_COLUMNS[1:], "skip_reason"]).set_index("run_id")
+    reasons = {record["run_id"]: record["skip_reason"] for record in records}
+    for run_id, reason in bad.items():
+        if reasons[run_id] is None:
+            reasons[run_id] = reason
+    for run_id in with_trajectory:
+        if run_id not in bad and run_id not in metrics.index and reasons[run_id] is None:
+            reasons[run_id] = f"{root / run_id / TRAJECTORY}: trajectory has no scalar values"
+    frame["skip_reason"] = pd.Series(reasons, dtype=object)
+    frame = frame.join(metrics).join(manifest.set_index("run_id"))
+    present = {run_id: columns_of.get(run_id, []) for run_id in frame.index}
+    return RunRows(frame.reset_index(), hparams, present)
+
+
+def _text(column: pd.Series) -> pd.Series:
+    """Text with None for a missing value (never NaN or 'nan'), whatever pandas read it as."""
+    text = column.astype(object)
+    return text.where(column.notna(), None).astype(object)
+
+
+def hparam_column(values: list[Any]) -> pd.Series | None:
+    """One hyper-parameter over the runs, typed by its values alone: whole numbers (int64 when every
+    run has one, else float64 with NaN), numbers (float64), booleans (bool, object when some run
+    lacks it), else text (object, None when missing); None when no run has it."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return None
+    complete = len(present) == len(values)
+    if all(isinstance(v, bool) for v in present):
+        return pd.Series(values, dtype=bool if complete else object)
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+        if complete and all(isinstance(v, int) for v in present):
+            return pd.Series(values, dtype="int64")
+        return pd.Series([np.nan if v is None else float(v) for v in values], dtype="float64")
+    return pd.Series([None if v is None else str(v) for v in values], dtype=object)
+
+
+def _assemble(parts: list[pd.DataFrame], hparams: dict[str, dict[str, Any]],
+              metrics: dict[str, list[str]]) -> tuple[pd.DataFrame, list[str]]:
+    """The index frame of the runs in `parts`, one deterministic layout however its rows were
+    obtained: FIXED_COLUMNS, then hyper-parameters, then metric columns (each sorted by name)."""
+    parts = [part for part in parts if len(part)]
+    rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(FIXED_COLUMNS))
+    rows = rows.sort_values("run_id", kind="stable", ignore_index=True)
+    run_ids = rows["run_id"].astype(str).tolist()
+    labels = sorted({label for rid in run_ids for label in metrics.get(rid, [])})
+    out: dict[str, pd.Series] = {}
+    for column in FIXED_COLUMNS:
+        values = rows[column] if column in rows.columns else pd.Series([None] * len(rows), dtype=object)
+        if column in TEXT_COLUMNS:
+            out[column] = _text(values).reset_index(drop=True)
+        elif column in FLOAT_COLUMNS:
+            out[column] = pd.to_numeric(values, errors="coerce").astype("float64").reset_index(drop=True)
+        else:
+            out[column] = values.astype("int64").reset_index(drop=True)
+    names = []
+    for name in sorted({n for rid in run_ids for n in hparams.get(rid, {})} - set(FIXED_COLUMNS) - set(labels)):
+        column = hparam_column([hparams.get(rid, {}).get(name) for rid in run_ids])
+        if column is not None:
+            out[name] = column
+            names.append(name)
+    for label in labels:
+        values = rows[label] if label in rows.columns else pd.Series(np.nan, index=rows.index)
+        out[label] = values.astype("float64").reset_index(drop=True)
+    frame = pd.DataFrame(out, index=pd.RangeIndex(len(rows)))
+    return frame, names
+
+
+def _load_runs_index(path: Path) -> tuple[pd.DataFrame, dict[str, Any]] | None:
+    """The stored index and its per-run metadata, or None when missing, unreadable or of another
+    version."""
+    try:
+        table = pq.read_table(path)
+        meta = table.schema.metadata or {}
+        if meta.get(META_VERSION) != INDEX_VERSION.encode() or META_RUNS not in meta:
+            return None
+        return table.to_pandas(), json.loads(meta[META_RUNS])
+    except (OSError, pa.ArrowInvalid, ValueError):
+        return None
+
+
+def _write_runs_index(path: Path, frame: pd.DataFrame, hparams: dict[str, dict[str, Any]],
+                      metrics: dict[str, list[str]]) -> None:
+    sets: dict[tuple[str, ...], int] = {}
+    per_run = {rid: sets.setdefault(tuple(metrics.get(rid, [])), len(sets)) for rid in frame["run_id"]}
+    runs_meta = {"hparams": {rid: hparams[rid] for rid in frame["run_id"] if rid in hparams},
+                 "metrics": per_run, "metric_sets": [list(labels) for labels in sets]}
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    meta = {**(table.schema.metadata or {}), META_VERSION: INDEX_VERSION.encode(),
+            META_RUNS: json.dumps(runs_meta, separators=(",", ":")).encode()}
+    table = table.replace_schema_metadata(meta)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def _stored(workspace: Workspace) -> tuple[pd.DataFrame, dict[str, Any]] | None:
+    """The stored runs index of the workspace; else the campaign's own (an archive's, read-only)."""
+    places = [workspace.directory, summary_dir(workspace.campaign)]
+    for place in dict.fromkeys(p for p in places if p is not None):
+        stored = _load_runs_index(place / RUNS_INDEX)
+        if stored is not None:
+            return stored
+    return None
+
+
+def _kept(old: pd.DataFrame, meta: dict[str, Any], run_ids: set[str]) -> RunRows:
+    """The stored rows of `run_ids`, with their hyper-parameters and metric sets from the metadata."""
+    rows = old[old["run_id"].isin(run_ids)]
+    sets = meta.get("metric_sets", [])
+    metrics = {rid: sets[meta["metrics"][rid]] for rid in rows["run_id"] if rid in meta.get("metrics", {})}
+    hparams = {rid: meta["hparams"][rid] for rid in rows["run_id"] if rid in meta.get("hparams", {})}
+    return RunRows(rows, hparams, metrics)
+
+
+def refresh_runs(campaign_dir: Path, workspace: Workspace | None = None) -> RunsIndex:
+    """Bring the runs index of `campaign_dir` up to date with the run directories and return it.
+
+    Only runs that are new or whose run.json/trajectory changed (size or mtime) are read; the file
+    is rewritten (atomically) only when something changed, in `workspace` (chosen here when not
+    given; a place that turns out unwritable is left for the next, see `workspace.fallback`).
+    """
+    campaign_dir = Path(campaign_dir)
+    workspace = workspace or choose(campaign_dir)
+    manifest = scan(campaign_dir)
+    stored = _stored(workspace)
+    if stored is not None:
+        old, meta = stored
+        now = manifest.set_index("run_id")[list(MANIFEST_COLUMNS)]
+        before = old.set_index("run_id")[list(MANIFEST_COLUMNS)].reindex(now.index)
+        same = (now.to_numpy() == before.to_numpy()).all(axis=1)
+        kept = _kept(old, meta, set(now.index[same]))
+        fresh = manifest[~same]
+        unchanged = bool(same.all()) and len(now) == len(old)
+    else:
+        kept, fresh, unchanged = RunRows(pd.DataFrame(), {}, {}), manifest, False
+    read = _read_runs(campaign_dir, fresh) if len(fresh) else RunRows(pd.DataFrame(), {}, {})
+    hparams, metrics = {**kept.hparams, **read.hparams}, {**kept.metrics, **read.metrics}
+    rows, names = _assemble([kept.frame, read.frame], hparams, metrics)
+    written_here = stored is not None and workspace.directory is not None and (
+        workspace.directory / RUNS_INDEX).exists()
+    if not (unchanged and written_here):
+        workspace = _write_somewhere(workspace, rows, hparams, metrics)
+    return RunsIndex(rows, names, len(fresh), workspace)
+
+
+def _write_somewhere(workspace: Workspace, rows: pd.DataFrame, hparams: dict[str, dict[str, Any]],
+                     metrics: dict[str, list[str]]) -> Workspace:
+    """Write the runs index into `workspace`, or the next place that takes it; the place it went."""
+    while workspace.directory is not None:
+        try:
+            _write_runs_index(workspace.directory / RUNS_INDEX, rows, hparams, metrics)
+            return workspace
+        except OSError as exc:
+            if not is_unwritable(exc):
+                raise
+            workspace = fallback(workspace, exc)
+    return workspace
+
+
+def _trajectory_manifest(path: Path) -> dict[str, list[int]]:
+    try:
+        meta = pq.read_schema(path).metadata or {}
+        return json.loads(meta[META_MANIFEST.encode()])
+    except (OSError, pa.ArrowInvalid, KeyError, ValueError):
+        return {}
+
+
+def _sql_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+@contextmanager
+def _snapshot(path: Path) -> Iterator[Path]:
+    """A hard link to `path` that a concurrent atomic replace of `path` cannot change under a reader
+    (in a directory this process cannot write, where no one replaces files either, `path` itself)."""
+    link = temp_path(path, ".snap")
+    for attempt in range(SNAPSHOT_ATTEMPTS):
+        try:
+            os.link(path, link)
+            break
+        except FileNotFoundError:
+            # Linux fails a link whose source is being replaced by a rename at that instant: try again.
+            if attempt == SNAPSHOT_ATTEMPTS - 1 or not path.exists():
+                raise
+        except OSError as exc:
+            if not is_unwritable(exc):
+                raise
+            yield path
+            return
+    try:
+        yield link
+    finally:
+        link.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class TrajectorySource:
+    """Where the view `traj` of `query_trajectories` comes from: the compacted file `path`, or, when
+    nowhere can be written (`path` None), the runs' own files read into memory."""
+
+    path: Path | None
+    run_ids: list[str]
+    files: list[str]
+    workspace: Workspace | None = None
+
+
+_FRESH_ROWS = ("SELECT ($ids::VARCHAR[])[(file_index + 1)::BIGINT] AS run_id, epoch, context::VARCHAR AS context, "
+               "metric::VARCHAR AS metric, key::VARCHAR AS key, value FROM read_parquet($files)")
+
+
+def refresh_trajectories(campaign_dir: Path, runs: pd.DataFrame,
+                         workspace: Workspace | None = None) -> TrajectorySource:
+    """Bring `trajectories.parquet` (in `workspace`, chosen here when not given) up to date for the
+    usable runs of `runs` (rows of runs.parquet). Unchanged runs' rows are copied from the old file
+    (the workspace's, else the campaign's own summary/); a place that cannot be written is left for
+    the next one, and with none left the source is the run files themselves."""
+    campaign_dir = Path(campaign_dir)
+    workspace = workspace or choose(campaign_dir)
+    usable = runs[runs["skip_reason"].isna() & (runs["trajectory_size"] >= 0)]
+    wanted = {r.run_id: [int(r.trajectory_size), int(r.trajectory_mtime_ns)] for r in usable.itertuples()}
+    ids = list(wanted)
+    all_files = [str(runs_dir(campaign_dir) / rid / TRAJECTORY) for rid in ids]
+    while workspace.directory is not None:
+        path = workspace.directory / TRAJECTORIES_INDEX
+        base = next((p for p in (path, summary_dir(campaign_dir) / TRAJECTORIES_INDEX) if p.exists()), None)
+        have = _trajectory_manifest(base) if base is not None else {}
+        if have == wanted and base == path:
+            return TrajectorySource(path, ids, all_files, workspace)
+        try:
+            _compact(campaign_dir, path, base, have, wanted)
+            return TrajectorySource(path, ids, all_files, workspace)
+        except OSError as exc:
+            workspace = fallback(workspace, exc)
+    return TrajectorySource(None, ids, all_files, workspace)
+
+
+def _compact(campaign_dir: Path, path: Path, base: Path | None, have: dict[str, list[int]],
+             wanted: dict[str, list[int]]) -> None:
+    """Write `path` with the rows of the runs of `wanted`: unchanged ones copied from `base`, the
+    others read from their files. OSError when `path` cannot be written there (read-only, full)."""
+    import duckdb
+
+    keep = [rid for rid, stat in wanted.items() if have.get(rid) == stat]
+    fresh = [rid for rid in wanted if have.get(rid) != wanted[rid]]
+    files = [str(runs_dir(campaign_dir) / rid / TRAJECTORY) for rid in fresh]
+    parts = [_FRESH_ROWS] if files else []
+    if keep:
+        parts.append("SELECT * FROM read_parquet($old) WHERE run_id IN (SELECT unnest($keep::VARCHAR[]))")
+    if not parts:
+        parts.append("SELECT NULL::VARCHAR AS run_id, NULL::INTEGER AS epoch, NULL::VARCHAR AS context, "
+                     "NULL::VARCHAR AS metric, NULL::VARCHAR AS key, NULL::DOUBLE AS value WHERE false")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    manifest = _sql_text(json.dumps(wanted, separators=(",", ":")))
+    sql = (f"COPY ({' UNION ALL '.join(parts)} ORDER BY run_id, epoch) TO {_sql_text(str(tmp))} "
+           f"(FORMAT parquet, KV_METADATA {{'{META_MANIFEST}': {manifest}}})")
+    try:
+        with ExitStack() as stack:
+            old = str(stack.enter_context(_snapshot(base))) if keep and base is not None else None
+            params = {"ids": fresh, "files": files, "old": old, "keep": keep}
+            params = {k: v for k, v in params.items() if f"${k}" in " ".join(parts)}
+            connect().execute(sql, params)
+        os.replace(tmp, path)
+    except (OSError, duckdb.Error) as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and is_unwritable(exc):
+            raise
+        if not writable(path.parent):
+            raise OSError(errno.EROFS, f"{path.parent} cannot be written") from None
+        raise CampaignError(f"could not compact the trajectories of {campaign_dir} ({str(exc).splitlines()[0]}); "
+                            "a run changed while indexing: run the command again") from None
+
+
+def query_trajectories(source: TrajectorySource, sql: str, params: dict[str, Any] | None = None,
+                       tables: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """Run `sql` over the compacted trajectories, available as the view `traj` (next to `tables`,
+    data frames registered under their names)."""
+    con = connect()
+    for name, frame in (tables or {}).items():
+        con.register(name, frame)
+    if source.path is None:
+        if source.files:
+            con.execute(f"CREATE TEMP TABLE traj AS {_FRESH_ROWS}", {"ids": source.run_ids, "files": source.files})
+        else:
+            con.execute("CREATE TEMP TABLE traj (run_id VARCHAR, epoch INTEGER, context VARCHAR, metric VARCHAR, "
+                        "key VARCHAR, value DOUBLE)")
+        return con.execute(sql, params or {}).df()
+    with _snapshot(source.path) as stable:
+        con.execute(f"CREATE VIEW traj AS SELECT * FROM read_parquet({_sql_text(str(stable))})")
+        return con.execute(sql, params or {}).df()

@@ -1,0 +1,382 @@
+"""The sections of the campaign page (`render` puts them together), one builder per section.
+
+Each builder reads the campaign through the analysis functions the command line uses (`properties`,
+`build_report`, `build_curves`, `plot_curves`), so the page and `pab-campaign report` / `curves`
+show the same numbers. A builder that has nothing to show returns its section with `missing` set:
+why, and the command that produces it.
+"""
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from pab_campaign.analysis.campaign.campaign import Campaign, properties
+from pab_campaign.analysis.campaign.naming import ids_suffix
+from pab_campaign.analysis.modeldiff.residual_pca import SUBPOPULATIONS
+from pab_campaign.analysis.page.model import Cell, HtmlTable, Missing, PageFigure, Section, png_uri
+from pab_campaign.errors import CampaignError
+from pab_campaign.store import RunStatus, summary_dir
+
+CURVE_METRICS = ("train/loss", "val/loss", "test/loss", "train/acc", "val/acc", "test/acc")
+GAP_METRICS = ("val/gen_gap", "val/loss_gap")
+MAX_CSV_ROWS = 200
+MAX_AUDIT_FIGURES = 6
+
+
+def _number(value: object, digits: int = 4) -> Cell:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return Cell("–", "num")
+    if isinstance(value, float):
+        return Cell(f"{value:.{digits}g}", "num")
+    return Cell(str(value), "num" if isinstance(value, int) else "")
+
+
+def _mean_ci(mean: float, ci95: float) -> Cell:
+    return Cell("–" if math.isnan(mean) else f"{mean:.4g} ± {ci95:.2g}", "num")
+
+
+def _text(value: object) -> Cell:
+    return Cell("–" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value))
+
+
+def _duration(seconds: float) -> str:
+    """`seconds` in the largest unit that keeps it readable: 42 s, 3.5 min, 2.1 h."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def _status(status: object) -> Cell:
+    return Cell(str(status), f"status-{status}")
+
+
+def _frame_table(key: str, caption: str, frame: pd.DataFrame, limit: int = MAX_CSV_ROWS) -> HtmlTable:
+    """A table of every column of `frame` (numbers formatted, at most `limit` rows)."""
+    rows = [[_number(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else _text(v) for v in row]
+            for row in frame.head(limit).itertuples(index=False)]
+    caption += f" (first {limit} of {len(frame)} rows)" if len(frame) > limit else ""
+    return HtmlTable(key, caption, [str(c) for c in frame.columns], rows)
+
+
+def _file_figure(path: Path, caption: str) -> PageFigure:
+    """A PNG written by another command, inline."""
+    uri = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+    return PageFigure(path.stem, path.stem, caption, uri)
+
+
+def overview(campaign: Campaign) -> Section:
+    runs = campaign.runs
+    section = Section("overview", "Overview", "What the campaign holds: its properties, how its runs ended, "
+                      "and every run that could not be used, with the reason.")
+    section.tables.append(HtmlTable("properties", "Properties", ["property", "No. unique", "values"],
+                                    [[_text(name), Cell(count, "num"), _text(values)]
+                                     for name, count, values in properties(campaign)]))
+    counts = runs["status"].value_counts()
+    section.tables.append(HtmlTable(
+        "statuses", f"Runs by status ({_duration(float(runs['duration_s'].astype(float).sum()))} of training in all)",
+        ["status", "runs"],
+        [[_status(status), _number(int(counts[status]))] for status in RunStatus if status in counts]))
+    problems = runs[runs["status"].isin([RunStatus.FAILED, RunStatus.DIVERGED])]
+    if len(problems):
+        section.tables.append(HtmlTable(
+            "problems", "Failed and diverged runs", ["run_id", "status", "epochs", "reason"],
+            [[_text(r.run_id), _status(r.status), _number(r.epochs_done), _text(r.error)]
+             for r in problems.itertuples()]))
+    unreadable = [(run_id, reason) for run_id, reason in campaign.skipped]
+    unreadable += [(r.run_id, r.skip_reason) for r in runs.itertuples() if pd.notna(r.skip_reason)]
+    if unreadable:
+        section.tables.append(HtmlTable("unreadable", "Unreadable runs (left out of every section)",
+                                        ["run_id", "reason"], [[_text(a), _text(b)] for a, b in unreadable]))
+    return section
+
+
+def summary(campaign: Campaign) -> Section:
+    from pab_campaign.analysis.summary.report import build_report
+
+    section = Section("summary", "Grouped summary", "Mean ± CI95 (Student t, over the runs of each group) of "
+                      "accuracy and loss, at each run's last epoch and at its epoch of minimal val/loss.")
+    for epoch in ("last", "best"):
+        try:
+            report = build_report(campaign, epoch=epoch)
+        except CampaignError as exc:
+            section.notes.append(f"no table at the {epoch} epoch: {exc}")
+            continue
+        columns = [*report.groupby, "runs", *report.metrics, "duration_s"]
+        rows = []
+        for row in report.summary.to_dict("records"):
+            cells = [_text(row[g]) for g in report.groupby] + [_number(int(row["runs"]))]
+            cells += [_mean_ci(row[f"{m}.mean"], row[f"{m}.ci95"]) for m in [*report.metrics, "duration_s"]]
+            rows.append(cells)
+        section.tables.append(HtmlTable(f"summary-{epoch}", f"At the {epoch} epoch", columns, rows))
+        section.notes += [note for note in report.notes if note not in section.notes]
+    return section
+
+
+def _curves_figure(campaign: Campaign, key: str, metrics: list[str], caption: str) -> PageFigure:
+    from pab_campaign.analysis.plots.curves import plot_curves
+    from pab_campaign.analysis.summary.report import build_curves
+
+    groupby, curves = build_curves(campaign, metrics=metrics)
+    figure = plot_curves(curves, groupby, campaign=campaign.directory.name)
+    return PageFigure(key, f"{campaign.directory.name}: {', '.join(metrics)}", caption, png_uri(figure))
+
+
+def _tracked(campaign: Campaign, labels: tuple[str, ...]) -> list[str]:
+    from pab_campaign.analysis.campaign.campaign import indexed_metrics
+
+    known = set(indexed_metrics(campaign.runs))
+    return [label for label in labels if label in known]
+
+
+def learning_curves(campaign: Campaign) -> Section:
+    section = Section("curves", "Learning curves", "Per group of hyper-parameters, the mean over its runs at "
+                      "each epoch with a CI95 band — the same figure as `pab-campaign curves`.")
+    if not (campaign.runs["status"] == RunStatus.COMPLETED).any():
+        section.missing = Missing("No run has completed yet; the curves are of completed runs. Follow the runs "
+                                  "with `pab-campaign ls --watch`.", f"pab-campaign ls {campaign.directory} --watch")
+        return section
+    losses = _tracked(campaign, CURVE_METRICS)
+    if losses:
+        section.figures.append(_curves_figure(campaign, "curves", losses, "Loss (nats) and accuracy per split."))
+    gaps = _tracked(campaign, GAP_METRICS)
+    if gaps:
+        section.figures.append(_curves_figure(
+            campaign, "gaps", gaps, "Generalization gaps: val/gen_gap = train acc − val acc (positive = "
+            "overfitting), val/loss_gap = val loss − train loss."))
+    if not section.figures:
+        section.missing = Missing("No run recorded loss or accuracy.")
+    return section
+
+
+def _keyed_or_missing(section: Section, build: Callable[[], list[PageFigure]], missing: Missing) -> Section:
+    """Fill `section` with the figures `build` makes; a campaign without the keyed metric they need
+    gets `missing` instead."""
+    try:
+        section.figures += build()
+    except CampaignError as exc:
+        section.missing = Missing(f"{missing.text} ({exc})", missing.command)
+    return section
+
+
+def classes(campaign: Campaign) -> Section:
+    from pab_campaign.analysis.plots.curves import class_heatmap
+    from pab_campaign.analysis.summary.report import build_curves
+
+    def build() -> list[PageFigure]:
+        groupby, accuracy = build_curves(campaign, metrics=["val/class_acc[*]"])
+        _, learned = build_curves(campaign, metrics=["val/class_learned_epoch[*]"])
+        figure = class_heatmap(accuracy, learned, groupby, campaign.directory.name)
+        return [PageFigure("class-progression", f"{campaign.directory.name}: val/class_acc by class and epoch",
+                           "Validation accuracy of each class over epochs (mean over the group's runs); the "
+                           "white marks are the mean epoch at which the class was first learned (accuracy ≥ τ).",
+                           png_uri(figure))]
+
+    section = Section("classes", "Class progression", "Which classes are learned early, late or never.")
+    return _keyed_or_missing(section, build, Missing(
+        "This campaign did not record class-wise accuracy; train with the default or full tracking.",
+        "python -m pab_campaign -m tracking=default"))
+
+
+def robustness(campaign: Campaign) -> Section:
+    from pab_campaign.analysis.plots.curves import robustness_figure
+    from pab_campaign.analysis.summary.report import build_curves
+
+    def build() -> list[PageFigure]:
+        groupby, curves = build_curves(campaign, metrics=["probe/clean_acc", "probe/fgsm_acc[*]", "probe/pgd_acc[*]"])
+        figures = [PageFigure("robustness-epsilon", f"{campaign.directory.name}: accuracy vs ε",
+                              "Accuracy under FGSM and PGD attacks against the attack size ε (input units) at "
+                              "each group's last measured epoch; ε = 0 is the clean accuracy.",
+                              png_uri(robustness_figure(curves, groupby, campaign.directory.name)))]
+        figures.append(_curves_figure(campaign, "robustness-epochs", ["probe/fgsm_acc[*]", "probe/pgd_acc[*]"],
+                                      "Adversarial accuracy at each ε over epochs."))
+        return figures
+
+    section = Section("robustness", "Robustness", "Accuracy under adversarial perturbation of the probe set.")
+    return _keyed_or_missing(section, build, Missing(
+        "This campaign did not record robustness; train with the full tracking preset.",
+        "python -m pab_campaign -m tracking=full"))
+
+
+def spectra(campaign: Campaign) -> Section:
+    def build() -> list[PageFigure]:
+        return [_curves_figure(campaign, "spectra", ["weights/erank[*]"],
+                               "Effective rank exp(H(σ/Σσ)) of each layer's weight matrix over epochs.")]
+
+    section = Section("spectra", "Weight spectra", "How the effective rank of every layer's weights evolves.")
+    return _keyed_or_missing(section, build, Missing(
+        "This campaign did not record weight spectra; train with the default or full tracking.",
+        "python -m pab_campaign -m tracking=default"))
+
+
+def _output_places(campaign: Campaign) -> list[Path]:
+    """Where the analysis commands may have written their files: the place this command writes to
+    (a user cache for a read-only campaign), then the campaign's own `summary/`."""
+    places = [summary_dir(campaign.directory)]
+    if campaign.workspace is not None and campaign.workspace.directory is not None:
+        places.insert(0, campaign.workspace.directory)
+    return list(dict.fromkeys(places))
+
+
+def _found(campaign: Campaign, name: str) -> Path:
+    """`name` in the first output place that has it (else in the first place)."""
+    places = _output_places(campaign)
+    return next((place / name for place in places if (place / name).exists()), places[0] / name)
+
+
+def _csv(path: Path) -> pd.DataFrame | None:
+    """The CSV an analysis command wrote, or None when it has not written one."""
+    return pd.read_csv(path) if path.is_file() else None
+
+
+def _figures(paths: list[Path], folder: Path) -> list[PageFigure]:
+    return [_file_figure(path, str(path.relative_to(folder.parent))) for path in paths]
+
+
+def _rho_cell(rho: float, low: float, high: float) -> Cell:
+    if math.isnan(rho):
+        return Cell("–", "num")
+    interval = "" if math.isnan(low) else f" [{low:.2f}, {high:.2f}]"
+    return Cell(f"{rho:.3f}{interval}", "num")
+
+
+# The audit.csv columns the page shows.
+AUDIT_PAGE_COLUMNS = ("group", "metric", "n", "raw_rho", "raw_ci_low", "raw_ci_high", "raw_p_adj", "stage1",
+                      "partial_rho", "partial_ci_low", "partial_ci_high", "partial_p_adj", "verdict",
+                      "is_loss_proxy", "effect_class", "correction", "family_size", "alpha", "diagnosis")
+
+
+def audit(campaign: Campaign, campaign_ids: list[str] | None) -> Section:
+    section = Section("audit", "MBE audit", "Does a candidate metric predict the final result beyond the baseline "
+                      "(early validation loss)? Stage 1: the raw Spearman ρ with the target is significant; stage 4: "
+                      "so is the partial ρ given the baseline, else the metric is a loss proxy. From the last "
+                      "`pab-campaign audit` on this campaign.")
+    suffix = ids_suffix(campaign_ids)
+    csv = _found(campaign, f"audit{suffix}.csv")
+    folder = csv.parent
+    table = _csv(csv)
+    command = f"pab-campaign audit {campaign.directory} --all-metrics --baseline val/loss@3 --target test/acc"
+    if table is None:
+        section.missing = Missing("No audit has been run on this campaign yet.", command)
+        return section
+    if table.empty or not set(AUDIT_PAGE_COLUMNS) <= set(table.columns):
+        section.missing = Missing(f"{csv} was written by an earlier version of pab-campaign, or is empty; run the "
+                                  "audit again.", command)
+        return section
+    first = table.iloc[0]
+    rows = [[_text(r.group), _text(r.metric), _number(int(r.n)), _rho_cell(r.raw_rho, r.raw_ci_low, r.raw_ci_high),
+             _number(r.raw_p_adj, 2), _text(r.stage1), _rho_cell(r.partial_rho, r.partial_ci_low, r.partial_ci_high),
+             _number(r.partial_p_adj, 2), Cell(str(r.verdict), "verdict-proxy" if r.is_loss_proxy is True else ""),
+             _text(r.effect_class)] for r in table.itertuples()]
+    section.tables.append(HtmlTable(
+        "audit", f"Adjusted p-values: {first.correction} over a family of {int(first.family_size)} tests "
+        f"(stage 4: {int(first.get('partial_family_size', first.family_size))}), "
+        f"α = {first.alpha:g}; 95 % bootstrap intervals", ["group", "metric", "n", "raw ρ [95 % CI]", "p adj",
+                                                           "stage 1", "partial ρ [95 % CI]", "p adj", "stage 4",
+                                                           "effect class"], rows))
+    section.notes += [str(d) for d in table["diagnosis"].dropna()]
+    section.figures += _figures(_audit_figures(table, folder / f"audit{suffix}"), folder)
+    return section
+
+
+def _audit_figures(table: pd.DataFrame, folder: Path) -> list[Path]:
+    """The figures of at most MAX_AUDIT_FIGURES candidates: those that pass stage 4 first, then by
+    |partial ρ| over all runs (every figure stays in the audit's folder)."""
+    from pab_campaign.analysis.campaign.naming import figure_name
+
+    pooled = table[(table["verdict"] != "baseline") & (table["group"] == table["group"].iloc[0])]
+    ranked = pooled.assign(strength=pooled["partial_rho"].abs()).sort_values(
+        ["is_loss_proxy", "strength"], ascending=[True, False], na_position="last")
+    paths = [folder / figure_name(metric) for metric in ranked["metric"]]
+    return [path for path in paths if path.is_file()][:MAX_AUDIT_FIGURES]
+
+
+STATES_TABLES = (
+    ("selection.csv", "Model selection over the number of phases K (held-out log-likelihood per run, nats)",
+     ["k", "n_params", "heldout_ll", "heldout_ll_se", "aic", "bic", "chosen"]),
+    ("phases.csv", "The phases: share of all epochs, runs visiting, typical epochs and what sets them apart",
+     ["state", "occupancy", "runs", "epoch_from", "epoch_to", "description"]),
+    ("transitions.csv", "Transitions seen in the data, with the features that change most (standardised mean "
+     "difference before vs after)", ["from_state", "to_state", "runs", "probability", "rank", "feature", "smd"]),
+    ("detours.csv", "Detours: runs visiting a phase vs not, on convergence epoch (Welch's t, Holm-adjusted p)",
+     ["state", "runs_visiting", "runs_not", "conv_visiting", "conv_not", "t", "p", "p_holm", "cohen_d"]),
+    ("hyperparameters.csv", "Which hyper-parameters predict visiting a phase (Holm-adjusted p over the table)",
+     ["state", "hparam", "test", "effect", "p", "p_holm", "visit_rate_by_value"]),
+)
+
+
+def states(campaign: Campaign, campaign_ids: list[str] | None) -> Section:
+    section = Section("states", "Latent training phases", "A Gaussian hidden Markov model over every run's "
+                      "per-epoch statistics: each run becomes a sequence of phases (`pab-campaign states`).")
+    folder = _found(campaign, f"states{ids_suffix(campaign_ids)}")
+    if _csv(folder / "selection.csv") is None:
+        section.missing = Missing("No latent-phase analysis has been run on this campaign yet.",
+                                  f"pab-campaign states {campaign.directory}")
+        return section
+    for name, caption, columns in STATES_TABLES:
+        frame = _csv(folder / name)
+        if frame is not None:
+            shown = frame[frame["rank"] <= 3] if name == "transitions.csv" and "rank" in frame else frame
+            section.tables.append(_frame_table(name.removesuffix(".csv"), caption,
+                                               shown[[c for c in columns if c in shown.columns]]))
+    section.figures += _figures(sorted(folder.glob("*.png")), folder)
+    return section
+
+
+def _composition(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per direction: for each subpopulation its three most frequent classes with their shares."""
+    top = frame.sort_values("share", ascending=False).groupby(["comparison", "direction", "subpopulation"]).head(3)
+    cells = top.groupby(["comparison", "direction", "subpopulation"], sort=False).apply(
+        lambda rows: ", ".join(f"{label}: {share:.0%}" for label, share in zip(rows["label"], rows["share"])),
+        include_groups=False)
+    wide = cells.unstack("subpopulation")
+    wide = wide[[name for name in SUBPOPULATIONS if name in wide.columns]]
+    return wide.reset_index().sort_values(["comparison", "direction"])
+
+
+def modeldiff(campaign: Campaign, campaign_ids: list[str] | None) -> Section:
+    from pab_campaign.analysis.modeldiff.outputs import DIFF_DIR
+
+    section = Section("diff", "ModelDiff", "How two learning algorithms of this campaign differ in what they "
+                      "learn: residual PCA of TRAK attribution scores (`pab-campaign diff`), and counterfactual "
+                      "tests of the transformation a direction suggests (`pab-campaign diff-test`).")
+    root = _found(campaign, DIFF_DIR)
+    comparisons = sorted(path for path in root.glob("*") if (path / "directions.csv").is_file())
+    if not comparisons:
+        section.missing = Missing("No ModelDiff comparison has been run on this campaign yet.",
+                                  f"pab-campaign diff {campaign.directory} --a KEY=VALUE --b KEY=VALUE")
+        return section
+    for folder in comparisons:
+        section.tables.append(_frame_table(f"{folder.name}-directions", f"{folder.name}: distinguishing directions, "
+                                           "with the variance of A's and B's row-normalised scores along each",
+                                           pd.read_csv(folder / "directions.csv")))
+        composition = _csv(folder / "composition.csv")
+        if composition is not None:
+            section.tables.append(_frame_table(f"{folder.name}-composition", f"{folder.name}: the three most "
+                                               "frequent classes among the examples each direction singles out "
+                                               "(train±: largest / most negative weights, val±: projections)",
+                                               _composition(composition)))
+        for path in sorted(folder.glob("counterfactual_*.csv")):
+            if not path.stem.endswith("_runs"):
+                section.tables.append(_frame_table(f"{folder.name}-{path.stem}", f"{folder.name}: counterfactual "
+                                                   f"test, {path.stem.removeprefix('counterfactual_')}",
+                                                   pd.read_csv(path)))
+        section.figures += _figures(sorted(folder.glob("*_dir1_*.png")), root)
+    return section
+
+
+CAMPAIGN_SECTIONS = (overview, summary, learning_curves, classes, robustness, spectra)
+ANALYSIS_SECTIONS = (audit, states, modeldiff)
+
+
+def all_sections(campaign: Campaign, campaign_ids: list[str] | None = None) -> list[Section]:
+    """Every section in page order; the analyses' sections read the files written for `campaign_ids`.
+    The campaign's notes gathered while building them (values left out, where the index is kept)
+    close the overview."""
+    sections = ([build(campaign) for build in CAMPAIGN_SECTIONS]
+                + [build(campaign, campaign_ids) for build in ANALYSIS_SECTIONS])
+    sections[0].notes += list(dict.fromkeys(campaign.notes))
+    return sections

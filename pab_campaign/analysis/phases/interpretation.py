@@ -1,0 +1,217 @@
+"""What the phases of a fitted state model mean, as pure functions of the decoded runs.
+
+- Phase profiles: per state, its share of all epochs, the runs that visit it, the epochs it
+  typically spans, the mean of each feature in its original unit and in within-run z-scores, and a
+  one-line description from the features with the largest |z| means.
+- Transitions i → j (a run's Viterbi state changes from i to j): for each feature, the
+  standardised mean difference between the z-scored epochs of the segment in i just before and of
+  the segment in j just after, pooled over every occurrence: `(mean_after − mean_before) /
+  s_pooled`, `s_pooled² = ((n_b − 1) s_b² + (n_a − 1) s_a²) / (n_b + n_a − 2)` (Cohen's d).
+- Detours: for each state, the runs that visit it against the runs that do not, compared on the
+  convergence epoch (the first epoch whose val/acc reaches 95 % of the run's final val/acc) with
+  Welch's two-sided t-test, Cohen's d and Holm-adjusted p over states; and which hyper-parameters
+  predict visiting it (Spearman's ρ with a numeric one, Cramér's V with a categorical one).
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from pab_campaign.analysis.campaign.campaign import is_numeric
+from pab_campaign.analysis.stats.descriptive import ci95_halfwidths
+from pab_campaign.analysis.stats.multicomp import adjust_pvalues
+from pab_campaign.analysis.stats.tests import welch_test
+
+CONVERGENCE_FRACTION = 0.95
+TOP_FEATURES = 3
+TRANSITION_COLUMNS = ["from_state", "to_state", "occurrences", "runs", "probability", "rank", "feature", "smd",
+                      "before_mean", "after_mean"]
+DETOUR_COLUMNS = ["state", "runs_visiting", "runs_not", "conv_visiting", "conv_not", "difference", "t", "dof", "p",
+                  "p_holm", "cohen_d"]
+PREDICTOR_COLUMNS = ["state", "hparam", "test", "effect", "p", "p_holm", "visit_rate_by_value"]
+
+
+def segments(states: np.ndarray) -> list[tuple[int, int, int]]:
+    """Runs of one state in a sequence: (state, start, end) with `end` exclusive.
+
+    >>> segments(np.array([0, 0, 1, 1, 1, 0]))
+    [(0, 0, 2), (1, 2, 5), (0, 5, 6)]
+    """
+    if len(states) == 0:
+        return []
+    cuts = np.flatnonzero(np.diff(states)) + 1
+    starts, ends = np.r_[0, cuts], np.r_[cuts, len(states)]
+    return [(int(states[s]), int(s), int(e)) for s, e in zip(starts, ends)]
+
+
+def _describe(z_means: pd.Series, top: int) -> str:
+    strongest = z_means.reindex(z_means.abs().sort_values(ascending=False).index).head(top)
+    return ", ".join(f"{name} {'high' if value > 0 else 'low'} ({value:+.1f} sd)" for name, value in strongest.items())
+
+
+def phase_profiles(values: Sequence[np.ndarray], z: Sequence[np.ndarray], epochs: Sequence[np.ndarray],
+                   states: Sequence[np.ndarray], features: list[str], k: int,
+                   top: int = TOP_FEATURES) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per state: (summary, feature means).
+
+    `summary` has one row per state: epochs (count), occupancy (share of all epochs), runs (that
+    visit it), epoch_from / epoch_to (medians over the visiting runs of its first and last epoch)
+    and a description; `means` one row per state and feature: mean (original unit) and z_mean
+    (mean within-run z-score). Arguments are per run: original values and z-scores (T_r × F),
+    epochs and states (T_r,).
+    """
+    all_values, all_z, all_states = np.concatenate(values), np.concatenate(z), np.concatenate(states)
+    rows, means = [], []
+    for state in range(k):
+        mask = all_states == state
+        visits = [(e[s == state].min(), e[s == state].max()) for e, s in zip(epochs, states) if (s == state).any()]
+        z_mean = pd.Series(all_z[mask].mean(axis=0) if mask.any() else np.full(len(features), np.nan), features)
+        rows.append({"state": state, "epochs": int(mask.sum()), "occupancy": float(mask.mean()), "runs": len(visits),
+                     "epoch_from": float(np.median([v[0] for v in visits])) if visits else math.nan,
+                     "epoch_to": float(np.median([v[1] for v in visits])) if visits else math.nan,
+                     "description": _describe(z_mean, top) if mask.any() else "never decoded"})
+        raw = all_values[mask].mean(axis=0) if mask.any() else np.full(len(features), np.nan)
+        means += [{"state": state, "feature": f, "mean": raw[i], "z_mean": z_mean.iloc[i]}
+                  for i, f in enumerate(features)]
+    return pd.DataFrame(rows), pd.DataFrame(means)
+
+
+def standardised_difference(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Cohen's d of `after` against `before` per column (pooled sd, ddof 1); NaN where the pooled
+    sd is 0 or a side has too few rows."""
+    n_b, n_a = len(before), len(after)
+    if n_b + n_a < 3 or n_b == 0 or n_a == 0:
+        return np.full(before.shape[1], np.nan)
+    var_b = before.var(axis=0, ddof=1) if n_b > 1 else np.zeros(before.shape[1])
+    var_a = after.var(axis=0, ddof=1) if n_a > 1 else np.zeros(after.shape[1])
+    pooled = np.sqrt(((n_b - 1) * var_b + (n_a - 1) * var_a) / (n_b + n_a - 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(pooled > 0, (after.mean(axis=0) - before.mean(axis=0)) / pooled, np.nan)
+
+
+def transition_features(values: Sequence[np.ndarray], z: Sequence[np.ndarray], states: Sequence[np.ndarray],
+                        features: list[str], transmat: np.ndarray, top: int = 5) -> pd.DataFrame:
+    """For every transition i → j seen in the decoded runs, the `top` features ranked by
+    |standardised mean difference| (z-scored segment before vs after, pooled over occurrences),
+    with the sign, and their means before and after in original units (TRANSITION_COLUMNS)."""
+    pooled: dict[tuple[int, int], dict[str, list]] = {}
+    for run, (raw, zs, run_states) in enumerate(zip(values, z, states)):
+        parts = segments(run_states)
+        for (a, a0, a1), (b, b0, b1) in itertools.pairwise(parts):
+            entry = pooled.setdefault((a, b), {"zb": [], "za": [], "rb": [], "ra": [], "runs": set()})
+            entry["zb"].append(zs[a0:a1])
+            entry["za"].append(zs[b0:b1])
+            entry["rb"].append(raw[a0:a1])
+            entry["ra"].append(raw[b0:b1])
+            entry["runs"].add(run)
+    rows = []
+    for (a, b), entry in sorted(pooled.items()):
+        smd = standardised_difference(np.concatenate(entry["zb"]), np.concatenate(entry["za"]))
+        before, after = np.concatenate(entry["rb"]).mean(axis=0), np.concatenate(entry["ra"]).mean(axis=0)
+        order = sorted(range(len(features)), key=lambda i: -abs(smd[i]) if np.isfinite(smd[i]) else math.inf)
+        for rank, i in enumerate(order[:top], start=1):
+            rows.append([a, b, len(entry["zb"]), len(entry["runs"]), float(transmat[a, b]), rank, features[i],
+                         float(smd[i]), float(before[i]), float(after[i])])
+    return pd.DataFrame(rows, columns=TRANSITION_COLUMNS)
+
+
+def convergence_epochs(curves: pd.DataFrame, fraction: float = CONVERGENCE_FRACTION) -> pd.Series:
+    """Per run (index run_id) the first epoch at which `value` reaches `fraction` of the run's
+    final value (its value at its last epoch); NaN when that final value is not finite and > 0.
+    `curves` has the columns run_id, epoch, value.
+
+    >>> curves = pd.DataFrame({"run_id": ["a"] * 4, "epoch": [0, 1, 2, 3], "value": [0.1, 0.5, 0.96, 1.0]})
+    >>> convergence_epochs(curves).to_dict()
+    {'a': 2.0}
+    """
+    result = {}
+    for run_id, run in curves.sort_values("epoch").groupby("run_id", sort=True):
+        final = run["value"].iloc[-1]
+        reached = run["epoch"][run["value"] >= fraction * final]
+        result[run_id] = float(reached.iloc[0]) if np.isfinite(final) and final > 0 else math.nan
+    return pd.Series(result, name="convergence_epoch", dtype=float)
+
+
+def visits(states: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Per run (index run_id) and state (columns 0..k-1): does the run visit the state?"""
+    table = pd.crosstab(states["run_id"], states["state"]).reindex(columns=range(k), fill_value=0) > 0
+    table.columns.name = None
+    return table
+
+
+def detour_table(visited: pd.DataFrame, convergence: pd.Series) -> pd.DataFrame:
+    """Per state (DETOUR_COLUMNS): convergence epoch of the runs visiting it against the runs that do
+    not (means, difference visiting − not), Welch's t, dof, p, Holm-adjusted p and Cohen's d."""
+    rows = []
+    conv = convergence.reindex(visited.index)
+    for state in visited.columns:
+        mask = visited[state].to_numpy()
+        test = welch_test(conv[mask], conv[~mask])
+        rows.append([state, int(mask.sum()), int((~mask).sum()), test["mean_a"], test["mean_b"],
+                     test["mean_a"] - test["mean_b"], test["t"], test["dof"], test["p"], math.nan, test["cohen_d"]])
+    table = pd.DataFrame(rows, columns=DETOUR_COLUMNS)
+    table["p_holm"] = adjust_pvalues(table["p"].to_numpy(), "holm")
+    return table
+
+
+def _rates(visit: pd.Series, column: pd.Series) -> str:
+    groups = visit.groupby(column.astype(str) if not is_numeric(column) else column)
+    if groups.ngroups > 8:
+        return ""
+    return "; ".join(f"{value}: {rate:.0%}" for value, rate in groups.mean().items())
+
+
+def hparam_predictors(visited: pd.DataFrame, hparams: pd.DataFrame) -> pd.DataFrame:
+    """Per state visited by some runs but not all (among the runs that have the hyper-parameter),
+    and per hyper-parameter that varies among the runs (PREDICTOR_COLUMNS, ordered by state then p):
+    for a numeric hyper-parameter, Spearman's ρ with visiting (effect) and the two-sided
+    Mann–Whitney U test of its values in visiting against other runs (p; a rank test that stays
+    valid for a grid's few tied values, where the t approximation of ρ's p gives 1e-79 for 6
+    against 6 runs); for a categorical one, Cramér's V with Fisher's exact p for two values, the
+    chi-square p (no continuity correction) for more. p_holm: Holm-adjusted over every test of the
+    table. visit_rate_by_value: the share of runs visiting per value."""
+    from scipy.stats import chi2_contingency, fisher_exact, mannwhitneyu, spearmanr
+
+    rows = []
+    for state in visited.columns:
+        for name in hparams.columns:
+            column = hparams[name].reindex(visited.index)
+            known = column.notna()
+            values, visits = column[known], visited.loc[known, state].to_numpy(bool)
+            if values.astype(str).nunique() < 2 or visits.all() or not visits.any():
+                continue
+            rates = _rates(visited.loc[known, state], values)
+            if is_numeric(column):
+                numbers = values.astype(float)
+                rho = spearmanr(numbers, visits.astype(float)).statistic
+                p = mannwhitneyu(numbers[visits], numbers[~visits], alternative="two-sided").pvalue
+                rows.append([state, name, "spearman", float(rho), float(p), rates])
+            else:
+                table = pd.crosstab(values.astype(str), visits)
+                chi2, p, _, _ = chi2_contingency(table, correction=False)
+                if table.shape == (2, 2):
+                    p = fisher_exact(table.to_numpy()).pvalue
+                cramer = math.sqrt(chi2 / (known.sum() * (min(table.shape) - 1)))
+                rows.append([state, name, "cramers_v", cramer, float(p), rates])
+    frame = pd.DataFrame(rows, columns=[c for c in PREDICTOR_COLUMNS if c != "p_holm"])
+    frame.insert(PREDICTOR_COLUMNS.index("p_holm"), "p_holm", adjust_pvalues(frame["p"].to_numpy(float), "holm"))
+    return frame.sort_values(["state", "p"], kind="stable", ignore_index=True)
+
+
+def group_curves(curves: pd.DataFrame, states: pd.DataFrame, groups: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per run group and epoch: (curve, bands). `curve` (group, epoch, runs, mean, ci95) of the
+    metric in `curves` (run_id, epoch, value); `bands` (group, epoch, state): the Viterbi state most
+    runs of the group are in at that epoch (ties to the lower state). `groups` maps run_id → label."""
+    labelled = curves.assign(group=curves["run_id"].map(groups)).dropna(subset=["group", "value"])
+    stats = labelled.groupby(["group", "epoch"], sort=True)["value"].agg(["count", "mean", "std"]).reset_index()
+    stats["ci95"] = ci95_halfwidths(stats["count"].to_numpy(), stats["std"].to_numpy())
+    curve = stats.rename(columns={"count": "runs"})[["group", "epoch", "runs", "mean", "ci95"]]
+    modal = states.assign(group=states["run_id"].map(groups)).dropna(subset=["group"])
+    counts = modal.groupby(["group", "epoch", "state"], sort=True).size().rename("n").reset_index()
+    bands = counts.sort_values(["group", "epoch", "n", "state"], ascending=[True, True, False, True])
+    bands = bands.drop_duplicates(["group", "epoch"])[["group", "epoch", "state"]].reset_index(drop=True)
+    return curve, bands

@@ -1,0 +1,387 @@
+"""Grouped summaries of a campaign: per group of hyper-parameters, the number of runs and the
+mean, standard deviation (ddof=1) and Student-t CI95 half-width of each metric; and
+learning curves aggregated over seeds per group (mean and CI95 per epoch)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from pab_campaign.analysis.campaign.campaign import (
+    Campaign,
+    completed_runs,
+    drop_infinite,
+    indexed_metrics,
+    varying_hparams,
+)
+from pab_campaign.analysis.campaign.naming import ids_suffix, slug
+from pab_campaign.analysis.stats.descriptive import ci95_halfwidths
+from pab_campaign.errors import CampaignError
+from pab_campaign.store import atomic_write
+
+DEFAULT_CONTEXTS = ("val", "test")
+# `summary/<name>` labels are whole-run process summaries (`trajectory`).
+SUMMARY_CONTEXT = "summary"
+DEFAULT_METRICS = ("acc", "loss")
+# The label of a trajectory row in SQL: `context/metric`, or `context/metric[key]` for a keyed value.
+LABEL_SQL = "context || '/' || metric || coalesce('[' || key || ']', '')"
+ALL_KEYS = "*"
+
+
+def summarize(per_run: pd.DataFrame, groupby: list[str], columns: list[str]) -> pd.DataFrame:
+    """One row per group: `runs`, then `<column>.mean`, `.std`, `.ci95` for every column.
+
+    NaN values are left out of each statistic (so `runs` can exceed a metric's own count).
+    """
+    frame = per_run[[*groupby, *columns]].copy()
+    frame[columns] = frame[columns].astype(float)
+    if not groupby:
+        frame["_all"] = 0
+    keys = groupby or ["_all"]
+    grouped = frame.groupby(keys, dropna=False, sort=True)
+    out = grouped.size().rename("runs").to_frame()
+    mean, std, count = grouped[columns].mean(), grouped[columns].std(ddof=1), grouped[columns].count()
+    for column in columns:
+        out[f"{column}.mean"] = mean[column]
+        out[f"{column}.std"] = std[column]
+        out[f"{column}.ci95"] = ci95_halfwidths(count[column].to_numpy(), std[column].to_numpy())
+    out = out.reset_index()
+    return out.drop(columns="_all") if not groupby else out
+
+
+@dataclass
+class Report:
+    groupby: list[str]
+    metrics: list[str]
+    per_run: pd.DataFrame
+    summary: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+
+def _choose_groupby(campaign: Campaign, done: pd.DataFrame, groupby: list[str] | None) -> list[str]:
+    if groupby is None:
+        return varying_hparams(done, campaign.hparam_names)
+    unknown = [g for g in groupby if g not in campaign.hparam_names]
+    if unknown:
+        raise CampaignError(f"--groupby {', '.join(unknown)}: no such hyper-parameter; "
+                            f"choose from {', '.join(campaign.hparam_names)}")
+    return groupby
+
+
+def keyed_labels(campaign: Campaign, done: pd.DataFrame) -> dict[str, list[str]]:
+    """The keys of every keyed metric of the runs `done`: {`context/metric`: [key, ...]}, keys in
+    natural order (class 2 before class 10)."""
+    found = campaign.query_trajectories(
+        "SELECT DISTINCT context || '/' || metric AS name, key FROM traj "
+        "WHERE key IS NOT NULL AND run_id IN (SELECT unnest($ids::VARCHAR[]))", {"ids": done["run_id"].tolist()})
+    keys: dict[str, list[str]] = {}
+    for name, key in zip(found["name"], found["key"]):
+        keys.setdefault(name, []).append(key)
+    return {name: sorted(values, key=_natural) for name, values in sorted(keys.items())}
+
+
+def _natural(text: str) -> tuple:
+    """Sort key that orders numbers inside text by value (`2` < `10`, `0.05` < `0.1`)."""
+    try:
+        return (0, float(text), "")
+    except ValueError:
+        return (1, 0.0, text)
+
+
+def _expand_keys(campaign: Campaign, done: pd.DataFrame, labels: list[str]) -> list[str]:
+    """Replace `context/metric[*]` by one label per key; a key the runs never recorded is an error."""
+    keyed = [label for label in labels if label.endswith("]") and "[" in label]
+    if not keyed:
+        return labels
+    known = keyed_labels(campaign, done)
+    expanded = []
+    for label in labels:
+        if label not in keyed:
+            expanded.append(label)
+            continue
+        name, key = label[:-1].split("[", 1)
+        if name not in known:
+            raise CampaignError(f"{name} has no keyed values in these runs; keyed metrics: "
+                                f"{', '.join(known) or 'none'}")
+        if key == ALL_KEYS:
+            expanded += [f"{name}[{k}]" for k in known[name]]
+        elif key in known[name]:
+            expanded.append(label)
+        else:
+            raise CampaignError(f"{label}: no key '{key}' in these runs; {name} has keys "
+                                f"{', '.join(known[name])} (or [*] for all)")
+    return expanded
+
+
+def _choose_metrics(campaign: Campaign, done: pd.DataFrame, contexts: list[str] | None, metrics: list[str] | None,
+                    notes: list[str]) -> list[str]:
+    """Labels to report: `context/metric`, `context/metric[key]` (`[*]` = every key) or
+    `summary/<name>`; untracked defaults are dropped with a note, untracked explicit choices are an error."""
+    tracked = indexed_metrics(done)
+    chosen = metrics or DEFAULT_METRICS
+    at_epoch = next((m for m in chosen if "@" in m), None)
+    if at_epoch is not None:
+        name, epoch = at_epoch.split("@", 1)
+        raise CampaignError(f"--metrics {at_epoch}: name metrics without @epoch (`report` takes the epoch from "
+                            f"--epoch, e.g. --metrics {name} --epoch {epoch}; `curves` draws every epoch)")
+    labels = [m for m in chosen if "/" in m]
+    labels += [f"{c}/{m}" for c in (contexts or DEFAULT_CONTEXTS) for m in chosen if "/" not in m]
+    labels = _expand_keys(campaign, done, labels)
+    missing = [label for label in labels if label not in tracked and not label.startswith(f"{SUMMARY_CONTEXT}/")
+               and not label.endswith("]")]
+    if missing and (contexts or metrics):
+        raise CampaignError(f"{', '.join(missing)} never tracked in these runs (or NaN at every run's last and best "
+                            f"epoch); tracked: {', '.join(tracked)}")
+    if missing:
+        notes.append(f"not tracked, left out: {', '.join(missing)}")
+    labels = [label for label in labels if label not in missing]
+    if not labels:
+        raise CampaignError(f"none of the default metrics is tracked; pick some with --contexts/--metrics "
+                            f"from: {', '.join(tracked) or 'none'}")
+    return labels
+
+
+def _values_at_epoch(campaign: Campaign, done: pd.DataFrame, labels: list[str], epoch: str | int) -> pd.DataFrame:
+    """Wide frame (index run_id, one column per label) of the values at `epoch` from the compacted
+    trajectories: an epoch number, each label's last epoch in the run ('last'), or the run's epoch
+    of minimal val/loss ('best', the index column `best_epoch`)."""
+    params = {"labels": labels, "ids": done["run_id"].tolist()}
+    rows = (f"SELECT run_id, epoch, {LABEL_SQL} AS label, value FROM traj "
+            f"WHERE {LABEL_SQL} IN (SELECT unnest($labels::VARCHAR[])) AND run_id IN (SELECT unnest($ids::VARCHAR[]))")
+    if epoch == "last":
+        sql = f"SELECT run_id, label, arg_max(value, epoch) AS value FROM ({rows}) GROUP BY run_id, label"
+    elif epoch == "best":
+        sql = (f"SELECT r.run_id, r.label, r.value FROM ({rows}) r "
+               "JOIN best b ON r.run_id = b.run_id AND r.epoch = b.epoch")
+    else:
+        sql, params = f"SELECT run_id, label, value FROM ({rows}) WHERE epoch = $epoch", {**params, "epoch": int(epoch)}
+    best = done[["run_id", "best_epoch"]].rename(columns={"best_epoch": "epoch"}).dropna()
+    long = campaign.query_trajectories(sql, params, tables={"best": best})
+    if long.empty:
+        raise CampaignError(f"no run has {', '.join(labels)} at epoch {epoch}; choose an epoch the runs reached")
+    wide = long.pivot_table(index="run_id", columns="label", values="value", aggfunc="first", dropna=False)
+    return wide.reindex(index=done["run_id"], columns=labels)
+
+
+def _summary_values(campaign: Campaign, done: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """Wide frame (index run_id) of whole-run process summaries, one column per `summary/<name>` label."""
+    from pab_campaign.analysis.campaign.campaign import load_trajectories
+    from pab_campaign.analysis.summary.trajectory import summarize_trajectory
+
+    trajectories = load_trajectories(campaign, done["run_id"].tolist())
+    table = pd.DataFrame.from_dict(
+        {run_id: summarize_trajectory(frame) for run_id, frame in trajectories.groupby("run_id")}, orient="index")
+    names = [label.split("/", 1)[1] for label in labels]
+    unknown = [name for name in names if name not in table.columns]
+    if unknown:
+        raise CampaignError(f"{SUMMARY_CONTEXT}/{unknown[0]} is not a process-summary metric; choose from "
+                            f"{', '.join(table.columns)}")
+    return table[names].set_axis(labels, axis=1).reindex(done["run_id"])
+
+
+def build_report(
+    campaign: Campaign, groupby: list[str] | None = None, contexts: list[str] | None = None,
+    metrics: list[str] | None = None, epoch: str | int = "last",
+) -> Report:
+    """Summarise the completed runs of `campaign` per group of hyper-parameters, at one epoch.
+
+    Parameters
+    ----------
+    campaign : Campaign
+        The campaign, from `pab_campaign.analysis.campaign.open_campaign`.
+    groupby : list of str, optional
+        Hyper-parameters to group by; default: every one that varies across the completed runs,
+        except the seed and any that only restates those before it.
+    contexts : list of str, optional
+        Contexts crossed with `metrics` (default ``val, test``).
+    metrics : list of str, optional
+        Metric names (default ``acc, loss``), or full ``context/metric`` labels; ``summary/<name>``
+        is a whole-run process summary (see `summarize_trajectory`).
+    epoch : 'last', 'best' or int
+        Where each run's values are read: its last epoch, its epoch of minimal val/loss, or this
+        epoch number.
+
+    Returns
+    -------
+    Report
+        ``groupby`` and ``metrics`` (the labels reported); ``per_run`` (one row per usable run);
+        ``summary``: one row per group with ``runs`` and, per label and ``duration_s``,
+        ``<label>.mean``, ``.std`` and ``.ci95``; ``notes`` for the user. Runs without any finite
+        value are set aside on the campaign with their reason.
+
+    Raises
+    ------
+    CampaignError
+        For an unknown hyper-parameter or an untracked metric named explicitly, or when no
+        completed run has a value.
+
+    Notes
+    -----
+    Per group and label, over the runs with a finite value: the mean, the standard deviation s
+    (ddof=1) and the CI95 half-width ``t_{0.975, n-1} · s / √n`` (`ci95_halfwidth`). Tested
+    against the same statistics computed with pandas, ``scipy.stats.t`` and statsmodels'
+    ``DescrStatsW(x).tconfint_mean()`` from the run files read one by one.
+
+    Examples
+    --------
+    A campaign of two learning rates × three seeds, written in the data contract's format:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from pab_campaign import store
+    >>> from pab_campaign.analysis.campaign.campaign import open_campaign
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> final_acc = {(0.1, 0): 0.80, (0.1, 1): 0.84, (0.1, 2): 0.82,
+    ...              (0.01, 0): 0.70, (0.01, 1): 0.74, (0.01, 2): 0.69}
+    >>> for (lr, seed), acc in final_acc.items():
+    ...     run = store.run_dir(Path(tmp.name) / "demo", f"lr{lr}-seed{seed}")
+    ...     buffer = store.TrajectoryBuffer()
+    ...     for epoch, value in enumerate([0.1, acc]):
+    ...         buffer.add(epoch, "val", "acc", value)
+    ...         buffer.add(epoch, "val", "loss", 1 - value)
+    ...     store.write_trajectory(run, buffer.to_table())
+    ...     store.write_run_json(run, store.RunRecord(run.name, store.RunStatus.COMPLETED, epochs_done=1,
+    ...                                               duration_s=10.0, hparams={"optimizer.lr": lr, "seed": seed}))
+    >>> report = build_report(open_campaign(Path(tmp.name) / "demo"), metrics=["val/acc"])
+    >>> report.groupby, report.metrics
+    (['optimizer.lr'], ['val/acc'])
+    >>> columns = ["optimizer.lr", "runs", "val/acc.mean", "val/acc.ci95"]
+    >>> print(report.summary[columns].round(4).to_string(index=False))
+     optimizer.lr  runs  val/acc.mean  val/acc.ci95
+             0.01     3          0.71        0.0657
+             0.10     3          0.82        0.0497
+    >>> from pab_campaign.analysis.stats.descriptive import ci95_halfwidth
+    >>> round(ci95_halfwidth([0.70, 0.74, 0.69]), 4)
+    0.0657
+    >>> tmp.cleanup()
+    """
+    done = completed_runs(campaign)
+    notes: list[str] = []
+    groupby = _choose_groupby(campaign, done, groupby)
+    labels = _choose_metrics(campaign, done, contexts, metrics, notes)
+    measured = [label for label in labels if not label.startswith(f"{SUMMARY_CONTEXT}/")]
+    summaries = [label for label in labels if label.startswith(f"{SUMMARY_CONTEXT}/")]
+    indexed = [label for label in measured if not label.endswith("]")] if epoch in ("last", "best") else []
+    values = done[[f"{label}@{epoch}" for label in indexed]].set_axis(indexed, axis=1).set_index(done["run_id"])
+    if len(indexed) < len(measured):
+        read = [label for label in measured if label not in indexed]
+        values = values.join(_values_at_epoch(campaign, done, read, epoch))[measured]
+    if summaries:
+        values = values.join(_summary_values(campaign, done, summaries))[labels]
+    per_run = done.set_index("run_id")[[*groupby, "duration_s"]].join(values).reset_index()
+    per_run[labels] = drop_infinite(per_run.set_index("run_id")[labels], notes).to_numpy()
+    empty = per_run[labels].isna().all(axis=1)
+    for run_id in per_run.loc[empty, "run_id"]:
+        campaign.skip(run_id, f"no finite value of {', '.join(labels)} at epoch {epoch}")
+    per_run = per_run[~empty]
+    if per_run.empty:
+        raise CampaignError(f"no completed run of {campaign.directory} has a value of {', '.join(labels)} at "
+                            f"epoch {epoch}; see the skipped runs above")
+    for label in labels:
+        lacking = int(per_run[label].isna().sum())
+        if lacking:
+            notes.append(f"{lacking} of {len(per_run)} runs have no finite {label}: left out of its statistics")
+    summary = summarize(per_run, groupby, [*labels, "duration_s"])
+    return Report(groupby, labels, per_run, summary, notes)
+
+
+def split_layout(summary: pd.DataFrame, groupby: list[str], labels: list[str]) -> pd.DataFrame:
+    """A `Report.summary` with the context as a row level, as tcbench lays out its report: one row
+    per (context, group), columns `context`, the groupby, `runs`, then `<metric>.mean|std|ci95` per
+    metric name (NaN where a context lacks that metric) and `duration_s.*`.
+
+    >>> wide = pd.DataFrame({"lr": [0.1], "runs": [3], "val/acc.mean": [0.8], "val/acc.std": [0.01],
+    ...                      "val/acc.ci95": [0.02], "test/acc.mean": [0.7], "test/acc.std": [0.02],
+    ...                      "test/acc.ci95": [0.05], "duration_s.mean": [9.0], "duration_s.std": [1.0],
+    ...                      "duration_s.ci95": [2.5]})
+    >>> split_layout(wide, ["lr"], ["val/acc", "test/acc"])[["context", "lr", "runs", "acc.mean"]]
+      context   lr  runs  acc.mean
+    0     val  0.1     3       0.8
+    1    test  0.1     3       0.7
+    """
+    stats = ("mean", "std", "ci95")
+    contexts = list(dict.fromkeys(label.split("/", 1)[0] for label in labels))
+    metrics = list(dict.fromkeys(label.split("/", 1)[1] for label in labels))
+    pieces = []
+    for context in contexts:
+        piece = summary[[*groupby, "runs"]].copy()
+        piece.insert(0, "context", context)
+        for metric in metrics:
+            for stat in stats:
+                column = f"{context}/{metric}.{stat}"
+                piece[f"{metric}.{stat}"] = summary[column] if column in summary else float("nan")
+        for stat in stats:
+            piece[f"duration_s.{stat}"] = summary[f"duration_s.{stat}"]
+        pieces.append(piece)
+    return pd.concat(pieces, ignore_index=True)
+
+
+def report_path(campaign: Campaign, groupby: list[str], epoch: str | int, campaign_ids: list[str] | None,
+                folder: Path | None = None, layout: str = "wide") -> Path:
+    """`<folder>/summary_<groupby>_<epoch>[_<campaign ids>][_split].csv`; the folder defaults to the
+    campaign's `summary/`."""
+    suffix = ids_suffix(campaign_ids)
+    suffix += "_split" if layout == "split" else ""
+    return (folder or campaign.summary_dir) / f"summary_{slug(groupby)}_{epoch}{suffix}.csv"
+
+
+def write_report(campaign: Campaign, report: Report, epoch: str | int, campaign_ids: list[str] | None = None,
+                 folder: Path | None = None, layout: str = "wide") -> Path:
+    """Write the summary CSV, in the `layout` (wide, or split: the context as a row level) and the
+    `folder` (default the campaign's `summary/`, where runs.parquet, the index, is already up to
+    date); returns its path."""
+    path = report_path(campaign, report.groupby, epoch, campaign_ids, folder, layout)
+    frame = split_layout(report.summary, report.groupby, report.metrics) if layout == "split" else report.summary
+    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+    return path
+
+
+def build_curves(campaign: Campaign, groupby: list[str] | None = None, contexts: list[str] | None = None,
+                 metrics: list[str] | None = None) -> tuple[list[str], pd.DataFrame]:
+    """Learning curves over seeds: per group, label (`context/metric`) and epoch, the number of runs
+    with a finite value, its mean, std (ddof=1) and CI95 half-width. Returns (groupby, curves)."""
+    done = completed_runs(campaign)
+    groupby = _choose_groupby(campaign, done, groupby)
+    labels = _choose_metrics(campaign, done, contexts, metrics, [])
+    if any(label.startswith(f"{SUMMARY_CONTEXT}/") for label in labels):
+        raise CampaignError(f"{SUMMARY_CONTEXT}/ metrics are whole-run numbers, not curves; use them with `report`")
+    groups = done[["run_id", *groupby]].copy()
+    keys = ", ".join(f'g."{g}"' for g in groupby)
+    curves = campaign.query_trajectories(
+        f"SELECT {keys + ',' if keys else ''} {LABEL_SQL} AS label, t.epoch, count(*) AS runs, "
+        "avg(t.value) AS mean, stddev_samp(t.value) AS std "
+        "FROM traj t JOIN groups g USING (run_id) "
+        f"WHERE isfinite(t.value) AND {LABEL_SQL} IN (SELECT unnest($labels::VARCHAR[])) "
+        f"GROUP BY ALL ORDER BY {keys + ',' if keys else ''} label, t.epoch",
+        {"labels": labels}, tables={"groups": groups})
+    infinite = campaign.query_trajectories(
+        "SELECT DISTINCT context || '/' || metric AS label, run_id FROM traj WHERE key IS NULL AND isinf(value) "
+        "AND context || '/' || metric IN (SELECT unnest($labels::VARCHAR[])) "
+        "AND run_id IN (SELECT unnest($ids::VARCHAR[])) ORDER BY label, run_id",
+        {"labels": labels, "ids": done["run_id"].tolist()})
+    for label, runs in infinite.groupby("label")["run_id"]:
+        campaign.note(f"{label} is ±inf at some epochs of {len(runs)} run(s) ({', '.join(runs.tolist()[:10])}): "
+                      "those values are left out of the curves")
+    curves["ci95"] = ci95_halfwidths(curves["runs"].to_numpy(), curves["std"].to_numpy())
+    position = {label: i for i, label in enumerate(labels)}
+    curves = curves.sort_values(["label", *groupby, "epoch"], key=lambda c: c.map(position) if c.name == "label" else c,
+                                kind="stable", ignore_index=True)
+    return groupby, curves
+
+
+def write_curves(campaign: Campaign, groupby: list[str], curves: pd.DataFrame,
+                 campaign_ids: list[str] | None = None, folder: Path | None = None) -> tuple[Path, Path]:
+    """Write `curves_<groupby>[_<ids>].parquet` and its PNG with CI95 bands into `folder` (default
+    the campaign's `summary/`)."""
+    from pab_campaign.analysis.plots.curves import plot_curves
+    from pab_campaign.analysis.plots.style import save_png
+
+    suffix = ids_suffix(campaign_ids)
+    stem = f"curves_{slug(groupby)}{suffix}"
+    folder = folder or campaign.summary_dir
+    parquet, png = (folder / f"{stem}.{ext}" for ext in ("parquet", "png"))
+    atomic_write(parquet, lambda tmp: curves.to_parquet(tmp, index=False))
+    figure = plot_curves(curves, groupby, campaign=campaign.directory.name)
+    save_png(figure, png)
+    return parquet, png

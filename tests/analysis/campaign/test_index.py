@@ -1,0 +1,152 @@
+"""The campaign index: incremental rebuild (new, changed, removed runs), atomic replacement."""
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import threading
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from pab_campaign.analysis.campaign import index
+from pab_campaign.analysis.campaign.campaign import load_trajectories, open_campaign
+from pab_campaign.store import runs_dir, summary_dir
+from tests.helpers import make_grid, write_run
+
+
+def test_incremental_runs_index(tmp_path):
+    ids = make_grid(tmp_path, seeds=2, epochs=3)
+    first = index.refresh_runs(tmp_path)
+    assert first.read == 8 and len(first.frame) == 8
+    assert index.refresh_runs(tmp_path).read == 0
+    write_run(tmp_path, "only-new", {"model.name": "mlp", "model.hidden": 64, "optimizer.lr": 0.5, "seed": 1},
+              {("val", "loss"): [1.0, 0.5]})
+    added = index.refresh_runs(tmp_path)
+    assert added.read == 1 and "only-new" in set(added.frame["run_id"]) and len(added.frame) == 9
+    shutil.rmtree(runs_dir(tmp_path) / "only-new")
+    assert len(index.refresh_runs(tmp_path).frame) == 8
+    write_run(tmp_path, "new-run", {"model.name": "mlp", "model.hidden": 64, "optimizer.lr": 0.5, "seed": 0},
+              {("val", "loss"): [1.0, 0.5], ("val", "acc"): [0.1, 0.7]})
+    write_run(tmp_path, ids[0], {"model.name": "mlp", "model.hidden": 64, "optimizer.lr": 0.1, "seed": 0},
+              {("val", "loss"): [1.0, 0.2, 0.3], ("val", "acc"): [0.1, 0.8, 0.9]}, duration=99.0)
+    shutil.rmtree(runs_dir(tmp_path) / ids[1])
+    second = index.refresh_runs(tmp_path)
+    assert second.read == 2  # only the new and the changed run were read
+    frame = second.frame.set_index("run_id")
+    assert "new-run" in frame.index and ids[1] not in frame.index and len(frame) == 8
+    assert frame.loc[ids[0], "duration_s"] == 99.0
+    assert frame.loc[ids[0], "val/acc@last"] == 0.9 and frame.loc[ids[0], "val/acc@best"] == 0.8
+    assert frame.loc[ids[0], "best_epoch"] == 1 and np.isnan(frame.loc[ids[0], "test/acc@last"])
+    assert frame.loc["new-run", "optimizer.lr"] == 0.5
+    stored = pq.read_table(summary_dir(tmp_path) / index.RUNS_INDEX).to_pandas().set_index("run_id")
+    assert stored.loc[ids[0], "duration_s"] == 99.0
+
+
+def test_trajectories_index_follows_changes(tmp_path):
+    ids = make_grid(tmp_path, seeds=1, epochs=2)
+    campaign = open_campaign(tmp_path)
+    rows = load_trajectories(campaign, ids)
+    assert set(rows["run_id"]) == set(ids) and len(rows) == 4 * (6 + 1) * 3
+    path = summary_dir(tmp_path) / index.TRAJECTORIES_INDEX
+    mtime = path.stat().st_mtime_ns
+    index.refresh_trajectories(tmp_path, open_campaign(tmp_path).runs)
+    assert path.stat().st_mtime_ns == mtime  # nothing changed: not rewritten
+    write_run(tmp_path, ids[0], {"model.name": "mlp", "model.hidden": 64, "optimizer.lr": 0.1, "seed": 0},
+              {("val", "loss"): [7.0, 8.0]})
+    rows = load_trajectories(open_campaign(tmp_path), ids)
+    changed = rows[rows["run_id"] == ids[0]]
+    assert changed["value"].tolist() == [7.0, 8.0]
+    assert len(rows[rows["run_id"] == ids[1]]) == 21
+
+
+def test_two_reporters_at_once(tmp_path):
+    make_grid(tmp_path, seeds=3, epochs=3)
+    results, errors = [], []
+
+    def refresh():
+        try:
+            campaign = open_campaign(tmp_path)
+            results.append(len(load_trajectories(campaign, campaign.runs["run_id"].tolist())))
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=refresh) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and results == [12 * 4 * 7] * 3
+    assert index.refresh_runs(tmp_path).read == 0
+    leftovers = [p.name for p in summary_dir(tmp_path).iterdir() if p.name.startswith(".")]
+    assert leftovers == []
+
+
+def _fresh_build(campaign) -> index.RunsIndex:
+    """The index built from nothing (the stored one moved aside meanwhile, then put back)."""
+    summary, aside = summary_dir(campaign), campaign / "summary.aside"
+    summary.rename(aside)
+    try:
+        return index.refresh_runs(campaign)
+    finally:
+        shutil.rmtree(summary)
+        aside.rename(summary)
+
+
+def _bump_mtime(path) -> None:
+    info = path.stat()
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 1_000_000_000))
+
+
+def _random_step(campaign, rng: random.Random, serial: int) -> None:
+    """One change an adversarial user could make to a campaign: touch, rewrite, delete, corrupt or
+    add a run; runs differ in which hyper-parameters they have (cnn-only `model.channels`)."""
+    runs = sorted(p.name for p in runs_dir(campaign).iterdir())
+    action = rng.choice(["touch", "rewrite", "delete", "corrupt_trajectory", "corrupt_run_json", "add", "add",
+                         "drop_trajectory"])
+    target = runs_dir(campaign) / rng.choice(runs) if runs else None
+    if target is None or action == "add" or action == "rewrite":
+        name = target.name if action == "rewrite" and target is not None else f"new-{serial}"
+        model = rng.choice(["mlp", "cnn"])
+        hparams = {"model.name": model, "optimizer.lr": rng.choice([0.1, 0.01]), "seed": rng.randrange(3)}
+        if model == "cnn":
+            hparams["model.channels"] = "[4, 8]"
+        values = {(c, m): [rng.random() for _ in range(rng.randrange(1, 5))]
+                  for c in ("val", "test") for m in ("loss", "acc") if rng.random() < 0.9}
+        values[("val", "loss")] = [rng.random() for _ in range(3)]
+        write_run(campaign, name, hparams, values, status=rng.choice(["completed", "completed", "failed"]))
+    elif action == "touch":
+        files = [f for f in ("run.json", "trajectory.parquet") if (target / f).exists()]
+        _bump_mtime(target / rng.choice(files))
+    elif action == "delete":
+        shutil.rmtree(target)
+    elif action == "corrupt_trajectory":
+        (target / "trajectory.parquet").write_bytes(b"PAR1 not parquet")
+    elif action == "corrupt_run_json":
+        (target / "run.json").write_text(rng.choice(['{"run_id": "x"', '{"run_id": "x", "status": "done"}',
+                                                    '{"run_id": "x", "status": "completed", "hparams": "lr"}']))
+    elif (target / "trajectory.parquet").exists():
+        (target / "trajectory.parquet").unlink()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_incremental_index_equals_a_fresh_build_after_random_changes(tmp_path, seed):
+    """Property: after any sequence of touches, rewrites, deletions, corruptions and additions, the
+    incrementally refreshed index equals one built from nothing, column for column and value for
+    value (dtypes included), and only unreadable runs are set aside."""
+    rng = random.Random(seed)
+    campaign = tmp_path / "c"
+    make_grid(campaign, seeds=1, epochs=2)
+    index.refresh_runs(campaign)
+    for step in range(15):
+        _random_step(campaign, rng, step)
+        refreshed = index.refresh_runs(campaign)
+        fresh = _fresh_build(campaign)
+        assert refreshed.hparam_names == fresh.hparam_names, f"step {step}"
+        pd.testing.assert_frame_equal(refreshed.frame, fresh.frame, check_exact=True, obj=f"index after step {step}")
+        opened = open_campaign(campaign)
+        unreadable = set(fresh.frame.loc[fresh.frame["skip_reason"].notna(), "run_id"])
+        assert {run_id for run_id, _ in opened.skipped} <= unreadable
+        assert all(isinstance(reason, str) and reason != "nan" for _, reason in opened.skipped)
