@@ -95,7 +95,8 @@ def test_a_tracker_run_with_a_preset(installed, tmp_path):
     """)
     result = _run([sys.executable, "-c", script], installed, tmp_path)
     assert result.stdout.split()[0] == "completed"
-    report = _run([str(installed / "bin" / "pab-campaign"), "report", "mine", "--contexts", "val", "--metrics", "acc"], installed, tmp_path)
+    report = _run([str(installed / "bin" / "pab-campaign"), "report", "mine", "--contexts", "val", "--metrics", "acc"],
+                  installed, tmp_path)
     assert "val/acc" in report.stdout
 
 
