@@ -145,6 +145,14 @@ class Tracker:
     def _finish(self, status: RunStatus, error: str | None = None) -> None:
         """Record how the run ended (not over a new owner of its lock) and release the lock."""
         self._writer.finish(status, error)
+        self._follow_record()
+
+    def _end(self, exc: BaseException) -> None:
+        """End the run after `exc`: preempted for an interruption, else failed with its line."""
+        self._writer.end(exc)
+        self._follow_record()
+
+    def _follow_record(self) -> None:
         assert self._writer.record is not None
         self.status = self._writer.record.status
 
@@ -155,15 +163,17 @@ class Tracker:
         if not self._writer.writing:
             return False
         if exc is not None:
-            self._writer.end(exc)
-            assert self._writer.record is not None
-            self.status = self._writer.record.status
+            self._end(exc)
             return False
         if self.last_epoch is None:
             self._finish(RunStatus.FAILED, "no epoch was tracked; call tracker.epoch(model, epoch, ...) in the loop")
             return False
         if self._parts is not None and self._checkpointed != self.last_epoch:
-            self._save_checkpoint(self.last_epoch, *self._parts)
+            try:
+                self._save_checkpoint(self.last_epoch, *self._parts)
+            except BaseException as error:
+                self._end(error)
+                raise
         self._finish(RunStatus.COMPLETED)
         return False
 
