@@ -29,6 +29,7 @@ from torch.nn import functional as F
 from pab_campaign.training.acceleration import autocast
 from pab_campaign.training.data.cifar10 import write_batches
 from pab_campaign.training.run import Run
+from pab_campaign.training.run_writer import RunWriter
 
 CONF = str(Path(__file__).resolve().parents[1] / "pab_campaign" / "conf")
 
@@ -49,7 +50,7 @@ def our_run(root: Path, campaign: Path, args, device: str, augment: bool) -> Run
     ]
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         cfg = compose("config", overrides=overrides)
-    run = Run(cfg, campaign / "run", {"run_id": "bench"})
+    run = Run(cfg, RunWriter(campaign / "run", "bench", campaign.name, {}, None))
     run.setup()
     return run
 

@@ -5,10 +5,11 @@ The steps follow `setup → train → save_checkpoint → cleanup`; `execute(cfg
 never raises for a training error: the run ends `failed` (or `diverged`) with the error's last line
 in `run.json` and its full traceback appended to `<run>/run.log`, and the sweep goes on.
 
-One writer at a time: `execute` holds the run's `RunLock` from before it reads `run.json` until
-the run's last write. A run another live process is writing is skipped and said so; a finished
-run is never reopened. A run whose trajectory cannot be read back is not resumed over it: it ends
-`failed` with the reason and every file is kept.
+Every file of the run is written through a `RunWriter` (`run_writer.py`, the Tracker's too): a
+run another live process is writing is skipped and said so; a finished run is never reopened; a run
+whose `run.json` cannot be read is refused when it has history; a run whose trajectory cannot be
+read back, or lacks epochs its checkpoint recorded, is not resumed over it: it ends `failed` with
+the reason and every file is kept.
 """
 from __future__ import annotations
 
@@ -16,8 +17,7 @@ import logging
 import math
 import random
 import time
-import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,21 +27,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch.nn import functional as F
 
 from pab_campaign.errors import ConfigError, StoreError, one_line
-from pab_campaign.runlock import RunLock, RunLocked, RunLockLost
-from pab_campaign.store import (
-    RUN_JSON,
-    RUN_LOG,
-    RunRecord,
-    RunStatus,
-    TrajectoryBuffer,
-    read_run_json,
-    read_trajectory,
-    remove_stale_temps,
-    run_dir,
-    write_run_json,
-    write_trajectory,
-)
-from pab_campaign.training import checkpoint, preemption, provenance
+from pab_campaign.runlock import RunLocked, RunLockLost
+from pab_campaign.store import RunStatus, run_dir
+from pab_campaign.training import checkpoint, preemption
 from pab_campaign.training.acceleration import autocast, on_cuda, prepare_model
 from pab_campaign.training.config import check_campaign_name, job_threads, undeclared_keys
 from pab_campaign.training.data import SPLITS, build_dataset, check_dataset
@@ -52,6 +40,7 @@ from pab_campaign.training.models import build_model, check_model
 from pab_campaign.training.optim import OPTIMIZERS, SCHEDULES, build_optimizer, build_scheduler
 from pab_campaign.training.probes import ProbeContext
 from pab_campaign.training.probes.registry import build_probes
+from pab_campaign.training.run_writer import RunRefused, RunWriter
 from pab_campaign.training.state import TrainingState
 
 log = logging.getLogger(__name__)
@@ -112,15 +101,10 @@ class RunOutcome:
 
 @dataclass
 class Run:
-    """The state of one run between its steps."""
+    """The state of one run between its steps; its files are written through `writer`."""
 
     cfg: DictConfig
-    directory: Path
-    record: RunRecord
-    lock: RunLock
-    trajectory: TrajectoryBuffer = field(default_factory=TrajectoryBuffer)
-    attempt_started: float = field(default_factory=time.monotonic)
-    previous_duration: float = 0.0
+    writer: RunWriter
 
     # ---- setup ---------------------------------------------------------------------------
     def setup(self) -> None:
@@ -149,31 +133,13 @@ class Run:
         self._resume()
 
     def _resume(self) -> None:
-        """Continue from the latest checkpoint, if any, dropping trajectory rows after its epoch."""
-        latest = checkpoint.latest(self.directory)
-        if latest is None:
-            return
-        self.state.load_state_dict(checkpoint.load(latest))
-        self.trajectory = self._history(self.state.epoch)
-        self.trajectory.truncate_after(self.state.epoch)
-        log.info("run %s: resuming from %s (epoch %d)", self.record.run_id, latest.name, self.state.epoch)
-
-    def _history(self, epoch: int) -> TrajectoryBuffer:
-        """The trajectory a resume from `epoch` continues: it must be readable and hold every epoch
-        0..`epoch`, or the run would go on with a history cut short. StoreError otherwise (the file is
-        left as it is)."""
-        advice = ("the run was not resumed over it (every file kept); restore the file, or move the run "
-                  "directory aside to train the run from scratch")
-        try:
-            buffer = TrajectoryBuffer.from_table(read_trajectory(self.directory))
-        except StoreError as exc:
-            raise StoreError(f"{exc}; {advice}") from None
-        missing = sorted(set(range(epoch + 1)) - set(buffer.epoch))
-        if missing:
-            raise StoreError(f"{self.directory / 'trajectory.parquet'} lacks epochs {missing[:5]}"
-                             f"{'...' if len(missing) > 5 else ''} that the checkpoint of epoch {epoch} "
-                             f"follows; {advice}")
-        return buffer
+        """Continue from the latest checkpoint, if any; the writer checks the history against it and
+        drops trajectory rows after its epoch (StoreError when the history lacks epochs it recorded)."""
+        latest = checkpoint.latest(self.writer.directory)
+        if latest is not None:
+            self.state.load_state_dict(checkpoint.load(latest))
+            log.info("run %s: resuming from %s (epoch %d)", self.writer.run_id, latest.name, self.state.epoch)
+        self.writer.resume(self.state.epoch, self.state.recorded_epochs)
 
     # ---- train ---------------------------------------------------------------------------
     def train(self) -> RunStatus:
@@ -188,7 +154,7 @@ class Run:
             if self.cfg.runtime.verbose:
                 log.info(
                     "run %s epoch %d/%d  train loss %.4f | val loss %.4f acc %.4f | %.2fs",
-                    self.record.run_id, epoch, epochs, train_loss,
+                    self.writer.run_id, epoch, epochs, train_loss,
                     evaluations["val"].loss, evaluations["val"].acc, time.monotonic() - started,
                 )
             if self.cfg.train.stop_on_divergence and not (
@@ -228,22 +194,20 @@ class Run:
         with autocast(self.device, self.cfg.runtime):
             evaluations = {name: evaluate(self.model, getattr(self.data, name)) for name in SPLITS}
         final_epoch = int(self.cfg.train.epochs)
-        self.trajectory.add(epoch, "train", "lr", self.optimizer.param_groups[0]["lr"])
+        trajectory = self.writer.trajectory
+        trajectory.add(epoch, "train", "lr", self.optimizer.param_groups[0]["lr"])
         if epoch > 0:
-            self.trajectory.add(epoch, "train", "batch_loss", train_loss)
+            trajectory.add(epoch, "train", "batch_loss", train_loss)
         shared: dict[str, Any] = {}
         for probe in self.probes:
             if probe.due(epoch, final_epoch):
                 context = ProbeContext(epoch, self.model, self.data, self.probe_set, evaluations,
                                        self.state.probe_states.setdefault(probe.name, {}), seed=int(self.cfg.seed),
                                        shared=shared)
-                self.trajectory.extend(epoch, probe.measure(context))
-        self.lock.verify()
-        write_trajectory(self.directory, self.trajectory.to_table())
+                trajectory.extend(epoch, probe.measure(context))
+        self.writer.save_trajectory()
         self.save_checkpoint(epoch, evaluations)
-        self.record.epochs_done = epoch
-        self.record.duration_s = self.previous_duration + time.monotonic() - self.attempt_started
-        write_run_json(self.directory, self.record)
+        self.writer.record_epoch(epoch)
         return evaluations
 
     # ---- save_checkpoint -----------------------------------------------------------------
@@ -251,9 +215,9 @@ class Run:
         """`last.pt` every epoch, `epoch_NNNN.pt` every k epochs (then prune), `best.pt` on improvement."""
         ckpt = self.cfg.checkpoint
         improved = self._improves_best(evaluations)
-        self.state.epoch = epoch
+        self.state.epoch, self.state.recorded_epochs = epoch, self.writer.recorded_epochs()
         state = self.state.state_dict()
-        directory = checkpoint.checkpoint_dir(self.directory)
+        directory = checkpoint.checkpoint_dir(self.writer.directory)
         numbered = ckpt.every and epoch > 0 and epoch % ckpt.every == 0
         paths = [directory / checkpoint.numbered_name(epoch)] if numbered else []
         paths += [directory / checkpoint.BEST] if improved else []
@@ -278,86 +242,51 @@ class Run:
             self.state.best_value = value
         return better
 
-    # ---- cleanup -------------------------------------------------------------------------
-    def finish(self, status: RunStatus, error: str | None = None) -> None:
-        """Record how the run ended, unless its lock was taken over (then another writer owns it)."""
-        if not self.lock.held():
-            log.error("run %s: lock lost, %s not recorded", self.record.run_id, status)
-            return
-        self.record.status, self.record.error, self.record.ended_at = RunStatus(status), error, provenance.now()
-        self.record.duration_s = self.previous_duration + time.monotonic() - self.attempt_started
-        write_run_json(self.directory, self.record)
-
-
-def _previous_record(directory: Path) -> RunRecord | None:
-    if not (directory / RUN_JSON).exists():
-        return None
-    try:
-        return read_run_json(directory)
-    except StoreError:
-        return None
-
-
-def _log_traceback(directory: Path, rid: str, exc: BaseException) -> None:
-    """Append the full traceback of `exc` to `<run>/run.log` (run.json keeps its last line)."""
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    try:
-        with open(directory / RUN_LOG, "a") as handle:
-            handle.write(f"--- {provenance.now()} run {rid} failed\n{text}")
-    except OSError as error:
-        log.error("run %s: could not write %s (%s)", rid, directory / RUN_LOG, error)
-
 
 def execute(cfg: DictConfig, overrides: list[str] | tuple[str, ...] = ()) -> RunOutcome:
     """Run `cfg` to its end in `<campaign.dir>/runs/<run_id>`; skip it if it already finished or
-    another live process is writing it."""
+    another live process is writing it, refuse it (nothing written) when its `run.json` cannot be
+    read and it has history."""
     validate(cfg)
     rid = run_id(hparams(cfg))
     directory = run_dir(Path(cfg.campaign.dir).resolve(), rid)
-    previous = _previous_record(directory)
-    if previous and previous.status.finished:
-        log.info("run %s already %s, skipped (%s)", rid, previous.status, directory)
-        return RunOutcome(rid, previous.status, directory, previous.error, skipped=True)
-    lock = RunLock(directory)
+    writer = RunWriter(directory, rid, str(cfg.campaign.name), hparams(cfg), int(cfg.seed), list(overrides))
     try:
-        lock.acquire()
+        return _execute(cfg, writer)
+    finally:
+        writer.lock.release()
+
+
+def _execute(cfg: DictConfig, writer: RunWriter) -> RunOutcome:
+    rid, directory = writer.run_id, writer.directory
+    try:
+        opened = writer.open()
     except RunLocked as exc:
         log.warning("run %s skipped: %s", rid, one_line(exc))
-        return RunOutcome(rid, previous.status if previous else RunStatus.RUNNING, directory, skipped=True,
-                          note=f"another process is writing it ({exc.holder})")
+        status = writer.previous.status if writer.previous else RunStatus.RUNNING
+        return RunOutcome(rid, status, directory, skipped=True, note=f"another process is writing it ({exc.holder})")
+    except RunRefused as exc:
+        log.error("run %s refused: %s", rid, one_line(exc))
+        return RunOutcome(rid, RunStatus.FAILED, directory, one_line(exc), skipped=True,
+                          note="its run.json cannot be read; every file kept")
+    except StoreError:  # the history cannot be read: the attempt ended failed, with the reason
+        return RunOutcome(rid, RunStatus.FAILED, directory, writer.record.error if writer.record else None)
+    if not opened:
+        assert writer.record is not None
+        return RunOutcome(rid, writer.record.status, directory, writer.record.error, skipped=True)
+    run = Run(cfg, writer)
     try:
-        return _execute_locked(cfg, rid, directory, list(overrides), lock)
-    finally:
-        lock.release()
-
-
-def _execute_locked(cfg: DictConfig, rid: str, directory: Path, overrides: list[str], lock: RunLock) -> RunOutcome:
-    """`execute` once the run's lock is held: read the record again (another writer may have just
-    finished the run), clear temp files a killed writer left, then run."""
-    if lock.took_over is not None:
-        log.warning("run %s: took over the stale lock of %s", rid, lock.took_over.describe())
-    previous = _previous_record(directory)
-    if previous and previous.status.finished:
-        log.info("run %s already %s, skipped (%s)", rid, previous.status, directory)
-        return RunOutcome(rid, previous.status, directory, previous.error, skipped=True)
-    for folder in (directory, checkpoint.checkpoint_dir(directory)):
-        remove_stale_temps(folder)
-    record = provenance.start_record(rid, str(cfg.campaign.name), hparams(cfg), int(cfg.seed), overrides, previous)
-    write_run_json(directory, record)
-    run = Run(cfg, directory, record, lock, previous_duration=record.duration_s)
-    try:
-        with preemption.guard(run.finish):
+        with preemption.guard(writer.finish):
             run.setup()
             status = run.train()
     except RunLockLost as exc:
-        log.error("run %s: %s", rid, one_line(exc))
+        writer.end(exc)
         return RunOutcome(rid, RunStatus.RUNNING, directory, skipped=True, note=one_line(exc))
     except Exception as exc:
-        error = f"{type(exc).__name__}: {one_line(exc)}"
-        log.error("run %s failed: %s (traceback in %s)", rid, error, directory / RUN_LOG)
-        _log_traceback(directory, rid, exc)
-        run.finish(RunStatus.FAILED, error)
-        return RunOutcome(rid, RunStatus.FAILED, directory, error)
-    run.finish(status)
-    log.info("run %s %s after %d epochs (%s)", rid, status, record.epochs_done, directory)
+        status = writer.end(exc)
+        assert writer.record is not None
+        return RunOutcome(rid, status, directory, writer.record.error)
+    writer.finish(status)
+    assert writer.record is not None
+    log.info("run %s %s after %d epochs (%s)", rid, status, writer.record.epochs_done, directory)
     return RunOutcome(rid, status, directory)

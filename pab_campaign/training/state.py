@@ -22,6 +22,7 @@ BATCH_ORDER = "batch_order"
 RNG = "rng"
 PROBE_STATES = "probe_states"
 BEST_VALUE = "best_value"
+RECORDED_EPOCHS = "recorded_epochs"
 REQUIRED_KEYS = (EPOCH, MODEL, RNG, PROBE_STATES)
 
 
@@ -31,8 +32,10 @@ class TrainingState:
 
     `epoch` is the last epoch whose measurements are saved (0 = measured before training, -1 =
     nothing yet), so training goes on at `next_epoch`. `best_value` is the best value so far of the
-    metric that selects `best.pt` (None before the first finite one). Optional parts (a loop without
-    a scheduler or a seeded batch order) are saved only when present.
+    metric that selects `best.pt` (None before the first finite one). `recorded_epochs` are the epochs
+    the trajectory held when the state was saved (what a resume checks its history against; None in
+    a checkpoint that does not say). Optional parts (a loop without a scheduler or a seeded batch
+    order) are saved only when present.
     """
 
     model: nn.Module
@@ -42,6 +45,7 @@ class TrainingState:
     probe_states: dict[str, dict[str, Any]] = field(default_factory=dict)
     epoch: int = -1
     best_value: float | None = None
+    recorded_epochs: list[int] | None = None
 
     @property
     def next_epoch(self) -> int:
@@ -59,6 +63,8 @@ class TrainingState:
             state[SCHEDULER] = self.scheduler.state_dict()
         if self.batch_order is not None:
             state[BATCH_ORDER] = self.batch_order.get_state()
+        if self.recorded_epochs is not None:
+            state[RECORDED_EPOCHS] = list(self.recorded_epochs)
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -81,3 +87,5 @@ class TrainingState:
         self.probe_states = state[PROBE_STATES]
         self.epoch = int(state[EPOCH])
         self.best_value = state.get(BEST_VALUE)
+        recorded = state.get(RECORDED_EPOCHS)
+        self.recorded_epochs = None if recorded is None else [int(e) for e in recorded]

@@ -11,9 +11,11 @@ The run directory is `<campaign_dir>/runs/<run_id>` with the same `run.json`, `t
 `checkpoints/` as a run of `python -m pab_campaign`, `run_id` the hash of the hyper-parameters given,
 so every `pab-campaign` command reads it. After each `epoch()` the trajectory is rewritten with every
 epoch so far and `last.pt` is saved every `checkpoint_every` epochs; the run ends `completed` when the
-with-block ends, `failed` (with the error's line) when it raises, and `diverged` when a loss given to
-`epoch()` is not finite: that epoch's numbers are kept (the blown-up model is not probed), and the
-with-block ends there without an error.
+with-block ends, `failed` (with the error's line) when it raises, `preempted` when it is interrupted
+(Ctrl-C, SystemExit), and `diverged` when a loss given to `epoch()` is not finite: that epoch's numbers
+are kept (the blown-up model is not probed), and the with-block ends there without an error. The run
+directory is written through the `RunWriter` our own runs use (`run_writer.py`), under its policies
+(the lock, an unreadable run.json or history, a finished run never reopened).
 
 The probes are those of a tracking preset (`conf/tracking/<name>.yaml`). The performance probe
 records the losses and accuracies given (and the gaps between them); the others measure the model on
@@ -28,7 +30,6 @@ from __future__ import annotations
 import logging
 import math
 import numbers
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -39,27 +40,15 @@ from torch import nn
 from torch.nn import functional as F
 
 from pab_campaign.errors import ConfigError, PabError, StoreError, one_line
-from pab_campaign.runlock import RunLock
-from pab_campaign.store import (
-    RUN_JSON,
-    TRAJECTORY,
-    RunRecord,
-    RunStatus,
-    TrajectoryBuffer,
-    read_run_json,
-    read_trajectory,
-    remove_stale_temps,
-    run_dir,
-    write_run_json,
-    write_trajectory,
-)
-from pab_campaign.training import checkpoint, provenance
+from pab_campaign.store import RunStatus, TrajectoryBuffer, run_dir
+from pab_campaign.training import checkpoint
 from pab_campaign.training.data import SPLITS, DataBundle, Split
 from pab_campaign.training.evaluate import Evaluation, eval_mode
 from pab_campaign.training.identity import run_id
 from pab_campaign.training.models import Classifier
 from pab_campaign.training.probes import ProbeContext, Row, forward_features
 from pab_campaign.training.probes.registry import build_probes
+from pab_campaign.training.run_writer import RunWriter
 from pab_campaign.training.state import TrainingState
 from pab_campaign.training.tracker_inputs import check_campaign_dir, load_tracking, number, probe_split, user_hparams
 
@@ -112,18 +101,15 @@ class Tracker:
         seed = self.hparams.get("seed")
         self.recorded_seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
         self.seed = self.recorded_seed or 0
-        self.record: RunRecord | None = None
+        self._writer = RunWriter(self.run_dir, self.run_id, self.campaign_dir.name, self.hparams, self.recorded_seed)
         self.status: RunStatus | None = None
-        self.trajectory = TrajectoryBuffer()
         self.probe_states: dict[str, dict[str, Any]] = {}
         self.best_value: float | None = None
         self.last_epoch: int | None = None
         self._checkpointed: int | None = None
         self._parts: tuple[nn.Module, Any, Any] | None = None
-        self._open = self._running = self._tracked = False
+        self._open = self._tracked = False
         self._noticed: set[str] = set()
-        self._started = time.monotonic()
-        self._lock: RunLock | None = None
 
     def _usable(self, probe: Any) -> bool:
         """Whether `probe` can measure here; a one-line notice when it cannot."""
@@ -136,77 +122,58 @@ class Tracker:
         return True
 
     # ---- the run directory ---------------------------------------------------------------------
+    @property
+    def trajectory(self) -> TrajectoryBuffer:
+        """Every row recorded so far (what `trajectory.parquet` holds)."""
+        return self._writer.trajectory
+
     def __enter__(self) -> Tracker:
-        self._open_run_dir()
+        """Claim the run directory through the run writer: RunLocked when another live process
+        writes it, RunRefused when its run.json cannot be read and it has history, StoreError when
+        its trajectory cannot be read (the run ends failed). A finished run is left as it is."""
+        writing = self._writer.open()
+        record = self._writer.record
+        assert record is not None
+        self.status = record.status
+        if writing:
+            self.last_epoch = max(self.trajectory.epoch) if len(self.trajectory) else None
+        else:
+            self.last_epoch = record.epochs_done
+        self._open = True
         return self
 
-    def _open_run_dir(self) -> None:
-        """Claim the run directory (the one place that does): take its lock (RunLocked when another
-        live process writes it), read what an earlier attempt left, and mark the run running, unless
-        it has finished (then it is left as it is)."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._lock = RunLock(self.run_dir).acquire()
-        try:
-            self._read_earlier_attempt()
-        except BaseException:
-            self._lock.release()
-            raise
-
-    def _read_earlier_attempt(self) -> None:
-        """Under the lock: the record and trajectory an earlier attempt left; mark the run running."""
-        assert self._lock is not None
-        previous = None
-        if (self.run_dir / RUN_JSON).exists():
-            try:
-                previous = read_run_json(self.run_dir)
-            except StoreError as exc:
-                log.warning("tracking: %s; it is rewritten", one_line(exc))
-        if (self.run_dir / TRAJECTORY).exists():
-            self.trajectory = TrajectoryBuffer.from_table(read_trajectory(self.run_dir))
-        self.last_epoch = max(self.trajectory.epoch) if len(self.trajectory) else None
-        self.record = provenance.start_record(self.run_id, self.campaign_dir.name, self.hparams, self.recorded_seed,
-                                              [], previous)
-        self._open, self._started = True, time.monotonic()
-        self.status = previous.status if previous else None
-        if self._final():
-            log.info("tracking: run %s already %s after epoch %d; kept as it is", self.run_id, self.status,
-                     self.record.epochs_done)
-            self._lock.release()
-            return
-        for folder in (self.run_dir, checkpoint.checkpoint_dir(self.run_dir)):
-            remove_stale_temps(folder)
-        write_run_json(self.run_dir, self.record)
-        self.status, self._running = RunStatus.RUNNING, True
-
     def _finish(self, status: RunStatus, error: str | None = None) -> None:
-        """Record how the run ended, unless another writer took its lock over (then that one owns
-        it); release the lock."""
-        assert self.record is not None and self._lock is not None
-        if self._lock.held():
-            self.record.status, self.record.error, self.record.ended_at = status, error, provenance.now()
-            self.record.duration_s = (self.record.duration_s or 0.0) + time.monotonic() - self._started
-            self._started = time.monotonic()
-            write_run_json(self.run_dir, self.record)
-            self.status = status
-        else:
-            log.error("tracking: run %s lost its lock to another writer; %s not recorded", self.run_id, status)
-        self._running = False
-        self._lock.release()
+        """Record how the run ended (not over a new owner of its lock) and release the lock."""
+        self._writer.finish(status, error)
+        self._follow_record()
+
+    def _end(self, exc: BaseException) -> None:
+        """End the run after `exc`: preempted for an interruption, else failed with its line."""
+        self._writer.end(exc)
+        self._follow_record()
+
+    def _follow_record(self) -> None:
+        assert self._writer.record is not None
+        self.status = self._writer.record.status
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: Any) -> bool:
         self._open = False
         if isinstance(exc, RunDiverged):
             return True
-        if not self._running:
+        if not self._writer.writing:
             return False
         if exc is not None:
-            self._finish(RunStatus.FAILED, f"{type(exc).__name__}: {one_line(exc)}")
+            self._end(exc)
             return False
         if self.last_epoch is None:
             self._finish(RunStatus.FAILED, "no epoch was tracked; call tracker.epoch(model, epoch, ...) in the loop")
             return False
         if self._parts is not None and self._checkpointed != self.last_epoch:
-            self._save_checkpoint(self.last_epoch, *self._parts)
+            try:
+                self._save_checkpoint(self.last_epoch, *self._parts)
+            except BaseException as error:
+                self._end(error)
+                raise
         self._finish(RunStatus.COMPLETED)
         return False
 
@@ -223,14 +190,15 @@ class Tracker:
                scheduler: Any = None) -> int:
         """Load the last checkpoint into `model` (and `optimizer`, `scheduler`, the global RNGs and
         the probes' memory) and return the next epoch to run: 0 for a new run. Trajectory rows of
-        epochs after that checkpoint are dropped, to be measured again. A finished run (completed or
+        epochs after that checkpoint are dropped, to be measured again; StoreError (every file kept)
+        when the trajectory lacks epochs the checkpoint recorded. A finished run (completed or
         diverged) is final and kept whole: the epoch after its last one comes back, so the loop
         does not run again."""
         self._require_open("resume")
         if self._tracked:
             raise ConfigError("tracker.resume() goes before the first tracker.epoch() of the with-block")
         latest = checkpoint.latest(self.run_dir)
-        epoch = -1
+        epoch, recorded = -1, None
         if latest is not None:
             state = TrainingState(model, optimizer, scheduler)
             try:
@@ -239,12 +207,11 @@ class Tracker:
                 raise StoreError(f"{latest} does not fit this model and optimizer ({one_line(exc)}); the hparams "
                                  "must name the model that wrote it, or give other hparams for a new run") from None
             self.probe_states, self.best_value, epoch = state.probe_states, state.best_value, state.epoch
-            self._checkpointed = epoch
+            recorded, self._checkpointed = state.recorded_epochs, epoch
         if self._final():
-            return (epoch if self.last_epoch is None else self.last_epoch) + 1
-        if self.last_epoch is not None and self.last_epoch > epoch:
-            self.trajectory.truncate_after(epoch)
-            write_trajectory(self.run_dir, self.trajectory.to_table())
+            assert self.last_epoch is not None
+            return self.last_epoch + 1
+        self._writer.resume(epoch, recorded)
         self.last_epoch = epoch if epoch >= 0 else None
         return epoch + 1
 
@@ -272,22 +239,17 @@ class Tracker:
         rows += self._measure(model, epoch, given, diverged=bool(bad))
         self._tracked = True
         self.trajectory.extend(epoch, rows)
-        assert self._lock is not None
-        self._lock.verify()
-        write_trajectory(self.run_dir, self.trajectory.to_table())
+        self._writer.save_trajectory()
         self.last_epoch, self._parts = epoch, (model, optimizer, scheduler)
-        assert self.record is not None
-        self.record.epochs_done = epoch
         if bad:
             error = f"non-finite loss at epoch {epoch}: {', '.join(bad)}"
+            self._writer.record_epoch(epoch)
             self._finish(RunStatus.DIVERGED, error)
             raise RunDiverged(f"run {self.run_id} diverged: {error}; its trajectory is kept in {self.run_dir}")
         self._keep_best(epoch, given.get("val"), model, optimizer, scheduler)
         if epoch % self.checkpoint_every == 0:
             self._save_checkpoint(epoch, model, optimizer, scheduler)
-        self.record.duration_s = (self.record.duration_s or 0.0) + time.monotonic() - self._started
-        self._started = time.monotonic()
-        write_run_json(self.run_dir, self.record)
+        self._writer.record_epoch(epoch)
 
     def _check_epoch(self, epoch: Any) -> None:
         if not isinstance(epoch, numbers.Integral) or isinstance(epoch, bool) or epoch < 0:
@@ -355,7 +317,8 @@ class Tracker:
 
     # ---- checkpoints ---------------------------------------------------------------------------
     def _state(self, epoch: int, model: nn.Module, optimizer: Any, scheduler: Any) -> dict[str, Any]:
-        return TrainingState(model, optimizer, scheduler, None, self.probe_states, epoch, self.best_value).state_dict()
+        return TrainingState(model, optimizer, scheduler, None, self.probe_states, epoch, self.best_value,
+                             self._writer.recorded_epochs()).state_dict()
 
     def _save_checkpoint(self, epoch: int, model: nn.Module, optimizer: Any, scheduler: Any) -> None:
         """`last.pt`: what `resume` reads."""
