@@ -37,7 +37,8 @@ _UNITS = {
     "cross-entropy, nats": ("loss", "batch_loss", "loss_gap", "early_stop_val_loss", "loss_gap_final",
                             "loss_gap_max"),
     "ratio 0–1": ("fim_norm", "sci", "cka_init", "cka_prev", "code_sparsity", "comp_sparsity"),
-    "dimensions": ("erank", "stable_rank"),
+    "dimensions": ("erank", "stable_rank", "rank_max"),
+    "entropy, nats": ("spectral_entropy",),
     "classes": ("classes_learned", "classes_unstable"),
     "epoch": ("class_learned_epoch", "early_stop_epoch", "overfit_onset"),
 }
@@ -46,8 +47,9 @@ _UNITS = {
 # Metrics that cannot leave [0, 1] or go below 0 (gaps and differences can, so they are not here).
 _IN_UNIT_INTERVAL = ("acc", "class_acc", "clean_acc", "fgsm_acc", "pgd_acc", "consistency", "churn",
                      *_UNITS["ratio 0–1"])
-_NON_NEGATIVE = ("loss", "batch_loss", "early_stop_val_loss", "erank", "stable_rank", "classes_learned",
-                 "classes_unstable", "class_learned_epoch", "early_stop_epoch", "overfit_onset")
+_NON_NEGATIVE = ("loss", "batch_loss", "early_stop_val_loss", "erank", "stable_rank", "rank_max", "spectral_entropy",
+                 "sv_min", "classes_learned", "classes_unstable", "class_learned_epoch", "early_stop_epoch",
+                 "overfit_onset")
 
 
 def _metric_name(label: str) -> str:
