@@ -44,7 +44,10 @@ def _session_hparams(accumulator: Any) -> dict[str, Scalar] | None:
     """The HParams plugin's hyper-parameters of this directory's session, None when it has none."""
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    content = accumulator.PluginTagToContent("hparams") if "hparams" in accumulator.ActivePlugins() else {}
+    try:
+        content = accumulator.PluginTagToContent("hparams")
+    except KeyError:  # no summary of the HParams plugin in this directory
+        return None
     if SESSION_TAG not in content:
         return None
     data = plugin_data_pb2.HParamsPluginData.FromString(content[SESSION_TAG])
