@@ -5,7 +5,8 @@
         for epoch in range(start, epochs + 1):            # epoch 0 = before training
             if epoch > 0:
                 train_one_epoch(model, optimizer)
-            tracker.epoch(model, epoch, train_loss=..., train_acc=..., val_loss=..., val_acc=..., optimizer=optimizer)
+            tracker.epoch(model, epoch, train_loss=..., train_acc=..., val_loss=..., val_acc=..., optimizer=optimizer,
+                          val_f1=...)                     # any metric of your own: val_f1 is recorded as val/f1
 
 The run directory is `<campaign_dir>/runs/<run_id>` with the same `run.json`, `trajectory.parquet` and
 `checkpoints/` as a run of `python -m pab_campaign`, `run_id` the hash of the hyper-parameters given,
@@ -22,6 +23,11 @@ the preset's split, `val`), prediction churn, robustness and FIM_norm; the weigh
 model's Linear and Conv layers. The representation probe needs penultimate features: a model with
 `features` and `head` modules gives them itself, any other model through `features(model, x)`.
 Probes that lack what they need are skipped, each with a one-line notice.
+
+Metrics of the user's own: `tracker.log(epoch=3, **{"probe/sharpness": 0.2})` or keyword scalars on
+`epoch()` (`val_f1=0.8` is `val/f1`) go into the trajectory beside the probes' rows, under a name of
+the `context/metric[key]` form that no probe writes; `tracker.log(step=1200, **{"train/loss": 0.3})`
+goes to `steps.parquet` with the wall-clock time, written at each `epoch()` and when the run ends.
 """
 from __future__ import annotations
 
@@ -42,15 +48,19 @@ from pab_campaign.errors import ConfigError, PabError, StoreError, one_line
 from pab_campaign.runlock import RunLock
 from pab_campaign.store import (
     RUN_JSON,
+    STEPS,
     TRAJECTORY,
     RunRecord,
     RunStatus,
+    StepBuffer,
     TrajectoryBuffer,
     read_run_json,
+    read_steps,
     read_trajectory,
     remove_stale_temps,
     run_dir,
     write_run_json,
+    write_steps,
     write_trajectory,
 )
 from pab_campaign.training import checkpoint, provenance
@@ -61,7 +71,16 @@ from pab_campaign.training.models import Classifier
 from pab_campaign.training.probes import ProbeContext, Row, forward_features
 from pab_campaign.training.probes.registry import build_probes
 from pab_campaign.training.state import TrainingState
-from pab_campaign.training.tracker_inputs import check_campaign_dir, load_tracking, number, probe_split, user_hparams
+from pab_campaign.training.tracker_inputs import (
+    TRACKER_NAMES,
+    check_campaign_dir,
+    keyword_name,
+    load_tracking,
+    number,
+    probe_split,
+    scalar_name,
+    user_hparams,
+)
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +134,11 @@ class Tracker:
         self.record: RunRecord | None = None
         self.status: RunStatus | None = None
         self.trajectory = TrajectoryBuffer()
+        self.steps = StepBuffer()
+        # (context, metric) of the values the tracker and its probes record, and of the user's own: kept apart.
+        self._ours: set[tuple[str, str]] = set(TRACKER_NAMES)
+        self._theirs: set[tuple[str, str]] = set()
+        self._steps_saved = 0
         self.probe_states: dict[str, dict[str, Any]] = {}
         self.best_value: float | None = None
         self.last_epoch: int | None = None
@@ -163,6 +187,8 @@ class Tracker:
                 log.warning("tracking: %s; it is rewritten", one_line(exc))
         if (self.run_dir / TRAJECTORY).exists():
             self.trajectory = TrajectoryBuffer.from_table(read_trajectory(self.run_dir))
+        if (self.run_dir / STEPS).exists():
+            self.steps = StepBuffer.from_table(read_steps(self.run_dir))
         self.last_epoch = max(self.trajectory.epoch) if len(self.trajectory) else None
         self.record = provenance.start_record(self.run_id, self.campaign_dir.name, self.hparams, self.recorded_seed,
                                               [], previous)
@@ -183,6 +209,7 @@ class Tracker:
         it); release the lock."""
         assert self.record is not None and self._lock is not None
         if self._lock.held():
+            self._save_steps()
             self.record.status, self.record.error, self.record.ended_at = status, error, provenance.now()
             self.record.duration_s = (self.record.duration_s or 0.0) + time.monotonic() - self._started
             self._started = time.monotonic()
@@ -245,22 +272,28 @@ class Tracker:
         if self.last_epoch is not None and self.last_epoch > epoch:
             self.trajectory.truncate_after(epoch)
             write_trajectory(self.run_dir, self.trajectory.to_table())
+        if any(e is not None and e > epoch for e in (row[1] for row in self.steps.rows)):
+            self.steps.truncate_after(epoch)
+            self._steps_saved = -1
+            self._save_steps()
         self.last_epoch = epoch if epoch >= 0 else None
         return epoch + 1
 
     # ---- one epoch -----------------------------------------------------------------------------
     def epoch(self, model: nn.Module, epoch: int, train_loss: Any = None, train_acc: Any = None,
               val_loss: Any = None, val_acc: Any = None, test_loss: Any = None, test_acc: Any = None,
-              optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None) -> None:
+              optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None, **scalars: Any) -> None:
         """Record epoch `epoch` (0 = before training): the losses (nats) and accuracies (fractions)
-        given, the preset's probes on `model`, then rewrite the trajectory, checkpoint (every
-        `checkpoint_every` epochs; with `optimizer` and `scheduler` when given) and run.json.
-        RunDiverged (the run ends `diverged`) when a loss given is not finite."""
+        given, metrics of the user's own (`scalars`: `val_f1=0.8` is val/f1, `**{"probe/x": 1.0}`
+        any name, see `log`), the preset's probes on `model`, then rewrite the trajectory (and the
+        steps logged), checkpoint (every `checkpoint_every` epochs; with `optimizer` and `scheduler`
+        when given) and run.json. RunDiverged (the run ends `diverged`) when a loss given is not finite."""
         self._require_open("epoch")
         if self._final():
             raise ConfigError(f"run {self.run_id} is already {self.status} ({self.run_dir}) and final; give other "
                               "hparams (e.g. more epochs) for a new run")
         self._check_epoch(epoch)
+        own = self._own_rows(epoch, {keyword_name(k): v for k, v in scalars.items()})
         losses = {split: number(f"{split}_loss", value)
                   for split, value in zip(SPLITS, (train_loss, val_loss, test_loss)) if value is not None}
         accuracies = {split: number(f"{split}_acc", value, fraction=True)
@@ -270,11 +303,13 @@ class Tracker:
         bad = [f"{split}_loss={value}" for split, value in losses.items() if not math.isfinite(value)]
         rows = [("train", "lr", None, float(optimizer.param_groups[0]["lr"]))] if optimizer is not None else []
         rows += self._measure(model, epoch, given, diverged=bool(bad))
+        self._claim({(context, metric) for context, metric, _key, _value in rows}, ours=True)
         self._tracked = True
-        self.trajectory.extend(epoch, rows)
+        self.trajectory.extend(epoch, rows + own)
         assert self._lock is not None
         self._lock.verify()
         write_trajectory(self.run_dir, self.trajectory.to_table())
+        self._save_steps()
         self.last_epoch, self._parts = epoch, (model, optimizer, scheduler)
         assert self.record is not None
         self.record.epochs_done = epoch
@@ -288,6 +323,83 @@ class Tracker:
         self.record.duration_s = (self.record.duration_s or 0.0) + time.monotonic() - self._started
         self._started = time.monotonic()
         write_run_json(self.run_dir, self.record)
+
+    # ---- metrics of the user's own --------------------------------------------------------------
+    def log(self, epoch: int | None = None, step: int | None = None, **scalars: Any) -> None:
+        """Record metrics of the user's own, named `context/metric[key]` (`tracker.log(epoch=3,
+        **{"val/f1": 0.8, "weights/norm[fc1]": 2.5})`; a keyword `val_f1` is val/f1): with `epoch`
+        alone, into the trajectory at that epoch (the epoch just given to `epoch()` or a later one);
+        with `step`, into `steps.parquet` with the wall-clock time (in `epoch` when given, else in the
+        epoch being trained). Values are numbers (0-d tensors accepted; NaN kept as not measured)."""
+        self._require_open("log")
+        if self._final():
+            raise ConfigError(f"run {self.run_id} is already {self.status} ({self.run_dir}) and final; nothing logged")
+        if not scalars:
+            raise ConfigError("tracker.log() needs metrics: tracker.log(epoch=3, **{'val/f1': 0.8}) or val_f1=0.8")
+        named = {keyword_name(k): v for k, v in scalars.items()}
+        if step is None:
+            if epoch is None:
+                raise ConfigError("tracker.log() needs epoch= (into the trajectory) or step= (into steps.parquet)")
+            self._check_log_epoch(epoch)
+            rows = self._own_rows(epoch, named)
+            self.trajectory.extend(epoch, rows)
+            assert self._lock is not None
+            self._lock.verify()
+            write_trajectory(self.run_dir, self.trajectory.to_table())
+            return
+        if not isinstance(step, numbers.Integral) or isinstance(step, bool) or step < 0:
+            raise ConfigError(f"step={step!r} must be a whole number >= 0 (the training step, e.g. the batch count)")
+        if epoch is not None:
+            self._check_log_epoch(epoch)
+        in_epoch = epoch if epoch is not None else (0 if self.last_epoch is None else self.last_epoch + 1)
+        now = time.time()
+        for context, metric, key, value in self._own_rows(in_epoch, named, per_step=True):
+            self.steps.add(int(step), in_epoch, now, context, metric, value, key)
+
+    def _check_log_epoch(self, epoch: Any) -> None:
+        if not isinstance(epoch, numbers.Integral) or isinstance(epoch, bool) or epoch < 0:
+            raise ConfigError(f"epoch={epoch!r} must be a whole number >= 0 (0 = before training, then 1, 2, ...)")
+        if self.last_epoch is not None and epoch < self.last_epoch:
+            raise ConfigError(f"epoch {epoch} is over: {self.run_dir} holds epochs up to {self.last_epoch}; log the "
+                              "epoch just recorded or a later one")
+
+    def _own_rows(self, epoch: int, named: dict[str, Any], per_step: bool = False) -> list[Row]:
+        """(context, metric, key, value) rows of the user's metrics; ConfigError for a bad name, a
+        name the tracker or its probes record, a value that is not a number, or a value recorded
+        already at this epoch."""
+        rows: list[Row] = []
+        for name, value in named.items():
+            context, metric, key = scalar_name(name)
+            rows.append((context, metric, key, number(name, value)))
+        self._claim({(context, metric) for context, metric, _key, _value in rows}, ours=False)
+        if not per_step:
+            recorded = {(c, m, k) for e, c, m, k in zip(self.trajectory.epoch, self.trajectory.context,
+                                                          self.trajectory.metric, self.trajectory.key) if e == epoch}
+            again = [f"{c}/{m}" + (f"[{k}]" if k else "") for c, m, k, _v in rows if (c, m, k) in recorded]
+            if again:
+                raise ConfigError(f"{', '.join(again)} already recorded at epoch {epoch}; one value per metric and "
+                                  "epoch (per-step values go to tracker.log(step=...))")
+        return rows
+
+    def _claim(self, names: set[tuple[str, str]], ours: bool) -> None:
+        """Keep the tracker's metric names and the user's apart; ConfigError naming a clash."""
+        other = self._theirs if ours else self._ours
+        clash = sorted(names & other)
+        if clash:
+            context, metric = clash[0]
+            raise ConfigError(f"'{context}/{metric}' is recorded by the tracker or its probes; name your own metric "
+                              "otherwise (e.g. val/f1, probe/sharpness), or give losses and accuracies as "
+                              "tracker.epoch(..., val_loss=..., val_acc=...)")
+        (self._ours if ours else self._theirs).update(names)
+
+    def _save_steps(self) -> None:
+        """Rewrite `steps.parquet` when values were logged per step since it was last written."""
+        if len(self.steps) == self._steps_saved:
+            return
+        assert self._lock is not None
+        self._lock.verify()
+        write_steps(self.run_dir, self.steps.to_table())
+        self._steps_saved = len(self.steps)
 
     def _check_epoch(self, epoch: Any) -> None:
         if not isinstance(epoch, numbers.Integral) or isinstance(epoch, bool) or epoch < 0:
