@@ -2,7 +2,8 @@
 
 Each run's id is the run-id hash of its hyper-parameters plus its identity in the tool (`import.source`
 = `<tool>:<name>`), so importing the same input again gives the same ids. The runs are first written
-into a temp campaign beside the destination, then merged into it: a run the destination has with the
+into a temp campaign beside the destination (one left by a killed import is removed by the next), then
+merged into it: a run the destination has with the
 same values is skipped, one it has with other values is a conflict, kept aside under a suffixed id
 (`merge`'s rule), and nothing is overwritten.
 
@@ -29,6 +30,7 @@ from pab_campaign.store import (
     StepBuffer,
     TrajectoryBuffer,
     host_name,
+    remove_stale_temps,
     run_dir,
     temp_path,
     write_run_json,
@@ -170,8 +172,9 @@ def import_runs(runs: list[SourceRun], destination: Path, options: ImportOptions
         if other != run.name:
             raise CampaignError(f"{run.tool} runs '{other}' and '{run.name}' have the same identity; nothing was "
                                 "imported")
-    staging = temp_path(destination.parent / destination.name, "")
     destination.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(destination.parent)  # the staging directory of an import that was killed
+    staging = temp_path(destination.parent / destination.name, "")
     try:
         for item in built:
             directory = run_dir(staging, item.record.run_id)
