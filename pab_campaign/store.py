@@ -493,8 +493,8 @@ class StepBuffer:
         self.rows = [row for row in self.rows if row[1] is None or row[1] <= epoch]
 
     def to_table(self) -> pa.Table:
-        columns = list(zip(*self.rows)) if self.rows else [[] for _ in STEPS_SCHEMA.names]
-        arrays = {name: list(column) for name, column in zip(STEPS_SCHEMA.names, columns)}
+        arrays: dict[str, list[Any]] = {name: [row[i] for row in self.rows]
+                                        for i, name in enumerate(STEPS_SCHEMA.names)}
         return pa.table({
             "step": pa.array(arrays["step"], pa.int64()),
             "epoch": pa.array(arrays["epoch"], pa.int32()),

@@ -54,10 +54,10 @@ def _session_hparams(accumulator: Any) -> dict[str, Scalar] | None:
     values: dict[str, Scalar] = {}
     for name, value in data.session_start_info.hparams.items():
         kind = value.WhichOneof("kind")
-        raw = getattr(value, kind) if kind else None
-        values[name] = parse_scalar(raw) if kind == "string_value" else raw if kind != "null_value" else None
-        if isinstance(values[name], float) and float(values[name]).is_integer() and kind == "number_value":
-            values[name] = int(values[name])  # protobuf numbers are doubles: 3 was written as 3.0
+        raw: Any = getattr(value, kind) if kind and kind != "null_value" else None
+        if kind == "number_value" and float(raw).is_integer():
+            raw = int(raw)  # protobuf numbers are doubles: 3 was written as 3.0
+        values[name] = parse_scalar(raw) if kind == "string_value" else raw
     return values
 
 

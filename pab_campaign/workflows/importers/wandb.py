@@ -70,7 +70,7 @@ def read_run_file(path: Path) -> SourceRun:
     points: list[Point] = []
     name, started, status, ended, error = path.stem.removeprefix("run-"), None, RunStatus.RUNNING, None, None
     for raw in records(path):
-        record = wandb_internal_pb2.Record()
+        record = wandb_internal_pb2.Record()  # type: ignore[attr-defined]  # generated protobuf module
         try:
             record.ParseFromString(raw)
         except Exception:  # protobuf's DecodeError: a damaged record is left out
