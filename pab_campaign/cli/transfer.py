@@ -29,11 +29,16 @@ def _tool_and_source(option: str, tools: tuple[str, ...]) -> type[argparse.Actio
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from pab_campaign.errors import CampaignError
     from pab_campaign.workflows.importers import read_source
     from pab_campaign.workflows.importers.source import parse_map
     from pab_campaign.workflows.importers.writer import ImportOptions, import_runs
 
     tool, source = args.source
+    for option, value, owner in (("--hparams", args.hparams, "tensorboard"),
+                                 ("--experiment", args.experiment, "mlflow")):
+        if value is not None and tool != owner:
+            raise CampaignError(f"{option} is for --from {owner}; leave it out with --from {tool}")
     options = ImportOptions(parse_map(args.map), args.steps_per_epoch)
     runs = read_source(tool, source, mapping=options.mapping, steps_per_epoch=options.steps_per_epoch,
                        hparams_csv=args.hparams, experiment=args.experiment)
