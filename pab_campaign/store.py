@@ -29,6 +29,9 @@ RUNS_DIR = "runs"
 SUMMARY_DIR = "summary"
 RUN_JSON = "run.json"
 TRAJECTORY = "trajectory.parquet"
+# Values recorded per training step (a user's `tracker.log(step=...)`, an import's steps), beside the
+# per-epoch trajectory, which every analysis reads.
+STEPS = "steps.parquet"
 # Full tracebacks of the run's failures, appended (run.json's `error` holds the last line).
 RUN_LOG = "run.log"
 CHECKPOINTS = "checkpoints"
@@ -168,6 +171,18 @@ RUN_FIELDS = tuple(f.name for f in fields(RunRecord))
 _DICT = pa.dictionary(pa.int32(), pa.string())
 TRAJECTORY_SCHEMA = pa.schema([
     pa.field("epoch", pa.int32(), nullable=False),
+    pa.field("context", _DICT, nullable=False),
+    pa.field("metric", _DICT, nullable=False),
+    pa.field("key", _DICT, nullable=True),
+    pa.field("value", pa.float64(), nullable=True),
+])
+
+# `steps.parquet`: one row per value recorded at a training step; `epoch` is the epoch the step falls
+# in (null when unknown), `wall_time` Unix seconds when the value was recorded (null when unknown).
+STEPS_SCHEMA = pa.schema([
+    pa.field("step", pa.int64(), nullable=False),
+    pa.field("epoch", pa.int32(), nullable=True),
+    pa.field("wall_time", pa.float64(), nullable=True),
     pa.field("context", _DICT, nullable=False),
     pa.field("metric", _DICT, nullable=False),
     pa.field("key", _DICT, nullable=True),
@@ -455,3 +470,70 @@ def read_trajectory(directory: Path) -> pa.Table:
         first = str(exc).strip().splitlines()[0]
         raise StoreError(f"{path}: trajectory columns are not of the contract's types, e.g. epoch must hold "
                          f"whole numbers ({first})") from None
+
+
+class StepBuffer:
+    """Rows of one run's `steps.parquet` held in memory: (step, epoch, wall_time, context, metric, key,
+    value); `epoch` and `wall_time` (Unix seconds) may be None."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, int | None, float | None, str, str, str | None, float]] = []
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def add(self, step: int, epoch: int | None, wall_time: float | None, context: str, metric: str, value: float,
+            key: str | None = None) -> None:
+        self.rows.append((int(step), None if epoch is None else int(epoch),
+                          None if wall_time is None else float(wall_time), context, metric,
+                          None if key is None else str(key), float(value)))
+
+    def truncate_after(self, epoch: int) -> None:
+        """Drop every row of an epoch later than `epoch` (rows of no known epoch stay)."""
+        self.rows = [row for row in self.rows if row[1] is None or row[1] <= epoch]
+
+    def to_table(self) -> pa.Table:
+        arrays: dict[str, list[Any]] = {name: [row[i] for row in self.rows]
+                                        for i, name in enumerate(STEPS_SCHEMA.names)}
+        return pa.table({
+            "step": pa.array(arrays["step"], pa.int64()),
+            "epoch": pa.array(arrays["epoch"], pa.int32()),
+            "wall_time": pa.array(arrays["wall_time"], pa.float64()),
+            "context": pa.array(arrays["context"], pa.string()).dictionary_encode(),
+            "metric": pa.array(arrays["metric"], pa.string()).dictionary_encode(),
+            "key": pa.array(arrays["key"], pa.string()).dictionary_encode(),
+            "value": pa.array(arrays["value"], pa.float64()),
+        }).cast(STEPS_SCHEMA)
+
+    @classmethod
+    def from_table(cls, table: pa.Table) -> StepBuffer:
+        buffer = cls()
+        columns = table.cast(STEPS_SCHEMA).to_pydict()
+        buffer.rows = [(s, e, w, c, m, k, math.nan if v is None else float(v))
+                       for s, e, w, c, m, k, v in zip(*(columns[name] for name in STEPS_SCHEMA.names))]
+        return buffer
+
+
+def write_steps(directory: Path, table: pa.Table) -> None:
+    """Atomically (re)write `<directory>/steps.parquet` with all step rows so far."""
+    table = table.cast(STEPS_SCHEMA)
+    atomic_write(Path(directory) / STEPS, lambda tmp: pq.write_table(table, tmp))
+
+
+def read_steps(directory: Path) -> pa.Table:
+    """Read a run's `steps.parquet`, checked against STEPS_SCHEMA; StoreError naming the problem."""
+    path = Path(directory) / STEPS
+    if not path.exists():
+        raise StoreError(f"{path}: missing steps.parquet (the run recorded no values per step)")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise StoreError(f"{path}: unreadable Parquet ({exc})") from None
+    missing = set(STEPS_SCHEMA.names) - set(table.column_names)
+    if missing:
+        raise StoreError(f"{path}: steps file lacks columns {sorted(missing)}")
+    try:
+        return table.select(STEPS_SCHEMA.names).cast(STEPS_SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise StoreError(f"{path}: steps columns are not of the contract's types ({first})") from None

@@ -14,12 +14,13 @@ from matplotlib.ticker import MaxNLocator
 from pab_campaign.analysis.plots.style import OKABE_ITO, axis_label, group_label, metric_range
 
 
-def plot_curves(curves: pd.DataFrame, groupby: list[str], campaign: str = "") -> Figure:
+def plot_curves(curves: pd.DataFrame, groupby: list[str], campaign: str = "", x: str = "epoch") -> Figure:
     """Learning curves: one panel per `label` (context/metric[key]), one line per group (mean over
     runs against epoch) with a band of ± the CI95 half-width, cut to the values the metric can take
     (an accuracy's band stays within [0, 1]); titled by `campaign`. A group keeps one colour in
     every panel, also in panels where other groups have no values. `curves` has the columns of
-    `report.build_curves`: *groupby, label, epoch, runs, mean, std, ci95."""
+    `report.build_curves`: *groupby, label, epoch, runs, mean, std, ci95 (`x` = "step": per step,
+    with a `step` column instead of `epoch`)."""
     labels = list(dict.fromkeys(curves["label"]))
     colours = _group_colours(curves, groupby)
     columns = min(2, max(1, len(labels)))
@@ -30,16 +31,16 @@ def plot_curves(curves: pd.DataFrame, groupby: list[str], campaign: str = "") ->
     for ax, label in zip(axes.flat, labels):
         panel = curves[curves["label"] == label]
         for name, group in _groups_of(panel, groupby):
-            group = group.sort_values("epoch")
+            group = group.sort_values(x)
             marker = "o" if len(group) <= 15 else None
-            handles[name], = ax.plot(group["epoch"], group["mean"], label=name, color=colours[name], lw=1.5,
+            handles[name], = ax.plot(group[x], group["mean"], label=name, color=colours[name], lw=1.5,
                                      marker=marker, ms=3)
             band = group["ci95"].fillna(0.0)
             low, high = metric_range(label)
-            ax.fill_between(group["epoch"], (group["mean"] - band).clip(lower=low),
+            ax.fill_between(group[x], (group["mean"] - band).clip(lower=low),
                             (group["mean"] + band).clip(upper=high), color=colours[name], alpha=0.2, lw=0)
         ax.set_title(label, fontsize=10)
-        ax.set_xlabel("epoch")
+        ax.set_xlabel(x)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(axis_label(label))
         ax.grid(alpha=0.3)

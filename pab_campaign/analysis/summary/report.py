@@ -59,7 +59,8 @@ class Report:
     notes: list[str] = field(default_factory=list)
 
 
-def _choose_groupby(campaign: Campaign, done: pd.DataFrame, groupby: list[str] | None) -> list[str]:
+def choose_groupby(campaign: Campaign, done: pd.DataFrame, groupby: list[str] | None) -> list[str]:
+    """`groupby` checked against the hyper-parameters; every one that varies (but the seed) when None."""
     if groupby is None:
         return varying_hparams(done, campaign.hparam_names)
     unknown = [g for g in groupby if g not in campaign.hparam_names]
@@ -258,7 +259,7 @@ def build_report(
     """
     done = completed_runs(campaign)
     notes: list[str] = []
-    groupby = _choose_groupby(campaign, done, groupby)
+    groupby = choose_groupby(campaign, done, groupby)
     labels = _choose_metrics(campaign, done, contexts, metrics, notes)
     measured = [label for label in labels if not label.startswith(f"{SUMMARY_CONTEXT}/")]
     summaries = [label for label in labels if label.startswith(f"{SUMMARY_CONTEXT}/")]
@@ -342,7 +343,7 @@ def build_curves(campaign: Campaign, groupby: list[str] | None = None, contexts:
     """Learning curves over seeds: per group, label (`context/metric`) and epoch, the number of runs
     with a finite value, its mean, std (ddof=1) and CI95 half-width. Returns (groupby, curves)."""
     done = completed_runs(campaign)
-    groupby = _choose_groupby(campaign, done, groupby)
+    groupby = choose_groupby(campaign, done, groupby)
     labels = _choose_metrics(campaign, done, contexts, metrics, [])
     if any(label.startswith(f"{SUMMARY_CONTEXT}/") for label in labels):
         raise CampaignError(f"{SUMMARY_CONTEXT}/ metrics are whole-run numbers, not curves; use them with `report`")
@@ -371,17 +372,18 @@ def build_curves(campaign: Campaign, groupby: list[str] | None = None, contexts:
 
 
 def write_curves(campaign: Campaign, groupby: list[str], curves: pd.DataFrame,
-                 campaign_ids: list[str] | None = None, folder: Path | None = None) -> tuple[Path, Path]:
-    """Write `curves_<groupby>[_<ids>].parquet` and its PNG with CI95 bands into `folder` (default
-    the campaign's `summary/`)."""
+                 campaign_ids: list[str] | None = None, folder: Path | None = None,
+                 x: str = "epoch") -> tuple[Path, Path]:
+    """Write `curves_<groupby>[_<ids>].parquet` (`curves_steps_...` for `x` = "step") and its PNG
+    with CI95 bands into `folder` (default the campaign's `summary/`)."""
     from pab_campaign.analysis.plots.curves import plot_curves
     from pab_campaign.analysis.plots.style import save_png
 
     suffix = ids_suffix(campaign_ids)
-    stem = f"curves_{slug(groupby)}{suffix}"
+    stem = f"curves_{'steps_' if x == 'step' else ''}{slug(groupby)}{suffix}"
     folder = folder or campaign.summary_dir
     parquet, png = (folder / f"{stem}.{ext}" for ext in ("parquet", "png"))
     atomic_write(parquet, lambda tmp: curves.to_parquet(tmp, index=False))
-    figure = plot_curves(curves, groupby, campaign=campaign.directory.name)
+    figure = plot_curves(curves, groupby, campaign=campaign.directory.name, x=x)
     save_png(figure, png)
     return parquet, png
