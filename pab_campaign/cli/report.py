@@ -77,7 +77,7 @@ def cmd_curves(args: argparse.Namespace) -> int:
     folder = args.output_folder
     campaign = open_campaign(args.campaign, args.campaign_id)
     groupby, curves = build_curves(campaign, args.groupby, args.contexts, args.metrics)
-    parquet, png = write_curves(campaign, groupby, curves, args.campaign_id, folder)
+    parquet, png = write_curves(campaign, groupby, curves, args.campaign_id, folder, args.log_y)
     last = curves.loc[curves.groupby([*groupby, "label"], dropna=False, sort=False)["epoch"].idxmax()]
     print_table(f"{campaign.directory} — curves at their last epoch (mean ± ci95 over runs)",
                 [*groupby, "label", *(Column(h, justify="right") for h in ("epoch", "runs", "mean ± ci95"))],
@@ -124,5 +124,11 @@ def register(commands: Commands) -> None:
 
     curves = commands.add("curves", cmd_curves,
                           "learning curves over seeds per group: mean and ci95 per epoch (Parquet + PNG)",
-                          "pab-campaign curves outputs/demo --contexts val --metrics loss,acc --output-folder figs")
+                          "pab-campaign curves outputs/demo --contexts val --metrics loss,acc --log-y "
+                          "--output-folder figs")
     _add_grouping(curves)
+    scale = curves.add_mutually_exclusive_group()
+    scale.add_argument("--log-y", dest="log_y", action="store_const", const=True, default=None,
+                       help="every panel on a log y scale (default: loss panels spanning more than two decades)")
+    scale.add_argument("--linear-y", dest="log_y", action="store_const", const=False,
+                       help="every panel on a linear y scale")

@@ -451,7 +451,8 @@ def write_audit(campaign: Campaign, result: AuditResult, plots: bool = True, cam
 
     def figures(folder: Path) -> list[Path]:
         return [save_png(audit_figure(data.values, groups, table[table["metric"] == metric], metric, data.target,
-                                      controls, title, result.request.alpha), folder / figure_name(metric), dpi)
+                                      controls, title, result.request.alpha, data.hparams),
+                         folder / figure_name(metric), dpi)
                 for metric in data.candidates]
 
     return written + _replace_folder(out / f"audit{suffix}", figures)
