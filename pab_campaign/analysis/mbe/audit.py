@@ -421,6 +421,7 @@ def write_audit(campaign: Campaign, result: AuditResult, plots: bool = True, cam
     """Write the audit's files and return their paths.
 
     Into `output_folder` (default `<campaign>/summary/`): `audit[_<ids>].csv` (the audit table),
+    `audit_runs[_<ids>].csv` (one row per run: run_id, hyper-parameters and the audited values),
     `audit_drivers[_<ids>].csv` (when drivers were asked for) and, with `plots`, one PNG per
     candidate at `dpi` in the folder `audit[_<ids>]/`, which is replaced as a whole (figures of an
     earlier audit do not linger; a driver table of one is removed when this audit has none).
@@ -433,8 +434,10 @@ def write_audit(campaign: Campaign, result: AuditResult, plots: bool = True, cam
     out = Path(output_folder) if output_folder is not None else campaign.summary_dir
     suffix = ids_suffix(campaign_ids)
     table, data = result.table, result.data
-    written = [out / f"audit{suffix}.csv"]
+    written = [out / f"audit{suffix}.csv", out / f"audit_runs{suffix}.csv"]
     atomic_write(written[0], lambda tmp: table.to_csv(tmp, index=False))
+    runs = data.hparams.join(data.values[[c for c in data.values.columns if c not in data.hparams.columns]])
+    atomic_write(written[1], lambda tmp: runs.rename_axis("run_id").reset_index().to_csv(tmp, index=False))
     drivers = out / f"audit_drivers{suffix}.csv"
     if result.request.drivers:
         atomic_write(drivers, lambda tmp: result.drivers.to_csv(tmp, index=False))
