@@ -89,7 +89,7 @@ def audit_chart(rows: pd.DataFrame, runs: pd.DataFrame, metric: str, target: str
     labels = (colour_by.reindex(usable.index).astype(str) if colour_by is not None
               else pd.Series("all runs", index=usable.index))
     groups = sorted(labels.unique())
-    hparams = [c for c in usable.columns if c not in ("run_id", metric, target)]
+    hparams = [c for c in usable.columns if c != "run_id" and "/" not in c]  # metrics are context/name
     points = [[float(x), float(y), groups.index(g), i] for i, (x, y, g) in
               enumerate(zip(usable[metric], usable[target], labels))]
     table = []

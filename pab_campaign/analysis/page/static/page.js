@@ -232,7 +232,7 @@
     });
     [-0.2, 0.2].forEach(v => forest.append(svgEl("line", { x1: fx(v), x2: fx(v), y1: fb[1], y2: fb[3], class: "effect" })));
     forest.append(svgEl("text", { x: (fb[0] + fb[2]) / 2, y: fb[3] + 32, "text-anchor": "middle", class: "label" },
-                        "Spearman ρ with the target (signed); ○ raw, □ partial; filled = significant (adjusted p)"));
+                        "signed Spearman ρ: ○ raw, □ partial; filled: adjusted p significant"));
     spec.rows.forEach((row, i) => {
       const base = fb[1] + 46 * i + 23;
       forest.append(svgEl("text", { x: fb[0] - 6, y: base + 4, "text-anchor": "end", class: "tick" }, row.group));
@@ -275,7 +275,7 @@
       svg.append(svgEl("text", { x: cx(s.state), y: mid + 5, "text-anchor": "middle", class: "node" }, String(s.state)));
     });
     svg.append(svgEl("text", { x: W / 2, y: H - 8, "text-anchor": "middle", class: "label" },
-                     "forward transitions above the line, backward below; width ∝ probability; hover for details"));
+                     "forward above, backward below; width ∝ P; hover for details"));
     const box = el("div", { class: "chart-box" });
     box.append(svg);
     figure.insertBefore(box, figure.querySelector("figcaption"));
@@ -285,7 +285,7 @@
   function mountDirections(figure, spec) {
     const n = spec.directions.length, W = Math.max(420, 90 * n + 120), H = 300, b = [70, 20, W - 20, 250];
     const svg = frame(W, H);
-    const top = Math.max(...spec.directions.flatMap(d => [d.a, d.b]), 1e-12);
+    const top = 1.1 * Math.max(...spec.directions.flatMap(d => [d.a, d.b]), 1e-12);
     const y = v => b[3] - v / top * (b[3] - b[1]);
     axes(svg, b, () => b[0], y, [], ticks(0, top, 4), "direction (comparison)", "variance along it");
     const step = (b[2] - b[0]) / n;
