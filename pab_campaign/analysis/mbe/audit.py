@@ -361,7 +361,7 @@ def run_audit(campaign: Campaign, request: AuditRequest) -> AuditResult:
      probe/proxy@1   -0.661       -0.031          0.948 loss proxy inconclusive
     probe/signal@1    0.831        0.976          0.000       PASS     survives
     >>> [path.name for path in write_audit(campaign, result, plots=False)]
-    ['audit.csv']
+    ['audit.csv', 'audit_runs.csv']
     >>> tmp.cleanup()
     """
     alpha, correction = check_alpha(request.alpha), check_correction(request.correction)
