@@ -361,7 +361,7 @@ def run_audit(campaign: Campaign, request: AuditRequest) -> AuditResult:
      probe/proxy@1   -0.661       -0.031          0.948 loss proxy inconclusive
     probe/signal@1    0.831        0.976          0.000       PASS     survives
     >>> [path.name for path in write_audit(campaign, result, plots=False)]
-    ['audit.csv']
+    ['audit.csv', 'audit_runs.csv']
     >>> tmp.cleanup()
     """
     alpha, correction = check_alpha(request.alpha), check_correction(request.correction)
@@ -421,6 +421,7 @@ def write_audit(campaign: Campaign, result: AuditResult, plots: bool = True, cam
     """Write the audit's files and return their paths.
 
     Into `output_folder` (default `<campaign>/summary/`): `audit[_<ids>].csv` (the audit table),
+    `audit_runs[_<ids>].csv` (one row per run: run_id, hyper-parameters and the audited values),
     `audit_drivers[_<ids>].csv` (when drivers were asked for) and, with `plots`, one PNG per
     candidate at `dpi` in the folder `audit[_<ids>]/`, which is replaced as a whole (figures of an
     earlier audit do not linger; a driver table of one is removed when this audit has none).
@@ -433,8 +434,10 @@ def write_audit(campaign: Campaign, result: AuditResult, plots: bool = True, cam
     out = Path(output_folder) if output_folder is not None else campaign.summary_dir
     suffix = ids_suffix(campaign_ids)
     table, data = result.table, result.data
-    written = [out / f"audit{suffix}.csv"]
+    written = [out / f"audit{suffix}.csv", out / f"audit_runs{suffix}.csv"]
     atomic_write(written[0], lambda tmp: table.to_csv(tmp, index=False))
+    runs = data.hparams.join(data.values[[c for c in data.values.columns if c not in data.hparams.columns]])
+    atomic_write(written[1], lambda tmp: runs.rename_axis("run_id").reset_index().to_csv(tmp, index=False))
     drivers = out / f"audit_drivers{suffix}.csv"
     if result.request.drivers:
         atomic_write(drivers, lambda tmp: result.drivers.to_csv(tmp, index=False))
@@ -451,7 +454,8 @@ def write_audit(campaign: Campaign, result: AuditResult, plots: bool = True, cam
 
     def figures(folder: Path) -> list[Path]:
         return [save_png(audit_figure(data.values, groups, table[table["metric"] == metric], metric, data.target,
-                                      controls, title, result.request.alpha), folder / figure_name(metric), dpi)
+                                      controls, title, result.request.alpha, data.hparams),
+                         folder / figure_name(metric), dpi)
                 for metric in data.candidates]
 
     return written + _replace_folder(out / f"audit{suffix}", figures)

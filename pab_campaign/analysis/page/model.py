@@ -26,12 +26,22 @@ class HtmlTable:
 
 @dataclass
 class PageFigure:
-    """A figure inline as a PNG data URI, with the title used as its alternative text."""
+    """A figure inline as a PNG data URI (the title its alternative text; '' when the figure is only
+    a chart), and optionally the data of an interactive chart that replaces the picture when the
+    page's script runs (`charts`)."""
 
     key: str
     title: str
     caption: str
     uri: str
+    chart: dict | None = None
+
+    @property
+    def chart_json(self) -> str:
+        """The chart's data as a JSON block's safe text."""
+        from pab_campaign.analysis.page.assets import json_block
+
+        return json_block(self.chart)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
-"""The campaign on one page: a self-contained HTML file (Jinja2 template, figures inline as PNG data
-URIs, no script, no request to anything outside the file) written to `summary/report.html`.
+"""The campaign on one page: a self-contained HTML file written to `summary/report.html`: Jinja2
+template, figures inline as PNG data URIs, interactive charts drawn by one inline script (the pinned
+uPlot and the page's own code, `assets`) from inline JSON, a CSP that allows only that script and
+style by hash, and no request to anything outside the file. With scripts off the PNGs stay.
 
 `build_page` gathers the sections (`sections`, one builder each, over the page model of `model`), `render` fills the
 template `templates/campaign.html.j2`, `write_page` writes the file atomically. A section whose
@@ -27,7 +29,15 @@ def render(page: Page) -> str:
     environment = Environment(loader=PackageLoader("pab_campaign.analysis.page", "templates"),
                               autoescape=select_autoescape(["j2", "html"]), undefined=StrictUndefined,
                               trim_blocks=True, lstrip_blocks=True)
-    return environment.get_template("campaign.html.j2").render(page=page)
+    from markupsafe import Markup
+
+    from pab_campaign.analysis.page import assets
+
+    script = assets.script()
+    style = assets.style()
+    return environment.get_template("campaign.html.j2").render(
+        page=page, script=Markup(script), style=Markup(style), csp=assets.csp(script, style),
+        uplot_version=assets.UPLOT_VERSION)
 
 
 def build_page(campaign: Campaign, command: str, campaign_ids: list[str] | None = None) -> Page:

@@ -373,9 +373,10 @@ def build_curves(campaign: Campaign, groupby: list[str] | None = None, contexts:
 
 def write_curves(campaign: Campaign, groupby: list[str], curves: pd.DataFrame,
                  campaign_ids: list[str] | None = None, folder: Path | None = None,
-                 x: str = "epoch") -> tuple[Path, Path]:
+                 x: str = "epoch", log_y: bool | None = None) -> tuple[Path, Path]:
     """Write `curves_<groupby>[_<ids>].parquet` (`curves_steps_...` for `x` = "step") and its PNG
-    with CI95 bands into `folder` (default the campaign's `summary/`)."""
+    with CI95 bands into `folder` (default the campaign's `summary/`); `log_y` as `plot_curves` takes
+    it (None: loss panels spanning more than two decades on a log scale)."""
     from pab_campaign.analysis.plots.curves import plot_curves
     from pab_campaign.analysis.plots.style import save_png
 
@@ -384,6 +385,6 @@ def write_curves(campaign: Campaign, groupby: list[str], curves: pd.DataFrame,
     folder = folder or campaign.summary_dir
     parquet, png = (folder / f"{stem}.{ext}" for ext in ("parquet", "png"))
     atomic_write(parquet, lambda tmp: curves.to_parquet(tmp, index=False))
-    figure = plot_curves(curves, groupby, campaign=campaign.directory.name, x=x)
+    figure = plot_curves(curves, groupby, campaign=campaign.directory.name, log_y=log_y, x=x)
     save_png(figure, png)
     return parquet, png
