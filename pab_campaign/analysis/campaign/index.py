@@ -2,10 +2,12 @@
 written, the place `workspace` chooses).
 
 - `runs.parquet`: one row per run directory: the run.json fields, the hyper-parameters (one column
-  each, named as in run.json), every scalar metric at the run's last epoch (`val/acc@last`) and at its
-  epoch of minimal finite val/loss (`val/acc@best`), `last_epoch`, `best_epoch`, `skip_reason` (why
-  the run cannot be analysed, else null) and the manifest: size and mtime (ns) of run.json and
-  trajectory.parquet as they were when the row was read (-1 when the file is missing). Each run's
+  each, named as in run.json plus `@hparam`, so that a hyper-parameter called `status` or
+  `val/acc@last` stays apart from the column of that name; `hparam_key`), every scalar metric at
+  the run's last epoch (`val/acc@last`) and at its epoch of minimal finite val/loss (`val/acc@best`),
+  `last_epoch`, `best_epoch`, `skip_reason` (why the run cannot be analysed, else null) and the
+  manifest: size and mtime (ns) of run.json and trajectory.parquet as they were when the row was
+  read (-1 when the file is missing or cannot be read: see `store.check_run_file`). Each run's
   hyper-parameters as run.json has them, and the metrics its trajectory has, sit in the file's
   key-value metadata, so that rows kept from an earlier build are rebuilt exactly as read.
 - `trajectories.parquet`: every trajectory row of the usable runs plus `run_id`; built on first
@@ -38,6 +40,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pab_campaign.analysis.campaign.duck import READ_OPTIONS, connect, literal_paths, sql_text
 from pab_campaign.analysis.campaign.workspace import Workspace, choose, fallback, is_unwritable, writable
 from pab_campaign.errors import CampaignError, StoreError
 from pab_campaign.store import (
@@ -54,7 +57,7 @@ from pab_campaign.store import (
 if TYPE_CHECKING:
     import duckdb
 
-INDEX_VERSION = "2"
+INDEX_VERSION = "3"
 RUNS_INDEX = "runs.parquet"
 TRAJECTORIES_INDEX = "trajectories.parquet"
 META_VERSION = b"pab_campaign.index_version"
@@ -72,11 +75,14 @@ FIXED_COLUMNS = (*RECORD_COLUMNS, *DERIVED_COLUMNS, *MANIFEST_COLUMNS)
 TEXT_COLUMNS = ("run_id", "campaign", "status", "started_at", "ended_at", "host", "slurm_job_id", "error",
                 "skip_reason")
 FLOAT_COLUMNS = ("duration_s", "epochs_done", "restarts", "last_epoch", "best_epoch")
+# A hyper-parameter's column is its name plus this suffix: no name a run.json holds can meet a fixed
+# column (no '@') or a metric column (ending '@last' or '@best').
+HPARAM_SUFFIX = "@hparam"
 
 _SCALARS_SQL = """
 WITH t AS MATERIALIZED (
     SELECT file_index AS f, epoch, context::VARCHAR AS context, metric::VARCHAR AS metric, value
-    FROM read_parquet(?) WHERE key IS NULL),
+    FROM read_parquet(?, hive_partitioning = false) WHERE key IS NULL),
 b AS (SELECT f, arg_min(epoch, (value, epoch)) AS best_epoch FROM t
       WHERE context = 'val' AND metric = 'loss' AND isfinite(value) GROUP BY f)
 SELECT t.f, t.context, t.metric, max(t.epoch) AS last_epoch, arg_max(t.value, t.epoch) AS last,
@@ -105,13 +111,6 @@ class RunRows:
     frame: pd.DataFrame
     hparams: dict[str, dict[str, Any]]
     metrics: dict[str, list[str]]
-
-
-def connect() -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection (imported lazily: the CLI starts without it)."""
-    import duckdb
-
-    return duckdb.connect()
 
 
 def _stat(path: str) -> tuple[int, int]:
@@ -162,7 +161,8 @@ def bisect_query(
 def _scalar_metrics(run_ids: list[str], files: list[str]) -> tuple[pd.DataFrame, dict[str, str], dict[str, list[str]]]:
     """Wide frame (index run_id): `<ctx>/<metric>@last`, `@best`, last_epoch, best_epoch; the runs
     set aside with their reason (unreadable file, duplicate rows); and each run's metric columns."""
-    frames, bad = bisect_query(connect(), _SCALARS_SQL, files)
+    with literal_paths(files) as literal:
+        frames, bad = bisect_query(connect(), _SCALARS_SQL, literal)
     bad_runs = {run_ids[i]: reason for i, reason in bad.items()}
     columns = ["context", "metric", "last", "best", "last_epoch", "best_epoch", "duplicated"]
     long = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["f", *columns])
@@ -224,6 +224,11 @@ def _text(column: pd.Series) -> pd.Series:
     return text.where(column.notna(), None).astype(object)
 
 
+def hparam_key(name: str) -> str:
+    """The index column of hyper-parameter `name`."""
+    return f"{name}{HPARAM_SUFFIX}"
+
+
 def hparam_column(values: list[Any]) -> pd.Series | None:
     """One hyper-parameter over the runs, typed by its values alone: whole numbers (int64 when every
     run has one, else float64 with NaN), numbers (float64), booleans (bool, object when some run
@@ -260,10 +265,10 @@ def _assemble(parts: list[pd.DataFrame], hparams: dict[str, dict[str, Any]],
         else:
             out[column] = values.astype("int64").reset_index(drop=True)
     names = []
-    for name in sorted({n for rid in run_ids for n in hparams.get(rid, {})} - set(FIXED_COLUMNS) - set(labels)):
+    for name in sorted({n for rid in run_ids for n in hparams.get(rid, {})}):
         column = hparam_column([hparams.get(rid, {}).get(name) for rid in run_ids])
         if column is not None:
-            out[name] = column
+            out[hparam_key(name)] = column
             names.append(name)
     for label in labels:
         values = rows[label] if label in rows.columns else pd.Series(np.nan, index=rows.index)
@@ -370,10 +375,6 @@ def _trajectory_manifest(path: Path) -> dict[str, list[int]]:
         return {}
 
 
-def _sql_text(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 @contextmanager
 def _snapshot(path: Path) -> Iterator[Path]:
     """A hard link to `path` that a concurrent atomic replace of `path` cannot change under a reader
@@ -410,7 +411,7 @@ class TrajectorySource:
 
 
 _FRESH_ROWS = ("SELECT ($ids::VARCHAR[])[(file_index + 1)::BIGINT] AS run_id, epoch, context::VARCHAR AS context, "
-               "metric::VARCHAR AS metric, key::VARCHAR AS key, value FROM read_parquet($files)")
+               f"metric::VARCHAR AS metric, key::VARCHAR AS key, value FROM read_parquet($files, {READ_OPTIONS})")
 
 
 def refresh_trajectories(campaign_dir: Path, runs: pd.DataFrame,
@@ -450,19 +451,21 @@ def _compact(campaign_dir: Path, path: Path, base: Path | None, have: dict[str, 
     files = [str(runs_dir(campaign_dir) / rid / TRAJECTORY) for rid in fresh]
     parts = [_FRESH_ROWS] if files else []
     if keep:
-        parts.append("SELECT * FROM read_parquet($old) WHERE run_id IN (SELECT unnest($keep::VARCHAR[]))")
+        parts.append(f"SELECT * FROM read_parquet($old, {READ_OPTIONS}) "
+                     "WHERE run_id IN (SELECT unnest($keep::VARCHAR[]))")
     if not parts:
         parts.append("SELECT NULL::VARCHAR AS run_id, NULL::INTEGER AS epoch, NULL::VARCHAR AS context, "
                      "NULL::VARCHAR AS metric, NULL::VARCHAR AS key, NULL::DOUBLE AS value WHERE false")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
-    manifest = _sql_text(json.dumps(wanted, separators=(",", ":")))
-    sql = (f"COPY ({' UNION ALL '.join(parts)} ORDER BY run_id, epoch) TO {_sql_text(str(tmp))} "
+    manifest = sql_text(json.dumps(wanted, separators=(",", ":")))
+    sql = (f"COPY ({' UNION ALL '.join(parts)} ORDER BY run_id, epoch) TO {sql_text(os.path.abspath(tmp))} "
            f"(FORMAT parquet, KV_METADATA {{'{META_MANIFEST}': {manifest}}})")
     try:
         with ExitStack() as stack:
             old = str(stack.enter_context(_snapshot(base))) if keep and base is not None else None
-            params = {"ids": fresh, "files": files, "old": old, "keep": keep}
+            literal = stack.enter_context(literal_paths([*files, *([old] if old else [])]))
+            params = {"ids": fresh, "files": literal[:len(files)], "old": literal[-1] if old else None, "keep": keep}
             params = {k: v for k, v in params.items() if f"${k}" in " ".join(parts)}
             connect().execute(sql, params)
         os.replace(tmp, path)
@@ -485,11 +488,12 @@ def query_trajectories(source: TrajectorySource, sql: str, params: dict[str, Any
         con.register(name, frame)
     if source.path is None:
         if source.files:
-            con.execute(f"CREATE TEMP TABLE traj AS {_FRESH_ROWS}", {"ids": source.run_ids, "files": source.files})
+            with literal_paths(source.files) as files:
+                con.execute(f"CREATE TEMP TABLE traj AS {_FRESH_ROWS}", {"ids": source.run_ids, "files": files})
         else:
             con.execute("CREATE TEMP TABLE traj (run_id VARCHAR, epoch INTEGER, context VARCHAR, metric VARCHAR, "
                         "key VARCHAR, value DOUBLE)")
         return con.execute(sql, params or {}).df()
-    with _snapshot(source.path) as stable:
-        con.execute(f"CREATE VIEW traj AS SELECT * FROM read_parquet({_sql_text(str(stable))})")
+    with _snapshot(source.path) as stable, literal_paths([stable]) as (literal,):
+        con.execute(f"CREATE VIEW traj AS SELECT * FROM read_parquet({sql_text(literal)}, {READ_OPTIONS})")
         return con.execute(sql, params or {}).df()
