@@ -47,6 +47,7 @@ from pab_campaign.store import (
     RUN_JSON,
     TRAJECTORY,
     atomic_write,
+    check_run_file,
     read_run_json,
     run_entry_names,
     runs_dir,
@@ -113,20 +114,33 @@ class RunRows:
     metrics: dict[str, list[str]]
 
 
-def _stat(path: str) -> tuple[int, int]:
-    """(size, mtime ns) of `path`; (-1, -1) when it is missing or cannot be reached (the run's
-    reader then says why)."""
+def _stat(path: Path, boundary: Path) -> tuple[int, int]:
+    """(size, mtime ns) of the run file `path`; (-1, -1) when it is missing or may not be read (not
+    a regular file, a link out of `boundary`: `trajectory_problem` then says why)."""
     try:
-        info = os.stat(path)
-    except OSError:
+        info = check_run_file(path, boundary)
+    except (OSError, StoreError):
         return -1, -1
     return info.st_size, info.st_mtime_ns
+
+
+def trajectory_problem(campaign_dir: Path, run_id: str) -> str:
+    """Why the trajectory of `run_id` is not read (its manifest size is -1)."""
+    path = runs_dir(campaign_dir) / run_id / TRAJECTORY
+    try:
+        check_run_file(path, Path(campaign_dir))
+    except FileNotFoundError:
+        return f"{path}: missing trajectory.parquet"
+    except StoreError as exc:
+        return str(exc)
+    return f"{path}: trajectory.parquet changed while it was being read; run the command again"
 
 
 def scan(campaign_dir: Path) -> pd.DataFrame:
     """The manifest of the campaign as it is now: run_id and MANIFEST_COLUMNS, sorted by run_id."""
     root = runs_dir(campaign_dir)
-    rows = [(name, *_stat(f"{root}/{name}/{RUN_JSON}"), *_stat(f"{root}/{name}/{TRAJECTORY}"))
+    boundary = Path(campaign_dir)
+    rows = [(name, *_stat(root / name / RUN_JSON, boundary), *_stat(root / name / TRAJECTORY, boundary))
             for name in run_entry_names(campaign_dir)]
     return pd.DataFrame(rows, columns=["run_id", *MANIFEST_COLUMNS]).astype(
         {c: "int64" for c in MANIFEST_COLUMNS})
@@ -194,12 +208,12 @@ def _read_runs(campaign_dir: Path, manifest: pd.DataFrame) -> RunRows:
         for row in manifest.itertuples(index=False):
             record: dict[str, Any] = {"run_id": row.run_id, "skip_reason": None}
             try:
-                data = read_run_json(root / row.run_id)
+                data = read_run_json(root / row.run_id, campaign_dir)
                 record.update({c: getattr(data, c) for c in RECORD_COLUMNS if c != "run_id"})
                 record["status"] = str(data.status)
                 hparams[row.run_id] = data.hparams
                 if row.trajectory_size < 0:
-                    record["skip_reason"] = f"{root / row.run_id / TRAJECTORY}: missing trajectory.parquet"
+                    record["skip_reason"] = trajectory_problem(campaign_dir, row.run_id)
             except StoreError as exc:
                 record["skip_reason"] = str(exc)
             records.append(record)
@@ -277,9 +291,20 @@ def _assemble(parts: list[pd.DataFrame], hparams: dict[str, dict[str, Any]],
     return frame, names
 
 
+def _index_file(path: Path) -> bool:
+    """Whether `path` is an index file that may be read: a regular file whose links stay in its folder."""
+    try:
+        check_run_file(path, path.parent)
+    except (OSError, StoreError):
+        return False
+    return True
+
+
 def _load_runs_index(path: Path) -> tuple[pd.DataFrame, dict[str, Any]] | None:
-    """The stored index and its per-run metadata, or None when missing, unreadable or of another
-    version."""
+    """The stored index and its per-run metadata, or None when missing, unreadable (not a regular
+    file) or of another version."""
+    if not _index_file(path):
+        return None
     try:
         table = pq.read_table(path)
         meta = table.schema.metadata or {}
@@ -368,6 +393,8 @@ def _write_somewhere(workspace: Workspace, rows: pd.DataFrame, hparams: dict[str
 
 
 def _trajectory_manifest(path: Path) -> dict[str, list[int]]:
+    if not _index_file(path):
+        return {}
     try:
         meta = pq.read_schema(path).metadata or {}
         return json.loads(meta[META_MANIFEST.encode()])
@@ -428,7 +455,7 @@ def refresh_trajectories(campaign_dir: Path, runs: pd.DataFrame,
     all_files = [str(runs_dir(campaign_dir) / rid / TRAJECTORY) for rid in ids]
     while workspace.directory is not None:
         path = workspace.directory / TRAJECTORIES_INDEX
-        base = next((p for p in (path, summary_dir(campaign_dir) / TRAJECTORIES_INDEX) if p.exists()), None)
+        base = next((p for p in (path, summary_dir(campaign_dir) / TRAJECTORIES_INDEX) if _index_file(p)), None)
         have = _trajectory_manifest(base) if base is not None else {}
         if have == wanted and base == path:
             return TrajectorySource(path, ids, all_files, workspace)
