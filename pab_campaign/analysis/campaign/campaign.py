@@ -6,7 +6,7 @@ no write access to the campaign: the index and the outputs go where `workspace` 
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 
 from pab_campaign.analysis.campaign import index
-from pab_campaign.analysis.campaign.workspace import Workspace
+from pab_campaign.analysis.campaign.workspace import Workspace, fallback, is_unwritable, unwritable_message
 from pab_campaign.errors import CampaignError
 from pab_campaign.metrics import MetricSpec
-from pab_campaign.store import RunStatus, is_campaign, summary_dir
+from pab_campaign.store import RunStatus, atomic_write, is_campaign, summary_dir
 
 
 @dataclass
@@ -63,6 +63,23 @@ class Campaign:
             self._trajectories = index.refresh_trajectories(self.directory, self.runs, self.workspace)
             self._move_to(self._trajectories.workspace)
         return index.query_trajectories(self._trajectories, sql, params, tables=tables)
+
+    def write_output(self, name: str, write: Callable[[Path], None], folder: Path | None = None) -> Path:
+        """Write the output file `name` all-or-nothing (`write(tmp)` fills a temp file) into `folder`
+        (the one the user named) or else `summary_dir`, and return its path. When the place turns
+        out full or read-only, the next place of the workspace (the cache) takes it, with a note; a
+        folder the user named that cannot take it is a CampaignError naming it."""
+        while True:
+            target = (folder or self.summary_dir) / name
+            try:
+                atomic_write(target, write)
+                return target
+            except OSError as exc:
+                if not is_unwritable(exc):
+                    raise
+                if folder is not None:
+                    raise CampaignError(unwritable_message(target, exc, "choose another --output-folder")) from None
+                self._move_to(fallback(self.workspace or Workspace(self.directory, summary_dir(self.directory)), exc))
 
     def _move_to(self, workspace: Workspace | None) -> None:
         if workspace is not None and workspace != self.workspace:

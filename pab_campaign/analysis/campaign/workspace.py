@@ -89,6 +89,13 @@ def _reason(exc: OSError | None) -> str:
     return "cannot be written here"
 
 
+def unwritable_message(path: Path, exc: OSError, fix: str) -> str:
+    """One line saying that `path` could not be written, why (naming a full disk), and `fix`."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"cannot write {path}: the disk of {path.parent} is full ({exc.strerror}); free space or {fix}"
+    return f"cannot write {path}: {path.parent} {_reason(exc)} ({exc.strerror}); {fix}"
+
+
 def _places(campaign_dir: Path) -> list[Path]:
     return [summary_dir(campaign_dir), cache_dir(campaign_dir)]
 

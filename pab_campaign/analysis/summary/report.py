@@ -21,7 +21,6 @@ from pab_campaign.analysis.campaign.duck import positional
 from pab_campaign.analysis.campaign.naming import ids_suffix, slug
 from pab_campaign.analysis.stats.descriptive import ci95_halfwidths
 from pab_campaign.errors import CampaignError
-from pab_campaign.store import atomic_write
 
 DEFAULT_CONTEXTS = ("val", "test")
 # `summary/<name>` labels are whole-run process summaries (`trajectory`).
@@ -341,10 +340,9 @@ def write_report(campaign: Campaign, report: Report, epoch: str | int, campaign_
     """Write the summary CSV, in the `layout` (wide, or split: the context as a row level) and the
     `folder` (default the campaign's `summary/`, where runs.parquet, the index, is already up to
     date); returns its path."""
-    path = report_path(campaign, report.groupby, epoch, campaign_ids, folder, layout)
+    name = report_path(campaign, report.groupby, epoch, campaign_ids, folder, layout).name
     frame = split_layout(report.summary, report.groupby, report.metrics) if layout == "split" else report.summary
-    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
-    return path
+    return campaign.write_output(name, lambda tmp: frame.to_csv(tmp, index=False), folder)
 
 
 def build_curves(campaign: Campaign, groupby: list[str] | None = None, contexts: list[str] | None = None,
@@ -387,14 +385,16 @@ def write_curves(campaign: Campaign, groupby: list[str], curves: pd.DataFrame,
                  campaign_ids: list[str] | None = None, folder: Path | None = None) -> tuple[Path, Path]:
     """Write `curves_<groupby>[_<ids>].parquet` and its PNG with CI95 bands into `folder` (default
     the campaign's `summary/`)."""
-    from pab_campaign.analysis.plots.curves import plot_curves
-    from pab_campaign.analysis.plots.style import save_png
+    import matplotlib.pyplot as plt
 
-    suffix = ids_suffix(campaign_ids)
-    stem = f"curves_{slug(groupby)}{suffix}"
-    folder = folder or campaign.summary_dir
-    parquet, png = (folder / f"{stem}.{ext}" for ext in ("parquet", "png"))
-    atomic_write(parquet, lambda tmp: curves.to_parquet(tmp, index=False))
+    from pab_campaign.analysis.plots.curves import plot_curves
+    from pab_campaign.analysis.plots.style import write_png
+
+    stem = f"curves_{slug(groupby)}{ids_suffix(campaign_ids)}"
+    parquet = campaign.write_output(f"{stem}.parquet", lambda tmp: curves.to_parquet(tmp, index=False), folder)
     figure = plot_curves(curves, groupby, campaign=campaign.directory.name)
-    save_png(figure, png)
+    try:
+        png = campaign.write_output(f"{stem}.png", lambda tmp: write_png(figure, tmp), folder)
+    finally:
+        plt.close(figure)
     return parquet, png
