@@ -22,10 +22,14 @@ HOSTILE = [INJECTION, 'a"b', "it's", "x; DROP TABLE traj; --", "$1 $ids", "back\
            "$\\frac$", "../../escape"]
 # Names of the index's own columns (and of report columns) used as hyper-parameter names.
 CLASHING = ["status", "run_id", "host", "campaign", "error", "val/acc@last", "runs", "label", "duration_s"]
+# Hostile names a command line can carry (no NUL), grouped by explicitly; `html` groups by its own choice.
+GROUPBY = ["--groupby", INJECTION, 'a"b', "it's", "x; DROP TABLE traj; --", "back\\slash\\"]
 COMMANDS = [
-    ["ls"], ["properties"], ["report"], ["curves", "--metrics", "val/acc"],
-    ["audit", "--metric", "test/acc@3", "--baseline", "val/loss@3", "--target", "val/acc", "--n-boot", "50"],
-    ["states", "--metrics", "val/loss", "val/acc", "--max-states", "2", "--restarts", "1", "--jobs", "1", "--no-plots"],
+    ["ls"], ["properties"], ["report", *GROUPBY], ["curves", "--metrics", "val/acc", *GROUPBY],
+    ["audit", "--metric", "test/acc@3", "--baseline", "val/loss@3", "--target", "val/acc", "--n-boot", "50",
+     "--groupby", INJECTION],
+    ["states", "--metrics", "val/loss", "val/acc", "--max-states", "2", "--restarts", "1", "--jobs", "1", "--no-plots",
+     *GROUPBY],
     ["html"],
 ]
 
