@@ -6,6 +6,7 @@ any analysis code, so both sides can depend on it alone.
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import math
 import os
@@ -13,6 +14,7 @@ import re
 import secrets
 import shutil
 import socket
+import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
@@ -377,19 +379,121 @@ def write_run_json(directory: Path, record: RunRecord) -> None:
     atomic_write_bytes(Path(directory) / RUN_JSON, record.to_json().encode())
 
 
-def read_run_json(directory: Path) -> RunRecord:
-    """The checked `run.json` of a run directory; StoreError naming the file and the problem."""
-    path = Path(directory) / RUN_JSON
+# ---- reading a run's files (a campaign may come from someone else) ------------------------------
+# The largest run.json read (a run's record is a few kB; a larger one is not a record).
+MAX_RUN_JSON_BYTES = 1 << 20
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def run_boundary(directory: Path) -> Path:
+    """The directory a run's files must lie in, links resolved: its campaign (the folder above
+    `runs/`), or the run directory itself when it is not inside a campaign's `runs/`."""
+    directory = Path(directory)
+    return directory.parent.parent if directory.parent.name == RUNS_DIR else directory
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+
+
+@functools.lru_cache(maxsize=64)
+def _resolved(boundary: str) -> str:
+    return os.path.realpath(boundary)
+
+
+def _inside(path: Path, boundary: Path) -> bool:
+    """Whether `path`, links resolved, lies in `boundary`: at once when it is below `boundary` with
+    no link on the way (a few lstat calls), else by resolving both."""
+    base, text = os.fspath(boundary).rstrip("/") or "/", os.fspath(path)
+    parts = text[len(base):].split("/") if text.startswith(base + "/") else [".."]
+    if ".." not in parts:
+        current = base
+        try:
+            for part in parts[1:]:
+                current = f"{current}/{part}"
+                if stat.S_ISLNK(os.lstat(current).st_mode):
+                    break
+            else:
+                return True
+        except OSError:
+            pass
+    root = _resolved(str(boundary))
+    return os.path.commonpath([os.path.realpath(path), root]) == root
+
+
+def _check(path: Path, info: os.stat_result, limit: int | None) -> None:
+    name = path.name
+    if not stat.S_ISREG(info.st_mode):
+        raise StoreError(f"{path}: {name} is {_kind(info.st_mode)}, not a regular file; only regular files are read")
+    if limit is not None and info.st_size > limit:
+        raise StoreError(f"{path}: {name} is {info.st_size} bytes, more than the {limit} a run's {name} may have")
+
+
+def check_run_file(path: Path, boundary: Path, limit: int | None = None) -> os.stat_result:
+    """`os.stat` of the run file `path` when it may be read: its links resolve inside `boundary`
+    (`run_boundary`), and it is a regular file (no FIFO, device or directory) of at most `limit`
+    bytes. FileNotFoundError when it is missing; StoreError naming the file and the problem otherwise."""
+    path = Path(path)
+    if not _inside(path, boundary):
+        raise StoreError(f"{path}: leads outside {boundary} (to {os.path.realpath(path)}); links out of a campaign "
+                         "are not followed")
     try:
-        text = path.read_bytes().decode()
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise StoreError(f"{path}: {path.name} cannot be read ({exc.strerror})") from None
+    _check(path, info, limit)
+    return info
+
+
+def _open_checked(path: Path, boundary: Path, limit: int | None) -> int:
+    """A read-only descriptor of the run file `path`, checked by `check_run_file` before it is
+    opened (no device is ever opened) and on the open file (opened without blocking, so a FIFO
+    swapped in between cannot hang the reader)."""
+    check_run_file(path, boundary, limit)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise StoreError(f"{path}: {path.name} cannot be read ({exc.strerror})") from None
+    try:
+        _check(path, os.fstat(fd), limit)
+    except StoreError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_run_file(path: Path, boundary: Path, limit: int) -> bytes:
+    """The bytes of the run file `path` under `check_run_file`'s rules (at most `limit` of them)."""
+    path = Path(path)
+    fd = _open_checked(path, boundary, limit)
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            data = handle.read(limit + 1)
+        except OSError as exc:
+            raise StoreError(f"{path}: {path.name} cannot be read ({exc.strerror})") from None
+    if len(data) > limit:
+        raise StoreError(f"{path}: {path.name} grew past {limit} bytes while being read")
+    return data
+
+
+def read_run_json(directory: Path, boundary: Path | None = None) -> RunRecord:
+    """The checked `run.json` of a run directory (a regular file of at most MAX_RUN_JSON_BYTES inside
+    `boundary`, default `run_boundary(directory)`); StoreError naming the file and the problem."""
+    directory = Path(directory)
+    path = directory / RUN_JSON
+    try:
+        data = read_run_file(path, boundary or run_boundary(directory), MAX_RUN_JSON_BYTES)
     except FileNotFoundError:
         raise StoreError(f"{path}: missing run.json") from None
-    except IsADirectoryError:
-        raise StoreError(f"{path}: run.json is a directory, not a file") from None
+    try:
+        text = data.decode()
     except UnicodeDecodeError as exc:
         raise StoreError(f"{path}: run.json is not valid JSON ({exc})") from None
-    except OSError as exc:
-        raise StoreError(f"{path}: run.json cannot be read ({exc.strerror})") from None
     return RunRecord.from_json(text, path)
 
 
@@ -452,13 +556,18 @@ def write_trajectory(directory: Path, table: pa.Table) -> None:
     atomic_write(Path(directory) / TRAJECTORY, lambda tmp: pq.write_table(table, tmp))
 
 
-def read_trajectory(directory: Path) -> pa.Table:
-    """Read a run's trajectory, checked against TRAJECTORY_SCHEMA."""
-    path = Path(directory) / TRAJECTORY
-    if not path.exists():
-        raise StoreError(f"{path}: missing trajectory.parquet")
+def read_trajectory(directory: Path, boundary: Path | None = None) -> pa.Table:
+    """Read a run's trajectory (a regular file inside `boundary`, default `run_boundary(directory)`),
+    checked against TRAJECTORY_SCHEMA."""
+    directory = Path(directory)
+    path = directory / TRAJECTORY
     try:
-        table = pq.read_table(path)
+        fd = _open_checked(path, boundary or run_boundary(directory), None)
+    except FileNotFoundError:
+        raise StoreError(f"{path}: missing trajectory.parquet") from None
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            table = pq.read_table(handle)
     except (pa.ArrowInvalid, OSError) as exc:
         raise StoreError(f"{path}: unreadable Parquet ({exc})") from None
     missing = set(TRAJECTORY_SCHEMA.names) - set(table.column_names)

@@ -26,6 +26,7 @@ from pab_campaign.analysis.campaign.campaign import (
     CampaignError,
     completed_runs,
     drop_infinite,
+    hparam_values,
     is_numeric,
     load_trajectories,
     metric_series,
@@ -135,7 +136,7 @@ def gather(campaign: Campaign, request: AuditRequest) -> AuditData:
             columns[spec.label] = series
             candidates.append(spec.label)
     numeric, categorical = [], []
-    hparams = done.set_index("run_id")[campaign.hparam_names]
+    hparams = hparam_values(done.set_index("run_id"), campaign.hparam_names)
     for control in request.controls:
         if control in campaign.hparam_names:
             (numeric if is_numeric(hparams[control]) else categorical).append(control)

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pab_campaign.analysis.campaign.campaign import Campaign
-from pab_campaign.analysis.campaign.workspace import write_error
+from pab_campaign.analysis.campaign.workspace import is_unwritable, unwritable_message, write_error
 from pab_campaign.analysis.page import sections
 from pab_campaign.analysis.page.model import Page
 from pab_campaign.errors import CampaignError
@@ -48,13 +48,12 @@ def build_page(campaign: Campaign, command: str, campaign_ids: list[str] | None 
     return Page(f"Campaign {campaign.directory.name}", subtitle, sections.all_sections(campaign, campaign_ids))
 
 
-def default_path(campaign: Campaign) -> Path:
-    return campaign.summary_dir / PAGE_NAME
-
-
 def write_page(campaign: Campaign, out: Path | None, command: str, campaign_ids: list[str] | None = None) -> Path:
     """Build, render and atomically write the page to `out` (default `summary/report.html`)."""
-    path = Path(out) if out is not None else default_path(campaign)
+    if out is None:
+        data = render(build_page(campaign, command, campaign_ids)).encode("utf-8")
+        return campaign.write_output(PAGE_NAME, lambda tmp: tmp.write_bytes(data))
+    path = Path(out)
     if not path.parent.is_dir():
         raise CampaignError(f"--out {path}: directory {path.parent} does not exist; create it or choose another path")
     if path.is_dir():
@@ -63,6 +62,11 @@ def write_page(campaign: Campaign, out: Path | None, command: str, campaign_ids:
     if error is not None:
         raise CampaignError(f"--out {path}: cannot write in {path.parent} ({error.strerror or error}); choose "
                             "another path")
-    html = render(build_page(campaign, command, campaign_ids))
-    atomic_write_bytes(path, html.encode("utf-8"))
+    data = render(build_page(campaign, command, campaign_ids)).encode("utf-8")
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as exc:
+        if not is_unwritable(exc):
+            raise
+        raise CampaignError(unwritable_message(path, exc, "choose another --out")) from None
     return path

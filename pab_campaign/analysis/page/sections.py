@@ -171,6 +171,8 @@ def classes(campaign: Campaign) -> Section:
 
     def build() -> list[PageFigure]:
         groupby, accuracy = build_curves(campaign, metrics=["val/class_acc[*]"])
+        if accuracy.empty:
+            return []
         _, learned = build_curves(campaign, metrics=["val/class_learned_epoch[*]"])
         figure = class_heatmap(accuracy, learned, groupby, campaign.directory.name)
         return [PageFigure("class-progression", f"{campaign.directory.name}: val/class_acc by class and epoch",
@@ -179,9 +181,13 @@ def classes(campaign: Campaign) -> Section:
                            png_uri(figure))]
 
     section = Section("classes", "Class progression", "Which classes are learned early, late or never.")
-    return _keyed_or_missing(section, build, Missing(
+    section = _keyed_or_missing(section, build, Missing(
         "This campaign did not record class-wise accuracy; train with the default or full tracking.",
         "python -m pab_campaign -m tracking=default"))
+    if not section.figures and section.missing is None:
+        section.missing = Missing("Nothing to show: no completed run has a finite val/class_acc value (every one is "
+                                  "NaN or ±inf).")
+    return section
 
 
 def robustness(campaign: Campaign) -> Section:
@@ -190,6 +196,8 @@ def robustness(campaign: Campaign) -> Section:
 
     def build() -> list[PageFigure]:
         groupby, curves = build_curves(campaign, metrics=["probe/clean_acc", "probe/fgsm_acc[*]", "probe/pgd_acc[*]"])
+        if curves.empty:
+            return []
         figures = [PageFigure("robustness-epsilon", f"{campaign.directory.name}: accuracy vs ε",
                               "Accuracy under FGSM and PGD attacks against the attack size ε (input units) at "
                               "each group's last measured epoch; ε = 0 is the clean accuracy.",
@@ -199,9 +207,13 @@ def robustness(campaign: Campaign) -> Section:
         return figures
 
     section = Section("robustness", "Robustness", "Accuracy under adversarial perturbation of the probe set.")
-    return _keyed_or_missing(section, build, Missing(
+    section = _keyed_or_missing(section, build, Missing(
         "This campaign did not record robustness; train with the full tracking preset.",
         "python -m pab_campaign -m tracking=full"))
+    if not section.figures and section.missing is None:
+        section.missing = Missing("Nothing to show: no completed run has a finite robustness value (every one is NaN "
+                                  "or ±inf).")
+    return section
 
 
 def spectra(campaign: Campaign) -> Section:

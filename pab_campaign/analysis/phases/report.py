@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pab_campaign.analysis.campaign.campaign import Campaign, completed_runs, varying_hparams
+from pab_campaign.analysis.campaign.campaign import Campaign, completed_runs, hparam_values, varying_hparams
 from pab_campaign.analysis.campaign.naming import ids_suffix
 from pab_campaign.analysis.phases.hmm import StatesFit, StatesRequest, fit_states, load_sequences
 from pab_campaign.analysis.phases.interpretation import (
@@ -93,15 +93,16 @@ def run_states(campaign: Campaign, request: StatesRequest, curve_metric: MetricS
     transitions = transition_features(sequences.values, z, per_run, sequences.features, fit.model.transmat_)
     visited = visits(fit.states, k)
     runs = done.set_index("run_id").loc[sequences.run_ids]
-    varying = [n for n in campaign.hparam_names if n != "seed" and runs[n].astype(str).nunique() > 1]
-    predictors = hparam_predictors(visited, runs[varying])
+    hparams = hparam_values(runs, campaign.hparam_names)
+    varying = [n for n in campaign.hparam_names if n != "seed" and hparams[n].astype(str).nunique() > 1]
+    predictors = hparam_predictors(visited, hparams[varying])
     accuracy = curves if named_curve == CONVERGENCE_METRIC else metric_curves(campaign, sequences.run_ids,
                                                                               CONVERGENCE_METRIC)
     detours = detour_table(visited, convergence_epochs(accuracy)) if not accuracy.empty else None
     if detours is None:
         notes.append("val/acc was not tracked: no convergence epochs, so no detour tests")
     chosen_groupby = groupby if groupby is not None else varying_hparams(runs.reset_index(), campaign.hparam_names)
-    labels = _group_labels(runs, chosen_groupby)
+    labels = _group_labels(hparams, chosen_groupby)
     if curves.empty:
         notes.append(f"{named_curve.label} was not tracked: no phase-coloured learning curves")
     curve, bands = group_curves(curves, fit.states, labels)

@@ -83,10 +83,15 @@ def group_label(groupby: list[str], key: tuple) -> str:
     return ", ".join(f"{name}={value}" for name, value in zip(groupby, key)) or "all runs"
 
 
+def write_png(figure: Figure, target: Path, dpi: int = 110) -> None:
+    """Draw `figure` into the file `target` as PNG (the figure stays open)."""
+    figure.savefig(target, format="png", dpi=dpi, bbox_inches="tight")
+
+
 def save_png(figure: Figure, path: Path, dpi: int = 110) -> Path:
     """Write `figure` to `path` as PNG atomically, then release it."""
     try:
-        atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight"))
+        atomic_write(path, lambda tmp: write_png(figure, tmp, dpi))
     finally:
         plt.close(figure)
     return path
