@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from pab_campaign.analysis.campaign.campaign import Campaign, completed_runs
+from pab_campaign.analysis.campaign.index import HPARAM_SUFFIX, hparam_key
 from pab_campaign.analysis.plots.curves import curves_caption, default_log, final_means
 from pab_campaign.analysis.plots.groups import MAX_GROUPS, choose_groups, group_style
 from pab_campaign.analysis.plots.style import NOT_SIGNIFICANT, SIGNIFICANT, STATE_COLOURS, metric_range, metric_unit
@@ -36,7 +37,9 @@ def _grouping(curves: pd.DataFrame, groupby: list[str], labels: list[str], runs:
     choice = choose_groups(final_means(curves, groupby, labels[0]), labels[0], MAX_GROUPS)
     members: dict[str, list[str]] = {}
     if groupby:
-        for key, rows in runs.groupby(groupby, dropna=False, sort=True):
+        # `groupby` names output columns: a hyper-parameter's plain name, or its index column where that is taken.
+        values = runs[[c if c.endswith(HPARAM_SUFFIX) else hparam_key(c) for c in groupby]].set_axis(groupby, axis=1)
+        for key, rows in runs[["run_id"]].join(values).groupby(groupby, dropna=False, sort=True):
             members[name_of(groupby, key if isinstance(key, tuple) else (key,))] = rows["run_id"].tolist()
     else:
         members["all runs"] = runs["run_id"].tolist()

@@ -74,9 +74,11 @@ def png_uri(figure) -> str:
     """A matplotlib Figure as a `data:image/png;base64,...` URI; the figure is closed."""
     import matplotlib.pyplot as plt
 
+    from pab_campaign.analysis.plots.style import write_png
+
     buffer = io.BytesIO()
     try:
-        figure.savefig(buffer, format="png", dpi=PNG_DPI, bbox_inches="tight")
+        write_png(figure, buffer, PNG_DPI)
     finally:
         plt.close(figure)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import matplotlib
 
@@ -83,9 +85,13 @@ def group_label(groupby: list[str], key: tuple) -> str:
     return ", ".join(f"{name}={value}" for name, value in zip(groupby, key)) or "all runs"
 
 
-def write_png(figure: Figure, target: Path, dpi: int = 110) -> None:
-    """Draw `figure` into the file `target` as PNG (the figure stays open)."""
-    figure.savefig(target, format="png", dpi=dpi, bbox_inches="tight")
+def write_png(figure: Figure, target: Path | BinaryIO, dpi: int = 110) -> None:
+    """Draw `figure` into the file `target` (a path or a binary stream) as PNG; the figure stays
+    open. Layout warnings of figures with very long labels are not printed: the figure is drawn as
+    well as it fits, and a command's output stays its own lines."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*layout not applied", category=UserWarning)
+        figure.savefig(target, format="png", dpi=dpi, bbox_inches="tight")
 
 
 def save_png(figure: Figure, path: Path, dpi: int = 110) -> Path:
