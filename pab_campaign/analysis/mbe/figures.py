@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from pab_campaign.analysis.plots.style import GROUP_COLOURS, NOT_SIGNIFICANT, SIGNIFICANT, metric_unit
+from pab_campaign.analysis.plots.style import GROUP_COLOURS, NOT_SIGNIFICANT, SIGNIFICANT, metric_unit, styled
 
 MAX_BARS = 8  # groups in the bar panel: the pooled one, then the first groups that have a ρ
 
@@ -114,6 +114,7 @@ def _bars_panel(ax, rows: pd.DataFrame, controls: str, alpha: float) -> None:
     ax.set_title(f"stage 4: {verdict}\nraw vs partial |ρ|, bootstrap 95 % intervals", fontsize=10)
 
 
+@styled
 def audit_figure(values: pd.DataFrame, groups: pd.Series | None, rows: pd.DataFrame, metric: str,
                  target: str, controls: str, campaign: str, alpha: float) -> Figure:
     """The MBE figure of one candidate. Left: `metric` against `target`, one point per run (coloured

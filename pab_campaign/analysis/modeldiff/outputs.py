@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 
 from pab_campaign.analysis.campaign.workspace import choose
 from pab_campaign.analysis.modeldiff.residual_pca import SUBPOPULATIONS, Interpretation, ResidualPCA
-from pab_campaign.analysis.plots.style import save_png
+from pab_campaign.analysis.plots.style import save_png, styled
 from pab_campaign.store import atomic_write, atomic_write_bytes
 
 DIFF_DIR = "diff"
@@ -92,6 +92,7 @@ def save_scores(directory: Path, side: str, scores: np.ndarray, sidecar: dict[st
 FRAME = (0.12, 0.47, 0.71)
 
 
+@styled
 def image_grid(images: np.ndarray, labels: np.ndarray, values: np.ndarray, title: str, columns: int = 10) -> Figure:
     """A grid of `images` (n × C × H × W in [0, 1], C = 1 grey or 3 RGB), each in a blue frame (so
     bright pixels at its edge stand out from the page) and captioned with its label and its value (a

@@ -19,10 +19,23 @@ from pab_campaign.analysis.campaign.naming import ids_suffix
 from pab_campaign.analysis.modeldiff.residual_pca import SUBPOPULATIONS
 from pab_campaign.analysis.page.model import Cell, HtmlTable, Missing, PageFigure, Section, png_uri
 from pab_campaign.errors import CampaignError
+from pab_campaign.metrics import (
+    ACC,
+    ADVERSARIAL_METRICS,
+    CLASS_ACC,
+    CLASS_LEARNED_EPOCH,
+    CLEAN_ACC,
+    ERANK,
+    GEN_GAP,
+    LOSS,
+    LOSS_GAP,
+    SPLITS,
+)
 from pab_campaign.store import RunStatus, summary_dir
 
-CURVE_METRICS = ("train/loss", "val/loss", "test/loss", "train/acc", "val/acc", "test/acc")
-GAP_METRICS = ("val/gen_gap", "val/loss_gap")
+CURVE_METRICS = tuple(metric.label(split) for metric in (LOSS, ACC) for split in SPLITS)
+GAP_METRICS = (GEN_GAP.label("val"), LOSS_GAP.label("val"))
+ATTACK_CURVES = tuple(metric.label(key="*") for metric in ADVERSARIAL_METRICS)
 MAX_CSV_ROWS = 200
 MAX_AUDIT_FIGURES = 6
 
@@ -167,8 +180,8 @@ def classes(campaign: Campaign) -> Section:
     from pab_campaign.analysis.summary.report import build_curves
 
     def build() -> list[PageFigure]:
-        groupby, accuracy = build_curves(campaign, metrics=["val/class_acc[*]"])
-        _, learned = build_curves(campaign, metrics=["val/class_learned_epoch[*]"])
+        groupby, accuracy = build_curves(campaign, metrics=[CLASS_ACC.label("val", "*")])
+        _, learned = build_curves(campaign, metrics=[CLASS_LEARNED_EPOCH.label("val", "*")])
         figure = class_heatmap(accuracy, learned, groupby, campaign.directory.name)
         return [PageFigure("class-progression", f"{campaign.directory.name}: val/class_acc by class and epoch",
                            "Validation accuracy of each class over epochs (mean over the group's runs); the "
@@ -186,12 +199,12 @@ def robustness(campaign: Campaign) -> Section:
     from pab_campaign.analysis.summary.report import build_curves
 
     def build() -> list[PageFigure]:
-        groupby, curves = build_curves(campaign, metrics=["probe/clean_acc", "probe/fgsm_acc[*]", "probe/pgd_acc[*]"])
+        groupby, curves = build_curves(campaign, metrics=[CLEAN_ACC.label(), *ATTACK_CURVES])
         figures = [PageFigure("robustness-epsilon", f"{campaign.directory.name}: accuracy vs ε",
                               "Accuracy under FGSM and PGD attacks against the attack size ε (input units) at "
                               "each group's last measured epoch; ε = 0 is the clean accuracy.",
                               png_uri(robustness_figure(curves, groupby, campaign.directory.name)))]
-        figures.append(_curves_figure(campaign, "robustness-epochs", ["probe/fgsm_acc[*]", "probe/pgd_acc[*]"],
+        figures.append(_curves_figure(campaign, "robustness-epochs", [*ATTACK_CURVES],
                                       "Adversarial accuracy at each ε over epochs."))
         return figures
 
@@ -203,7 +216,7 @@ def robustness(campaign: Campaign) -> Section:
 
 def spectra(campaign: Campaign) -> Section:
     def build() -> list[PageFigure]:
-        return [_curves_figure(campaign, "spectra", ["weights/erank[*]"],
+        return [_curves_figure(campaign, "spectra", [ERANK.label(key="*")],
                                "Effective rank exp(H(σ/Σσ)) of each layer's weight matrix over epochs.")]
 
     section = Section("spectra", "Weight spectra", "How the effective rank of every layer's weights evolves.")

@@ -11,9 +11,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from pab_campaign.analysis.plots.style import OKABE_ITO, axis_label, group_label, metric_range
+from pab_campaign.analysis.plots.style import OKABE_ITO, axis_label, group_label, metric_range, styled
+from pab_campaign.metrics import CLEAN_ACC, FGSM_ACC, PGD_ACC
 
 
+@styled
 def plot_curves(curves: pd.DataFrame, groupby: list[str], campaign: str = "") -> Figure:
     """Learning curves: one panel per `label` (context/metric[key]), one line per group (mean over
     runs against epoch) with a band of ± the CI95 half-width, cut to the values the metric can take
@@ -74,6 +76,7 @@ def _groups_of(frame: pd.DataFrame, groupby: list[str]) -> list[tuple[str, pd.Da
     return [(group_label(groupby, key if isinstance(key, tuple) else (key,)), rows) for key, rows in grouped]
 
 
+@styled
 def class_heatmap(accuracy: pd.DataFrame, learned: pd.DataFrame, groupby: list[str], campaign: str) -> Figure:
     """Class × epoch heatmap of accuracy per group (one panel each), with the mean first-learned
     epoch of every class marked. Both frames are `build_curves` output for `<ctx>/class_acc[*]` and
@@ -109,6 +112,7 @@ def class_heatmap(accuracy: pd.DataFrame, learned: pd.DataFrame, groupby: list[s
     return figure
 
 
+@styled
 def robustness_figure(curves: pd.DataFrame, groupby: list[str], campaign: str) -> Figure:
     """Accuracy against the attack size ε at each group's last measured epoch: FGSM solid, PGD
     dashed, ε = 0 the clean accuracy. `curves` is `build_curves` output for `probe/clean_acc`,
@@ -118,15 +122,15 @@ def robustness_figure(curves: pd.DataFrame, groupby: list[str], campaign: str) -
     for name, frame in _groups_of(curves, groupby):
         colour = colours[name]
         last = frame.sort_values("epoch").groupby("label").tail(1)
-        clean = last.loc[last["label"] == "probe/clean_acc", "mean"]
-        for attack, style in (("fgsm_acc", "-"), ("pgd_acc", "--")):
-            rows = last[last["label"].str.startswith(f"probe/{attack}[")]
+        clean = last.loc[last["label"] == CLEAN_ACC.label(), "mean"]
+        for attack, style in ((FGSM_ACC, "-"), (PGD_ACC, "--")):
+            rows = last[last["label"].str.startswith(attack.label() + "[")]
             eps = rows["label"].map(lambda label: float(_label_key(label))).to_numpy()
             order = np.argsort(eps)
             x, y = eps[order], rows["mean"].to_numpy(float)[order]
             if len(clean):
                 x, y = np.r_[0.0, x], np.r_[float(clean.iloc[0]), y]
-            ax.plot(x, y, style, marker="o", color=colour, label=f"{name} · {attack.split('_')[0].upper()}")
+            ax.plot(x, y, style, marker="o", color=colour, label=f"{name} · {attack.name.split('_')[0].upper()}")
     ax.set_xlabel("attack size ε (model input units)")
     ax.set_ylabel("accuracy on the probe set (fraction)")
     ax.set_ylim(0, 1.02)
