@@ -19,6 +19,7 @@ from pab_campaign.analysis.campaign.naming import ids_suffix
 from pab_campaign.analysis.modeldiff.residual_pca import SUBPOPULATIONS
 from pab_campaign.analysis.page.model import Cell, HtmlTable, Missing, PageFigure, Section, png_uri
 from pab_campaign.errors import CampaignError
+from pab_campaign.formatting import duration, number
 from pab_campaign.metrics import (
     ACC,
     ADVERSARIAL_METRICS,
@@ -41,11 +42,8 @@ MAX_AUDIT_FIGURES = 6
 
 
 def _number(value: object, digits: int = 4) -> Cell:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return Cell("–", "num")
-    if isinstance(value, float):
-        return Cell(f"{value:.{digits}g}", "num")
-    return Cell(str(value), "num" if isinstance(value, int) else "")
+    numeric = value is None or isinstance(value, (int, float))
+    return Cell(number(value, digits, none="–", nan="–"), "num" if numeric else "")
 
 
 def _mean_ci(mean: float, ci95: float) -> Cell:
@@ -54,13 +52,6 @@ def _mean_ci(mean: float, ci95: float) -> Cell:
 
 def _text(value: object) -> Cell:
     return Cell("–" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value))
-
-
-def _duration(seconds: float) -> str:
-    """`seconds` in the largest unit that keeps it readable: 42 s, 3.5 min, 2.1 h."""
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def _status(status: object) -> Cell:
@@ -90,7 +81,7 @@ def overview(campaign: Campaign) -> Section:
                                      for name, count, values in properties(campaign)]))
     counts = runs["status"].value_counts()
     section.tables.append(HtmlTable(
-        "statuses", f"Runs by status ({_duration(float(runs['duration_s'].astype(float).sum()))} of training in all)",
+        "statuses", f"Runs by status ({duration(float(runs['duration_s'].astype(float).sum()))} of training in all)",
         ["status", "runs"],
         [[_status(status), _number(int(counts[status]))] for status in RunStatus if status in counts]))
     problems = runs[runs["status"].isin([RunStatus.FAILED, RunStatus.DIVERGED])]
