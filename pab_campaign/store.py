@@ -303,8 +303,9 @@ def is_stale_temp(path: Path, now: float | None = None) -> bool:
 
 def remove_stale_temps(directory: Path) -> list[Path]:
     """Delete the stale temp files and directories directly in `directory` (what a killed command left
-    behind); live ones of a concurrent command stay. Returns what was removed; nothing on a directory
-    that cannot be listed or written."""
+    behind); live ones of a concurrent command stay. A stale backup of `swap_in` (suffix `.old`)
+    whose folder is missing is put back instead: the command was killed between its two renames.
+    Returns what was removed or restored; nothing on a directory that cannot be listed or written."""
     removed = []
     try:
         entries = [Path(e.path) for e in os.scandir(directory) if e.name.startswith(".")]
@@ -314,7 +315,9 @@ def remove_stale_temps(directory: Path) -> list[Path]:
         if not is_stale_temp(path):
             continue
         try:
-            if path.is_dir() and not path.is_symlink():
+            if _restore_backup(path):
+                pass
+            elif path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
             else:
                 path.unlink()
@@ -360,6 +363,117 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+# ---- replacing a folder's outputs ------------------------------------------------------------
+# Temp folders of `replace_outputs`: the new outputs being written, and the old folder during a swap.
+STAGING_SUFFIX = ".new"
+BACKUP_SUFFIX = ".old"
+# renameat2's flag that exchanges two paths atomically (Linux).
+_RENAME_EXCHANGE = 2
+
+
+def _restore_backup(path: Path) -> bool:
+    """Put a stale `swap_in` backup back in its folder's place when that folder is missing; True if done."""
+    match = _TEMP_NAME.match(path.name)
+    if not match or match.group("suffix") != BACKUP_SUFFIX or not path.is_dir():
+        return False
+    target = path.with_name(match.group("target"))
+    if os.path.lexists(target):
+        return False
+    os.rename(path, target)
+    return True
+
+
+def stage_dir(folder: Path) -> Path:
+    """A new empty folder beside `folder`, named as a temp of this process (`temp_path`, suffix
+    `.new`), so that a later command's `remove_stale_temps` deletes it when this process is gone."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        staging = temp_path(folder, STAGING_SUFFIX)
+        try:
+            staging.mkdir()
+        except FileExistsError:
+            continue
+        return staging
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the paths `a` and `b` in one atomic step (Linux renameat2); False where that is not supported."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_cwd = -100
+    if renameat2(at_cwd, os.fsencode(a), at_cwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EPERM):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def swap_in(staging: Path, folder: Path, exchange: bool = True) -> None:
+    """Put the folder `staging` in the place of `folder` (created when missing) so that the old
+    result is never lost: where the system can, the two are exchanged atomically and the old one
+    (now under the staging name) removed; else the old folder is renamed to a backup temp (suffix
+    `.old`), `staging` to `folder`, and the backup removed. A command killed between those two
+    renames leaves the backup, which the next `remove_stale_temps` puts back."""
+    if os.path.lexists(folder) and exchange and _exchange(staging, folder):
+        _fsync_dir(folder.parent)
+        shutil.rmtree(staging, ignore_errors=True)
+        return
+    backup = temp_path(folder, BACKUP_SUFFIX)
+    try:
+        os.rename(folder, backup)
+    except FileNotFoundError:
+        backup = None
+    try:
+        os.rename(staging, folder)
+    except BaseException:
+        if backup is not None and not os.path.lexists(folder):
+            os.rename(backup, folder)
+        raise
+    _fsync_dir(folder.parent)
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
+
+
+def replace_outputs(folder: Path, fill: Callable[[Path], list[Path]],
+                    ours: Callable[[str], bool] | None = None) -> list[Path]:
+    """Make `folder` hold what `fill(staging)` writes into a staging folder, so that the files of an
+    earlier call never linger and a failure of `fill` changes nothing. Returns the written paths,
+    under `folder`.
+
+    With `ours` None the folder is wholly this command's: the staging folder is swapped in for it
+    (`swap_in`). Otherwise the folder holds other files too (a user's, a cache): each new file is
+    renamed into it (atomic per file), then the files `ours(name)` claims that this call did not
+    write are deleted, and everything else stays. Stale temps of a killed earlier call are cleaned
+    up first (`remove_stale_temps`)."""
+    folder = Path(folder)
+    if ours is None:
+        remove_stale_temps(folder.parent)
+        staging = stage_dir(folder)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(folder)
+        staging = stage_dir(folder / "outputs")
+    try:
+        written = [folder / Path(path).relative_to(staging) for path in fill(staging)]
+        if ours is None:
+            swap_in(staging, folder)
+        else:
+            for path in written:
+                os.replace(staging / path.relative_to(folder), path)
+            for entry in os.scandir(folder):
+                if ours(entry.name) and entry.is_file(follow_symlinks=False) and Path(entry.path) not in written:
+                    os.unlink(entry.path)
+            _fsync_dir(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return written
 
 
 def json_safe(value: Any) -> Any:

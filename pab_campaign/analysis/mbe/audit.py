@@ -11,10 +11,7 @@ last epoch), the target at each run's last epoch. One row of values per complete
 from __future__ import annotations
 
 import math
-import os
 import shutil
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +34,7 @@ from pab_campaign.analysis.mbe.rule import ALPHA, MIN_RUNS, Association, check_a
 from pab_campaign.analysis.stats.correlation import partial_spearman
 from pab_campaign.analysis.stats.multicomp import adjust_pvalues
 from pab_campaign.metrics import MetricSpec
-from pab_campaign.store import atomic_write
+from pab_campaign.store import atomic_write, replace_outputs
 
 AUDIT_COLUMNS = ["group", "metric", "n", "raw_rho", "raw_p", "raw_p_adj", "raw_ci_low", "raw_ci_high", "stage1",
                  "partial_rho", "partial_p", "partial_p_adj", "partial_ci_low", "partial_ci_high", "verdict",
@@ -391,32 +388,6 @@ def run_audit(campaign: Campaign, request: AuditRequest) -> AuditResult:
     return AuditResult(table, driver_table, data, notes, request, family, int(driver_table["p"].notna().sum()))
 
 
-def _replace_folder(folder: Path, fill: Callable[[Path], list[Path]]) -> list[Path]:
-    """Make `folder` hold exactly what `fill(staging)` writes: fill a new folder beside it, then swap
-    the two, so that files of an earlier audit never linger and a failure leaves the old folder as it
-    was. Returns the written paths under `folder`."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = folder.with_name(f".{folder.name}.new-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    staging.mkdir()
-    try:
-        written = fill(staging)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    old = folder.with_name(f".{folder.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    if folder.exists():
-        os.replace(folder, old)
-    try:
-        os.replace(staging, folder)
-    except BaseException:
-        if old.exists():
-            os.replace(old, folder)
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-    return [folder / path.relative_to(staging) for path in written]
-
-
 def write_audit(campaign: Campaign, result: AuditResult, plots: bool = True, campaign_ids: list[str] | None = None,
                 output_folder: Path | None = None, dpi: int = 150) -> list[Path]:
     """Write the audit's files and return their paths.
@@ -459,4 +430,4 @@ def write_audit(campaign: Campaign, result: AuditResult, plots: bool = True, cam
                          folder / figure_name(metric), dpi)
                 for metric in data.candidates]
 
-    return written + _replace_folder(out / f"audit{suffix}", figures)
+    return written + replace_outputs(out / f"audit{suffix}", figures)

@@ -11,7 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from pab_campaign.analysis.plots.groups import MAX_GROUPS, group_style
-from pab_campaign.analysis.plots.style import GROUP_COLOURS, NOT_SIGNIFICANT, SIGNIFICANT, metric_unit
+from pab_campaign.analysis.plots.style import GROUP_COLOURS, NOT_SIGNIFICANT, SIGNIFICANT, metric_unit, styled
 
 MAX_BARS = 8  # groups in the bar panel: the pooled one, then the first groups that have a ρ
 
@@ -141,6 +141,7 @@ def _forest_panel(ax, rows: pd.DataFrame, controls: str, alpha: float) -> None:
     ax.set_title(f"stage 4: {verdict}\nraw and partial ρ, bootstrap 95 % intervals", fontsize=10)
 
 
+@styled
 def audit_figure(values: pd.DataFrame, groups: pd.Series | None, rows: pd.DataFrame, metric: str,
                  target: str, controls: str, campaign: str, alpha: float,
                  hparams: pd.DataFrame | None = None) -> Figure:

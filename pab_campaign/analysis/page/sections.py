@@ -19,20 +19,31 @@ from pab_campaign.analysis.campaign.naming import ids_suffix
 from pab_campaign.analysis.modeldiff.residual_pca import SUBPOPULATIONS
 from pab_campaign.analysis.page.model import Cell, HtmlTable, Missing, PageFigure, Section, png_uri
 from pab_campaign.errors import CampaignError
+from pab_campaign.formatting import duration, number
+from pab_campaign.metrics import (
+    ACC,
+    ADVERSARIAL_METRICS,
+    CLASS_ACC,
+    CLASS_LEARNED_EPOCH,
+    CLEAN_ACC,
+    ERANK,
+    GEN_GAP,
+    LOSS,
+    LOSS_GAP,
+    SPLITS,
+)
 from pab_campaign.store import RunStatus, summary_dir
 
-CURVE_METRICS = ("train/loss", "val/loss", "test/loss", "train/acc", "val/acc", "test/acc")
-GAP_METRICS = ("val/gen_gap", "val/loss_gap")
+CURVE_METRICS = tuple(metric.label(split) for metric in (LOSS, ACC) for split in SPLITS)
+GAP_METRICS = (GEN_GAP.label("val"), LOSS_GAP.label("val"))
+ATTACK_CURVES = tuple(metric.label(key="*") for metric in ADVERSARIAL_METRICS)
 MAX_CSV_ROWS = 200
 MAX_AUDIT_FIGURES = 6
 
 
 def _number(value: object, digits: int = 4) -> Cell:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return Cell("–", "num")
-    if isinstance(value, float):
-        return Cell(f"{value:.{digits}g}", "num")
-    return Cell(str(value), "num" if isinstance(value, int) else "")
+    numeric = value is None or isinstance(value, (int, float))
+    return Cell(number(value, digits, none="–", nan="–"), "num" if numeric else "")
 
 
 def _mean_ci(mean: float, ci95: float) -> Cell:
@@ -41,13 +52,6 @@ def _mean_ci(mean: float, ci95: float) -> Cell:
 
 def _text(value: object) -> Cell:
     return Cell("–" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value))
-
-
-def _duration(seconds: float) -> str:
-    """`seconds` in the largest unit that keeps it readable: 42 s, 3.5 min, 2.1 h."""
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def _status(status: object) -> Cell:
@@ -77,7 +81,7 @@ def overview(campaign: Campaign) -> Section:
                                      for name, count, values in properties(campaign)]))
     counts = runs["status"].value_counts()
     section.tables.append(HtmlTable(
-        "statuses", f"Runs by status ({_duration(float(runs['duration_s'].astype(float).sum()))} of training in all)",
+        "statuses", f"Runs by status ({duration(float(runs['duration_s'].astype(float).sum()))} of training in all)",
         ["status", "runs"],
         [[_status(status), _number(int(counts[status]))] for status in RunStatus if status in counts]))
     problems = runs[runs["status"].isin([RunStatus.FAILED, RunStatus.DIVERGED])]
@@ -170,10 +174,10 @@ def classes(campaign: Campaign) -> Section:
     from pab_campaign.analysis.summary.report import build_curves
 
     def build() -> list[PageFigure]:
-        groupby, accuracy = build_curves(campaign, metrics=["val/class_acc[*]"])
+        groupby, accuracy = build_curves(campaign, metrics=[CLASS_ACC.label("val", "*")])
         if accuracy.empty:
             return []
-        _, learned = build_curves(campaign, metrics=["val/class_learned_epoch[*]"])
+        _, learned = build_curves(campaign, metrics=[CLASS_LEARNED_EPOCH.label("val", "*")])
         figure = class_heatmap(accuracy, learned, groupby, campaign.directory.name)
         return [PageFigure("class-progression", f"{campaign.directory.name}: val/class_acc by class and epoch",
                            "Validation accuracy of each class over epochs (mean over the group's runs); the "
@@ -195,14 +199,14 @@ def robustness(campaign: Campaign) -> Section:
     from pab_campaign.analysis.summary.report import build_curves
 
     def build() -> list[PageFigure]:
-        groupby, curves = build_curves(campaign, metrics=["probe/clean_acc", "probe/fgsm_acc[*]", "probe/pgd_acc[*]"])
+        groupby, curves = build_curves(campaign, metrics=[CLEAN_ACC.label(), *ATTACK_CURVES])
         if curves.empty:
             return []
         figures = [PageFigure("robustness-epsilon", f"{campaign.directory.name}: accuracy vs ε",
                               "Accuracy under FGSM and PGD attacks against the attack size ε (input units) at "
                               "each group's last measured epoch; ε = 0 is the clean accuracy.",
                               png_uri(robustness_figure(curves, groupby, campaign.directory.name)))]
-        figures.append(_curves_figure(campaign, "robustness-epochs", ["probe/fgsm_acc[*]", "probe/pgd_acc[*]"],
+        figures.append(_curves_figure(campaign, "robustness-epochs", [*ATTACK_CURVES],
                                       "Adversarial accuracy at each ε over epochs."))
         return figures
 
@@ -218,7 +222,7 @@ def robustness(campaign: Campaign) -> Section:
 
 def spectra(campaign: Campaign) -> Section:
     def build() -> list[PageFigure]:
-        return [_curves_figure(campaign, "spectra", ["weights/erank[*]"],
+        return [_curves_figure(campaign, "spectra", [ERANK.label(key="*")],
                                "Effective rank exp(H(σ/Σσ)) of each layer's weight matrix over epochs.")]
 
     section = Section("spectra", "Weight spectra", "How the effective rank of every layer's weights evolves.")

@@ -13,9 +13,11 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from pab_campaign.analysis.plots.groups import MAX_GROUPS, GroupChoice, choose_groups, group_style
-from pab_campaign.analysis.plots.style import axis_label, group_label, metric_range
+from pab_campaign.analysis.plots.style import axis_label, group_label, metric_range, styled
+from pab_campaign.metrics import CLEAN_ACC, FGSM_ACC, PGD_ACC
 
 
+@styled
 def plot_curves(curves: pd.DataFrame, groupby: list[str], campaign: str = "", log_y: bool | None = None,
                 max_groups: int = MAX_GROUPS, x: str = "epoch") -> Figure:
     """Learning curves: one panel per `label` (context/metric[key]), one line per group (mean over
@@ -122,6 +124,7 @@ def _groups_of(frame: pd.DataFrame, groupby: list[str]) -> list[tuple[str, pd.Da
     return [(group_label(groupby, key if isinstance(key, tuple) else (key,)), rows) for key, rows in grouped]
 
 
+@styled
 def class_heatmap(accuracy: pd.DataFrame, learned: pd.DataFrame, groupby: list[str], campaign: str) -> Figure:
     """Class × epoch heatmap of accuracy per group (one panel each), with the mean first-learned
     epoch of every class marked. Both frames are `build_curves` output for `<ctx>/class_acc[*]` and
@@ -157,6 +160,7 @@ def class_heatmap(accuracy: pd.DataFrame, learned: pd.DataFrame, groupby: list[s
     return figure
 
 
+@styled
 def robustness_figure(curves: pd.DataFrame, groupby: list[str], campaign: str) -> Figure:
     """Accuracy against the attack size ε at each group's last measured epoch: FGSM solid, PGD
     dashed, ε = 0 the clean accuracy. `curves` is `build_curves` output for `probe/clean_acc`,
@@ -165,15 +169,15 @@ def robustness_figure(curves: pd.DataFrame, groupby: list[str], campaign: str) -
     for index, (name, frame) in enumerate(_groups_of(curves, groupby)):
         colour, marker = group_style(index).colour, group_style(index).marker
         last = frame.sort_values("epoch").groupby("label").tail(1)
-        clean = last.loc[last["label"] == "probe/clean_acc", "mean"]
-        for attack, style in (("fgsm_acc", "-"), ("pgd_acc", "--")):
-            rows = last[last["label"].str.startswith(f"probe/{attack}[")]
+        clean = last.loc[last["label"] == CLEAN_ACC.label(), "mean"]
+        for attack, style in ((FGSM_ACC, "-"), (PGD_ACC, "--")):
+            rows = last[last["label"].str.startswith(attack.label() + "[")]
             eps = rows["label"].map(lambda label: float(_label_key(label))).to_numpy()
             order = np.argsort(eps)
             x, y = eps[order], rows["mean"].to_numpy(float)[order]
             if len(clean):
                 x, y = np.r_[0.0, x], np.r_[float(clean.iloc[0]), y]
-            ax.plot(x, y, style, marker=marker, color=colour, label=f"{name} · {attack.split('_')[0].upper()}")
+            ax.plot(x, y, style, marker=marker, color=colour, label=f"{name} · {attack.name.split('_')[0].upper()}")
     ax.set_xlabel("attack size ε (model input units)")
     ax.set_ylabel("accuracy on the probe set (fraction)")
     ax.set_ylim(0, 1.02)

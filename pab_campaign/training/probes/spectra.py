@@ -28,21 +28,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from pab_campaign.metrics import LATENT_STATE_STATISTICS, SPECTRA_METRICS, WEIGHTS, WHOLE_MODEL_STATISTICS, names
 from pab_campaign.training.probes import Probe, ProbeContext, Row
 
 LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-METRICS = (
-    "erank", "sci", "stable_rank", "nuclear", "spectral_entropy", "sv_min", "rank_max", "l1", "l2", "trace",
-    "spectral", "code_sparsity", "comp_sparsity",
-    "sv_mean", "sv_var", "w_mean", "w_median", "w_var", "b_mean", "b_median", "b_var",
-)
+# The names come from the metric registry (`pab_campaign.metrics`), which the analysis reads too.
+METRICS = names(SPECTRA_METRICS)
 # The 14 statistics of the latent-state work, in its order.
-LATENT_STATE_METRICS = (
-    "w_mean", "w_median", "w_var", "b_mean", "b_median", "b_var", "l1", "l2", "trace", "spectral",
-    "code_sparsity", "comp_sparsity", "sv_mean", "sv_var",
-)
+LATENT_STATE_METRICS = names(LATENT_STATE_STATISTICS)
 # Statistics of the model's concatenated parameters (not a mean over layers).
-WHOLE_MODEL_METRICS = ("w_mean", "w_median", "w_var", "b_mean", "b_median", "b_var")
+WHOLE_MODEL_METRICS = names(WHOLE_MODEL_STATISTICS)
 SV_FLOOR = 1e-5
 # Singular values at or below this are numerically zero for `sv_min` (mbe-eval's floor).
 SV_ZERO = 1e-10
@@ -148,10 +143,10 @@ def spectra_rows(model: nn.Module) -> list[Row]:
     per_layer = {name: spectrum_stats(module.weight, module.bias) for name, module in layers.items()}
     rows: list[Row] = []
     for name, stats in per_layer.items():
-        rows += [("weights", metric, name, value) for metric, value in stats.items()]
+        rows += [(WEIGHTS, metric, name, value) for metric, value in stats.items()]
     if layers:
         whole = model_stats(list(layers.values()), list(per_layer.values()))
-        rows += [("weights", metric, None, whole[metric]) for metric in METRICS]
+        rows += [(WEIGHTS, metric, None, whole[metric]) for metric in METRICS]
     return rows
 
 
