@@ -137,8 +137,8 @@ def test_a_run_json_that_is_a_directory_is_refused_by_both_and_kept(tmp_path):
     launches = _both(make)
     assert launches["loop"] == launches["tracker"]
     assert launches["loop"].status is None
-    assert launches["loop"].said.startswith("<run>/run.json: run.json is a directory, not a file; the run was not "
-                                            "reopened (every file kept)")
+    assert launches["loop"].said.startswith("<run>/run.json: run.json is a directory, not a regular file")
+    assert "the run was not reopened (every file kept)" in launches["loop"].said
     for path in PATHS:
         directory = _run_dir(path, tmp_path / path)
         assert sorted(str(p.relative_to(directory)) for p in directory.rglob("*")) == ["run.json", "run.json/mine.txt"]
