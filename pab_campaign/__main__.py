@@ -1,6 +1,7 @@
 """Hydra entry point: `python -m pab_campaign [-m] [overrides]` trains one run or a sweep."""
 from __future__ import annotations
 
+import copy
 import os
 import re
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from pab_campaign.errors import ConfigError, PabError, one_line
@@ -22,11 +23,17 @@ register_schemas()
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def train(cfg: DictConfig) -> str:
+    from pab_campaign.training import spawned
     from pab_campaign.training.run import execute
 
     hydra_cfg = HydraConfig.get()
+    overrides = list(hydra_cfg.overrides.task)
     try:
-        outcome = execute(cfg, overrides=list(hydra_cfg.overrides.task))
+        if spawned.needs_ranks(cfg):
+            spawned.check_ranks(cfg)
+            outcome = start_ranks(cfg, overrides)
+        else:
+            outcome = execute(cfg, overrides=overrides)
     except (ConfigError, OmegaConfBaseException) as exc:
         # OmegaConf raises here for a value read through an interpolation (a key that is not there,
         # a value of the wrong type). SystemExit passes through Hydra's job runner, which would
@@ -38,6 +45,26 @@ def train(cfg: DictConfig) -> str:
     if outcome.status == RunStatus.FAILED:
         FAILED_RUNS.append(outcome.run_id)
     return outcome.status
+
+
+def start_ranks(cfg: DictConfig, overrides: list[str]):
+    """Start the run's `runtime.nproc` ranks here, as torchrun would, and return rank 0's outcome. A
+    rank that stopped on a config error has said so in one line (exit 2); a rank that failed or was
+    killed ended the others, and the run is failed (it resumes when launched again)."""
+    from pab_campaign.launching.ranks import RanksFailed, run_ranks
+    from pab_campaign.training import spawned
+
+    resolved = copy.deepcopy(cfg)
+    OmegaConf.resolve(resolved)  # the ranks are fresh interpreters, without Hydra's resolvers
+    try:
+        outcome = run_ranks(spawned.rank_main, (resolved, overrides), int(cfg.runtime.nproc))
+    except RanksFailed as exc:
+        if exc.exit_code == 2:
+            raise SystemExit(2) from None
+        error = f"{exc}; the other ranks were ended; launch it again to resume from its last checkpoint"
+        print(f"pab_campaign: {error}", file=sys.stderr)
+        return spawned.lost_outcome(cfg, error)
+    return outcome if outcome is not None else spawned.lost_outcome(cfg, "rank 0 ended without a result")
 
 
 # The override Hydra names in "Error merging override k=v" and "... use +k=v".
