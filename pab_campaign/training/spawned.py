@@ -28,7 +28,6 @@ def needs_ranks(cfg: DictConfig) -> bool:
 def check_ranks(cfg: DictConfig) -> None:
     """Refuse (ConfigError) a run whose ranks cannot start here: its config, or more ranks than
     devices in the pool (GPUs for a CUDA run, cores for a CPU one)."""
-    validate(cfg)
     nproc = int(cfg.runtime.nproc)
     if wants_cuda(cfg):
         pool, kind = torch.cuda.device_count(), "GPUs"
@@ -37,6 +36,7 @@ def check_ranks(cfg: DictConfig) -> None:
     if nproc > pool:
         raise ConfigError(f"runtime.nproc={nproc} ranks but {pool} {kind} here, one rank per device; use "
                           f"runtime.nproc<={pool}")
+    validate(cfg)
 
 
 def rank_main(environment: dict[str, str], results: Any, cfg: DictConfig, overrides: list[str]) -> None:
