@@ -41,6 +41,8 @@ def train(cfg: DictConfig) -> str:
         message = config_error_line(exc) if isinstance(exc, OmegaConfBaseException) else one_line(exc)
         print(f"pab_campaign: error: {message}", file=sys.stderr)
         raise SystemExit(2) from None
+    if outcome.rank != 0:  # one of a job's other ranks: rank 0 reports the run
+        return outcome.status
     write_job_pointer(Path(hydra_cfg.runtime.output_dir), outcome)
     if outcome.status == RunStatus.FAILED:
         FAILED_RUNS.append(outcome.run_id)

@@ -127,6 +127,8 @@ class RunOutcome:
     skipped: bool = False
     # Why a run was skipped other than being finished before (e.g. another process is writing it).
     note: str | None = None
+    # The rank that returned it: only rank 0's speaks for the run.
+    rank: int = 0
 
 
 CONTINUE, STOP = 0, 1
@@ -360,7 +362,7 @@ def _tell_the_others(collective: Collective, verdict: int) -> None:
 def _execute_rank(cfg: DictConfig, ranks: Ranks, rid: str, directory: Path) -> RunOutcome:
     """A rank other than 0: train along with rank 0 while it says go on."""
     run = Run(cfg, None, ranks, rid)
-    skipped = RunOutcome(rid, RunStatus.RUNNING, directory, skipped=True, note=f"rank {ranks.rank}: rank 0 writes")
+    skipped = RunOutcome(rid, RunStatus.RUNNING, directory, skipped=True, note="rank 0 writes", rank=ranks.rank)
     collective = Collective(ranks, distributed.rank_device(wants_cuda(cfg), ranks))
     if collective.share(None) != CONTINUE:  # rank 0 did not open the run
         return skipped
@@ -370,7 +372,7 @@ def _execute_rank(cfg: DictConfig, ranks: Ranks, rid: str, directory: Path) -> R
     except RankEnded as exc:
         log.info("rank %d: %s", ranks.rank, exc)
         return skipped
-    return RunOutcome(rid, status, directory, note=f"rank {ranks.rank}")
+    return RunOutcome(rid, status, directory, note="rank 0 writes", rank=ranks.rank)
 
 
 def _execute(cfg: DictConfig, writer: RunWriter, ranks: Ranks) -> RunOutcome:
