@@ -10,11 +10,12 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from pab_campaign.errors import ConfigError, PabError, one_line
-from pab_campaign.launching.sweep_status import FAILED_RUNS, write_job_pointer
+from pab_campaign.launching.sweep_status import write_job_pointer
 from pab_campaign.store import RunStatus
 from pab_campaign.training.config import CONFIG_DIR, register_schemas, schema_keys
 
@@ -23,6 +24,11 @@ register_schemas()
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def train(cfg: DictConfig) -> str:
+    """Train the run `cfg` describes and return its status (what a launcher's job returns); the job's
+    pointer file records the run for the sweep's status table. A single run (no -m) that failed ends
+    the command with exit status 1; a sweep's exit status comes from its status table (the
+    `SweepStatusCallback`), which reads every job's pointer. A distributed run whose ranks this
+    process must start (`runtime.nproc`) is started here, as torchrun would; only rank 0 reports."""
     from pab_campaign.training import spawned
     from pab_campaign.training.run import execute
 
@@ -44,8 +50,8 @@ def train(cfg: DictConfig) -> str:
     if outcome.rank != 0:  # one of a job's other ranks: rank 0 reports the run
         return outcome.status
     write_job_pointer(Path(hydra_cfg.runtime.output_dir), outcome)
-    if outcome.status == RunStatus.FAILED:
-        FAILED_RUNS.append(outcome.run_id)
+    if outcome.status == RunStatus.FAILED and hydra_cfg.mode == RunMode.RUN:
+        raise SystemExit(1)
     return outcome.status
 
 
@@ -105,7 +111,8 @@ def config_error_line(exc: BaseException) -> str:
 
 
 def main() -> None:
-    """Run Hydra; turn config and composition errors into one line on stderr and exit code 2."""
+    """Run Hydra; turn config and composition errors into one line on stderr and exit code 2. A failed
+    run (or any failed run of a sweep) gives exit code 1 (see `train`)."""
     from hydra.errors import HydraException
 
     os.environ["HYDRA_FULL_ERROR"] = "1"
@@ -117,8 +124,6 @@ def main() -> None:
     except PabError as exc:
         print(f"pab_campaign: error: {one_line(exc)}", file=sys.stderr)
         sys.exit(2)
-    if FAILED_RUNS:
-        sys.exit(1)
 
 
 if __name__ == "__main__":

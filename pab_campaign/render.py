@@ -4,11 +4,10 @@ Every title, header, cell and message is printed literally, so a metric name suc
 `weights/erank[features.1]@3` keeps its brackets: text becomes a `rich.text.Text` and styles are
 given beside it, never as markup inside it. The console itself has markup off, so a stray string
 cannot be read as markup either. The command line and the sweep status table of `launching` both
-use it; of the package it imports only the run statuses.
+use it; of the package it imports only the run statuses and the number format.
 """
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from rich.console import Console, JustifyMethod, OverflowMethod
 from rich.table import Table
 from rich.text import Text
 
+from pab_campaign.formatting import number
 from pab_campaign.store import RunStatus
 
 # The colour of each run status, wherever a status is shown.
@@ -31,12 +31,9 @@ console = Console(width=None if sys.stdout.isatty() else 160, markup=False)
 
 
 def fmt(value: object, digits: int = 4) -> str:
-    """A table cell for `value`: '-' for None, 'nan' for NaN, floats to `digits` significant digits."""
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.{digits}g}"
-    return str(value)
+    """A table cell for `value`: '-' for None, 'nan' for NaN, floats to `digits` significant digits
+    (`formatting.number`, as the HTML page writes numbers)."""
+    return number(value, digits)
 
 
 def styled(text: str, style: str | None) -> Text:

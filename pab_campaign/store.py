@@ -6,6 +6,7 @@ any analysis code, so both sides can depend on it alone.
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import math
 import os
@@ -13,6 +14,7 @@ import re
 import secrets
 import shutil
 import socket
+import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
@@ -29,6 +31,9 @@ RUNS_DIR = "runs"
 SUMMARY_DIR = "summary"
 RUN_JSON = "run.json"
 TRAJECTORY = "trajectory.parquet"
+# Values recorded per training step (a user's `tracker.log(step=...)`, an import's steps), beside the
+# per-epoch trajectory, which every analysis reads.
+STEPS = "steps.parquet"
 # Full tracebacks of the run's failures, appended (run.json's `error` holds the last line).
 RUN_LOG = "run.log"
 CHECKPOINTS = "checkpoints"
@@ -180,6 +185,18 @@ TRAJECTORY_SCHEMA = pa.schema([
     pa.field("value", pa.float64(), nullable=True),
 ])
 
+# `steps.parquet`: one row per value recorded at a training step; `epoch` is the epoch the step falls
+# in (null when unknown), `wall_time` Unix seconds when the value was recorded (null when unknown).
+STEPS_SCHEMA = pa.schema([
+    pa.field("step", pa.int64(), nullable=False),
+    pa.field("epoch", pa.int32(), nullable=True),
+    pa.field("wall_time", pa.float64(), nullable=True),
+    pa.field("context", _DICT, nullable=False),
+    pa.field("metric", _DICT, nullable=False),
+    pa.field("key", _DICT, nullable=True),
+    pa.field("value", pa.float64(), nullable=True),
+])
+
 
 def runs_dir(campaign_dir: Path) -> Path:
     return Path(campaign_dir) / RUNS_DIR
@@ -292,8 +309,9 @@ def is_stale_temp(path: Path, now: float | None = None) -> bool:
 
 def remove_stale_temps(directory: Path) -> list[Path]:
     """Delete the stale temp files and directories directly in `directory` (what a killed command left
-    behind); live ones of a concurrent command stay. Returns what was removed; nothing on a directory
-    that cannot be listed or written."""
+    behind); live ones of a concurrent command stay. A stale backup of `swap_in` (suffix `.old`)
+    whose folder is missing is put back instead: the command was killed between its two renames.
+    Returns what was removed or restored; nothing on a directory that cannot be listed or written."""
     removed = []
     try:
         entries = [Path(e.path) for e in os.scandir(directory) if e.name.startswith(".")]
@@ -303,7 +321,9 @@ def remove_stale_temps(directory: Path) -> list[Path]:
         if not is_stale_temp(path):
             continue
         try:
-            if path.is_dir() and not path.is_symlink():
+            if _restore_backup(path):
+                pass
+            elif path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
             else:
                 path.unlink()
@@ -351,6 +371,117 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
+# ---- replacing a folder's outputs ------------------------------------------------------------
+# Temp folders of `replace_outputs`: the new outputs being written, and the old folder during a swap.
+STAGING_SUFFIX = ".new"
+BACKUP_SUFFIX = ".old"
+# renameat2's flag that exchanges two paths atomically (Linux).
+_RENAME_EXCHANGE = 2
+
+
+def _restore_backup(path: Path) -> bool:
+    """Put a stale `swap_in` backup back in its folder's place when that folder is missing; True if done."""
+    match = _TEMP_NAME.match(path.name)
+    if not match or match.group("suffix") != BACKUP_SUFFIX or not path.is_dir():
+        return False
+    target = path.with_name(match.group("target"))
+    if os.path.lexists(target):
+        return False
+    os.rename(path, target)
+    return True
+
+
+def stage_dir(folder: Path) -> Path:
+    """A new empty folder beside `folder`, named as a temp of this process (`temp_path`, suffix
+    `.new`), so that a later command's `remove_stale_temps` deletes it when this process is gone."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        staging = temp_path(folder, STAGING_SUFFIX)
+        try:
+            staging.mkdir()
+        except FileExistsError:
+            continue
+        return staging
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the paths `a` and `b` in one atomic step (Linux renameat2); False where that is not supported."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_cwd = -100
+    if renameat2(at_cwd, os.fsencode(a), at_cwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EPERM):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def swap_in(staging: Path, folder: Path, exchange: bool = True) -> None:
+    """Put the folder `staging` in the place of `folder` (created when missing) so that the old
+    result is never lost: where the system can, the two are exchanged atomically and the old one
+    (now under the staging name) removed; else the old folder is renamed to a backup temp (suffix
+    `.old`), `staging` to `folder`, and the backup removed. A command killed between those two
+    renames leaves the backup, which the next `remove_stale_temps` puts back."""
+    if os.path.lexists(folder) and exchange and _exchange(staging, folder):
+        _fsync_dir(folder.parent)
+        shutil.rmtree(staging, ignore_errors=True)
+        return
+    backup = temp_path(folder, BACKUP_SUFFIX)
+    try:
+        os.rename(folder, backup)
+    except FileNotFoundError:
+        backup = None
+    try:
+        os.rename(staging, folder)
+    except BaseException:
+        if backup is not None and not os.path.lexists(folder):
+            os.rename(backup, folder)
+        raise
+    _fsync_dir(folder.parent)
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
+
+
+def replace_outputs(folder: Path, fill: Callable[[Path], list[Path]],
+                    ours: Callable[[str], bool] | None = None) -> list[Path]:
+    """Make `folder` hold what `fill(staging)` writes into a staging folder, so that the files of an
+    earlier call never linger and a failure of `fill` changes nothing. Returns the written paths,
+    under `folder`.
+
+    With `ours` None the folder is wholly this command's: the staging folder is swapped in for it
+    (`swap_in`). Otherwise the folder holds other files too (a user's, a cache): each new file is
+    renamed into it (atomic per file), then the files `ours(name)` claims that this call did not
+    write are deleted, and everything else stays. Stale temps of a killed earlier call are cleaned
+    up first (`remove_stale_temps`)."""
+    folder = Path(folder)
+    if ours is None:
+        remove_stale_temps(folder.parent)
+        staging = stage_dir(folder)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(folder)
+        staging = stage_dir(folder / "outputs")
+    try:
+        written = [folder / Path(path).relative_to(staging) for path in fill(staging)]
+        if ours is None:
+            swap_in(staging, folder)
+        else:
+            for path in written:
+                os.replace(staging / path.relative_to(folder), path)
+            for entry in os.scandir(folder):
+                if ours(entry.name) and entry.is_file(follow_symlinks=False) and Path(entry.path) not in written:
+                    os.unlink(entry.path)
+            _fsync_dir(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return written
+
+
 def json_safe(value: Any) -> Any:
     """`value` (nested dicts, lists, tuples) with every non-finite float as None, so JSON written from
     it is standard (no NaN or Infinity)."""
@@ -368,19 +499,121 @@ def write_run_json(directory: Path, record: RunRecord) -> None:
     atomic_write_bytes(Path(directory) / RUN_JSON, record.to_json().encode())
 
 
-def read_run_json(directory: Path) -> RunRecord:
-    """The checked `run.json` of a run directory; StoreError naming the file and the problem."""
-    path = Path(directory) / RUN_JSON
+# ---- reading a run's files (a campaign may come from someone else) ------------------------------
+# The largest run.json read (a run's record is a few kB; a larger one is not a record).
+MAX_RUN_JSON_BYTES = 1 << 20
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def run_boundary(directory: Path) -> Path:
+    """The directory a run's files must lie in, links resolved: its campaign (the folder above
+    `runs/`), or the run directory itself when it is not inside a campaign's `runs/`."""
+    directory = Path(directory)
+    return directory.parent.parent if directory.parent.name == RUNS_DIR else directory
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+
+
+@functools.lru_cache(maxsize=64)
+def _resolved(boundary: str) -> str:
+    return os.path.realpath(boundary)
+
+
+def _inside(path: Path, boundary: Path) -> bool:
+    """Whether `path`, links resolved, lies in `boundary`: at once when it is below `boundary` with
+    no link on the way (a few lstat calls), else by resolving both."""
+    base, text = os.fspath(boundary).rstrip("/") or "/", os.fspath(path)
+    parts = text[len(base):].split("/") if text.startswith(base + "/") else [".."]
+    if ".." not in parts:
+        current = base
+        try:
+            for part in parts[1:]:
+                current = f"{current}/{part}"
+                if stat.S_ISLNK(os.lstat(current).st_mode):
+                    break
+            else:
+                return True
+        except OSError:
+            pass
+    root = _resolved(str(boundary))
+    return os.path.commonpath([os.path.realpath(path), root]) == root
+
+
+def _check(path: Path, info: os.stat_result, limit: int | None) -> None:
+    name = path.name
+    if not stat.S_ISREG(info.st_mode):
+        raise StoreError(f"{path}: {name} is {_kind(info.st_mode)}, not a regular file; only regular files are read")
+    if limit is not None and info.st_size > limit:
+        raise StoreError(f"{path}: {name} is {info.st_size} bytes, more than the {limit} a run's {name} may have")
+
+
+def check_run_file(path: Path, boundary: Path, limit: int | None = None) -> os.stat_result:
+    """`os.stat` of the run file `path` when it may be read: its links resolve inside `boundary`
+    (`run_boundary`), and it is a regular file (no FIFO, device or directory) of at most `limit`
+    bytes. FileNotFoundError when it is missing; StoreError naming the file and the problem otherwise."""
+    path = Path(path)
+    if not _inside(path, boundary):
+        raise StoreError(f"{path}: leads outside {boundary} (to {os.path.realpath(path)}); links out of a campaign "
+                         "are not followed")
     try:
-        text = path.read_bytes().decode()
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise StoreError(f"{path}: {path.name} cannot be read ({exc.strerror})") from None
+    _check(path, info, limit)
+    return info
+
+
+def _open_checked(path: Path, boundary: Path, limit: int | None) -> int:
+    """A read-only descriptor of the run file `path`, checked by `check_run_file` before it is
+    opened (no device is ever opened) and on the open file (opened without blocking, so a FIFO
+    swapped in between cannot hang the reader)."""
+    check_run_file(path, boundary, limit)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise StoreError(f"{path}: {path.name} cannot be read ({exc.strerror})") from None
+    try:
+        _check(path, os.fstat(fd), limit)
+    except StoreError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_run_file(path: Path, boundary: Path, limit: int) -> bytes:
+    """The bytes of the run file `path` under `check_run_file`'s rules (at most `limit` of them)."""
+    path = Path(path)
+    fd = _open_checked(path, boundary, limit)
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            data = handle.read(limit + 1)
+        except OSError as exc:
+            raise StoreError(f"{path}: {path.name} cannot be read ({exc.strerror})") from None
+    if len(data) > limit:
+        raise StoreError(f"{path}: {path.name} grew past {limit} bytes while being read")
+    return data
+
+
+def read_run_json(directory: Path, boundary: Path | None = None) -> RunRecord:
+    """The checked `run.json` of a run directory (a regular file of at most MAX_RUN_JSON_BYTES inside
+    `boundary`, default `run_boundary(directory)`); StoreError naming the file and the problem."""
+    directory = Path(directory)
+    path = directory / RUN_JSON
+    try:
+        data = read_run_file(path, boundary or run_boundary(directory), MAX_RUN_JSON_BYTES)
     except FileNotFoundError:
         raise StoreError(f"{path}: missing run.json") from None
-    except IsADirectoryError:
-        raise StoreError(f"{path}: run.json is a directory, not a file") from None
+    try:
+        text = data.decode()
     except UnicodeDecodeError as exc:
         raise StoreError(f"{path}: run.json is not valid JSON ({exc})") from None
-    except OSError as exc:
-        raise StoreError(f"{path}: run.json cannot be read ({exc.strerror})") from None
     return RunRecord.from_json(text, path)
 
 
@@ -443,13 +676,18 @@ def write_trajectory(directory: Path, table: pa.Table) -> None:
     atomic_write(Path(directory) / TRAJECTORY, lambda tmp: pq.write_table(table, tmp))
 
 
-def read_trajectory(directory: Path) -> pa.Table:
-    """Read a run's trajectory, checked against TRAJECTORY_SCHEMA."""
-    path = Path(directory) / TRAJECTORY
-    if not path.exists():
-        raise StoreError(f"{path}: missing trajectory.parquet")
+def read_trajectory(directory: Path, boundary: Path | None = None) -> pa.Table:
+    """Read a run's trajectory (a regular file inside `boundary`, default `run_boundary(directory)`),
+    checked against TRAJECTORY_SCHEMA."""
+    directory = Path(directory)
+    path = directory / TRAJECTORY
     try:
-        table = pq.read_table(path)
+        fd = _open_checked(path, boundary or run_boundary(directory), None)
+    except FileNotFoundError:
+        raise StoreError(f"{path}: missing trajectory.parquet") from None
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            table = pq.read_table(handle)
     except (pa.ArrowInvalid, OSError) as exc:
         raise StoreError(f"{path}: unreadable Parquet ({exc})") from None
     missing = set(TRAJECTORY_SCHEMA.names) - set(table.column_names)
@@ -461,3 +699,70 @@ def read_trajectory(directory: Path) -> pa.Table:
         first = str(exc).strip().splitlines()[0]
         raise StoreError(f"{path}: trajectory columns are not of the contract's types, e.g. epoch must hold "
                          f"whole numbers ({first})") from None
+
+
+class StepBuffer:
+    """Rows of one run's `steps.parquet` held in memory: (step, epoch, wall_time, context, metric, key,
+    value); `epoch` and `wall_time` (Unix seconds) may be None."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, int | None, float | None, str, str, str | None, float]] = []
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def add(self, step: int, epoch: int | None, wall_time: float | None, context: str, metric: str, value: float,
+            key: str | None = None) -> None:
+        self.rows.append((int(step), None if epoch is None else int(epoch),
+                          None if wall_time is None else float(wall_time), context, metric,
+                          None if key is None else str(key), float(value)))
+
+    def truncate_after(self, epoch: int) -> None:
+        """Drop every row of an epoch later than `epoch` (rows of no known epoch stay)."""
+        self.rows = [row for row in self.rows if row[1] is None or row[1] <= epoch]
+
+    def to_table(self) -> pa.Table:
+        arrays: dict[str, list[Any]] = {name: [row[i] for row in self.rows]
+                                        for i, name in enumerate(STEPS_SCHEMA.names)}
+        return pa.table({
+            "step": pa.array(arrays["step"], pa.int64()),
+            "epoch": pa.array(arrays["epoch"], pa.int32()),
+            "wall_time": pa.array(arrays["wall_time"], pa.float64()),
+            "context": pa.array(arrays["context"], pa.string()).dictionary_encode(),
+            "metric": pa.array(arrays["metric"], pa.string()).dictionary_encode(),
+            "key": pa.array(arrays["key"], pa.string()).dictionary_encode(),
+            "value": pa.array(arrays["value"], pa.float64()),
+        }).cast(STEPS_SCHEMA)
+
+    @classmethod
+    def from_table(cls, table: pa.Table) -> StepBuffer:
+        buffer = cls()
+        columns = table.cast(STEPS_SCHEMA).to_pydict()
+        buffer.rows = [(s, e, w, c, m, k, math.nan if v is None else float(v))
+                       for s, e, w, c, m, k, v in zip(*(columns[name] for name in STEPS_SCHEMA.names))]
+        return buffer
+
+
+def write_steps(directory: Path, table: pa.Table) -> None:
+    """Atomically (re)write `<directory>/steps.parquet` with all step rows so far."""
+    table = table.cast(STEPS_SCHEMA)
+    atomic_write(Path(directory) / STEPS, lambda tmp: pq.write_table(table, tmp))
+
+
+def read_steps(directory: Path) -> pa.Table:
+    """Read a run's `steps.parquet`, checked against STEPS_SCHEMA; StoreError naming the problem."""
+    path = Path(directory) / STEPS
+    if not path.exists():
+        raise StoreError(f"{path}: missing steps.parquet (the run recorded no values per step)")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise StoreError(f"{path}: unreadable Parquet ({exc})") from None
+    missing = set(STEPS_SCHEMA.names) - set(table.column_names)
+    if missing:
+        raise StoreError(f"{path}: steps file lacks columns {sorted(missing)}")
+    try:
+        return table.select(STEPS_SCHEMA.names).cast(STEPS_SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise StoreError(f"{path}: steps columns are not of the contract's types ({first})") from None

@@ -123,3 +123,96 @@ def test_a_run_has_a_live_writer_only_while_a_living_process_holds_its_fresh_loc
     (tmp_path / LOCK_FILE).write_text(json.dumps({"host": host_name(), "pid": _dead_pid(), "start": None,
                                                   "slurm_job_id": None, "token": "t"}))
     assert not has_live_writer(tmp_path)  # a fresh lock of a process that has ended
+
+
+# ---- locks that cannot be read ----------------------------------------------------------------
+def _age(path, seconds: float) -> None:
+    then = time.time() - seconds
+    os.utime(path, (then, then), follow_symlinks=False)
+
+
+def _plant(run, kind: str, outside) -> None:
+    """A run.lock that is not a lock record: what a killed writer, a stranger or an archive leaves."""
+    path = run / LOCK_FILE
+    run.mkdir(parents=True, exist_ok=True)
+    if kind == "empty":
+        path.touch()
+    elif kind == "garbage":
+        path.write_bytes(b"\x00\xff not json {")
+    elif kind == "truncated":
+        path.write_text('{"host": "' + host_name() + '", "pid": ' + str(_dead_pid()) + ', "sta')
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "full directory":
+        path.mkdir()
+        (path / "keep.txt").write_text("someone's file")
+    elif kind == "symlink":
+        path.symlink_to(outside)
+    elif kind == "fifo":
+        os.mkfifo(path)
+
+
+@pytest.mark.parametrize(("kind", "described"), [("directory", "a directory"), ("full directory", "a directory"),
+                                                 ("symlink", "a symbolic link"), ("fifo", "a FIFO")])
+def test_a_lock_that_is_no_file_is_cleared_at_once_without_following_or_blocking(tmp_path, kind, described, caplog):
+    """None of these is ever a lock (RunLock writes regular files): fresh or not, it is cleared at
+    once, a link's target is left untouched and a directory's files are kept, moved aside."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not yours")
+    run = tmp_path / "run"
+    _plant(run, kind, outside)
+    from pab_campaign.runlock import has_live_writer
+
+    assert not has_live_writer(run)
+    started = time.monotonic()
+    with caplog.at_level("WARNING", logger="pab_campaign.runlock"), RunLock(run) as lock:
+        assert time.monotonic() - started < 2
+        assert lock.held() and lock.cleared is not None and f"({described}, 0 s old)" in lock.cleared
+    assert "cleared an unreadable lock" in caplog.text
+    assert outside.read_text() == "not yours"
+    kept = [p for p in run.iterdir() if p.name.startswith(f".{LOCK_FILE}.not-a-lock-")]
+    if kind == "full directory":
+        assert len(kept) == 1 and (kept[0] / "keep.txt").read_text() == "someone's file"
+        assert "moved aside" in caplog.text
+    else:
+        assert not kept
+    assert not (run / LOCK_FILE).exists()
+
+
+@pytest.mark.parametrize("kind", ["empty", "garbage"])
+def test_an_unreadable_lock_file_blocks_only_while_a_writer_could_still_be_filling_it(tmp_path, kind, monkeypatch):
+    """An empty file (a writer killed between creating and filling its lock) or garbage is waited for
+    UNREADABLE_GRACE_S after its last change, then cleared; an old one at once."""
+    from pab_campaign import runlock
+    from pab_campaign.runlock import has_live_writer
+
+    monkeypatch.setattr(runlock, "UNREADABLE_GRACE_S", 1.0)
+    run = tmp_path / "run"
+    _plant(run, kind, None)
+    assert has_live_writer(run)  # it may still be being written
+    started = time.monotonic()
+    with RunLock(run) as lock:
+        waited = time.monotonic() - started
+        assert 0.5 < waited < 5 and lock.cleared is not None
+    _plant(run, kind, None)
+    _age(run / LOCK_FILE, 2.0)
+    assert not has_live_writer(run)
+    started = time.monotonic()
+    with RunLock(run) as lock:
+        assert time.monotonic() - started < 0.5 and lock.held()
+
+
+def test_an_unreadable_lock_is_judged_by_the_pid_it_names(tmp_path):
+    """A half-written record naming a process of this host that has ended is cleared at once, however
+    fresh; one naming a live process is held like its lock, until its age makes it stale."""
+    run = tmp_path / "run"
+    _plant(run, "truncated", None)
+    started = time.monotonic()
+    with RunLock(run) as lock:
+        assert time.monotonic() - started < 0.5 and "naming pid" in lock.cleared
+    (run / LOCK_FILE).write_text('{"host": "' + host_name() + f'", "pid": {os.getpid()}, "tok')
+    with pytest.raises(RunLocked, match="that process is alive"):
+        RunLock(run).acquire()
+    _age(run / LOCK_FILE, 120)
+    with RunLock(run, stale_after_s=60) as lock:
+        assert lock.held()

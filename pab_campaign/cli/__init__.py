@@ -10,11 +10,11 @@ import argparse
 import os
 import sys
 
-from pab_campaign.cli import audit, diff, html, merge, report, runs, states
+from pab_campaign.cli import audit, diff, html, merge, report, runs, states, transfer
 from pab_campaign.cli.common import Commands, OneLineParser
 from pab_campaign.errors import PabError, one_line
 
-COMMAND_MODULES = (runs, report, merge, audit, states, diff, html)
+COMMAND_MODULES = (runs, report, merge, audit, states, diff, html, transfer)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -76,16 +76,22 @@ def cmd_curves(args: argparse.Namespace) -> int:
 
     folder = args.output_folder
     campaign = open_campaign(args.campaign, args.campaign_id)
-    groupby, curves = build_curves(campaign, args.groupby, args.contexts, args.metrics)
-    parquet, png = write_curves(campaign, groupby, curves, args.campaign_id, folder)
-    last = curves.loc[curves.groupby([*groupby, "label"], dropna=False, sort=False)["epoch"].idxmax()]
-    print_table(f"{campaign.directory} — curves at their last epoch (mean ± ci95 over runs)",
-                [*groupby, "label", *(Column(h, justify="right") for h in ("epoch", "runs", "mean ± ci95"))],
-                [[*(fmt(row[g]) for g in groupby), row["label"], fmt(row["epoch"]), fmt(row["runs"]),
+    x = "step" if args.steps else "epoch"
+    if args.steps:
+        from pab_campaign.analysis.summary.steps import build_step_curves
+
+        groupby, curves = build_step_curves(campaign, args.groupby, args.contexts, args.metrics)
+    else:
+        groupby, curves = build_curves(campaign, args.groupby, args.contexts, args.metrics)
+    parquet, png = write_curves(campaign, groupby, curves, args.campaign_id, folder, x=x, log_y=args.log_y)
+    last = curves.loc[curves.groupby([*groupby, "label"], dropna=False, sort=False)[x].idxmax()]
+    print_table(f"{campaign.directory} — curves at their last {x} (mean ± ci95 over runs)",
+                [*groupby, "label", *(Column(h, justify="right") for h in (x, "runs", "mean ± ci95"))],
+                [[*(fmt(row[g]) for g in groupby), row["label"], fmt(row[x]), fmt(row["runs"]),
                   _estimate(row["mean"], row["ci95"], args.precision)]
                  for row in last.to_dict("records")])
     groups = max(1, len(curves.groupby(groupby, dropna=False))) if groupby else 1
-    print_line(f"{curves['label'].nunique()} curves × {groups} groups over {curves['epoch'].nunique()} epochs: "
+    print_line(f"{curves['label'].nunique()} curves × {groups} groups over {curves[x].nunique()} {x}s: "
                f"wrote {parquet} and {png}")
     print_skipped(campaign.skipped, campaign.notes)
     return 0
@@ -124,5 +130,14 @@ def register(commands: Commands) -> None:
 
     curves = commands.add("curves", cmd_curves,
                           "learning curves over seeds per group: mean and ci95 per epoch (Parquet + PNG)",
-                          "pab-campaign curves outputs/demo --contexts val --metrics loss,acc --output-folder figs")
+                          "pab-campaign curves outputs/demo --contexts val --metrics loss,acc --log-y "
+                          "--output-folder figs")
     _add_grouping(curves)
+    curves.add_argument("--steps", action="store_true",
+                        help="per training step instead of per epoch: the values runs recorded per step "
+                             "(tracker.log(step=...), import --steps-per-epoch); default metrics: all of them")
+    scale = curves.add_mutually_exclusive_group()
+    scale.add_argument("--log-y", dest="log_y", action="store_const", const=True, default=None,
+                       help="every panel on a log y scale (default: loss panels spanning more than two decades)")
+    scale.add_argument("--linear-y", dest="log_y", action="store_const", const=False,
+                       help="every panel on a linear y scale")

@@ -6,10 +6,11 @@ On a terminal it is one line that `rich` redraws in place (instead of a log line
 """
 from __future__ import annotations
 
-import math
 import sys
 from dataclasses import dataclass, field
 from typing import TextIO
+
+from pab_campaign.formatting import duration
 
 
 @dataclass
@@ -52,19 +53,9 @@ class SweepProgress:
         waiting = self.total - self.ended - len(self.started)
         failed = f" ({self.failed} failed)" if self.failed else ""
         eta = self.eta_s(now)
-        left = "" if eta is None or self.ended == self.total else f"; about {_duration(eta)} left"
+        left = "" if eta is None or self.ended == self.total else f"; about {duration(eta)} left"
         return (f"sweep: {self.ended}/{self.total} runs ended{failed}, {len(self.started)} running, "
                 f"{waiting} waiting{left}")
-
-
-def _duration(seconds: float) -> str:
-    """A rounded duration: `45 s`, `3 min 20 s`, `2 h 05 min`."""
-    seconds = math.ceil(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 class ProgressDisplay:

@@ -1,5 +1,7 @@
 """The sweep's end: every job leaves a pointer to its run; the launching process prints one
-status table over them (completed / failed / diverged / preempted, with the error line)."""
+status table over them (completed / failed / diverged / preempted, with the error line) and ends
+with exit status 1 when a job failed. What a job did is read from its pointer, never from state
+kept in the launching process."""
 from __future__ import annotations
 
 import json
@@ -13,7 +15,6 @@ from pab_campaign.errors import StoreError
 from pab_campaign.store import RunStatus, atomic_write_bytes, read_run_json
 
 POINTER = "pab_run.json"
-FAILED_RUNS: list[str] = []
 
 
 def _write_pointer(job_output_dir: Path, payload: dict[str, Any]) -> None:
@@ -85,8 +86,14 @@ def render_table(rows: list[dict[str, Any]]) -> None:
     print_line("sweep: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
 
 
+def failed_jobs(rows: list[dict[str, Any]]) -> list[str]:
+    """The jobs of `rows` (`sweep_rows`) that failed or left no run."""
+    return [row["job"] for row in rows if row["status"] == RunStatus.FAILED]
+
+
 class SweepStatusCallback(Callback):
-    """Prints the status table once all jobs of a multirun have returned."""
+    """Prints the status table once all jobs of a multirun have returned, then ends the command with
+    exit status 1 when a job failed (SystemExit passes through Hydra; later callbacks do not run)."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if OmegaConf.select(config, "hydra.launcher.detach", default=False):
@@ -98,4 +105,5 @@ class SweepStatusCallback(Callback):
         rows = sweep_rows(Path(config.hydra.sweep.dir))
         if rows:
             render_table(rows)
-        FAILED_RUNS.extend(row["run_id"] for row in rows if row["status"] == RunStatus.FAILED)
+        if failed_jobs(rows):
+            raise SystemExit(1)

@@ -99,10 +99,11 @@ class Timings:
 @dataclass
 class Ensemble:
     """One algorithm ready to score: a model of its architecture (on `device`), the checkpoints whose
-    weights it takes in turn, its training split and the validation examples to attribute."""
+    weights it takes in turn (run checkpoints, or state dicts held in memory), its training split and
+    the validation examples to attribute."""
 
     model: nn.Module
-    checkpoints: list[Checkpoint]
+    checkpoints: list[Checkpoint] | list[dict[str, torch.Tensor]]
     train: object
     val: Split
     device: torch.device
@@ -150,8 +151,9 @@ def ensemble_of(cfg: DictConfig, checkpoints: list[Checkpoint], val_examples: in
     return Ensemble(model, checkpoints, data.train, data.probe(count), device)
 
 
-def _weights(item: Checkpoint, device: torch.device) -> dict[str, torch.Tensor]:
-    return {name: value.to(device) for name, value in checkpoint.load(item.path)[MODEL].items()}
+def _weights(item: Checkpoint | dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    weights = checkpoint.load(item.path)[MODEL] if isinstance(item, Checkpoint) else item
+    return {name: value.to(device) for name, value in weights.items()}
 
 
 def _batch_size(grad_dim: int) -> int:

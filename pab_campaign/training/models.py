@@ -6,6 +6,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from pab_campaign.training.config import CnnConfig, MlpConfig, ModelConfig, ResNet18Config, ResNet50Config
 from pab_campaign.training.registry import Registry
 
 Builder = Callable[..., "Classifier"]
@@ -44,7 +45,7 @@ def _layer_norm(width: int, dims: int) -> list[nn.Module]:
 
 
 @MODELS.register("mlp")
-def build_mlp(cfg, input_shape: tuple[int, ...], num_classes: int) -> Classifier:
+def build_mlp(cfg: MlpConfig, input_shape: tuple[int, ...], num_classes: int) -> Classifier:
     width = 1
     for size in input_shape:
         width *= size
@@ -58,7 +59,7 @@ def build_mlp(cfg, input_shape: tuple[int, ...], num_classes: int) -> Classifier
 
 
 @MODELS.register("cnn")
-def build_cnn(cfg, input_shape: tuple[int, ...], num_classes: int) -> Classifier:
+def build_cnn(cfg: CnnConfig, input_shape: tuple[int, ...], num_classes: int) -> Classifier:
     channels, height, width = input_shape
     layers: list[nn.Module] = []
     for out in cfg.channels:
@@ -84,7 +85,7 @@ def _stage(block: type[nn.Module], inplanes: int, planes: int, blocks: int, stri
 
 
 @MODELS.register("resnet18")
-def build_resnet18(cfg, input_shape: tuple[int, ...], num_classes: int) -> Classifier:
+def build_resnet18(cfg: ResNet18Config, input_shape: tuple[int, ...], num_classes: int) -> Classifier:
     """ResNet-18 with the CIFAR stem (3×3 conv, stride 1, no max-pool) from torchvision's BasicBlock;
     stage widths `width`·(1, 2, 4, 8) (64 = the standard network), features = pooled last stage."""
     from torchvision.models.resnet import BasicBlock
@@ -108,7 +109,7 @@ def build_resnet18(cfg, input_shape: tuple[int, ...], num_classes: int) -> Class
 
 
 @MODELS.register("resnet50")
-def build_resnet50(cfg, input_shape: tuple[int, ...], num_classes: int) -> Classifier:
+def build_resnet50(cfg: ResNet50Config, input_shape: tuple[int, ...], num_classes: int) -> Classifier:
     """torchvision's ResNet-50 (ImageNet stem), untrained; features = everything up to the pooled 2048-d
     representation, head = its final Linear layer."""
     from torchvision.models import resnet50
@@ -121,14 +122,17 @@ def build_resnet50(cfg, input_shape: tuple[int, ...], num_classes: int) -> Class
     return Classifier(features, net.fc)
 
 
-def check_model(cfg) -> None:
+def check_model(cfg: ModelConfig) -> None:
     """`UnknownName` naming the key and the choices when `cfg` names a model or a normalisation
     this module does not build."""
     MODELS.get(cfg.name)
-    if "norm" in cfg:
-        NORMS.get(cfg.norm)
+    norm = getattr(cfg, "norm", None)
+    if norm is not None:
+        NORMS.get(norm)
 
 
-def build_model(cfg, input_shape: tuple[int, ...], num_classes: int) -> Classifier:
-    """Build the model named by `cfg.name` for inputs of `input_shape` (C × H × W)."""
+def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> Classifier:
+    """Build the model named by `cfg.name` for inputs of `input_shape` (C × H × W). `cfg` is the model's
+    typed config (its schema in `training.config`, e.g. `MlpConfig`): the DictConfig Hydra composes
+    for it, or the dataclass itself."""
     return MODELS.get(cfg.name)(cfg, input_shape, num_classes)

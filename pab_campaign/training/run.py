@@ -62,10 +62,6 @@ def validate(cfg: DictConfig) -> None:
     added = undeclared_keys(cfg)
     if added:
         raise ConfigError(f"{added[0]} is not a config key (added with +?); see `python -m pab_campaign --cfg job`")
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        raise ConfigError(f"{missing[0]} has no value: give it in your config (a preset of your own must set every "
-                          f"key of its schema) or on the command line, e.g. {missing[0]}=...")
     check_campaign_name(str(cfg.campaign.name))
     checks = [
         (cfg.optimizer.lr > 0, f"optimizer.lr={cfg.optimizer.lr} must be > 0, e.g. optimizer.lr=0.05"),
@@ -84,6 +80,10 @@ def validate(cfg: DictConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"{missing[0]} has no value: give it in your config (a preset of your own must set every "
+                          f"key of its schema) or on the command line, e.g. {missing[0]}=...")
     job_threads(cfg.runtime.threads)
     OPTIMIZERS.get(cfg.optimizer.name)
     SCHEDULES.get(cfg.schedule.name)

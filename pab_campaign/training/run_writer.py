@@ -34,15 +34,19 @@ from pab_campaign.runlock import RunLock
 from pab_campaign.store import (
     RUN_JSON,
     RUN_LOG,
+    STEPS,
     TRAJECTORY,
     RunRecord,
     RunStatus,
     Scalar,
+    StepBuffer,
     TrajectoryBuffer,
     read_run_json,
+    read_steps,
     read_trajectory,
     remove_stale_temps,
     write_run_json,
+    write_steps,
     write_trajectory,
 )
 from pab_campaign.training import checkpoint, provenance
@@ -75,6 +79,8 @@ class RunWriter:
         self.previous: RunRecord | None = None
         self.record: RunRecord | None = None
         self.trajectory = TrajectoryBuffer()
+        self.steps = StepBuffer()
+        self._steps_saved = 0
         self._base_s = self._started = 0.0
         self._writing = False
 
@@ -112,6 +118,7 @@ class RunWriter:
         self._base_s, self._started, self._writing = self.record.duration_s or 0.0, monotonic(), True
         try:
             self.trajectory = self._history()
+            self.steps = self._step_history()
         except StoreError as exc:
             self.end(exc)
             raise
@@ -159,6 +166,17 @@ class RunWriter:
         except StoreError as exc:
             raise StoreError(f"{one_line(exc)}; {NOT_RESUMED}") from None
 
+    def _step_history(self) -> StepBuffer:
+        """The values an earlier attempt logged per step (empty when none); StoreError when unreadable."""
+        if not (self.directory / STEPS).exists():
+            return StepBuffer()
+        try:
+            steps = StepBuffer.from_table(read_steps(self.directory))
+        except StoreError as exc:
+            raise StoreError(f"{one_line(exc)}; {NOT_RESUMED}") from None
+        self._steps_saved = len(steps)
+        return steps
+
     # ---- writing -------------------------------------------------------------------------------
     def resume(self, epoch: int, recorded: Sequence[int] | None = None) -> None:
         """Continue after the checkpoint of `epoch` (-1: none). The trajectory must hold every epoch
@@ -173,6 +191,10 @@ class RunWriter:
         if any(e > epoch for e in self.trajectory.epoch):
             self.trajectory.truncate_after(epoch)
             self.save_trajectory()
+        if any(row[1] is not None and row[1] > epoch for row in self.steps.rows):
+            self.steps.truncate_after(epoch)
+            self._steps_saved = -1
+            self.save_steps()
 
     def recorded_epochs(self) -> list[int]:
         """The epochs the trajectory holds, ascending (what a checkpoint saved now records)."""
@@ -182,6 +204,14 @@ class RunWriter:
         """Rewrite `trajectory.parquet` atomically with every row so far; RunLockLost if the lock was lost."""
         self.lock.verify()
         write_trajectory(self.directory, self.trajectory.to_table())
+
+    def save_steps(self) -> None:
+        """Rewrite `steps.parquet` when values were logged per step since it was last written."""
+        if len(self.steps) == self._steps_saved:
+            return
+        self.lock.verify()
+        write_steps(self.directory, self.steps.to_table())
+        self._steps_saved = len(self.steps)
 
     def record_epoch(self, epoch: int) -> None:
         """Rewrite `run.json` with `epoch` done and the time spent; RunLockLost if the lock was lost."""
@@ -203,6 +233,7 @@ class RunWriter:
         try:
             if self.lock.held():
                 assert self.record is not None
+                self.save_steps()
                 self.record.status, self.record.error, self.record.ended_at = RunStatus(status), error, provenance.now()
                 self.record.duration_s = self._elapsed_s()
                 write_run_json(self.directory, self.record)

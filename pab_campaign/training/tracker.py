@@ -5,7 +5,8 @@
         for epoch in range(start, epochs + 1):            # epoch 0 = before training
             if epoch > 0:
                 train_one_epoch(model, optimizer)
-            tracker.epoch(model, epoch, train_loss=..., train_acc=..., val_loss=..., val_acc=..., optimizer=optimizer)
+            tracker.epoch(model, epoch, train_loss=..., train_acc=..., val_loss=..., val_acc=..., optimizer=optimizer,
+                          val_f1=...)                     # any metric of your own: val_f1 is recorded as val/f1
 
 The run directory is `<campaign_dir>/runs/<run_id>` with the same `run.json`, `trajectory.parquet` and
 `checkpoints/` as a run of `python -m pab_campaign`, `run_id` the hash of the hyper-parameters given,
@@ -24,12 +25,17 @@ the preset's split, `val`), prediction churn, robustness and FIM_norm; the weigh
 model's Linear and Conv layers. The representation probe needs penultimate features: a model with
 `features` and `head` modules gives them itself, any other model through `features(model, x)`.
 Probes that lack what they need are skipped, each with a one-line notice.
+Metrics of the user's own: `tracker.log(epoch=3, **{"probe/sharpness": 0.2})` or keyword scalars on
+`epoch()` (`val_f1=0.8` is `val/f1`) go into the trajectory beside the probes' rows, under a name of
+the `context/metric[key]` form that no probe writes; `tracker.log(step=1200, **{"train/loss": 0.3})`
+goes to `steps.parquet` with the wall-clock time, written at each `epoch()` and when the run ends.
 """
 from __future__ import annotations
 
 import logging
 import math
 import numbers
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -40,7 +46,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from pab_campaign.errors import ConfigError, PabError, StoreError, one_line
-from pab_campaign.store import RunStatus, TrajectoryBuffer, run_dir
+from pab_campaign.store import RunStatus, StepBuffer, TrajectoryBuffer, run_dir
 from pab_campaign.training import checkpoint
 from pab_campaign.training.data import SPLITS, DataBundle, Split
 from pab_campaign.training.evaluate import Evaluation, eval_mode
@@ -50,7 +56,16 @@ from pab_campaign.training.probes import ProbeContext, Row, forward_features
 from pab_campaign.training.probes.registry import build_probes
 from pab_campaign.training.run_writer import RunWriter
 from pab_campaign.training.state import TrainingState
-from pab_campaign.training.tracker_inputs import check_campaign_dir, load_tracking, number, probe_split, user_hparams
+from pab_campaign.training.tracker_inputs import (
+    TRACKER_NAMES,
+    check_campaign_dir,
+    keyword_name,
+    load_tracking,
+    number,
+    probe_split,
+    scalar_name,
+    user_hparams,
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +118,9 @@ class Tracker:
         self.seed = self.recorded_seed or 0
         self._writer = RunWriter(self.run_dir, self.run_id, self.campaign_dir.name, self.hparams, self.recorded_seed)
         self.status: RunStatus | None = None
+        # (context, metric) of the values the tracker and its probes record, and of the user's own: kept apart.
+        self._ours: set[tuple[str, str]] = set(TRACKER_NAMES)
+        self._theirs: set[tuple[str, str]] = set()
         self.probe_states: dict[str, dict[str, Any]] = {}
         self.best_value: float | None = None
         self.last_epoch: int | None = None
@@ -126,6 +144,11 @@ class Tracker:
     def trajectory(self) -> TrajectoryBuffer:
         """Every row recorded so far (what `trajectory.parquet` holds)."""
         return self._writer.trajectory
+
+    @property
+    def steps(self) -> StepBuffer:
+        """Every value logged per step so far (what `steps.parquet` holds)."""
+        return self._writer.steps
 
     def __enter__(self) -> Tracker:
         """Claim the run directory through the run writer: RunLocked when another live process
@@ -218,16 +241,18 @@ class Tracker:
     # ---- one epoch -----------------------------------------------------------------------------
     def epoch(self, model: nn.Module, epoch: int, train_loss: Any = None, train_acc: Any = None,
               val_loss: Any = None, val_acc: Any = None, test_loss: Any = None, test_acc: Any = None,
-              optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None) -> None:
+              optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None, **scalars: Any) -> None:
         """Record epoch `epoch` (0 = before training): the losses (nats) and accuracies (fractions)
-        given, the preset's probes on `model`, then rewrite the trajectory, checkpoint (every
-        `checkpoint_every` epochs; with `optimizer` and `scheduler` when given) and run.json.
-        RunDiverged (the run ends `diverged`) when a loss given is not finite."""
+        given, metrics of the user's own (`scalars`: `val_f1=0.8` is val/f1, `**{"probe/x": 1.0}`
+        any name, see `log`), the preset's probes on `model`, then rewrite the trajectory (and the
+        steps logged), checkpoint (every `checkpoint_every` epochs; with `optimizer` and `scheduler`
+        when given) and run.json. RunDiverged (the run ends `diverged`) when a loss given is not finite."""
         self._require_open("epoch")
         if self._final():
             raise ConfigError(f"run {self.run_id} is already {self.status} ({self.run_dir}) and final; give other "
                               "hparams (e.g. more epochs) for a new run")
         self._check_epoch(epoch)
+        own = self._own_rows(epoch, {keyword_name(k): v for k, v in scalars.items()})
         losses = {split: number(f"{split}_loss", value)
                   for split, value in zip(SPLITS, (train_loss, val_loss, test_loss)) if value is not None}
         accuracies = {split: number(f"{split}_acc", value, fraction=True)
@@ -237,9 +262,11 @@ class Tracker:
         bad = [f"{split}_loss={value}" for split, value in losses.items() if not math.isfinite(value)]
         rows = [("train", "lr", None, float(optimizer.param_groups[0]["lr"]))] if optimizer is not None else []
         rows += self._measure(model, epoch, given, diverged=bool(bad))
+        self._claim({(context, metric) for context, metric, _key, _value in rows}, ours=True)
         self._tracked = True
-        self.trajectory.extend(epoch, rows)
+        self.trajectory.extend(epoch, rows + own)
         self._writer.save_trajectory()
+        self._writer.save_steps()
         self.last_epoch, self._parts = epoch, (model, optimizer, scheduler)
         if bad:
             error = f"non-finite loss at epoch {epoch}: {', '.join(bad)}"
@@ -250,6 +277,72 @@ class Tracker:
         if epoch % self.checkpoint_every == 0:
             self._save_checkpoint(epoch, model, optimizer, scheduler)
         self._writer.record_epoch(epoch)
+
+    # ---- metrics of the user's own --------------------------------------------------------------
+    def log(self, epoch: int | None = None, step: int | None = None, **scalars: Any) -> None:
+        """Record metrics of the user's own, named `context/metric[key]` (`tracker.log(epoch=3,
+        **{"val/f1": 0.8, "weights/norm[fc1]": 2.5})`; a keyword `val_f1` is val/f1): with `epoch`
+        alone, into the trajectory at that epoch (the epoch just given to `epoch()` or a later one);
+        with `step`, into `steps.parquet` with the wall-clock time (in `epoch` when given, else in the
+        epoch being trained). Values are numbers (0-d tensors accepted; NaN kept as not measured)."""
+        self._require_open("log")
+        if self._final():
+            raise ConfigError(f"run {self.run_id} is already {self.status} ({self.run_dir}) and final; nothing logged")
+        if not scalars:
+            raise ConfigError("tracker.log() needs metrics: tracker.log(epoch=3, **{'val/f1': 0.8}) or val_f1=0.8")
+        named = {keyword_name(k): v for k, v in scalars.items()}
+        if step is None:
+            if epoch is None:
+                raise ConfigError("tracker.log() needs epoch= (into the trajectory) or step= (into steps.parquet)")
+            self._check_log_epoch(epoch)
+            rows = self._own_rows(epoch, named)
+            self.trajectory.extend(epoch, rows)
+            self._writer.save_trajectory()
+            return
+        if not isinstance(step, numbers.Integral) or isinstance(step, bool) or step < 0:
+            raise ConfigError(f"step={step!r} must be a whole number >= 0 (the training step, e.g. the batch count)")
+        if epoch is not None:
+            self._check_log_epoch(epoch)
+        in_epoch = epoch if epoch is not None else (0 if self.last_epoch is None else self.last_epoch + 1)
+        now = time.time()
+        for context, metric, key, value in self._own_rows(in_epoch, named, per_step=True):
+            self.steps.add(int(step), in_epoch, now, context, metric, value, key)
+
+    def _check_log_epoch(self, epoch: Any) -> None:
+        if not isinstance(epoch, numbers.Integral) or isinstance(epoch, bool) or epoch < 0:
+            raise ConfigError(f"epoch={epoch!r} must be a whole number >= 0 (0 = before training, then 1, 2, ...)")
+        if self.last_epoch is not None and epoch < self.last_epoch:
+            raise ConfigError(f"epoch {epoch} is over: {self.run_dir} holds epochs up to {self.last_epoch}; log the "
+                              "epoch just recorded or a later one")
+
+    def _own_rows(self, epoch: int, named: dict[str, Any], per_step: bool = False) -> list[Row]:
+        """(context, metric, key, value) rows of the user's metrics; ConfigError for a bad name, a
+        name the tracker or its probes record, a value that is not a number, or a value recorded
+        already at this epoch."""
+        rows: list[Row] = []
+        for name, value in named.items():
+            context, metric, key = scalar_name(name)
+            rows.append((context, metric, key, number(name, value)))
+        self._claim({(context, metric) for context, metric, _key, _value in rows}, ours=False)
+        if not per_step:
+            recorded = {(c, m, k) for e, c, m, k in zip(self.trajectory.epoch, self.trajectory.context,
+                                                          self.trajectory.metric, self.trajectory.key) if e == epoch}
+            again = [f"{c}/{m}" + (f"[{k}]" if k else "") for c, m, k, _v in rows if (c, m, k) in recorded]
+            if again:
+                raise ConfigError(f"{', '.join(again)} already recorded at epoch {epoch}; one value per metric and "
+                                  "epoch (per-step values go to tracker.log(step=...))")
+        return rows
+
+    def _claim(self, names: set[tuple[str, str]], ours: bool) -> None:
+        """Keep the tracker's metric names and the user's apart; ConfigError naming a clash."""
+        other = self._theirs if ours else self._ours
+        clash = sorted(names & other)
+        if clash:
+            context, metric = clash[0]
+            raise ConfigError(f"'{context}/{metric}' is recorded by the tracker or its probes; name your own metric "
+                              "otherwise (e.g. val/f1, probe/sharpness), or give losses and accuracies as "
+                              "tracker.epoch(..., val_loss=..., val_acc=...)")
+        (self._ours if ours else self._theirs).update(names)
 
     def _check_epoch(self, epoch: Any) -> None:
         if not isinstance(epoch, numbers.Integral) or isinstance(epoch, bool) or epoch < 0:

@@ -14,13 +14,19 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from pab_campaign.errors import ConfigError, StoreError, one_line
+from pab_campaign.errors import CampaignError, ConfigError, StoreError, one_line
+from pab_campaign.metrics import recorded_name
 from pab_campaign.store import Scalar, is_campaign
 from pab_campaign.training.config import CONFIG_DIR, TrackingConfig
 from pab_campaign.training.data import Split
 from pab_campaign.training.identity import flatten
 
 TRACKING_DIR = CONFIG_DIR / "tracking"
+SPLIT_NAMES = ("train", "val", "test")
+# What the tracker records itself: the losses and accuracies given to `epoch()`, the gaps between
+# them, the learning rate; the probes' names join as they are measured.
+TRACKER_NAMES = frozenset({(split, metric) for split in SPLIT_NAMES for metric in ("loss", "acc", "gen_gap",
+                                                                                   "loss_gap")} | {("train", "lr")})
 
 
 def _preset_file(name: str) -> DictConfig:
@@ -134,3 +140,18 @@ def check_campaign_dir(directory: Path) -> None:
     if directory.is_dir() and not is_campaign(directory) and any(directory.iterdir()):
         raise StoreError(f"campaign_dir {directory} exists and is not a campaign (no runs/ directory, other files in "
                          "it); give a new or empty directory, or a campaign")
+
+
+def keyword_name(keyword: str) -> str:
+    """A metric's name as given to `log()` or `epoch()`: `context/metric[key]` as it is; a keyword
+    `<split>_<metric>` (split train, val or test) as `<split>/<metric>` (`val_f1` → val/f1)."""
+    split, sep, metric = keyword.partition("_")
+    return f"{split}/{metric}" if "/" not in keyword and sep and split in SPLIT_NAMES and metric else keyword
+
+
+def scalar_name(name: str) -> tuple[str, str, str | None]:
+    """(context, metric, key) of a user's metric name; ConfigError saying the rule otherwise."""
+    try:
+        return recorded_name(name)
+    except CampaignError as exc:
+        raise ConfigError(f"{exc}; as a keyword: val_f1=0.8 is val/f1") from None

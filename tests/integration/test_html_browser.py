@@ -1,7 +1,9 @@
-"""The campaign page opened in a real browser (Debian's chromium driven by Playwright): it renders
-without console errors or network requests, every section and figure is there and non-empty, and
-a run whose trajectory was deleted is listed under the unreadable runs. The screenshot is kept in
-outputs/test-artifacts/ (or $PAB_TEST_ARTIFACTS).
+"""The campaign page opened in a real browser (Debian's chromium driven by Playwright), once with
+scripts on and once off, in one browser launch: no console error and no request other than the file
+itself either way; every section and figure is there; with scripts on the charts mount and work
+(hovering a curve shows group, epoch, mean and CI; a legend click hides a group; log y redraws);
+with scripts off the PNG figures show. Screenshots of both are kept in outputs/test-artifacts/ (or
+$PAB_TEST_ARTIFACTS).
 
 Where chromium cannot be installed (not root, no apt) these tests skip and say why."""
 from __future__ import annotations
@@ -40,36 +42,61 @@ def artifacts() -> Path:
     return folder
 
 
-def open_page(chromium: str, page_path: Path, screenshot: Path) -> dict:
-    """Load `page_path` headless; the console messages, requested URLs, load time (s), and per
-    section and figure what the browser rendered."""
+def visit(browser, page_path: Path, scripts: bool, screenshot: Path) -> dict:
+    """Load `page_path` with scripts on or off; the console messages, requested URLs, seconds until
+    interactive (scripts on) or loaded, what each section and figure rendered, and, with scripts on,
+    what hovering, a legend click and the log toggle did."""
+    context = browser.new_context(viewport={"width": 1300, "height": 900}, java_script_enabled=scripts)
+    page = context.new_page()
+    console, requests, seen = [], [], {}
+    page.on("console", lambda message: console.append((message.type, message.text)))
+    page.on("pageerror", lambda error: console.append(("pageerror", str(error))))
+    page.on("request", lambda request: requests.append(request.url))
+    started = time.monotonic()
+    page.goto(page_path.resolve().as_uri(), wait_until="load")
+    if scripts:
+        page.wait_for_selector("body[data-interactive=ready]", timeout=10_000)
+    seen["ready"] = time.monotonic() - started
+    seen["sections"] = page.eval_on_selector_all(
+        "section", "nodes => nodes.map(n => [n.dataset.section, n.innerText.length, "
+        "n.querySelector('[data-absent]') !== null])")
+    seen["pictures"] = page.eval_on_selector_all(
+        "figure img", "imgs => imgs.map(i => [i.closest('figure').dataset.figure, i.complete, i.naturalWidth, "
+        "i.naturalHeight, i.getBoundingClientRect().height])")
+    seen["unreadable"] = page.eval_on_selector_all("table[data-table=unreadable] td",
+                                                   "cells => cells.map(c => c.innerText)")
+    page.screenshot(path=str(screenshot), full_page=True)
+    if scripts:
+        seen |= _interact(page)
+    context.close()
+    return seen | {"console": console, "requests": requests}
+
+
+def _interact(page) -> dict:
+    """Hover the first curves panel, click the first legend entry, toggle log y."""
+    figure = page.locator("figure[data-figure=curves]")
+    seen = {"mounted": page.eval_on_selector_all("figure.mounted", "f => f.map(x => x.dataset.figure)")}
+    over = figure.locator(".panel").first.locator(".u-over")
+    over.scroll_into_view_if_needed()
+    box = over.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+    page.wait_for_selector(".tip.on", timeout=5_000)
+    seen["tooltip"] = page.inner_text(".tip")
+    first = figure.locator(".legend .item").first
+    seen["legend_group"] = first.get_attribute("data-group")
+    first.click()
+    seen["legend_off"] = "off" in (first.get_attribute("class") or "")
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+    seen["tooltip_after_hide"] = page.inner_text(".tip")
+    figure.locator("input[data-control=log]").check()
+    seen["titles_log"] = figure.locator(".u-title").all_inner_texts()
+    seen["still_off"] = "off" in (figure.locator(".legend .item").first.get_attribute("class") or "")
+    return seen
+
+
+def test_demo_campaign_page_offline_with_scripts_on_and_off(chromium, demo_campaign, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=BROWSER_FLAGS)
-        page = browser.new_page(viewport={"width": 1300, "height": 900})
-        console, requests = [], []
-        page.on("console", lambda message: console.append((message.type, message.text)))
-        page.on("pageerror", lambda error: console.append(("pageerror", str(error))))
-        page.on("request", lambda request: requests.append(request.url))
-        started = time.monotonic()
-        page.goto(page_path.resolve().as_uri(), wait_until="load")
-        loaded = time.monotonic() - started
-        sections = page.eval_on_selector_all(
-            "section", "nodes => nodes.map(n => [n.dataset.section, n.innerText.length, "
-            "n.querySelector('[data-absent]') !== null])")
-        figures = page.eval_on_selector_all(
-            "figure img", "imgs => imgs.map(i => [i.closest('figure').dataset.figure, i.complete, i.naturalWidth, "
-            "i.naturalHeight])")
-        unreadable = page.eval_on_selector_all("table[data-table=unreadable] td",
-                                               "cells => cells.map(c => c.innerText)")
-        page.screenshot(path=str(screenshot), full_page=True)
-        browser.close()
-    return {"console": console, "requests": requests, "loaded": loaded, "sections": sections, "figures": figures,
-            "unreadable": unreadable}
-
-
-def test_demo_campaign_page_renders_every_section_offline(chromium, demo_campaign, tmp_path):
     campaign = tmp_path / "demo"
     # Other tests write analyses into the shared demo campaign; this page is of one with none yet.
     shutil.copytree(demo_campaign, campaign,
@@ -80,19 +107,36 @@ def test_demo_campaign_page_renders_every_section_offline(chromium, demo_campaig
     assert written.returncode == 0, written.stderr
     page_path = campaign / "summary" / "report.html"
     assert str(page_path) in written.stdout
-    assert page_path.stat().st_size < 5e6
+    assert page_path.stat().st_size < 3e6
 
-    seen = open_page(chromium, page_path, artifacts() / "campaign_page.png")
-    assert seen["console"] == []
-    assert seen["requests"] == [page_path.resolve().as_uri()]
-    by_section = {key: (length, absent) for key, length, absent in seen["sections"]}
-    assert tuple(by_section) == SECTIONS
-    assert all(length > 50 for length, _ in by_section.values())
-    # The default tracking records classes and spectra but no robustness; no analysis has been run yet.
-    assert {key for key, (_, absent) in by_section.items() if absent} == {"robustness", "audit", "states", "diff"}
-    figures = {key: (complete, width, height) for key, complete, width, height in seen["figures"]}
-    assert {"curves", "gaps", "class-progression", "spectra"} <= set(figures)
-    assert all(complete and width > 200 and height > 100 for complete, width, height in figures.values())
-    run_id, reason = seen["unreadable"]
-    assert run_id == lost.name and "missing trajectory.parquet" in reason
-    assert seen["loaded"] < 2.0, f"the page took {seen['loaded']:.2f} s to load"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=BROWSER_FLAGS)
+        on = visit(browser, page_path, True, artifacts() / "campaign_page_js_on.png")
+        off = visit(browser, page_path, False, artifacts() / "campaign_page_js_off.png")
+        browser.close()
+
+    for seen in (on, off):
+        assert seen["console"] == []
+        assert seen["requests"] == [page_path.resolve().as_uri()]
+        by_section = {key: (length, absent) for key, length, absent in seen["sections"]}
+        assert tuple(by_section) == SECTIONS
+        assert all(length > 50 for length, _ in by_section.values())
+        # The default tracking records classes and spectra but no robustness; no analysis has been run yet.
+        assert {key for key, (_, absent) in by_section.items() if absent} == {"robustness", "audit", "states", "diff"}
+        run_id, reason = seen["unreadable"]
+        assert run_id == lost.name and "missing trajectory.parquet" in reason
+        assert seen["ready"] < 2.0, f"the page took {seen['ready']:.2f} s"
+    # Scripts off: every figure is a picture on the page.
+    pictures = {key: rest for key, *rest in off["pictures"]}
+    assert {"curves", "gaps", "class-progression", "spectra"} <= set(pictures)
+    assert all(complete and width > 200 and height > 100 and shown > 100
+               for complete, width, height, shown in pictures.values())
+    # Scripts on: the curves are charts (their pictures hidden), the others stay pictures.
+    assert {"curves", "gaps"} <= set(on["mounted"])
+    shown = {key: height for key, _, _, _, height in on["pictures"]}
+    assert shown["curves"] == 0 and shown["class-progression"] > 100
+    tooltip = on["tooltip"]
+    assert "model.name=" in tooltip and "at epoch" in tooltip and "mean" in tooltip and "CI95" in tooltip
+    assert "runs" in tooltip
+    assert on["legend_off"] and on["legend_group"] not in on["tooltip_after_hide"].splitlines()[0]
+    assert all(title.endswith("(log y)") for title in on["titles_log"]) and on["still_off"]

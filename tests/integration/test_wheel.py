@@ -60,6 +60,8 @@ def test_the_wheel_ships_the_configs_and_runs_from_its_own_folder(installed, tmp
     assert (installed / "pab_campaign" / "conf" / "config.yaml").is_file()
     assert (installed / "pab_campaign" / "conf" / "experiment" / "phases_digits.yaml").is_file()
     assert (installed / "pab_campaign" / "analysis" / "page" / "templates" / "campaign.html.j2").is_file()
+    assert (installed / "pab_campaign" / "analysis" / "page" / "vendor" / "uPlot.iife.min.js").is_file()
+    assert (installed / "pab_campaign" / "analysis" / "page" / "static" / "page.js").is_file()
     where = _run([sys.executable, "-c", "import pab_campaign, hydra_plugins.pab_campaign_launchers as h;"
                   "from pab_campaign.training.config import CONFIG_DIR; print(pab_campaign.__file__);"
                   "print(h.__file__); print(CONFIG_DIR)"], installed, tmp_path)

@@ -1,6 +1,7 @@
 """Tracking observes training without changing it."""
 import pandas as pd
 
+from pab_campaign.metrics import lookup
 from pab_campaign.store import read_trajectory
 from pab_campaign.training.run import execute
 from tests.helpers import compose_config
@@ -28,3 +29,5 @@ def test_full_tracking_leaves_training_bit_identical(tmp_path):
 
     pd.testing.assert_frame_equal(core(minimal), core(full), check_exact=True)
     assert {"fgsm_acc", "pgd_acc", "fim_norm", "cka_prev", "churn", "class_acc", "erank"} <= set(full.metric)
+    recorded = full[["context", "metric"]].astype(str).drop_duplicates().itertuples(index=False)
+    assert [(c, m) for c, m in recorded if lookup(m, c) is None] == []  # the metric registry knows every row

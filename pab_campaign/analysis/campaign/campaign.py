@@ -6,6 +6,7 @@ no write access to the campaign: the index and the outputs go where `workspace` 
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,18 +14,19 @@ import numpy as np
 import pandas as pd
 
 from pab_campaign.analysis.campaign import index
-from pab_campaign.analysis.campaign.workspace import Workspace
+from pab_campaign.analysis.campaign.workspace import Workspace, fallback, is_unwritable, unwritable_message
 from pab_campaign.errors import CampaignError
 from pab_campaign.metrics import MetricSpec
-from pab_campaign.store import RunStatus, is_campaign, summary_dir
+from pab_campaign.store import RunStatus, atomic_write, is_campaign, summary_dir
 
 
 @dataclass
 class Campaign:
     """Runs of one campaign (or of the chosen `campaign_ids` in a merged one): `runs` (one row per
-    run: run.json fields, hparams as columns, `<ctx>/<metric>@last|@best`, `skip_reason`),
-    `hparam_names`, the runs set aside with their reason, where the index and outputs go
-    (`workspace`), and `notes` for the user (where that is, values left out)."""
+    run: run.json fields, hparams as columns `<name>@hparam` (`hparam_values` gives them by name),
+    `<ctx>/<metric>@last|@best`, `skip_reason`), `hparam_names`, the runs set aside with their
+    reason, where the index and outputs go (`workspace`), and `notes` for the user (where that is,
+    values left out)."""
 
     directory: Path
     runs: pd.DataFrame
@@ -62,6 +64,23 @@ class Campaign:
             self._move_to(self._trajectories.workspace)
         return index.query_trajectories(self._trajectories, sql, params, tables=tables)
 
+    def write_output(self, name: str, write: Callable[[Path], None], folder: Path | None = None) -> Path:
+        """Write the output file `name` all-or-nothing (`write(tmp)` fills a temp file) into `folder`
+        (the one the user named) or else `summary_dir`, and return its path. When the place turns
+        out full or read-only, the next place of the workspace (the cache) takes it, with a note; a
+        folder the user named that cannot take it is a CampaignError naming it."""
+        while True:
+            target = (folder or self.summary_dir) / name
+            try:
+                atomic_write(target, write)
+                return target
+            except OSError as exc:
+                if not is_unwritable(exc):
+                    raise
+                if folder is not None:
+                    raise CampaignError(unwritable_message(target, exc, "choose another --output-folder")) from None
+                self._move_to(fallback(self.workspace or Workspace(self.directory, summary_dir(self.directory)), exc))
+
     def _move_to(self, workspace: Workspace | None) -> None:
         if workspace is not None and workspace != self.workspace:
             self.workspace = workspace
@@ -90,7 +109,7 @@ def open_campaign(directory: Path | str, campaign_ids: list[str] | None = None) 
         if runs.empty:
             raise CampaignError(f"no run of campaign {', '.join(campaign_ids)} in {directory}; "
                                 f"its runs belong to: {', '.join(present) or 'none'}")
-    names = [n for n in built.hparam_names if runs[n].notna().any()]
+    names = [n for n in built.hparam_names if runs[index.hparam_key(n)].notna().any()]
     campaign = Campaign(directory, runs.reset_index(drop=True), names, skipped)
     campaign._move_to(built.workspace)
     return campaign
@@ -151,9 +170,24 @@ def tracked_metrics(trajectories: pd.DataFrame) -> list[str]:
     return sorted(f"{c}/{m}" for c, m in zip(scalar["context"], scalar["metric"]))
 
 
+def hparam_values(runs: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    """The hyper-parameters `names` of `runs` (rows of the index), one column each under its plain
+    name, on the index of `runs`."""
+    return pd.DataFrame({name: runs[index.hparam_key(name)] for name in names}, index=runs.index)
+
+
+def output_names(names: Sequence[str], taken: Iterable[str]) -> list[str]:
+    """Column names for the hyper-parameters `names` in an output beside the columns `taken`: each
+    plain name, or its index column (`name@hparam`) where the plain name is taken."""
+    reserved = set(taken)
+    return [name if name not in reserved else index.hparam_key(name) for name in names]
+
+
 def varying_hparams(runs: pd.DataFrame, names: list[str]) -> list[str]:
-    """Hyper-parameters other than `seed` with more than one value across `runs`, minus any that
-    only restate the ones before them (e.g. `model.hidden` once `model.name` splits the runs)."""
+    """Hyper-parameters other than `seed` with more than one value across `runs` (rows of the index),
+    minus any that only restate the ones before them (e.g. `model.hidden` once `model.name` splits
+    the runs)."""
+    runs = hparam_values(runs, names)
     candidates = [n for n in names if n != "seed" and runs[n].astype(str).nunique() > 1]
     candidates.sort(key=lambda n: (not n.endswith(".name"), n))
     chosen: list[str] = []
@@ -202,7 +236,7 @@ def properties(campaign: Campaign) -> list[tuple[str, str, str]]:
         ("contexts", str(len(contexts)), ", ".join(contexts) or "-"),
     ]
     for name in campaign.hparam_names:
-        values = runs[name].dropna().unique().tolist()
+        values = runs[index.hparam_key(name)].dropna().unique().tolist()
         rows.append((name, str(len(values)),
                      ", ".join(str(v) for v in sorted(values, key=lambda v: (isinstance(v, str), v)))))
     return rows

@@ -2,10 +2,12 @@
 written, the place `workspace` chooses).
 
 - `runs.parquet`: one row per run directory: the run.json fields, the hyper-parameters (one column
-  each, named as in run.json), every scalar metric at the run's last epoch (`val/acc@last`) and at its
-  epoch of minimal finite val/loss (`val/acc@best`), `last_epoch`, `best_epoch`, `skip_reason` (why
-  the run cannot be analysed, else null) and the manifest: size and mtime (ns) of run.json and
-  trajectory.parquet as they were when the row was read (-1 when the file is missing). Each run's
+  each, named as in run.json plus `@hparam`, so that a hyper-parameter called `status` or
+  `val/acc@last` stays apart from the column of that name; `hparam_key`), every scalar metric at
+  the run's last epoch (`val/acc@last`) and at its epoch of minimal finite val/loss (`val/acc@best`),
+  `last_epoch`, `best_epoch`, `skip_reason` (why the run cannot be analysed, else null) and the
+  manifest: size and mtime (ns) of run.json and trajectory.parquet as they were when the row was
+  read (-1 when the file is missing or cannot be read: see `store.check_run_file`). Each run's
   hyper-parameters as run.json has them, and the metrics its trajectory has, sit in the file's
   key-value metadata, so that rows kept from an earlier build are rebuilt exactly as read.
 - `trajectories.parquet`: every trajectory row of the usable runs plus `run_id`; built on first
@@ -38,12 +40,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pab_campaign.analysis.campaign.duck import READ_OPTIONS, connect, literal_paths, sql_text
 from pab_campaign.analysis.campaign.workspace import Workspace, choose, fallback, is_unwritable, writable
 from pab_campaign.errors import CampaignError, StoreError
 from pab_campaign.store import (
     RUN_JSON,
     TRAJECTORY,
     atomic_write,
+    check_run_file,
     read_run_json,
     run_entry_names,
     runs_dir,
@@ -54,7 +58,7 @@ from pab_campaign.store import (
 if TYPE_CHECKING:
     import duckdb
 
-INDEX_VERSION = "2"
+INDEX_VERSION = "3"
 RUNS_INDEX = "runs.parquet"
 TRAJECTORIES_INDEX = "trajectories.parquet"
 META_VERSION = b"pab_campaign.index_version"
@@ -72,11 +76,14 @@ FIXED_COLUMNS = (*RECORD_COLUMNS, *DERIVED_COLUMNS, *MANIFEST_COLUMNS)
 TEXT_COLUMNS = ("run_id", "campaign", "status", "started_at", "ended_at", "host", "slurm_job_id", "error",
                 "skip_reason")
 FLOAT_COLUMNS = ("duration_s", "epochs_done", "restarts", "last_epoch", "best_epoch")
+# A hyper-parameter's column is its name plus this suffix: no name a run.json holds can meet a fixed
+# column (no '@') or a metric column (ending '@last' or '@best').
+HPARAM_SUFFIX = "@hparam"
 
 _SCALARS_SQL = """
 WITH t AS MATERIALIZED (
     SELECT file_index AS f, epoch, context::VARCHAR AS context, metric::VARCHAR AS metric, value
-    FROM read_parquet(?) WHERE key IS NULL),
+    FROM read_parquet(?, hive_partitioning = false) WHERE key IS NULL),
 b AS (SELECT f, arg_min(epoch, (value, epoch)) AS best_epoch FROM t
       WHERE context = 'val' AND metric = 'loss' AND isfinite(value) GROUP BY f)
 SELECT t.f, t.context, t.metric, max(t.epoch) AS last_epoch, arg_max(t.value, t.epoch) AS last,
@@ -107,27 +114,33 @@ class RunRows:
     metrics: dict[str, list[str]]
 
 
-def connect() -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection (imported lazily: the CLI starts without it)."""
-    import duckdb
-
-    return duckdb.connect()
-
-
-def _stat(path: str) -> tuple[int, int]:
-    """(size, mtime ns) of `path`; (-1, -1) when it is missing or cannot be reached (the run's
-    reader then says why)."""
+def _stat(path: Path, boundary: Path) -> tuple[int, int]:
+    """(size, mtime ns) of the run file `path`; (-1, -1) when it is missing or may not be read (not
+    a regular file, a link out of `boundary`: `trajectory_problem` then says why)."""
     try:
-        info = os.stat(path)
-    except OSError:
+        info = check_run_file(path, boundary)
+    except (OSError, StoreError):
         return -1, -1
     return info.st_size, info.st_mtime_ns
+
+
+def trajectory_problem(campaign_dir: Path, run_id: str) -> str:
+    """Why the trajectory of `run_id` is not read (its manifest size is -1)."""
+    path = runs_dir(campaign_dir) / run_id / TRAJECTORY
+    try:
+        check_run_file(path, Path(campaign_dir))
+    except FileNotFoundError:
+        return f"{path}: missing trajectory.parquet"
+    except StoreError as exc:
+        return str(exc)
+    return f"{path}: trajectory.parquet changed while it was being read; run the command again"
 
 
 def scan(campaign_dir: Path) -> pd.DataFrame:
     """The manifest of the campaign as it is now: run_id and MANIFEST_COLUMNS, sorted by run_id."""
     root = runs_dir(campaign_dir)
-    rows = [(name, *_stat(f"{root}/{name}/{RUN_JSON}"), *_stat(f"{root}/{name}/{TRAJECTORY}"))
+    boundary = Path(campaign_dir)
+    rows = [(name, *_stat(root / name / RUN_JSON, boundary), *_stat(root / name / TRAJECTORY, boundary))
             for name in run_entry_names(campaign_dir)]
     return pd.DataFrame(rows, columns=["run_id", *MANIFEST_COLUMNS]).astype(
         {c: "int64" for c in MANIFEST_COLUMNS})
@@ -162,7 +175,8 @@ def bisect_query(
 def _scalar_metrics(run_ids: list[str], files: list[str]) -> tuple[pd.DataFrame, dict[str, str], dict[str, list[str]]]:
     """Wide frame (index run_id): `<ctx>/<metric>@last`, `@best`, last_epoch, best_epoch; the runs
     set aside with their reason (unreadable file, duplicate rows); and each run's metric columns."""
-    frames, bad = bisect_query(connect(), _SCALARS_SQL, files)
+    with literal_paths(files) as literal:
+        frames, bad = bisect_query(connect(), _SCALARS_SQL, literal)
     bad_runs = {run_ids[i]: reason for i, reason in bad.items()}
     columns = ["context", "metric", "last", "best", "last_epoch", "best_epoch", "duplicated"]
     long = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["f", *columns])
@@ -194,12 +208,12 @@ def _read_runs(campaign_dir: Path, manifest: pd.DataFrame) -> RunRows:
         for row in manifest.itertuples(index=False):
             record: dict[str, Any] = {"run_id": row.run_id, "skip_reason": None}
             try:
-                data = read_run_json(root / row.run_id)
+                data = read_run_json(root / row.run_id, campaign_dir)
                 record.update({c: getattr(data, c) for c in RECORD_COLUMNS if c != "run_id"})
                 record["status"] = str(data.status)
                 hparams[row.run_id] = data.hparams
                 if row.trajectory_size < 0:
-                    record["skip_reason"] = f"{root / row.run_id / TRAJECTORY}: missing trajectory.parquet"
+                    record["skip_reason"] = trajectory_problem(campaign_dir, row.run_id)
             except StoreError as exc:
                 record["skip_reason"] = str(exc)
             records.append(record)
@@ -222,6 +236,11 @@ def _text(column: pd.Series) -> pd.Series:
     """Text with None for a missing value (never NaN or 'nan'), whatever pandas read it as."""
     text = column.astype(object)
     return text.where(column.notna(), None).astype(object)
+
+
+def hparam_key(name: str) -> str:
+    """The index column of hyper-parameter `name`."""
+    return f"{name}{HPARAM_SUFFIX}"
 
 
 def hparam_column(values: list[Any]) -> pd.Series | None:
@@ -260,10 +279,10 @@ def _assemble(parts: list[pd.DataFrame], hparams: dict[str, dict[str, Any]],
         else:
             out[column] = values.astype("int64").reset_index(drop=True)
     names = []
-    for name in sorted({n for rid in run_ids for n in hparams.get(rid, {})} - set(FIXED_COLUMNS) - set(labels)):
+    for name in sorted({n for rid in run_ids for n in hparams.get(rid, {})}):
         column = hparam_column([hparams.get(rid, {}).get(name) for rid in run_ids])
         if column is not None:
-            out[name] = column
+            out[hparam_key(name)] = column
             names.append(name)
     for label in labels:
         values = rows[label] if label in rows.columns else pd.Series(np.nan, index=rows.index)
@@ -272,9 +291,20 @@ def _assemble(parts: list[pd.DataFrame], hparams: dict[str, dict[str, Any]],
     return frame, names
 
 
+def _index_file(path: Path) -> bool:
+    """Whether `path` is an index file that may be read: a regular file whose links stay in its folder."""
+    try:
+        check_run_file(path, path.parent)
+    except (OSError, StoreError):
+        return False
+    return True
+
+
 def _load_runs_index(path: Path) -> tuple[pd.DataFrame, dict[str, Any]] | None:
-    """The stored index and its per-run metadata, or None when missing, unreadable or of another
-    version."""
+    """The stored index and its per-run metadata, or None when missing, unreadable (not a regular
+    file) or of another version."""
+    if not _index_file(path):
+        return None
     try:
         table = pq.read_table(path)
         meta = table.schema.metadata or {}
@@ -363,15 +393,13 @@ def _write_somewhere(workspace: Workspace, rows: pd.DataFrame, hparams: dict[str
 
 
 def _trajectory_manifest(path: Path) -> dict[str, list[int]]:
+    if not _index_file(path):
+        return {}
     try:
         meta = pq.read_schema(path).metadata or {}
         return json.loads(meta[META_MANIFEST.encode()])
     except (OSError, pa.ArrowInvalid, KeyError, ValueError):
         return {}
-
-
-def _sql_text(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 @contextmanager
@@ -410,7 +438,7 @@ class TrajectorySource:
 
 
 _FRESH_ROWS = ("SELECT ($ids::VARCHAR[])[(file_index + 1)::BIGINT] AS run_id, epoch, context::VARCHAR AS context, "
-               "metric::VARCHAR AS metric, key::VARCHAR AS key, value FROM read_parquet($files)")
+               f"metric::VARCHAR AS metric, key::VARCHAR AS key, value FROM read_parquet($files, {READ_OPTIONS})")
 
 
 def refresh_trajectories(campaign_dir: Path, runs: pd.DataFrame,
@@ -427,7 +455,7 @@ def refresh_trajectories(campaign_dir: Path, runs: pd.DataFrame,
     all_files = [str(runs_dir(campaign_dir) / rid / TRAJECTORY) for rid in ids]
     while workspace.directory is not None:
         path = workspace.directory / TRAJECTORIES_INDEX
-        base = next((p for p in (path, summary_dir(campaign_dir) / TRAJECTORIES_INDEX) if p.exists()), None)
+        base = next((p for p in (path, summary_dir(campaign_dir) / TRAJECTORIES_INDEX) if _index_file(p)), None)
         have = _trajectory_manifest(base) if base is not None else {}
         if have == wanted and base == path:
             return TrajectorySource(path, ids, all_files, workspace)
@@ -450,19 +478,21 @@ def _compact(campaign_dir: Path, path: Path, base: Path | None, have: dict[str, 
     files = [str(runs_dir(campaign_dir) / rid / TRAJECTORY) for rid in fresh]
     parts = [_FRESH_ROWS] if files else []
     if keep:
-        parts.append("SELECT * FROM read_parquet($old) WHERE run_id IN (SELECT unnest($keep::VARCHAR[]))")
+        parts.append(f"SELECT * FROM read_parquet($old, {READ_OPTIONS}) "
+                     "WHERE run_id IN (SELECT unnest($keep::VARCHAR[]))")
     if not parts:
         parts.append("SELECT NULL::VARCHAR AS run_id, NULL::INTEGER AS epoch, NULL::VARCHAR AS context, "
                      "NULL::VARCHAR AS metric, NULL::VARCHAR AS key, NULL::DOUBLE AS value WHERE false")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
-    manifest = _sql_text(json.dumps(wanted, separators=(",", ":")))
-    sql = (f"COPY ({' UNION ALL '.join(parts)} ORDER BY run_id, epoch) TO {_sql_text(str(tmp))} "
+    manifest = sql_text(json.dumps(wanted, separators=(",", ":")))
+    sql = (f"COPY ({' UNION ALL '.join(parts)} ORDER BY run_id, epoch) TO {sql_text(os.path.abspath(tmp))} "
            f"(FORMAT parquet, KV_METADATA {{'{META_MANIFEST}': {manifest}}})")
     try:
         with ExitStack() as stack:
             old = str(stack.enter_context(_snapshot(base))) if keep and base is not None else None
-            params = {"ids": fresh, "files": files, "old": old, "keep": keep}
+            literal = stack.enter_context(literal_paths([*files, *([old] if old else [])]))
+            params = {"ids": fresh, "files": literal[:len(files)], "old": literal[-1] if old else None, "keep": keep}
             params = {k: v for k, v in params.items() if f"${k}" in " ".join(parts)}
             connect().execute(sql, params)
         os.replace(tmp, path)
@@ -485,11 +515,12 @@ def query_trajectories(source: TrajectorySource, sql: str, params: dict[str, Any
         con.register(name, frame)
     if source.path is None:
         if source.files:
-            con.execute(f"CREATE TEMP TABLE traj AS {_FRESH_ROWS}", {"ids": source.run_ids, "files": source.files})
+            with literal_paths(source.files) as files:
+                con.execute(f"CREATE TEMP TABLE traj AS {_FRESH_ROWS}", {"ids": source.run_ids, "files": files})
         else:
             con.execute("CREATE TEMP TABLE traj (run_id VARCHAR, epoch INTEGER, context VARCHAR, metric VARCHAR, "
                         "key VARCHAR, value DOUBLE)")
         return con.execute(sql, params or {}).df()
-    with _snapshot(source.path) as stable:
-        con.execute(f"CREATE VIEW traj AS SELECT * FROM read_parquet({_sql_text(str(stable))})")
+    with _snapshot(source.path) as stable, literal_paths([stable]) as (literal,):
+        con.execute(f"CREATE VIEW traj AS SELECT * FROM read_parquet({sql_text(literal)}, {READ_OPTIONS})")
         return con.execute(sql, params or {}).df()

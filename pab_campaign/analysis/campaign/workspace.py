@@ -5,8 +5,8 @@ this user can write to:
 
 1. the campaign's own `summary/`;
 2. a per-user cache, `$XDG_CACHE_HOME/pab_campaign/<key>` (default `~/.cache/pab_campaign/<key>`),
-   `<key>` a hash of the campaign's resolved path (a colleague's read-only campaign, an archive,
-   a campaign on a full disk);
+   `<key>` the campaign folder's name as a safe stem (`naming.file_stem`) and a hash of its resolved
+   path (a colleague's read-only campaign, an archive, a campaign on a full disk);
 3. none: the index is built in memory for this command only, and a command that writes files
    (report, curves, audit) says there is nowhere to write them.
 
@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from pab_campaign.analysis.campaign.naming import file_stem
 from pab_campaign.errors import CampaignError
 from pab_campaign.store import UNWRITABLE_ERRNOS, create_temp_file, remove_stale_temps, runs_dir, summary_dir
 
@@ -52,7 +53,7 @@ def cache_dir(campaign_dir: Path) -> Path:
     """This user's cache directory for `campaign_dir` (see the module docstring)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     key = hashlib.sha1(str(Path(campaign_dir).resolve()).encode()).hexdigest()[:16]
-    return Path(base) / CACHE_APP / f"{Path(campaign_dir).resolve().name}-{key}"
+    return Path(base) / CACHE_APP / f"{file_stem(Path(campaign_dir).resolve().name)}-{key}"
 
 
 def is_unwritable(exc: OSError) -> bool:
@@ -87,6 +88,13 @@ def _reason(exc: OSError | None) -> str:
     if exc is not None and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return "is on a full disk"
     return "cannot be written here"
+
+
+def unwritable_message(path: Path, exc: OSError, fix: str) -> str:
+    """One line saying that `path` could not be written, why (naming a full disk), and `fix`."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"cannot write {path}: the disk of {path.parent} is full ({exc.strerror}); free space or {fix}"
+    return f"cannot write {path}: {path.parent} {_reason(exc)} ({exc.strerror}); {fix}"
 
 
 def _places(campaign_dir: Path) -> list[Path]:

@@ -34,11 +34,15 @@ class MBEReport:
     diagnosis: str
 
 
-def evaluate(metric: Sequence[float], target: Sequence[float], baseline: Sequence[float], alpha: float = ALPHA,
-             controls: Sequence[Sequence[float]] | None = None, *, categorical: Sequence[Sequence[object]] = (),
+def evaluate(metric: Sequence[float], *, target: Sequence[float], baseline: Sequence[float], alpha: float = ALPHA,
+             controls: Sequence[Sequence[float]] | None = None, categorical: Sequence[Sequence[object]] = (),
              n_boot: int = 1000, seed: int = 0, metric_name: str = "metric", target_name: str = "target",
              baseline_name: str = "baseline") -> MBEReport:
     """The Marginal Baseline Eval of one metric over runs, without a campaign.
+
+    `target` and `baseline` are keyword-only: mbe-eval passes (metric, baseline, target) by position,
+    and that order read as ours would give the opposite verdict silently. mbe-eval's own signature is
+    `pab_campaign.compat.mbe_eval.MBEEvaluator`.
 
     Parameters
     ----------
@@ -79,10 +83,10 @@ def evaluate(metric: Sequence[float], target: Sequence[float], baseline: Sequenc
     mbe-eval's demo: a metric built from the early loss, and one with a signal of its own.
 
     >>> runs = simulate()
-    >>> proxy = evaluate(runs.loss_proxy, runs.final_acc, runs.early_loss, n_boot=200)
+    >>> proxy = evaluate(runs.loss_proxy, target=runs.final_acc, baseline=runs.early_loss, n_boot=200)
     >>> proxy.stage1, proxy.is_loss_proxy, round(proxy.partial_p, 2)
     ('PASS', True, 0.68)
-    >>> evaluate(runs.independent, runs.final_acc, runs.early_loss, n_boot=200).is_loss_proxy
+    >>> evaluate(runs.independent, target=runs.final_acc, baseline=runs.early_loss, n_boot=200).is_loss_proxy
     False
     """
     alpha = check_alpha(alpha)

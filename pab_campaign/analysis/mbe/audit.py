@@ -11,10 +11,7 @@ last epoch), the target at each run's last epoch. One row of values per complete
 from __future__ import annotations
 
 import math
-import os
 import shutil
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +23,7 @@ from pab_campaign.analysis.campaign.campaign import (
     CampaignError,
     completed_runs,
     drop_infinite,
+    hparam_values,
     is_numeric,
     load_trajectories,
     metric_series,
@@ -36,7 +34,7 @@ from pab_campaign.analysis.mbe.rule import ALPHA, MIN_RUNS, Association, check_a
 from pab_campaign.analysis.stats.correlation import partial_spearman
 from pab_campaign.analysis.stats.multicomp import adjust_pvalues
 from pab_campaign.metrics import MetricSpec
-from pab_campaign.store import atomic_write
+from pab_campaign.store import atomic_write, replace_outputs
 
 AUDIT_COLUMNS = ["group", "metric", "n", "raw_rho", "raw_p", "raw_p_adj", "raw_ci_low", "raw_ci_high", "stage1",
                  "partial_rho", "partial_p", "partial_p_adj", "partial_ci_low", "partial_ci_high", "verdict",
@@ -135,7 +133,7 @@ def gather(campaign: Campaign, request: AuditRequest) -> AuditData:
             columns[spec.label] = series
             candidates.append(spec.label)
     numeric, categorical = [], []
-    hparams = done.set_index("run_id")[campaign.hparam_names]
+    hparams = hparam_values(done.set_index("run_id"), campaign.hparam_names)
     for control in request.controls:
         if control in campaign.hparam_names:
             (numeric if is_numeric(hparams[control]) else categorical).append(control)
@@ -361,7 +359,7 @@ def run_audit(campaign: Campaign, request: AuditRequest) -> AuditResult:
      probe/proxy@1   -0.661       -0.031          0.948 loss proxy inconclusive
     probe/signal@1    0.831        0.976          0.000       PASS     survives
     >>> [path.name for path in write_audit(campaign, result, plots=False)]
-    ['audit.csv']
+    ['audit.csv', 'audit_runs.csv']
     >>> tmp.cleanup()
     """
     alpha, correction = check_alpha(request.alpha), check_correction(request.correction)
@@ -390,37 +388,12 @@ def run_audit(campaign: Campaign, request: AuditRequest) -> AuditResult:
     return AuditResult(table, driver_table, data, notes, request, family, int(driver_table["p"].notna().sum()))
 
 
-def _replace_folder(folder: Path, fill: Callable[[Path], list[Path]]) -> list[Path]:
-    """Make `folder` hold exactly what `fill(staging)` writes: fill a new folder beside it, then swap
-    the two, so that files of an earlier audit never linger and a failure leaves the old folder as it
-    was. Returns the written paths under `folder`."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = folder.with_name(f".{folder.name}.new-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    staging.mkdir()
-    try:
-        written = fill(staging)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    old = folder.with_name(f".{folder.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    if folder.exists():
-        os.replace(folder, old)
-    try:
-        os.replace(staging, folder)
-    except BaseException:
-        if old.exists():
-            os.replace(old, folder)
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-    return [folder / path.relative_to(staging) for path in written]
-
-
 def write_audit(campaign: Campaign, result: AuditResult, plots: bool = True, campaign_ids: list[str] | None = None,
                 output_folder: Path | None = None, dpi: int = 150) -> list[Path]:
     """Write the audit's files and return their paths.
 
     Into `output_folder` (default `<campaign>/summary/`): `audit[_<ids>].csv` (the audit table),
+    `audit_runs[_<ids>].csv` (one row per run: run_id, hyper-parameters and the audited values),
     `audit_drivers[_<ids>].csv` (when drivers were asked for) and, with `plots`, one PNG per
     candidate at `dpi` in the folder `audit[_<ids>]/`, which is replaced as a whole (figures of an
     earlier audit do not linger; a driver table of one is removed when this audit has none).
@@ -433,8 +406,10 @@ def write_audit(campaign: Campaign, result: AuditResult, plots: bool = True, cam
     out = Path(output_folder) if output_folder is not None else campaign.summary_dir
     suffix = ids_suffix(campaign_ids)
     table, data = result.table, result.data
-    written = [out / f"audit{suffix}.csv"]
+    written = [out / f"audit{suffix}.csv", out / f"audit_runs{suffix}.csv"]
     atomic_write(written[0], lambda tmp: table.to_csv(tmp, index=False))
+    runs = data.hparams.join(data.values[[c for c in data.values.columns if c not in data.hparams.columns]])
+    atomic_write(written[1], lambda tmp: runs.rename_axis("run_id").reset_index().to_csv(tmp, index=False))
     drivers = out / f"audit_drivers{suffix}.csv"
     if result.request.drivers:
         atomic_write(drivers, lambda tmp: result.drivers.to_csv(tmp, index=False))
@@ -451,7 +426,8 @@ def write_audit(campaign: Campaign, result: AuditResult, plots: bool = True, cam
 
     def figures(folder: Path) -> list[Path]:
         return [save_png(audit_figure(data.values, groups, table[table["metric"] == metric], metric, data.target,
-                                      controls, title, result.request.alpha), folder / figure_name(metric), dpi)
+                                      controls, title, result.request.alpha, data.hparams),
+                         folder / figure_name(metric), dpi)
                 for metric in data.candidates]
 
-    return written + _replace_folder(out / f"audit{suffix}", figures)
+    return written + replace_outputs(out / f"audit{suffix}", figures)

@@ -1,5 +1,6 @@
-"""The MBE audit's figure: the candidate against the target (rank-regression line, ρ and p), and raw
-and partial |ρ| per group coloured by significance with their bootstrap intervals."""
+"""The MBE audit's figure: the candidate against the target (rank-regression line, ρ and p; points
+coloured by a hyper-parameter), and signed raw and partial ρ per group with their bootstrap
+intervals, a zero line and significance on the adjusted p."""
 from __future__ import annotations
 
 import math
@@ -9,7 +10,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from pab_campaign.analysis.plots.style import GROUP_COLOURS, NOT_SIGNIFICANT, SIGNIFICANT, metric_unit
+from pab_campaign.analysis.plots.groups import MAX_GROUPS, group_style
+from pab_campaign.analysis.plots.style import GROUP_COLOURS, NOT_SIGNIFICANT, SIGNIFICANT, metric_unit, styled
 
 MAX_BARS = 8  # groups in the bar panel: the pooled one, then the first groups that have a ρ
 
@@ -28,33 +30,52 @@ def _rank_regression(x: np.ndarray, y: np.ndarray, points: int = 200) -> tuple[n
     return grid, np.interp(fitted, ry[first_y], uy)
 
 
-def _abs_interval(rho: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """Error bars (2 × k) of |ρ| from the interval (low, high) of ρ: one straddling 0 reaches 0."""
-    abs_low = np.where((low < 0) & (high > 0), 0.0, np.minimum(np.abs(low), np.abs(high)))
-    abs_high = np.maximum(np.abs(low), np.abs(high))
-    height = np.abs(rho)
-    return np.nan_to_num(np.vstack([np.clip(height - abs_low, 0, None), np.clip(abs_high - height, 0, None)]))
+def colour_groups(values: pd.Series, hparams: pd.DataFrame, limit: int = MAX_GROUPS) -> pd.Series | None:
+    """The hyper-parameter that explains most of the variance of `values` (η² = between-value sum of
+    squares / total, over runs with a value), as each run's value in text, named
+    `<name> (explains x % of the variance)`; None when no hyper-parameter has 2..`limit` values.
+    The seed is never chosen: it names a replicate, not a setting."""
+    usable = values.dropna()
+    best, best_name, best_share = None, "", -1.0
+    total = float(((usable - usable.mean()) ** 2).sum())
+    for name in hparams.columns:
+        if name == "seed" or name.endswith(".seed"):
+            continue
+        labels = hparams[name].reindex(usable.index).astype(object).where(lambda c: c.notna(), "missing").astype(str)
+        if not 2 <= labels.nunique() <= limit or total == 0:
+            continue
+        means = usable.groupby(labels).transform("mean")
+        share = float(((means - usable.mean()) ** 2).sum()) / total
+        if share > best_share:
+            best, best_name, best_share = labels, name, share
+    return None if best is None else best.rename(f"{best_name} (explains {best_share:.0%} of the variance)")
 
 
 def _scatter_panel(ax, values: pd.DataFrame, groups: pd.Series | None, pooled: pd.Series, metric: str,
                    target: str) -> None:
-    """`metric` against `target`, one point per run (coloured by group), the rank-regression curve,
-    and stage 1's ρ and p in the title."""
+    """`metric` against `target`, one point per run coloured and marked by `groups` (at most
+    MAX_GROUPS values, the rest grey and counted), the rank-regression curve, and stage 1's ρ and p
+    in the title."""
     usable = values[[metric, target]].dropna()
-    if groups is None or groups.nunique() > len(GROUP_COLOURS):  # too many groups to tell apart by colour
+    if groups is None:
         ax.scatter(usable[metric], usable[target], s=26, alpha=0.85, color=GROUP_COLOURS[0], edgecolor="white",
-                   lw=0.5)
+                   lw=0.5, label=f"{len(usable)} runs")
     else:
         labels = groups.reindex(usable.index).astype(str)
-        markers = "osD^v<>P"
-        for i, label in enumerate(sorted(labels.unique())):
-            chosen = usable[labels == label]
-            ax.scatter(chosen[metric], chosen[target], s=30, alpha=0.85, color=GROUP_COLOURS[i % len(GROUP_COLOURS)],
-                       marker=markers[i % len(markers)], edgecolor="white", lw=0.5, label=label)
-        ax.legend(fontsize=8, title=groups.name, title_fontsize=8, loc="best")
+        names = sorted(labels.unique())
+        for i, label in enumerate(names[:MAX_GROUPS]):
+            chosen, style = usable[labels == label], group_style(i)
+            ax.scatter(chosen[metric], chosen[target], s=30, alpha=0.85, color=style.colour, marker=style.marker,
+                       edgecolor="white", lw=0.5, label=f"{label} ({len(chosen)})")
+        rest = usable[labels.isin(names[MAX_GROUPS:])]
+        if len(rest):
+            ax.scatter(rest[metric], rest[target], s=16, color="#bbbbbb", label=f"{len(names) - MAX_GROUPS} more "
+                       f"values ({len(rest)} runs)")
     if len(usable) >= 2 and usable[metric].nunique() > 1:
         grid, curve = _rank_regression(usable[metric].to_numpy(float), usable[target].to_numpy(float))
         ax.plot(grid, curve, color="black", lw=1.6, label="rank regression")
+    ax.legend(fontsize=7, title=None if groups is None else f"colour: {groups.name}", title_fontsize=7,
+              loc="best", framealpha=0.8)
     adjusted = pooled["raw_p_adj"]
     p_text = f"p = {pooled['raw_p']:.2g}" + ("" if math.isnan(adjusted) or adjusted == pooled["raw_p"]
                                                  else f" (adjusted {adjusted:.2g})")
@@ -68,71 +89,85 @@ def _scatter_panel(ax, values: pd.DataFrame, groups: pd.Series | None, pooled: p
     ax.grid(alpha=0.3)
 
 
-def _bars_panel(ax, rows: pd.DataFrame, controls: str, alpha: float) -> None:
-    """|raw ρ| and |partial ρ| per group, coloured by significance of their adjusted p, with their
-    values and bootstrap 95 % intervals; the partial bars hatched."""
-    from matplotlib.patches import Patch
-
-    position = np.arange(len(rows))
-    width = 0.38
-    for offset, kind, hatch in ((-width / 2, "raw", ""), (width / 2, "partial", "///")):
+def _forest_panel(ax, rows: pd.DataFrame, controls: str, alpha: float) -> None:
+    """Signed raw and partial ρ per group side by side (circle above, square below), each with its
+    bootstrap 95 % interval as measured (never folded at 0), filled and blue when its adjusted p is
+    significant; a zero line, the effect (±0.2) and washout (±0.1) lines."""
+    position = np.arange(len(rows), dtype=float)
+    for offset, kind, marker in ((-0.17, "raw", "o"), (0.17, "partial", "s")):
         rho = rows[f"{kind}_rho"].to_numpy(float)
+        low, high = rows[f"{kind}_ci_low"].to_numpy(float), rows[f"{kind}_ci_high"].to_numpy(float)
         adjusted = rows[f"{kind}_p_adj"].to_numpy(float)
         significant = adjusted < alpha if kind == "raw" else adjusted <= alpha
-        colours = [SIGNIFICANT if s else NOT_SIGNIFICANT for s in significant]
-        errors = _abs_interval(rho, rows[f"{kind}_ci_low"].to_numpy(float), rows[f"{kind}_ci_high"].to_numpy(float))
-        height = np.nan_to_num(np.abs(rho))
-        ax.bar(position + offset, height, width, color=colours, hatch=hatch, edgecolor="black", lw=0.6,
-               yerr=errors, capsize=3, ecolor="#333333")
-        for x, top, r in zip(position + offset, height + errors[1], rho):
-            ax.text(x, min(top + 0.02, 1.08), "n/a" if math.isnan(r) else f"{abs(r):.2f}", ha="center",
-                    va="bottom", fontsize=8)
-    ax.axhline(0.2, color="grey", lw=0.8, ls="--")
-    ax.axhline(0.1, color="grey", lw=0.8, ls=":")
-    groups = [g.split("=", 1)[1] if "=" in g else f"{g} runs" for g in rows["group"]]
-    ax.set_xticks(position, [f"{g}\n{v}\n{c}" for g, v, c in zip(groups, rows["verdict"], rows["effect_class"])],
-                  fontsize=8, rotation=30 if len(rows) > 4 else 0)
-    if len(rows) > 1:
-        ax.set_xlabel(f"all runs, then per {rows['group'].iloc[1].split('=', 1)[0]}", fontsize=9)
-    ax.set_xlim(-0.5 - max(0.2, 0.7 / len(rows)), len(rows) - 0.5 + max(0.2, 0.7 / len(rows)))
-    ax.set_ylim(0, 1.15)
-    ax.set_ylabel("|Spearman ρ| with the target (unitless, 0–1)")
-    handles = [Patch(facecolor="white", edgecolor="black", label="raw |ρ|"),
-               Patch(facecolor="white", edgecolor="black", hatch="///", label=f"partial |ρ| given {controls}"),
-               Patch(color=SIGNIFICANT, label=f"significant at α = {alpha:g} (adjusted p)"),
-               Patch(color=NOT_SIGNIFICANT, label="not significant"),
-               plt.Line2D([], [], color="grey", ls="--", lw=0.8, label="effect 0.20"),
-               plt.Line2D([], [], color="grey", ls=":", lw=0.8, label="washout 0.10")]
-    below = -0.2 - (0.08 if len(rows) > 1 else 0.0) - (0.08 if len(rows) > 4 else 0.0)
-    ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, below), ncol=3, frameon=False)
+        for y, r, lo, hi, s in zip(position + offset, rho, low, high, significant):
+            if math.isnan(r):
+                ax.text(0, y, "n/a", ha="center", va="center", fontsize=7)
+                continue
+            colour = SIGNIFICANT if s else NOT_SIGNIFICANT
+            interval = [[r - lo], [hi - r]] if not (math.isnan(lo) or math.isnan(hi)) else None
+            ax.errorbar([r], [y], xerr=interval, fmt=marker, color=colour, mfc=colour if s else "white",
+                        mec=colour, ms=6, capsize=3, lw=1.4, gid=f"{kind}-interval")
+            text = f"{r:+.2f}" + ("" if interval is None else f" [{lo:+.2f}, {hi:+.2f}]")
+            ax.annotate(text, (1.0, y), xycoords=("axes fraction", "data"), xytext=(4, 0),
+                        textcoords="offset points", va="center", fontsize=7, annotation_clip=False)
+    ax.axvline(0, color="black", lw=1.0)
+    for x in (-0.2, 0.2):
+        ax.axvline(x, color="grey", lw=0.8, ls="--")
+    for x in (-0.1, 0.1):
+        ax.axvline(x, color="grey", lw=0.8, ls=":")
+    names = [g.split("=", 1)[1] if "=" in g else f"{g} runs" for g in rows["group"]]
+    ax.set_yticks(position, [f"{g} (n={int(n)})\n{v} · {c}" for g, n, v, c in
+                             zip(names, rows["n"], rows["verdict"], rows["effect_class"])], fontsize=8)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.set_xlim(-1.05, 1.05)
+    ax.set_xlabel("Spearman ρ with the target (signed, −1 to 1)")
+    ax.grid(alpha=0.3, axis="x")
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], ls="none", marker="o", color="black", mfc="white", label="raw ρ"),
+               Line2D([], [], ls="none", marker="s", color="black", mfc="white", label=f"partial ρ given {controls}"),
+               Line2D([], [], ls="none", marker="o", color=SIGNIFICANT,
+                      label=f"significant: adjusted p vs α = {alpha:g}"),
+               Line2D([], [], ls="none", marker="o", color=NOT_SIGNIFICANT, mfc="white", label="not significant"),
+               Line2D([], [], color="grey", ls="--", lw=0.8, label="effect ±0.20"),
+               Line2D([], [], color="grey", ls=":", lw=0.8, label="washout ±0.10")]
+    ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     pooled = rows.iloc[0]
     decided = pooled["verdict"] in ("PASS", "loss proxy")
     adjusted = "" if pooled["partial_p_adj"] == pooled["partial_p"] else "adjusted "
     sign = "≤" if pooled["verdict"] == "PASS" else ">"
     verdict = (f"{pooled['verdict']} ({adjusted}partial p = {pooled['partial_p_adj']:.2g} {sign} {alpha:g})"
                if decided else f"no verdict ({pooled['verdict']})")
-    ax.set_title(f"stage 4: {verdict}\nraw vs partial |ρ|, bootstrap 95 % intervals", fontsize=10)
+    ax.set_title(f"stage 4: {verdict}\nraw and partial ρ, bootstrap 95 % intervals", fontsize=10)
 
 
+@styled
 def audit_figure(values: pd.DataFrame, groups: pd.Series | None, rows: pd.DataFrame, metric: str,
-                 target: str, controls: str, campaign: str, alpha: float) -> Figure:
-    """The MBE figure of one candidate. Left: `metric` against `target`, one point per run (coloured
-    by group), with the rank-regression curve and the pooled stage-1 ρ and p. Right: |raw ρ| and
-    |partial ρ| (given `controls`) per group, coloured by the significance of their adjusted p
-    (against `alpha`), with values and bootstrap 95 % intervals.
+                 target: str, controls: str, campaign: str, alpha: float,
+                 hparams: pd.DataFrame | None = None) -> Figure:
+    """The MBE figure of one candidate. Left: `metric` against `target`, one point per run coloured
+    by `groups` (the audit's --groupby) or, without it, by the hyper-parameter of `hparams` that
+    explains most of the candidate's variance (named in the legend); the rank-regression curve and
+    the pooled stage-1 ρ and p. Right: signed raw and partial ρ (given `controls`) per group with
+    their bootstrap 95 % intervals, a zero line, significance on the adjusted p (against `alpha`).
 
     `values` has one row per run; `rows` are the audit table's rows of this metric (the first is
     the pooled group; of the others, at most MAX_BARS − 1 with a ρ are drawn); `campaign` names the
-    campaign in the title.
+    campaign in the title. A caption under the figure says over how many runs and what the intervals are.
     """
-    fig, (scatter, bars) = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [1.15, 1]})
-    _scatter_panel(scatter, values, groups, rows.iloc[0], metric, target)
+    if groups is None and hparams is not None:
+        groups = colour_groups(values[metric], hparams)
     measured = rows.iloc[:1].index.union(rows.index[rows["raw_rho"].notna()], sort=False)
     shown = rows.loc[measured[:MAX_BARS]]
-    _bars_panel(bars, shown, controls, alpha)
-    if len(shown) < len(rows):
-        bars.text(0.01, 0.99, f"{len(shown)} of {len(rows)} groups shown (every group is in the CSV)",
-                  transform=bars.transAxes, fontsize=7, va="top")
+    fig, (scatter, forest) = plt.subplots(1, 2, figsize=(13, 5.2 + 0.25 * max(0, len(shown) - 4)),
+                                          gridspec_kw={"width_ratios": [1.15, 1]})
+    _scatter_panel(scatter, values, groups, rows.iloc[0], metric, target)
+    _forest_panel(forest, shown, controls, alpha)
+    left_out = f" {len(rows) - len(shown)} of {len(rows)} groups left out of the right panel (all are in the CSV)." \
+        if len(shown) < len(rows) else ""
     fig.suptitle(f"{campaign} — MBE audit of {metric} against {target} (α = {alpha:g})", fontsize=12)
-    fig.tight_layout()
+    caption = (f"{int(rows.iloc[0]['n'])} completed runs with both values, one point each. Intervals: percentile "
+               f"bootstrap 95 % over runs; significance on the p-value adjusted over the audit's family.{left_out}")
+    fig.text(0.5, 0.005, caption, ha="center", va="bottom", fontsize=8, color="#333333")
+    fig.tight_layout(rect=(0, 0.04, 0.93, 1))
     return fig

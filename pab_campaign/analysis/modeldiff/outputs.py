@@ -30,8 +30,8 @@ from matplotlib.figure import Figure
 
 from pab_campaign.analysis.campaign.workspace import choose
 from pab_campaign.analysis.modeldiff.residual_pca import SUBPOPULATIONS, Interpretation, ResidualPCA
-from pab_campaign.analysis.plots.style import save_png
-from pab_campaign.store import atomic_write, atomic_write_bytes
+from pab_campaign.analysis.plots.style import save_png, styled
+from pab_campaign.store import atomic_write, atomic_write_bytes, replace_outputs
 
 DIFF_DIR = "diff"
 # Fields of a score sidecar that must match a request for its scores to be reused.
@@ -92,6 +92,7 @@ def save_scores(directory: Path, side: str, scores: np.ndarray, sidecar: dict[st
 FRAME = (0.12, 0.47, 0.71)
 
 
+@styled
 def image_grid(images: np.ndarray, labels: np.ndarray, values: np.ndarray, title: str, columns: int = 10) -> Figure:
     """A grid of `images` (n × C × H × W in [0, 1], C = 1 grey or 3 RGB), each in a blue frame (so
     bright pixels at its edge stand out from the page) and captioned with its label and its value (a
@@ -147,9 +148,18 @@ def write_grids(directory: Path, results: list[ResidualPCA], interpretation: Int
                 images: Callable[[str, str, list[int]], np.ndarray]) -> list[Path]:
     """One image grid per direction and subpopulation; `images(first, subpopulation, indices)` gives
     the examples (n × C × H × W in [0, 1]) as the comparison's first algorithm ("A" or "B") sees them.
-    Grids an earlier call drew (for more directions) are removed first."""
-    for stale in [*directory.glob("A-B_dir*.png"), *directory.glob("B-A_dir*.png")]:
-        stale.unlink()
+    The grids are drawn aside and then put in place (`store.replace_outputs`): grids an earlier call
+    drew (for more directions) are removed, every other file of the comparison stays."""
+    return replace_outputs(directory, lambda staging: _draw_grids(staging, results, interpretation, images), is_grid)
+
+
+def is_grid(name: str) -> bool:
+    """Whether `name` is an image grid's file name, `<A-B|B-A>_dir<k>_<subpopulation>.png`."""
+    return name.startswith(("A-B_dir", "B-A_dir")) and name.endswith(".png")
+
+
+def _draw_grids(directory: Path, results: list[ResidualPCA], interpretation: Interpretation,
+                images: Callable[[str, str, list[int]], np.ndarray]) -> list[Path]:
     members, written = interpretation.members, []
     for result in results:
         for direction in range(1, len(result.directions) + 1):

@@ -26,12 +26,22 @@ class HtmlTable:
 
 @dataclass
 class PageFigure:
-    """A figure inline as a PNG data URI, with the title used as its alternative text."""
+    """A figure inline as a PNG data URI (the title its alternative text; '' when the figure is only
+    a chart), and optionally the data of an interactive chart that replaces the picture when the
+    page's script runs (`charts`)."""
 
     key: str
     title: str
     caption: str
     uri: str
+    chart: dict | None = None
+
+    @property
+    def chart_json(self) -> str:
+        """The chart's data as a JSON block's safe text."""
+        from pab_campaign.analysis.page.assets import json_block
+
+        return json_block(self.chart)
 
 
 @dataclass(frozen=True)
@@ -64,9 +74,11 @@ def png_uri(figure) -> str:
     """A matplotlib Figure as a `data:image/png;base64,...` URI; the figure is closed."""
     import matplotlib.pyplot as plt
 
+    from pab_campaign.analysis.plots.style import write_png
+
     buffer = io.BytesIO()
     try:
-        figure.savefig(buffer, format="png", dpi=PNG_DPI, bbox_inches="tight")
+        write_png(figure, buffer, PNG_DPI)
     finally:
         plt.close(figure)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -1,5 +1,7 @@
-"""The campaign on one page: a self-contained HTML file (Jinja2 template, figures inline as PNG data
-URIs, no script, no request to anything outside the file) written to `summary/report.html`.
+"""The campaign on one page: a self-contained HTML file written to `summary/report.html`: Jinja2
+template, figures inline as PNG data URIs, interactive charts drawn by one inline script (the pinned
+uPlot and the page's own code, `assets`) from inline JSON, a CSP that allows only that script and
+style by hash, and no request to anything outside the file. With scripts off the PNGs stay.
 
 `build_page` gathers the sections (`sections`, one builder each, over the page model of `model`), `render` fills the
 template `templates/campaign.html.j2`, `write_page` writes the file atomically. A section whose
@@ -11,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pab_campaign.analysis.campaign.campaign import Campaign
-from pab_campaign.analysis.campaign.workspace import write_error
+from pab_campaign.analysis.campaign.workspace import is_unwritable, unwritable_message, write_error
 from pab_campaign.analysis.page import sections
 from pab_campaign.analysis.page.model import Page
 from pab_campaign.errors import CampaignError
@@ -27,7 +29,15 @@ def render(page: Page) -> str:
     environment = Environment(loader=PackageLoader("pab_campaign.analysis.page", "templates"),
                               autoescape=select_autoescape(["j2", "html"]), undefined=StrictUndefined,
                               trim_blocks=True, lstrip_blocks=True)
-    return environment.get_template("campaign.html.j2").render(page=page)
+    from markupsafe import Markup
+
+    from pab_campaign.analysis.page import assets
+
+    script = assets.script()
+    style = assets.style()
+    return environment.get_template("campaign.html.j2").render(
+        page=page, script=Markup(script), style=Markup(style), csp=assets.csp(script, style),
+        uplot_version=assets.UPLOT_VERSION)
 
 
 def build_page(campaign: Campaign, command: str, campaign_ids: list[str] | None = None) -> Page:
@@ -38,13 +48,12 @@ def build_page(campaign: Campaign, command: str, campaign_ids: list[str] | None 
     return Page(f"Campaign {campaign.directory.name}", subtitle, sections.all_sections(campaign, campaign_ids))
 
 
-def default_path(campaign: Campaign) -> Path:
-    return campaign.summary_dir / PAGE_NAME
-
-
 def write_page(campaign: Campaign, out: Path | None, command: str, campaign_ids: list[str] | None = None) -> Path:
     """Build, render and atomically write the page to `out` (default `summary/report.html`)."""
-    path = Path(out) if out is not None else default_path(campaign)
+    if out is None:
+        data = render(build_page(campaign, command, campaign_ids)).encode("utf-8")
+        return campaign.write_output(PAGE_NAME, lambda tmp: tmp.write_bytes(data))
+    path = Path(out)
     if not path.parent.is_dir():
         raise CampaignError(f"--out {path}: directory {path.parent} does not exist; create it or choose another path")
     if path.is_dir():
@@ -53,6 +62,11 @@ def write_page(campaign: Campaign, out: Path | None, command: str, campaign_ids:
     if error is not None:
         raise CampaignError(f"--out {path}: cannot write in {path.parent} ({error.strerror or error}); choose "
                             "another path")
-    html = render(build_page(campaign, command, campaign_ids))
-    atomic_write_bytes(path, html.encode("utf-8"))
+    data = render(build_page(campaign, command, campaign_ids)).encode("utf-8")
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as exc:
+        if not is_unwritable(exc):
+            raise
+        raise CampaignError(unwritable_message(path, exc, "choose another --out")) from None
     return path

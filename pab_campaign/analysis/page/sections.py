@@ -19,20 +19,31 @@ from pab_campaign.analysis.campaign.naming import ids_suffix
 from pab_campaign.analysis.modeldiff.residual_pca import SUBPOPULATIONS
 from pab_campaign.analysis.page.model import Cell, HtmlTable, Missing, PageFigure, Section, png_uri
 from pab_campaign.errors import CampaignError
+from pab_campaign.formatting import duration, number
+from pab_campaign.metrics import (
+    ACC,
+    ADVERSARIAL_METRICS,
+    CLASS_ACC,
+    CLASS_LEARNED_EPOCH,
+    CLEAN_ACC,
+    ERANK,
+    GEN_GAP,
+    LOSS,
+    LOSS_GAP,
+    SPLITS,
+)
 from pab_campaign.store import RunStatus, summary_dir
 
-CURVE_METRICS = ("train/loss", "val/loss", "test/loss", "train/acc", "val/acc", "test/acc")
-GAP_METRICS = ("val/gen_gap", "val/loss_gap")
+CURVE_METRICS = tuple(metric.label(split) for metric in (LOSS, ACC) for split in SPLITS)
+GAP_METRICS = (GEN_GAP.label("val"), LOSS_GAP.label("val"))
+ATTACK_CURVES = tuple(metric.label(key="*") for metric in ADVERSARIAL_METRICS)
 MAX_CSV_ROWS = 200
 MAX_AUDIT_FIGURES = 6
 
 
 def _number(value: object, digits: int = 4) -> Cell:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return Cell("–", "num")
-    if isinstance(value, float):
-        return Cell(f"{value:.{digits}g}", "num")
-    return Cell(str(value), "num" if isinstance(value, int) else "")
+    numeric = value is None or isinstance(value, (int, float))
+    return Cell(number(value, digits, none="–", nan="–"), "num" if numeric else "")
 
 
 def _mean_ci(mean: float, ci95: float) -> Cell:
@@ -41,13 +52,6 @@ def _mean_ci(mean: float, ci95: float) -> Cell:
 
 def _text(value: object) -> Cell:
     return Cell("–" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value))
-
-
-def _duration(seconds: float) -> str:
-    """`seconds` in the largest unit that keeps it readable: 42 s, 3.5 min, 2.1 h."""
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def _status(status: object) -> Cell:
@@ -77,7 +81,7 @@ def overview(campaign: Campaign) -> Section:
                                      for name, count, values in properties(campaign)]))
     counts = runs["status"].value_counts()
     section.tables.append(HtmlTable(
-        "statuses", f"Runs by status ({_duration(float(runs['duration_s'].astype(float).sum()))} of training in all)",
+        "statuses", f"Runs by status ({duration(float(runs['duration_s'].astype(float).sum()))} of training in all)",
         ["status", "runs"],
         [[_status(status), _number(int(counts[status]))] for status in RunStatus if status in counts]))
     problems = runs[runs["status"].isin([RunStatus.FAILED, RunStatus.DIVERGED])]
@@ -117,12 +121,15 @@ def summary(campaign: Campaign) -> Section:
 
 
 def _curves_figure(campaign: Campaign, key: str, metrics: list[str], caption: str) -> PageFigure:
-    from pab_campaign.analysis.plots.curves import plot_curves
+    from pab_campaign.analysis.page.charts import curves_chart
+    from pab_campaign.analysis.plots.curves import curves_caption, plot_curves
     from pab_campaign.analysis.summary.report import build_curves
 
     groupby, curves = build_curves(campaign, metrics=metrics)
     figure = plot_curves(curves, groupby, campaign=campaign.directory.name)
-    return PageFigure(key, f"{campaign.directory.name}: {', '.join(metrics)}", caption, png_uri(figure))
+    return PageFigure(key, f"{campaign.directory.name}: {', '.join(metrics)}",
+                      f"{caption} {curves_caption(curves, groupby)}", png_uri(figure),
+                      curves_chart(campaign, groupby, curves))
 
 
 def _tracked(campaign: Campaign, labels: tuple[str, ...]) -> list[str]:
@@ -167,8 +174,10 @@ def classes(campaign: Campaign) -> Section:
     from pab_campaign.analysis.summary.report import build_curves
 
     def build() -> list[PageFigure]:
-        groupby, accuracy = build_curves(campaign, metrics=["val/class_acc[*]"])
-        _, learned = build_curves(campaign, metrics=["val/class_learned_epoch[*]"])
+        groupby, accuracy = build_curves(campaign, metrics=[CLASS_ACC.label("val", "*")])
+        if accuracy.empty:
+            return []
+        _, learned = build_curves(campaign, metrics=[CLASS_LEARNED_EPOCH.label("val", "*")])
         figure = class_heatmap(accuracy, learned, groupby, campaign.directory.name)
         return [PageFigure("class-progression", f"{campaign.directory.name}: val/class_acc by class and epoch",
                            "Validation accuracy of each class over epochs (mean over the group's runs); the "
@@ -176,9 +185,13 @@ def classes(campaign: Campaign) -> Section:
                            png_uri(figure))]
 
     section = Section("classes", "Class progression", "Which classes are learned early, late or never.")
-    return _keyed_or_missing(section, build, Missing(
+    section = _keyed_or_missing(section, build, Missing(
         "This campaign did not record class-wise accuracy; train with the default or full tracking.",
         "python -m pab_campaign -m tracking=default"))
+    if not section.figures and section.missing is None:
+        section.missing = Missing("Nothing to show: no completed run has a finite val/class_acc value (every one is "
+                                  "NaN or ±inf).")
+    return section
 
 
 def robustness(campaign: Campaign) -> Section:
@@ -186,24 +199,30 @@ def robustness(campaign: Campaign) -> Section:
     from pab_campaign.analysis.summary.report import build_curves
 
     def build() -> list[PageFigure]:
-        groupby, curves = build_curves(campaign, metrics=["probe/clean_acc", "probe/fgsm_acc[*]", "probe/pgd_acc[*]"])
+        groupby, curves = build_curves(campaign, metrics=[CLEAN_ACC.label(), *ATTACK_CURVES])
+        if curves.empty:
+            return []
         figures = [PageFigure("robustness-epsilon", f"{campaign.directory.name}: accuracy vs ε",
                               "Accuracy under FGSM and PGD attacks against the attack size ε (input units) at "
                               "each group's last measured epoch; ε = 0 is the clean accuracy.",
                               png_uri(robustness_figure(curves, groupby, campaign.directory.name)))]
-        figures.append(_curves_figure(campaign, "robustness-epochs", ["probe/fgsm_acc[*]", "probe/pgd_acc[*]"],
+        figures.append(_curves_figure(campaign, "robustness-epochs", [*ATTACK_CURVES],
                                       "Adversarial accuracy at each ε over epochs."))
         return figures
 
     section = Section("robustness", "Robustness", "Accuracy under adversarial perturbation of the probe set.")
-    return _keyed_or_missing(section, build, Missing(
+    section = _keyed_or_missing(section, build, Missing(
         "This campaign did not record robustness; train with the full tracking preset.",
         "python -m pab_campaign -m tracking=full"))
+    if not section.figures and section.missing is None:
+        section.missing = Missing("Nothing to show: no completed run has a finite robustness value (every one is NaN "
+                                  "or ±inf).")
+    return section
 
 
 def spectra(campaign: Campaign) -> Section:
     def build() -> list[PageFigure]:
-        return [_curves_figure(campaign, "spectra", ["weights/erank[*]"],
+        return [_curves_figure(campaign, "spectra", [ERANK.label(key="*")],
                                "Effective rank exp(H(σ/Σσ)) of each layer's weight matrix over epochs.")]
 
     section = Section("spectra", "Weight spectra", "How the effective rank of every layer's weights evolves.")
@@ -232,8 +251,31 @@ def _csv(path: Path) -> pd.DataFrame | None:
     return pd.read_csv(path) if path.is_file() else None
 
 
+# What the figures other commands write show, by file name (the file is named after the caption).
+FIGURE_CAPTIONS = {
+    "selection": "Model selection over the number of phases K: held-out log-likelihood per run (± one standard "
+                 "error over held-out runs) and AIC/BIC on the fit runs; the chosen K is marked.",
+    "transitions": "The phases in order of occurrence (area ∝ share of all epochs) and every transition with "
+                   "probability ≥ 0.05 (width ∝ probability), over all runs of the analysis.",
+    "phases": "Per group of runs, the metric's mean over its runs (band: CI95 of the mean, Student t) on a "
+              "background coloured by the phase most of the group's runs are in at each epoch.",
+}
+
+
+def _figure_caption(path: Path, folder: Path) -> str:
+    """What a figure written by another command shows, and its file."""
+    where = f"({path.relative_to(folder.parent)})"
+    if path.parent.name.startswith("audit"):
+        return ("Left: one point per run, candidate against target, with the rank-regression curve. Right: "
+                "signed raw and partial Spearman ρ per group with percentile-bootstrap 95 % intervals (filled "
+                f"= significant on the adjusted p). {where}")
+    if "_dir" in path.stem:
+        return f"Examples a ModelDiff direction singles out, with their labels. {where}"
+    return f"{FIGURE_CAPTIONS.get(path.stem.split('_')[0], '')} {where}".strip()
+
+
 def _figures(paths: list[Path], folder: Path) -> list[PageFigure]:
-    return [_file_figure(path, str(path.relative_to(folder.parent))) for path in paths]
+    return [_file_figure(path, _figure_caption(path, folder)) for path in paths]
 
 
 def _rho_cell(rho: float, low: float, high: float) -> Cell:
@@ -278,8 +320,37 @@ def audit(campaign: Campaign, campaign_ids: list[str] | None) -> Section:
                                                            "stage 1", "partial ρ [95 % CI]", "p adj", "stage 4",
                                                            "effect class"], rows))
     section.notes += [str(d) for d in table["diagnosis"].dropna()]
-    section.figures += _figures(_audit_figures(table, folder / f"audit{suffix}"), folder)
+    figures = _figures(_audit_figures(table, folder / f"audit{suffix}"), folder)
+    runs = _csv(folder / f"audit_runs{suffix}.csv")
+    for figure in figures:
+        metric = next((m for m in table["metric"] if _figure_stem(m) == figure.key), None)
+        if runs is not None and metric is not None:
+            figure.chart = _audit_chart(table, runs, metric)
+    section.figures += figures
     return section
+
+
+def _figure_stem(metric: str) -> str:
+    from pab_campaign.analysis.campaign.naming import figure_name
+
+    return Path(figure_name(metric)).stem
+
+
+def _audit_chart(table: pd.DataFrame, runs: pd.DataFrame, metric: str) -> dict | None:
+    """The interactive audit chart of `metric`: points coloured by the audit's --groupby (read from its
+    group names), else by the hyper-parameter explaining most of the candidate's variance."""
+    from pab_campaign.analysis.mbe.figures import colour_groups
+    from pab_campaign.analysis.page.charts import audit_chart
+
+    rows = table[table["metric"] == metric]
+    target = next((c for c in runs.columns[::-1] if c not in table["metric"].tolist() and "/" in c), None)
+    if target is None or metric not in runs.columns:
+        return None
+    hparams = runs[[c for c in runs.columns if c != "run_id" and "/" not in c]]
+    grouped = [g.split("=", 1)[0] for g in rows["group"] if "=" in g]
+    colour_by = (hparams[grouped[0]].astype(str).rename(grouped[0]) if grouped and grouped[0] in hparams
+                 else colour_groups(runs[metric], hparams))
+    return audit_chart(rows, runs, metric, target, colour_by, float(rows["alpha"].iloc[0]))
 
 
 def _audit_figures(table: pd.DataFrame, folder: Path) -> list[Path]:
@@ -323,6 +394,12 @@ def states(campaign: Campaign, campaign_ids: list[str] | None) -> Section:
             section.tables.append(_frame_table(name.removesuffix(".csv"), caption,
                                                shown[[c for c in columns if c in shown.columns]]))
     section.figures += _figures(sorted(folder.glob("*.png")), folder)
+    phases, transitions = _csv(folder / "phases.csv"), _csv(folder / "transitions.csv")
+    for figure in section.figures:
+        if figure.key == "transitions" and phases is not None and transitions is not None:
+            from pab_campaign.analysis.page.charts import transitions_chart
+
+            figure.chart = transitions_chart(phases, transitions)
     return section
 
 
@@ -354,6 +431,14 @@ def modeldiff(campaign: Campaign, campaign_ids: list[str] | None) -> Section:
                                            "with the variance of A's and B's row-normalised scores along each",
                                            pd.read_csv(folder / "directions.csv")))
         composition = _csv(folder / "composition.csv")
+        from pab_campaign.analysis.page.charts import directions_chart
+
+        a, _, b = folder.name.partition("_vs_")
+        section.figures.append(PageFigure(
+            f"{folder.name}-directions-chart", f"{folder.name}: variance along each direction",
+            f"{folder.name}: the variance of A's and B's row-normalised attribution scores along each distinguishing "
+            "direction (the table above, as a chart); hover a bar for the classes the direction singles out.", "",
+            directions_chart(pd.read_csv(folder / "directions.csv"), composition, a, b or "B")))
         if composition is not None:
             section.tables.append(_frame_table(f"{folder.name}-composition", f"{folder.name}: the three most "
                                                "frequent classes among the examples each direction singles out "

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from pab_campaign.analysis.plots.style import STATE_COLOURS, axis_label, metric_range
+from pab_campaign.analysis.plots.style import STATE_COLOURS, axis_label, metric_range, styled
 
 # Phases past the eighth reuse the colours with a hatch.
 STATE_HATCHES = ("", "//", "..", "xx")
@@ -20,6 +20,7 @@ def state_style(state: int) -> tuple[str, str]:
     return STATE_COLOURS[state % len(STATE_COLOURS)], STATE_HATCHES[(state // len(STATE_COLOURS)) % len(STATE_HATCHES)]
 
 
+@styled
 def states_selection_figure(selection: pd.DataFrame, chosen_k: int, title: str) -> Figure:
     """Left: held-out log-likelihood against K — each K's representative (± one standard error over
     held-out runs), the mean over restarts (± their sd) and the best restart. Right: AIC and BIC on
@@ -47,6 +48,7 @@ def states_selection_figure(selection: pd.DataFrame, chosen_k: int, title: str) 
     return figure
 
 
+@styled
 def states_transition_figure(transmat: np.ndarray, occupancy: np.ndarray, title: str,
                              min_probability: float = 0.05) -> Figure:
     """The phases as an arc diagram: nodes left to right in the order the phases occur (their
@@ -103,6 +105,7 @@ def _state_spans(epochs: np.ndarray, states: np.ndarray) -> list[tuple[float, fl
     return spans
 
 
+@styled
 def states_curves_figure(curve: pd.DataFrame, bands: pd.DataFrame, k: int, metric: str, title: str,
                          groupby: list[str], max_panels: int = 24) -> Figure:
     """One panel per run group: `metric`'s mean over the group's runs against epoch with a band of

@@ -38,15 +38,13 @@ import pandas as pd
 
 from pab_campaign.analysis.campaign.campaign import Campaign
 from pab_campaign.errors import CampaignError
-from pab_campaign.metrics import MetricSpec
+from pab_campaign.metrics import LATENT_STATE_STATISTICS, MetricSpec
 
 if TYPE_CHECKING:
     from hmmlearn.hmm import GaussianHMM
 
 # The 14 statistics of the latent-state work, as the `spectra` probe records them for the whole model.
-LATENT_STATE_FEATURES = tuple(f"weights/{name}" for name in (
-    "w_mean", "w_median", "w_var", "b_mean", "b_median", "b_var", "l1", "l2", "trace", "spectral",
-    "code_sparsity", "comp_sparsity", "sv_mean", "sv_var"))
+LATENT_STATE_FEATURES = tuple(metric.label() for metric in LATENT_STATE_STATISTICS)
 COVARIANCES = ("diag", "full")
 RULES = ("heldout", "bic")
 MIN_RUNS = 5

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pab_campaign.analysis.campaign.campaign import Campaign, completed_runs, varying_hparams
+from pab_campaign.analysis.campaign.campaign import Campaign, completed_runs, hparam_values, varying_hparams
 from pab_campaign.analysis.campaign.naming import ids_suffix
 from pab_campaign.analysis.phases.hmm import StatesFit, StatesRequest, fit_states, load_sequences
 from pab_campaign.analysis.phases.interpretation import (
@@ -22,7 +22,7 @@ from pab_campaign.analysis.phases.interpretation import (
 )
 from pab_campaign.errors import CampaignError
 from pab_campaign.metrics import MetricSpec
-from pab_campaign.store import atomic_write
+from pab_campaign.store import atomic_write, replace_outputs
 
 CONVERGENCE_METRIC = MetricSpec("val", "acc")
 
@@ -93,15 +93,16 @@ def run_states(campaign: Campaign, request: StatesRequest, curve_metric: MetricS
     transitions = transition_features(sequences.values, z, per_run, sequences.features, fit.model.transmat_)
     visited = visits(fit.states, k)
     runs = done.set_index("run_id").loc[sequences.run_ids]
-    varying = [n for n in campaign.hparam_names if n != "seed" and runs[n].astype(str).nunique() > 1]
-    predictors = hparam_predictors(visited, runs[varying])
+    hparams = hparam_values(runs, campaign.hparam_names)
+    varying = [n for n in campaign.hparam_names if n != "seed" and hparams[n].astype(str).nunique() > 1]
+    predictors = hparam_predictors(visited, hparams[varying])
     accuracy = curves if named_curve == CONVERGENCE_METRIC else metric_curves(campaign, sequences.run_ids,
                                                                               CONVERGENCE_METRIC)
     detours = detour_table(visited, convergence_epochs(accuracy)) if not accuracy.empty else None
     if detours is None:
         notes.append("val/acc was not tracked: no convergence epochs, so no detour tests")
     chosen_groupby = groupby if groupby is not None else varying_hparams(runs.reset_index(), campaign.hparam_names)
-    labels = _group_labels(runs, chosen_groupby)
+    labels = _group_labels(hparams, chosen_groupby)
     if curves.empty:
         notes.append(f"{named_curve.label} was not tracked: no phase-coloured learning curves")
     curve, bands = group_curves(curves, fit.states, labels)
@@ -132,13 +133,30 @@ def _csv(path: Path, frame: pd.DataFrame, index: bool = False) -> Path:
     return path
 
 
+# The files `write_states` writes; any other file in its folder (a user's, with --output-folder) stays.
+STATES_FILES = ("model.pkl", "states.parquet", "selection.csv", "transitions.csv", "transition_matrix.csv",
+                "phases.csv", "phase_features.csv", "hyperparameters.csv", "split.csv", "detours.csv",
+                "left_out.csv", "selection.png", "transitions.png")
+
+
+def _is_states_file(name: str) -> bool:
+    return name in STATES_FILES or (name.startswith("phases_") and name.endswith(".png"))
+
+
 def write_states(report: StatesReport, directory: Path, title: str, plots: bool = True) -> list[Path]:
     """Write the report's files into `directory` and return their paths: model.pkl (a dict with the
     fitted hmmlearn model, its feature list and how the features were scaled), states.parquet,
     selection.csv, transitions.csv, transition_matrix.csv, phases.csv, phase_features.csv,
     hyperparameters.csv, split.csv (each run's part in model selection: fit, held_out or not in the
     selection subsample), detours.csv, left_out.csv (when runs were left out) and, with `plots`,
-    selection.png, transitions.png and phases_<metric>.png. `title` names the campaign in figures."""
+    selection.png, transitions.png and phases_<metric>.png. `title` names the campaign in figures.
+    The files are written aside first (`store.replace_outputs`): what an earlier `states` wrote and
+    this one did not (detours, left-out runs, figures) is removed, so nothing of another fit stands
+    beside this one's results, and a failure leaves the earlier results as they were."""
+    return replace_outputs(directory, lambda staging: _write_files(report, staging, title, plots), _is_states_file)
+
+
+def _write_files(report: StatesReport, directory: Path, title: str, plots: bool) -> list[Path]:
     fit = report.fit
     payload = {"model": fit.model, "features": fit.sequences.features, "chosen_k": fit.chosen_k,
                "reason": fit.reason, "scaling": "z-score within each run (ddof 0; constant features 0)"}
@@ -162,18 +180,7 @@ def write_states(report: StatesReport, directory: Path, title: str, plots: bool 
                                                                       columns=["run_id", "reason"])))
     if plots:
         written += _figures(report, directory, title)
-    _remove_earlier_outputs(directory, written)
     return written
-
-
-def _remove_earlier_outputs(directory: Path, written: list[Path]) -> None:
-    """Delete what an earlier `states` left in `directory` and this one did not write (detours,
-    left-out runs, figures), so nothing of another fit stands beside this one's results."""
-    optional = [directory / "detours.csv", directory / "left_out.csv", directory / "selection.png",
-                directory / "transitions.png", *directory.glob("phases_*.png")]
-    for path in optional:
-        if path not in written:
-            path.unlink(missing_ok=True)
 
 
 def _figures(report: StatesReport, directory: Path, title: str) -> list[Path]:

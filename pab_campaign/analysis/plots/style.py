@@ -1,11 +1,19 @@
 """What every figure shares: the Agg backend, the Okabe–Ito palette (distinguishable with the common
-colour-vision deficiencies; also matplotlib's default colour cycle here), the units of our metrics
-for axis labels, and writing a figure as PNG."""
+colour-vision deficiencies; the colour cycle of our figures), the units and value ranges of our
+metrics for axis labels and CI bands (from the metric registry, `pab_campaign.metrics`), and
+writing a figure as PNG.
+
+The style is applied through `matplotlib.rc_context` around each figure (`styled`), never by
+changing the user's global `rcParams`."""
 from __future__ import annotations
 
+import functools
 import math
 import re
+import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO, ParamSpec, TypeVar
 
 import matplotlib
 
@@ -14,6 +22,7 @@ import matplotlib.pyplot as plt
 from cycler import cycler
 from matplotlib.figure import Figure
 
+from pab_campaign.metrics import EPOCH, FRACTION, NATS, lookup
 from pab_campaign.store import atomic_write
 
 # Okabe & Ito's colour-blind-safe palette, by name.
@@ -21,33 +30,35 @@ BLUE, ORANGE, GREEN, VERMILLION, PURPLE, SKY, YELLOW, BLACK = (
     "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 GREY = "#999999"
 OKABE_ITO = (BLUE, ORANGE, GREEN, VERMILLION, PURPLE, SKY, YELLOW, BLACK)
-matplotlib.rcParams["axes.prop_cycle"] = cycler(color=OKABE_ITO)
-# Titles and legends hold campaign names and hyper-parameter values: a `$` in them is text, not TeX.
-matplotlib.rcParams["text.parse_math"] = False
+# The rcParams of our figures, applied with `matplotlib.rc_context` (see `styled`). Titles and legends
+# hold campaign names and hyper-parameter values: a `$` in them is text, not TeX.
+STYLE = {"axes.prop_cycle": cycler(color=OKABE_ITO), "text.parse_math": False}
 # The MBE audit: significance in blue / vermillion, groups in the other colours.
 SIGNIFICANT, NOT_SIGNIFICANT = BLUE, VERMILLION
 GROUP_COLOURS = (GREEN, ORANGE, PURPLE, SKY, YELLOW, BLUE, VERMILLION)
 # Latent phases: black replaced by grey, which reads as a background band.
 STATE_COLOURS = (ORANGE, SKY, GREEN, YELLOW, BLUE, VERMILLION, PURPLE, GREY)
 
-# Units of the recorded metrics (the metric name without context, key or epoch).
-_UNITS = {
-    "fraction": ("acc", "class_acc", "clean_acc", "fgsm_acc", "pgd_acc", "consistency", "churn", "gen_gap",
-                 "acc_gap_final", "acc_gap_max"),
-    "cross-entropy, nats": ("loss", "batch_loss", "loss_gap", "early_stop_val_loss", "loss_gap_final",
-                            "loss_gap_max"),
-    "ratio 0–1": ("fim_norm", "sci", "cka_init", "cka_prev", "code_sparsity", "comp_sparsity"),
-    "dimensions": ("erank", "stable_rank"),
-    "classes": ("classes_learned", "classes_unstable"),
-    "epoch": ("class_learned_epoch", "early_stop_epoch", "overfit_onset"),
+# The process-summary values of `analysis.summary.trajectory` that figures show beside the recorded
+# metrics (analysis only: no run records them): unit and range.
+_SUMMARY_VALUES: dict[str, tuple[str, float, float]] = {
+    "acc_gap_final": (FRACTION, -1.0, 1.0), "acc_gap_max": (FRACTION, -1.0, 1.0),
+    "loss_gap_final": (NATS, -math.inf, math.inf), "loss_gap_max": (NATS, -math.inf, math.inf),
+    "early_stop_val_loss": (NATS, 0.0, math.inf), "early_stop_epoch": (EPOCH, 0.0, math.inf),
+    "overfit_onset": (EPOCH, 0.0, math.inf),
 }
 
+P = ParamSpec("P")
+R = TypeVar("R")
 
-# Metrics that cannot leave [0, 1] or go below 0 (gaps and differences can, so they are not here).
-_IN_UNIT_INTERVAL = ("acc", "class_acc", "clean_acc", "fgsm_acc", "pgd_acc", "consistency", "churn",
-                     *_UNITS["ratio 0–1"])
-_NON_NEGATIVE = ("loss", "batch_loss", "early_stop_val_loss", "erank", "stable_rank", "classes_learned",
-                 "classes_unstable", "class_learned_epoch", "early_stop_epoch", "overfit_onset")
+
+def styled(make: Callable[P, R]) -> Callable[P, R]:
+    """`make` (a function that draws a figure) run inside `matplotlib.rc_context(STYLE)`."""
+    @functools.wraps(make)
+    def draw(*args: P.args, **kwargs: P.kwargs) -> R:
+        with plt.rc_context(STYLE):
+            return make(*args, **kwargs)
+    return draw
 
 
 def _metric_name(label: str) -> str:
@@ -55,20 +66,26 @@ def _metric_name(label: str) -> str:
     return re.split(r"[\[@]", label.split("/", 1)[-1])[0]
 
 
+def _unit_and_range(label: str) -> tuple[str, float, float] | None:
+    name = _metric_name(label)
+    metric = lookup(name)
+    if metric is not None:
+        return metric.unit, metric.low, metric.high
+    return _SUMMARY_VALUES.get(name)
+
+
 def metric_unit(label: str) -> str:
     """The unit of a metric named `context/metric[key]@epoch` (e.g. `val/loss@20` -> 'cross-entropy,
-    nats'); 'as recorded' for a metric this table does not know."""
-    name = _metric_name(label)
-    return next((unit for unit, names in _UNITS.items() if name in names), "as recorded")
+    nats'); 'as recorded' for a metric the registry does not know."""
+    known = _unit_and_range(label)
+    return known[0] if known is not None else "as recorded"
 
 
 def metric_range(label: str) -> tuple[float, float]:
-    """The values a metric can take: (0, 1) for accuracies and ratios, (0, inf) for losses, ranks and
-    counts, (-inf, inf) for the rest (gaps, unknown metrics)."""
-    name = _metric_name(label)
-    if name in _IN_UNIT_INTERVAL:
-        return 0.0, 1.0
-    return (0.0, math.inf) if name in _NON_NEGATIVE else (-math.inf, math.inf)
+    """The values a metric can take (the registry's range: (0, 1) for accuracies and ratios, (0, inf)
+    for losses, ranks and counts, ...); (-inf, inf) for a metric the registry does not know."""
+    known = _unit_and_range(label)
+    return (known[1], known[2]) if known is not None else (-math.inf, math.inf)
 
 
 def axis_label(label: str) -> str:
@@ -81,10 +98,19 @@ def group_label(groupby: list[str], key: tuple) -> str:
     return ", ".join(f"{name}={value}" for name, value in zip(groupby, key)) or "all runs"
 
 
+def write_png(figure: Figure, target: Path | BinaryIO, dpi: int = 110) -> None:
+    """Draw `figure` into the file `target` (a path or a binary stream) as PNG; the figure stays
+    open. Layout warnings of figures with very long labels are not printed: the figure is drawn as
+    well as it fits, and a command's output stays its own lines."""
+    with warnings.catch_warnings(), plt.rc_context(STYLE):
+        warnings.filterwarnings("ignore", message=".*layout not applied", category=UserWarning)
+        figure.savefig(target, format="png", dpi=dpi, bbox_inches="tight")
+
+
 def save_png(figure: Figure, path: Path, dpi: int = 110) -> Path:
     """Write `figure` to `path` as PNG atomically, then release it."""
     try:
-        atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight"))
+        atomic_write(path, lambda tmp: write_png(figure, tmp, dpi))
     finally:
         plt.close(figure)
     return path

@@ -12,13 +12,15 @@ from pab_campaign.analysis.campaign.campaign import (
     Campaign,
     completed_runs,
     drop_infinite,
+    hparam_values,
     indexed_metrics,
+    output_names,
     varying_hparams,
 )
+from pab_campaign.analysis.campaign.duck import positional
 from pab_campaign.analysis.campaign.naming import ids_suffix, slug
 from pab_campaign.analysis.stats.descriptive import ci95_halfwidths
 from pab_campaign.errors import CampaignError
-from pab_campaign.store import atomic_write
 
 DEFAULT_CONTEXTS = ("val", "test")
 # `summary/<name>` labels are whole-run process summaries (`trajectory`).
@@ -27,6 +29,7 @@ DEFAULT_METRICS = ("acc", "loss")
 # The label of a trajectory row in SQL: `context/metric`, or `context/metric[key]` for a keyed value.
 LABEL_SQL = "context || '/' || metric || coalesce('[' || key || ']', '')"
 ALL_KEYS = "*"
+STATS = ("mean", "std", "ci95")
 
 
 def summarize(per_run: pd.DataFrame, groupby: list[str], columns: list[str]) -> pd.DataFrame:
@@ -59,7 +62,8 @@ class Report:
     notes: list[str] = field(default_factory=list)
 
 
-def _choose_groupby(campaign: Campaign, done: pd.DataFrame, groupby: list[str] | None) -> list[str]:
+def choose_groupby(campaign: Campaign, done: pd.DataFrame, groupby: list[str] | None) -> list[str]:
+    """`groupby` checked against the hyper-parameters; every one that varies (but the seed) when None."""
     if groupby is None:
         return varying_hparams(done, campaign.hparam_names)
     unknown = [g for g in groupby if g not in campaign.hparam_names]
@@ -258,7 +262,7 @@ def build_report(
     """
     done = completed_runs(campaign)
     notes: list[str] = []
-    groupby = _choose_groupby(campaign, done, groupby)
+    groupby = choose_groupby(campaign, done, groupby)
     labels = _choose_metrics(campaign, done, contexts, metrics, notes)
     measured = [label for label in labels if not label.startswith(f"{SUMMARY_CONTEXT}/")]
     summaries = [label for label in labels if label.startswith(f"{SUMMARY_CONTEXT}/")]
@@ -269,7 +273,13 @@ def build_report(
         values = values.join(_values_at_epoch(campaign, done, read, epoch))[measured]
     if summaries:
         values = values.join(_summary_values(campaign, done, summaries))[labels]
-    per_run = done.set_index("run_id")[[*groupby, "duration_s"]].join(values).reset_index()
+    # the columns of the outputs (and of the split layout) that a hyper-parameter's name must not take
+    names = [*labels, "duration_s", *(label.split("/", 1)[-1] for label in labels)]
+    columns = output_names(groupby, ["run_id", "runs", "context", *names,
+                                     *(f"{name}.{stat}" for name in names for stat in STATS)])
+    table = hparam_values(done.set_index("run_id"), groupby).set_axis(columns, axis=1)
+    per_run = table.join(done.set_index("run_id")["duration_s"]).join(values).reset_index()
+    groupby = columns
     per_run[labels] = drop_infinite(per_run.set_index("run_id")[labels], notes).to_numpy()
     empty = per_run[labels].isna().all(axis=1)
     for run_id in per_run.loc[empty, "run_id"]:
@@ -300,7 +310,7 @@ def split_layout(summary: pd.DataFrame, groupby: list[str], labels: list[str]) -
     0     val  0.1     3       0.8
     1    test  0.1     3       0.7
     """
-    stats = ("mean", "std", "ci95")
+    stats = STATS
     contexts = list(dict.fromkeys(label.split("/", 1)[0] for label in labels))
     metrics = list(dict.fromkeys(label.split("/", 1)[1] for label in labels))
     pieces = []
@@ -331,10 +341,9 @@ def write_report(campaign: Campaign, report: Report, epoch: str | int, campaign_
     """Write the summary CSV, in the `layout` (wide, or split: the context as a row level) and the
     `folder` (default the campaign's `summary/`, where runs.parquet, the index, is already up to
     date); returns its path."""
-    path = report_path(campaign, report.groupby, epoch, campaign_ids, folder, layout)
+    name = report_path(campaign, report.groupby, epoch, campaign_ids, folder, layout).name
     frame = split_layout(report.summary, report.groupby, report.metrics) if layout == "split" else report.summary
-    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
-    return path
+    return campaign.write_output(name, lambda tmp: frame.to_csv(tmp, index=False), folder)
 
 
 def build_curves(campaign: Campaign, groupby: list[str] | None = None, contexts: list[str] | None = None,
@@ -342,19 +351,22 @@ def build_curves(campaign: Campaign, groupby: list[str] | None = None, contexts:
     """Learning curves over seeds: per group, label (`context/metric`) and epoch, the number of runs
     with a finite value, its mean, std (ddof=1) and CI95 half-width. Returns (groupby, curves)."""
     done = completed_runs(campaign)
-    groupby = _choose_groupby(campaign, done, groupby)
+    groupby = choose_groupby(campaign, done, groupby)
     labels = _choose_metrics(campaign, done, contexts, metrics, [])
     if any(label.startswith(f"{SUMMARY_CONTEXT}/") for label in labels):
         raise CampaignError(f"{SUMMARY_CONTEXT}/ metrics are whole-run numbers, not curves; use them with `report`")
-    groups = done[["run_id", *groupby]].copy()
-    keys = ", ".join(f'g."{g}"' for g in groupby)
+    columns = output_names(groupby, ["label", "epoch", "runs", "mean", "std", "ci95"])
+    groups, aliases = positional(hparam_values(done, groupby), groupby, "g")
+    groups["run_id"] = done["run_id"].to_numpy()
+    keys = ", ".join(f"g.{alias}" for alias in aliases)
     curves = campaign.query_trajectories(
         f"SELECT {keys + ',' if keys else ''} {LABEL_SQL} AS label, t.epoch, count(*) AS runs, "
         "avg(t.value) AS mean, stddev_samp(t.value) AS std "
         "FROM traj t JOIN groups g USING (run_id) "
         f"WHERE isfinite(t.value) AND {LABEL_SQL} IN (SELECT unnest($labels::VARCHAR[])) "
         f"GROUP BY ALL ORDER BY {keys + ',' if keys else ''} label, t.epoch",
-        {"labels": labels}, tables={"groups": groups})
+        {"labels": labels}, tables={"groups": groups}).rename(columns=dict(zip(aliases, columns)))
+    groupby = columns
     infinite = campaign.query_trajectories(
         "SELECT DISTINCT context || '/' || metric AS label, run_id FROM traj WHERE key IS NULL AND isinf(value) "
         "AND context || '/' || metric IN (SELECT unnest($labels::VARCHAR[])) "
@@ -371,17 +383,21 @@ def build_curves(campaign: Campaign, groupby: list[str] | None = None, contexts:
 
 
 def write_curves(campaign: Campaign, groupby: list[str], curves: pd.DataFrame,
-                 campaign_ids: list[str] | None = None, folder: Path | None = None) -> tuple[Path, Path]:
-    """Write `curves_<groupby>[_<ids>].parquet` and its PNG with CI95 bands into `folder` (default
-    the campaign's `summary/`)."""
-    from pab_campaign.analysis.plots.curves import plot_curves
-    from pab_campaign.analysis.plots.style import save_png
+                 campaign_ids: list[str] | None = None, folder: Path | None = None,
+                 x: str = "epoch", log_y: bool | None = None) -> tuple[Path, Path]:
+    """Write `curves_<groupby>[_<ids>].parquet` (`curves_steps_...` for `x` = "step") and its PNG
+    with CI95 bands into `folder` (default the campaign's `summary/`); `log_y` as `plot_curves` takes
+    it (None: loss panels spanning more than two decades on a log scale)."""
+    import matplotlib.pyplot as plt
 
-    suffix = ids_suffix(campaign_ids)
-    stem = f"curves_{slug(groupby)}{suffix}"
-    folder = folder or campaign.summary_dir
-    parquet, png = (folder / f"{stem}.{ext}" for ext in ("parquet", "png"))
-    atomic_write(parquet, lambda tmp: curves.to_parquet(tmp, index=False))
-    figure = plot_curves(curves, groupby, campaign=campaign.directory.name)
-    save_png(figure, png)
+    from pab_campaign.analysis.plots.curves import plot_curves
+    from pab_campaign.analysis.plots.style import write_png
+
+    stem = f"curves_{'steps_' if x == 'step' else ''}{slug(groupby)}{ids_suffix(campaign_ids)}"
+    parquet = campaign.write_output(f"{stem}.parquet", lambda tmp: curves.to_parquet(tmp, index=False), folder)
+    figure = plot_curves(curves, groupby, campaign=campaign.directory.name, log_y=log_y, x=x)
+    try:
+        png = campaign.write_output(f"{stem}.png", lambda tmp: write_png(figure, tmp), folder)
+    finally:
+        plt.close(figure)
     return parquet, png

@@ -45,9 +45,11 @@ import numpy as np
 import pandas as pd
 
 from pab_campaign.analysis.summary.recommendations import PABKIT_RULES, Recommendation, Rules, recommend
+from pab_campaign.metrics import ADVERSARIAL_METRICS, CONSISTENCY, PROBE, names
 
 ONSET_MARGIN = 0.05
-ROBUSTNESS_METRICS = ("fgsm_acc", "pgd_acc", "consistency")
+# The robustness metrics summarized by peak and degradation (clean accuracy is not).
+ROBUSTNESS_METRICS = names((*ADVERSARIAL_METRICS, CONSISTENCY))
 
 
 class Trajectory:
@@ -214,11 +216,11 @@ def _classes(run: Trajectory, cutoffs: Cutoffs) -> tuple[dict[str, float], dict[
 def _robustness(run: Trajectory) -> dict[str, float]:
     summary: dict[str, float] = {}
     frame = run.frame
-    probe = frame[(frame["context"] == "probe") & frame["metric"].isin(ROBUSTNESS_METRICS)]
+    probe = frame[(frame["context"] == PROBE) & frame["metric"].isin(ROBUSTNESS_METRICS)]
     pairs = probe[["metric", "key"]].drop_duplicates().itertuples(index=False)
     for metric, key in sorted(pairs, key=lambda pair: (pair[0], str(pair[1]))):
         key = None if pd.isna(key) else key
-        values = _trained(run.series("probe", metric, key))
+        values = _trained(run.series(PROBE, metric, key))
         if values.empty:
             continue
         name = f"{metric}[{key}]" if key is not None else str(metric)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from importlib import import_module
 from types import ModuleType
 
+from pab_campaign.training.config import DatasetConfig
 from pab_campaign.training.data.base import SPLITS, DataBundle, Split
 from pab_campaign.training.registry import Registry
 
@@ -14,16 +15,17 @@ for _name in ("digits", "synthetic", "cifar10", "imagenet"):
     DATASETS.add(_name, f"{__name__}.{_name}")
 
 
-def _module(cfg) -> ModuleType:
+def _module(cfg: DatasetConfig) -> ModuleType:
     return import_module(DATASETS.get(cfg.name))
 
 
-def build_dataset(cfg) -> DataBundle:
-    """Build the data set named by `cfg.name` from its config group entry."""
+def build_dataset(cfg: DatasetConfig) -> DataBundle:
+    """Build the data set named by `cfg.name` from its config group entry: its typed config (e.g.
+    `SyntheticConfig`; the DictConfig Hydra composes for it, or the dataclass itself)."""
     return _module(cfg).build(cfg)
 
 
-def check_dataset(cfg) -> None:
+def check_dataset(cfg: DatasetConfig) -> None:
     """Cheap checks before a run starts: a known name (`UnknownName`), and the data set's files where
     it has any (ValueError naming the key or the expected layout)."""
     check = getattr(_module(cfg), "check", None)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pab_campaign.training.config import Cifar10Config
 from pab_campaign.training.data.batching import BatchedBundle
 from pab_campaign.training.data.resident import ResidentSplit, random_crop_flip
 from pab_campaign.training.data.splits import corrupt_labels, holdout, subsample
@@ -48,9 +49,9 @@ def _folder(root: str | Path) -> Path:
     return Path(root).expanduser() / FOLDER
 
 
-def check(cfg) -> None:
+def check(cfg: Cifar10Config) -> None:
     """Raise ValueError naming the expected layout when `cfg.root` does not hold CIFAR-10's files."""
-    if not cfg.get("root"):
+    if not getattr(cfg, "root", None):
         raise ValueError(f"dataset.root is not set; point it at a directory laid out as {LAYOUT}")
     folder = _folder(cfg.root)
     missing = [name for name in (*TRAIN_FILES, TEST_FILE) if not (folder / name).is_file()]
@@ -107,7 +108,7 @@ def channel_stats(images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.tensor(means, dtype=torch.float32), torch.tensor(stds, dtype=torch.float32)
 
 
-def build(cfg) -> BatchedBundle:
+def build(cfg: Cifar10Config) -> BatchedBundle:
     check(cfg)
     folder = _folder(cfg.root)
     batches = [read_batch(folder / name) for name in TRAIN_FILES]

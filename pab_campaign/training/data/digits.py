@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pab_campaign.training.config import CornerPatchConfig, DigitsConfig
 from pab_campaign.training.data.augment import random_shift
 from pab_campaign.training.data.base import DataBundle, Split, bundle_from_arrays
 
@@ -49,9 +50,9 @@ def load_images_and_labels() -> tuple[np.ndarray, np.ndarray]:
     return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
 
 
-def check(cfg) -> None:
+def check(cfg: DigitsConfig) -> None:
     """ValueError naming the key when `dataset.corner_patch` is out of range."""
-    patch = cfg.get("corner_patch")
+    patch = getattr(cfg, "corner_patch", None)
     if patch is None:
         return
     if patch.train_class is not None and not 0 <= patch.train_class < NUM_CLASSES:
@@ -81,7 +82,7 @@ def val_patch_mask(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray
     return mask
 
 
-def plant_corner_patch(bundle: DataBundle, patch, seed: int) -> DataBundle:
+def plant_corner_patch(bundle: DataBundle, patch: CornerPatchConfig, seed: int) -> DataBundle:
     """`bundle` with the corner patch of `patch` (`dataset.corner_patch`) planted. Its value is the
     brightest value of the training images after normalisation (a raw 16 of 16), and the normalisation
     is the clean images', so the validation inputs are identical whichever class the training
@@ -98,10 +99,10 @@ def plant_corner_patch(bundle: DataBundle, patch, seed: int) -> DataBundle:
     return replace(bundle, train=train, val=val)
 
 
-def build(cfg) -> DataBundle:
+def build(cfg: DigitsConfig) -> DataBundle:
     images, labels = load_images_and_labels()
     bundle = bundle_from_arrays("digits", (images / 16.0).astype(np.float32)[:, None, :, :], labels, cfg)
-    patch = cfg.get("corner_patch")
+    patch = getattr(cfg, "corner_patch", None)
     if patch is not None and (patch.train_class is not None or patch.val_fraction > 0):
         bundle = plant_corner_patch(bundle, patch, int(cfg.split_seed))
     return replace(bundle, augment=random_shift)

@@ -20,6 +20,7 @@ import torch
 from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader, make_dataset
 from torchvision.transforms import v2
 
+from pab_campaign.training.config import ImagenetConfig
 from pab_campaign.training.data.batching import BatchedBundle
 from pab_campaign.training.data.loader import LoaderSplit
 from pab_campaign.training.data.resident import random_crop_flip
@@ -34,9 +35,9 @@ def _class_folders(directory: Path) -> list[str]:
     return sorted(entry.name for entry in directory.iterdir() if entry.is_dir())
 
 
-def select_classes(cfg, available: list[str]) -> list[str]:
+def select_classes(cfg: ImagenetConfig, available: list[str]) -> list[str]:
     """The classes a run uses: all (`classes: null`), the first N sorted folders (an int), or a list."""
-    wanted = cfg.get("classes")
+    wanted = getattr(cfg, "classes", None)
     if wanted is None:
         return available
     if isinstance(wanted, int):
@@ -50,10 +51,10 @@ def select_classes(cfg, available: list[str]) -> list[str]:
     return sorted(wanted)
 
 
-def check(cfg) -> list[str]:
+def check(cfg: ImagenetConfig) -> list[str]:
     """Raise ValueError naming the expected layout when `cfg.root` is not an ImageNet-style tree;
     return the selected classes."""
-    if not cfg.get("root"):
+    if not getattr(cfg, "root", None):
         raise ValueError(f"dataset.root is not set; point it at a directory laid out as {LAYOUT}")
     root = Path(cfg.root).expanduser()
     for part in ("train", "val"):
@@ -83,7 +84,7 @@ def transforms(cfg) -> tuple[v2.Compose, v2.Compose]:
     return train, evaluation
 
 
-def build(cfg) -> BatchedBundle:
+def build(cfg: ImagenetConfig) -> BatchedBundle:
     classes = check(cfg)
     root = Path(cfg.root).expanduser()
     class_to_idx = {name: index for index, name in enumerate(classes)}
@@ -93,7 +94,7 @@ def build(cfg) -> BatchedBundle:
     train, val = holdout(labels, cfg.val_fraction, cfg.split_seed)
     train = subsample(train, cfg.train_fraction, cfg.split_seed)
     noisy = corrupt_labels(labels[train], cfg.label_noise, len(classes), cfg.split_seed)
-    eval_size = cfg.get("train_eval_size") or len(train)
+    eval_size = getattr(cfg, "train_eval_size", None) or len(train)
     eval_index = np.sort(np.random.default_rng(cfg.split_seed + 2).permutation(len(train))[:eval_size])
     train_transform, eval_transform = transforms(cfg)
 

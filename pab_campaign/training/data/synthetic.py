@@ -5,11 +5,12 @@ from dataclasses import replace
 
 import numpy as np
 
+from pab_campaign.training.config import SyntheticConfig
 from pab_campaign.training.data.augment import random_shift
 from pab_campaign.training.data.base import DataBundle, bundle_from_arrays
 
 
-def build(cfg) -> DataBundle:
+def build(cfg: SyntheticConfig) -> DataBundle:
     if cfg.n_classes < 2 or cfg.n_samples < 10 * cfg.n_classes or cfg.side < 4:
         raise ValueError(
             f"synthetic data needs n_classes >= 2, n_samples >= 10 * n_classes and side >= 4 "

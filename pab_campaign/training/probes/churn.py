@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pab_campaign.metrics import CHURN, PROBE
 from pab_campaign.training.probes import Probe, ProbeContext, Row
 
 
@@ -18,4 +19,4 @@ class ChurnProbe(Probe):
         ctx.state["predictions"] = current
         if previous is None or len(previous) != len(current):
             return []
-        return [("probe", "churn", None, float((previous != current).double().mean()))]
+        return [(PROBE, CHURN.name, None, float((previous != current).double().mean()))]

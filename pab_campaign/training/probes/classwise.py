@@ -15,6 +15,14 @@ from dataclasses import dataclass
 
 import torch
 
+from pab_campaign.metrics import (
+    CLASS_ACC,
+    CLASS_FORGETS,
+    CLASS_LEARNED_EPOCH,
+    CLASSES_LEARNED,
+    CLASSES_UNSTABLE,
+    SPLITS,
+)
 from pab_campaign.training.probes import Probe, ProbeContext, Row
 
 
@@ -46,7 +54,7 @@ class ClasswiseProbe(Probe):
     def __post_init__(self) -> None:
         if not 0 < self.tau <= 1:
             raise ValueError(f"tracking.probes.classwise.tau={self.tau} must be in (0, 1], e.g. 0.8")
-        if self.split not in ("train", "val", "test"):
+        if self.split not in SPLITS:
             raise ValueError(f"tracking.probes.classwise.split='{self.split}' must be train, val or test")
 
     def measure(self, ctx: ProbeContext) -> list[Row]:
@@ -57,9 +65,9 @@ class ClasswiseProbe(Probe):
         rows: list[Row] = []
         for c in range(ctx.data.num_classes):
             learned = float(first[c]) if first[c] >= 0 else math.nan
-            rows += [(self.split, "class_acc", str(c), float(accuracy[c])),
-                     (self.split, "class_learned_epoch", str(c), learned),
-                     (self.split, "class_forgets", str(c), float(forgets[c]))]
-        rows += [(self.split, "classes_learned", None, float(ctx.state["above"].sum())),
-                 (self.split, "classes_unstable", None, float((forgets > 0).sum()))]
+            rows += [(self.split, CLASS_ACC.name, str(c), float(accuracy[c])),
+                     (self.split, CLASS_LEARNED_EPOCH.name, str(c), learned),
+                     (self.split, CLASS_FORGETS.name, str(c), float(forgets[c]))]
+        rows += [(self.split, CLASSES_LEARNED.name, None, float(ctx.state["above"].sum())),
+                 (self.split, CLASSES_UNSTABLE.name, None, float((forgets > 0).sum()))]
         return rows

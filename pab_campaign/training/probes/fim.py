@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from pab_campaign.metrics import FIM_NORM, FIM_TRACE, PROBE
 from pab_campaign.training.probes import Probe, ProbeContext, Row, eval_mode
 
 RELATIVE_CUTOFF = 1e-12
@@ -101,5 +102,5 @@ class FimProbe(Probe):
         with eval_mode(ctx.model):
             gram = dual_gram(per_sample_gradients(ctx.model, x, y, self.chunk_size))
         # tr(F) = tr(GᵀG / N) = tr(S): the mean squared per-sample gradient norm.
-        return [("probe", "fim_norm", None, fim_norm_from_gram(gram)),
-                ("probe", "fim_trace", None, float(gram.trace()))]
+        return [(PROBE, FIM_NORM.name, None, fim_norm_from_gram(gram)),
+                (PROBE, FIM_TRACE.name, None, float(gram.trace()))]

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pab_campaign.metrics import ACC, GEN_GAP, HELD_OUT, LOSS, LOSS_GAP
 from pab_campaign.training.evaluate import Evaluation
 from pab_campaign.training.probes import Probe, ProbeContext, Row
-
-HELD_OUT = ("val", "test")
 
 
 def performance_rows(evaluations: dict[str, Evaluation], gaps: bool = True) -> list[Row]:
@@ -18,14 +17,15 @@ def performance_rows(evaluations: dict[str, Evaluation], gaps: bool = True) -> l
     loss_gap for each held-out split."""
     rows: list[Row] = []
     for split, result in evaluations.items():
-        rows += [(split, "loss", None, result.loss), (split, "acc", None, result.acc)]
+        rows += [(split, LOSS.name, None, result.loss), (split, ACC.name, None, result.acc)]
     if not gaps or "train" not in evaluations:
         return rows
     train = evaluations["train"]
     for split in HELD_OUT:
         if split in evaluations:
             held = evaluations[split]
-            rows += [(split, "gen_gap", None, train.acc - held.acc), (split, "loss_gap", None, held.loss - train.loss)]
+            rows += [(split, GEN_GAP.name, None, train.acc - held.acc),
+                     (split, LOSS_GAP.name, None, held.loss - train.loss)]
     return rows
 
 

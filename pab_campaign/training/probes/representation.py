@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from pab_campaign.metrics import CKA_INIT, CKA_PREV, PROBE
 from pab_campaign.training.probes import Probe, ProbeContext, Row
 
 
@@ -41,7 +42,7 @@ class RepresentationProbe(Probe):
         previous = ctx.state.get("previous")
         initial = ctx.state.setdefault("initial", current)
         ctx.state["previous"] = current
-        rows: list[Row] = [("probe", "cka_init", None, linear_cka(initial, current))]
+        rows: list[Row] = [(PROBE, CKA_INIT.name, None, linear_cka(initial, current))]
         if previous is not None:
-            rows.append(("probe", "cka_prev", None, linear_cka(previous, current)))
+            rows.append((PROBE, CKA_PREV.name, None, linear_cka(previous, current)))
         return rows

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from pab_campaign.metrics import CLEAN_ACC, CONSISTENCY, FGSM_ACC, PGD_ACC, PROBE
 from pab_campaign.training.probes import Probe, ProbeContext, Row, eval_mode, predict
 
 
@@ -79,15 +80,15 @@ class RobustnessProbe(Probe):
         n = self.samples
         x, y = ctx.probe_set.x[:n].to(device), ctx.probe_set.y[:n].to(device)
         clean = ctx.probe_outputs()[1].argmax(dim=1)
-        rows: list[Row] = [("probe", "clean_acc", None, float((clean[:n] == y.cpu()).double().mean()))]
+        rows: list[Row] = [(PROBE, CLEAN_ACC.name, None, float((clean[:n] == y.cpu()).double().mean()))]
         generator = ctx.generator(salt=1)
         with eval_mode(model):
             for eps in self.eps:
                 key = f"{eps:g}"
-                rows.append(("probe", "fgsm_acc", key, accuracy(model, fgsm(model, x, y, eps), y)))
+                rows.append((PROBE, FGSM_ACC.name, key, accuracy(model, fgsm(model, x, y, eps), y)))
                 adversarial = pgd(model, x, y, eps, self.pgd_steps, generator)
-                rows.append(("probe", "pgd_acc", key, accuracy(model, adversarial, y)))
+                rows.append((PROBE, PGD_ACC.name, key, accuracy(model, adversarial, y)))
         if ctx.data.augment is not None:
             augmented = ctx.data.augment(ctx.probe_set.x, ctx.generator(salt=2))
-            rows.append(("probe", "consistency", None, float((predict(model, augmented) == clean).double().mean())))
+            rows.append((PROBE, CONSISTENCY.name, None, float((predict(model, augmented) == clean).double().mean())))
         return rows

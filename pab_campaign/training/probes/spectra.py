@@ -5,7 +5,9 @@ State Models of Training Dynamics") exactly as its reference code computes them.
 Per layer, with the layer matrix W (n_out × n_in), its singular values σ and its bias b:
 
 - spectrum: `erank = exp(H(p))`, `p = σ / Σσ`; `sci = erank / min(n_out, n_in)`;
-  `stable_rank = Σσ² / σ_max²`; `nuclear = Σσ` (trace norm);
+  `stable_rank = Σσ² / σ_max²`; `nuclear = Σσ` (trace norm); as mbe-eval's `sci_spectrum`,
+  `spectral_entropy = H(p)` (nats, 0 for a zero matrix), `sv_min` the smallest σ above 1e-10 (0
+  when none is) and `rank_max = min(n_out, n_in)`;
 - the latent-state statistics: `l1 = Σ|W|`; `l2 = ‖W‖_F`; `trace = Σ_i W_ii` (the diagonal of
   the possibly non-square matrix, as `torch.trace`; it can be negative); `spectral = σ_max`;
   `code_sparsity = l1 / l2`; `comp_sparsity = trace / spectral`; `sv_mean`, `sv_var` of σ after
@@ -26,21 +28,19 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from pab_campaign.metrics import LATENT_STATE_STATISTICS, SPECTRA_METRICS, WEIGHTS, WHOLE_MODEL_STATISTICS, names
 from pab_campaign.training.probes import Probe, ProbeContext, Row
 
 LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-METRICS = (
-    "erank", "sci", "stable_rank", "nuclear", "l1", "l2", "trace", "spectral", "code_sparsity", "comp_sparsity",
-    "sv_mean", "sv_var", "w_mean", "w_median", "w_var", "b_mean", "b_median", "b_var",
-)
+# The names come from the metric registry (`pab_campaign.metrics`), which the analysis reads too.
+METRICS = names(SPECTRA_METRICS)
 # The 14 statistics of the latent-state work, in its order.
-LATENT_STATE_METRICS = (
-    "w_mean", "w_median", "w_var", "b_mean", "b_median", "b_var", "l1", "l2", "trace", "spectral",
-    "code_sparsity", "comp_sparsity", "sv_mean", "sv_var",
-)
+LATENT_STATE_METRICS = names(LATENT_STATE_STATISTICS)
 # Statistics of the model's concatenated parameters (not a mean over layers).
-WHOLE_MODEL_METRICS = ("w_mean", "w_median", "w_var", "b_mean", "b_median", "b_var")
+WHOLE_MODEL_METRICS = names(WHOLE_MODEL_STATISTICS)
 SV_FLOOR = 1e-5
+# Singular values at or below this are numerically zero for `sv_min` (mbe-eval's floor).
+SV_ZERO = 1e-10
 
 
 def layer_matrix(weight: torch.Tensor) -> torch.Tensor:
@@ -48,14 +48,19 @@ def layer_matrix(weight: torch.Tensor) -> torch.Tensor:
     return weight.detach().reshape(weight.shape[0], -1)
 
 
-def effective_rank(singular_values: torch.Tensor) -> float:
-    """exp of the Shannon entropy (nats) of the normalised singular values; 0 for a zero matrix."""
+def spectral_entropy(singular_values: torch.Tensor) -> float:
+    """Shannon entropy H (nats) of the normalised singular values p = σ / Σσ; 0 for a zero matrix."""
     total = singular_values.sum()
     if total <= 0:
         return 0.0
     p = singular_values / total
     p = p[p > 0]
-    return float(torch.exp(-(p * p.log()).sum()))
+    return float(-(p * p.log()).sum())
+
+
+def effective_rank(singular_values: torch.Tensor) -> float:
+    """exp of the Shannon entropy (nats) of the normalised singular values; 0 for a zero matrix."""
+    return math.exp(spectral_entropy(singular_values)) if float(singular_values.sum()) > 0 else 0.0
 
 
 def _ratio(numerator: float, denominator: float) -> float:
@@ -84,6 +89,7 @@ def spectrum_stats(weight: torch.Tensor, bias: torch.Tensor | None = None) -> di
     sigma_max = float(sigma.max()) if sigma.numel() else 0.0
     floored = torch.where(sigma < SV_FLOOR, torch.zeros_like(sigma), sigma)
     erank = effective_rank(sigma)
+    nonzero = sigma[sigma > SV_ZERO]
     l1 = float(matrix.abs().sum())
     l2 = float(torch.linalg.matrix_norm(matrix, "fro"))
     trace = float(torch.trace(matrix))
@@ -94,6 +100,9 @@ def spectrum_stats(weight: torch.Tensor, bias: torch.Tensor | None = None) -> di
         "sci": erank / min(matrix.shape),
         "stable_rank": _ratio(float((sigma ** 2).sum()), sigma_max ** 2) if sigma_max > 0 else 0.0,
         "nuclear": float(sigma.sum()),
+        "spectral_entropy": spectral_entropy(sigma),
+        "sv_min": float(nonzero.min()) if nonzero.numel() else 0.0,
+        "rank_max": float(min(matrix.shape)),
         "l1": l1,
         "l2": l2,
         "trace": trace,
@@ -134,10 +143,10 @@ def spectra_rows(model: nn.Module) -> list[Row]:
     per_layer = {name: spectrum_stats(module.weight, module.bias) for name, module in layers.items()}
     rows: list[Row] = []
     for name, stats in per_layer.items():
-        rows += [("weights", metric, name, value) for metric, value in stats.items()]
+        rows += [(WEIGHTS, metric, name, value) for metric, value in stats.items()]
     if layers:
         whole = model_stats(list(layers.values()), list(per_layer.values()))
-        rows += [("weights", metric, None, whole[metric]) for metric in METRICS]
+        rows += [(WEIGHTS, metric, None, whole[metric]) for metric in METRICS]
     return rows
 
 

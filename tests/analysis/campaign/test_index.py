@@ -40,7 +40,7 @@ def test_incremental_runs_index(tmp_path):
     assert frame.loc[ids[0], "duration_s"] == 99.0
     assert frame.loc[ids[0], "val/acc@last"] == 0.9 and frame.loc[ids[0], "val/acc@best"] == 0.8
     assert frame.loc[ids[0], "best_epoch"] == 1 and np.isnan(frame.loc[ids[0], "test/acc@last"])
-    assert frame.loc["new-run", "optimizer.lr"] == 0.5
+    assert frame.loc["new-run", index.hparam_key("optimizer.lr")] == 0.5
     stored = pq.read_table(summary_dir(tmp_path) / index.RUNS_INDEX).to_pandas().set_index("run_id")
     assert stored.loc[ids[0], "duration_s"] == 99.0
 

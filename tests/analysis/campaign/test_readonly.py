@@ -18,7 +18,7 @@ import pytest
 from pab_campaign import store
 from pab_campaign.analysis.campaign.workspace import cache_dir
 from pab_campaign.training.run import execute
-from tests.helpers import REPO, command_env, compose_config, make_grid
+from tests.helpers import REPO, command_env, compose_config, make_grid, write_run
 
 COMMANDS = [
     ["ls"], ["properties"], ["report"], ["curves", "--metrics", "val/acc"],
@@ -147,6 +147,37 @@ def test_analysis_works_on_a_full_disk(full_disk, tmp_path, monkeypatch):
         assert f"note: {campaign} is on a full disk: its index is kept in {cache_dir(campaign)}" in " ".join(
             result.stdout.split())
     assert not list((campaign / "summary").glob(".*"))  # no temp file left behind by the failed writes
+
+
+def test_outputs_that_fill_the_disk_go_to_the_cache_or_say_the_disk_is_full(full_disk, tmp_path, monkeypatch):
+    """The index is in summary/ already and one page of the disk is left: the report's CSV and the
+    page do not fit, so they go to the cache with the note; a file the user named on the full disk
+    is one line naming it (exit 2); nothing half-written is left."""
+    campaign = full_disk / "c"
+    for i in range(12):  # long group names: the summary CSV needs more than the page that is left
+        write_run(campaign, f"r{i:02d}", {"model.name": f"{'m' * 600}{i}", "seed": i},
+                  {("val", "acc"): [0.1, 0.5 + i / 100], ("val", "loss"): [1.0, 0.5]})
+    (full_disk / "out").mkdir()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    env = command_env()
+    assert _run(["curves", str(campaign), "--metrics", "val/acc"], env).returncode == 0  # the index, in summary/
+    with contextlib.suppress(OSError), open(full_disk / "filler", "wb", buffering=0) as filler:
+        while True:
+            filler.write(b"\0" * 4096)
+    os.truncate(full_disk / "filler", (full_disk / "filler").stat().st_size - 4096)
+    cache, note = cache_dir(campaign), f"note: {campaign} is on a full disk: its index is kept in {cache_dir(campaign)}"
+    for command, output in ((["report", "--groupby", "model.name"], "summary_model.name_last.csv"),
+                            (["html"], "report.html")):
+        result = _run([command[0], str(campaign), *command[1:]], env)
+        assert result.returncode == 0, f"{command[0]}: {result.stderr[-2000:]}"
+        out = " ".join(result.stdout.split())
+        assert f"wrote {cache / output}" in out and note in out and (cache / output).stat().st_size > 4096
+        assert not (campaign / "summary" / output).exists()
+    result = _run(["html", str(campaign), "--out", str(full_disk / "out" / "page.html")], env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"cannot write {full_disk / 'out' / 'page.html'}: the disk of {full_disk / 'out'} is full" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not list((campaign / "summary").glob(".*")) and not list((full_disk / "out").iterdir())
 
 
 def test_a_killed_commands_temp_files_are_cleaned_by_the_next_one_a_live_ones_kept(tmp_path):

@@ -241,7 +241,8 @@ def test_campaign_id_output_folder_and_precision(constructed, tmp_path):
             "val/acc", "--n-boot", "20"]
     result = cli([*args, "--campaign-id", "constructed", "--output-folder", str(tmp_path / "out"), "--precision", "6"])
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["audit_constructed", "audit_constructed.csv"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["audit_constructed", "audit_constructed.csv",
+                                                                     "audit_runs_constructed.csv"]
     assert [p.name for p in (tmp_path / "out" / "audit_constructed").iterdir()] == [f"probe_signal_at{EARLY}.png"]
     raw = pd.read_csv(tmp_path / "out" / "audit_constructed.csv").set_index("metric").loc[f"probe/signal@{EARLY}",
                                                                                           "raw_rho"]

@@ -139,3 +139,35 @@ def test_a_page_while_no_run_has_completed_and_with_an_older_audit_file(tmp_path
     assert missing["curves"].startswith("No run has completed yet")
     assert "written by an earlier version" in missing["audit"]
     assert [t.key for t in page.sections[0].tables][:2] == ["properties", "statuses"]
+
+
+def test_the_csp_allows_exactly_the_inline_script_and_style_and_chart_data_cannot_end_its_block(tmp_path):
+    import base64
+    import hashlib
+    import json
+    from html import unescape
+
+    campaign = tmp_path / "c"
+    make_grid(campaign, seeds=2)
+    write_run(campaign, "odd", {"model.name": "</script><script>alert(1)</script>", "model.hidden": 8,
+                                "optimizer.lr": 0.1, "seed": 1},
+              {("val", "acc"): [0.1, 0.2], ("val", "loss"): [2.0, 1.0]})
+    html = render(build_page(open_campaign(campaign), "cmd"))
+    policy = unescape(re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html).group(1))
+    assert "unsafe" not in policy and "default-src 'none'" in policy and "img-src data:" in policy
+    script = re.findall(r"<script>(.*?)</script>", html, re.S)
+    style = re.findall(r"<style>(.*?)</style>", html, re.S)
+    assert len(script) == 1 and len(style) == 1 and "uPlot" in script[0]
+
+    def digest(text: str) -> str:
+        return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+    assert f"script-src {digest(script[0])};" in policy and f"style-src {digest(style[0])};" in policy
+    assert "<script>alert" not in html
+    data = r'<script type="application/json" class="chart-data">(.*?)</script>'
+    blocks = [json.loads(text) for text in re.findall(data, html, re.S)]
+    curves = next(block for block in blocks if block["kind"] == "curves")
+    names = {group["name"] for grouping in curves["groupings"] for group in grouping["groups"]}
+    assert "model.name=</script><script>alert(1)</script>" in names
+    assert [grouping["title"].split(" (")[0] for grouping in curves["groupings"]] == [
+        "model.name, optimizer.lr", "model.name", "optimizer.lr", "all runs"]

@@ -77,3 +77,42 @@ def test_the_robustness_figure_draws_every_group_past_the_palettes_length():
         assert len(figure.axes[0].get_lines()) == 20
     finally:
         plt.close(figure)
+
+
+def many_groups(count: int, epochs: int = 4, decades: float = 0.0) -> pd.DataFrame:
+    """val/loss curves of `count` groups of lr (3 runs each); group i ends at loss i + 1 and the
+    curves fall over `decades` decades."""
+    rows = [{"optimizer.lr": float(i), "label": "val/loss", "epoch": e, "runs": 3,
+             "mean": (i + 1) * 10 ** (decades * (1 - e / (epochs - 1))), "std": 0.1, "ci95": 0.2}
+            for i in range(count) for e in range(epochs)]
+    return pd.DataFrame(rows)
+
+
+def test_thirteen_groups_get_thirteen_distinct_styles_and_past_twelve_the_best_are_shown():
+    from pab_campaign.analysis.plots.groups import MAX_GROUPS, group_style
+
+    triples = {(s.colour, s.line, s.marker) for s in map(group_style, range(13))}
+    assert len(triples) == 13 and len({(s.colour, s.line) for s in map(group_style, range(32))}) == 32
+    figure = plot_curves(many_groups(13), ["optimizer.lr"], "demo")
+    try:
+        lines = [line for line in figure.axes[0].get_lines()]
+        assert len(lines) == MAX_GROUPS
+        drawn = {(line.get_color(), line.get_linestyle(), line.get_marker()) for line in lines}
+        assert len(drawn) == MAX_GROUPS
+        # the highest final loss (group lr=12.0) is the one left out, and the caption says so
+        assert "optimizer.lr=12.0" not in {line.get_label() for line in lines}
+        caption = figure.get_supxlabel().replace("\n", " ")
+        assert "12 of 13 groups shown (lowest final val/loss); 1 left out" in caption
+        assert "39 completed runs" in caption and "CI95" in caption
+    finally:
+        plt.close(figure)
+
+
+def test_loss_curves_spanning_more_than_two_decades_default_to_log_scale_and_log_y_forces_it():
+    for decades, log_y, scale in ((3.0, None, "log"), (1.0, None, "linear"), (1.0, True, "log"),
+                                  (3.0, False, "linear")):
+        figure = plot_curves(many_groups(2, decades=decades), ["optimizer.lr"], "demo", log_y=log_y)
+        try:
+            assert figure.axes[0].get_yscale() == scale, (decades, log_y)
+        finally:
+            plt.close(figure)

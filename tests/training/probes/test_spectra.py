@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from metric_audit.sci_tracker import sci_spectrum
 from omegaconf import OmegaConf
 from sklearn.datasets import load_digits
 from torch import nn
@@ -39,7 +40,8 @@ def test_all_statistics_match_numpy_for_a_conv_layer():
     l1, l2, trace = np.abs(w).sum(), np.sqrt((w ** 2).sum()), np.trace(w)
     expected = {
         "erank": np.exp(-(p * np.log(p)).sum()), "sci": np.exp(-(p * np.log(p)).sum()) / 5,
-        "stable_rank": (s ** 2).sum() / s.max() ** 2, "nuclear": s.sum(), "l1": l1, "l2": l2, "trace": trace,
+        "stable_rank": (s ** 2).sum() / s.max() ** 2, "nuclear": s.sum(), "spectral_entropy": -(p * np.log(p)).sum(),
+        "sv_min": s.min(), "rank_max": 5, "l1": l1, "l2": l2, "trace": trace,
         "spectral": s.max(), "code_sparsity": l1 / l2, "comp_sparsity": trace / s.max(), "sv_mean": s.mean(),
         "sv_var": s.var(ddof=1), "w_mean": w.mean(), "w_median": np.sort(w.ravel())[(w.size - 1) // 2],
         "w_var": w.var(ddof=1), "b_mean": b.mean(), "b_median": np.sort(b)[(b.size - 1) // 2], "b_var": b.var(ddof=1),
@@ -47,6 +49,31 @@ def test_all_statistics_match_numpy_for_a_conv_layer():
     assert set(stats) == set(METRICS) == set(expected)
     for metric, value in expected.items():
         assert stats[metric] == pytest.approx(value, rel=1e-9), metric
+
+
+@pytest.mark.parametrize("shape", [(6, 4), (3, 9), (5, 5)])
+@pytest.mark.parametrize("rank", [None, 2])
+def test_spectrum_statistics_equal_mbe_evals_sci_spectrum(shape, rank):
+    """mbe-eval's `sci_spectrum` (metric_audit.sci_tracker) as the reference, full rank and rank 2."""
+    rng = np.random.default_rng(sum(shape))
+    w = rng.normal(size=shape)
+    if rank is not None:
+        w = rng.normal(size=(shape[0], rank)) @ rng.normal(size=(rank, shape[1]))
+    reference = sci_spectrum(w)
+    ours = spectrum_stats(torch.from_numpy(w))
+    for theirs, mine in [("sci", "sci"), ("erank", "erank"), ("rank_max", "rank_max"),
+                         ("spectral_entropy", "spectral_entropy"), ("sv_max", "spectral"), ("sv_min", "sv_min"),
+                         ("stable_rank", "stable_rank"), ("nuclear_norm", "nuclear"), ("spectral_norm", "spectral")]:
+        assert ours[mine] == pytest.approx(reference[theirs], rel=1e-9), theirs
+    if rank is not None:
+        assert ours["sv_min"] > 1e-3 and ours["erank"] < rank + 1e-9  # the numerically zero σ are skipped
+
+
+def test_a_zero_matrix_has_zero_entropy_and_sv_min_as_in_mbe_eval():
+    stats = spectrum_stats(torch.zeros(3, 4))
+    reference = sci_spectrum(np.zeros((3, 4)))
+    assert (stats["spectral_entropy"], stats["sv_min"], stats["rank_max"]) == (
+        reference["spectral_entropy"], reference["sv_min"], reference["rank_max"]) == (0.0, 0.0, 3)
 
 
 def test_trace_is_the_diagonal_sum_and_can_be_negative():

@@ -1,0 +1,102 @@
+"""mbe-eval's weight-spectrum functions (`metric_audit.sci_tracker`: `sci_spectrum`, `sci_from_weight`,
+`effective_rank`, `NumpySCITracker`, `pytorch_sci`) over the spectra probe, so their users get the
+statistics our runs record, for torch models and for plain numpy weight matrices alike.
+
+A matrix is n_out × n_in; a conv kernel (C_out, C_in, k, ...) is reshaped to C_out × C_in·k·…, as
+the probe does. Every statistic is computed in float64 by `training.probes.spectra.spectrum_stats`.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from pab_campaign.training.probes.spectra import LAYER_TYPES, spectrum_stats
+
+__all__ = ["NumpySCITracker", "effective_rank", "pytorch_sci", "sci_from_weight", "sci_spectrum"]
+
+
+def sci_spectrum(W: Any, bias: Any = None) -> dict[str, float]:
+    """mbe-eval's spectral breakdown of one weight matrix, with its keys (`sci, erank, rank_max,
+    spectral_entropy, sv_max, sv_min, stable_rank, nuclear_norm, spectral_norm`), plus every other
+    statistic of the spectra probe under its own name (`nuclear`, `spectral`, `l1`, `l2`, ...;
+    `b_*` from `bias`, NaN without one).
+
+    >>> stats = sci_spectrum(np.diag([3.0, 1.0, 0.0]))
+    >>> stats["rank_max"], stats["sv_min"], round(stats["erank"], 3), round(stats["spectral_entropy"], 3)
+    (3.0, 1.0, 1.755, 0.562)
+    """
+    stats = spectrum_stats(torch.as_tensor(np.asarray(W, dtype=np.float64)),
+                           None if bias is None else torch.as_tensor(np.asarray(bias, dtype=np.float64)))
+    return {**stats, "sv_max": stats["spectral"], "nuclear_norm": stats["nuclear"],
+            "spectral_norm": stats["spectral"]}
+
+
+def effective_rank(M: Any) -> float:
+    """erank = exp(H(p)), p = σ / Σσ, of one matrix (0 for a zero matrix; mbe-eval says 1 there).
+
+    >>> round(effective_rank(np.eye(4)), 6)
+    4.0
+    """
+    return sci_spectrum(M)["erank"]
+
+
+def sci_from_weight(W: Any) -> float:
+    """The structural constraint index erank / min(n_out, n_in) of one weight matrix.
+
+    >>> round(sci_from_weight(np.eye(4)), 6)
+    1.0
+    """
+    return sci_spectrum(W)["sci"]
+
+
+class NumpySCITracker:
+    """SCI of every weight matrix of a model without torch: `model.W` is a list of numpy arrays (as
+    mbe-eval's numpy MLP), or pass the list itself.
+
+    >>> rng = np.random.default_rng(0)
+    >>> tracker = NumpySCITracker([rng.normal(size=(8, 4)), np.eye(3)])
+    >>> per_layer, network = tracker.compute()
+    >>> [round(v, 3) for v in per_layer], round(network, 3)
+    ([0.922, 1.0], 0.961)
+    >>> sorted(tracker.compute_full()[1])[:4]
+    ['b_mean', 'b_median', 'b_var', 'code_sparsity']
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    @property
+    def weights(self) -> Sequence[Any]:
+        """The weight matrices: `model.W`, or `model` itself when it is a list."""
+        return self.model.W if hasattr(self.model, "W") else list(self.model)
+
+    def compute(self) -> tuple[list[float], float]:
+        """(SCI per layer, their mean over layers)."""
+        values = [sci_from_weight(W) for W in self.weights]
+        return values, float(np.mean(values)) if values else float("nan")
+
+    def compute_full(self) -> list[dict[str, float]]:
+        """`sci_spectrum` of every layer, in order."""
+        return [sci_spectrum(W) for W in self.weights]
+
+
+def pytorch_sci(model: nn.Module, layer_types: tuple[type[nn.Module], ...] | None = None) -> dict[str, Any]:
+    """`sci_spectrum` of the weight of every Linear/Conv layer (or `layer_types`) of a torch model by
+    layer name, plus `network_sci`, the mean SCI over layers (NaN without a layer).
+
+    >>> result = pytorch_sci(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)))
+    >>> sorted(k for k in result if not k.startswith("network")), 0 < result["network_sci"] <= 1
+    (['0', '2'], True)
+    """
+    wanted = layer_types or LAYER_TYPES
+    result: dict[str, Any] = {name: sci_spectrum(module.weight.detach().cpu().double().numpy(),
+                                                 None if module.bias is None
+                                                 else module.bias.detach().cpu().double().numpy())
+                              for name, module in model.named_modules() if isinstance(module, wanted)}
+    scis = [stats["sci"] for stats in result.values()]
+    result["network_sci"] = float(np.mean(scis)) if scis else float("nan")
+    return result

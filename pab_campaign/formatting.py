@@ -1,0 +1,27 @@
+"""How a number or a duration reads, the same on the terminal and on the HTML page (pure functions;
+imports nothing of the package)."""
+from __future__ import annotations
+
+import math
+
+
+def number(value: object, digits: int = 4, none: str = "-", nan: str = "nan") -> str:
+    """`value` as text: `none` for None, `nan` for NaN, floats to `digits` significant digits,
+    anything else as `str` gives it. `number(0.123456)` is `'0.1235'`."""
+    if value is None:
+        return none
+    if isinstance(value, float):
+        return nan if math.isnan(value) else f"{value:.{digits}g}"
+    return str(value)
+
+
+def duration(seconds: float) -> str:
+    """A duration in seconds, rounded up: `45 s`, `3 min 20 s`, `2 h 05 min`; `–` when not finite."""
+    if not math.isfinite(seconds):
+        return "–"
+    seconds = math.ceil(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"

@@ -1,0 +1,27 @@
+"""A campaign as one CSV file in the long layout `import --from csv` reads: `run`, `epoch`, `metric`
+(`context/metric[key]`), `value` (empty for NaN), `status`, then one column per hyper-parameter."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from pab_campaign.store import atomic_write
+from pab_campaign.workflows.exporters import ExportedRun
+
+
+def export_csv(runs: list[ExportedRun], path: Path) -> Path:
+    """Write `runs` to the CSV file `path` (atomically; its folder is created) and return it."""
+    names = sorted({name for run in runs for name in run.record.hparams})
+    frames = []
+    for run in runs:
+        frame = pd.DataFrame({"run": run.record.run_id, "epoch": run.trajectory["epoch"].astype(int),
+                              "metric": run.trajectory["name"], "value": run.trajectory["value"].astype(float),
+                              "status": str(run.record.status)})
+        for name in names:
+            frame[name] = run.record.hparams.get(name)
+        frames.append(frame)
+    table = pd.concat(frames, ignore_index=True)
+    path = Path(path)
+    atomic_write(path, lambda tmp: table.to_csv(tmp, index=False, float_format="%.17g"))
+    return path

@@ -1,0 +1,215 @@
+"""A campaign from someone else is untrusted input: hostile hyper-parameter names never reach SQL or
+a file name unbounded, paths are never read as patterns, special files never hang or exhaust a
+reader, and a hyper-parameter named like an index column is neither dropped nor pooled."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pab_campaign.analysis.campaign.campaign import open_campaign, properties
+from pab_campaign.analysis.summary.report import build_curves, build_report, write_curves, write_report
+from pab_campaign.store import MAX_RUN_JSON_BYTES, runs_dir
+from tests.helpers import command_env, write_run
+
+INJECTION = "run_id\" FROM groups g; COPY (SELECT 'owned' AS a) TO 'pwned.csv'; SELECT $labels AS l --"
+HOSTILE = [INJECTION, 'a"b', "it's", "x; DROP TABLE traj; --", "$1 $ids", "back\\slash\\", "nul\0byte", "k" * 10240,
+           "$\\frac$", "../../escape"]
+# Names of the index's own columns (and of report columns) used as hyper-parameter names.
+CLASHING = ["status", "run_id", "host", "campaign", "error", "val/acc@last", "runs", "label", "duration_s"]
+# Hostile names a command line can carry (no NUL), grouped by explicitly; `html` groups by its own choice.
+GROUPBY = ["--groupby", INJECTION, 'a"b', "it's", "x; DROP TABLE traj; --", "back\\slash\\"]
+COMMANDS = [
+    ["ls"], ["properties"], ["report", *GROUPBY], ["curves", "--metrics", "val/acc", *GROUPBY],
+    ["audit", "--metric", "test/acc@3", "--baseline", "val/loss@3", "--target", "val/acc", "--n-boot", "50",
+     "--groupby", INJECTION],
+    ["states", "--metrics", "val/loss", "val/acc", "--max-states", "2", "--restarts", "1", "--jobs", "1", "--no-plots",
+     *GROUPBY],
+    ["html"],
+]
+
+
+def _cli(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pab_campaign.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=command_env(XDG_CACHE_HOME=str(cwd / "cache")))
+
+
+def _tree(root: Path, campaign: Path) -> set[Path]:
+    """Every path under `root`, except the campaign's summary/ (where analysis writes)."""
+    summary = campaign / "summary"
+    return {p for p in root.rglob("*") if summary not in p.parents and p != summary}
+
+
+def _assert_clean(result: subprocess.CompletedProcess, what: str) -> None:
+    assert result.returncode in (0, 1, 2), f"{what}: exit {result.returncode}"
+    assert "Traceback" not in result.stderr + result.stdout and "internal error" not in result.stderr, \
+        f"{what}: {result.stderr[-2000:]}"
+
+
+def _hostile_campaign(campaign: Path, names: list[str], runs: int = 8) -> pd.DataFrame:
+    """`runs` runs; hyper-parameter k of `names` is 'v<bit k % 3 of the run index>', so three of them
+    split the runs into 8 groups and the others restate those. Returns the values written (one row
+    per run, indexed by run id: the hyper-parameters, val/acc at the last epoch)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(runs):
+        hparams = {name: f"v{(i >> (k % 3)) & 1}" for k, name in enumerate(names)}
+        values = {(c, m): list(rng.uniform(0, 1, 4)) for c in ("train", "val", "test") for m in ("acc", "loss")}
+        write_run(campaign, f"r{i}", {**hparams, "seed": i}, values,
+                  keyed={("val", "class_acc", "0"): list(rng.uniform(0, 1, 4))})
+        rows.append({**hparams, "val/acc": values[("val", "acc")][-1]})
+    return pd.DataFrame(rows, index=[f"r{i}" for i in range(runs)])
+
+
+def test_hostile_hyperparameter_names_reach_no_sql_and_no_file_outside_summary(tmp_path):
+    """The SQL-injection name of the issue (and quotes, semicolons, `--`, `$`, backslashes, NUL, a
+    10 kB name) through every command that builds SQL: each exits cleanly, nothing appears outside
+    the campaign's summary/ (no pwned.csv in the working directory), every name is kept."""
+    campaign = tmp_path / "camp"
+    _hostile_campaign(campaign, HOSTILE)
+    before = _tree(tmp_path, campaign)
+    for command in COMMANDS:
+        result = _cli([command[0], str(campaign), *command[1:]], cwd=tmp_path)
+        _assert_clean(result, command[0])
+        assert result.returncode == 0, f"{command[0]}: {result.stderr[-2000:]}"
+    after = _tree(tmp_path, campaign)
+    assert not {p for p in after - before if tmp_path / "cache" not in p.parents and p != tmp_path / "cache"}
+    assert not list(tmp_path.rglob("pwned.csv")) and not list(Path.cwd().glob("pwned.csv"))
+    assert all(len(p.name) < 256 for p in (campaign / "summary").rglob("*"))
+
+
+def test_reports_grouped_by_hostile_names_match_pandas(tmp_path):
+    """Grouped by every hostile name at once (in-process, so NUL and the 10 kB name are groupby keys
+    too): the groups and means equal pandas' over the values written, and the file names stay short."""
+    campaign = tmp_path / "camp"
+    written = _hostile_campaign(campaign, HOSTILE)
+    opened = open_campaign(campaign)
+    assert sorted(opened.hparam_names) == sorted([*HOSTILE, "seed"])
+    report = build_report(opened, groupby=HOSTILE, metrics=["val/acc"])
+    assert report.groupby == HOSTILE
+    expected = written.groupby(HOSTILE)["val/acc"].mean().sort_index()
+    got = report.summary.set_index(HOSTILE)["val/acc.mean"].sort_index()
+    assert len(got) == 8 and np.allclose(got.to_numpy(), expected.to_numpy())
+    path = write_report(opened, report, "last")
+    groupby, curves = build_curves(opened, groupby=HOSTILE, metrics=["val/acc"])
+    assert groupby == HOSTILE and len(curves.drop_duplicates(HOSTILE)) == 8
+    last = curves[curves["epoch"] == 3].set_index(HOSTILE)["mean"].sort_index()
+    assert np.allclose(last.to_numpy(), expected.to_numpy())
+    parquet, png = write_curves(opened, groupby, curves)
+    for output in (path, parquet, png):
+        assert output.parent == campaign / "summary" and output.exists() and len(output.name) < 200
+
+
+def test_a_hyperparameter_named_like_an_index_column_is_kept_apart(tmp_path):
+    """Hyper-parameters called status, run_id, host, campaign, error, val/acc@last, runs, label and
+    duration_s are listed, grouped by with their plain names, and never pooled: the index's own
+    status, run ids and metrics stay what the run files say."""
+    campaign = tmp_path / "camp"
+    written = _hostile_campaign(campaign, CLASHING)
+    opened = open_campaign(campaign)
+    assert sorted(opened.hparam_names) == sorted([*CLASHING, "seed"])
+    assert set(opened.runs["status"]) == {"completed"} and sorted(opened.runs["run_id"]) == sorted(written.index)
+    rows = {name: values for name, _, values in properties(opened)}
+    assert all(rows[name] == "v0, v1" for name in CLASHING)
+    for name in ("status", "run_id", "runs", "duration_s", "val/acc@last"):
+        report = build_report(opened, groupby=[name], metrics=["val/acc"])
+        column = report.groupby[0]
+        assert report.summary["runs"].tolist() == [4, 4], name
+        expected = written.groupby(name)["val/acc"].mean().to_numpy()
+        assert np.allclose(report.summary.sort_values(column)["val/acc.mean"], expected), name
+    result = _cli(["report", str(campaign), "--groupby", "status", "--metrics", "val/acc"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    csv = pd.read_csv(campaign / "summary" / "summary_status_last.csv")
+    assert csv["status"].tolist() == ["v0", "v1"] and csv["runs"].tolist() == [4, 4]
+    result = _cli(["properties", str(campaign)], cwd=tmp_path)
+    assert result.returncode == 0 and "8 (completed 8;" in " ".join(result.stdout.split())
+
+
+def _trajectory_run(campaign: Path, run_id: str, acc: float, seed: int) -> None:
+    write_run(campaign, run_id, {"lr": 0.1, "seed": seed}, {("val", "acc"): [0.0, acc], ("val", "loss"): [1.0, 0.5]})
+
+
+def test_paths_are_never_read_as_patterns(tmp_path):
+    """`h[1]/camp` beside `h1/camp` reports its own numbers; run directories `x[b]` and `xb`, `zz*`,
+    `q\\[x` and `v=1` (a hive-partition look-alike) keep their own values, at the last epoch (the
+    index) and at a fixed epoch (the compacted trajectories)."""
+    for seed, acc in enumerate([0.1, 0.2]):
+        _trajectory_run(tmp_path / "h[1]" / "camp", f"a{seed}", acc, seed)
+    for seed, acc in enumerate([0.7, 0.8, 0.9]):
+        _trajectory_run(tmp_path / "h1" / "camp", f"a{seed}", acc, seed)
+    result = _cli(["report", "h[1]/camp", "--metrics", "val/acc", "--groupby"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    csv = pd.read_csv(tmp_path / "h[1]" / "camp" / "summary" / "summary_all_last.csv")
+    assert csv["runs"].tolist() == [2] and np.isclose(csv["val/acc.mean"].iloc[0], 0.15)
+
+    names = ["x[b]", "xb", "zz*", "q\\[x", "v=1", "c**d", "cd"]
+    campaign = tmp_path / "g"
+    for seed, name in enumerate(names):
+        _trajectory_run(campaign, name, (seed + 1) / 10, seed)
+    result = _cli(["ls", str(campaign)], cwd=tmp_path)
+    assert result.returncode == 0 and "7 runs" in result.stdout, result.stderr
+    for epoch in ("last", "1"):
+        result = _cli(["report", str(campaign), "--metrics", "val/acc", "--groupby", "seed", "--epoch", epoch],
+                      cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        csv = pd.read_csv(campaign / "summary" / f"summary_seed_{epoch}.csv")
+        assert np.allclose(csv.sort_values("seed")["val/acc.mean"], [(s + 1) / 10 for s in range(len(names))]), epoch
+
+
+def test_special_files_are_listed_unreadable_with_their_reason_without_hanging(tmp_path):
+    """A FIFO as trajectory.parquet or run.json, run.json -> /dev/zero, a run.json over the cap, links
+    out of the campaign (a file, a whole run directory): `ls` and `report` finish at once, name each
+    run with its reason, and report the one good run."""
+    campaign = tmp_path / "camp"
+    for seed, name in enumerate(["fifo-traj", "fifo-json", "zero", "huge", "link-json", "link-traj", "good"]):
+        _trajectory_run(campaign, name, 0.5, seed)
+    runs = runs_dir(campaign)
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"run_id": "s", "status": "completed"}')
+    (runs / "fifo-traj" / "trajectory.parquet").unlink()
+    os.mkfifo(runs / "fifo-traj" / "trajectory.parquet")
+    (runs / "fifo-json" / "run.json").unlink()
+    os.mkfifo(runs / "fifo-json" / "run.json")
+    (runs / "zero" / "run.json").unlink()
+    (runs / "zero" / "run.json").symlink_to("/dev/zero")
+    (runs / "huge" / "run.json").write_text(" " * (MAX_RUN_JSON_BYTES + 1) + "{}")
+    (runs / "link-json" / "run.json").unlink()
+    (runs / "link-json" / "run.json").symlink_to(secret)
+    (runs / "link-traj" / "trajectory.parquet").unlink()
+    (runs / "link-traj" / "trajectory.parquet").symlink_to(runs / "good" / "trajectory.parquet")  # inside: fine
+    outside = tmp_path / "elsewhere"
+    _trajectory_run(outside, "x", 0.9, 9)
+    (runs / "outside").symlink_to(runs_dir(outside) / "x")
+    reasons = {"fifo-traj": "trajectory.parquet is a FIFO, not a regular file",
+               "fifo-json": "run.json is a FIFO, not a regular file",
+               "zero": "leads outside", "huge": f"more than the {MAX_RUN_JSON_BYTES}",
+               "link-json": "links out of a campaign are not followed", "outside": "leads outside"}
+    for command in (["ls"], ["report", "--metrics", "val/acc", "--groupby"]):
+        result = _cli([command[0], str(campaign), *command[1:]], cwd=tmp_path, timeout=60)
+        assert result.returncode == 0, result.stderr
+        out = " ".join(result.stdout.split())
+        for run_id, reason in reasons.items():
+            if command[0] == "ls" and run_id == "fifo-traj":
+                assert "fifo-traj" in out and reason in out
+                continue
+            assert f"skipped run {run_id}: " in out and reason in out.split(f"skipped run {run_id}: ")[1], run_id
+    csv = pd.read_csv(campaign / "summary" / "summary_all_last.csv")
+    assert csv["runs"].tolist() == [2]  # good, and link-traj (its link stays inside the campaign)
+
+
+@pytest.mark.parametrize("with_groups", [False, True])
+def test_html_says_nothing_to_show_when_no_class_accuracy_is_finite(tmp_path, with_groups):
+    campaign = tmp_path / "camp"
+    for i in range(4):
+        write_run(campaign, f"r{i}", {"lr": [0.1, 0.2][i % 2] if with_groups else 0.1, "seed": i},
+                  {("val", "acc"): [0.1, 0.5], ("val", "loss"): [1.0, 0.5]},
+                  keyed={("val", "class_acc", "0"): [np.nan, np.nan], ("val", "class_acc", "1"): [np.inf, np.nan]})
+    result = _cli(["html", str(campaign)], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    page = (campaign / "summary" / "report.html").read_text()
+    assert "Nothing to show: no completed run has a finite val/class_acc value" in page

@@ -1,0 +1,117 @@
+"""pabkit's API (`compat.pabkit`) over the Tracker: its numbers against pabkit's own formulas (written
+out in tests/analysis/summary), its files as our runs', its plots."""
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from pab_campaign.compat.pabkit import ProcessAwareBenchmark, compare_models, evaluate_trajectory
+from pab_campaign.compat.pabkit.visualization import plot_class_progression, plot_learning_trajectory
+from pab_campaign.store import RunStatus, read_run_json
+from tests.analysis.summary.test_trajectory_summary import _curves, pabkit_evaluate
+from tests.helpers import REPO
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+
+
+@pytest.mark.parametrize("epochs, seed", [(6, 1), (10, 3)])
+def test_a_pabkit_loop_gives_pabkits_numbers(tmp_path, epochs, seed):
+    train, val, classes, robustness = _curves(epochs, seed)
+    expected = pabkit_evaluate(train, val, classes, robustness)
+    accuracy = [0.3 + 0.05 * e for e in range(epochs)]
+    model = _model()
+    with ProcessAwareBenchmark(checkpoint_dir=tmp_path / "pab", save_frequency=5, track_representations=False) as pab:
+        for epoch in range(1, epochs + 1):
+            pab.track_epoch(model, epoch, train_loss=train[epoch - 1], val_loss=val[epoch - 1],
+                            train_acc=accuracy[epoch - 1] + 0.05, val_acc=accuracy[epoch - 1],
+                            class_accuracies={int(c): accs[epoch - 1] for c, accs in classes.items()},
+                            adversarial_acc=robustness[epoch - 1])
+    metrics = pab.metrics
+    assert metrics["train_loss"] == pytest.approx(train) and metrics["val_loss"] == pytest.approx(val)
+    assert metrics["val_acc"] == pytest.approx(accuracy)
+    assert metrics["gen_efficiency"] == pytest.approx([v - t for t, v in zip(train[1:], val[1:])])
+    assert metrics["stability"] == pytest.approx([abs(a - b) / a for a, b in itertools.pairwise(val)], rel=1e-6)
+    assert metrics["class_accuracy"][0] == pytest.approx(classes["0"])
+    assert metrics["adversarial_robustness"] == pytest.approx(robustness)
+    result = pab.evaluate_trajectory()
+    assert result["overall_stability"]["mean"] == pytest.approx(expected["stability_mean"], rel=1e-6)
+    assert result["overall_stability"]["std"] == pytest.approx(expected["stability_std"], rel=1e-6)
+    gen = result["generalization"]
+    assert gen["final_gap"] == pytest.approx(expected["final_gap"]) and gen["max_gap"] == pytest.approx(
+        expected["max_gap"])
+    assert (gen["gap_trend"], gen["early_stopping_epoch"]) == (expected["gap_trend"], expected["early_stopping_epoch"])
+    patterns = result["class_patterns"]
+    assert patterns["early_classes"] == [int(c) for c in expected["early"]]
+    assert patterns["late_classes"] == [int(c) for c in expected["late"]]
+    rob = result["robustness"]
+    assert (rob["peak_epoch"], rob["peak_value"], rob["final_value"]) == (
+        expected["peak_epoch"], pytest.approx(expected["peak_value"]), pytest.approx(expected["final_value"]))
+    assert rob["degradation"] == pytest.approx(expected["degradation"])
+    assert sorted(result["recommendations"]) == sorted(expected["recommendations"])
+    text = pab.summarize()
+    assert f"Optimal early stopping: epoch {expected['early_stopping_epoch']}" in text
+    # the run is ours: completed, numbered checkpoints every save_frequency epochs
+    assert read_run_json(pab.run_dir).status == RunStatus.COMPLETED
+    numbered = sorted(p.name for p in (pab.run_dir / "checkpoints").glob("epoch_*.pt"))
+    assert numbered == [f"epoch_{e:04d}.pt" for e in range(5, epochs + 1, 5)]
+    state = torch.load(pab.run_dir / "checkpoints" / numbered[0], weights_only=True)
+    assert set(state["model"]) == set(model.state_dict())
+    assert evaluate_trajectory(tmp_path / "pab")["generalization"] == gen
+    assert list(compare_models([tmp_path / "pab", tmp_path / "empty"], ["a", "b"])) == ["a"]
+
+
+def test_our_probes_fill_the_class_lists_from_probe_data(tmp_path):
+    x, y = torch.randn(48, 4), torch.arange(48) % 3
+    model = _model()
+    pab = ProcessAwareBenchmark(tmp_path / "pab", track_representations=True, probe_data=(x, y),
+                                tracking={"probes": {"performance": {"every": 1}, "classwise": {"every": 1},
+                                                     "representation": {"every": 1}}},
+                                features=lambda model, x: model[1](model[0](x)))
+    for epoch in range(3):
+        pab.track_epoch(model, epoch, 1.0, 1.1, 0.5, 0.4, feature_extractor=None)
+    pab.close()
+    metrics = pab.metrics
+    assert sorted(metrics["class_accuracy"]) == [0, 1, 2]
+    assert all(len(v) == 3 for v in metrics["class_accuracy"].values())
+    assert len(metrics["rule_evolution"]) == 2  # CKA with the previous measurement, from the second epoch
+
+
+def test_a_program_that_raises_leaves_the_run_failed_and_one_that_ends_completed(tmp_path):
+    script = ("import sys, torch\nfrom torch import nn\nfrom pab_campaign.compat.pabkit import ProcessAwareBenchmark\n"
+              "pab = ProcessAwareBenchmark(sys.argv[1], track_representations=False)\n"
+              "pab.track_epoch(nn.Linear(2, 2), 1, 1.0, 1.0, 0.5, 0.5)\n"
+              "print(pab.run_dir)\n"
+              "if sys.argv[2] == 'raise':\n    raise RuntimeError('out of memory')\n")
+    for mode, status in (("raise", RunStatus.FAILED), ("end", RunStatus.COMPLETED)):
+        done = subprocess.run([sys.executable, "-c", script, str(tmp_path / mode), mode], cwd=REPO, text=True,
+                              capture_output=True, timeout=120)
+        record = read_run_json(Path(done.stdout.strip().splitlines()[-1]))
+        assert record.status == status
+        assert (record.error or "") == ("RuntimeError: out of memory" if mode == "raise" else "")
+
+
+def test_bad_save_frequency_is_refused():
+    with pytest.raises(ValueError, match="save_frequency=0 must be a whole number >= 1"):
+        ProcessAwareBenchmark(save_frequency=0)
+
+
+def test_the_plots_draw_pabkits_lists_at_dpi_300(tmp_path):
+    plot_learning_trajectory(train_losses=[1.0, 0.7, 0.5], val_losses=[1.1, 0.9, 0.8], train_accs=[0.5, 0.7, 0.8],
+                             val_accs=[0.45, 0.6, 0.62], save_path=tmp_path / "trajectory.png")
+    figure = plot_class_progression(class_accuracies={c: [0.1 * c, 0.2 * c, 0.25 * c] for c in range(1, 5)},
+                                    save_path=tmp_path / "classes.png")
+    labels = [line.get_label() for line in figure.axes[0].get_lines()]
+    assert labels == ["class 4 (early)", "class 3 (early)", "class 1 (late)", "class 2 (late)", "learned (0.7)"]
+    for name in ("trajectory.png", "classes.png"):
+        with Image.open(tmp_path / name) as image:
+            assert image.info["dpi"] == pytest.approx((300, 300), abs=0.1)

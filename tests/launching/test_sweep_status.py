@@ -1,0 +1,41 @@
+"""The sweep's exit status comes from what its jobs left (their pointer files), not from state kept in
+the launching process."""
+from types import SimpleNamespace
+
+import pytest
+from omegaconf import OmegaConf
+
+from pab_campaign.launching.sweep_status import SweepStatusCallback, write_job_pointer, write_lost_job
+from tests.helpers import write_run
+
+
+def _job(sweep, number: int, campaign, run_id: str, status: str) -> None:
+    directory = write_run(campaign, run_id, {"seed": number}, {("val", "loss"): [1.0, 0.5]}, status=status)
+    (sweep / str(number)).mkdir(parents=True)
+    write_job_pointer(sweep / str(number), SimpleNamespace(run_id=run_id, directory=directory, skipped=False))
+
+
+def _end(sweep) -> None:
+    SweepStatusCallback().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+
+
+def test_a_sweep_whose_jobs_all_ran_ends_normally(tmp_path, capsys):
+    _job(tmp_path / "sweep", 0, tmp_path / "c", "r0", "completed")
+    _job(tmp_path / "sweep", 1, tmp_path / "c", "r1", "diverged")
+    _end(tmp_path / "sweep")
+    assert "sweep: 1 completed, 1 diverged" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("second", ["failed", "lost"])
+def test_a_failed_or_lost_job_ends_the_sweep_with_exit_status_1(tmp_path, capsys, second):
+    _job(tmp_path / "sweep", 0, tmp_path / "c", "r0", "completed")
+    if second == "failed":
+        _job(tmp_path / "sweep", 1, tmp_path / "c", "r1", "failed")
+    else:
+        (tmp_path / "sweep" / "1").mkdir()
+        write_lost_job(tmp_path / "sweep" / "1", ["model=mlp"], "killed by signal 9")
+    with pytest.raises(SystemExit) as ended:
+        _end(tmp_path / "sweep")
+    assert ended.value.code == 1
+    assert "1 completed, 1 failed" in capsys.readouterr().out
+    _end(tmp_path / "nothing")  # a later sweep in the same process starts from nothing

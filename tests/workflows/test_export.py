@@ -1,0 +1,110 @@
+"""`export`: a campaign written for CSV, TensorBoard and MLflow, read back with each tool's own reader
+(the CSV through `import`, TensorBoard's EventAccumulator, mlflow.search_runs)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pab_campaign import cli
+from pab_campaign.store import iter_run_dirs, read_run_json, read_trajectory
+from tests.helpers import write_run
+
+HP = ({"optimizer.lr": 0.1, "model.name": "mlp", "amp": True, "seed": 0},
+      {"optimizer.lr": 0.01, "model.name": "cnn", "amp": False, "seed": 1})
+
+
+def _campaign(root):
+    """Two runs over epochs 0..2: val/loss (NaN at one epoch), val/acc and a keyed weights/erank[fc1]."""
+    rng = np.random.default_rng(0)
+    values = {}
+    for index, hparams in enumerate(HP):
+        loss = list(rng.uniform(0.1, 2, 3))
+        if index == 1:
+            loss[1] = math.nan
+        series = {("val", "loss"): loss, ("val", "acc"): list(rng.uniform(0, 1, 3))}
+        keyed = {("weights", "erank", "fc1"): list(rng.uniform(1, 5, 3))}
+        write_run(root, f"run{index}", hparams, series, keyed=keyed)
+        values[f"run{index}"] = {**{f"{c}/{m}": v for (c, m), v in series.items()}, "weights/erank[fc1]": keyed[
+            ("weights", "erank", "fc1")]}
+    return values
+
+
+def _main(capsys, argv):
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    return code, out + err
+
+
+def _same(a, b):
+    return all((math.isnan(x) and math.isnan(y)) or x == pytest.approx(y, rel=1e-6) for x, y in zip(a, b))
+
+
+def test_csv_export_imports_back_to_the_same_values(tmp_path, capsys):
+    values = _campaign(tmp_path / "c")
+    code, out = _main(capsys, ["export", str(tmp_path / "c"), "--to", "csv", str(tmp_path / "out.csv")])
+    assert code == 0, out
+    table = pd.read_csv(tmp_path / "out.csv")
+    assert list(table.columns[:5]) == ["run", "epoch", "metric", "value", "status"] and len(table) == 18
+    code, out = _main(capsys, ["import", str(tmp_path / "back"), "--from", "csv", str(tmp_path / "out.csv")])
+    assert code == 0, out
+    for directory in iter_run_dirs(tmp_path / "back"):
+        record = read_run_json(directory)
+        original = record.versions["import.source"].removeprefix("csv:")
+        assert record.hparams == HP[int(original[-1])]  # numbers, booleans and text come back as they were
+        frame = read_trajectory(directory).to_pandas()
+        frame["name"] = [f"{c}/{m}" + (f"[{k}]" if isinstance(k, str) else "")
+                         for c, m, k in zip(frame["context"], frame["metric"], frame["key"])]
+        for name, series in values[original].items():
+            assert _same(frame[frame["name"] == name].sort_values("epoch")["value"], series)
+
+
+def test_tensorboard_export_reads_back_with_event_accumulator(tmp_path, capsys):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    values = _campaign(tmp_path / "c")
+    code, out = _main(capsys, ["export", str(tmp_path / "c"), "--to", "tensorboard", str(tmp_path / "tb")])
+    assert code == 0 and "exported 2 runs" in out, out
+    for run_id, series in values.items():
+        accumulator = EventAccumulator(str(tmp_path / "tb" / run_id), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        assert set(accumulator.Tags()["scalars"]) == set(series)
+        for name, expected in series.items():
+            events = accumulator.Scalars(name)
+            assert [e.step for e in events] == [0, 1, 2] and _same([e.value for e in events], expected)
+        session = plugin_data_pb2.HParamsPluginData.FromString(
+            accumulator.PluginTagToContent("hparams")["_hparams_/session_start_info"]).session_start_info
+        hparams = HP[int(run_id[-1])]
+        assert session.hparams["optimizer.lr"].number_value == hparams["optimizer.lr"]
+        assert session.hparams["model.name"].string_value == hparams["model.name"]
+    code, out = _main(capsys, ["export", str(tmp_path / "c"), "--to", "tensorboard", str(tmp_path / "tb")])
+    assert code == 0 and "exported 0 runs" in out and "skipped run0" in out, out
+    code, out = _main(capsys, ["import", str(tmp_path / "back"), "--from", "tensorboard", str(tmp_path / "tb")])
+    assert code == 0, out
+    assert sorted(read_run_json(d).hparams["amp"] for d in iter_run_dirs(tmp_path / "back")) == [False, True]
+
+
+def test_mlflow_export_reads_back_with_search_runs(tmp_path, capsys):
+    mlflow = pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    values = _campaign(tmp_path / "c")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    code, out = _main(capsys, ["export", str(tmp_path / "c"), "--to", "mlflow", uri, "--experiment", "demo"])
+    assert code == 0 and "exported 2 runs to experiment 'demo'" in out, out
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["demo"]).set_index("tags.mlflow.runName")
+    assert set(runs.index) == set(values) and set(runs["status"]) == {"FINISHED"}
+    assert runs.loc["run1", "params.model.name"] == "cnn" and runs.loc["run0", "params.optimizer.lr"] == "0.1"
+    assert runs.loc["run0", "metrics.weights/erank/fc1"] == pytest.approx(values["run0"]["weights/erank[fc1]"][-1])
+    client = MlflowClient(tracking_uri=uri)
+    history = client.get_metric_history(runs.loc["run1", "run_id"], "val/loss")
+    assert [m.step for m in history] == [0, 1, 2] and _same([m.value for m in history], values["run1"]["val/loss"])
+    code, out = _main(capsys, ["import", str(tmp_path / "back"), "--from", "mlflow", uri])
+    assert code == 0, out
+    keys = {k for d in iter_run_dirs(tmp_path / "back") for k in read_trajectory(d).to_pandas()["key"].dropna()}
+    assert keys == {"fc1"}  # weights/erank/fc1 reads back as weights/erank[fc1]
