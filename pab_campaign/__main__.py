@@ -1,6 +1,7 @@
 """Hydra entry point: `python -m pab_campaign [-m] [overrides]` trains one run or a sweep."""
 from __future__ import annotations
 
+import copy
 import os
 import re
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from pab_campaign.errors import ConfigError, PabError, one_line
@@ -26,12 +27,19 @@ def train(cfg: DictConfig) -> str:
     """Train the run `cfg` describes and return its status (what a launcher's job returns); the job's
     pointer file records the run for the sweep's status table. A single run (no -m) that failed ends
     the command with exit status 1; a sweep's exit status comes from its status table (the
-    `SweepStatusCallback`), which reads every job's pointer."""
+    `SweepStatusCallback`), which reads every job's pointer. A distributed run whose ranks this
+    process must start (`runtime.nproc`) is started here, as torchrun would; only rank 0 reports."""
+    from pab_campaign.training import spawned
     from pab_campaign.training.run import execute
 
     hydra_cfg = HydraConfig.get()
+    overrides = list(hydra_cfg.overrides.task)
     try:
-        outcome = execute(cfg, overrides=list(hydra_cfg.overrides.task))
+        if spawned.needs_ranks(cfg):
+            spawned.check_ranks(cfg)
+            outcome = start_ranks(cfg, overrides)
+        else:
+            outcome = execute(cfg, overrides=overrides)
     except (ConfigError, OmegaConfBaseException) as exc:
         # OmegaConf raises here for a value read through an interpolation (a key that is not there,
         # a value of the wrong type). SystemExit passes through Hydra's job runner, which would
@@ -39,10 +47,32 @@ def train(cfg: DictConfig) -> str:
         message = config_error_line(exc) if isinstance(exc, OmegaConfBaseException) else one_line(exc)
         print(f"pab_campaign: error: {message}", file=sys.stderr)
         raise SystemExit(2) from None
+    if outcome.rank != 0:  # one of a job's other ranks: rank 0 reports the run
+        return outcome.status
     write_job_pointer(Path(hydra_cfg.runtime.output_dir), outcome)
     if outcome.status == RunStatus.FAILED and hydra_cfg.mode == RunMode.RUN:
         raise SystemExit(1)
     return outcome.status
+
+
+def start_ranks(cfg: DictConfig, overrides: list[str]):
+    """Start the run's `runtime.nproc` ranks here, as torchrun would, and return rank 0's outcome. A
+    rank that stopped on a config error has said so in one line (exit 2); a rank that failed or was
+    killed ended the others, and the run is failed (it resumes when launched again)."""
+    from pab_campaign.launching.ranks import RanksFailed, run_ranks
+    from pab_campaign.training import spawned
+
+    resolved = copy.deepcopy(cfg)
+    OmegaConf.resolve(resolved)  # the ranks are fresh interpreters, without Hydra's resolvers
+    try:
+        outcome = run_ranks(spawned.rank_main, (resolved, overrides), int(cfg.runtime.nproc))
+    except RanksFailed as exc:
+        if exc.exit_code == 2:
+            raise SystemExit(2) from None
+        error = f"{exc}; the other ranks were ended; launch it again to resume from its last checkpoint"
+        print(f"pab_campaign: {error}", file=sys.stderr)
+        return spawned.lost_outcome(cfg, error)
+    return outcome if outcome is not None else spawned.lost_outcome(cfg, "rank 0 ended without a result")
 
 
 # The override Hydra names in "Error merging override k=v" and "... use +k=v".

@@ -66,8 +66,9 @@ class RunRecord:
 
     `hparams` maps flat dotted keys (`optimizer.lr`) to scalars; times are ISO-8601 UTC strings;
     `duration_s` is wall-clock seconds over all attempts (None when unknown); `error` is the last line
-    of the exception that failed the run. `from_json` checks every field's type, so a hand-edited or
-    foreign file is refused with the field named, and fills fields an older file lacks with defaults.
+    of the exception that failed the run; `world_sizes` the ranks of each attempt. `from_json` checks
+    every field's type, so a hand-edited or foreign file is refused with the field named, and fills
+    fields an older file lacks with defaults.
     """
 
     run_id: str
@@ -86,6 +87,9 @@ class RunRecord:
     git_commit: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    # Ranks (processes) of each attempt, first to last: 1 for a single-process attempt. Empty in a
+    # run.json written before this field existed.
+    world_sizes: list[int] = field(default_factory=list)
 
     def to_json(self) -> str:
         """The record as indented JSON text (non-finite numbers written as null)."""
@@ -167,6 +171,8 @@ _FIELD_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "git_commit": _TEXT,
     "versions": (lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()), "an object of strings"),
     "error": _TEXT,
+    "world_sizes": (lambda v: isinstance(v, list) and all(_is_int(x) and x >= 1 for x in v),
+                    "a list of positive integers"),
 }
 RUN_FIELDS = tuple(f.name for f in fields(RunRecord))
 

@@ -4,7 +4,10 @@ the app's config, so they serve any Hydra app.
 
 - `LocalLauncher`: submitit_local with bounded parallelism. At most `jobs` runs at once, where
   `jobs x cpus_per_task <= cores`, and, when GPUs are visible, one GPU per job through
-  CUDA_VISIBLE_DEVICES (so also `jobs <= GPUs`). A new run starts as soon as one ends.
+  CUDA_VISIBLE_DEVICES (so also `jobs <= GPUs`). A new run starts as soon as one ends. A job whose
+  config says `runtime.distributed=true runtime.nproc=N` is one submitit job of N tasks (its
+  ranks), given N slots of cores and N GPUs of the pool (so 2-GPU runs on 8 GPUs run 4 at once)
+  and a free MASTER_PORT; it starts when that many are free.
   With `warm_start` (Linux), each job's interpreter is forked from one warm process that imported
   torch and the training code once (`pab_campaign.launching.forkserver`) instead of starting cold.
 - `SlurmLauncher`: submitit_slurm plus `detach`: submit the job array, record its job ids in
@@ -31,6 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher as plugin
@@ -38,8 +42,16 @@ from omegaconf import OmegaConf
 
 from hydra_plugins.pab_campaign_launchers.config import LocalConf, SlurmConf
 from pab_campaign.launching.forkserver import READY
-from pab_campaign.launching.plan import LauncherConfigError, available_cores, parallel_jobs, visible_gpus
+from pab_campaign.launching.plan import (
+    DevicePool,
+    LauncherConfigError,
+    available_cores,
+    check_job_tasks,
+    parallel_jobs,
+    visible_gpus,
+)
 from pab_campaign.launching.progress import ProgressDisplay, SweepProgress
+from pab_campaign.launching.ranks import free_port
 from pab_campaign.launching.sweep_status import POINTER, run_failed, write_lost_job
 
 log = logging.getLogger(__name__)
@@ -127,6 +139,26 @@ def job_failed(job: Any, job_output_dir: Path) -> bool:
         return True
 
 
+# The keys of the app's config (pab_campaign's runtime table) that make one job several ranks.
+DISTRIBUTED_KEY, NPROC_KEY = "runtime.distributed", "runtime.nproc"
+
+
+def job_tasks(launcher: Any, overrides: Sequence[str]) -> int:
+    """The ranks of one job: `runtime.nproc` when its config says `runtime.distributed=true`, else 1
+    (any Hydra app without these keys: 1). The job's own config is composed only when its
+    overrides name one of the keys; otherwise the sweep's config says it."""
+    config = launcher.config
+    if any(o.lstrip("+~").split("=")[0] in (DISTRIBUTED_KEY, NPROC_KEY) for o in overrides):
+        saved = HydraConfig.instance().cfg
+        try:
+            config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
+        finally:
+            HydraConfig.instance().cfg = saved
+    if not OmegaConf.select(config, DISTRIBUTED_KEY, default=False):
+        return 1
+    return max(1, int(OmegaConf.select(config, NPROC_KEY, default=1)))
+
+
 def with_threads(python: str, cpus_per_task: int) -> str:
     """The command `python` run with OMP_NUM_THREADS and MKL_NUM_THREADS set to `cpus_per_task`."""
     return shlex.join(["env", *(f"{name}={cpus_per_task}" for name in THREAD_VARIABLES)]) + " " + python
@@ -207,46 +239,52 @@ class LocalLauncher(plugin.LocalLauncher):
         try:
             threads = self.params["cpus_per_task"]
             gpus = visible_gpus() if self.use_gpus else []
-            jobs = parallel_jobs(len(job_overrides), available_cores(), threads, len(gpus), self.max_parallel)
+            cores = available_cores()
+            tasks = [job_tasks(self, overrides) for overrides in job_overrides]
+            for count in sorted(set(tasks)):
+                check_job_tasks(count, cores, threads, len(gpus))
+            jobs = parallel_jobs(len(job_overrides), cores, threads, len(gpus), self.max_parallel)
             sweep_dir = prepare_sweep_dir(self.config)
             log.info("local launcher: %d runs, %d at a time x %s threads%s; sweep dir %s", len(job_overrides), jobs,
-                     threads, f", one GPU each of {gpus}" if gpus else "", sweep_dir)
+                     threads, f", one GPU per rank of {gpus}" if gpus else "", sweep_dir)
             python = (warm.command() if warm else None) or shlex.quote(sys.executable)
-            finished = self._run_pool(self._executor(python), job_overrides, initial_job_idx, jobs, gpus, sweep_dir)
+            pool = DevicePool(cores, threads, gpus)
+            finished = self._run_pool(self._executor(python), job_overrides, tasks, initial_job_idx, jobs, pool,
+                                      sweep_dir)
         finally:
             if warm:
                 warm.stop()
         return collect([(idx, finished[idx]) for idx in sorted(finished)], job_overrides, sweep_dir)
 
-    def _run_pool(self, executor: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int, jobs: int,
-                  gpus: list[int], sweep_dir: Path) -> dict[int, Any]:
-        """Submit the runs, at most `jobs` at a time, showing the sweep's progress; returns the
-        finished submitit jobs by index."""
-        pending = list(enumerate(job_overrides, start=initial_job_idx))
-        running: dict[int, tuple[Any, int | None]] = {}
+    def _run_pool(self, executor: Any, job_overrides: Sequence[Sequence[str]], tasks: list[int],
+                  initial_job_idx: int, jobs: int, pool: DevicePool, sweep_dir: Path) -> dict[int, Any]:
+        """Submit the runs in order, at most `jobs` at a time and each when the pool has its ranks'
+        cores and GPUs, showing the sweep's progress; returns the finished submitit jobs by index."""
+        pending = list(zip(range(initial_job_idx, initial_job_idx + len(job_overrides)), job_overrides, tasks))
+        running: dict[int, tuple[Any, int, list[int]]] = {}
         finished: dict[int, Any] = {}
-        free_gpus = list(gpus)
         progress = SweepProgress(len(job_overrides), jobs)
         with ProgressDisplay() as display:
             while pending or running:
-                while pending and len(running) < jobs:
-                    idx, overrides = pending.pop(0)
-                    gpu = free_gpus.pop(0) if gpus else None
-                    executor.update_parameters(gpus_per_node=1 if gpu is not None else 0,
-                                               visible_gpus=(gpu,) if gpu is not None else ())
+                while pending and len(running) < jobs and pool.fits(pending[0][2]):
+                    idx, overrides, ranks = pending.pop(0)
+                    gpus = pool.take(ranks)
+                    # One task per rank; several ranks meet at a port free now (submitit's
+                    # TorchDistributedEnvironment reads MASTER_PORT).
+                    executor.update_parameters(tasks_per_node=ranks, gpus_per_node=len(gpus), visible_gpus=tuple(gpus),
+                                               setup=[f"export MASTER_PORT={free_port()}"] if ranks > 1 else [])
                     if not display.live:
                         log_job(idx, overrides)
-                    running[idx] = (executor.submit(self, *job_args(overrides, idx)), gpu)
+                    running[idx] = (executor.submit(self, *job_args(overrides, idx)), ranks, gpus)
                     progress.start(idx, time.monotonic())
                 display.show(progress.line(time.monotonic()), progress.counts())
                 time.sleep(POLL_S)
-                for idx, (job, gpu) in list(running.items()):
+                for idx, (job, ranks, gpus) in list(running.items()):
                     if job.done():
                         finished[idx] = job
                         del running[idx]
                         progress.finish(idx, time.monotonic(), job_failed(job, sweep_dir / str(idx)))
-                        if gpu is not None:
-                            free_gpus.append(gpu)
+                        pool.give_back(ranks, gpus)
             display.show(progress.line(time.monotonic()), progress.counts())
         return finished
 

@@ -60,3 +60,41 @@ def parallel_jobs(n_runs: int, cores: int, cpus_per_task: int, gpus: int, max_pa
                 "or a smaller cpus_per_task")
         fit = max_parallel
     return max(1, min(fit, n_runs))
+
+
+def check_job_tasks(tasks: int, cores: int, cpus_per_task: int, gpus: int) -> None:
+    """A run of `tasks` ranks (runtime.nproc) must fit this machine: one GPU per rank when GPUs are
+    used, and tasks x cpus_per_task cores."""
+    if gpus and tasks > gpus:
+        raise LauncherConfigError(f"runtime.nproc={tasks} ranks but the pool has {gpus} GPUs, one per rank; use "
+                                  f"runtime.nproc<={gpus}")
+    if tasks * cpus_per_task > cores:
+        fit = max(1, cores // cpus_per_task)
+        raise LauncherConfigError(f"runtime.nproc={tasks} ranks x hydra.launcher.cpus_per_task={cpus_per_task} need "
+                                  f"more than the {cores} cores here; use runtime.nproc<={fit} or a smaller "
+                                  "cpus_per_task")
+
+
+class DevicePool:
+    """The cores (in slots of `cpus_per_task`) and GPUs the local launcher hands to running jobs; a
+    job of `tasks` ranks takes `tasks` slots and, when there are GPUs, `tasks` of them."""
+
+    def __init__(self, cores: int, cpus_per_task: int, gpus: list[int]) -> None:
+        self.slots = max(1, cores // cpus_per_task)
+        self.free_gpus = list(gpus)
+        self.uses_gpus = bool(gpus)
+
+    def fits(self, tasks: int) -> bool:
+        return tasks <= self.slots and (not self.uses_gpus or tasks <= len(self.free_gpus))
+
+    def take(self, tasks: int) -> list[int]:
+        """Take `tasks` slots (and GPUs); the GPUs taken (empty without GPUs)."""
+        assert self.fits(tasks)
+        self.slots -= tasks
+        taken = self.free_gpus[:tasks] if self.uses_gpus else []
+        self.free_gpus = self.free_gpus[len(taken):]
+        return taken
+
+    def give_back(self, tasks: int, gpus: list[int]) -> None:
+        self.slots += tasks
+        self.free_gpus.extend(gpus)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -12,15 +13,18 @@ def on_cuda(device: torch.device) -> bool:
     return torch.device(device).type == "cuda"
 
 
-def prepare_model(model: nn.Module, device: torch.device, runtime) -> tuple[nn.Module, nn.Module]:
-    """(`model` on `device`, the module the training step calls). On CUDA the weights are channels_last
-    and, with `runtime.compile`, the step calls a compiled wrapper sharing them; `model` itself stays
-    uncompiled for checkpoints, evaluation and probes."""
+def prepare_model(model: nn.Module, device: torch.device, runtime,
+                  wrap: Callable[[nn.Module], nn.Module] = lambda m: m) -> tuple[nn.Module, nn.Module]:
+    """(`model` on `device`, the module the training step calls: `wrap(model)`, e.g. its
+    DistributedDataParallel). On CUDA the weights are channels_last and, with `runtime.compile`, the
+    step calls a compiled wrapper sharing them; `model` itself stays unwrapped and uncompiled for
+    checkpoints, evaluation and probes."""
     model = model.to(device)
     if not on_cuda(device):
-        return model, model
+        return model, wrap(model)
     model = model.to(memory_format=torch.channels_last)
-    return model, torch.compile(model) if runtime.get("compile", False) else model
+    step = wrap(model)
+    return model, torch.compile(step) if runtime.get("compile", False) else step
 
 
 def autocast(device: torch.device, runtime) -> contextlib.AbstractContextManager:

@@ -197,6 +197,14 @@ class RuntimeConfig:
     verbose: bool = MISSING
     amp: bool = MISSING
     compile: bool = MISSING
+    # Data-parallel training over ranks (training/distributed.py): the ranks of a submitit/SLURM job,
+    # of torchrun, or `nproc` processes the local launcher or the entry point starts for the run.
+    distributed: bool = MISSING
+    nproc: int = MISSING
+    # auto (nccl on CUDA, gloo on the CPU) | gloo | nccl
+    backend: str = MISSING
+    # How long a rank waits in one collective (rank 0 evaluates and probes alone meanwhile).
+    dist_timeout_min: int = MISSING
 
 
 @dataclass

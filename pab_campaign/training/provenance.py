@@ -57,12 +57,23 @@ def now() -> str:
 
 
 def start_record(run_id: str, campaign: str, hparams: dict, seed: int | None, overrides: list[str],
-                 previous: RunRecord | None) -> RunRecord:
+                 previous: RunRecord | None, world_size: int = 1) -> RunRecord:
     """The record of this attempt, running: a new run, or a restart of `previous` (its start, time
-    spent and epochs kept, restarts counted), with this host, job, commit and versions."""
+    spent and epochs kept, restarts counted), with this host, job, commit, versions and the world
+    size of every attempt (`world_size` ranks now; 1 for earlier attempts a record predating the
+    field does not list: they were single-process)."""
     return RunRecord(
         run_id=run_id, status=RunStatus.RUNNING, campaign=campaign, hparams=hparams, overrides=list(overrides),
         seed=seed, started_at=previous.started_at if previous else now(), ended_at=None,
         duration_s=(previous.duration_s or 0.0) if previous else 0.0,
         epochs_done=previous.epochs_done if previous else 0, restarts=previous.restarts + 1 if previous else 0,
-        host=host(), slurm_job_id=slurm_job_id(), git_commit=git_commit(), versions=versions(), error=None)
+        host=host(), slurm_job_id=slurm_job_id(), git_commit=git_commit(), versions=versions(), error=None,
+        world_sizes=[*earlier_world_sizes(previous), world_size])
+
+
+def earlier_world_sizes(previous: RunRecord | None) -> list[int]:
+    """The world sizes of `previous`'s attempts (restarts + 1 of them), 1 where it does not say."""
+    if previous is None:
+        return []
+    attempts = previous.restarts + 1
+    return [1] * max(0, attempts - len(previous.world_sizes)) + previous.world_sizes[-attempts:]

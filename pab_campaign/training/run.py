@@ -5,6 +5,11 @@ The steps follow `setup → train → save_checkpoint → cleanup`; `execute(cfg
 never raises for a training error: the run ends `failed` (or `diverged`) with the error's last line
 in `run.json` and its full traceback appended to `<run>/run.log`, and the sweep goes on.
 
+With `runtime.distributed` the process is one rank of several (`distributed.py`): every rank trains
+its share of each global batch under DistributedDataParallel; rank 0 alone holds the run's lock,
+evaluates, probes and writes, and the others wait for its verdict (go on, stop, or it ended) after
+each of its solo steps, so the trajectory has exactly the rows of a single-process run.
+
 Every file of the run is written through a `RunWriter` (`run_writer.py`, the Tracker's too): a
 run another live process is writing is skipped and said so; a finished run is never reopened; a run
 whose `run.json` cannot be read is refused when it has history; a run whose trajectory cannot be
@@ -17,7 +22,9 @@ import logging
 import math
 import random
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +36,13 @@ from torch.nn import functional as F
 from pab_campaign.errors import ConfigError, StoreError, one_line
 from pab_campaign.runlock import RunLocked, RunLockLost
 from pab_campaign.store import RunStatus, run_dir
-from pab_campaign.training import checkpoint, preemption
+from pab_campaign.training import checkpoint, distributed, preemption
 from pab_campaign.training.acceleration import autocast, on_cuda, prepare_model
 from pab_campaign.training.config import check_campaign_name, job_threads, undeclared_keys
 from pab_campaign.training.data import SPLITS, build_dataset, check_dataset
 from pab_campaign.training.data.batching import augment_generator, on_device, train_batches
+from pab_campaign.training.data.sharding import GlobalBatchSampler
+from pab_campaign.training.distributed import Collective, RankEnded, Ranks
 from pab_campaign.training.evaluate import Evaluation, evaluate
 from pab_campaign.training.identity import hparams, run_id
 from pab_campaign.training.models import build_model, check_model
@@ -65,6 +74,8 @@ def validate(cfg: DictConfig) -> None:
          f"runtime.threads={cfg.runtime.threads} must be >= 1, or null for the launcher's threads"),
         (cfg.checkpoint.best_mode in ("min", "max"),
          f"checkpoint.best_mode='{cfg.checkpoint.best_mode}' must be min or max"),
+        (cfg.runtime.nproc >= 1, f"runtime.nproc={cfg.runtime.nproc} must be >= 1, e.g. runtime.nproc=2"),
+        (cfg.runtime.dist_timeout_min >= 1, f"runtime.dist_timeout_min={cfg.runtime.dist_timeout_min} must be >= 1"),
     ]
     for ok, message in checks:
         if not ok:
@@ -84,6 +95,25 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(str(exc)) from None
     if cfg.runtime.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("runtime.device=cuda but no CUDA device is visible; use runtime.device=cpu or auto")
+    # `auto` may find no GPU on the machine that checks a sweep, yet the job's node has some.
+    distributed.backend(str(cfg.runtime.backend), torch.device("cpu" if cfg.runtime.device == "cpu" else "cuda"))
+    if cfg.runtime.distributed:
+        distributed.check_batch(int(cfg.train.batch_size), planned_world_size(cfg))
+
+
+def wants_cuda(cfg: DictConfig) -> bool:
+    return cfg.runtime.device == "cuda" or (cfg.runtime.device == "auto" and torch.cuda.is_available())
+
+
+def planned_world_size(cfg: DictConfig) -> int:
+    """The ranks a distributed run will have: those of the job it runs in (torchrun, a submitit job
+    of several tasks), else, when a sweep is being checked for the SLURM launcher, its nodes x
+    tasks_per_node, else `runtime.nproc`."""
+    ranks = distributed.from_environment()
+    if ranks.distributed:
+        return ranks.world_size
+    launcher = distributed.planned_launcher_tasks()
+    return launcher if launcher is not None else int(cfg.runtime.nproc)
 
 
 @dataclass
@@ -97,22 +127,33 @@ class RunOutcome:
     skipped: bool = False
     # Why a run was skipped other than being finished before (e.g. another process is writing it).
     note: str | None = None
+    # The rank that returned it: only rank 0's speaks for the run.
+    rank: int = 0
+
+
+CONTINUE, STOP = 0, 1
 
 
 @dataclass
 class Run:
-    """The state of one run between its steps; its files are written through `writer`."""
+    """The state of one run between its steps. Rank 0 writes its files through `writer` (None on
+    the other ranks); `ranks` are the processes training it together (one by default)."""
 
     cfg: DictConfig
-    writer: RunWriter
+    writer: RunWriter | None
+    ranks: Ranks = field(default_factory=Ranks)
+    run_id: str = ""
 
     # ---- setup ---------------------------------------------------------------------------
     def setup(self) -> None:
+        """Build data, model and optimiser, resume from the last checkpoint (every rank loads it),
+        then wrap the model for data-parallel training once rank 0 has checked the history."""
         cfg = self.cfg
         torch.set_num_threads(job_threads(cfg.runtime.threads))
-        wants_cuda = cfg.runtime.device == "cuda" or (cfg.runtime.device == "auto" and torch.cuda.is_available())
-        self.device = torch.device("cuda" if wants_cuda else "cpu")
-        if wants_cuda:
+        self.device = distributed.rank_device(wants_cuda(cfg), self.ranks)
+        self.collective = Collective(self.ranks, self.device)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
             # CPU kernels are deterministic at a fixed thread count already (the tests check it);
             # the switch imports torch._inductor (~1.5 s of start-up), so only CUDA pays for it.
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -120,77 +161,112 @@ class Run:
         np.random.seed(cfg.seed)
         random.seed(cfg.seed)
         self.data = on_device(build_dataset(cfg.dataset), self.device)
-        self.model, self.step_model = prepare_model(
-            build_model(cfg.model, self.data.input_shape, self.data.num_classes), self.device, cfg.runtime)
+        self.model = build_model(cfg.model, self.data.input_shape, self.data.num_classes)
         self.optimizer = build_optimizer(cfg.optimizer, self.model)
         self.probes = build_probes(OmegaConf.to_container(cfg.tracking.probes))
         self.state = TrainingState(
             self.model, self.optimizer, build_scheduler(cfg.schedule, self.optimizer, cfg.train.epochs),
-            torch.Generator().manual_seed(int(cfg.seed)), {probe.name: {} for probe in self.probes})
+            probe_states={probe.name: {} for probe in self.probes})
         self.probe_set = self.data.probe(int(cfg.tracking.probe_size))
         batchnorm = torch.nn.modules.batchnorm._BatchNorm
-        self.min_batch = 2 if any(isinstance(m, batchnorm) for m in self.model.modules()) else 1
+        min_share = 2 if any(isinstance(m, batchnorm) for m in self.model.modules()) else 1
+        self.sampler = GlobalBatchSampler(len(self.data.train), int(cfg.train.batch_size), self.ranks.world_size,
+                                          self.ranks.rank, distributed.derived_seed("order", cfg.seed), min_share)
         self._resume()
+        self._solo(self._check_history)
+        self.model, self.step_model = prepare_model(
+            self.model, self.device, cfg.runtime, lambda m: distributed.data_parallel(m, self.device, self.ranks))
 
     def _resume(self) -> None:
-        """Continue from the latest checkpoint, if any; the writer checks the history against it and
-        drops trajectory rows after its epoch (StoreError when the history lacks epochs it recorded)."""
-        latest = checkpoint.latest(self.writer.directory)
+        """Continue from the latest checkpoint, if any (every rank reads rank 0's, so all go on from
+        the same weights, optimiser state and epoch)."""
+        latest = checkpoint.latest(self.directory)
         if latest is not None:
             self.state.load_state_dict(checkpoint.load(latest))
-            log.info("run %s: resuming from %s (epoch %d)", self.writer.run_id, latest.name, self.state.epoch)
+            log.info("run %s: resuming from %s (epoch %d)", self.run_id, latest.name, self.state.epoch)
+
+    def _check_history(self) -> int:
+        """Rank 0: the writer checks the history against the checkpoint and drops trajectory rows
+        after its epoch (StoreError when the history lacks epochs it recorded)."""
+        assert self.writer is not None
         self.writer.resume(self.state.epoch, self.state.recorded_epochs)
+        return CONTINUE
+
+    @property
+    def directory(self) -> Path:
+        return run_dir(Path(self.cfg.campaign.dir).resolve(), self.run_id)
+
+    def _solo(self, work: Callable[[], int]) -> int:
+        """Run `work` on rank 0 alone and share its verdict (CONTINUE or STOP) with every rank. When
+        it raises, the others are told the run ended (they raise RankEnded) and it re-raises."""
+        if not self.ranks.is_main:
+            verdict = self.collective.share(None)
+            if verdict == Collective.ABORT:
+                raise RankEnded(f"rank 0 ended run {self.run_id}; see its run.json")
+            return verdict
+        try:
+            verdict = work()
+        except BaseException:
+            _tell_the_others(self.collective, Collective.ABORT)
+            raise
+        return self.collective.share(verdict)
 
     # ---- train ---------------------------------------------------------------------------
     def train(self) -> RunStatus:
         """Measure epoch 0 (if not resumed past it), then train; returns the final status."""
-        epochs = int(self.cfg.train.epochs)
-        if self.state.next_epoch == 0:
-            self._end_epoch(0, train_loss=math.nan)
-        for epoch in range(self.state.next_epoch, epochs + 1):
+        epochs, start = int(self.cfg.train.epochs), self.state.next_epoch
+        if start == 0:
+            self._solo(partial(self._end_epoch, 0, math.nan, time.monotonic()))
+        for epoch in range(max(start, 1), epochs + 1):
             started = time.monotonic()
             train_loss = self._train_epoch(epoch)
-            evaluations = self._end_epoch(epoch, train_loss)
-            if self.cfg.runtime.verbose:
-                log.info(
-                    "run %s epoch %d/%d  train loss %.4f | val loss %.4f acc %.4f | %.2fs",
-                    self.writer.run_id, epoch, epochs, train_loss,
-                    evaluations["val"].loss, evaluations["val"].acc, time.monotonic() - started,
-                )
-            if self.cfg.train.stop_on_divergence and not (
-                math.isfinite(train_loss) and math.isfinite(evaluations["train"].loss)
-            ):
+            if self._solo(partial(self._end_epoch, epoch, train_loss, started)) == STOP:
                 return RunStatus.DIVERGED
         return RunStatus.COMPLETED
 
     def _train_epoch(self, epoch: int) -> float:
-        """One pass over the training split in a seeded order, augmented (when `dataset.augment`) by a
-        generator derived from (seed, epoch); mean batch loss (nats), NaN if it blew up. On CUDA the
-        loss is summed on the device and checked once at the end, so steps never wait for the host."""
+        """One pass over the training split in the epoch's seeded order (`GlobalBatchSampler`: this
+        rank's share of each global batch), augmented (when `dataset.augment`) by a generator derived
+        from (seed, epoch, rank); mean loss (nats) per example over every rank, NaN if it blew up.
+
+        Each rank's loss is its share's mean scaled by share·world/global batch, so the gradients
+        DistributedDataParallel averages are those of the global batch's mean loss, as in one
+        process. On CUDA, and over several ranks, the loss is summed on the device and checked once
+        at the end, so steps never wait for the host (and every rank takes every step)."""
         self.model.train()
-        order = torch.randperm(len(self.data.train), generator=self.state.batch_order)
-        generator = augment_generator(int(self.cfg.seed), epoch) if self.cfg.dataset.get("augment") else None
-        check_each_step = not on_cuda(self.device)
+        world, rank = self.ranks.world_size, self.ranks.rank
+        if world > 1:  # dropout draws: a pure function of (seed, epoch, rank), so a resume draws them again
+            torch.manual_seed(distributed.derived_seed("dropout", self.cfg.seed, epoch, rank))
+        self.sampler.set_epoch(epoch)
+        order = self.sampler.indices()
+        generator = None
+        if self.cfg.dataset.get("augment"):
+            generator = augment_generator(int(self.cfg.seed), epoch, rank)
+        check_each_step = not on_cuda(self.device) and world == 1
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         seen = 0
-        for x, y in train_batches(self.data, order, int(self.cfg.train.batch_size), self.device,
-                                  self.min_batch, generator):
+        batches = train_batches(self.data, order, self.sampler.rank_batch_size, self.device, 1, generator)
+        for (x, y), global_size in zip(batches, self.sampler.global_sizes()):
             self.optimizer.zero_grad(set_to_none=True)
             with autocast(self.device, self.cfg.runtime):
                 loss = F.cross_entropy(self.step_model(x), y)
             if check_each_step and not torch.isfinite(loss):
                 self.state.scheduler.step()
                 return math.nan
-            loss.backward()
+            scale = len(y) * world / global_size
+            (loss * scale if scale != 1 else loss).backward()
             self.optimizer.step()
             total += loss.detach().double() * len(y)
             seen += len(y)
         self.state.scheduler.step()
-        mean = total.item() / max(seen, 1)
+        summed, count = self.collective.sum([total.item(), float(seen)])
+        mean = summed / max(count, 1.0)
         return mean if math.isfinite(mean) else math.nan
 
-    def _end_epoch(self, epoch: int, train_loss: float) -> dict[str, Evaluation]:
-        """Evaluate, probe, then persist trajectory, checkpoint and run.json for `epoch`."""
+    def _end_epoch(self, epoch: int, train_loss: float, started: float) -> int:
+        """Rank 0: evaluate, probe, then persist trajectory, checkpoint and run.json for `epoch`;
+        STOP when the run diverged (and `train.stop_on_divergence`), else CONTINUE."""
+        assert self.writer is not None
         with autocast(self.device, self.cfg.runtime):
             evaluations = {name: evaluate(self.model, getattr(self.data, name)) for name in SPLITS}
         final_epoch = int(self.cfg.train.epochs)
@@ -208,11 +284,19 @@ class Run:
         self.writer.save_trajectory()
         self.save_checkpoint(epoch, evaluations)
         self.writer.record_epoch(epoch)
-        return evaluations
+        if epoch == 0:
+            return CONTINUE
+        if self.cfg.runtime.verbose:
+            log.info("run %s epoch %d/%d  train loss %.4f | val loss %.4f acc %.4f | %.2fs", self.run_id, epoch,
+                     final_epoch, train_loss, evaluations["val"].loss, evaluations["val"].acc,
+                     time.monotonic() - started)
+        diverged = not (math.isfinite(train_loss) and math.isfinite(evaluations["train"].loss))
+        return STOP if self.cfg.train.stop_on_divergence and diverged else CONTINUE
 
     # ---- save_checkpoint -----------------------------------------------------------------
     def save_checkpoint(self, epoch: int, evaluations: dict[str, Evaluation]) -> None:
         """`last.pt` every epoch, `epoch_NNNN.pt` every k epochs (then prune), `best.pt` on improvement."""
+        assert self.writer is not None
         ckpt = self.cfg.checkpoint
         improved = self._improves_best(evaluations)
         self.state.epoch, self.state.recorded_epochs = epoch, self.writer.recorded_epochs()
@@ -246,35 +330,77 @@ class Run:
 def execute(cfg: DictConfig, overrides: list[str] | tuple[str, ...] = ()) -> RunOutcome:
     """Run `cfg` to its end in `<campaign.dir>/runs/<run_id>`; skip it if it already finished or
     another live process is writing it, refuse it (nothing written) when its `run.json` cannot be
-    read and it has history."""
+    read and it has history. As one of several ranks, the process trains its share and rank 0 alone
+    writes; every rank returns rank 0's decision to skip, and the others' outcomes say which rank
+    they were."""
     validate(cfg)
+    ranks = distributed.from_environment() if cfg.runtime.distributed else Ranks()
     rid = run_id(hparams(cfg))
     directory = run_dir(Path(cfg.campaign.dir).resolve(), rid)
-    writer = RunWriter(directory, rid, str(cfg.campaign.name), hparams(cfg), int(cfg.seed), list(overrides))
+    device = torch.device("cuda" if wants_cuda(cfg) else "cpu")
+    with distributed.process_group(ranks, distributed.backend(str(cfg.runtime.backend), device),
+                                   int(cfg.runtime.dist_timeout_min)):
+        if not ranks.is_main:
+            return _execute_rank(cfg, ranks, rid, directory)
+        writer = RunWriter(directory, rid, str(cfg.campaign.name), hparams(cfg), int(cfg.seed), list(overrides),
+                           ranks.world_size)
+        try:
+            return _execute(cfg, writer, ranks)
+        finally:
+            writer.lock.release()
+
+
+def _tell_the_others(collective: Collective, verdict: int) -> None:
+    """Rank 0 shares `verdict` on its way out; a peer already gone is logged, not raised over the
+    error that ends the run."""
     try:
-        return _execute(cfg, writer)
-    finally:
-        writer.lock.release()
+        collective.share(verdict)
+    except Exception as exc:  # the peers may be gone already
+        log.warning("could not tell the other ranks the run ended: %s", one_line(exc))
 
 
-def _execute(cfg: DictConfig, writer: RunWriter) -> RunOutcome:
+def _execute_rank(cfg: DictConfig, ranks: Ranks, rid: str, directory: Path) -> RunOutcome:
+    """A rank other than 0: train along with rank 0 while it says go on."""
+    run = Run(cfg, None, ranks, rid)
+    skipped = RunOutcome(rid, RunStatus.RUNNING, directory, skipped=True, note="rank 0 writes", rank=ranks.rank)
+    collective = Collective(ranks, distributed.rank_device(wants_cuda(cfg), ranks))
+    if collective.share(None) != CONTINUE:  # rank 0 did not open the run
+        return skipped
+    try:
+        run.setup()
+        status = run.train()
+    except RankEnded as exc:
+        log.info("rank %d: %s", ranks.rank, exc)
+        return skipped
+    return RunOutcome(rid, status, directory, note="rank 0 writes", rank=ranks.rank)
+
+
+def _execute(cfg: DictConfig, writer: RunWriter, ranks: Ranks) -> RunOutcome:
     rid, directory = writer.run_id, writer.directory
+    collective = Collective(ranks, distributed.rank_device(wants_cuda(cfg), ranks))
     try:
         opened = writer.open()
     except RunLocked as exc:
+        _tell_the_others(collective, STOP)
         log.warning("run %s skipped: %s", rid, one_line(exc))
         status = writer.previous.status if writer.previous else RunStatus.RUNNING
         return RunOutcome(rid, status, directory, skipped=True, note=f"another process is writing it ({exc.holder})")
     except RunRefused as exc:
+        _tell_the_others(collective, STOP)
         log.error("run %s refused: %s", rid, one_line(exc))
         return RunOutcome(rid, RunStatus.FAILED, directory, one_line(exc), skipped=True,
                           note="its run.json cannot be read; every file kept")
     except StoreError:  # the history cannot be read: the attempt ended failed, with the reason
+        _tell_the_others(collective, STOP)
         return RunOutcome(rid, RunStatus.FAILED, directory, writer.record.error if writer.record else None)
+    collective.share(CONTINUE if opened else STOP)
     if not opened:
         assert writer.record is not None
         return RunOutcome(rid, writer.record.status, directory, writer.record.error, skipped=True)
-    run = Run(cfg, writer)
+    if ranks.distributed:
+        log.info("run %s: %d ranks, global batch %d (%d per rank)", rid, ranks.world_size,
+                 cfg.train.batch_size, cfg.train.batch_size // ranks.world_size)
+    run = Run(cfg, writer, ranks, rid)
     try:
         with preemption.guard(writer.finish):
             run.setup()

@@ -1,7 +1,7 @@
 """The one writer of a run directory, shared by the built-in training loop (`run.py`) and the
 `Tracker` of a user's own loop, so a run written by either is handled the same way:
 
-    writer = RunWriter(directory, run_id, campaign, hparams, seed, overrides)
+    writer = RunWriter(directory, run_id, campaign, hparams, seed, overrides, world_size)
     if writer.open():                        # False: the run finished before; nothing is written
         writer.resume(state.epoch, state.recorded_epochs)    # after loading its checkpoint (-1: none)
         ... writer.trajectory.add(...); writer.save_trajectory(); <checkpoint>; writer.record_epoch(epoch)
@@ -67,13 +67,14 @@ class RunRefused(StoreError):
 
 class RunWriter:
     """One attempt at writing the run in `directory` (see the module docstring). `hparams` are the
-    flat dotted hyper-parameters the run id hashes, `overrides` the command line's (recorded)."""
+    flat dotted hyper-parameters the run id hashes, `overrides` the command line's (recorded),
+    `world_size` the ranks training this attempt (recorded; only rank 0 writes)."""
 
     def __init__(self, directory: Path, run_id: str, campaign: str, hparams: dict[str, Scalar], seed: int | None,
-                 overrides: Sequence[str] = ()) -> None:
+                 overrides: Sequence[str] = (), world_size: int = 1) -> None:
         self.directory = Path(directory)
         self.run_id, self.campaign, self.hparams, self.seed = run_id, campaign, hparams, seed
-        self.overrides = list(overrides)
+        self.overrides, self.world_size = list(overrides), world_size
         self.lock = RunLock(self.directory)
         self.previous: RunRecord | None = None
         self.record: RunRecord | None = None
@@ -109,7 +110,7 @@ class RunWriter:
             for folder in (self.directory, checkpoint.checkpoint_dir(self.directory)):
                 remove_stale_temps(folder)
             self.record = provenance.start_record(self.run_id, self.campaign, self.hparams, self.seed,
-                                                  self.overrides, self.previous)
+                                                  self.overrides, self.previous, self.world_size)
             write_run_json(self.directory, self.record)
         except BaseException:
             self.lock.release()

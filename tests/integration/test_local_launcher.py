@@ -110,3 +110,23 @@ def test_impossible_launcher_settings_exit_2_with_one_line(tmp_path, override, m
     assert result.returncode == 2, result.stderr[-2000:]
     assert_one_line_error(result, message)
     assert not (campaign / "runs").exists()
+
+
+def test_a_sweep_of_two_rank_runs_gives_each_run_its_ranks(tmp_path):
+    """runtime.distributed=true runtime.nproc=2: each run is one submitit job of 2 tasks (its ranks,
+    forked from the warm python), rank 0 writes, and run.json records the world size."""
+    campaign = tmp_path / "ranks"
+    result = train(campaign, "seed=0,1", "model=mlp", "optimizer.lr=0.05", "train.epochs=2",
+                   "runtime.distributed=true", "runtime.nproc=2")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    records = [read_run_json(d) for d in iter_run_dirs(campaign)]
+    assert sorted(r.seed for r in records) == [0, 1]
+    assert all(r.status == "completed" and r.world_sizes == [2] and r.epochs_done == 2 for r in records)
+    assert "sweep: 2 completed" in result.stdout
+
+
+def test_more_ranks_than_the_pool_has_are_refused_in_one_line(tmp_path):
+    result = train(tmp_path / "c", "runtime.distributed=true", "runtime.nproc=4096", "train.batch_size=4096")
+    assert result.returncode == 2
+    assert_one_line_error(result, "runtime.nproc=4096 ranks", "runtime.nproc<=")
+    assert not (tmp_path / "c" / "runs").exists()

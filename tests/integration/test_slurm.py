@@ -119,3 +119,34 @@ def test_a_killed_job_is_reported_failed_and_its_run_resumes_when_launched_again
     assert final.status == "completed" and final.restarts == 1 and final.epochs_done == 200
     assert epochs_of(campaign / "runs" / final.run_id) == list(range(201))
     assert not (campaign / "runs" / final.run_id / "run.lock").exists()
+
+
+def test_a_two_task_job_trains_one_distributed_run_and_resumes_it_after_preemption(slurm_env, tmp_path):
+    """hydra.launcher.tasks_per_node=2 runtime.distributed=true: one SLURM job of two tasks, each a
+    rank (gloo on the CPU) from SLURM's task variables through submitit; rank 0 writes. SIGUSR2
+    requeues the whole job and both ranks resume from the last checkpoint, ending on the trajectory
+    of an uninterrupted 2-rank run started by the entry point."""
+    campaign, reference = tmp_path / "dist", tmp_path / "dist_reference"
+    ranks = ["runtime.distributed=true", "train.epochs=30", "seed=3"]
+    submitted = train(slurm_env, campaign, *ranks, "hydra.launcher.tasks_per_node=2", "hydra.launcher.detach=true",
+                      "hydra.launcher.timeout_min=5")
+    assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr[-3000:]
+    uninterrupted = subprocess.Popen(train_argv(reference, [*FAST, *ranks, "runtime.nproc=2"]), cwd=REPO,
+                                     env=slurm_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def record():
+        dirs = list(iter_run_dirs(campaign))
+        return read_run_json(dirs[0]) if dirs and (dirs[0] / "run.json").exists() else None
+
+    wait_for(lambda: getattr(record(), "epochs_done", 0) >= 3, 240, "the 2-task SLURM run to reach epoch 3")
+    assert record().world_sizes == [2]
+    subprocess.run(["scancel", "--signal=USR2", record().slurm_job_id], env=slurm_env, check=True, timeout=30)
+    wait_for(lambda: record().status != "running", 60, "the run to record the preemption")
+    assert record().status == "preempted" and record().epochs_done < 30
+    wait_for(lambda: record().status == "completed", 300, "the requeued 2-task job to complete the run")
+    final = record()
+    assert final.restarts == 1 and final.epochs_done == 30 and final.world_sizes == [2, 2]
+    assert uninterrupted.wait(timeout=300) == 0, uninterrupted.stderr.read()[-3000:]
+    run_dir, ref_dir = next(iter_run_dirs(campaign)), next(iter_run_dirs(reference))
+    assert run_dir.name == ref_dir.name and not (run_dir / "run.lock").exists()
+    assert_same_trajectory(run_dir, ref_dir, epochs=30)

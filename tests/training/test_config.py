@@ -129,7 +129,8 @@ def test_undeclared_keys_finds_what_plus_added_past_the_schema(tmp_path):
 
 def test_schema_keys_name_the_declared_types():
     assert schema_keys(config.RuntimeConfig) == {"device": "str", "threads": "int | None", "verbose": "bool",
-                                                 "amp": "bool", "compile": "bool"}
+                                                 "amp": "bool", "compile": "bool", "distributed": "bool",
+                                                 "nproc": "int", "backend": "str", "dist_timeout_min": "int"}
     assert schema_keys(config.MlpConfig)["hidden"] == "list[int]"
     assert schema_keys(RunConfig)["mbe"] == "MbeGrid | None"
 

@@ -23,10 +23,12 @@ class BatchedBundle(DataBundle):
         return self.val.head(size)
 
 
-def augment_generator(seed: int, epoch: int) -> torch.Generator:
-    """The generator of epoch `epoch`'s training augmentation, a pure function of (seed, epoch), so a
-    resumed run draws exactly what an uninterrupted one would."""
-    digest = hashlib.sha256(f"augment:{seed}:{epoch}".encode()).digest()
+def augment_generator(seed: int, epoch: int, rank: int = 0) -> torch.Generator:
+    """The generator of epoch `epoch`'s training augmentation on rank `rank`, a pure function of
+    (seed, epoch, rank), so a resumed run draws exactly what an uninterrupted one would (rank 0's is
+    a single-process run's)."""
+    text = f"augment:{seed}:{epoch}" + (f":{rank}" if rank else "")
+    digest = hashlib.sha256(text.encode()).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
