@@ -32,8 +32,8 @@ STATE_COLOURS = (ORANGE, SKY, GREEN, YELLOW, BLUE, VERMILLION, PURPLE, GREY)
 
 # Units of the recorded metrics (the metric name without context, key or epoch).
 _UNITS = {
-    "fraction": ("acc", "class_acc", "clean_acc", "fgsm_acc", "pgd_acc", "consistency", "churn", "gen_gap",
-                 "acc_gap_final", "acc_gap_max"),
+    "fraction": ("acc", "precision", "recall", "f1", "class_acc", "clean_acc", "fgsm_acc", "pgd_acc", "consistency",
+                 "churn", "gen_gap", "acc_gap_final", "acc_gap_max"),
     "cross-entropy, nats": ("loss", "batch_loss", "loss_gap", "early_stop_val_loss", "loss_gap_final",
                             "loss_gap_max"),
     "ratio 0–1": ("fim_norm", "sci", "cka_init", "cka_prev", "code_sparsity", "comp_sparsity"),
@@ -45,8 +45,8 @@ _UNITS = {
 
 
 # Metrics that cannot leave [0, 1] or go below 0 (gaps and differences can, so they are not here).
-_IN_UNIT_INTERVAL = ("acc", "class_acc", "clean_acc", "fgsm_acc", "pgd_acc", "consistency", "churn",
-                     *_UNITS["ratio 0–1"])
+_IN_UNIT_INTERVAL = ("acc", "precision", "recall", "f1", "class_acc", "clean_acc", "fgsm_acc", "pgd_acc",
+                     "consistency", "churn", *_UNITS["ratio 0–1"])
 _NON_NEGATIVE = ("loss", "batch_loss", "early_stop_val_loss", "erank", "stable_rank", "rank_max", "spectral_entropy",
                  "sv_min", "classes_learned", "classes_unstable", "class_learned_epoch", "early_stop_epoch",
                  "overfit_onset")
