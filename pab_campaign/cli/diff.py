@@ -89,7 +89,7 @@ def register(commands: Commands) -> None:
         "ModelDiff: TRAK attributions of two algorithms' checkpoints, residual PCA, the examples each "
         "distinguishing direction singles out",
         "pab-campaign diff outputs/modeldiff_digits --a dataset.corner_patch.train_class=null "
-        "--b dataset.corner_patch.train_class=8 --checkpoints every --proj-dim 32")
+        "--b dataset.corner_patch.train_class=8 --checkpoints every --proj-dim 32", several=False)
     _algorithm_options(diff)
     diff.add_argument("--checkpoints", choices=("last", "every"), default="last",
                       help="each run's final checkpoint, or every checkpoint it kept (default last)")
@@ -105,7 +105,7 @@ def register(commands: Commands) -> None:
         "diff-test", cmd_diff_test,
         "counterfactual test: how a transformation of the validation inputs moves each algorithm's predictions",
         "pab-campaign diff-test outputs/modeldiff_digits --a dataset.corner_patch.train_class=null "
-        "--b dataset.corner_patch.train_class=8 --transform corner_patch")
+        "--b dataset.corner_patch.train_class=8 --transform corner_patch", several=False)
     _algorithm_options(test)
     test.add_argument("--transform", required=True,
                       help="corner_patch (bright top-left square), grayscale (RGB only) or texture (stripes)")

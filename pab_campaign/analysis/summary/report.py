@@ -1,6 +1,10 @@
 """Grouped summaries of a campaign: per group of hyper-parameters, the number of runs and the
 mean, standard deviation (ddof=1) and Student-t CI95 half-width of each metric; and
-learning curves aggregated over seeds per group (mean and CI95 per epoch)."""
+learning curves aggregated over seeds per group (mean and CI95 per epoch).
+
+Runs of several campaign ids (run.json's `campaign`: a merged campaign, or several campaigns read
+together) are summarised per campaign id first, as tcbench's `report` does: `campaign` is then the
+first grouping key, and `write_report(..., per_campaign=True)` writes one CSV per campaign id."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -27,6 +31,8 @@ DEFAULT_METRICS = ("acc", "loss")
 # The label of a trajectory row in SQL: `context/metric`, or `context/metric[key]` for a keyed value.
 LABEL_SQL = "context || '/' || metric || coalesce('[' || key || ']', '')"
 ALL_KEYS = "*"
+# The index column of a run's campaign id (run.json's `campaign`), the first grouping key when runs have several.
+CAMPAIGN_KEY = "campaign"
 
 
 def summarize(per_run: pd.DataFrame, groupby: list[str], columns: list[str]) -> pd.DataFrame:
@@ -57,6 +63,8 @@ class Report:
     per_run: pd.DataFrame
     summary: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    # The campaign ids of the runs summarised (run.json's `campaign`).
+    per_run_campaigns: list[str] = field(default_factory=list)
 
 
 def _choose_groupby(campaign: Campaign, done: pd.DataFrame, groupby: list[str] | None) -> list[str]:
@@ -259,6 +267,8 @@ def build_report(
     done = completed_runs(campaign)
     notes: list[str] = []
     groupby = _choose_groupby(campaign, done, groupby)
+    if done[CAMPAIGN_KEY].nunique() > 1 and CAMPAIGN_KEY not in groupby:
+        groupby = [CAMPAIGN_KEY, *groupby]
     labels = _choose_metrics(campaign, done, contexts, metrics, notes)
     measured = [label for label in labels if not label.startswith(f"{SUMMARY_CONTEXT}/")]
     summaries = [label for label in labels if label.startswith(f"{SUMMARY_CONTEXT}/")]
@@ -283,7 +293,8 @@ def build_report(
         if lacking:
             notes.append(f"{lacking} of {len(per_run)} runs have no finite {label}: left out of its statistics")
     summary = summarize(per_run, groupby, [*labels, "duration_s"])
-    return Report(groupby, labels, per_run, summary, notes)
+    ids = sorted(done.set_index("run_id").loc[per_run["run_id"], CAMPAIGN_KEY].dropna().astype(str).unique())
+    return Report(groupby, labels, per_run, summary, notes, ids)
 
 
 def split_layout(summary: pd.DataFrame, groupby: list[str], labels: list[str]) -> pd.DataFrame:
@@ -319,11 +330,12 @@ def split_layout(summary: pd.DataFrame, groupby: list[str], labels: list[str]) -
 
 def report_path(campaign: Campaign, groupby: list[str], epoch: str | int, campaign_ids: list[str] | None,
                 folder: Path | None = None, layout: str = "wide") -> Path:
-    """`<folder>/summary_<groupby>_<epoch>[_<campaign ids>][_split].csv`; the folder defaults to the
-    campaign's `summary/`."""
+    """`<folder>/summary_<groupby>_<epoch>[_<campaign ids>][_split].csv` (`groupby` without the
+    campaign key); the folder defaults to the campaign's `summary/`."""
     suffix = ids_suffix(campaign_ids)
     suffix += "_split" if layout == "split" else ""
-    return (folder or campaign.summary_dir) / f"summary_{slug(groupby)}_{epoch}{suffix}.csv"
+    stem = slug([key for key in groupby if key != CAMPAIGN_KEY])
+    return (folder or campaign.summary_dir) / f"summary_{stem}_{epoch}{suffix}.csv"
 
 
 def write_report(campaign: Campaign, report: Report, epoch: str | int, campaign_ids: list[str] | None = None,
@@ -335,6 +347,23 @@ def write_report(campaign: Campaign, report: Report, epoch: str | int, campaign_
     frame = split_layout(report.summary, report.groupby, report.metrics) if layout == "split" else report.summary
     atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
     return path
+
+
+def write_reports_per_campaign(campaign: Campaign, report: Report, epoch: str | int, folder: Path | None = None,
+                               layout: str = "wide") -> list[Path]:
+    """One summary CSV per campaign id of the runs summarised, each holding that campaign's groups and
+    named with its id as a `--campaign-id` filter names it (`summary_<groupby>_<epoch>_<id>.csv`)."""
+    frame = split_layout(report.summary, report.groupby, report.metrics) if layout == "split" else report.summary
+    if CAMPAIGN_KEY in report.groupby:
+        pieces = [(str(cid), part) for cid, part in frame.groupby(CAMPAIGN_KEY, sort=True)]
+    else:
+        pieces = [(cid, frame) for cid in report.per_run_campaigns[:1]]
+    paths = []
+    for cid, piece in pieces:
+        path = report_path(campaign, report.groupby, epoch, [cid], folder, layout)
+        atomic_write(path, lambda tmp, piece=piece: piece.to_csv(tmp, index=False))
+        paths.append(path)
+    return paths
 
 
 def build_curves(campaign: Campaign, groupby: list[str] | None = None, contexts: list[str] | None = None,
