@@ -352,7 +352,28 @@ def write_report(campaign: Campaign, report: Report, epoch: str | int, campaign_
 def write_reports_per_campaign(campaign: Campaign, report: Report, epoch: str | int, folder: Path | None = None,
                                layout: str = "wide") -> list[Path]:
     """One summary CSV per campaign id of the runs summarised, each holding that campaign's groups and
-    named with its id as a `--campaign-id` filter names it (`summary_<groupby>_<epoch>_<id>.csv`)."""
+    named with its id as a `--campaign-id` filter names it (`summary_<groupby>_<epoch>_<id>.csv`).
+
+    >>> import tempfile
+    >>> from pab_campaign import store
+    >>> from pab_campaign.analysis.campaign.campaign import open_campaign
+    >>> tmp = Path(tempfile.mkdtemp())
+    >>> for name, accs in (("sgd", [0.8, 0.9]), ("adam", [0.7, 0.6])):
+    ...     for seed, acc in enumerate(accs):
+    ...         run = store.run_dir(tmp / name, f"seed{seed}")
+    ...         buffer = store.TrajectoryBuffer()
+    ...         buffer.add(1, "val", "acc", acc)
+    ...         store.write_trajectory(run, buffer.to_table())
+    ...         store.write_run_json(run, store.RunRecord(run.name, store.RunStatus.COMPLETED, campaign=name,
+    ...                                                   duration_s=1.0, hparams={"seed": seed}))
+    >>> report = build_report(open_campaign([tmp / "sgd", tmp / "adam"]), metrics=["val/acc"])
+    >>> print(report.summary[["campaign", "runs", "val/acc.mean"]].round(3).to_string(index=False))
+    campaign  runs  val/acc.mean
+        adam     2          0.65
+         sgd     2          0.85
+    >>> [p.name for p in write_reports_per_campaign(open_campaign(tmp / "sgd"), report, "last", folder=tmp)]
+    ['summary_all_last_adam.csv', 'summary_all_last_sgd.csv']
+    """
     frame = split_layout(report.summary, report.groupby, report.metrics) if layout == "split" else report.summary
     if CAMPAIGN_KEY in report.groupby:
         pieces = [(str(cid), part) for cid, part in frame.groupby(CAMPAIGN_KEY, sort=True)]
