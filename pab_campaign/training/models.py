@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from pab_campaign.errors import ConfigError
 from pab_campaign.training.config import Lenet5Config, TransformerConfig
 from pab_campaign.training.registry import Registry
 
@@ -273,6 +274,10 @@ def check_model(cfg) -> None:
     MODELS.get(cfg.name)
     if "norm" in cfg:
         NORMS.get(cfg.norm)
+    choices = {"lenet5": {"fit": ("resize", "pad")}, "transformer": {"pool": ("cls", "mean")}}.get(cfg.name, {})
+    for key, allowed in choices.items():
+        if cfg[key] not in allowed:
+            raise ConfigError(f"model.{key}='{cfg[key]}' must be one of {', '.join(allowed)}")
     if cfg.name == "lenet5":
         ACTIVATIONS.get(cfg.activation)
         POOLS.get(cfg.pool)

@@ -1,12 +1,17 @@
 """ResNet-18 (CIFAR stem) and ResNet-50: shapes, stems and parameter counts against torchvision."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 import torchvision
 from omegaconf import OmegaConf
 
+from pab_campaign.errors import ConfigError
 from pab_campaign.training.models import build_model
+from pab_campaign.training.run import validate
+from tests.helpers import compose_config
 
 
 def _count(module: torch.nn.Module) -> int:
@@ -100,3 +105,13 @@ def test_transformer_is_a_patch_encoder():
 def test_transformer_bad_keys_are_one_line(keys, match):
     with pytest.raises(ValueError, match=match):
         _transformer(**keys)
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    (["model=lenet5", "model.fit=crop"], "model.fit='crop' must be one of resize, pad"),
+    (["model=lenet5", "model.activation=gelu"], "unknown activation 'gelu' in model.activation"),
+    (["model=transformer", "model.pool=max"], "model.pool='max' must be one of cls, mean"),
+])
+def test_bad_choices_are_refused_before_the_run(tmp_path, overrides, fragment):
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        validate(compose_config([f"campaign.root={tmp_path}", *overrides]))
