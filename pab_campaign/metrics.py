@@ -121,6 +121,9 @@ def _non_negative(name: str, contexts: tuple[str, ...], unit: str, description: 
 # performance probe (and the training loop)
 LOSS = _non_negative("loss", SPLITS, NATS, "mean cross-entropy over the split", lower_is_better=True)
 ACC = _unit_interval("acc", SPLITS, "accuracy over the split")
+PRECISION = _unit_interval("precision", SPLITS, "macro precision over the classes present in the split")
+RECALL = _unit_interval("recall", SPLITS, "macro recall over the classes present in the split")
+F1 = _unit_interval("f1", SPLITS, "macro F1 over the classes present in the split")
 GEN_GAP = Metric("gen_gap", HELD_OUT, FRACTION, -1.0, 1.0, True, None,
                  "train acc − split acc (positive = overfitting)")
 LOSS_GAP = Metric("loss_gap", HELD_OUT, NATS, -math.inf, math.inf, True, None,
@@ -138,8 +141,9 @@ CLASSES_UNSTABLE = _non_negative("classes_unstable", SPLITS, CLASSES, "classes f
 # churn, representation and FIM probes
 CHURN = _unit_interval("churn", (PROBE,), "fraction of probe predictions changed since the last measurement",
                        lower_is_better=None)
-CKA_INIT = Metric("cka_init", (PROBE,), RATIO_01, 0.0, 1.0, None, None, "linear CKA of features vs epoch 0")
-CKA_PREV = Metric("cka_prev", (PROBE,), RATIO_01, 0.0, 1.0, None, None,
+_HOOKPOINT = "hookpoint (null: the penultimate features)"
+CKA_INIT = Metric("cka_init", (PROBE,), RATIO_01, 0.0, 1.0, None, _HOOKPOINT, "linear CKA of features vs epoch 0")
+CKA_PREV = Metric("cka_prev", (PROBE,), RATIO_01, 0.0, 1.0, None, _HOOKPOINT,
                   "linear CKA of features vs the previous measurement")
 FIM_NORM = Metric("fim_norm", (PROBE,), RATIO_01, 0.0, 1.0, None, None,
                   "normalised effective rank of the empirical Fisher")
@@ -177,7 +181,7 @@ B_MEDIAN = Metric("b_median", (WEIGHTS,), WEIGHT_UNITS, key=_LAYER, description=
 B_VAR = _non_negative("b_var", (WEIGHTS,), WEIGHT_UNITS_SQUARED, "sample variance of the biases", key=_LAYER)
 
 # Named groups.
-PERFORMANCE_METRICS = (LOSS, ACC, GEN_GAP, LOSS_GAP)
+PERFORMANCE_METRICS = (LOSS, ACC, PRECISION, RECALL, F1, GEN_GAP, LOSS_GAP)
 CLASSWISE_METRICS = (CLASS_ACC, CLASS_LEARNED_EPOCH, CLASS_FORGETS, CLASSES_LEARNED, CLASSES_UNSTABLE)
 ADVERSARIAL_METRICS = (FGSM_ACC, PGD_ACC)
 ROBUSTNESS_METRICS = (CLEAN_ACC, *ADVERSARIAL_METRICS, CONSISTENCY)

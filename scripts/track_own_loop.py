@@ -3,6 +3,9 @@
     PYTHONPATH=. python scripts/track_own_loop.py --campaign outputs/own_loop --epochs 8 --seeds 0 1 2
     pab-campaign report outputs/own_loop --metrics val/acc,summary/loss_gap_final
     pab-campaign summarize outputs/own_loop/runs/<run_id>
+    PYTHONPATH=. python scripts/track_own_loop.py --campaign outputs/own_loop --epochs 8 --seeds 0 1 2 --lr 0.2
+    pab-campaign diff outputs/own_loop --a lr=0.05 --b lr=0.2 --proj-dim 32 \
+        --model-factory scripts.track_own_loop:model --data-factory scripts.track_own_loop:data
 
 The model, data pipeline and loop below are plain PyTorch (scikit-learn's digits, a small MLP that
 is not one of the package's models); the Tracker records each epoch into the campaign as our own
@@ -39,6 +42,16 @@ def splits() -> tuple[TensorDataset, TensorDataset]:
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
     train, val = order[:1200], order[1200:]
     return TensorDataset(x[train], y[train]), TensorDataset(x[val], y[val])
+
+
+def model(hparams: dict) -> DigitsNet:
+    """The untrained network of a run, from its recorded hyper-parameters (`diff --model-factory`)."""
+    return DigitsNet(int(hparams["hidden"]))
+
+
+def data() -> tuple[TensorDataset, TensorDataset]:
+    """(train, val), the examples the runs learnt from and those to attribute (`diff --data-factory`)."""
+    return splits()
 
 
 @torch.no_grad()

@@ -15,7 +15,7 @@ from tests.helpers import assert_one_line_error, cli, make_grid, train
     (["no_such_key=1"], ("no_such_key=1", "the top level has no key 'no_such_key'", "train, campaign")),
     (["optimizer.lrr=0.1"], ("optimizer.lrr=0.1", "optimizer has no key 'lrr'", "lr, weight_decay")),
     (["dataset.classes=3"], ("dataset has no key 'classes'", "test_fraction")),
-    (["model=transformer"], ("model/transformer", "mlp")),
+    (["model=vit"], ("model/vit", "mlp")),
 ])
 def test_config_refused_at_composition(tmp_path, overrides, fragments):
     """A wrong type, an unknown key or option: refused while Hydra composes, so nothing is written."""
@@ -30,7 +30,7 @@ def test_config_refused_at_composition(tmp_path, overrides, fragments):
     (["train.epochs=-3"], ("train.epochs=-3 must be >= 1",)),
     (["+train.epoch=3"], ("train.epoch is not a config key",)),
     (["model.norm=bogus"], ("unknown normalisation 'bogus' in model.norm", "['batchnorm', 'layernorm', 'none']")),
-    (["model.name=transformer"], ("unknown model 'transformer' in model.name", "'resnet18'")),
+    (["model.name=vit"], ("unknown model 'vit' in model.name", "'transformer'")),
     (["tracking.probes.churn.every=-1"], ("tracking.probes.churn.every=-1 must be >= 0",)),
     (["+experiment=mbe_heterogeneous_grid", "mbe.sample=c99"], ("optimizer.lr: Interpolation key 'mbe.draws.c99.lr'",)),
 ])

@@ -43,12 +43,18 @@ class Commands:
                                                  parser_class=OneLineParser)
 
     def add(self, name: str, handler: Handler, help_text: str, example: str,
-            campaign_dir: bool = True) -> argparse.ArgumentParser:
+            campaign_dir: bool = True, several: bool = True) -> argparse.ArgumentParser:
         """A sub-command `name` run by `handler`, with its one-line help and a usage example; its
-        first positional argument is CAMPAIGN_DIR unless `campaign_dir` is False."""
+        first positional argument is CAMPAIGN_DIR unless `campaign_dir` is False: with `several`, one
+        or more campaign or run directories (`args.campaign` a list), else one campaign directory."""
         sub = self._subparsers.add_parser(name, help=help_text, description=help_text, epilog=f"example: {example}",
                                           formatter_class=argparse.RawDescriptionHelpFormatter)
-        if campaign_dir:
+        if campaign_dir and several:
+            sub.add_argument("campaign", metavar="CAMPAIGN_DIR", nargs="+",
+                             help="campaign directory (e.g. outputs/demo), a run directory (outputs/demo/runs/<id>: "
+                                  "that run alone), or several campaigns read side by side without a merge (their "
+                                  "files then go to --output-folder or combined-<hash>/ in the first one's summary/)")
+        elif campaign_dir:
             sub.add_argument("campaign", metavar="CAMPAIGN_DIR", help="campaign directory, e.g. outputs/demo")
         sub.set_defaults(handler=handler)
         return sub

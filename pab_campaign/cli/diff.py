@@ -30,7 +30,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from pab_campaign.workflows.modeldiff import DiffRequest, diff
 
     request = DiffRequest(Path(args.campaign), args.a, args.b, args.campaign_id, args.checkpoints, args.val_examples,
-                          args.device, args.proj_dim, args.proj_seed, args.components, args.top)
+                          args.device, args.proj_dim, args.proj_seed, args.components, args.top, args.model_factory,
+                          args.data_factory)
     result = diff(request, _say)
     algorithms, interpretation = result.algorithms, result.interpretation
     composition = interpretation.composition
@@ -89,7 +90,7 @@ def register(commands: Commands) -> None:
         "ModelDiff: TRAK attributions of two algorithms' checkpoints, residual PCA, the examples each "
         "distinguishing direction singles out",
         "pab-campaign diff outputs/modeldiff_digits --a dataset.corner_patch.train_class=null "
-        "--b dataset.corner_patch.train_class=8 --checkpoints every --proj-dim 32")
+        "--b dataset.corner_patch.train_class=8 --checkpoints every --proj-dim 32", several=False)
     _algorithm_options(diff)
     diff.add_argument("--checkpoints", choices=("last", "every"), default="last",
                       help="each run's final checkpoint, or every checkpoint it kept (default last)")
@@ -100,12 +101,18 @@ def register(commands: Commands) -> None:
                       help="distinguishing directions per comparison, A−B and B−A (default 4)")
     diff.add_argument("--top", type=whole_number("--top", 1, 10**4, "50"), default=50,
                       help="examples shown and counted per end of a direction (default 50)")
+    diff.add_argument("--model-factory", default=None, metavar="MODULE:FUNCTION",
+                      help="runs written by the Tracker from a loop of your own: FUNCTION(hparams) builds the model "
+                           "their checkpoints load into (with --data-factory), e.g. mymodels:build")
+    diff.add_argument("--data-factory", default=None, metavar="MODULE:FUNCTION",
+                      help="with --model-factory: FUNCTION() returns (train, val), each (x, y) tensors, a dataset "
+                           "or a DataLoader: the examples the runs learnt from and those to attribute")
 
     test = commands.add(
         "diff-test", cmd_diff_test,
         "counterfactual test: how a transformation of the validation inputs moves each algorithm's predictions",
         "pab-campaign diff-test outputs/modeldiff_digits --a dataset.corner_patch.train_class=null "
-        "--b dataset.corner_patch.train_class=8 --transform corner_patch")
+        "--b dataset.corner_patch.train_class=8 --transform corner_patch", several=False)
     _algorithm_options(test)
     test.add_argument("--transform", required=True,
                       help="corner_patch (bright top-left square), grayscale (RGB only) or texture (stripes)")

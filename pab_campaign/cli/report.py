@@ -11,6 +11,8 @@ from pab_campaign.render import Cell, Column, fmt, print_line, print_table
 if TYPE_CHECKING:
     import pandas as pd
 
+    from pab_campaign.analysis.summary.report import Report
+
 
 def _estimate(mean: float, ci95: float, digits: int) -> str:
     """'mean ± ci95', each to `digits` significant digits."""
@@ -37,9 +39,30 @@ def _summary_table(frame: pd.DataFrame, keys: list[str], names: list[str], digit
     return columns, rows
 
 
+def _print_report(title: str, report: Report, summary: pd.DataFrame, keys: list[str],
+                  args: argparse.Namespace) -> None:
+    """One report table of `summary` (rows of `report.summary`) grouped by `keys`."""
+    from pab_campaign.analysis.summary.report import split_layout
+
+    if args.layout == "split":
+        frame = split_layout(summary, keys, report.metrics)
+        names = list(dict.fromkeys(label.split("/", 1)[1] for label in report.metrics))
+        columns, rows = _summary_table(frame, ["context", *keys], [*names, "duration_s"], args.precision, args.std)
+        context_ends = {i for i, (a, b) in enumerate(zip(frame["context"], frame["context"][1:])) if a != b}
+        print_table(title, columns, rows, context_ends)
+    else:
+        columns, rows = _summary_table(summary, keys, [*report.metrics, "duration_s"], args.precision, args.std)
+        print_table(title, columns, rows)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from pab_campaign.analysis.campaign.campaign import open_campaign
-    from pab_campaign.analysis.summary.report import build_report, split_layout, write_report
+    from pab_campaign.analysis.summary.report import (
+        CAMPAIGN_KEY,
+        build_report,
+        write_report,
+        write_reports_per_campaign,
+    )
 
     folder = args.output_folder
     campaign = open_campaign(args.campaign, args.campaign_id)
@@ -49,21 +72,22 @@ def cmd_report(args: argparse.Namespace) -> int:
         print_skipped(campaign.skipped, campaign.notes)
         raise
     what = "mean ± ci95" + (", std" if args.std else "")
-    title = f"{campaign.directory} — completed runs at epoch '{args.epoch}' ({what})"
-    if args.layout == "split":
-        frame = split_layout(report.summary, report.groupby, report.metrics)
-        names = list(dict.fromkeys(label.split("/", 1)[1] for label in report.metrics))
-        columns, rows = _summary_table(frame, ["context", *report.groupby], [*names, "duration_s"], args.precision,
-                                       args.std)
-        context_ends = {i for i, (a, b) in enumerate(zip(frame["context"], frame["context"][1:])) if a != b}
-        print_table(title, columns, rows, context_ends)
+    title = f"{campaign.label} — completed runs at epoch '{args.epoch}' ({what})"
+    if CAMPAIGN_KEY in report.groupby:  # tcbench's layout: a campaign_id / runs header, then its table
+        keys = [key for key in report.groupby if key != CAMPAIGN_KEY]
+        for cid, summary in report.summary.groupby(CAMPAIGN_KEY, sort=True):
+            print_line(f"campaign_id: {cid}", "bold")
+            print_line(f"runs: {int((report.per_run[CAMPAIGN_KEY] == cid).sum())}")
+            _print_report(title, report, summary.reset_index(drop=True), keys, args)
     else:
-        columns, rows = _summary_table(report.summary, report.groupby, [*report.metrics, "duration_s"],
-                                       args.precision, args.std)
-        print_table(title, columns, rows)
-    path = write_report(campaign, report, args.epoch, args.campaign_id, folder, args.layout)
+        _print_report(title, report, report.summary, report.groupby, args)
+    if args.per_campaign:
+        paths = write_reports_per_campaign(campaign, report, args.epoch, folder, args.layout)
+    else:
+        paths = [write_report(campaign, report, args.epoch, args.campaign_id, folder, args.layout)]
     index = campaign.index_dir
-    print_line(f"wrote {path}" + (f" (index: {index / 'runs.parquet'})" if index else ""))
+    print_line(f"wrote {', '.join(str(path) for path in paths)}"
+               + (f" (index: {index / 'runs.parquet'})" if index else ""))
     for note in report.notes:
         print_line(f"note: {note}", "cyan")
     print_skipped(campaign.skipped, campaign.notes)
@@ -85,7 +109,7 @@ def cmd_curves(args: argparse.Namespace) -> int:
         groupby, curves = build_curves(campaign, args.groupby, args.contexts, args.metrics)
     parquet, png = write_curves(campaign, groupby, curves, args.campaign_id, folder, x=x, log_y=args.log_y)
     last = curves.loc[curves.groupby([*groupby, "label"], dropna=False, sort=False)[x].idxmax()]
-    print_table(f"{campaign.directory} — curves at their last {x} (mean ± ci95 over runs)",
+    print_table(f"{campaign.label} — curves at their last {x} (mean ± ci95 over runs)",
                 [*groupby, "label", *(Column(h, justify="right") for h in (x, "runs", "mean ± ci95"))],
                 [[*(fmt(row[g]) for g in groupby), row["label"], fmt(row[x]), fmt(row["runs"]),
                   _estimate(row["mean"], row["ci95"], args.precision)]
@@ -124,6 +148,9 @@ def register(commands: Commands) -> None:
     _add_grouping(report)
     report.add_argument("--epoch", default="last", type=_epoch, help="last | best (min val/loss) | an epoch number")
     report.add_argument("--std", action="store_true", help="show each metric's standard deviation beside it")
+    report.add_argument("--per-campaign", action="store_true",
+                        help="one summary CSV per campaign id (runs of several campaigns are always reported per "
+                             "campaign id, in one CSV with a campaign column without this option)")
     report.add_argument("--layout", choices=("wide", "split"), default="wide",
                         help="wide: one column per context/metric (default); split: the context as a row level, "
                              "one column per metric (tcbench's layout), also in the CSV (*_split.csv)")

@@ -37,6 +37,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if args.watch:
         from pab_campaign.cli.watch import watch
 
+        if len(args.campaign) > 1:
+            raise CampaignError("ls --watch follows one campaign directory; run one watch per campaign")
+        args.campaign = args.campaign[0]
         return watch(args)
     campaign = open_campaign(args.campaign, args.campaign_id)
     runs = campaign.runs
@@ -44,7 +47,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         runs = runs[runs["status"].isin(args.status)]
     rows = [[row.run_id, fmt(row.campaign), status_text(str(row.status)), fmt(row.started_at), fmt(row.duration_s, 3),
              fmt(row.epochs_done), _problem(row.error, row.skip_reason)] for row in runs.itertuples()]
-    print_table(f"{campaign.directory} — {len(runs)} runs",
+    print_table(f"{campaign.label} — {len(runs)} runs",
                 ["run_id", "campaign", "status", "started_at", "duration_s", "epochs", "problem"], rows)
     print_skipped(campaign.skipped, campaign.notes)
     return 0
@@ -54,7 +57,7 @@ def cmd_properties(args: argparse.Namespace) -> int:
     from pab_campaign.analysis.campaign.campaign import open_campaign, properties
 
     campaign = open_campaign(args.campaign, args.campaign_id)
-    print_table(f"{campaign.directory} — properties",
+    print_table(f"{campaign.label} — properties",
                 [Column("property", style="bold"), Column("No. unique", justify="right"), "value"],
                 [list(row) for row in properties(campaign)], section_ends={4})
     print_skipped(campaign.skipped, campaign.notes)

@@ -119,6 +119,31 @@ class ResNet50Config(ModelConfig):
     zero_init_residual: bool = MISSING
 
 
+@dataclass
+class Lenet5Config(ModelConfig):
+    """LeNet-5: `activation` tanh | relu, `pool` avg | max, inputs brought to `side` × `side` (`fit`
+    resize | pad) when they are not."""
+
+    activation: str = MISSING
+    pool: str = MISSING
+    side: int = MISSING
+    fit: str = MISSING
+
+
+@dataclass
+class TransformerConfig(ModelConfig):
+    """ViT-style patch encoder: `patch_size` (divides the image side), token width `dim`, `depth`
+    blocks of `heads` heads and an MLP of `mlp_dim`, `pool` cls | mean."""
+
+    patch_size: int = MISSING
+    dim: int = MISSING
+    depth: int = MISSING
+    heads: int = MISSING
+    mlp_dim: int = MISSING
+    dropout: float = MISSING
+    pool: str = MISSING
+
+
 # ---- optimizer and schedule --------------------------------------------------------------------
 @dataclass
 class OptimizerConfig:
@@ -158,11 +183,14 @@ class CosineScheduleConfig(ScheduleConfig):
 @dataclass
 class TrackingConfig:
     """A tracking preset. `probes` maps a probe name to its parameters; each probe's own dataclass
-    checks them (`training.probes.registry`), so the schema leaves the table open."""
+    checks them (`training.probes.registry`), so the schema leaves the table open. `hookpoints` need
+    the representation probe."""
 
     name: str = MISSING
     probe_size: int = MISSING
     probes: dict[str, Any] = MISSING
+    # Named submodules (`model.named_modules()` names) whose outputs get the representation statistics.
+    hookpoints: list[str] = MISSING
 
 
 # ---- the root's own tables ---------------------------------------------------------------------
@@ -251,7 +279,8 @@ class RunConfig:
 GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "dataset": {"digits": DigitsConfig, "synthetic": SyntheticConfig, "cifar10": Cifar10Config,
                 "imagenet": ImagenetConfig},
-    "model": {"mlp": MlpConfig, "cnn": CnnConfig, "resnet18": ResNet18Config, "resnet50": ResNet50Config},
+    "model": {"mlp": MlpConfig, "cnn": CnnConfig, "resnet18": ResNet18Config, "resnet50": ResNet50Config,
+              "lenet5": Lenet5Config, "transformer": TransformerConfig},
     "optimizer": {"sgd": SgdConfig, "adam": AdamConfig},
     "schedule": {"constant": ConstantScheduleConfig, "cosine": CosineScheduleConfig},
     "tracking": {"preset": TrackingConfig},

@@ -1,12 +1,23 @@
 """Model builders, chosen by `cfg.model.name`. Every model is a `Classifier`: features, then head."""
 from __future__ import annotations
 
+import math
+from collections import OrderedDict
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from pab_campaign.training.config import CnnConfig, MlpConfig, ModelConfig, ResNet18Config, ResNet50Config
+from pab_campaign.errors import ConfigError
+from pab_campaign.training.config import (
+    CnnConfig,
+    Lenet5Config,
+    MlpConfig,
+    ModelConfig,
+    ResNet18Config,
+    ResNet50Config,
+    TransformerConfig,
+)
 from pab_campaign.training.registry import Registry
 
 Builder = Callable[..., "Classifier"]
@@ -122,6 +133,149 @@ def build_resnet50(cfg: ResNet50Config, input_shape: tuple[int, ...], num_classe
     return Classifier(features, net.fc)
 
 
+ACTIVATIONS: Registry[type[nn.Module]] = Registry("activation", "model.activation")
+ACTIVATIONS.add("tanh", nn.Tanh)
+ACTIVATIONS.add("relu", nn.ReLU)
+POOLS: Registry[type[nn.Module]] = Registry("pooling", "model.pool")
+POOLS.add("avg", nn.AvgPool2d)
+POOLS.add("max", nn.MaxPool2d)
+
+
+def _fit(fit: str, input_shape: tuple[int, ...], side: int) -> nn.Module | None:
+    """The layer bringing C × H × W inputs to C × side × side: None when they already are; `pad`
+    zero-pads around (MNIST's 28 × 28 → 32 × 32, as LeNet-5 was fed), `resize` interpolates
+    bilinearly (the 8 × 8 digits → 32 × 32)."""
+    height, width = input_shape[1:]
+    if (height, width) == (side, side):
+        return None
+    if fit == "resize":
+        return nn.Upsample(size=(side, side), mode="bilinear", align_corners=False)
+    if fit == "pad":
+        if height > side or width > side:
+            raise ValueError(f"model.fit=pad cannot pad {height}x{width} inputs to {side}x{side}; "
+                             f"use model.fit=resize or model.side>={max(height, width)}")
+        top, left = (side - height) // 2, (side - width) // 2
+        return nn.ZeroPad2d((left, side - width - left, top, side - height - top))
+    raise ValueError(f"model.fit='{fit}' must be resize or pad")
+
+
+@MODELS.register("lenet5")
+def build_lenet5(cfg: Lenet5Config, input_shape: tuple[int, ...], num_classes: int) -> Classifier:
+    """LeNet-5 (LeCun et al. 1998) on `side` × `side` inputs (32 = the paper's): C1 conv 6@5×5, S2
+    2×2 pool, C3 conv 16@5×5, S4 2×2 pool, C5 Linear 400 → 120, F6 Linear 120 → 84, then the head
+    84 → classes; `activation` after C1, C3, C5 and F6, `pool` avg (the paper's subsampling) or max.
+    Other input sizes are brought to `side` first (`fit`: resize or pad). The layers are named as in
+    the paper, so hookpoints read `features.c1`, `features.s2`, ..., `features.f6`.
+
+    >>> from omegaconf import OmegaConf
+    >>> cfg = OmegaConf.create({"name": "lenet5", "activation": "tanh", "pool": "avg", "side": 32, "fit": "resize"})
+    >>> model = build_lenet5(cfg, (1, 8, 8), 10)
+    >>> model.features(torch.zeros(2, 1, 8, 8)).shape, model(torch.zeros(2, 1, 8, 8)).shape
+    (torch.Size([2, 84]), torch.Size([2, 10]))
+    >>> [name for name, _ in model.features.named_children()][:5]
+    ['fit', 'c1', 'act1', 's2', 'c3']
+    """
+    side = int(cfg.side)
+    if side < 16:
+        raise ValueError(f"model.side={side} is too small for LeNet-5's two 5x5 convs and pools; use >= 16, e.g. 32")
+    activation, pool = ACTIVATIONS.get(cfg.activation), POOLS.get(cfg.pool)
+    fit = _fit(str(cfg.fit), input_shape, side)
+    after = ((side - 4) // 2 - 4) // 2
+    layers: list[tuple[str, nn.Module]] = [("fit", fit)] if fit is not None else []
+    layers += [
+        ("c1", nn.Conv2d(input_shape[0], 6, 5)), ("act1", activation()), ("s2", pool(2)),
+        ("c3", nn.Conv2d(6, 16, 5)), ("act3", activation()), ("s4", pool(2)), ("flatten", nn.Flatten()),
+        ("c5", nn.Linear(16 * after * after, 120)), ("act5", activation()),
+        ("f6", nn.Linear(120, 84)), ("act6", activation()),
+    ]
+    return Classifier(nn.Sequential(OrderedDict(layers)), nn.Linear(84, num_classes))
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over tokens (N × T × dim → N × T × dim), written out (qkv and
+    output Linear layers) so the weight-spectra and FIM probes see its matrices."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"model.dim={dim} must be a multiple of model.heads={heads}")
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, t, dim = x.shape
+        q, k, v = self.qkv(x).reshape(n, t, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(dim // self.heads), dim=-1)
+        return self.proj((weights @ v).transpose(1, 2).reshape(n, t, dim))
+
+
+class EncoderBlock(nn.Module):
+    """Pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x)) (GELU MLP)."""
+
+    def __init__(self, dim: int, heads: int, mlp_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1, self.attn = nn.LayerNorm(dim), SelfAttention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(mlp_dim, dim),
+                                 nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class PatchEncoder(nn.Module):
+    """ViT-style encoder (Dosovitskiy et al. 2021): non-overlapping `patch` × `patch` patches
+    embedded by a strided conv, a learned position embedding (and a CLS token with `pool` cls),
+    `depth` pre-norm blocks, a final LayerNorm, then the CLS token or the mean over patches: N × dim."""
+
+    def __init__(self, input_shape: tuple[int, ...], patch: int, dim: int, depth: int, heads: int, mlp_dim: int,
+                 dropout: float, pool: str) -> None:
+        super().__init__()
+        channels, height, width = input_shape
+        if patch < 1 or height % patch or width % patch:
+            raise ValueError(f"model.patch_size={patch} must divide the {height}x{width} images, e.g. "
+                             f"model.patch_size={math.gcd(height, width)}")
+        if pool not in ("cls", "mean"):
+            raise ValueError(f"model.pool='{pool}' must be cls or mean")
+        tokens = (height // patch) * (width // patch) + (pool == "cls")
+        self.pool = pool
+        self.embed = nn.Conv2d(channels, dim, patch, stride=patch)
+        self.cls = nn.Parameter(torch.zeros(1, 1, dim)) if pool == "cls" else None
+        self.position = nn.Parameter(torch.randn(1, tokens, dim) * 0.02)
+        self.dropout = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(EncoderBlock(dim, heads, mlp_dim, dropout) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.embed(x).flatten(2).transpose(1, 2)
+        if self.cls is not None:
+            tokens = torch.cat([self.cls.expand(len(tokens), -1, -1), tokens], dim=1)
+        tokens = self.dropout(tokens + self.position)
+        for block in self.blocks:
+            tokens = block(tokens)
+        tokens = self.norm(tokens)
+        return tokens[:, 0] if self.cls is not None else tokens.mean(dim=1)
+
+
+@MODELS.register("transformer")
+def build_transformer(cfg: TransformerConfig, input_shape: tuple[int, ...], num_classes: int) -> Classifier:
+    """A small ViT-style patch encoder (`PatchEncoder`) as features (N × dim), a Linear head.
+    Hookpoints read `features.embed`, `features.blocks.0.attn`, `features.blocks.0.mlp`, ...
+
+    >>> from omegaconf import OmegaConf
+    >>> cfg = OmegaConf.create({"name": "transformer", "patch_size": 2, "dim": 32, "depth": 2, "heads": 4,
+    ...                         "mlp_dim": 64, "dropout": 0.0, "pool": "cls"})
+    >>> model = build_transformer(cfg, (1, 8, 8), 10)
+    >>> model.features(torch.zeros(3, 1, 8, 8)).shape, model(torch.zeros(3, 1, 8, 8)).shape
+    (torch.Size([3, 32]), torch.Size([3, 10]))
+    """
+    encoder = PatchEncoder(input_shape, int(cfg.patch_size), int(cfg.dim), int(cfg.depth), int(cfg.heads),
+                           int(cfg.mlp_dim), float(cfg.dropout), str(cfg.pool))
+    return Classifier(encoder, nn.Linear(int(cfg.dim), num_classes))
+
+
 def check_model(cfg: ModelConfig) -> None:
     """`UnknownName` naming the key and the choices when `cfg` names a model or a normalisation
     this module does not build."""
@@ -129,6 +283,13 @@ def check_model(cfg: ModelConfig) -> None:
     norm = getattr(cfg, "norm", None)
     if norm is not None:
         NORMS.get(norm)
+    choices = {"lenet5": {"fit": ("resize", "pad")}, "transformer": {"pool": ("cls", "mean")}}.get(cfg.name, {})
+    for key, allowed in choices.items():
+        if getattr(cfg, key) not in allowed:
+            raise ConfigError(f"model.{key}='{getattr(cfg, key)}' must be one of {', '.join(allowed)}")
+    if cfg.name == "lenet5":
+        ACTIVATIONS.get(cfg.activation)
+        POOLS.get(cfg.pool)
 
 
 def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> Classifier:

@@ -48,6 +48,7 @@ from pab_campaign.training.identity import hparams, run_id
 from pab_campaign.training.models import build_model, check_model
 from pab_campaign.training.optim import OPTIMIZERS, SCHEDULES, build_optimizer, build_scheduler
 from pab_campaign.training.probes import ProbeContext
+from pab_campaign.training.probes.hookpoints import check_hookpoints, check_hookpoints_probe
 from pab_campaign.training.probes.registry import build_probes
 from pab_campaign.training.run_writer import RunRefused, RunWriter
 from pab_campaign.training.state import TrainingState
@@ -89,6 +90,7 @@ def validate(cfg: DictConfig) -> None:
     SCHEDULES.get(cfg.schedule.name)
     check_model(cfg.model)
     build_probes(OmegaConf.to_container(cfg.tracking.probes))
+    check_hookpoints_probe(list(cfg.tracking.hookpoints), list(cfg.tracking.probes))
     try:
         check_dataset(cfg.dataset)
     except ValueError as exc:
@@ -164,6 +166,8 @@ class Run:
         self.model = build_model(cfg.model, self.data.input_shape, self.data.num_classes)
         self.optimizer = build_optimizer(cfg.optimizer, self.model)
         self.probes = build_probes(OmegaConf.to_container(cfg.tracking.probes))
+        self.hookpoints = tuple(str(name) for name in cfg.tracking.hookpoints)
+        check_hookpoints(self.model, self.hookpoints)
         self.state = TrainingState(
             self.model, self.optimizer, build_scheduler(cfg.schedule, self.optimizer, cfg.train.epochs),
             probe_states={probe.name: {} for probe in self.probes})
@@ -279,7 +283,7 @@ class Run:
             if probe.due(epoch, final_epoch):
                 context = ProbeContext(epoch, self.model, self.data, self.probe_set, evaluations,
                                        self.state.probe_states.setdefault(probe.name, {}), seed=int(self.cfg.seed),
-                                       shared=shared)
+                                       shared=shared, hookpoints=self.hookpoints)
                 trajectory.extend(epoch, probe.measure(context))
         self.writer.save_trajectory()
         self.save_checkpoint(epoch, evaluations)

@@ -53,6 +53,7 @@ from pab_campaign.training.evaluate import Evaluation, eval_mode
 from pab_campaign.training.identity import run_id
 from pab_campaign.training.models import Classifier
 from pab_campaign.training.probes import ProbeContext, Row, forward_features
+from pab_campaign.training.probes.hookpoints import check_hookpoints
 from pab_campaign.training.probes.registry import build_probes
 from pab_campaign.training.run_writer import RunWriter
 from pab_campaign.training.state import TrainingState
@@ -113,6 +114,7 @@ class Tracker:
         self.checkpoint_every, self.features, self.final_epoch = checkpoint_every, features, epochs
         self.probe_set = probe_split(probe_data, int(preset.probe_size))
         self.probes = [p for p in build_probes(OmegaConf.to_container(preset.probes)) if self._usable(p)]
+        self.hookpoints = tuple(str(name) for name in preset.hookpoints)
         seed = self.hparams.get("seed")
         self.recorded_seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
         self.seed = self.recorded_seed or 0
@@ -369,8 +371,11 @@ class Tracker:
                           tuple(self.probe_set.x.shape[1:]))
         measured = {split: Evaluation(e.loss, e.acc, logits, labels) for split, e in given.items()}
         shared = {"probe_outputs": (features, logits)}
+        if self.hookpoints:
+            check_hookpoints(model, self.hookpoints)
         for probe in due:
-            if probe.uses_features and features is None:
+            hooked = probe.name == "representation" and bool(self.hookpoints)
+            if probe.uses_features and features is None and not hooked:
                 if probe.name not in self._noticed:
                     self._noticed.add(probe.name)
                     log.warning("tracking: probe '%s' skipped: it needs penultimate features, and %s has no "
@@ -382,7 +387,8 @@ class Tracker:
             if split is not None and split not in evaluations:
                 evaluations = {**evaluations, split: Evaluation(math.nan, math.nan, logits, labels)}
             context = ProbeContext(epoch, model, data, self.probe_set, evaluations,
-                                   self.probe_states.setdefault(probe.name, {}), seed=self.seed, shared=shared)
+                                   self.probe_states.setdefault(probe.name, {}), seed=self.seed, shared=shared,
+                                   hookpoints=self.hookpoints)
             rows += probe.measure(context)
         return rows
 

@@ -20,6 +20,7 @@ from pab_campaign.store import Scalar, is_campaign
 from pab_campaign.training.config import CONFIG_DIR, TrackingConfig
 from pab_campaign.training.data import Split
 from pab_campaign.training.identity import flatten
+from pab_campaign.training.probes.hookpoints import check_hookpoints_probe
 
 TRACKING_DIR = CONFIG_DIR / "tracking"
 SPLIT_NAMES = ("train", "val", "test")
@@ -49,20 +50,23 @@ def _preset_file(name: str) -> DictConfig:
 
 def load_tracking(tracking: str | Mapping[str, Any]) -> DictConfig:
     """A tracking preset by name (conf/tracking/<name>.yaml), or a mapping with a preset's keys
-    (`probes`, optionally `probe_size` and `name`), checked against the preset schema."""
+    (`probes`, optionally `probe_size`, `hookpoints` and `name`), checked against the preset schema."""
     if isinstance(tracking, str):
         given = _preset_file(tracking)
     elif isinstance(tracking, Mapping):
-        given = OmegaConf.merge({"name": "custom", "probe_size": 256}, OmegaConf.create(dict(tracking)))
+        given = OmegaConf.merge({"name": "custom", "probe_size": 256, "hookpoints": []},
+                                OmegaConf.create(dict(tracking)))
     else:
         raise ConfigError(f"tracking={tracking!r} must be a preset name (e.g. 'default') or a mapping of probes")
     try:
         preset = OmegaConf.merge(OmegaConf.structured(TrackingConfig), given)
         OmegaConf.to_container(preset, throw_on_missing=True)
     except OmegaConfBaseException as exc:
-        raise ConfigError(f"tracking: {one_line(exc)}; a preset has keys name, probe_size, probes") from None
+        raise ConfigError(f"tracking: {one_line(exc)}; a preset has keys name, probe_size, probes, "
+                          "hookpoints") from None
     if preset.probe_size < 1:
         raise ConfigError(f"tracking probe_size={preset.probe_size} must be >= 1, e.g. 256")
+    check_hookpoints_probe(list(preset.hookpoints), list(preset.probes))
     return preset
 
 

@@ -17,11 +17,14 @@ import torch
 from pab_campaign.analysis.modeldiff import outputs
 from pab_campaign.analysis.modeldiff import residual_pca as modeldiff
 from pab_campaign.analysis.modeldiff.algorithms import Algorithms, read_records, select_algorithms
-from pab_campaign.errors import CampaignError
-from pab_campaign.training import attribution
+from pab_campaign.errors import CampaignError, one_line
+from pab_campaign.training import attribution, checkpoint
 from pab_campaign.training.counterfactual import TRANSFORMS, transform_effects
+from pab_campaign.training.data import Split
 from pab_campaign.training.data.pixels import display_images, pixel_range
 from pab_campaign.training.record_config import algorithm_config, check_same_examples
+from pab_campaign.training.state import MODEL
+from pab_campaign.workflows import factories
 
 Say = Callable[[str], None]
 
@@ -41,6 +44,10 @@ class DiffRequest:
     proj_seed: int = 0
     components: int = 4
     top: int = 50
+    # `module:function`s of a user's own model (hparams -> nn.Module) and data (() -> (train, val)), for
+    # runs whose run.json does not rebuild a model from our configs (`workflows.factories`).
+    model_factory: str | None = None
+    data_factory: str | None = None
 
 
 @dataclass
@@ -74,10 +81,13 @@ def _ensembles(request: DiffRequest, algorithms: Algorithms, say: Say
     sides = {"A": algorithms.a, "B": algorithms.b}
     checkpoints = {side: attribution.ensemble_checkpoints(request.campaign, runs, request.checkpoints)
                    for side, runs in sides.items()}
-    configs = {side: algorithm_config(runs) for side, runs in sides.items()}
-    check_same_examples(configs["A"], configs["B"])
-    ensembles = {side: attribution.ensemble_of(configs[side], checkpoints[side], request.val_examples, device)
-                 for side in sides}
+    if request.model_factory is not None:
+        ensembles = _user_ensembles(request, sides, checkpoints, device)
+    else:
+        configs = {side: algorithm_config(runs) for side, runs in sides.items()}
+        check_same_examples(configs["A"], configs["B"])
+        ensembles = {side: attribution.ensemble_of(configs[side], checkpoints[side], request.val_examples, device)
+                     for side in sides}
     n_val, n_train = len(ensembles["A"].val), len(ensembles["A"].train)
     if request.components > min(n_val, n_train):
         raise CampaignError(f"--components {request.components} must be at most {min(n_val, n_train)} (the "
@@ -87,6 +97,37 @@ def _ensembles(request: DiffRequest, algorithms: Algorithms, say: Say
             "X^T X (nearly) singular and its scores noisy; pick --proj-dim well below the number of training "
             "examples (the digits case study uses 32)")
     return ensembles, device
+
+
+def _user_ensembles(request: DiffRequest, sides: dict[str, list], checkpoints: dict[str, list],
+                    device: torch.device) -> dict[str, attribution.Ensemble]:
+    """Each algorithm's ensemble from the user's factories: the model `--model-factory` builds from
+    the algorithm's first run's hyper-parameters, whose weights every checkpoint must fit, and the
+    examples `--data-factory` gives (the first `--val-examples` validation ones)."""
+    assert request.model_factory is not None
+    if request.data_factory is None:
+        raise CampaignError("--model-factory needs --data-factory module:function returning (train, val), the "
+                            "examples the runs learnt from and those to attribute")
+    build = factories.load_callable(request.model_factory, "--model-factory")
+    train, val = factories.user_data(factories.load_callable(request.data_factory, "--data-factory"),
+                                     request.data_factory)
+    count = len(val) if request.val_examples is None else request.val_examples
+    if not 1 <= count <= len(val):
+        raise CampaignError(f"--val-examples {request.val_examples} is outside 1..{len(val)}, the validation "
+                            "examples --data-factory gives")
+    ensembles = {}
+    for side, runs in sides.items():
+        model = factories.build_user_model(build, request.model_factory, runs[0].hparams).to(device)
+        for item in checkpoints[side]:
+            weights = checkpoint.load(item.path)[MODEL]
+            try:
+                model.load_state_dict(weights)
+            except RuntimeError as exc:
+                raise CampaignError(f"run {item.run_id}: its checkpoint {item.path.name} does not fit the model "
+                                    f"--model-factory {request.model_factory} builds ({one_line(exc)})") from None
+        ensembles[side] = attribution.Ensemble(model, checkpoints[side], train, Split(val.x[:count], val.y[:count]),
+                                               device)
+    return ensembles
 
 
 def _scores(request: DiffRequest, algorithms: Algorithms, ensembles: dict[str, attribution.Ensemble],
@@ -132,6 +173,10 @@ def diff(request: DiffRequest, say: Say) -> DiffResult:
     labels = {side: e.train.y.numpy() for side, e in ensembles.items()}
     interpretation = modeldiff.interpret(results, labels, ensembles["A"].val.y.numpy(), request.top)
     written += outputs.write_directions(directory, results, interpretation)
+    inputs = getattr(ensembles["A"].train, "x", None)  # None: a split that batches itself (image folders)
+    if inputs is not None and inputs.ndim != 4:
+        say("note: the examples are not images (N x C x H x W): no image grids drawn")
+        return DiffResult(algorithms, directory, interpretation, written, [])
     pixels = {side: pixel_range(e.train) for side, e in ensembles.items()}
 
     def images(first: str, subpopulation: str, indices: list[int]) -> np.ndarray:

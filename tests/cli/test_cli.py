@@ -40,7 +40,9 @@ def test_campaign_id_filter_is_honoured(tmp_path, capsys):
     summary = pd.read_csv(summary_dir(merged) / "summary_model.name_last_beta.csv")
     assert summary["runs"].tolist() == [6, 6]
     code, out = _run(["report", str(merged), "--groupby", "model.name"], capsys)
-    assert pd.read_csv(summary_dir(merged) / "summary_model.name_last.csv")["runs"].tolist() == [10, 10]
+    both = pd.read_csv(summary_dir(merged) / "summary_model.name_last.csv")  # per campaign id, as tcbench reports
+    assert both["campaign"].tolist() == ["alpha", "alpha", "beta", "beta"] and both["runs"].tolist() == [4, 4, 6, 6]
+    assert "campaign_id: alpha" in out and "runs: 8" in out and "runs: 12" in out
     code, out = _run(["ls", str(merged), "--campaign-id", "alpha"], capsys)
     assert "8 runs" in out and "b-" not in out
     code, out = _run(["properties", str(merged), "--campaign-id", "alpha", "beta"], capsys)

@@ -44,8 +44,8 @@ def test_each_registry_builds_exactly_its_config_groups_options(registry, group)
 
 
 @pytest.mark.parametrize(("build", "message"), [
-    (lambda: build_model(OmegaConf.create({"name": "transformer"}), (1, 8, 8), 4),
-     "unknown model 'transformer' in model.name; choose from ['cnn', 'mlp', 'resnet18', 'resnet50']"),
+    (lambda: build_model(OmegaConf.create({"name": "vit"}), (1, 8, 8), 4),
+     "unknown model 'vit' in model.name; choose from ['cnn', 'lenet5', 'mlp', 'resnet18', 'resnet50', 'transformer']"),
     (lambda: check_model(OmegaConf.create({"name": "mlp", "norm": "groupnorm"})),
      "unknown normalisation 'groupnorm' in model.norm; choose from ['batchnorm', 'layernorm', 'none']"),
     (lambda: build_dataset(OmegaConf.create({"name": "mnist"})),

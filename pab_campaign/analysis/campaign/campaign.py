@@ -3,9 +3,16 @@
 Bad run directories never stop the analysis: each is set aside with a one-line reason. Reading needs
 no write access to the campaign: the index and the outputs go where `workspace` says, and
 `Campaign.notes` tells the user when that is not the campaign's own `summary/`.
+
+`open_campaign` also takes one run directory (`<campaign>/runs/<run_id>`: that run alone) or
+several campaigns (read side by side, without a merge). Each campaign's index stays in its own
+`summary/` (or its cache); such a view writes its outputs in a folder of its own inside the first
+campaign's output folder (`run-<run_id>/`, `combined-<hash>/`), never over that campaign's own
+files, unless the command is given `--output-folder`.
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +24,7 @@ from pab_campaign.analysis.campaign import index
 from pab_campaign.analysis.campaign.workspace import Workspace, fallback, is_unwritable, unwritable_message
 from pab_campaign.errors import CampaignError
 from pab_campaign.metrics import MetricSpec
-from pab_campaign.store import RunStatus, atomic_write, is_campaign, summary_dir
+from pab_campaign.store import RUN_JSON, RunStatus, atomic_write, is_campaign, summary_dir
 
 
 @dataclass
@@ -45,6 +52,11 @@ class Campaign:
             self.notes.append(text)
 
     @property
+    def label(self) -> str:
+        """How titles name what is analysed: the campaign directory."""
+        return str(self.directory)
+
+    @property
     def summary_dir(self) -> Path:
         """Where this command writes its files: the campaign's `summary/`, or the fallback the
         workspace chose (CampaignError when nothing can be written)."""
@@ -59,10 +71,14 @@ class Campaign:
     def query_trajectories(self, sql: str, params: dict, tables: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
         """Run `sql` (DuckDB, the trajectories as `traj`) over the compacted
         `trajectories.parquet`, brought up to date once per Campaign (one command)."""
+        return index.query_trajectories(self.trajectory_source(), sql, params, tables=tables)
+
+    def trajectory_source(self) -> index.TrajectorySource:
+        """The compacted trajectories of this campaign's runs, brought up to date on first use."""
         if self._trajectories is None:
             self._trajectories = index.refresh_trajectories(self.directory, self.runs, self.workspace)
             self._move_to(self._trajectories.workspace)
-        return index.query_trajectories(self._trajectories, sql, params, tables=tables)
+        return self._trajectories
 
     def write_output(self, name: str, write: Callable[[Path], None], folder: Path | None = None) -> Path:
         """Write the output file `name` all-or-nothing (`write(tmp)` fills a temp file) into `folder`
@@ -88,10 +104,159 @@ class Campaign:
                 self.note(workspace.note)
 
 
-def open_campaign(directory: Path | str, campaign_ids: list[str] | None = None) -> Campaign:
+@dataclass
+class RunView(Campaign):
+    """One run of a campaign (`<campaign>/runs/<run_id>` given where a campaign is taken): its
+    outputs go to `run-<run_id>/` inside the campaign's output folder."""
+
+    run_id: str = ""
+    # Every run of the campaign: the compacted trajectories stay those of the whole campaign.
+    campaign_runs: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def label(self) -> str:
+        return str(self.directory / "runs" / self.run_id)
+
+    def trajectory_source(self) -> index.TrajectorySource:
+        if self._trajectories is None:
+            runs = self.campaign_runs if self.campaign_runs is not None else self.runs
+            self._trajectories = index.refresh_trajectories(self.directory, runs, self.workspace)
+            self._move_to(self._trajectories.workspace)
+        return self._trajectories
+
+    @property
+    def summary_dir(self) -> Path:
+        return super().summary_dir / f"run-{self.run_id}"
+
+
+@dataclass
+class CombinedCampaign(Campaign):
+    """Several campaigns read side by side: `runs` holds every part's runs with `run_id` written
+    `<prefix>/<run_id>` (the prefix is the campaign directory's name, numbered when two share it);
+    trajectories are queried over every part's own compacted file. `directory` is the first part's."""
+
+    parts: list[tuple[str, Campaign]] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return " + ".join(part.label for _, part in self.parts)
+
+    @property
+    def summary_dir(self) -> Path:
+        """`combined-<hash of the campaigns' resolved paths>/` inside the first campaign's output folder."""
+        key = "\n".join(str(part.directory.resolve()) for _, part in self.parts)
+        return self.parts[0][1].summary_dir / f"combined-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+
+    @property
+    def index_dir(self) -> Path | None:
+        return None
+
+    def query_trajectories(self, sql: str, params: dict, tables: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+        sources = [(prefix, part.trajectory_source()) for prefix, part in self.parts]
+        for _, part in self.parts:
+            for text in part.notes:
+                self.note(text)
+        return index.query_several(sources, sql, params, tables=tables)
+
+
+def open_campaign(directory: Path | str | Sequence[Path | str], campaign_ids: list[str] | None = None) -> Campaign:
     """Refresh the campaign index of `directory` and read it; runs whose run.json cannot be read go to
-    `skipped`. `campaign_ids` keeps only runs whose run.json `campaign` field is one of them."""
+    `skipped`. `campaign_ids` keeps only runs whose run.json `campaign` field is one of them.
+
+    `directory` may also be one run directory (`<campaign>/runs/<run_id>`: a `RunView` of that run)
+    or a list of campaign or run directories (a `CombinedCampaign` when there are several).
+
+    >>> import tempfile
+    >>> from pab_campaign import store
+    >>> tmp = Path(tempfile.mkdtemp())
+    >>> for name in ("a", "b"):
+    ...     run = store.run_dir(tmp / name, "r1")
+    ...     buffer = store.TrajectoryBuffer()
+    ...     buffer.add(0, "val", "acc", 0.5 if name == "a" else 0.7)
+    ...     store.write_trajectory(run, buffer.to_table())
+    ...     store.write_run_json(run, store.RunRecord("r1", store.RunStatus.COMPLETED, campaign=name))
+    >>> both = open_campaign([tmp / "a", tmp / "b"])
+    >>> print(both.runs[["run_id", "campaign", "val/acc@last"]].to_string(index=False))
+    run_id campaign  val/acc@last
+      a/r1        a           0.5
+      b/r1        b           0.7
+    >>> one = open_campaign(tmp / "b" / "runs" / "r1")
+    >>> one.runs["run_id"].tolist(), one.summary_dir == tmp / "b" / "summary" / "run-r1"
+    (['r1'], True)
+    """
+    if not isinstance(directory, (str, Path)):
+        given = [Path(d) for d in directory]
+        if not given:
+            raise CampaignError("no campaign directory given; pass one or more, e.g. outputs/demo")
+        if len(given) == 1:
+            return open_campaign(given[0], campaign_ids)
+        return _open_several(given, campaign_ids)
     directory = Path(directory)
+    if (directory / RUN_JSON).exists() or (directory.parent.name == "runs" and is_campaign(directory.parent.parent)):
+        return _open_run(directory, campaign_ids)
+    return _open_one(directory, campaign_ids)
+
+
+def _open_run(directory: Path, campaign_ids: list[str] | None) -> RunView:
+    """The run `directory` of its campaign (the directory above `runs/`)."""
+    campaign_dir = directory.parent.parent
+    if directory.parent.name != "runs" or not is_campaign(campaign_dir):
+        raise CampaignError(f"{directory} is a run directory outside a campaign (it is not in a runs/ directory); "
+                            "pass its campaign, or a run directory <campaign>/runs/<run_id>")
+    whole = _open_one(campaign_dir, campaign_ids)
+    run_id = directory.name
+    runs = whole.runs[whole.runs["run_id"] == run_id].reset_index(drop=True)
+    skipped = [(rid, reason) for rid, reason in whole.skipped if rid == run_id]
+    if runs.empty and not skipped:
+        raise CampaignError(f"no run {run_id} in {campaign_dir}" + (f" of campaign {', '.join(campaign_ids)}"
+                                                                   if campaign_ids else ""))
+    names = [n for n in whole.hparam_names if runs[n].notna().any()]
+    return RunView(campaign_dir, runs, names, skipped, whole.workspace, list(whole.notes), run_id=run_id,
+                   campaign_runs=whole.runs)
+
+
+def _prefixes(directories: list[Path]) -> list[str]:
+    """Each directory's name, numbered (`name~2`) where an earlier one has the same name."""
+    seen: dict[str, int] = {}
+    prefixes = []
+    for directory in directories:
+        name = directory.resolve().name or "campaign"
+        seen[name] = seen.get(name, 0) + 1
+        prefixes.append(name if seen[name] == 1 else f"{name}~{seen[name]}")
+    return prefixes
+
+
+def _open_several(directories: list[Path], campaign_ids: list[str] | None) -> CombinedCampaign:
+    """Campaigns (or run directories) side by side; `campaign_ids` must match runs in at least one."""
+    resolved = [d.resolve() for d in directories]
+    twice = next((d for i, d in enumerate(directories) if resolved[i] in resolved[:i]), None)
+    if twice is not None:
+        raise CampaignError(f"{twice} is given twice; name each campaign once")
+    parts: list[tuple[str, Campaign]] = []
+    empty: list[str] = []
+    for prefix, directory in zip(_prefixes(directories), directories):
+        try:
+            parts.append((prefix, open_campaign(directory, campaign_ids)))
+        except CampaignError as exc:
+            if not campaign_ids or "no run of campaign" not in str(exc):
+                raise
+            empty.append(str(directory))
+    if not parts:
+        raise CampaignError(f"no run of campaign {', '.join(campaign_ids or [])} in {', '.join(empty)}")
+    frames = [part.runs.assign(run_id=prefix + "/" + part.runs["run_id"].astype(str)) for prefix, part in parts]
+    runs = pd.concat(frames, ignore_index=True)
+    hparams = list(dict.fromkeys(name for _, part in parts for name in part.hparam_names))
+    combined = CombinedCampaign(parts[0][1].directory, runs, hparams, parts=parts)
+    for prefix, part in parts:
+        for run_id, reason in part.skipped:
+            combined.skip(f"{prefix}/{run_id}", reason)
+        for text in part.notes:
+            combined.note(text)
+    return combined
+
+
+def _open_one(directory: Path, campaign_ids: list[str] | None) -> Campaign:
+    """One campaign directory."""
     if not directory.exists():
         raise CampaignError(f"campaign directory {directory} does not exist; pass the directory a sweep wrote, "
                             "e.g. outputs/demo")

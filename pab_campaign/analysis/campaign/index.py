@@ -524,3 +524,32 @@ def query_trajectories(source: TrajectorySource, sql: str, params: dict[str, Any
     with _snapshot(source.path) as stable, literal_paths([stable]) as (literal,):
         con.execute(f"CREATE VIEW traj AS SELECT * FROM read_parquet({sql_text(literal)}, {READ_OPTIONS})")
         return con.execute(sql, params or {}).df()
+
+
+def query_several(sources: Sequence[tuple[str, TrajectorySource]], sql: str, params: dict[str, Any] | None = None,
+                  tables: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """`query_trajectories` over several campaigns at once: the view `traj` is every source's rows
+    with `run_id` prefixed by that source's prefix (`<prefix>/<run_id>`), so the same run id in two
+    campaigns stays two runs. Each source is read where its own campaign keeps it."""
+    con = connect()
+    for name, frame in (tables or {}).items():
+        con.register(name, frame)
+    with ExitStack() as stack:
+        parts = []
+        for number, (prefix, source) in enumerate(sources):
+            if source.path is not None:
+                stable = stack.enter_context(_snapshot(source.path))
+                (literal,) = stack.enter_context(literal_paths([stable]))
+                rows = f"SELECT * FROM read_parquet({sql_text(literal)}, {READ_OPTIONS})"
+            elif source.files:
+                files = stack.enter_context(literal_paths(source.files))
+                con.execute(f"CREATE TEMP TABLE part{number} AS {_FRESH_ROWS}", {"ids": source.run_ids, "files": files})
+                rows = f"SELECT * FROM part{number}"
+            else:
+                continue
+            parts.append(f"SELECT {sql_text(prefix + '/')} || run_id AS run_id, epoch, context::VARCHAR AS context, "
+                         f"metric::VARCHAR AS metric, key::VARCHAR AS key, value FROM ({rows})")
+        parts = parts or ["SELECT NULL::VARCHAR AS run_id, NULL::INTEGER AS epoch, NULL::VARCHAR AS context, "
+                          "NULL::VARCHAR AS metric, NULL::VARCHAR AS key, NULL::DOUBLE AS value WHERE false"]
+        con.execute(f"CREATE TEMP VIEW traj AS {' UNION ALL '.join(parts)}")
+        return con.execute(sql, params or {}).df()

@@ -1,6 +1,10 @@
 """Grouped summaries of a campaign: per group of hyper-parameters, the number of runs and the
 mean, standard deviation (ddof=1) and Student-t CI95 half-width of each metric; and
-learning curves aggregated over seeds per group (mean and CI95 per epoch)."""
+learning curves aggregated over seeds per group (mean and CI95 per epoch).
+
+Runs of several campaign ids (run.json's `campaign`: a merged campaign, or several campaigns read
+together) are summarised per campaign id first, as tcbench's `report` does: `campaign` is then the
+first grouping key, and `write_report(..., per_campaign=True)` writes one CSV per campaign id."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -30,6 +34,8 @@ DEFAULT_METRICS = ("acc", "loss")
 LABEL_SQL = "context || '/' || metric || coalesce('[' || key || ']', '')"
 ALL_KEYS = "*"
 STATS = ("mean", "std", "ci95")
+# The index column of a run's campaign id (run.json's `campaign`), the first grouping key when runs have several.
+CAMPAIGN_KEY = "campaign"
 
 
 def summarize(per_run: pd.DataFrame, groupby: list[str], columns: list[str]) -> pd.DataFrame:
@@ -60,6 +66,8 @@ class Report:
     per_run: pd.DataFrame
     summary: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    # The campaign ids of the runs summarised (run.json's `campaign`).
+    per_run_campaigns: list[str] = field(default_factory=list)
 
 
 def choose_groupby(campaign: Campaign, done: pd.DataFrame, groupby: list[str] | None) -> list[str]:
@@ -263,6 +271,8 @@ def build_report(
     done = completed_runs(campaign)
     notes: list[str] = []
     groupby = choose_groupby(campaign, done, groupby)
+    if done[CAMPAIGN_KEY].nunique() > 1 and CAMPAIGN_KEY not in groupby:
+        groupby = [CAMPAIGN_KEY, *groupby]
     labels = _choose_metrics(campaign, done, contexts, metrics, notes)
     measured = [label for label in labels if not label.startswith(f"{SUMMARY_CONTEXT}/")]
     summaries = [label for label in labels if label.startswith(f"{SUMMARY_CONTEXT}/")]
@@ -275,9 +285,13 @@ def build_report(
         values = values.join(_summary_values(campaign, done, summaries))[labels]
     # the columns of the outputs (and of the split layout) that a hyper-parameter's name must not take
     names = [*labels, "duration_s", *(label.split("/", 1)[-1] for label in labels)]
-    columns = output_names(groupby, ["run_id", "runs", "context", *names,
+    hparams = [name for name in groupby if name != CAMPAIGN_KEY]  # the campaign id is a run.json field
+    columns = output_names(hparams, ["run_id", "runs", "context", CAMPAIGN_KEY, *names,
                                      *(f"{name}.{stat}" for name in names for stat in STATS)])
-    table = hparam_values(done.set_index("run_id"), groupby).set_axis(columns, axis=1)
+    table = hparam_values(done.set_index("run_id"), hparams).set_axis(columns, axis=1)
+    if CAMPAIGN_KEY in groupby:
+        table.insert(0, CAMPAIGN_KEY, done.set_index("run_id")[CAMPAIGN_KEY])
+        columns = [CAMPAIGN_KEY, *columns]
     per_run = table.join(done.set_index("run_id")["duration_s"]).join(values).reset_index()
     groupby = columns
     per_run[labels] = drop_infinite(per_run.set_index("run_id")[labels], notes).to_numpy()
@@ -293,7 +307,8 @@ def build_report(
         if lacking:
             notes.append(f"{lacking} of {len(per_run)} runs have no finite {label}: left out of its statistics")
     summary = summarize(per_run, groupby, [*labels, "duration_s"])
-    return Report(groupby, labels, per_run, summary, notes)
+    ids = sorted(done.set_index("run_id").loc[per_run["run_id"], CAMPAIGN_KEY].dropna().astype(str).unique())
+    return Report(groupby, labels, per_run, summary, notes, ids)
 
 
 def split_layout(summary: pd.DataFrame, groupby: list[str], labels: list[str]) -> pd.DataFrame:
@@ -329,11 +344,12 @@ def split_layout(summary: pd.DataFrame, groupby: list[str], labels: list[str]) -
 
 def report_path(campaign: Campaign, groupby: list[str], epoch: str | int, campaign_ids: list[str] | None,
                 folder: Path | None = None, layout: str = "wide") -> Path:
-    """`<folder>/summary_<groupby>_<epoch>[_<campaign ids>][_split].csv`; the folder defaults to the
-    campaign's `summary/`."""
+    """`<folder>/summary_<groupby>_<epoch>[_<campaign ids>][_split].csv` (`groupby` without the
+    campaign key); the folder defaults to the campaign's `summary/`."""
     suffix = ids_suffix(campaign_ids)
     suffix += "_split" if layout == "split" else ""
-    return (folder or campaign.summary_dir) / f"summary_{slug(groupby)}_{epoch}{suffix}.csv"
+    stem = slug([key for key in groupby if key != CAMPAIGN_KEY])
+    return (folder or campaign.summary_dir) / f"summary_{stem}_{epoch}{suffix}.csv"
 
 
 def write_report(campaign: Campaign, report: Report, epoch: str | int, campaign_ids: list[str] | None = None,
@@ -344,6 +360,43 @@ def write_report(campaign: Campaign, report: Report, epoch: str | int, campaign_
     name = report_path(campaign, report.groupby, epoch, campaign_ids, folder, layout).name
     frame = split_layout(report.summary, report.groupby, report.metrics) if layout == "split" else report.summary
     return campaign.write_output(name, lambda tmp: frame.to_csv(tmp, index=False), folder)
+
+
+def write_reports_per_campaign(campaign: Campaign, report: Report, epoch: str | int, folder: Path | None = None,
+                               layout: str = "wide") -> list[Path]:
+    """One summary CSV per campaign id of the runs summarised, each holding that campaign's groups and
+    named with its id as a `--campaign-id` filter names it (`summary_<groupby>_<epoch>_<id>.csv`).
+
+    >>> import tempfile
+    >>> from pab_campaign import store
+    >>> from pab_campaign.analysis.campaign.campaign import open_campaign
+    >>> tmp = Path(tempfile.mkdtemp())
+    >>> for name, accs in (("sgd", [0.8, 0.9]), ("adam", [0.7, 0.6])):
+    ...     for seed, acc in enumerate(accs):
+    ...         run = store.run_dir(tmp / name, f"seed{seed}")
+    ...         buffer = store.TrajectoryBuffer()
+    ...         buffer.add(1, "val", "acc", acc)
+    ...         store.write_trajectory(run, buffer.to_table())
+    ...         store.write_run_json(run, store.RunRecord(run.name, store.RunStatus.COMPLETED, campaign=name,
+    ...                                                   duration_s=1.0, hparams={"seed": seed}))
+    >>> report = build_report(open_campaign([tmp / "sgd", tmp / "adam"]), metrics=["val/acc"])
+    >>> print(report.summary[["campaign", "runs", "val/acc.mean"]].round(3).to_string(index=False))
+    campaign  runs  val/acc.mean
+        adam     2          0.65
+         sgd     2          0.85
+    >>> [p.name for p in write_reports_per_campaign(open_campaign(tmp / "sgd"), report, "last", folder=tmp)]
+    ['summary_all_last_adam.csv', 'summary_all_last_sgd.csv']
+    """
+    frame = split_layout(report.summary, report.groupby, report.metrics) if layout == "split" else report.summary
+    if CAMPAIGN_KEY in report.groupby:
+        pieces = [(str(cid), part) for cid, part in frame.groupby(CAMPAIGN_KEY, sort=True)]
+    else:
+        pieces = [(cid, frame) for cid in report.per_run_campaigns[:1]]
+    paths = []
+    for cid, piece in pieces:
+        name = report_path(campaign, report.groupby, epoch, [cid], folder, layout).name
+        paths.append(campaign.write_output(name, lambda tmp, piece=piece: piece.to_csv(tmp, index=False), folder))
+    return paths
 
 
 def build_curves(campaign: Campaign, groupby: list[str] | None = None, contexts: list[str] | None = None,

@@ -34,6 +34,8 @@ class ProbeContext:
     seed: int = 0
     # Cache shared by every probe measured at this epoch (never saved), see `probe_outputs`.
     shared: dict[str, Any] = field(default_factory=dict)
+    # Named submodules (`tracking.hookpoints`) whose outputs the representation probe also measures.
+    hookpoints: tuple[str, ...] = ()
 
     def probe_outputs(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(penultimate features N × D, logits N × C) of the probe set in eval mode, float32 on CPU;
@@ -41,6 +43,14 @@ class ProbeContext:
         if "probe_outputs" not in self.shared:
             self.shared["probe_outputs"] = forward_features(self.model, self.probe_set.x)
         return self.shared["probe_outputs"]
+
+    def hookpoint_outputs(self) -> dict[str, torch.Tensor]:
+        """{hookpoint: its output on the probe set, N × D float32 on CPU}; one forward pass per epoch."""
+        from pab_campaign.training.probes.hookpoints import hookpoint_outputs
+
+        if "hookpoint_outputs" not in self.shared:
+            self.shared["hookpoint_outputs"] = hookpoint_outputs(self.model, self.probe_set.x, self.hookpoints)
+        return self.shared["hookpoint_outputs"]
 
     def generator(self, salt: int = 0) -> torch.Generator:
         """A fresh CPU generator determined by (seed, epoch, salt); the global RNGs stay untouched."""

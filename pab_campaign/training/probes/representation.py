@@ -1,6 +1,7 @@
 """Representation shift: linear CKA between penultimate features (`model.features(x)`, N × D) on the
 fixed probe set at this epoch and at the previous measurement (`probe/cka_prev`) and at epoch 0
-(`probe/cka_init`).
+(`probe/cka_init`); and the same for the output of every hookpoint (`tracking.hookpoints`), keyed
+by its name (`probe/cka_prev[features.2]`).
 
 Linear CKA (Kornblith et al. 2019): with column-centred X, Y,
 `CKA = ‖YᵀX‖²_F / (‖XᵀX‖_F · ‖YᵀY‖_F)`, in [0, 1]; 1 for identical (or isotropically scaled,
@@ -38,11 +39,22 @@ class RepresentationProbe(Probe):
     uses_features = True
 
     def measure(self, ctx: ProbeContext) -> list[Row]:
-        current = ctx.probe_outputs()[0]
-        previous = ctx.state.get("previous")
-        initial = ctx.state.setdefault("initial", current)
-        ctx.state["previous"] = current
-        rows: list[Row] = [(PROBE, CKA_INIT.name, None, linear_cka(initial, current))]
-        if previous is not None:
-            rows.append((PROBE, CKA_PREV.name, None, linear_cka(previous, current)))
+        features = ctx.probe_outputs()[0]
+        # (A Tracker over a model without `features` measures its hookpoints alone.)
+        rows = _shift(ctx.state, features, None) if features is not None else []
+        if ctx.hookpoints:
+            memory = ctx.state.setdefault("hookpoints", {})
+            for name, current in ctx.hookpoint_outputs().items():
+                rows += _shift(memory.setdefault(name, {}), current, name)
         return rows
+
+
+def _shift(state: dict, current: torch.Tensor, key: str | None) -> list[Row]:
+    """cka_init (and cka_prev after the first measurement) of `current` against what `state` kept."""
+    previous = state.get("previous")
+    initial = state.setdefault("initial", current)
+    state["previous"] = current
+    rows: list[Row] = [(PROBE, CKA_INIT.name, key, linear_cka(initial, current))]
+    if previous is not None:
+        rows.append((PROBE, CKA_PREV.name, key, linear_cka(previous, current)))
+    return rows
