@@ -151,7 +151,7 @@ def ensemble_of(cfg: DictConfig, checkpoints: list[Checkpoint], val_examples: in
 
 
 def _weights(item: Checkpoint, device: torch.device) -> dict[str, torch.Tensor]:
-    return {name: value.to(device) for name, value in checkpoint.load(item.path)[MODEL].items()}
+    return {name: value.to(device) for name, value in checkpoint.weights(item.path, MODEL).items()}
 
 
 def _batch_size(grad_dim: int) -> int:
