@@ -80,6 +80,15 @@ def write_error(directory: Path) -> OSError | None:
         probe.unlink(missing_ok=True)
 
 
+def file_in_the_way(path: Path) -> Path | None:
+    """The first existing ancestor of the file `path` that is not a directory (so `path` cannot be
+    created: `report.html` inside a file), else None."""
+    for parent in Path(path).parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
 def writable(directory: Path) -> bool:
     return write_error(directory) is None
 

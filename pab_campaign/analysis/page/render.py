@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pab_campaign.analysis.campaign.campaign import Campaign
-from pab_campaign.analysis.campaign.workspace import write_error
+from pab_campaign.analysis.campaign.workspace import file_in_the_way, write_error
 from pab_campaign.analysis.page import sections
 from pab_campaign.analysis.page.model import Page
 from pab_campaign.errors import CampaignError
@@ -45,6 +45,9 @@ def default_path(campaign: Campaign) -> Path:
 def write_page(campaign: Campaign, out: Path | None, command: str, campaign_ids: list[str] | None = None) -> Path:
     """Build, render and atomically write the page to `out` (default `summary/report.html`)."""
     path = Path(out) if out is not None else default_path(campaign)
+    blocker = file_in_the_way(path)
+    if blocker is not None:
+        raise CampaignError(f"--out {path}: {blocker} is a file, not a directory; choose another path")
     if not path.parent.is_dir():
         raise CampaignError(f"--out {path}: directory {path.parent} does not exist; create it or choose another path")
     if path.is_dir():
