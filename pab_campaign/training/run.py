@@ -43,7 +43,7 @@ from pab_campaign.store import (
 )
 from pab_campaign.training import checkpoint, preemption, provenance
 from pab_campaign.training.acceleration import autocast, on_cuda, prepare_model
-from pab_campaign.training.config import check_campaign_name, job_threads, undeclared_keys
+from pab_campaign.training.config import check_campaign_dir, check_campaign_name, job_threads, undeclared_keys
 from pab_campaign.training.data import SPLITS, build_dataset, check_dataset
 from pab_campaign.training.data.batching import augment_generator, on_device, train_batches
 from pab_campaign.training.evaluate import Evaluation, evaluate
@@ -69,6 +69,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"{missing[0]} has no value: give it in your config (a preset of your own must set every "
                           f"key of its schema) or on the command line, e.g. {missing[0]}=...")
     check_campaign_name(str(cfg.campaign.name))
+    check_campaign_dir(str(cfg.campaign.dir))
     checks = [
         (cfg.optimizer.lr > 0, f"optimizer.lr={cfg.optimizer.lr} must be > 0, e.g. optimizer.lr=0.05"),
         (cfg.optimizer.weight_decay >= 0, f"optimizer.weight_decay={cfg.optimizer.weight_decay} must be >= 0"),
