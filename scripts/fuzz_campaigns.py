@@ -54,14 +54,16 @@ OWNED_ELSEWHERE = {"sql-hparam": 1, "glob-name": 2, "fifo-trajectory": 4, "fifo-
                    "clashing-hparam": 8, "nan-class-acc": 9, "garbage-lock": 12, "lock-directory": 12}
 RUN_DAMAGE = ("truncate-trajectory", "truncate-run-json", "garbage-run-json", "wrong-types-run-json", "huge-run-json",
               "empty-trajectory", "garbage-trajectory", "link-file-out", "link-file-inside", "dangling-trajectory",
-              "other-run-id", "fifo-in-run", "sql-hparam", "clashing-hparam", "fifo-trajectory", "fifo-run-json",
+              "other-run-id", "fifo-in-run", "fifo-trajectory", "fifo-run-json",
               "dev-zero-run-json", "garbage-lock", "lock-directory", "nan-class-acc")
+# Damage to the whole campaign; the hyper-parameter damage goes into every run (which stays intact).
 CAMPAIGN_DAMAGE = ("run-link-out", "run-link-inside", "dangling-run-link", "plain-file-in-runs", "figure-link-out",
-                   "figure-not-png", "table-link-out", "summary-link-out", "glob-name")
+                   "figure-not-png", "table-link-out", "summary-link-out", "glob-name", "sql-hparam", "clashing-hparam")
 ODD_NAMES = ("run with spaces", "ünïcødé-run", "it's", 'quo"te', "semi;colon", "dash--dash", "dollar$x", "-leading",
              "back\\slash", "x" * 200)
 GLOB_NAMES = ("zz*", "x[b]", "q?")
-HOSTILE_KEYS = ('run_id" FROM groups g; COPY (SELECT 1) TO \'pwned.csv\'; --', "a'b", "semi;colon", "k" * 300)
+HOSTILE_KEYS = ('run_id" FROM groups g; COPY (SELECT \'owned\' AS a) TO \'pwned.csv\'; SELECT $labels AS l --',
+                'quo"te', "a'b", "semi;colon", "back\\slash", "k" * 10_000)
 CLASHING_KEYS = ("status", "run_id", "host", "error", "val/acc@last")
 
 
@@ -162,11 +164,6 @@ def _damage_run(damage: str, run: Path, sentinel: Path, other: str) -> None:
         record.write_text(json.dumps(data))
     elif damage == "fifo-in-run":
         os.mkfifo(run / "pipe")
-    elif damage in ("sql-hparam", "clashing-hparam"):
-        data = json.loads(record.read_text())
-        keys = HOSTILE_KEYS if damage == "sql-hparam" else CLASHING_KEYS
-        data["hparams"].update({key: f"v{i}" for i, key in enumerate(keys)})
-        record.write_text(json.dumps(data))
     elif damage == "fifo-trajectory":
         trajectory.unlink()
         os.mkfifo(trajectory)
@@ -222,8 +219,11 @@ def build_campaign(spec: CampaignSpec, campaign: Path, sentinel: Path) -> list[s
     """Write the campaign of `spec` and damage it (one damage a run at most); returns the names of the
     runs left intact."""
     rng = np.random.default_rng(spec.seed)
-    for run in spec.runs:
-        write_good_run(campaign, run, rng, {"optimizer.lr": run.lr, "seed": run.seed, "model.name": "mlp"})
+    keys = [choices[spec.seed % len(choices)] for damage, choices in (("sql-hparam", HOSTILE_KEYS),
+            ("clashing-hparam", CLASHING_KEYS)) if damage in spec.campaign_damage]  # one each, so that it is grouped by
+    for index, run in enumerate(spec.runs):
+        hostile = {key: f"v{(index >> i) % 2}" for i, key in enumerate(keys)}  # values that vary over the runs
+        write_good_run(campaign, run, rng, {"optimizer.lr": run.lr, "seed": run.seed, "model.name": "mlp", **hostile})
     hit = {index for _, index in spec.run_damage}
     for damage, index in spec.run_damage:
         other = spec.runs[(index + 1) % len(spec.runs)].name
