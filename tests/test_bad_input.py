@@ -88,7 +88,7 @@ def test_an_output_place_that_cannot_be_written_is_one_line_and_nothing_is_writt
     make_grid(tmp_path / "c", seeds=2)
     run_json = next((tmp_path / "c" / "runs").iterdir()) / "run.json"
     before = run_json.read_bytes()
-    for args, fragment in ((["report", "--output-folder", str(run_json / "x")], "cannot write there (Not a directory)"),
+    for args, fragment in ((["report", "--output-folder", str(run_json / "x")], "which is a file"),
                            (["curves", "--output-folder", "/proc/pab"], "cannot write there"),
                            (["html", "--out", "/proc/page.html"], "cannot write in /proc")):
         result = cli([args[0], str(tmp_path / "c"), *args[1:]])

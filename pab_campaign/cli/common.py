@@ -4,6 +4,7 @@ list the runs an analysis set aside."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -71,15 +72,21 @@ def whole_number(option: str, low: int, high: int, example: str) -> Callable[[st
 
 
 def output_folder(value: str) -> Path:
-    """An argparse type for `--output-folder`: a directory this user can write, created when missing,
-    never a file."""
+    """An argparse type for `--output-folder`: a directory this user can write, or one that can be
+    created there (it is created only when the command writes its files), never a file."""
     from pab_campaign.analysis.campaign.workspace import write_error
 
     folder = Path(value)
-    if folder.exists() and not folder.is_dir():
-        raise argparse.ArgumentTypeError(f"--output-folder {folder} is a file; name a folder (it is created when "
+    existing = next(path for path in (folder, *folder.parents) if path.exists() or path == Path(path.anchor or "."))
+    if not existing.is_dir():
+        what = "is a file" if existing == folder else f"is inside {existing}, which is a file"
+        raise argparse.ArgumentTypeError(f"--output-folder {folder} {what}; name a folder (it is created when "
                                          "missing)")
-    error = write_error(folder)
+    missing = [path for path in (folder, *folder.parents) if not path.exists()]
+    error = write_error(folder)  # creates the missing folders to try; they are removed again below
+    for path in missing:
+        with contextlib.suppress(OSError):
+            path.rmdir()
     if error is not None:
         raise argparse.ArgumentTypeError(f"--output-folder {folder}: cannot write there ({error.strerror or error}); "
                                          "name a folder you can write")

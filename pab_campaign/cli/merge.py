@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from pab_campaign.cli.common import Commands, SplitList
 from pab_campaign.render import print_line
@@ -10,16 +11,29 @@ from pab_campaign.render import print_line
 def cmd_merge(args: argparse.Namespace) -> int:
     from pab_campaign.analysis.campaign.merge import merge
 
-    result = merge(args.src, args.dst)
+    def waiting() -> None:
+        print_line(f"waiting for another merge into {args.dst} to finish (it holds the destination's lock)", "yellow")
+
+    result = merge(args.src, args.dst, include_running=args.include_running, on_wait=waiting)
+    running = set(result.running)
+
+    def live(run_id: str, source: Path) -> str:
+        return " (running: copied while a process writes it)" if (run_id, source) in running else ""
+
     for run_id, source in result.added:
-        print_line(f"added {run_id} from {source}")
+        print_line(f"added {run_id} from {source}{live(run_id, source)}")
+    for run_id, source, why in result.updated:
+        print_line(f"updated {run_id} from {source}: {why}{live(run_id, source)}")
     for run_id, source, reason in result.skipped:
         print_line(f"skipped {run_id} from {source}: {reason}", "yellow")
     for run_id, source, kept_as in result.conflicts:
         print_line(f"conflict: {run_id} from {source} differs from the destination's {run_id}; both kept, the "
                    f"incoming one as {kept_as}", "bold red")
-    print_line(f"{args.dst}: added {len(result.added)} runs, skipped {len(result.skipped)} (same contents), "
-               f"{len(result.conflicts)} conflicts (kept under suffixed ids)")
+    for run_id, source, what in result.left_out:
+        print_line(f"left out of {run_id} from {source}: {what}", "yellow")
+    print_line(f"{args.dst}: added {len(result.added)} runs, updated {len(result.updated)}, skipped "
+               f"{len(result.skipped)}, {len(result.conflicts)} conflicts (kept under suffixed ids)"
+               + (f", {len(result.running)} copied while running" if result.running else ""))
     return 1 if result.conflicts else 0
 
 
@@ -31,4 +45,8 @@ def register(commands: Commands) -> None:
     merge.add_argument("--src", nargs="+", action=SplitList, required=True, metavar="CAMPAIGN_DIR",
                        help="source campaigns")
     merge.add_argument("--dst", required=True, metavar="CAMPAIGN_DIR",
-                       help="destination: new, empty, or a campaign (only runs it lacks are added)")
+                       help="destination: new, empty, or a campaign (only runs it lacks, or has not seen end, "
+                            "are copied)")
+    merge.add_argument("--include-running", action="store_true",
+                       help="also copy runs a live process is writing now, as they are (merge again once they "
+                            "have ended to update them)")

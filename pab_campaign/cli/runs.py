@@ -65,11 +65,15 @@ def cmd_properties(args: argparse.Namespace) -> int:
 
 
 def _write_summary_json(path: Path, directory: Path, epochs: int, cutoffs: tuple, summary: RunSummary) -> None:
+    from pab_campaign.analysis.campaign.workspace import file_in_the_way
     from pab_campaign.analysis.summary.trajectory import summary_document
     from pab_campaign.store import atomic_write_bytes, json_safe
 
     if path.is_dir():
         raise CampaignError(f"--json {path} is a directory; give a file name, e.g. --json summary.json")
+    blocker = file_in_the_way(path)
+    if blocker is not None:
+        raise CampaignError(f"--json {path}: {blocker} is a file, not a directory; give another file name")
     document = summary_document(directory, epochs, cutoffs, summary)
     try:
         atomic_write_bytes(path, (json.dumps(json_safe(document), indent=2) + "\n").encode())

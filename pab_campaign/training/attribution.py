@@ -152,7 +152,7 @@ def ensemble_of(cfg: DictConfig, checkpoints: list[Checkpoint], val_examples: in
 
 
 def _weights(item: Checkpoint | dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    weights = checkpoint.load(item.path)[MODEL] if isinstance(item, Checkpoint) else item
+    weights = checkpoint.weights(item.path, MODEL) if isinstance(item, Checkpoint) else item
     return {name: value.to(device) for name, value in weights.items()}
 
 

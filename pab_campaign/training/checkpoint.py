@@ -5,6 +5,7 @@ and `best.pt` (best by the chosen validation metric).
 """
 from __future__ import annotations
 
+import pickle
 import random
 import re
 import shutil
@@ -15,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from pab_campaign import confined
+from pab_campaign.errors import StoreError
 from pab_campaign.store import CHECKPOINTS, atomic_write
 
 LAST = "last.pt"
@@ -62,8 +65,41 @@ def save(path: Path, state: dict[str, Any], copies: Sequence[Path] = ()) -> None
 
 
 def load(path: Path) -> dict[str, Any]:
-    """Load a checkpoint without unpickling arbitrary objects (`weights_only=True`)."""
-    return torch.load(Path(path), map_location="cpu", weights_only=True)
+    """Load a checkpoint without unpickling arbitrary objects (`weights_only=True`, never anything
+    else: a checkpoint may come from someone else). StoreError naming the file when it is not a
+    regular file, is truncated or not a torch file, holds objects other than tensors and plain
+    values, or is not a dict."""
+    path = Path(path)
+    reason = confined.problem(path, [path.parent])
+    if reason is not None:
+        raise StoreError(f"{reason}; a checkpoint must be a regular file inside its run")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, EOFError):
+        raise StoreError(f"{path}: not a checkpoint that can be read safely: truncated, of another format, or "
+                         "holding objects other than tensors and plain values (never unpickled: they could run "
+                         "code); restore the file or train the run again") from None
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise StoreError(f"{path}: not a readable torch checkpoint, truncated or of another format "
+                         f"({_first_line(exc)}); restore the file or train the run again") from None
+    if not isinstance(state, dict):
+        raise StoreError(f"{path}: the checkpoint holds a {type(state).__name__}, not the dict pab_campaign writes")
+    return state
+
+
+def weights(path: Path, key: str) -> dict[str, torch.Tensor]:
+    """The model weights stored under `key` in the checkpoint at `path` (`load`); StoreError naming the
+    file when it has none."""
+    state = load(path).get(key)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise StoreError(f"{path}: the checkpoint has no model weights under '{key}'; use checkpoints written by "
+                         "pab_campaign")
+    return state
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0][:200] if lines else type(exc).__name__
 
 
 def latest(run_directory: Path) -> Path | None:

@@ -296,11 +296,46 @@ def check_campaign_name(name: str) -> None:
                           "separated by '/', no '..' or '.', not absolute, not empty), e.g. campaign.name=demo")
 
 
+def check_campaign_dir(directory: str, key: str = "campaign.dir") -> None:
+    """A campaign directory must be a directory or not exist yet: refuse one that is a file, or inside
+    a file, naming `key` (the setting that made it)."""
+    for path in (Path(directory), *Path(directory).parents):
+        if path.exists():
+            if not path.is_dir():
+                where = "is a file" if path == Path(directory) else f"is inside {path}, which is a file"
+                raise ConfigError(f"{key}={directory} {where}; name a directory (it is created when missing)")
+            return
+
+
+def check_campaign_root(root: str) -> None:
+    """`campaign.root` must name a directory (or one to create), never '' (it would put the campaign
+    at the file system's root) nor a file."""
+    if not root.strip():
+        raise ConfigError("campaign.root is empty (PAB_CAMPAIGN_ROOT set to ''?); name the directory campaigns go "
+                          "in, e.g. campaign.root=outputs, or unset PAB_CAMPAIGN_ROOT")
+    check_campaign_dir(root, "campaign.root")
+
+
+def launch_dir() -> str:
+    """The directory the command was launched from: Hydra's record of it inside a Hydra app (it may
+    have changed into its output folder since, `hydra.job.chdir=true`), else the current one."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        cwd = OmegaConf.select(HydraConfig.get(), "runtime.cwd", default=None)
+        if cwd:
+            return str(cwd)
+    return os.getcwd()
+
+
 def campaign_dir(root: str, name: str) -> str:
-    """`${pab_campaign_dir:root,name}` in config.yaml: `<root>/<name>` once the name is checked, so a
-    bad name is refused where Hydra first resolves the directory, before it writes anything there."""
+    """`${pab_campaign_dir:root,name}` in config.yaml: the absolute path of `<root>/<name>` (a relative
+    root is taken from where the command was launched, so changing into Hydra's output folder does
+    not move the campaign) once the root and name are checked, so a bad one is refused where Hydra
+    first resolves the directory, before it writes anything there."""
     check_campaign_name(str(name))
-    return f"{root}/{name}"
+    check_campaign_root(str(root))
+    return os.path.normpath(os.path.join(launch_dir(), str(root), str(name)))
 
 
 def register_schemas() -> None:

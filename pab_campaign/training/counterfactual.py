@@ -102,7 +102,7 @@ def transform_effects(campaign: Path, records: list[RunRecord], cfg, transform_n
     changed = Split(transform(clean.x, pixel_range(ensemble.train)), clean.y)
     effects = []
     for final in ensemble.checkpoints:
-        ensemble.model.load_state_dict(checkpoint.load(final.path)[MODEL])
+        ensemble.model.load_state_dict(checkpoint.weights(final.path, MODEL))
         before, after = evaluate(ensemble.model, clean), evaluate(ensemble.model, changed)
         effects.append(TransformEffect(final.run_id, before.acc, after.acc,
                                        class_probabilities(before.logits, clean.y),

@@ -38,7 +38,7 @@ from pab_campaign.runlock import RunLocked, RunLockLost
 from pab_campaign.store import RunStatus, run_dir
 from pab_campaign.training import checkpoint, distributed, preemption
 from pab_campaign.training.acceleration import autocast, on_cuda, prepare_model
-from pab_campaign.training.config import check_campaign_name, job_threads, undeclared_keys
+from pab_campaign.training.config import check_campaign_dir, check_campaign_name, job_threads, undeclared_keys
 from pab_campaign.training.data import SPLITS, build_dataset, check_dataset
 from pab_campaign.training.data.batching import augment_generator, on_device, train_batches
 from pab_campaign.training.data.sharding import GlobalBatchSampler
@@ -64,6 +64,7 @@ def validate(cfg: DictConfig) -> None:
     if added:
         raise ConfigError(f"{added[0]} is not a config key (added with +?); see `python -m pab_campaign --cfg job`")
     check_campaign_name(str(cfg.campaign.name))
+    check_campaign_dir(str(cfg.campaign.dir))
     checks = [
         (cfg.optimizer.lr > 0, f"optimizer.lr={cfg.optimizer.lr} must be > 0, e.g. optimizer.lr=0.05"),
         (cfg.optimizer.weight_decay >= 0, f"optimizer.weight_decay={cfg.optimizer.weight_decay} must be >= 0"),

@@ -145,3 +145,25 @@ def test_the_diff_commands_import_torch_only_when_they_run():
                             cwd=Path(__file__).resolve().parents[2])
     assert result.returncode == 0, result.stderr
     assert "--proj-dim" in result.stdout and "--transform" in result.stdout
+
+
+@pytest.mark.parametrize("damage", ["truncated", "pickled"])
+def test_a_damaged_checkpoint_is_one_line_naming_it(copy, damage):
+    from fractions import Fraction
+
+    import torch
+
+    victim = next(d for d in iter_run_dirs(copy) if read_run_json(d).hparams.get("dataset.corner_patch.train_class"))
+    path = victim / "checkpoints" / "last.pt"
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:1000])
+    else:
+        torch.save({"model": Fraction(1, 3)}, path)  # an object weights-only loading refuses
+    before = _files(copy / "runs")
+    for command in (["diff", str(copy), *A, *B, "--proj-dim", "8"],
+                    ["diff-test", str(copy), *A, *B, "--transform", "corner_patch"]):
+        result = cli(command)
+        assert result.returncode == 2
+        assert_one_line_error(result, str(path))
+        assert "weights_only=False" not in result.stderr
+    assert _files(copy / "runs") == before  # A's scores may be kept in summary/ for the next diff

@@ -1,3 +1,4 @@
+import os
 import pickle
 import random
 
@@ -5,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from pab_campaign.errors import StoreError
 from pab_campaign.store import read_trajectory
 from pab_campaign.training import checkpoint
 from pab_campaign.training.run import execute
@@ -41,8 +43,43 @@ class Payload:
 def test_load_uses_weights_only(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"epoch": 1, "object": Payload()}, path)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(StoreError, match="never unpickled") as caught:
         checkpoint.load(path)
+    assert str(path) in str(caught.value) and "weights_only=False" not in str(caught.value)
+    assert not isinstance(caught.value, pickle.UnpicklingError)
+
+
+@pytest.mark.parametrize("damage, fragment", [
+    ("truncate", "not a readable torch checkpoint"), ("garbage", "not a checkpoint that can be read safely"),
+    ("empty", "not a checkpoint that can be read safely"), ("fifo", "is a FIFO, not a regular file"),
+    ("link", "leads outside the campaign"), ("list", "holds a list, not the dict"), ("no model", "no model weights"),
+])
+def test_a_damaged_or_foreign_checkpoint_is_one_error_naming_the_file(tmp_path, damage, fragment):
+    run = tmp_path / "run"
+    run.mkdir()
+    path = run / "last.pt"
+    checkpoint.save(path, {"model": {"w": torch.ones(3)}, "epoch": 2})
+    data = path.read_bytes()
+    path.unlink()
+    if damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"not a checkpoint at all")
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "fifo":
+        os.mkfifo(path)
+    elif damage == "link":
+        (tmp_path / "elsewhere.pt").write_bytes(data)
+        path.symlink_to(tmp_path / "elsewhere.pt")
+    elif damage == "list":
+        torch.save([torch.ones(1)], path)
+    else:
+        torch.save({"epoch": 2}, path)
+    with pytest.raises(StoreError) as caught:
+        checkpoint.weights(path, "model")
+    message = str(caught.value)
+    assert fragment in message and str(path) in message and "\n" not in message and "weights_only=False" not in message
 
 
 def test_rng_capture_and_restore_round_trip(tmp_path):

@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from pab_campaign import confined
 from pab_campaign.analysis.campaign.naming import file_stem
 from pab_campaign.errors import CampaignError
 from pab_campaign.store import UNWRITABLE_ERRNOS, create_temp_file, remove_stale_temps, runs_dir, summary_dir
@@ -80,6 +81,15 @@ def write_error(directory: Path) -> OSError | None:
         probe.unlink(missing_ok=True)
 
 
+def file_in_the_way(path: Path) -> Path | None:
+    """The first existing ancestor of the file `path` that is not a directory (so `path` cannot be
+    created: `report.html` inside a file), else None."""
+    for parent in Path(path).parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
 def writable(directory: Path) -> bool:
     return write_error(directory) is None
 
@@ -98,7 +108,14 @@ def unwritable_message(path: Path, exc: OSError, fix: str) -> str:
 
 
 def _places(campaign_dir: Path) -> list[Path]:
-    return [summary_dir(campaign_dir), cache_dir(campaign_dir)]
+    """Where the index and outputs may go, in order; never a `summary/` that is a link leading out of
+    the campaign (what is written there would land outside it)."""
+    own = [summary_dir(campaign_dir)] if _summary_inside(campaign_dir) else []
+    return [*own, cache_dir(campaign_dir)]
+
+
+def _summary_inside(campaign_dir: Path) -> bool:
+    return confined.inside(summary_dir(campaign_dir), [campaign_dir])
 
 
 def _note(campaign_dir: Path, directory: Path | None, reason: str) -> str:
@@ -111,6 +128,7 @@ def choose(campaign_dir: Path) -> Workspace:
     (and in `runs/`, from a merge) are removed on the way."""
     campaign_dir = Path(campaign_dir)
     first_error = None
+    reason = None if _summary_inside(campaign_dir) else "has a summary/ that leads outside it"
     for place in _places(campaign_dir):
         error = write_error(place)
         if error is None:
@@ -118,9 +136,10 @@ def choose(campaign_dir: Path) -> Workspace:
             if place == summary_dir(campaign_dir):
                 remove_stale_temps(runs_dir(campaign_dir))
                 return Workspace(campaign_dir, place)
-            return Workspace(campaign_dir, place, _note(campaign_dir, place, _reason(first_error)))
+            return Workspace(campaign_dir, place, _note(campaign_dir, place, reason or _reason(first_error)))
         first_error = first_error or error
-    return Workspace(campaign_dir, None, _note(campaign_dir, None, f"{_reason(first_error)} and neither can the cache"))
+    reason = reason or _reason(first_error)
+    return Workspace(campaign_dir, None, _note(campaign_dir, None, f"{reason} and neither can the cache"))
 
 
 def fallback(workspace: Workspace, exc: OSError) -> Workspace:

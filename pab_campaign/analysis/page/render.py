@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pab_campaign.analysis.campaign.campaign import Campaign
-from pab_campaign.analysis.campaign.workspace import is_unwritable, unwritable_message, write_error
+from pab_campaign.analysis.campaign.workspace import file_in_the_way, is_unwritable, unwritable_message, write_error
 from pab_campaign.analysis.page import sections
 from pab_campaign.analysis.page.model import Page
 from pab_campaign.errors import CampaignError
@@ -54,6 +54,9 @@ def write_page(campaign: Campaign, out: Path | None, command: str, campaign_ids:
         data = render(build_page(campaign, command, campaign_ids)).encode("utf-8")
         return campaign.write_output(PAGE_NAME, lambda tmp: tmp.write_bytes(data))
     path = Path(out)
+    blocker = file_in_the_way(path)
+    if blocker is not None:
+        raise CampaignError(f"--out {path}: {blocker} is a file, not a directory; choose another path")
     if not path.parent.is_dir():
         raise CampaignError(f"--out {path}: directory {path.parent} does not exist; create it or choose another path")
     if path.is_dir():

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import base64
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
+from pab_campaign import confined
 from pab_campaign.analysis.campaign.campaign import Campaign, properties
 from pab_campaign.analysis.campaign.naming import ids_suffix
 from pab_campaign.analysis.modeldiff.residual_pca import SUBPOPULATIONS
 from pab_campaign.analysis.page.model import Cell, HtmlTable, Missing, PageFigure, Section, png_uri
-from pab_campaign.errors import CampaignError
+from pab_campaign.errors import CampaignError, one_line
 from pab_campaign.formatting import duration, number
 from pab_campaign.metrics import (
     ACC,
@@ -67,9 +69,28 @@ def _frame_table(key: str, caption: str, frame: pd.DataFrame, limit: int = MAX_C
 
 
 def _file_figure(path: Path, caption: str) -> PageFigure:
-    """A PNG written by another command, inline."""
+    """A PNG written by another command, inline (checked by `_figures`)."""
     uri = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
     return PageFigure(path.stem, path.stem, caption, uri)
+
+
+def _roots(campaign: Campaign) -> list[Path]:
+    """The directories whose files the page may read: the campaign, and the cache this command
+    writes to when the campaign cannot be written (the campaign's own summary/ is inside it)."""
+    workspace = campaign.workspace
+    roots = [campaign.directory]
+    if workspace is not None and workspace.directory is not None and not workspace.is_summary:
+        roots.append(workspace.directory)
+    return roots
+
+
+def _refused(campaign: Campaign, section: Section, path: Path) -> bool:
+    """True, with a note in `section`, when `path` must not be read into the page: it leads outside
+    the campaign or is not a regular file (a campaign's files are untrusted input)."""
+    reason = confined.problem(path, _roots(campaign))
+    if reason is not None:
+        section.notes.append(f"left out: {reason}")
+    return reason is not None
 
 
 def overview(campaign: Campaign) -> Section:
@@ -246,9 +267,16 @@ def _found(campaign: Campaign, name: str) -> Path:
     return next((place / name for place in places if (place / name).exists()), places[0] / name)
 
 
-def _csv(path: Path) -> pd.DataFrame | None:
-    """The CSV an analysis command wrote, or None when it has not written one."""
-    return pd.read_csv(path) if path.is_file() else None
+def _csv(campaign: Campaign, section: Section, path: Path) -> pd.DataFrame | None:
+    """The CSV an analysis command wrote, or None when it has not written one (or it may not be
+    read: see `_refused`)."""
+    if not os.path.lexists(path) or _refused(campaign, section, path):
+        return None
+    try:
+        return pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError, OSError) as exc:
+        section.notes.append(f"left out: {path} is not a readable CSV ({one_line(exc)})")
+        return None
 
 
 # What the figures other commands write show, by file name (the file is named after the caption).
@@ -274,8 +302,19 @@ def _figure_caption(path: Path, folder: Path) -> str:
     return f"{FIGURE_CAPTIONS.get(path.stem.split('_')[0], '')} {where}".strip()
 
 
-def _figures(paths: list[Path], folder: Path) -> list[PageFigure]:
-    return [_file_figure(path, _figure_caption(path, folder)) for path in paths]
+def _figures(campaign: Campaign, section: Section, paths: list[Path], folder: Path) -> list[PageFigure]:
+    """Add the PNG files `paths` to `section` and return them; a file that leads outside the
+    campaign, is not a regular file or is no PNG (by its signature) is left out with a note."""
+    added = []
+    for path in paths:
+        if _refused(campaign, section, path):
+            continue
+        if not confined.is_png(path):
+            section.notes.append(f"left out: {path} is not a PNG image")
+            continue
+        added.append(_file_figure(path, _figure_caption(path, folder)))
+    section.figures += added
+    return added
 
 
 def _rho_cell(rho: float, low: float, high: float) -> Cell:
@@ -299,7 +338,7 @@ def audit(campaign: Campaign, campaign_ids: list[str] | None) -> Section:
     suffix = ids_suffix(campaign_ids)
     csv = _found(campaign, f"audit{suffix}.csv")
     folder = csv.parent
-    table = _csv(csv)
+    table = _csv(campaign, section, csv)
     command = f"pab-campaign audit {campaign.directory} --all-metrics --baseline val/loss@3 --target test/acc"
     if table is None:
         section.missing = Missing("No audit has been run on this campaign yet.", command)
@@ -320,13 +359,12 @@ def audit(campaign: Campaign, campaign_ids: list[str] | None) -> Section:
                                                            "stage 1", "partial ρ [95 % CI]", "p adj", "stage 4",
                                                            "effect class"], rows))
     section.notes += [str(d) for d in table["diagnosis"].dropna()]
-    figures = _figures(_audit_figures(table, folder / f"audit{suffix}"), folder)
-    runs = _csv(folder / f"audit_runs{suffix}.csv")
+    figures = _figures(campaign, section, _audit_figures(table, folder / f"audit{suffix}"), folder)
+    runs = _csv(campaign, section, folder / f"audit_runs{suffix}.csv")
     for figure in figures:
         metric = next((m for m in table["metric"] if _figure_stem(m) == figure.key), None)
         if runs is not None and metric is not None:
             figure.chart = _audit_chart(table, runs, metric)
-    section.figures += figures
     return section
 
 
@@ -362,7 +400,7 @@ def _audit_figures(table: pd.DataFrame, folder: Path) -> list[Path]:
     ranked = pooled.assign(strength=pooled["partial_rho"].abs()).sort_values(
         ["is_loss_proxy", "strength"], ascending=[True, False], na_position="last")
     paths = [folder / figure_name(metric) for metric in ranked["metric"]]
-    return [path for path in paths if path.is_file()][:MAX_AUDIT_FIGURES]
+    return [path for path in paths if os.path.lexists(path)][:MAX_AUDIT_FIGURES]
 
 
 STATES_TABLES = (
@@ -383,18 +421,19 @@ def states(campaign: Campaign, campaign_ids: list[str] | None) -> Section:
     section = Section("states", "Latent training phases", "A Gaussian hidden Markov model over every run's "
                       "per-epoch statistics: each run becomes a sequence of phases (`pab-campaign states`).")
     folder = _found(campaign, f"states{ids_suffix(campaign_ids)}")
-    if _csv(folder / "selection.csv") is None:
+    if _csv(campaign, section, folder / "selection.csv") is None:
         section.missing = Missing("No latent-phase analysis has been run on this campaign yet.",
                                   f"pab-campaign states {campaign.directory}")
         return section
     for name, caption, columns in STATES_TABLES:
-        frame = _csv(folder / name)
+        frame = _csv(campaign, section, folder / name)
         if frame is not None:
             shown = frame[frame["rank"] <= 3] if name == "transitions.csv" and "rank" in frame else frame
             section.tables.append(_frame_table(name.removesuffix(".csv"), caption,
                                                shown[[c for c in columns if c in shown.columns]]))
-    section.figures += _figures(sorted(folder.glob("*.png")), folder)
-    phases, transitions = _csv(folder / "phases.csv"), _csv(folder / "transitions.csv")
+    _figures(campaign, section, sorted(folder.glob("*.png")), folder)
+    phases = _csv(campaign, section, folder / "phases.csv")
+    transitions = _csv(campaign, section, folder / "transitions.csv")
     for figure in section.figures:
         if figure.key == "transitions" and phases is not None and transitions is not None:
             from pab_campaign.analysis.page.charts import transitions_chart
@@ -421,16 +460,19 @@ def modeldiff(campaign: Campaign, campaign_ids: list[str] | None) -> Section:
                       "learn: residual PCA of TRAK attribution scores (`pab-campaign diff`), and counterfactual "
                       "tests of the transformation a direction suggests (`pab-campaign diff-test`).")
     root = _found(campaign, DIFF_DIR)
-    comparisons = sorted(path for path in root.glob("*") if (path / "directions.csv").is_file())
+    comparisons = sorted(path for path in root.glob("*") if os.path.lexists(path / "directions.csv"))
     if not comparisons:
         section.missing = Missing("No ModelDiff comparison has been run on this campaign yet.",
                                   f"pab-campaign diff {campaign.directory} --a KEY=VALUE --b KEY=VALUE")
         return section
     for folder in comparisons:
+        directions = _csv(campaign, section, folder / "directions.csv")
+        if directions is None:
+            continue
         section.tables.append(_frame_table(f"{folder.name}-directions", f"{folder.name}: distinguishing directions, "
                                            "with the variance of A's and B's row-normalised scores along each",
-                                           pd.read_csv(folder / "directions.csv")))
-        composition = _csv(folder / "composition.csv")
+                                           directions))
+        composition = _csv(campaign, section, folder / "composition.csv")
         from pab_campaign.analysis.page.charts import directions_chart
 
         a, _, b = folder.name.partition("_vs_")
@@ -438,18 +480,18 @@ def modeldiff(campaign: Campaign, campaign_ids: list[str] | None) -> Section:
             f"{folder.name}-directions-chart", f"{folder.name}: variance along each direction",
             f"{folder.name}: the variance of A's and B's row-normalised attribution scores along each distinguishing "
             "direction (the table above, as a chart); hover a bar for the classes the direction singles out.", "",
-            directions_chart(pd.read_csv(folder / "directions.csv"), composition, a, b or "B")))
+            directions_chart(directions, composition, a, b or "B")))
         if composition is not None:
             section.tables.append(_frame_table(f"{folder.name}-composition", f"{folder.name}: the three most "
                                                "frequent classes among the examples each direction singles out "
                                                "(train±: largest / most negative weights, val±: projections)",
                                                _composition(composition)))
         for path in sorted(folder.glob("counterfactual_*.csv")):
-            if not path.stem.endswith("_runs"):
+            test = None if path.stem.endswith("_runs") else _csv(campaign, section, path)
+            if test is not None:
                 section.tables.append(_frame_table(f"{folder.name}-{path.stem}", f"{folder.name}: counterfactual "
-                                                   f"test, {path.stem.removeprefix('counterfactual_')}",
-                                                   pd.read_csv(path)))
-        section.figures += _figures(sorted(folder.glob("*_dir1_*.png")), root)
+                                                   f"test, {path.stem.removeprefix('counterfactual_')}", test))
+        _figures(campaign, section, sorted(folder.glob("*_dir1_*.png")), root)
     return section
 
 

@@ -135,6 +135,9 @@ def _choose_metrics(campaign: Campaign, done: pd.DataFrame, contexts: list[str] 
     at_epoch = next((m for m in chosen if "@" in m), None)
     if at_epoch is not None:
         name, epoch = at_epoch.split("@", 1)
+        if not name.strip() or not epoch.strip() or "@" in epoch:
+            raise CampaignError(f"--metrics {at_epoch} is not a metric name; name metrics as context/metric without "
+                                "@epoch, e.g. --metrics val/loss --epoch 3")
         raise CampaignError(f"--metrics {at_epoch}: name metrics without @epoch (`report` takes the epoch from "
                             f"--epoch, e.g. --metrics {name} --epoch {epoch}; `curves` draws every epoch)")
     labels = [m for m in chosen if "/" in m]

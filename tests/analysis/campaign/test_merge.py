@@ -63,7 +63,7 @@ def test_merge_command_reports_conflicts_with_exit_1(tmp_path):
     assert result.returncode == 1, result.stderr
     text = " ".join(result.stdout.split())
     assert "conflict: r1 from" in text and "both kept, the incoming one as r1~cb@test" in text
-    assert f"{dst}: added 1 runs, skipped 0 (same contents), 1 conflicts (kept under suffixed ids)" in text
+    assert f"{dst}: added 1 runs, updated 0, skipped 0, 1 conflicts (kept under suffixed ids)" in text
     assert cli(["merge", "--src", str(a), str(b), "--dst", str(dst)]).returncode == 0  # nothing new
 
 
