@@ -29,7 +29,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
@@ -41,6 +41,9 @@ from pab_campaign.launching.forkserver import READY
 from pab_campaign.launching.plan import LauncherConfigError, available_cores, parallel_jobs, visible_gpus
 from pab_campaign.launching.progress import ProgressDisplay, SweepProgress
 from pab_campaign.launching.sweep_status import POINTER, run_failed, write_lost_job
+
+if TYPE_CHECKING:  # submitit is imported where a launcher runs, not when Hydra scans its plugins
+    import submitit
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +103,8 @@ def failed_return(overrides: Sequence[str], error: BaseException) -> JobReturn:
     return ret
 
 
-def collect(jobs: list[tuple[int, Any]], job_overrides: Sequence[Sequence[str]], sweep_dir: Path) -> list[JobReturn]:
+def collect(jobs: list[tuple[int, submitit.Job[JobReturn]]], job_overrides: Sequence[Sequence[str]],
+            sweep_dir: Path) -> list[JobReturn]:
     """Wait for each submitit job; a job that ended without a result (killed, cancelled, out of
     memory) is returned as a failed job and recorded as a failed row of the status table, while
     the other jobs' results are still collected."""
@@ -118,7 +122,7 @@ def collect(jobs: list[tuple[int, Any]], job_overrides: Sequence[Sequence[str]],
     return returns
 
 
-def job_failed(job: Any, job_output_dir: Path) -> bool:
+def job_failed(job: submitit.Job[JobReturn], job_output_dir: Path) -> bool:
     """Whether a finished submitit job raised, or trained a run of ours that failed (a job of
     another Hydra app, which leaves no pointer to a run, fails only by raising)."""
     try:
@@ -146,9 +150,11 @@ class WarmPython:
     def command(self) -> str | None:
         """The `python` of submitit's local tasks when the server is up, else None (a fresh
         interpreter per task)."""
-        readable, _, _ = select.select([self.process.stdout], [], [], WARM_START_TIMEOUT_S)
-        ready = bool(readable) and self.process.stdout.readline().strip() == READY
-        self.process.stdout.close()
+        stdout = self.process.stdout
+        assert stdout is not None  # opened with stdout=PIPE
+        readable, _, _ = select.select([stdout], [], [], WARM_START_TIMEOUT_S)
+        ready = bool(readable) and stdout.readline().strip() == READY
+        stdout.close()
         if not ready:
             log.warning("local launcher: the warm fork server did not start; each run starts a fresh python")
             return None
@@ -160,6 +166,7 @@ class WarmPython:
         """Close the server's lifeline; it exits after its last job (at once when never used). A
         server still serving jobs after WARM_STOP_TIMEOUT_S (the sweep was interrupted) is
         terminated; its jobs go on, and their clients report their end as lost."""
+        assert self.process.stdout is not None and self.process.stdin is not None  # opened with PIPE
         if not self.process.stdout.closed:  # never asked for: no job can be using it
             self.process.terminate()
         self.process.stdin.close()
@@ -190,7 +197,7 @@ class LocalLauncher(plugin.LocalLauncher):
         """Pickled into every job: without the fork server's process handle."""
         return {**self.__dict__, "warm_python": None}
 
-    def _executor(self, python: str) -> Any:
+    def _executor(self, python: str) -> submitit.LocalExecutor:
         import submitit
 
         executor = submitit.LocalExecutor(folder=self.params["submitit_folder"],
@@ -218,13 +225,13 @@ class LocalLauncher(plugin.LocalLauncher):
                 warm.stop()
         return collect([(idx, finished[idx]) for idx in sorted(finished)], job_overrides, sweep_dir)
 
-    def _run_pool(self, executor: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int, jobs: int,
-                  gpus: list[int], sweep_dir: Path) -> dict[int, Any]:
+    def _run_pool(self, executor: submitit.LocalExecutor, job_overrides: Sequence[Sequence[str]], initial_job_idx: int,
+                  jobs: int, gpus: list[int], sweep_dir: Path) -> dict[int, submitit.Job[JobReturn]]:
         """Submit the runs, at most `jobs` at a time, showing the sweep's progress; returns the
         finished submitit jobs by index."""
         pending = list(enumerate(job_overrides, start=initial_job_idx))
-        running: dict[int, tuple[Any, int | None]] = {}
-        finished: dict[int, Any] = {}
+        running: dict[int, tuple[submitit.Job[JobReturn], int | None]] = {}
+        finished: dict[int, submitit.Job[JobReturn]] = {}
         free_gpus = list(gpus)
         progress = SweepProgress(len(job_overrides), jobs)
         with ProgressDisplay() as display:
@@ -288,7 +295,7 @@ class SlurmLauncher(plugin.SlurmLauncher):
         return [placeholder_return(overrides, f"submitted {job_id}")
                 for overrides, job_id in zip(job_overrides, job_ids)]
 
-    def _executor(self) -> Any:
+    def _executor(self) -> submitit.AutoExecutor:
         """The AutoExecutor the plugin's `launch` builds, from the same parameters; the batch
         script exports the thread variables before it starts the job."""
         import submitit

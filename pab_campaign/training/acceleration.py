@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -12,7 +13,7 @@ def on_cuda(device: torch.device) -> bool:
     return torch.device(device).type == "cuda"
 
 
-def prepare_model(model: nn.Module, device: torch.device, runtime) -> tuple[nn.Module, nn.Module]:
+def prepare_model(model: nn.Module, device: torch.device, runtime) -> tuple[nn.Module, Callable[..., torch.Tensor]]:
     """(`model` on `device`, the module the training step calls). On CUDA the weights are channels_last
     and, with `runtime.compile`, the step calls a compiled wrapper sharing them; `model` itself stays
     uncompiled for checkpoints, evaluation and probes."""

@@ -19,7 +19,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -77,7 +77,7 @@ def validate(cfg: DictConfig) -> None:
     OPTIMIZERS.get(cfg.optimizer.name)
     SCHEDULES.get(cfg.schedule.name)
     check_model(cfg.model)
-    build_probes(OmegaConf.to_container(cfg.tracking.probes))
+    build_probes(cast(dict[str, Any], OmegaConf.to_container(cfg.tracking.probes)))
     try:
         check_dataset(cfg.dataset)
     except ValueError as exc:
@@ -123,7 +123,7 @@ class Run:
         self.model, self.step_model = prepare_model(
             build_model(cfg.model, self.data.input_shape, self.data.num_classes), self.device, cfg.runtime)
         self.optimizer = build_optimizer(cfg.optimizer, self.model)
-        self.probes = build_probes(OmegaConf.to_container(cfg.tracking.probes))
+        self.probes = build_probes(cast(dict[str, Any], OmegaConf.to_container(cfg.tracking.probes)))
         self.state = TrainingState(
             self.model, self.optimizer, build_scheduler(cfg.schedule, self.optimizer, cfg.train.epochs),
             torch.Generator().manual_seed(int(cfg.seed)), {probe.name: {} for probe in self.probes})
@@ -168,6 +168,7 @@ class Run:
         generator derived from (seed, epoch); mean batch loss (nats), NaN if it blew up. On CUDA the
         loss is summed on the device and checked once at the end, so steps never wait for the host."""
         self.model.train()
+        assert self.state.scheduler is not None  # set up with the optimizer, before the first epoch
         order = torch.randperm(len(self.data.train), generator=self.state.batch_order)
         generator = augment_generator(int(self.cfg.seed), epoch) if self.cfg.dataset.get("augment") else None
         check_each_step = not on_cuda(self.device)
