@@ -2,6 +2,7 @@
 imports itself through others, and the code passes the linter and the type checker (mypy) configured
 in pyproject.toml, which catches a wrong annotation."""
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -68,6 +69,14 @@ def test_a_wrong_annotation_is_caught(tmp_path):
     assert len(wrong) == 1, result.stdout[-4000:]
     assert wrong[0].startswith("pab_campaign/analysis/stats/descriptive.py:")
     assert "Incompatible types in assignment" in wrong[0] and wrong[0].endswith("[assignment]")
+
+
+def test_each_type_ignore_names_its_code_and_reason():
+    bare = [f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+            for path in [*REPO.glob("pab_campaign/**/*.py"), *REPO.glob("hydra_plugins/**/*.py")]
+            for number, line in enumerate(path.read_text().splitlines(), start=1)
+            if "type: ignore" in line and not re.search(r"# type: ignore\[[a-z-]+(, [a-z-]+)*\]  # \S", line)]
+    assert not bare, "a `# type: ignore[code]  # reason` each:\n" + "\n".join(bare)
 
 
 def _module_names(root: Path) -> dict[str, Path]:
