@@ -91,7 +91,7 @@ def config_error_line(exc: BaseException) -> str:
     cause = exc.__cause__ if isinstance(exc.__cause__, OmegaConfBaseException) else exc
     schema = getattr(cause, "object_type", None)
     full_key = str(getattr(cause, "full_key", "") or "")
-    if is_dataclass(schema) and full_key:
+    if isinstance(schema, type) and is_dataclass(schema) and full_key:
         found = _OVERRIDE.search(str(exc))
         override = found.group(1) if found else full_key
         keys = schema_keys(schema)

@@ -312,7 +312,7 @@ def remove_stale_temps(directory: Path) -> list[Path]:
     behind); live ones of a concurrent command stay. A stale backup of `swap_in` (suffix `.old`)
     whose folder is missing is put back instead: the command was killed between its two renames.
     Returns what was removed or restored; nothing on a directory that cannot be listed or written."""
-    removed = []
+    removed: list[Path] = []
     try:
         entries = [Path(e.path) for e in os.scandir(directory) if e.name.startswith(".")]
     except OSError:
@@ -347,7 +347,7 @@ def create_temp_file(target: Path, suffix: str = ".tmp") -> Path:
         return path
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Write `path` all-or-nothing: `write(tmp)` fills a temp file beside it, then fsync + rename.
 
     If `write` raises, the previous file at `path` (if any) is untouched and the temp file removed.
@@ -431,9 +431,10 @@ def swap_in(staging: Path, folder: Path, exchange: bool = True) -> None:
         _fsync_dir(folder.parent)
         shutil.rmtree(staging, ignore_errors=True)
         return
-    backup = temp_path(folder, BACKUP_SUFFIX)
+    target = temp_path(folder, BACKUP_SUFFIX)
+    backup: Path | None = target
     try:
-        os.rename(folder, backup)
+        os.rename(folder, target)
     except FileNotFoundError:
         backup = None
     try:

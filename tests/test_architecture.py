@@ -1,6 +1,8 @@
 """The package's rooms and their import rules hold (import-linter), a violation is caught, no module
-imports itself through others, and the code passes the linter configured in pyproject.toml."""
+imports itself through others, and the code passes the linter and the type checker (mypy) configured
+in pyproject.toml, which catches a wrong annotation."""
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -39,6 +41,42 @@ def test_ruff_is_clean():
     result = subprocess.run([str(BIN / "ruff"), "check", "--no-cache", "."], cwd=REPO, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-4000:]
+
+
+def _mypy(root: Path) -> subprocess.CompletedProcess:
+    """mypy as configured in pyproject.toml ([tool.mypy]: the package and the launcher plugins), run
+    in `root` with its cache in `root`/.mypy_cache."""
+    return subprocess.run([sys.executable, "-m", "mypy"], cwd=root, capture_output=True, text=True, timeout=900)
+
+
+def test_mypy_is_clean():
+    result = _mypy(REPO)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "Success: no issues found" in result.stdout
+
+
+def test_a_wrong_annotation_is_caught(tmp_path):
+    for name in ("pab_campaign", "hydra_plugins"):
+        shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    if (REPO / ".mypy_cache").is_dir():  # the libraries' entries: only the changed module is checked afresh
+        shutil.copytree(REPO / ".mypy_cache", tmp_path / ".mypy_cache")
+    stats = tmp_path / "pab_campaign" / "analysis" / "stats" / "descriptive.py"
+    stats.write_text(stats.read_text() + '\nWRONG: int = "not a number"\n')
+    result = _mypy(tmp_path)
+    assert result.returncode == 1, result.stdout[-4000:] + result.stderr[-2000:]
+    wrong = [line for line in result.stdout.splitlines() if "error:" in line]
+    assert len(wrong) == 1, result.stdout[-4000:]
+    assert wrong[0].startswith("pab_campaign/analysis/stats/descriptive.py:")
+    assert "Incompatible types in assignment" in wrong[0] and wrong[0].endswith("[assignment]")
+
+
+def test_each_type_ignore_names_its_code_and_reason():
+    bare = [f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+            for path in [*REPO.glob("pab_campaign/**/*.py"), *REPO.glob("hydra_plugins/**/*.py")]
+            for number, line in enumerate(path.read_text().splitlines(), start=1)
+            if "type: ignore" in line and not re.search(r"# type: ignore\[[a-z-]+(, [a-z-]+)*\]  # \S", line)]
+    assert not bare, "a `# type: ignore[code]  # reason` each:\n" + "\n".join(bare)
 
 
 def _module_names(root: Path) -> dict[str, Path]:

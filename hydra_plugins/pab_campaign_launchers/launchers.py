@@ -32,7 +32,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
@@ -53,6 +53,9 @@ from pab_campaign.launching.plan import (
 from pab_campaign.launching.progress import ProgressDisplay, SweepProgress
 from pab_campaign.launching.ranks import free_port
 from pab_campaign.launching.sweep_status import POINTER, run_failed, write_lost_job
+
+if TYPE_CHECKING:  # submitit is imported where a launcher runs, not when Hydra scans its plugins
+    import submitit
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +115,8 @@ def failed_return(overrides: Sequence[str], error: BaseException) -> JobReturn:
     return ret
 
 
-def collect(jobs: list[tuple[int, Any]], job_overrides: Sequence[Sequence[str]], sweep_dir: Path) -> list[JobReturn]:
+def collect(jobs: list[tuple[int, submitit.Job[JobReturn]]], job_overrides: Sequence[Sequence[str]],
+            sweep_dir: Path) -> list[JobReturn]:
     """Wait for each submitit job; a job that ended without a result (killed, cancelled, out of
     memory) is returned as a failed job and recorded as a failed row of the status table, while
     the other jobs' results are still collected."""
@@ -130,7 +134,7 @@ def collect(jobs: list[tuple[int, Any]], job_overrides: Sequence[Sequence[str]],
     return returns
 
 
-def job_failed(job: Any, job_output_dir: Path) -> bool:
+def job_failed(job: submitit.Job[JobReturn], job_output_dir: Path) -> bool:
     """Whether a finished submitit job raised, or trained a run of ours that failed (a job of
     another Hydra app, which leaves no pointer to a run, fails only by raising)."""
     try:
@@ -178,9 +182,11 @@ class WarmPython:
     def command(self) -> str | None:
         """The `python` of submitit's local tasks when the server is up, else None (a fresh
         interpreter per task)."""
-        readable, _, _ = select.select([self.process.stdout], [], [], WARM_START_TIMEOUT_S)
-        ready = bool(readable) and self.process.stdout.readline().strip() == READY
-        self.process.stdout.close()
+        stdout = self.process.stdout
+        assert stdout is not None  # opened with stdout=PIPE
+        readable, _, _ = select.select([stdout], [], [], WARM_START_TIMEOUT_S)
+        ready = bool(readable) and stdout.readline().strip() == READY
+        stdout.close()
         if not ready:
             log.warning("local launcher: the warm fork server did not start; each run starts a fresh python")
             return None
@@ -192,6 +198,7 @@ class WarmPython:
         """Close the server's lifeline; it exits after its last job (at once when never used). A
         server still serving jobs after WARM_STOP_TIMEOUT_S (the sweep was interrupted) is
         terminated; its jobs go on, and their clients report their end as lost."""
+        assert self.process.stdout is not None and self.process.stdin is not None  # opened with PIPE
         if not self.process.stdout.closed:  # never asked for: no job can be using it
             self.process.terminate()
         self.process.stdin.close()
@@ -222,7 +229,7 @@ class LocalLauncher(plugin.LocalLauncher):
         """Pickled into every job: without the fork server's process handle."""
         return {**self.__dict__, "warm_python": None}
 
-    def _executor(self, python: str) -> Any:
+    def _executor(self, python: str) -> submitit.LocalExecutor:
         import submitit
 
         executor = submitit.LocalExecutor(folder=self.params["submitit_folder"],
@@ -256,13 +263,14 @@ class LocalLauncher(plugin.LocalLauncher):
                 warm.stop()
         return collect([(idx, finished[idx]) for idx in sorted(finished)], job_overrides, sweep_dir)
 
-    def _run_pool(self, executor: Any, job_overrides: Sequence[Sequence[str]], tasks: list[int],
-                  initial_job_idx: int, jobs: int, pool: DevicePool, sweep_dir: Path) -> dict[int, Any]:
+    def _run_pool(self, executor: submitit.LocalExecutor, job_overrides: Sequence[Sequence[str]], tasks: list[int],
+                  initial_job_idx: int, jobs: int, pool: DevicePool, sweep_dir: Path
+                  ) -> dict[int, submitit.Job[JobReturn]]:
         """Submit the runs in order, at most `jobs` at a time and each when the pool has its ranks'
         cores and GPUs, showing the sweep's progress; returns the finished submitit jobs by index."""
         pending = list(zip(range(initial_job_idx, initial_job_idx + len(job_overrides)), job_overrides, tasks))
-        running: dict[int, tuple[Any, int, list[int]]] = {}
-        finished: dict[int, Any] = {}
+        running: dict[int, tuple[submitit.Job[JobReturn], int, list[int]]] = {}
+        finished: dict[int, submitit.Job[JobReturn]] = {}
         progress = SweepProgress(len(job_overrides), jobs)
         with ProgressDisplay() as display:
             while pending or running:
@@ -326,7 +334,7 @@ class SlurmLauncher(plugin.SlurmLauncher):
         return [placeholder_return(overrides, f"submitted {job_id}")
                 for overrides, job_id in zip(job_overrides, job_ids)]
 
-    def _executor(self) -> Any:
+    def _executor(self) -> submitit.AutoExecutor:
         """The AutoExecutor the plugin's `launch` builds, from the same parameters; the batch
         script exports the thread variables before it starts the job."""
         import submitit

@@ -76,7 +76,7 @@ def _print_diagnoses(rows: pd.DataFrame) -> None:
 def _print_driver_table(drivers: pd.DataFrame, family: int, correction: str, alpha: float, digits: int) -> None:
     """ρ of each metric (rows) with each driver per group (columns); * marks strictly monotone group
     means, green a ρ whose adjusted p ≤ α."""
-    columns = ["metric"]
+    columns: list[str | Column] = ["metric"]
     cells: dict[str, list[Cell]] = {}
     for (driver, group), part in drivers.groupby(["driver", "group"], sort=False):
         columns.append(Column(f"{driver}\n{group}", justify="right"))

@@ -8,7 +8,7 @@ import contextlib
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pab_campaign.render import print_line
 
@@ -32,7 +32,7 @@ class SplitList(argparse.Action):
 class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line naming the problem and where to look."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
 
 

@@ -30,7 +30,7 @@ def _summary_table(frame: pd.DataFrame, keys: list[str], names: list[str], digit
             columns.append(Column(f"{name} std", justify="right"))
     rows = []
     for row in frame.to_dict("records"):
-        cells: list[Cell] = [fmt(row[key]) for key in keys] + [str(row["runs"])]
+        cells: list[Cell] = [*(fmt(row[key]) for key in keys), str(row["runs"])]
         for name in names:
             cells.append(_estimate(row[f"{name}.mean"], row[f"{name}.ci95"], digits))
             if std:

@@ -21,7 +21,7 @@ def _tool_and_source(option: str, tools: tuple[str, ...]) -> type[argparse.Actio
     class ToolAndSource(argparse.Action):
         def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
                      option_string: str | None = None) -> None:
-            tool, source = list(values)  # type: ignore[call-overload]
+            tool, source = list(values)  # type: ignore[call-overload]  # nargs=2: two strings
             if tool not in tools:
                 parser.error(f"{option} {tool}: choose one of {', '.join(tools)}, e.g. {option} {tools[1]} runs/")
             setattr(namespace, self.dest, (tool, source))

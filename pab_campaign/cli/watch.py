@@ -20,7 +20,7 @@ from pab_campaign.store import RunStatus, is_campaign, run_dir
 
 # Statuses of runs that are still to end: training, or preempted and waiting for their requeue.
 UNFINISHED = frozenset({RunStatus.RUNNING, RunStatus.PREEMPTED})
-COLUMNS = ["run_id", "status", Column("epoch", justify="right"), Column("val/acc", justify="right"),
+COLUMNS: list[str | Column] = ["run_id", "status", Column("epoch", justify="right"), Column("val/acc", justify="right"),
            Column("duration_s", justify="right"), "problem"]
 
 

@@ -18,7 +18,7 @@ from pab_campaign.analysis.campaign.naming import file_stem
 from pab_campaign.analysis.mbe.arrays import MBEReport, evaluate, simulate
 from pab_campaign.analysis.mbe.figures import audit_figure
 from pab_campaign.analysis.plots.style import save_png
-from pab_campaign.render import Column, console, print_line, print_table, styled
+from pab_campaign.render import Cell, Column, console, print_line, print_table, styled
 
 __all__ = ["MBEEvaluator", "MBEReport", "simulate_mbe_evaluation"]
 
@@ -110,14 +110,14 @@ def _print_report(report: MBEReport) -> None:
     """mbe-eval's table (stage, test, correlation, p-value, verdict) and its diagnosis line."""
     stage4 = _verdict(report)
     green, red = "bold green", "bold red"
-    rows = [
+    rows: list[list[Cell]] = [
         ["1: Absolute", f"Correlation with {TARGET_NAME}", f"{report.absolute_r:.3f}", f"{report.absolute_p:.2e}",
          styled(report.stage1 or "-", green if report.stage1 == "PASS" else red)],
         ["4: MBE Control", f"Controlling for {report.baseline_name}", f"{report.partial_r:.3f}",
          f"{report.partial_p:.2e}", styled("PASS" if stage4 == "PASS" else "FAIL", green if stage4 == "PASS" else red)],
     ]
-    columns = [Column("Stage", style="dim"), "Test", Column("Correlation", "right"), Column("p-value", "right"),
-               Column("Verdict", "center")]
+    columns: list[str | Column] = [Column("Stage", style="dim"), "Test", Column("Correlation", "right"),
+                                   Column("p-value", "right"), Column("Verdict", "center")]
     print_table("MBE Evaluation Results", columns, rows)
     print_line(f"DIAGNOSIS: {report.diagnosis}", green if stage4 == "PASS" else red)
 

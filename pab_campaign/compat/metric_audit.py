@@ -8,7 +8,7 @@ the probe does. Every statistic is computed in float64 by `training.probes.spect
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -93,9 +93,9 @@ def pytorch_sci(model: nn.Module, layer_types: tuple[type[nn.Module], ...] | Non
     (['0', '2'], True)
     """
     wanted = layer_types or LAYER_TYPES
-    result: dict[str, Any] = {name: sci_spectrum(module.weight.detach().cpu().double().numpy(),
+    result: dict[str, Any] = {name: sci_spectrum(cast(torch.Tensor, module.weight).detach().cpu().double().numpy(),
                                                  None if module.bias is None
-                                                 else module.bias.detach().cpu().double().numpy())
+                                                 else cast(torch.Tensor, module.bias).detach().cpu().double().numpy())
                               for name, module in model.named_modules() if isinstance(module, wanted)}
     scis = [stats["sci"] for stats in result.values()]
     result["network_sci"] = float(np.mean(scis)) if scis else float("nan")

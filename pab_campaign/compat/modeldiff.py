@@ -73,10 +73,11 @@ class ModelDiff:
                 raise ValueError("ModelDiff(modelA, modelB, modelA_ckpts, modelB_ckpts, train_loader) is needed to "
                                  "score; with scores computed elsewhere use get_A_minus_B_from_scores")
             train, val = _split(self.train_loader), _split(val_loader)
-            self._scores[id(val_loader)] = tuple(
+            score_a, score_b = (
                 trak_scores(Ensemble(_module(model).to(self.device), [_state_dict(c) for c in ckpts], train, val,
                                      self.device), self.proj_dim, self.seed)
                 for model, ckpts in ((self.modelA, self.modelA_ckpts), (self.modelB, self.modelB_ckpts)))
+            self._scores[id(val_loader)] = (score_a, score_b)
         return self._scores[id(val_loader)]
 
     # ---- on scores -------------------------------------------------------------------------------

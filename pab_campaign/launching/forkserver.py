@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import gc
 import importlib
+import io
 import json
 import logging
 import os
@@ -156,6 +157,7 @@ def run_job(job: Job) -> int:
         os.dup2(fd, target)
         os.close(fd)
     for stream in (sys.stdout, sys.stderr):
+        assert isinstance(stream, io.TextIOWrapper)  # the standard streams of a fresh child
         stream.reconfigure(line_buffering=True, write_through=True)
     request = job.request
     os.environ.clear()

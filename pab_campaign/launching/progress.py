@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from pab_campaign.formatting import duration
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from rich.live import Live
 
 
 @dataclass
@@ -65,7 +70,7 @@ class ProgressDisplay:
         self.stream = stream or sys.stdout
         self.live = self.stream.isatty()
         self._last: object = None
-        self._view = None
+        self._view: Live | None = None
 
     def __enter__(self) -> ProgressDisplay:
         if self.live:
@@ -90,6 +95,6 @@ class ProgressDisplay:
         else:
             print(line, file=self.stream, flush=True)
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
         if self._view is not None:
-            self._view.__exit__(*exc)
+            self._view.__exit__(kind, error, tb)

@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
 import torch
@@ -96,15 +97,18 @@ class Timings:
         return {"gradients_s": self.gradients, "projection_s": self.projection, "total_s": self.total}
 
 
+C = TypeVar("C", Checkpoint, dict[str, torch.Tensor])
+
+
 @dataclass
-class Ensemble:
+class Ensemble(Generic[C]):
     """One algorithm ready to score: a model of its architecture (on `device`), the checkpoints whose
     weights it takes in turn (run checkpoints, or state dicts held in memory), its training split and
     the validation examples to attribute."""
 
     model: nn.Module
-    checkpoints: list[Checkpoint] | list[dict[str, torch.Tensor]]
-    train: object
+    checkpoints: list[C]
+    train: Split
     val: Split
     device: torch.device
 
@@ -137,7 +141,7 @@ def ensemble_checkpoints(campaign: Path, records: list[RunRecord], mode: str) ->
 
 
 def ensemble_of(cfg: DictConfig, checkpoints: list[Checkpoint], val_examples: int | None,
-                device: torch.device) -> Ensemble:
+                device: torch.device) -> Ensemble[Checkpoint]:
     """The ensemble of `checkpoints` (runs of one algorithm, whose shared config is `cfg`): its data set
     and model rebuilt from `cfg`, and the first `val_examples` validation examples (all when None);
     CampaignError when there are not that many."""

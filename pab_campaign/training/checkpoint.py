@@ -35,7 +35,9 @@ def numbered_name(epoch: int) -> str:
 
 def capture_rng() -> dict[str, Any]:
     """Global RNG states of torch, numpy and python, in types `weights_only` loading accepts."""
-    _, keys, pos, has_gauss, cached = np.random.get_state()
+    state = np.random.get_state(legacy=True)
+    assert isinstance(state, tuple)  # legacy=True: the (name, keys, pos, has_gauss, cached) tuple
+    _, keys, pos, has_gauss, cached = state
     version, internal, gauss = random.getstate()
     return {
         "torch": torch.get_rng_state(),

@@ -357,6 +357,7 @@ def undeclared_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
     declared = {f.name for f in fields(schema)} if is_dataclass(schema) else None
     found = []
     for key in cfg:
+        assert isinstance(key, str)  # the keys of a DictConfig
         name = f"{prefix}{key}"
         child = OmegaConf.get_type(cfg, key)
         if declared is not None and key not in declared:

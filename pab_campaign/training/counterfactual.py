@@ -55,6 +55,7 @@ def grayscale(x: torch.Tensor, pixels: PixelRange) -> torch.Tensor:
                             "channel(s); choose corner_patch or texture")
     unit = pixels.to_unit(x)
     luminance = sum(weight * unit[:, c:c + 1] for c, weight in enumerate(LUMINANCE))
+    assert isinstance(luminance, torch.Tensor)  # LUMINANCE is not empty
     return pixels.from_unit(luminance.expand_as(unit))
 
 

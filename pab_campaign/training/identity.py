@@ -27,6 +27,7 @@ DORMANT_OPTIONS: dict[str, dict[str, Scalar]] = {
 def semantic_config(cfg: DictConfig) -> dict[str, Any]:
     """The resolved part of `cfg` that defines a run, as plain nested dicts."""
     container = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(container, dict)  # cfg is a DictConfig
     return {key: container[key] for key in SEMANTIC_KEYS if key in container}
 
 

@@ -87,7 +87,7 @@ def build_cnn(cfg: CnnConfig, input_shape: tuple[int, ...], num_classes: int) ->
 
 def _stage(block: type[nn.Module], inplanes: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
     """One ResNet stage of `blocks` torchvision blocks, the first with stride and projection shortcut."""
-    out = planes * block.expansion
+    out = planes * block.expansion  # type: ignore[attr-defined]  # torchvision's BasicBlock/Bottleneck class attribute
     downsample = None
     if stride != 1 or inplanes != out:
         downsample = nn.Sequential(nn.Conv2d(inplanes, out, 1, stride=stride, bias=False), nn.BatchNorm2d(out))

@@ -31,7 +31,8 @@ def _sgd(cfg: SgdConfig, params: Iterable[nn.Parameter]) -> torch.optim.Optimize
 @OPTIMIZERS.register("adam")
 def _adam(cfg: AdamConfig, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
     # Decoupled weight decay (AdamW), which is plain Adam when weight_decay is 0.
-    return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    beta1, beta2 = cfg.betas
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=(beta1, beta2), weight_decay=cfg.weight_decay)
 
 
 def build_optimizer(cfg: OptimizerConfig, model: nn.Module) -> torch.optim.Optimizer:

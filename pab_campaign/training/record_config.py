@@ -14,6 +14,7 @@ one data set and model within an algorithm, the same examples across the two.
 from __future__ import annotations
 
 import json
+from typing import Any, cast
 
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -55,7 +56,7 @@ def record_config(record: RunRecord) -> DictConfig:
                 cfg = compose("config", overrides=[*_group_choices(params), *paths])
         for key, value in params.items():
             node = OmegaConf.select(cfg, key, throw_on_missing=False)
-            OmegaConf.update(cfg, key, json.loads(value) if isinstance(node, ListConfig) else value, merge=False)
+            OmegaConf.update(cfg, key, json.loads(str(value)) if isinstance(node, ListConfig) else value, merge=False)
     except (OmegaConfBaseException, ValueError) as exc:
         raise ConfigError(f"run {record.run_id}: its config cannot be rebuilt from run.json ({one_line(exc)}); "
                           "was it trained with other conf/ files?") from None
@@ -66,8 +67,8 @@ def record_config(record: RunRecord) -> DictConfig:
     return cfg
 
 
-def _flat(node: DictConfig) -> dict[str, object]:
-    return flatten(OmegaConf.to_container(node, resolve=True))
+def _flat(node: DictConfig) -> dict[str, Scalar]:
+    return flatten(cast(dict[str, Any], OmegaConf.to_container(node, resolve=True)))  # a DictConfig gives a dict
 
 
 def algorithm_config(records: list[RunRecord]) -> DictConfig:

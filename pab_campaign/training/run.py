@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -90,7 +90,7 @@ def validate(cfg: DictConfig) -> None:
     OPTIMIZERS.get(cfg.optimizer.name)
     SCHEDULES.get(cfg.schedule.name)
     check_model(cfg.model)
-    build_probes(OmegaConf.to_container(cfg.tracking.probes))
+    build_probes(cast(dict[str, Any], OmegaConf.to_container(cfg.tracking.probes)))
     check_hookpoints_probe(list(cfg.tracking.hookpoints), list(cfg.tracking.probes))
     try:
         check_dataset(cfg.dataset)
@@ -166,7 +166,7 @@ class Run:
         self.data = on_device(build_dataset(cfg.dataset), self.device)
         self.model = build_model(cfg.model, self.data.input_shape, self.data.num_classes)
         self.optimizer = build_optimizer(cfg.optimizer, self.model)
-        self.probes = build_probes(OmegaConf.to_container(cfg.tracking.probes))
+        self.probes = build_probes(cast(dict[str, Any], OmegaConf.to_container(cfg.tracking.probes)))
         self.hookpoints = tuple(str(name) for name in cfg.tracking.hookpoints)
         check_hookpoints(self.model, self.hookpoints)
         self.state = TrainingState(
@@ -239,6 +239,7 @@ class Run:
         process. On CUDA, and over several ranks, the loss is summed on the device and checked once
         at the end, so steps never wait for the host (and every rank takes every step)."""
         self.model.train()
+        assert self.state.scheduler is not None  # set up with the optimizer, before the first epoch
         world, rank = self.ranks.world_size, self.ranks.rank
         if world > 1:  # dropout draws: a pure function of (seed, epoch, rank), so a resume draws them again
             torch.manual_seed(distributed.derived_seed("dropout", self.cfg.seed, epoch, rank))

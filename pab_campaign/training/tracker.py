@@ -38,7 +38,7 @@ import numbers
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from omegaconf import OmegaConf
@@ -113,7 +113,8 @@ class Tracker:
         preset = load_tracking(tracking)
         self.checkpoint_every, self.features, self.final_epoch = checkpoint_every, features, epochs
         self.probe_set = probe_split(probe_data, int(preset.probe_size))
-        self.probes = [p for p in build_probes(OmegaConf.to_container(preset.probes)) if self._usable(p)]
+        probes = cast(dict[str, Any], OmegaConf.to_container(preset.probes))  # a DictConfig gives a dict
+        self.probes = [p for p in build_probes(probes) if self._usable(p)]
         self.hookpoints = tuple(str(name) for name in preset.hookpoints)
         seed = self.hparams.get("seed")
         self.recorded_seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
@@ -262,7 +263,8 @@ class Tracker:
         given = {split: Evaluation(losses.get(split, math.nan), accuracies.get(split, math.nan), _NO_LOGITS,
                                    _NO_LABELS) for split in SPLITS if split in losses or split in accuracies}
         bad = [f"{split}_loss={value}" for split, value in losses.items() if not math.isfinite(value)]
-        rows = [("train", "lr", None, float(optimizer.param_groups[0]["lr"]))] if optimizer is not None else []
+        rows: list[Row] = ([("train", "lr", None, float(optimizer.param_groups[0]["lr"]))]
+                           if optimizer is not None else [])
         rows += self._measure(model, epoch, given, diverged=bool(bad))
         self._claim({(context, metric) for context, metric, _key, _value in rows}, ours=True)
         self._tracked = True
@@ -500,4 +502,4 @@ def _has_features_and_head(model: nn.Module) -> bool:
 def _features_module(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The penultimate features of a model with a `features` module. Its logits come from `model(x)`:
     its forward may pool or reshape between `features` and `head`."""
-    return model.features(x)
+    return model.get_submodule("features")(x)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from pab_campaign.errors import CampaignError, ConfigError, StoreError, one_line
@@ -38,13 +38,15 @@ def _preset_file(name: str) -> DictConfig:
         raise ConfigError(f"tracking='{name}' is not a preset; choose from {', '.join(known)}, "
                           "or give a mapping such as {'probes': {'performance': {'every': 1}}}")
     raw = OmegaConf.load(TRACKING_DIR / f"{name}.yaml")
+    assert isinstance(raw, DictConfig)  # a preset file is a mapping
     defaults = list(raw.pop("defaults", []))
-    merged = OmegaConf.create()
+    merged: DictConfig | ListConfig = OmegaConf.create()
     for entry in defaults if "_self_" in defaults else [*defaults, "_self_"]:
         if entry == "_self_":
             merged = OmegaConf.merge(merged, raw)
         elif isinstance(entry, str) and not entry.startswith("/"):
             merged = OmegaConf.merge(merged, _preset_file(entry))
+    assert isinstance(merged, DictConfig)  # mappings merged onto a mapping
     return merged
 
 
@@ -52,7 +54,7 @@ def load_tracking(tracking: str | Mapping[str, Any]) -> DictConfig:
     """A tracking preset by name (conf/tracking/<name>.yaml), or a mapping with a preset's keys
     (`probes`, optionally `probe_size`, `hookpoints` and `name`), checked against the preset schema."""
     if isinstance(tracking, str):
-        given = _preset_file(tracking)
+        given: DictConfig | ListConfig = _preset_file(tracking)
     elif isinstance(tracking, Mapping):
         given = OmegaConf.merge({"name": "custom", "probe_size": 256, "hookpoints": []},
                                 OmegaConf.create(dict(tracking)))
@@ -64,6 +66,7 @@ def load_tracking(tracking: str | Mapping[str, Any]) -> DictConfig:
     except OmegaConfBaseException as exc:
         raise ConfigError(f"tracking: {one_line(exc)}; a preset has keys name, probe_size, probes, "
                           "hookpoints") from None
+    assert isinstance(preset, DictConfig)  # merged onto the schema
     if preset.probe_size < 1:
         raise ConfigError(f"tracking probe_size={preset.probe_size} must be >= 1, e.g. 256")
     check_hookpoints_probe(list(preset.hookpoints), list(preset.probes))

@@ -80,7 +80,7 @@ class Campaign:
             self._move_to(self._trajectories.workspace)
         return self._trajectories
 
-    def write_output(self, name: str, write: Callable[[Path], None], folder: Path | None = None) -> Path:
+    def write_output(self, name: str, write: Callable[[Path], object], folder: Path | None = None) -> Path:
         """Write the output file `name` all-or-nothing (`write(tmp)` fills a temp file) into `folder`
         (the one the user named) or else `summary_dir`, and return its path. When the place turns
         out full or read-only, the next place of the workspace (the cache) takes it, with a note; a

@@ -280,9 +280,9 @@ def _assemble(parts: list[pd.DataFrame], hparams: dict[str, dict[str, Any]],
             out[column] = values.astype("int64").reset_index(drop=True)
     names = []
     for name in sorted({n for rid in run_ids for n in hparams.get(rid, {})}):
-        column = hparam_column([hparams.get(rid, {}).get(name) for rid in run_ids])
-        if column is not None:
-            out[hparam_key(name)] = column
+        series = hparam_column([hparams.get(rid, {}).get(name) for rid in run_ids])
+        if series is not None:
+            out[hparam_key(name)] = series
             names.append(name)
     for label in labels:
         values = rows[label] if label in rows.columns else pd.Series(np.nan, index=rows.index)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from pab_campaign.analysis.mbe.rule import ALPHA, check_alpha, decide, measure
 from pab_campaign.errors import ConfigError
@@ -34,8 +35,8 @@ class MBEReport:
     diagnosis: str
 
 
-def evaluate(metric: Sequence[float], *, target: Sequence[float], baseline: Sequence[float], alpha: float = ALPHA,
-             controls: Sequence[Sequence[float]] | None = None, categorical: Sequence[Sequence[object]] = (),
+def evaluate(metric: ArrayLike, *, target: ArrayLike, baseline: ArrayLike, alpha: float = ALPHA,
+             controls: Sequence[ArrayLike] | None = None, categorical: Sequence[ArrayLike] = (),
              n_boot: int = 1000, seed: int = 0, metric_name: str = "metric", target_name: str = "target",
              baseline_name: str = "baseline") -> MBEReport:
     """The Marginal Baseline Eval of one metric over runs, without a campaign.

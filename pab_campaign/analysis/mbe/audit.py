@@ -132,7 +132,8 @@ def gather(campaign: Campaign, request: AuditRequest) -> AuditData:
         if spec.label not in columns:
             columns[spec.label] = series
             candidates.append(spec.label)
-    numeric, categorical = [], []
+    numeric: list[str] = []
+    categorical: list[str] = []
     hparams = hparam_values(done.set_index("run_id"), campaign.hparam_names)
     for control in request.controls:
         if control in campaign.hparam_names:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from pab_campaign.analysis.stats.bootstrap import bootstrap_rho_cis
 from pab_campaign.analysis.stats.correlation import explained_by_controls, partial_spearman
@@ -58,8 +59,8 @@ class Association:
     target_explained: bool = False
 
 
-def measure(metric: Sequence[float], target: Sequence[float], controls: Sequence[Sequence[float]] = (),
-            categorical: Sequence[Sequence[object]] = (), n_boot: int = 1000, seed: int = 0) -> Association:
+def measure(metric: ArrayLike, target: ArrayLike, controls: Sequence[ArrayLike] = (),
+            categorical: Sequence[ArrayLike] = (), n_boot: int = 1000, seed: int = 0) -> Association:
     """Raw and partial Spearman ρ of `metric` with `target` (shape (n,) each, no NaN) given the
     numeric `controls` (ranked) and `categorical` ones (one-hot), with bootstrap intervals."""
     x, y = np.asarray(metric, float), np.asarray(target, float)

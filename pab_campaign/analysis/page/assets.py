@@ -14,7 +14,7 @@ UPLOT_VERSION = "1.6.32"  # npm `uplot`, dist/uPlot.iife.min.js and dist/uPlot.m
 
 @cache
 def _read(folder: str, name: str) -> str:
-    return files("pab_campaign.analysis.page").joinpath(folder, name).read_text(encoding="utf-8")
+    return files("pab_campaign.analysis.page").joinpath(folder).joinpath(name).read_text(encoding="utf-8")
 
 
 def script() -> str:

@@ -23,7 +23,7 @@ MAX_RUN_IDS = 40  # run ids listed per group (the count is always exact)
 
 def _value(value: object) -> float | None:
     """A JSON number, None for NaN or ±inf."""
-    number = float(value)  # type: ignore[arg-type]
+    number = float(value)  # type: ignore[arg-type]  # a frame's numeric cell (numpy or Python number)
     return number if math.isfinite(number) else None
 
 

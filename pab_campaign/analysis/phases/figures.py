@@ -76,7 +76,7 @@ def states_transition_figure(transmat: np.ndarray, occupancy: np.ndarray, title:
                            edgecolors="black", linewidths=1.0)
     nx.draw_networkx_labels(graph, layout, ax=ax, font_size=11, font_weight="bold")
     for s in range(k):
-        ax.annotate(f"stay {transmat[s, s]:.2f}\n{occupancy[s]:.0%} of epochs", layout[s], xytext=(0, -34),
+        ax.annotate(f"stay {transmat[s, s]:.2f}\n{occupancy[s]:.0%} of epochs", tuple(layout[s]), xytext=(0, -34),
                     textcoords="offset points", ha="center", va="top", fontsize=8)
     if edges:
         style = "arc3,rad=-0.45"

@@ -317,7 +317,7 @@ Progress = Callable[[int, int], None]
 def _run_fits(tasks: list[tuple[int, int]], data: tuple[np.ndarray, ...], covariance: str, seed: int, jobs: int,
               progress: Progress | None) -> list[dict[str, Any]]:
     """Every (K, restart) task, in `jobs` processes at once (joblib); `progress(done, total)` after each."""
-    calls = [(*data, k, covariance, r, restart_seed(seed, k, r)) for k, r in tasks]
+    calls: list[tuple[Any, ...]] = [(*data, k, covariance, r, restart_seed(seed, k, r)) for k, r in tasks]
     if jobs == 1:
         results_iter: Iterator[dict[str, Any]] = (fit_restart(*call) for call in calls)
     else:
@@ -334,7 +334,8 @@ def _run_fits(tasks: list[tuple[int, int]], data: tuple[np.ndarray, ...], covari
 
 def _selection_rows(results: list[dict[str, Any]], max_states: int, n_features: int, covariance: str,
                     n_fit_epochs: int, n_held_epochs: int) -> tuple[pd.DataFrame, dict[int, GaussianHMM]]:
-    rows, candidates = [], {}
+    rows: list[dict[str, Any]] = []
+    candidates: dict[int, GaussianHMM] = {}
     for k in range(1, max_states + 1):
         ok = [r for r in results if r["k"] == k and r["error"] is None]
         p = n_free_parameters(k, n_features, covariance)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -98,7 +99,7 @@ def transition_features(values: Sequence[np.ndarray], z: Sequence[np.ndarray], s
     """For every transition i → j seen in the decoded runs, the `top` features ranked by
     |standardised mean difference| (z-scored segment before vs after, pooled over occurrences),
     with the sign, and their means before and after in original units (TRANSITION_COLUMNS)."""
-    pooled: dict[tuple[int, int], dict[str, list]] = {}
+    pooled: dict[tuple[int, int], dict[str, Any]] = {}
     for run, (raw, zs, run_states) in enumerate(zip(values, z, states)):
         parts = segments(run_states)
         for (a, a0, a1), (b, b0, b1) in itertools.pairwise(parts):

@@ -13,7 +13,7 @@ import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, TypeVar
 
 import matplotlib
 
@@ -25,6 +25,9 @@ from matplotlib.figure import Figure
 from pab_campaign.metrics import EPOCH, FRACTION, NATS, lookup
 from pab_campaign.store import atomic_write
 
+if TYPE_CHECKING:  # matplotlib.typing is new in matplotlib 3.8
+    from matplotlib.typing import RcKeyType
+
 # Okabe & Ito's colour-blind-safe palette, by name.
 BLUE, ORANGE, GREEN, VERMILLION, PURPLE, SKY, YELLOW, BLACK = (
     "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
@@ -32,7 +35,7 @@ GREY = "#999999"
 OKABE_ITO = (BLUE, ORANGE, GREEN, VERMILLION, PURPLE, SKY, YELLOW, BLACK)
 # The rcParams of our figures, applied with `matplotlib.rc_context` (see `styled`). Titles and legends
 # hold campaign names and hyper-parameter values: a `$` in them is text, not TeX.
-STYLE = {"axes.prop_cycle": cycler(color=OKABE_ITO), "text.parse_math": False}
+STYLE: dict[RcKeyType, Any] = {"axes.prop_cycle": cycler(color=OKABE_ITO), "text.parse_math": False}
 # The MBE audit: significance in blue / vermillion, groups in the other colours.
 SIGNIFICANT, NOT_SIGNIFICANT = BLUE, VERMILLION
 GROUP_COLOURS = (GREEN, ORANGE, PURPLE, SKY, YELLOW, BLUE, VERMILLION)

@@ -5,6 +5,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 def bootstrap_indices(n: int, n_boot: int, seed: int = 0) -> np.ndarray:
@@ -24,8 +25,8 @@ def _resampled_ranks(values: np.ndarray, index: np.ndarray) -> np.ndarray:
 
 
 def resampled_partial_spearman(
-    x: Sequence[float], y: Sequence[float], index: np.ndarray,
-    controls: Sequence[Sequence[float]] = (), categorical: Sequence[Sequence[object]] = (),
+    x: ArrayLike, y: ArrayLike, index: np.ndarray,
+    controls: Sequence[ArrayLike] = (), categorical: Sequence[ArrayLike] = (),
     chunk: int = 256,
 ) -> np.ndarray:
     """`partial_spearman(...)[0]` on each resample `index[b]` at once (B,); NaN where undefined.
@@ -41,8 +42,8 @@ def resampled_partial_spearman(
         return np.full(n_boot, math.nan)
     rx, ry = _resampled_ranks(np.asarray(x, float), index), _resampled_ranks(np.asarray(y, float), index)
     columns = [_resampled_ranks(np.asarray(c, float), index) for c in controls]
-    for labels in categorical:
-        labels = np.asarray(labels)
+    for column in categorical:
+        labels = np.asarray(column)
         levels = sorted(set(labels.tolist()), key=str)
         columns += [(labels == level).astype(float)[index] for level in levels[1:]]
     rx = rx - rx.mean(axis=1, keepdims=True)
@@ -73,8 +74,8 @@ def percentile_ci(draws: np.ndarray) -> tuple[float, float]:
 
 
 def bootstrap_rho_cis(
-    x: Sequence[float], y: Sequence[float], controls: Sequence[Sequence[float]] = (),
-    categorical: Sequence[Sequence[object]] = (), n_boot: int = 1000, seed: int = 0,
+    x: ArrayLike, y: ArrayLike, controls: Sequence[ArrayLike] = (),
+    categorical: Sequence[ArrayLike] = (), n_boot: int = 1000, seed: int = 0,
 ) -> tuple[tuple[float, float], tuple[float, float]]:
     """Percentile 95 % bootstrap intervals of the raw Spearman ρ(x, y) and of the partial ρ given the
     controls, both over the same resamples of runs.

@@ -9,6 +9,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.special import stdtr
 
 
@@ -43,8 +44,8 @@ def _vanishes(residual: np.ndarray, ranks: np.ndarray) -> bool:
 
 
 def partial_spearman(
-    x: Sequence[float], y: Sequence[float],
-    controls: Sequence[Sequence[float]] = (), categorical: Sequence[Sequence[object]] = (),
+    x: ArrayLike, y: ArrayLike,
+    controls: Sequence[ArrayLike] = (), categorical: Sequence[ArrayLike] = (),
 ) -> tuple[float, float, int]:
     """Partial rank correlation of `x` and `y` given controls (Spearman's ρ when there are none).
 
@@ -99,7 +100,7 @@ def partial_spearman(
     """
     rx, ry = average_ranks(np.asarray(x, float)), average_ranks(np.asarray(y, float))
     n = len(rx)
-    design = _design([np.asarray(c, float) for c in controls], list(categorical), n)
+    design = _design([np.asarray(c, float) for c in controls], [np.asarray(c) for c in categorical], n)
     k = design.shape[1] - 1
     dof = n - 2 - k
     if dof < 1:
@@ -117,12 +118,12 @@ def partial_spearman(
     return r, float(2 * stdtr(dof, -abs(t))), dof
 
 
-def explained_by_controls(values: Sequence[float], controls: Sequence[Sequence[float]] = (),
-                          categorical: Sequence[Sequence[object]] = ()) -> bool:
+def explained_by_controls(values: ArrayLike, controls: Sequence[ArrayLike] = (),
+                          categorical: Sequence[ArrayLike] = ()) -> bool:
     """Whether the controls rank `values` (shape (n,)) entirely: the residual of its ranks on
     ``[1, ranked controls, one-hot categorical controls]`` vanishes, so no partial ρ of it exists
     (a copy of the baseline, or a constant)."""
     ranks = average_ranks(np.asarray(values, float))
-    design = _design([np.asarray(c, float) for c in controls], list(categorical), len(ranks))
+    design = _design([np.asarray(c, float) for c in controls], [np.asarray(c) for c in categorical], len(ranks))
     beta, *_ = np.linalg.lstsq(design, ranks, rcond=None)
     return _vanishes(ranks - design @ beta, ranks)

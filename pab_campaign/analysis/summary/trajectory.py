@@ -162,7 +162,7 @@ CLASS_GROUPS = ("early", "late", "never", "unstable")
 def class_cutoffs(early: float | str | Fraction, late: float | str | Fraction) -> Cutoffs:
     """Cut-offs as exact fractions (`"1/3"`, `0.25`, `Fraction(2, 3)`); ValueError unless 0 ≤ early ≤ late ≤ 1."""
     try:
-        pair = tuple(Fraction(value).limit_denominator(1000) for value in (early, late))
+        pair = (Fraction(early).limit_denominator(1000), Fraction(late).limit_denominator(1000))
     except (TypeError, ValueError, ZeroDivisionError):
         raise ValueError(f"class cut-offs {early}, {late} must be fractions of the run, e.g. 1/3 2/3") from None
     if not 0 <= pair[0] <= pair[1] <= 1:

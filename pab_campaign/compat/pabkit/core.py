@@ -69,6 +69,8 @@ class ProcessAwareBenchmark:
     Process-Aware Benchmarking (PAB) Summary
     """
 
+    tracker: tracking.Tracker | None  # opened by the first track_epoch
+
     def __init__(self, checkpoint_dir: str | Path = "./pab_checkpoints", save_frequency: int = 5,
                  track_representations: bool = True, *, hparams: Mapping[str, Any] | None = None,
                  probe_data: Any = None, tracking: str | Mapping | None = None,
@@ -81,7 +83,7 @@ class ProcessAwareBenchmark:
         self.hparams, self.probe_data = dict(hparams) if hparams is not None else None, probe_data
         self.features = features
         self.tracking = tracking or ("full" if track_representations else "default")
-        self.tracker: tracking.Tracker | None = None
+        self.tracker = None
         self._given: dict[str, Any] = {"class_accuracy": {}, "adversarial_robustness": []}
         self._closed = False
 

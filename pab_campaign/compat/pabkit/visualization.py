@@ -39,7 +39,7 @@ def plot_learning_trajectory(train_losses: Sequence[float], val_losses: Sequence
     both = train_accs is not None and val_accs is not None
     figure, axes = plt.subplots(1, 2 if both else 1, figsize=figsize, squeeze=False)
     panels = [("Loss", "cross-entropy, nats", train_losses, val_losses)]
-    if both:
+    if train_accs is not None and val_accs is not None:
         panels.append(("Accuracy", "fraction", train_accs, val_accs))
     for ax, (name, unit, train, val) in zip(axes[0], panels):
         ax.plot(range(1, len(train) + 1), train, color=BLUE, marker="o", ms=3, label=f"train {name.lower()}")

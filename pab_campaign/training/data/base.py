@@ -1,6 +1,7 @@
 """The in-memory data set every run trains on: tensors for train/val/test plus a fixed probe subset."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +36,7 @@ class DataBundle:
     num_classes: int
     input_shape: tuple[int, ...]
     # Standard augmentations of this data set as a function of (x, generator) -> x, or None.
-    augment: object | None = None
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
 
     def probe(self, size: int) -> Split:
         """A fixed probe subset: the first `size` validation examples (the split is already shuffled)."""

@@ -20,7 +20,7 @@ class BatchedBundle(DataBundle):
     """A bundle whose splits batch themselves; its probe subset is read from the validation split."""
 
     def probe(self, size: int) -> Split:
-        return self.val.head(size)
+        return self.val.head(size)  # type: ignore[attr-defined]  # ResidentSplit/LoaderSplit.head
 
 
 def augment_generator(seed: int, epoch: int, rank: int = 0) -> torch.Generator:

@@ -51,7 +51,7 @@ def _folder(root: str | Path) -> Path:
 
 def check(cfg: Cifar10Config) -> None:
     """Raise ValueError naming the expected layout when `cfg.root` does not hold CIFAR-10's files."""
-    if not getattr(cfg, "root", None):
+    if not cfg.root:
         raise ValueError(f"dataset.root is not set; point it at a directory laid out as {LAYOUT}")
     folder = _folder(cfg.root)
     missing = [name for name in (*TRAIN_FILES, TEST_FILE) if not (folder / name).is_file()]
@@ -110,6 +110,7 @@ def channel_stats(images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
 
 def build(cfg: Cifar10Config) -> BatchedBundle:
     check(cfg)
+    assert cfg.root  # check() refused an unset root
     folder = _folder(cfg.root)
     batches = [read_batch(folder / name) for name in TRAIN_FILES]
     pool_images = np.concatenate([images for images, _ in batches])
@@ -132,9 +133,9 @@ def build(cfg: Cifar10Config) -> BatchedBundle:
 
     return BatchedBundle(
         name="cifar10",
-        train=split(pool_images[train], train_labels),
-        val=split(pool_images[val], pool_labels[val]),
-        test=split(test_images, test_labels),
+        train=split(pool_images[train], train_labels),  # type: ignore[arg-type]  # self-batching split in place of Split
+        val=split(pool_images[val], pool_labels[val]),  # type: ignore[arg-type]  # self-batching split in place of Split
+        test=split(test_images, test_labels),  # type: ignore[arg-type]  # self-batching split in place of Split
         num_classes=NUM_CLASSES,
         input_shape=SHAPE,
         augment=augment,

@@ -54,7 +54,7 @@ def select_classes(cfg: ImagenetConfig, available: list[str]) -> list[str]:
 def check(cfg: ImagenetConfig) -> list[str]:
     """Raise ValueError naming the expected layout when `cfg.root` is not an ImageNet-style tree;
     return the selected classes."""
-    if not getattr(cfg, "root", None):
+    if not cfg.root:
         raise ValueError(f"dataset.root is not set; point it at a directory laid out as {LAYOUT}")
     root = Path(cfg.root).expanduser()
     for part in ("train", "val"):
@@ -86,6 +86,7 @@ def transforms(cfg) -> tuple[v2.Compose, v2.Compose]:
 
 def build(cfg: ImagenetConfig) -> BatchedBundle:
     classes = check(cfg)
+    assert cfg.root  # check() refused an unset root
     root = Path(cfg.root).expanduser()
     class_to_idx = {name: index for index, name in enumerate(classes)}
     pool = _samples(root / "train", class_to_idx)
@@ -110,9 +111,9 @@ def build(cfg: ImagenetConfig) -> BatchedBundle:
 
     return BatchedBundle(
         name="imagenet",
-        train=split([(pool[i][0], int(label)) for i, label in zip(train, noisy)], eval_index),
-        val=split([pool[i] for i in val]),
-        test=split(test),
+        train=split([(pool[i][0], int(label)) for i, label in zip(train, noisy)], eval_index),  # type: ignore[arg-type]  # self-batching split in place of Split
+        val=split([pool[i] for i in val]),  # type: ignore[arg-type]  # self-batching split in place of Split
+        test=split(test),  # type: ignore[arg-type]  # self-batching split in place of Split
         num_classes=len(classes),
         input_shape=(3, size, size),
         augment=augment,

@@ -53,7 +53,7 @@ def pixel_range(split) -> PixelRange:
         batch_low, batch_high = x.amin(dim=(0, 2, 3)), x.amax(dim=(0, 2, 3))
         low = batch_low if low is None else torch.minimum(low, batch_low)
         high = batch_high if high is None else torch.maximum(high, batch_high)
-    if low is None:
+    if low is None or high is None:
         raise ValueError("the split is empty")
     return PixelRange(low.float(), high.float())
 

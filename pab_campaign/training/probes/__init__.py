@@ -72,7 +72,7 @@ def forward_features(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -
     with eval_mode(model):
         for i in range(0, len(x), batch_size):
             hidden = features(x[i:i + batch_size].to(device))
-            logit_chunks.append(model.head(hidden).float().cpu())
+            logit_chunks.append(model.get_submodule("head")(hidden).float().cpu())
             feature_chunks.append(hidden.flatten(1).float().cpu())
     return torch.cat(feature_chunks), torch.cat(logit_chunks)
 

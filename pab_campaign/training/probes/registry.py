@@ -39,6 +39,7 @@ def build_probe(name: str, params: dict[str, Any] | None) -> Probe:
         key = str(exc.full_key).split("[")[0]
         raise ConfigError(f"tracking.probes.{name}.{exc.full_key}={exc.value!r}: {one_line(exc)}; "
                           f"{key} takes {keys[key]}") from None
+    assert isinstance(probe, Probe)  # PROBES holds Probe dataclasses
     if probe.every < 0:
         raise ConfigError(f"tracking.probes.{name}.every={probe.every} must be >= 0 (0 = off)")
     return probe

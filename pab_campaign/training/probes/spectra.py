@@ -32,6 +32,7 @@ from pab_campaign.metrics import LATENT_STATE_STATISTICS, SPECTRA_METRICS, WEIGH
 from pab_campaign.training.probes import Probe, ProbeContext, Row
 
 LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+Layer = nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d
 # The names come from the metric registry (`pab_campaign.metrics`), which the analysis reads too.
 METRICS = names(SPECTRA_METRICS)
 # The 14 statistics of the latent-state work, in its order.
@@ -122,7 +123,7 @@ def _layer_mean(values: list[float], skip_nan: bool) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
-def model_stats(layers: list[nn.Module], per_layer: list[dict[str, float]]) -> dict[str, float]:
+def model_stats(layers: list[Layer], per_layer: list[dict[str, float]]) -> dict[str, float]:
     """The null-key row: `w_*`/`b_*` over the concatenated weights/biases of `layers`, the other
     metrics the mean of `per_layer` over layers (`sv_var` skipping layers where it is NaN); all NaN
     when any weight is not finite."""

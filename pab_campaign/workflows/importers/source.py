@@ -92,7 +92,7 @@ def parse_scalar(text: object) -> Scalar:
     """A hyper-parameter value as a scalar: numbers, booleans and None from their text; finite floats
     that are whole stay floats (`0.0` is not `0`)."""
     if text is None or isinstance(text, (bool, int)):
-        return text  # type: ignore[return-value]
+        return text
     if isinstance(text, float):
         return None if math.isnan(text) else text
     value = str(text).strip()
