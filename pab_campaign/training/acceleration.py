@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -13,8 +14,12 @@ def on_cuda(device: torch.device) -> bool:
     return torch.device(device).type == "cuda"
 
 
-def prepare_model(model: nn.Module, device: torch.device, runtime,
-                  wrap: Callable[[nn.Module], nn.Module] = lambda m: m) -> tuple[nn.Module, nn.Module]:
+ModelT = TypeVar("ModelT", bound=nn.Module)
+
+
+def prepare_model(model: ModelT, device: torch.device, runtime,
+                  wrap: Callable[[nn.Module], nn.Module] = lambda m: m
+                  ) -> tuple[ModelT, Callable[..., torch.Tensor]]:
     """(`model` on `device`, the module the training step calls: `wrap(model)`, e.g. its
     DistributedDataParallel). On CUDA the weights are channels_last and, with `runtime.compile`, the
     step calls a compiled wrapper sharing them; `model` itself stays unwrapped and uncompiled for

@@ -322,7 +322,7 @@ def launch_dir() -> str:
     from hydra.core.hydra_config import HydraConfig
 
     if HydraConfig.initialized():
-        cwd = OmegaConf.select(HydraConfig.get(), "runtime.cwd", default=None)
+        cwd = HydraConfig.get().runtime.cwd
         if cwd:
             return str(cwd)
     return os.getcwd()

@@ -287,9 +287,9 @@ def check_model(cfg: ModelConfig) -> None:
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
             raise ConfigError(f"model.{key}='{getattr(cfg, key)}' must be one of {', '.join(allowed)}")
-    if cfg.name == "lenet5":
-        ACTIVATIONS.get(cfg.activation)
-        POOLS.get(cfg.pool)
+    if isinstance(cfg, Lenet5Config) or cfg.name == "lenet5":
+        ACTIVATIONS.get(getattr(cfg, "activation"))  # noqa: B009 (a DictConfig typed by the schema, or the dataclass)
+        POOLS.get(getattr(cfg, "pool"))  # noqa: B009
 
 
 def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> Classifier:

@@ -242,7 +242,7 @@ def _compare(run: Path, record: RunRecord | None, final: Path) -> str | None:
     <why>' (replace the destination's), another text (skip, the reason), or None (different results:
     try the next name)."""
     mine, theirs = _standing(record), _standing(_record(final))
-    if mine is None or theirs is None:
+    if record is None or mine is None or theirs is None:
         return "same" if same_contents(run, final) and mine == theirs else None
     if mine[0] and not theirs[0]:
         if has_live_writer(final):

@@ -398,7 +398,11 @@ def write_reports_per_campaign(campaign: Campaign, report: Report, epoch: str | 
     paths = []
     for cid, piece in pieces:
         name = report_path(campaign, report.groupby, epoch, [cid], folder, layout).name
-        paths.append(campaign.write_output(name, lambda tmp, piece=piece: piece.to_csv(tmp, index=False), folder))
+
+        def write(tmp: Path, piece: pd.DataFrame = piece) -> None:
+            piece.to_csv(tmp, index=False)
+
+        paths.append(campaign.write_output(name, write, folder))
     return paths
 
 

@@ -12,9 +12,10 @@ is split without padding (no example is seen twice); a global batch whose smalle
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import cast
 
 import torch
-from torch.utils.data import DistributedSampler
+from torch.utils.data import Dataset, DistributedSampler
 
 
 class GlobalBatchSampler(DistributedSampler):
@@ -24,7 +25,8 @@ class GlobalBatchSampler(DistributedSampler):
     permutation; `global_sizes()` are the examples of each global batch taken this epoch."""
 
     def __init__(self, n: int, batch_size: int, world_size: int, rank: int, seed: int, min_share: int = 1) -> None:
-        super().__init__(range(n), num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=False)
+        super().__init__(cast(Dataset, range(n)), num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
+                         drop_last=False)
         self.n, self.batch_size, self.min_share = n, batch_size, min_share
 
     @property
