@@ -28,6 +28,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -138,12 +139,51 @@ def trajectory_problem(campaign_dir: Path, run_id: str) -> str:
 
 def scan(campaign_dir: Path) -> pd.DataFrame:
     """The manifest of the campaign as it is now: run_id and MANIFEST_COLUMNS, sorted by run_id."""
+    return pd.DataFrame(scan_rows(campaign_dir), columns=["run_id", *MANIFEST_COLUMNS]).astype(
+        {c: "int64" for c in MANIFEST_COLUMNS})
+
+
+def scan_rows(campaign_dir: Path) -> list[tuple[str, int, int, int, int]]:
+    """(run_id, *MANIFEST_COLUMNS) of every run entry, sorted by run_id.
+
+    A run directory that is no link is listed once (`os.scandir`): a file in it that is no link
+    either lies inside the campaign, so its own `lstat` decides (a regular file, or -1). Anything
+    else (a link on the way, an entry that vanished) takes `check_run_file`'s full path: the same
+    answer as `_stat` for every file, in a fraction of the system calls."""
     root = runs_dir(campaign_dir)
     boundary = Path(campaign_dir)
-    rows = [(name, *_stat(root / name / RUN_JSON, boundary), *_stat(root / name / TRAJECTORY, boundary))
-            for name in run_entry_names(campaign_dir)]
-    return pd.DataFrame(rows, columns=["run_id", *MANIFEST_COLUMNS]).astype(
-        {c: "int64" for c in MANIFEST_COLUMNS})
+    names = run_entry_names(campaign_dir)
+    direct = not os.path.islink(root)
+    rows = []
+    for name in names:
+        found = _listed(f"{root}/{name}") if direct else None
+        stats = []
+        for file in (RUN_JSON, TRAJECTORY):
+            entry = found.get(file, _MISSING) if found is not None else None
+            stats.extend(_stat(root / name / file, boundary) if entry is None else entry)
+        rows.append((name, *stats))
+    return rows
+
+
+_MISSING = (-1, -1)
+
+
+def _listed(directory: str) -> dict[str, tuple[int, int] | None] | None:
+    """{file name: (size, mtime ns) of a regular file that is no link, else None (check it fully)} of
+    the run files in `directory`; None when `directory` is a link or cannot be listed."""
+    try:
+        if os.path.islink(directory):
+            return None
+        found: dict[str, tuple[int, int] | None] = {}
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.name in (RUN_JSON, TRAJECTORY):
+                    info = None if entry.is_symlink() else entry.stat(follow_symlinks=False)
+                    found[entry.name] = ((info.st_size, info.st_mtime_ns)
+                                         if info is not None and stat.S_ISREG(info.st_mode) else None)
+        return found
+    except OSError:
+        return None
 
 
 def bisect_query(
