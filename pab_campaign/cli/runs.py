@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from pab_campaign.analysis.summary.trajectory import RunSummary
 
 RECOMMENDATION_STYLE = "yellow"
+LS_HEADERS = ["run_id", "campaign", "status", "started_at", "duration_s", "epochs", "problem"]
 
 
 def _problem(error: object, skip_reason: object) -> str:
@@ -32,32 +33,50 @@ def _status(value: str) -> str:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from pab_campaign.analysis.campaign.campaign import open_campaign
-
+    """The runs, from the index alone when it is current (`warm.read_warm`), else after refreshing it."""
     if args.watch:
         from pab_campaign.cli.watch import watch
 
         return watch(args)
+    from pab_campaign.analysis.campaign.warm import read_warm
+    warm = read_warm(args.campaign, args.campaign_id)
+    if warm is not None:
+        chosen = [row for row in warm.rows if not args.status or row["status"] in args.status]
+        rows = [[row["run_id"], fmt(row["campaign"]), status_text(str(row["status"])), fmt(row["started_at"]),
+                 fmt(row["duration_s"], 3), fmt(row["epochs_done"]), _problem(row["error"], row["skip_reason"])]
+                for row in chosen]
+        print_table(f"{warm.directory} — {len(chosen)} runs", LS_HEADERS, rows)
+        print_skipped(warm.skipped, warm.notes)
+        return 0
+    from pab_campaign.analysis.campaign.campaign import open_campaign
+
     campaign = open_campaign(args.campaign, args.campaign_id)
     runs = campaign.runs
     if args.status:
         runs = runs[runs["status"].isin(args.status)]
     rows = [[row.run_id, fmt(row.campaign), status_text(str(row.status)), fmt(row.started_at), fmt(row.duration_s, 3),
              fmt(row.epochs_done), _problem(row.error, row.skip_reason)] for row in runs.itertuples()]
-    print_table(f"{campaign.directory} — {len(runs)} runs",
-                ["run_id", "campaign", "status", "started_at", "duration_s", "epochs", "problem"], rows)
+    print_table(f"{campaign.directory} — {len(runs)} runs", LS_HEADERS, rows)
     print_skipped(campaign.skipped, campaign.notes)
     return 0
 
 
 def cmd_properties(args: argparse.Namespace) -> int:
-    from pab_campaign.analysis.campaign.campaign import open_campaign, properties
+    """The campaign's properties, from the index alone when it is current, else after refreshing it."""
+    from pab_campaign.analysis.campaign.warm import read_warm, warm_properties
 
-    campaign = open_campaign(args.campaign, args.campaign_id)
-    print_table(f"{campaign.directory} — properties",
+    warm = read_warm(args.campaign, args.campaign_id)
+    if warm is not None:
+        directory, rows, skipped, notes = warm.directory, warm_properties(warm), warm.skipped, warm.notes
+    else:
+        from pab_campaign.analysis.campaign.campaign import open_campaign, properties
+
+        campaign = open_campaign(args.campaign, args.campaign_id)
+        directory, rows, skipped, notes = campaign.directory, properties(campaign), campaign.skipped, campaign.notes
+    print_table(f"{directory} — properties",
                 [Column("property", style="bold"), Column("No. unique", justify="right"), "value"],
-                [list(row) for row in properties(campaign)], section_ends={4})
-    print_skipped(campaign.skipped, campaign.notes)
+                [list(row) for row in rows], section_ends={4})
+    print_skipped(skipped, notes)
     return 0
 
 
