@@ -6,7 +6,7 @@ DuckDB doing the same job in its own process, with each process's peak resident 
     python scripts/bench_scale.py --runs 5000 --skip html,audit,states   # leave the slow rows out
 
 The synthetic campaign is written once with the project's own writer (`store.write_run_json`,
-`store.write_trajectory`, through `bench_report.make_campaign`) and reused when `--keep` names a
+`store.write_trajectory`, through `bench_report.make_campaign`, in a child process) and reused when `--keep` names a
 folder that holds one. Each row is the median of `--repeats` whole-process runs (`pab-campaign ...`
 as a user starts it, output discarded), and its DuckDB contender runs in a fresh `python -c`
 process too, so both pay their imports. Peak RSS is the child's own (`os.wait4`). The machine's load
@@ -23,9 +23,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_report import make_campaign
 
 PYTHON = sys.executable
 CLI = [PYTHON, "-m", "pab_campaign.cli"]
@@ -107,11 +104,25 @@ def median_of(argv: list[str], repeats: int, timeout: float, setup=lambda: None)
     return statistics.median(walls), max(peaks)
 
 
+def paired(ours: list[str], theirs: list[str], repeats: int, timeout: float,
+           setup=lambda: None) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Medians and peaks of `ours` and `theirs` run alternately (each of ours after `setup()`), so
+    that both meet the same load on a shared machine."""
+    runs: dict[int, list[tuple[float, float, int]]] = {0: [], 1: []}
+    for _ in range(repeats):
+        setup()
+        runs[0].append(run_child(ours, timeout))
+        runs[1].append(run_child(theirs, timeout))
+    return tuple((statistics.median(w for w, _, _ in runs[k]), max(p for _, p, _ in runs[k]))  # type: ignore[return-value]
+                 for k in (0, 1))
+
+
 def duck(script: str, root: Path, tmp: Path) -> list[str]:
     return [PYTHON, "-c", script.format(runs=root / "runs", tmp=tmp)]
 
 
 def row(label: str, ours: tuple[float, float], target: str, base: tuple[float, float] | None = None) -> None:
+    """One line of the table: our median and peak, the ratio to DuckDB's (when it has one), the target."""
     ratio = f"{ours[0] / base[0]:6.2f}x DuckDB ({base[0]:6.2f} s, {base[1]:5.0f} MiB)" if base else " " * 37
     print(f"{label:<44} {ours[0]:7.2f} s {ours[1]:6.0f} MiB  {ratio}  target {target}", flush=True)
 
@@ -144,7 +155,11 @@ def main() -> None:
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench_scale_"))
     if not (root / "runs").is_dir():
         start = time.perf_counter()
-        make_campaign(root, args.runs, args.epochs)
+        # In a child: this process stays small, so that its children's peak RSS (which counts what
+        # they held when forked from it) is their own.
+        subprocess.run([PYTHON, "-c", f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); "
+                        f"from bench_report import make_campaign; from pathlib import Path; "
+                        f"make_campaign(Path({str(root)!r}), {args.runs}, {args.epochs})"], check=True)
         print(f"built {args.runs} runs x {args.epochs} epochs in {time.perf_counter() - start:.0f} s at {root}")
     runs = sum(1 for _ in (root / "runs").iterdir())
     tmp = Path(tempfile.mkdtemp(prefix="bench_scale_duck_"))
@@ -155,25 +170,25 @@ def main() -> None:
     r, n, t = args.repeats, args.timeout, tmp
     c = str(root)
 
-    row("--help", median_of([*CLI, "--help"], r, n), "fast", median_of([PYTHON, "-c", "import duckdb"], r, n))
+    ours, theirs = paired([*CLI, "--help"], [PYTHON, "-c", "import duckdb"], r, n)
+    row("--help (vs python -c 'import duckdb')", ours, "fast", theirs)
     if "cold" not in skip:
-        cold = median_of([*CLI, "ls", c], 1, n, setup=lambda: drop_index(root))
-        row(f"cold index build (ls, no index) @{runs}", cold, "<= 1.0x DuckDB; <= 1.5 GB at 50k",
-            median_of(duck(DUCK_INDEX_BUILD, root, t), 1, n))
-        row(f"cold report (no index) @{runs}", median_of([*CLI, "report", c], r, n, setup=lambda: drop_index(root)),
-            "<= 0.6x DuckDB (at 2k)", median_of(duck(DUCK_WITH_RUN_JSON, root, t), r, n))
+        ours, theirs = paired([*CLI, "ls", c], duck(DUCK_INDEX_BUILD, root, t), 1, n, setup=lambda: drop_index(root))
+        row(f"cold index build (ls, no index) @{runs}", ours, "<= 1.0x DuckDB; <= 1.5 GB at 50k", theirs)
+        ours, theirs = paired([*CLI, "report", c], duck(DUCK_WITH_RUN_JSON, root, t), r, n,
+                              setup=lambda: drop_index(root))
+        row(f"cold report (no index) @{runs}", ours, "<= 0.6x DuckDB (at 2k)", theirs)
     median_of([*CLI, "report", c], 1, n)  # the index, built for the warm rows
-    trajectories_only = median_of(duck(DUCK_TRAJECTORIES, root, t), r, n)
     for command in ("ls", "report", "properties"):
-        row(f"warm {command} @{runs}", median_of([*CLI, command, c], r, n),
-            "<= 0.4 s and <= 1.0x DuckDB (2k); <= 1 s (50k)", trajectories_only)
+        ours, theirs = paired([*CLI, command, c], duck(DUCK_TRAJECTORIES, root, t), r, n)
+        row(f"warm {command} @{runs}", ours, "<= 0.4 s and <= 1.0x DuckDB (2k); <= 1 s (50k)", theirs)
     row(f"refresh after 10 runs changed (report) @{runs}",
         median_of([*CLI, "report", c], r, n, setup=lambda: touch_runs(root, 10)), "<= 1 s + those 10 runs")
     if "curves" not in skip:
         curves = [*CLI, "curves", c, "--contexts", "val", "test", "--metrics", "acc", "loss", "--output-folder", str(t)]
         median_of(curves, 1, n)  # trajectories.parquet, built once
-        row(f"warm curves (4 metrics, grouped) @{runs}", median_of(curves, r, n), "<= 3 s, <= 1 GB at 50k",
-            median_of(duck(DUCK_CURVES, root, t), r, n))
+        ours, theirs = paired(curves, duck(DUCK_CURVES, root, t), r, n)
+        row(f"warm curves (4 metrics, grouped) @{runs}", ours, "<= 3 s, <= 1 GB at 50k", theirs)
     if "html" not in skip:
         page = t / "page.html"
         row(f"html @{runs}", median_of([*CLI, "html", c, "--out", str(page)], 1, n), "<= 60 s at 50k")
