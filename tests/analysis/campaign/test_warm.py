@@ -42,3 +42,14 @@ def test_warm_answers_equal_the_full_path_and_a_stale_index_is_not_used(tmp_path
     assert cli.main(["ls", str(tmp_path), "--status", "completed"]) == 0
     assert "odd" in capsys.readouterr().out
     assert warm.read_warm(tmp_path) is not None
+
+
+def test_names_duckdb_would_rename_take_the_full_path(tmp_path, capsys, monkeypatch):
+    """DuckDB folds the case of column names (`LR` and `lr` would read as `LR` and `lr_1`): such an
+    index is not answered from, and `properties` still names both hyper-parameters."""
+    write_run(tmp_path, "r1", {"LR": 1, "lr": 2}, {("val", "loss"): [1.0, 0.5]})
+    assert cli.main(["properties", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert warm.read_warm(tmp_path) is None
+    fast, full = _both(capsys, monkeypatch, ["properties", str(tmp_path)])
+    assert fast == full and "│ LR " in full and "│ lr " in full
