@@ -20,12 +20,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any
 
 from pab_campaign.errors import StoreError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 RUNS_DIR = "runs"
 SUMMARY_DIR = "summary"
@@ -176,26 +176,38 @@ _FIELD_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 RUN_FIELDS = tuple(f.name for f in fields(RunRecord))
 
-_DICT = pa.dictionary(pa.int32(), pa.string())
-TRAJECTORY_SCHEMA = pa.schema([
-    pa.field("epoch", pa.int32(), nullable=False),
-    pa.field("context", _DICT, nullable=False),
-    pa.field("metric", _DICT, nullable=False),
-    pa.field("key", _DICT, nullable=True),
-    pa.field("value", pa.float64(), nullable=True),
-])
-
+# The schemas of `trajectory.parquet` and `steps.parquet` (`TRAJECTORY_SCHEMA`, `STEPS_SCHEMA`), built
+# on first use so that a command that never touches Arrow does not import it (module `__getattr__`).
 # `steps.parquet`: one row per value recorded at a training step; `epoch` is the epoch the step falls
 # in (null when unknown), `wall_time` Unix seconds when the value was recorded (null when unknown).
-STEPS_SCHEMA = pa.schema([
-    pa.field("step", pa.int64(), nullable=False),
-    pa.field("epoch", pa.int32(), nullable=True),
-    pa.field("wall_time", pa.float64(), nullable=True),
-    pa.field("context", _DICT, nullable=False),
-    pa.field("metric", _DICT, nullable=False),
-    pa.field("key", _DICT, nullable=True),
-    pa.field("value", pa.float64(), nullable=True),
-])
+@functools.cache
+def _schemas() -> dict[str, pa.Schema]:
+    import pyarrow as pa
+
+    text = pa.dictionary(pa.int32(), pa.string())
+    trajectory = pa.schema([
+        pa.field("epoch", pa.int32(), nullable=False),
+        pa.field("context", text, nullable=False),
+        pa.field("metric", text, nullable=False),
+        pa.field("key", text, nullable=True),
+        pa.field("value", pa.float64(), nullable=True),
+    ])
+    steps = pa.schema([
+        pa.field("step", pa.int64(), nullable=False),
+        pa.field("epoch", pa.int32(), nullable=True),
+        pa.field("wall_time", pa.float64(), nullable=True),
+        pa.field("context", text, nullable=False),
+        pa.field("metric", text, nullable=False),
+        pa.field("key", text, nullable=True),
+        pa.field("value", pa.float64(), nullable=True),
+    ])
+    return {"TRAJECTORY_SCHEMA": trajectory, "STEPS_SCHEMA": steps}
+
+
+def __getattr__(name: str) -> pa.Schema:
+    if name in ("TRAJECTORY_SCHEMA", "STEPS_SCHEMA"):
+        return _schemas()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def runs_dir(campaign_dir: Path) -> Path:
@@ -651,18 +663,20 @@ class TrajectoryBuffer:
             setattr(self, name, [column[i] for i in keep])
 
     def to_table(self) -> pa.Table:
+        import pyarrow as pa
+
         return pa.table({
             "epoch": pa.array(self.epoch, pa.int32()),
             "context": pa.array(self.context, pa.string()).dictionary_encode(),
             "metric": pa.array(self.metric, pa.string()).dictionary_encode(),
             "key": pa.array(self.key, pa.string()).dictionary_encode(),
             "value": pa.array(self.value, pa.float64()),
-        }).cast(TRAJECTORY_SCHEMA)
+        }).cast(_schemas()["TRAJECTORY_SCHEMA"])
 
     @classmethod
     def from_table(cls, table: pa.Table) -> TrajectoryBuffer:
         buffer = cls()
-        columns = table.cast(TRAJECTORY_SCHEMA).to_pydict()
+        columns = table.cast(_schemas()["TRAJECTORY_SCHEMA"]).to_pydict()
         buffer.epoch = [int(e) for e in columns["epoch"]]
         buffer.context = list(columns["context"])
         buffer.metric = list(columns["metric"])
@@ -673,13 +687,18 @@ class TrajectoryBuffer:
 
 def write_trajectory(directory: Path, table: pa.Table) -> None:
     """Atomically (re)write `<directory>/trajectory.parquet` with all rows so far."""
-    table = table.cast(TRAJECTORY_SCHEMA)
+    import pyarrow.parquet as pq
+
+    table = table.cast(_schemas()["TRAJECTORY_SCHEMA"])
     atomic_write(Path(directory) / TRAJECTORY, lambda tmp: pq.write_table(table, tmp))
 
 
 def read_trajectory(directory: Path, boundary: Path | None = None) -> pa.Table:
     """Read a run's trajectory (a regular file inside `boundary`, default `run_boundary(directory)`),
     checked against TRAJECTORY_SCHEMA."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     directory = Path(directory)
     path = directory / TRAJECTORY
     try:
@@ -691,11 +710,11 @@ def read_trajectory(directory: Path, boundary: Path | None = None) -> pa.Table:
             table = pq.read_table(handle)
     except (pa.ArrowInvalid, OSError) as exc:
         raise StoreError(f"{path}: unreadable Parquet ({exc})") from None
-    missing = set(TRAJECTORY_SCHEMA.names) - set(table.column_names)
+    missing = set(_schemas()["TRAJECTORY_SCHEMA"].names) - set(table.column_names)
     if missing:
         raise StoreError(f"{path}: trajectory lacks columns {sorted(missing)}")
     try:
-        return table.select(TRAJECTORY_SCHEMA.names).cast(TRAJECTORY_SCHEMA)
+        return table.select(_schemas()["TRAJECTORY_SCHEMA"].names).cast(_schemas()["TRAJECTORY_SCHEMA"])
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise StoreError(f"{path}: trajectory columns are not of the contract's types, e.g. epoch must hold "
@@ -723,8 +742,10 @@ class StepBuffer:
         self.rows = [row for row in self.rows if row[1] is None or row[1] <= epoch]
 
     def to_table(self) -> pa.Table:
+        import pyarrow as pa
+
         arrays: dict[str, list[Any]] = {name: [row[i] for row in self.rows]
-                                        for i, name in enumerate(STEPS_SCHEMA.names)}
+                                        for i, name in enumerate(_schemas()["STEPS_SCHEMA"].names)}
         return pa.table({
             "step": pa.array(arrays["step"], pa.int64()),
             "epoch": pa.array(arrays["epoch"], pa.int32()),
@@ -733,25 +754,30 @@ class StepBuffer:
             "metric": pa.array(arrays["metric"], pa.string()).dictionary_encode(),
             "key": pa.array(arrays["key"], pa.string()).dictionary_encode(),
             "value": pa.array(arrays["value"], pa.float64()),
-        }).cast(STEPS_SCHEMA)
+        }).cast(_schemas()["STEPS_SCHEMA"])
 
     @classmethod
     def from_table(cls, table: pa.Table) -> StepBuffer:
         buffer = cls()
-        columns = table.cast(STEPS_SCHEMA).to_pydict()
+        columns = table.cast(_schemas()["STEPS_SCHEMA"]).to_pydict()
         buffer.rows = [(s, e, w, c, m, k, math.nan if v is None else float(v))
-                       for s, e, w, c, m, k, v in zip(*(columns[name] for name in STEPS_SCHEMA.names))]
+                       for s, e, w, c, m, k, v in zip(*(columns[name] for name in _schemas()["STEPS_SCHEMA"].names))]
         return buffer
 
 
 def write_steps(directory: Path, table: pa.Table) -> None:
     """Atomically (re)write `<directory>/steps.parquet` with all step rows so far."""
-    table = table.cast(STEPS_SCHEMA)
+    import pyarrow.parquet as pq
+
+    table = table.cast(_schemas()["STEPS_SCHEMA"])
     atomic_write(Path(directory) / STEPS, lambda tmp: pq.write_table(table, tmp))
 
 
 def read_steps(directory: Path) -> pa.Table:
     """Read a run's `steps.parquet`, checked against STEPS_SCHEMA; StoreError naming the problem."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     path = Path(directory) / STEPS
     if not path.exists():
         raise StoreError(f"{path}: missing steps.parquet (the run recorded no values per step)")
@@ -759,11 +785,11 @@ def read_steps(directory: Path) -> pa.Table:
         table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise StoreError(f"{path}: unreadable Parquet ({exc})") from None
-    missing = set(STEPS_SCHEMA.names) - set(table.column_names)
+    missing = set(_schemas()["STEPS_SCHEMA"].names) - set(table.column_names)
     if missing:
         raise StoreError(f"{path}: steps file lacks columns {sorted(missing)}")
     try:
-        return table.select(STEPS_SCHEMA.names).cast(STEPS_SCHEMA)
+        return table.select(_schemas()["STEPS_SCHEMA"].names).cast(_schemas()["STEPS_SCHEMA"])
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise StoreError(f"{path}: steps columns are not of the contract's types ({first})") from None

@@ -8,6 +8,7 @@ from rich.console import Console
 
 from pab_campaign import render
 from pab_campaign.launching.sweep_status import render_table
+from pab_campaign.render import Column, status_text
 from pab_campaign.store import RunStatus
 
 
@@ -47,3 +48,20 @@ def test_sweep_status_table_prints_errors_literally(capsys):
 
 def test_fmt_cells():
     assert [render.fmt(v) for v in (None, float("nan"), 0.123456, 7, "a[b]")] == ["-", "nan", "0.1235", "7", "a[b]"]
+
+
+def test_a_long_table_is_laid_out_exactly_as_rich_lays_it_out(monkeypatch):
+    """`plain_table` (the fast layout of long tables) prints the same characters as rich's own
+    layout, aligned columns and statuses included; a table too wide for the console is left to rich."""
+    columns = ["run_id", Column("n", justify="right"), Column("c", justify="center"), Column("prop", style="bold"),
+               "status"]
+    rows = [[f"r{i}", str(i * 37), "x" * (i % 4), "wide—" * (i % 3), status_text("completed" if i % 2 else "failed")]
+            for i in range(render.FAST_TABLE_ROWS + 5)]
+    reference = Console(width=120, markup=False, file=io.StringIO())
+    reference.print(render.table("title — x", columns, rows))
+    fast = Console(width=120, markup=False, file=io.StringIO())
+    monkeypatch.setattr(render, "console", fast)
+    render.print_table("title — x", columns, rows)
+    assert fast.file.getvalue() == reference.file.getvalue()
+    monkeypatch.setattr(render, "console", Console(width=30, markup=False, file=io.StringIO()))
+    assert render.plain_table("title — x", columns, rows) is None

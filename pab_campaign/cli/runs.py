@@ -12,9 +12,11 @@ from pab_campaign.render import Column, fmt, print_line, print_table, status_tex
 from pab_campaign.store import RunStatus
 
 if TYPE_CHECKING:
+    from pab_campaign.analysis.campaign.warm import WarmIndex
     from pab_campaign.analysis.summary.trajectory import RunSummary
 
 RECOMMENDATION_STYLE = "yellow"
+LS_HEADERS = ["run_id", "campaign", "status", "started_at", "duration_s", "epochs", "problem"]
 
 
 def _problem(error: object, skip_reason: object) -> str:
@@ -31,9 +33,16 @@ def _status(value: str) -> str:
     return value
 
 
-def cmd_ls(args: argparse.Namespace) -> int:
-    from pab_campaign.analysis.campaign.campaign import open_campaign
+def _warm(args: argparse.Namespace) -> WarmIndex | None:
+    """The current index of the one campaign directory named, else None (several campaigns, a run
+    directory, or an index that is missing or stale take the full path)."""
+    from pab_campaign.analysis.campaign.warm import read_warm
 
+    return read_warm(args.campaign[0], args.campaign_id) if len(args.campaign) == 1 else None
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    """The runs, from the index alone when it is current (`warm.read_warm`), else after refreshing it."""
     if args.watch:
         from pab_campaign.cli.watch import watch
 
@@ -41,26 +50,44 @@ def cmd_ls(args: argparse.Namespace) -> int:
             raise CampaignError("ls --watch follows one campaign directory; run one watch per campaign")
         args.campaign = args.campaign[0]
         return watch(args)
+    warm = _warm(args)
+    if warm is not None:
+        chosen = [row for row in warm.rows if not args.status or row["status"] in args.status]
+        rows = [[row["run_id"], fmt(row["campaign"]), status_text(str(row["status"])), fmt(row["started_at"]),
+                 fmt(row["duration_s"], 3), fmt(row["epochs_done"]), _problem(row["error"], row["skip_reason"])]
+                for row in chosen]
+        print_table(f"{warm.directory} — {len(chosen)} runs", LS_HEADERS, rows)
+        print_skipped(warm.skipped, warm.notes)
+        return 0
+    from pab_campaign.analysis.campaign.campaign import open_campaign
+
     campaign = open_campaign(args.campaign, args.campaign_id)
     runs = campaign.runs
     if args.status:
         runs = runs[runs["status"].isin(args.status)]
     rows = [[row.run_id, fmt(row.campaign), status_text(str(row.status)), fmt(row.started_at), fmt(row.duration_s, 3),
              fmt(row.epochs_done), _problem(row.error, row.skip_reason)] for row in runs.itertuples()]
-    print_table(f"{campaign.label} — {len(runs)} runs",
-                ["run_id", "campaign", "status", "started_at", "duration_s", "epochs", "problem"], rows)
+    print_table(f"{campaign.label} — {len(runs)} runs", LS_HEADERS, rows)
     print_skipped(campaign.skipped, campaign.notes)
     return 0
 
 
 def cmd_properties(args: argparse.Namespace) -> int:
-    from pab_campaign.analysis.campaign.campaign import open_campaign, properties
+    """The campaign's properties, from the index alone when it is current, else after refreshing it."""
+    from pab_campaign.analysis.campaign.warm import warm_properties
 
-    campaign = open_campaign(args.campaign, args.campaign_id)
-    print_table(f"{campaign.label} — properties",
+    warm = _warm(args)
+    if warm is not None:
+        label, rows, skipped, notes = str(warm.directory), warm_properties(warm), warm.skipped, warm.notes
+    else:
+        from pab_campaign.analysis.campaign.campaign import open_campaign, properties
+
+        campaign = open_campaign(args.campaign, args.campaign_id)
+        label, rows, skipped, notes = campaign.label, properties(campaign), campaign.skipped, campaign.notes
+    print_table(f"{label} — properties",
                 [Column("property", style="bold"), Column("No. unique", justify="right"), "value"],
-                [list(row) for row in properties(campaign)], section_ends={4})
-    print_skipped(campaign.skipped, campaign.notes)
+                [list(row) for row in rows], section_ends={4})
+    print_skipped(skipped, notes)
     return 0
 
 

@@ -18,12 +18,11 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 from pab_campaign.errors import CampaignError, StoreError
 
 if TYPE_CHECKING:
     import duckdb
+    import pandas as pd
 
 # Characters DuckDB's file globbing (or its escaping) gives a meaning in a path.
 PATTERN_CHARS = frozenset("*?[]{}\\")
@@ -44,6 +43,13 @@ def sql_text(text: str) -> str:
     if "\0" in text:
         raise ValueError("a SQL literal cannot hold a NUL character")
     return "'" + text.replace("'", "''") + "'"
+
+
+def sql_name(name: str) -> str:
+    """`name` as a quoted SQL identifier (double quotes doubled); ValueError for a NUL character."""
+    if "\0" in name:
+        raise ValueError("a SQL identifier cannot hold a NUL character")
+    return '"' + name.replace('"', '""') + '"'
 
 
 def positional(frame: pd.DataFrame, names: Sequence[str], prefix: str = "c") -> tuple[pd.DataFrame, list[str]]:

@@ -41,15 +41,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pab_campaign.analysis.campaign.duck import READ_OPTIONS, connect, literal_paths, sql_text
+from pab_campaign.analysis.campaign.manifest import MANIFEST_COLUMNS, scan_rows
 from pab_campaign.analysis.campaign.workspace import Workspace, choose, fallback, is_unwritable, writable
 from pab_campaign.errors import CampaignError, StoreError
 from pab_campaign.store import (
-    RUN_JSON,
     TRAJECTORY,
     atomic_write,
     check_run_file,
     read_run_json,
-    run_entry_names,
     runs_dir,
     summary_dir,
     temp_path,
@@ -65,10 +64,11 @@ META_VERSION = b"pab_campaign.index_version"
 META_RUNS = b"pab_campaign.runs"
 META_MANIFEST = "pab_campaign.manifest"
 SNAPSHOT_ATTEMPTS = 20
+# Trajectories read per DuckDB query of a cold build: memory stays flat however many runs there are.
+SCAN_BATCH = 2000
 
 RECORD_COLUMNS = ("run_id", "campaign", "status", "started_at", "ended_at", "duration_s", "epochs_done",
                   "restarts", "host", "slurm_job_id", "error")
-MANIFEST_COLUMNS = ("run_json_size", "run_json_mtime_ns", "trajectory_size", "trajectory_mtime_ns")
 DERIVED_COLUMNS = ("last_epoch", "best_epoch", "skip_reason")
 FIXED_COLUMNS = (*RECORD_COLUMNS, *DERIVED_COLUMNS, *MANIFEST_COLUMNS)
 # Column types of the fixed columns: text (None when missing) and float (NaN when missing); the
@@ -114,16 +114,6 @@ class RunRows:
     metrics: dict[str, list[str]]
 
 
-def _stat(path: Path, boundary: Path) -> tuple[int, int]:
-    """(size, mtime ns) of the run file `path`; (-1, -1) when it is missing or may not be read (not
-    a regular file, a link out of `boundary`: `trajectory_problem` then says why)."""
-    try:
-        info = check_run_file(path, boundary)
-    except (OSError, StoreError):
-        return -1, -1
-    return info.st_size, info.st_mtime_ns
-
-
 def trajectory_problem(campaign_dir: Path, run_id: str) -> str:
     """Why the trajectory of `run_id` is not read (its manifest size is -1)."""
     path = runs_dir(campaign_dir) / run_id / TRAJECTORY
@@ -138,11 +128,7 @@ def trajectory_problem(campaign_dir: Path, run_id: str) -> str:
 
 def scan(campaign_dir: Path) -> pd.DataFrame:
     """The manifest of the campaign as it is now: run_id and MANIFEST_COLUMNS, sorted by run_id."""
-    root = runs_dir(campaign_dir)
-    boundary = Path(campaign_dir)
-    rows = [(name, *_stat(root / name / RUN_JSON, boundary), *_stat(root / name / TRAJECTORY, boundary))
-            for name in run_entry_names(campaign_dir)]
-    return pd.DataFrame(rows, columns=["run_id", *MANIFEST_COLUMNS]).astype(
+    return pd.DataFrame(scan_rows(campaign_dir), columns=["run_id", *MANIFEST_COLUMNS]).astype(
         {c: "int64" for c in MANIFEST_COLUMNS})
 
 
@@ -175,8 +161,13 @@ def bisect_query(
 def _scalar_metrics(run_ids: list[str], files: list[str]) -> tuple[pd.DataFrame, dict[str, str], dict[str, list[str]]]:
     """Wide frame (index run_id): `<ctx>/<metric>@last`, `@best`, last_epoch, best_epoch; the runs
     set aside with their reason (unreadable file, duplicate rows); and each run's metric columns."""
-    with literal_paths(files) as literal:
-        frames, bad = bisect_query(connect(), _SCALARS_SQL, literal)
+    con = connect()
+    frames, bad = [], {}
+    for start in range(0, len(files), SCAN_BATCH):
+        with literal_paths(files[start:start + SCAN_BATCH]) as literal:
+            batch, batch_bad = bisect_query(con, _SCALARS_SQL, literal, offset=start)
+        frames += batch
+        bad.update(batch_bad)
     bad_runs = {run_ids[i]: reason for i, reason in bad.items()}
     columns = ["context", "metric", "last", "best", "last_epoch", "best_epoch", "duplicated"]
     long = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["f", *columns])

@@ -150,3 +150,17 @@ def test_incremental_index_equals_a_fresh_build_after_random_changes(tmp_path, s
         unreadable = set(fresh.frame.loc[fresh.frame["skip_reason"].notna(), "run_id"])
         assert {run_id for run_id, _ in opened.skipped} <= unreadable
         assert all(isinstance(reason, str) and reason != "nan" for _, reason in opened.skipped)
+
+
+def test_a_build_in_batches_equals_one_in_a_single_batch(tmp_path, monkeypatch):
+    """The cold scan reads trajectories SCAN_BATCH at a time: batches of 3 give the same index as one
+    batch, a corrupt file in a later batch included (its reason lands on its own run)."""
+    ids = make_grid(tmp_path, seeds=2, epochs=3)
+    (runs_dir(tmp_path) / ids[5] / "trajectory.parquet").write_bytes(b"not parquet")
+    whole = index.refresh_runs(tmp_path).frame
+    shutil.rmtree(summary_dir(tmp_path))
+    monkeypatch.setattr(index, "SCAN_BATCH", 3)
+    batched = index.refresh_runs(tmp_path).frame
+    pd.testing.assert_frame_equal(batched, whole)
+    reasons = batched.set_index("run_id")["skip_reason"]
+    assert "unreadable trajectory.parquet" in reasons[ids[5]] and reasons.drop(ids[5]).isna().all()

@@ -1,0 +1,148 @@
+"""Warm answers from the compacted runs index without pandas, numpy or pyarrow (a warm `ls` or
+`properties` is then mostly the DuckDB import).
+
+`read_warm` returns the index rows only when the index in the campaign's workspace is current: a
+regular file of this index version whose manifest equals a scan of the run directories now, so
+that its rows are exactly what `index.refresh_runs` would return. Otherwise it returns None and the
+command takes the full path (`campaign.open_campaign`), which refreshes the index. Values match
+the full path's: a missing number is NaN, a missing text None.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pab_campaign.analysis.campaign.duck import READ_OPTIONS, connect, literal_paths, sql_name, sql_text
+from pab_campaign.analysis.campaign.manifest import MANIFEST_COLUMNS, scan_rows
+from pab_campaign.analysis.campaign.workspace import choose
+from pab_campaign.errors import CampaignError, StoreError
+from pab_campaign.store import check_run_file, is_campaign
+
+# Kept in step with `index`: the file, its version key and value, and the column conventions.
+RUNS_INDEX = "runs.parquet"
+META_VERSION = "pab_campaign.index_version"
+INDEX_VERSION = "3"
+HPARAM_SUFFIX = "@hparam"
+LS_COLUMNS = ("run_id", "campaign", "status", "started_at", "duration_s", "epochs_done", "error", "skip_reason")
+FLOAT_COLUMNS = ("duration_s", "epochs_done")
+
+
+@dataclass
+class WarmIndex:
+    """The readable runs of a current index (`rows`: dicts of LS_COLUMNS, sorted by run_id), the
+    unreadable ones (`skipped`: run_id, reason), the index file and the user's notes."""
+
+    directory: Path
+    path: Path
+    rows: list[dict[str, Any]]
+    skipped: list[tuple[str, str]]
+    notes: list[str] = field(default_factory=list)
+    con: Any = field(default=None, repr=False)
+
+
+def read_warm(directory: Path | str, campaign_ids: list[str] | None = None) -> WarmIndex | None:
+    """The index of `directory` when it is current (module docstring), restricted to `campaign_ids`;
+    None when it is missing, stale, of another version or not a regular file."""
+    directory = Path(directory)
+    if not directory.is_dir() or not is_campaign(directory):
+        return None
+    workspace = choose(directory)
+    if workspace.directory is None:
+        return None
+    path = workspace.directory / RUNS_INDEX
+    try:
+        check_run_file(path, path.parent)
+    except (OSError, StoreError):
+        return None
+    con = connect()
+    import duckdb
+
+    try:
+        with literal_paths([path]) as (literal,):
+            source = sql_text(literal)
+            version = con.execute(f"SELECT value::VARCHAR FROM parquet_kv_metadata({source}) "
+                                  "WHERE key::VARCHAR = $k", {"k": META_VERSION}).fetchall()
+            if version != [(INDEX_VERSION,)]:
+                return None
+            stored = [name for (name,) in con.execute(f"SELECT name FROM parquet_schema({source})").fetchall()][1:]
+            con.execute(f"CREATE TEMP TABLE runs AS SELECT * FROM read_parquet({source}, {READ_OPTIONS})")
+        names = [name for (name,) in con.execute("SELECT column_name FROM (DESCRIBE runs)").fetchall()]
+        if names != stored or any("\0" in name for name in names):
+            return None  # names DuckDB renames (it folds case) or cannot quote: the full path reads them
+        manifest = con.execute(f"SELECT run_id, {', '.join(MANIFEST_COLUMNS)} FROM runs ORDER BY run_id").fetchall()
+        if manifest != [tuple(row) for row in scan_rows(directory)]:
+            return None
+        found = con.execute(f"SELECT {', '.join(LS_COLUMNS)} FROM runs ORDER BY run_id").fetchall()
+    except (duckdb.Error, OSError, StoreError, ValueError):
+        return None
+    rows = [dict(zip(LS_COLUMNS, row)) for row in found]
+    for row in rows:
+        for column in FLOAT_COLUMNS:
+            row[column] = math.nan if row[column] is None else float(row[column])
+    skipped = [(row["run_id"], row["skip_reason"]) for row in rows if row["status"] is None]
+    rows = [row for row in rows if row["status"] is not None]
+    if campaign_ids:
+        present = sorted({row["campaign"] for row in rows if row["campaign"] is not None})
+        rows = [row for row in rows if row["campaign"] in campaign_ids]
+        if not rows:
+            raise CampaignError(f"no run of campaign {', '.join(campaign_ids)} in {directory}; "
+                                f"its runs belong to: {', '.join(present) or 'none'}")
+    return WarmIndex(directory, path, rows, skipped, [workspace.note] if workspace.note else [], con)
+
+
+def warm_properties(warm: WarmIndex) -> list[tuple[str, str, str]]:
+    """`campaign.properties` of the runs of `warm`, computed by DuckDB over the index columns of
+    those runs alone."""
+    con = warm.con
+    rows = warm.rows
+    con.execute("CREATE TEMP TABLE chosen AS SELECT * FROM runs WHERE run_id IN (SELECT unnest($ids::VARCHAR[]))",
+                {"ids": [row["run_id"] for row in rows]})
+    names = [name for (name,) in con.execute("SELECT column_name FROM (DESCRIBE chosen)").fetchall()]
+    statuses = ", ".join(f"{s} {n}" for s, n in sorted(Counter(row["status"] for row in rows).items()))
+    durations = [row["duration_s"] for row in rows if not math.isnan(row["duration_s"])]
+    metric_columns = [n for n in names if n.endswith(("@last", "@best"))]
+    present = _present(con, metric_columns)
+    labels = sorted({n[: -len("@last")] for n in metric_columns if n.endswith("@last")
+                     and (present[n] or present.get(f"{n[: -len('@last')]}@best", False))})
+    campaigns = sorted({row["campaign"] for row in rows if row["campaign"] is not None})
+    metrics = sorted({n.split("/", 1)[1] for n in labels})
+    contexts = sorted({n.split("/", 1)[0] for n in labels})
+    out = [
+        ("campaigns", str(len(campaigns)), ", ".join(campaigns) or "-"),
+        ("runs", "-", f"{len(rows)} ({statuses or 'none'}; {len(warm.skipped)} unreadable)"),
+        ("run duration (s)", "-", f"{_mean(durations):.4g} ± {_std(durations):.2g}" if durations else "-"),
+        ("metrics", str(len(metrics)), ", ".join(metrics) or "-"),
+        ("contexts", str(len(contexts)), ", ".join(contexts) or "-"),
+    ]
+    for name in sorted(n[: -len(HPARAM_SUFFIX)] for n in names if n.endswith(HPARAM_SUFFIX)):
+        column = name + HPARAM_SUFFIX
+        values = [v for (v,) in con.execute(f"SELECT DISTINCT {sql_name(column)} FROM chosen").fetchall()
+                  if v is not None and not (isinstance(v, float) and math.isnan(v))]
+        if values:
+            out.append((name, str(len(values)),
+                        ", ".join(str(v) for v in sorted(values, key=lambda v: (isinstance(v, str), v)))))
+    return out
+
+
+def _present(con: Any, columns: list[str]) -> dict[str, bool]:
+    """Whether each numeric column of `chosen` has a value (not null, not NaN) in some run."""
+    if not columns:
+        return {}
+    counts = ", ".join(f"count(*) FILTER (WHERE {sql_name(c)} IS NOT NULL AND NOT isnan({sql_name(c)}))"
+                       for c in columns)
+    return dict(zip(columns, (n > 0 for n in con.execute(f"SELECT {counts} FROM chosen").fetchone())))
+
+
+def _mean(values: list[float]) -> float:
+    return math.fsum(values) / len(values)
+
+
+def _std(values: list[float]) -> float:
+    """Sample standard deviation (ddof 1); NaN for fewer than two values, as pandas gives it."""
+    if len(values) < 2:
+        return math.nan
+    mean = _mean(values)
+    return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
