@@ -34,7 +34,7 @@ def test_campaign_id_filter_is_honoured(tmp_path, capsys):
     make_grid(a, seeds=2, campaign="alpha", seed=1)
     make_grid(b, seeds=3, campaign="beta", seed=2, prefix="b-")
     code, out = _run(["merge", "--src", str(a), str(b), "--dst", str(merged)], capsys)
-    assert code == 0 and "added 20 runs, skipped 0" in out
+    assert code == 0 and "added 20 runs, updated 0, skipped 0" in out
     code, out = _run(["report", str(merged), "--campaign-id", "beta", "--groupby", "model.name"], capsys)
     assert code == 0
     summary = pd.read_csv(summary_dir(merged) / "summary_model.name_last_beta.csv")

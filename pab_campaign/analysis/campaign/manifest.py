@@ -35,14 +35,14 @@ def scan_rows(campaign_dir: Path) -> list[tuple[str, int, int, int, int]]:
     boundary = Path(campaign_dir)
     names = run_entry_names(campaign_dir)
     direct = not os.path.islink(root)
-    rows = []
+    rows: list[tuple[str, int, int, int, int]] = []
     for name in names:
         found = _listed(f"{root}/{name}") if direct else None
         stats: list[int] = []
         for file in (RUN_JSON, TRAJECTORY):
             entry = found.get(file, _MISSING) if found is not None else None
             stats.extend(file_stat(root / name / file, boundary) if entry is None else entry)
-        rows.append((name, *stats))
+        rows.append((name, stats[0], stats[1], stats[2], stats[3]))
     return rows
 
 
