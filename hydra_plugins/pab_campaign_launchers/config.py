@@ -77,4 +77,8 @@ class CheckedSweeperConf(BasicSweeperConf):
 
 ConfigStore.instance().store(group="hydra/launcher", name="local", node=LocalConf, provider=PROVIDER)
 ConfigStore.instance().store(group="hydra/sweeper", name="checked", node=CheckedSweeperConf, provider=PROVIDER)
+# The same schema under a second name, for an app's own `hydra/sweeper/checked.yaml` to extend
+# (`defaults: [checked_schema]` plus its `validate`) without naming itself.
+ConfigStore.instance().store(group="hydra/sweeper", name="checked_schema", node=CheckedSweeperConf,
+                             provider=PROVIDER)
 ConfigStore.instance().store(group="hydra/launcher", name="slurm", node=SlurmConf, provider=PROVIDER)

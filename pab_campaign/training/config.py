@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from importlib.resources import files
@@ -178,6 +179,8 @@ class CampaignConfig:
     name: str = MISSING
     root: str = MISSING
     dir: str = MISSING
+    # The metric a sweep's task function returns (context/metric@last|@best), e.g. val/loss@best.
+    objective: str = MISSING
 
 
 @dataclass
@@ -276,6 +279,9 @@ def register_schemas() -> None:
     for group, options in GROUP_SCHEMAS.items():
         for option, schema in options.items():
             store.store(group=f"{SCHEMA_GROUP}/{group}", name=option, node=schema)
+    # conf/hydra/sweeper/checked.yaml extends the plugin's `checked_schema` with this app's
+    # `validate`; Hydra also matches it by name against the plugin's `checked`, and says so each start.
+    warnings.filterwarnings("ignore", message=r"\s*'hydra/sweeper/checked' is validated against ConfigStore schema")
 
 
 def undeclared_keys(cfg: DictConfig, prefix: str = "") -> list[str]:

@@ -37,6 +37,7 @@ from pab_campaign.training.data.batching import augment_generator, on_device, tr
 from pab_campaign.training.evaluate import Evaluation, evaluate
 from pab_campaign.training.identity import hparams, run_id
 from pab_campaign.training.models import build_model, check_model
+from pab_campaign.training.objective import parse_objective
 from pab_campaign.training.optim import OPTIMIZERS, SCHEDULES, build_optimizer, build_scheduler
 from pab_campaign.training.probes import ProbeContext
 from pab_campaign.training.probes.registry import build_probes
@@ -54,6 +55,7 @@ def validate(cfg: DictConfig) -> None:
     if added:
         raise ConfigError(f"{added[0]} is not a config key (added with +?); see `python -m pab_campaign --cfg job`")
     check_campaign_name(str(cfg.campaign.name))
+    parse_objective(cfg.campaign.objective)
     checks = [
         (cfg.optimizer.lr > 0, f"optimizer.lr={cfg.optimizer.lr} must be > 0, e.g. optimizer.lr=0.05"),
         (cfg.optimizer.weight_decay >= 0, f"optimizer.weight_decay={cfg.optimizer.weight_decay} must be >= 0"),
