@@ -17,6 +17,7 @@ requeues a job that gets SIGUSR2 and the run resumes from its `last.pt` (see `pr
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import logging
 import math
@@ -26,10 +27,12 @@ import select
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
@@ -40,6 +43,7 @@ from hydra_plugins.pab_campaign_launchers.config import LocalConf, SlurmConf
 from pab_campaign.launching.forkserver import READY
 from pab_campaign.launching.plan import LauncherConfigError, available_cores, parallel_jobs, visible_gpus
 from pab_campaign.launching.progress import ProgressDisplay, SweepProgress
+from pab_campaign.launching.refusal import exit_on_refusal
 from pab_campaign.launching.sweep_status import POINTER, run_failed, write_lost_job
 
 log = logging.getLogger(__name__)
@@ -119,12 +123,42 @@ def collect(jobs: list[tuple[int, Any]], job_overrides: Sequence[Sequence[str]],
 
 
 def job_failed(job: Any, job_output_dir: Path) -> bool:
-    """Whether a finished submitit job raised, or trained a run of ours that failed (a job of
-    another Hydra app, which leaves no pointer to a run, fails only by raising)."""
+    """Whether a finished submitit job ended without a result, returned a failed JobReturn (its
+    task raised: the way a job of any Hydra app fails), or trained a run of ours that failed."""
     try:
-        return job.exception() is not None or ((job_output_dir / POINTER).is_file() and run_failed(job_output_dir))
+        if job.exception() is not None or any(ret.status == JobStatus.FAILED for ret in job.results()):
+            return True
+        return (job_output_dir / POINTER).is_file() and run_failed(job_output_dir)
     except Exception:
         return True
+
+
+@contextmanager
+def stderr_to(file: TextIO) -> Iterator[io.StringIO]:
+    """Send this process's stderr (fd 2, where sbatch writes) to `file` for the block; yields what was
+    written there once the block ends (and writes it to stderr again when the block succeeded)."""
+    said = io.StringIO()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(file.fileno(), 2)
+    try:
+        yield said
+    except BaseException:
+        said.write(_restore(saved, file))
+        raise
+    text = _restore(saved, file)
+    said.write(text)
+    sys.stderr.write(text)
+
+
+def _restore(saved: int, file: TextIO) -> str:
+    """Put fd 2 back from `saved`; the text `file` received meanwhile."""
+    os.dup2(saved, 2)
+    os.close(saved)
+    file.seek(0)
+    text = file.read()
+    file.close()
+    return text
 
 
 def with_threads(python: str, cpus_per_task: int) -> str:
@@ -170,15 +204,25 @@ class WarmPython:
             self.process.wait()
 
 
-class LocalLauncher(plugin.LocalLauncher):
-    """submitit_local that runs at most `parallel_jobs(...)` runs at a time (a pool, not waves)."""
+def planned_total(config: Any) -> int:
+    """Jobs the sweep says it will launch in all (`hydra.sweeper.n_trials`, e.g. an Optuna study
+    launched batch by batch); 0 when it does not say."""
+    total = OmegaConf.select(config, "hydra.sweeper.n_trials", default=None)
+    return total if isinstance(total, int) and total > 0 else 0
 
+
+class LocalLauncher(plugin.LocalLauncher):
+    """submitit_local that runs at most `parallel_jobs(...)` runs at a time (a pool, not waves).
+    Its progress line counts the whole sweep across the batches a sweeper launches."""
+
+    @exit_on_refusal
     def __init__(self, **params: Any) -> None:
         refuse_unknown_keys(params, LocalConf, "local")
         self.max_parallel = params.pop("max_parallel")
         self.use_gpus = params.pop("gpus")
         self.warm_start = params.pop("warm_start") and sys.platform == "linux"
         self.warm_python: WarmPython | None = None
+        self.progress: SweepProgress | None = None
         super().__init__(**params)
 
     def setup(self, **kwargs: Any) -> None:
@@ -188,7 +232,7 @@ class LocalLauncher(plugin.LocalLauncher):
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled into every job: without the fork server's process handle."""
-        return {**self.__dict__, "warm_python": None}
+        return {**self.__dict__, "warm_python": None, "progress": None}
 
     def _executor(self, python: str) -> Any:
         import submitit
@@ -200,6 +244,7 @@ class LocalLauncher(plugin.LocalLauncher):
         executor.update_parameters(**generic)
         return executor
 
+    @exit_on_refusal
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None
         warm = self.warm_python or (WarmPython() if self.warm_start else None)
@@ -226,7 +271,10 @@ class LocalLauncher(plugin.LocalLauncher):
         running: dict[int, tuple[Any, int | None]] = {}
         finished: dict[int, Any] = {}
         free_gpus = list(gpus)
-        progress = SweepProgress(len(job_overrides), jobs)
+        if self.progress is None:
+            self.progress = SweepProgress(planned_total(self.config), jobs)
+        progress = self.progress
+        progress.add(len(job_overrides), jobs)
         with ProgressDisplay() as display:
             while pending or running:
                 while pending and len(running) < jobs:
@@ -252,8 +300,10 @@ class LocalLauncher(plugin.LocalLauncher):
 
 
 class SlurmLauncher(plugin.SlurmLauncher):
-    """submitit_slurm; with `detach: true` it submits the job array and returns without waiting."""
+    """submitit_slurm; with `detach: true` it submits the job array and returns without waiting.
+    Where sbatch cannot submit (no SLURM here), the sweep ends with one line and exit status 2."""
 
+    @exit_on_refusal
     def __init__(self, **params: Any) -> None:
         refuse_unknown_keys(params, SlurmConf, "slurm")
         self.detach = params.pop("detach")
@@ -269,6 +319,7 @@ class SlurmLauncher(plugin.SlurmLauncher):
                 f"use timeout_min>={shortest} or a smaller signal_delay_s")
         super().__init__(**params)
 
+    @exit_on_refusal
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None
         sweep_dir = prepare_sweep_dir(self.config)
@@ -276,7 +327,15 @@ class SlurmLauncher(plugin.SlurmLauncher):
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             log_job(idx, overrides)
             job_params.append(job_args(overrides, idx))
-        jobs = self._executor().map_array(self, *zip(*job_params))
+        try:
+            with stderr_to(tempfile.TemporaryFile(mode="w+")) as said:
+                jobs = self._executor().map_array(self, *zip(*job_params))
+        except Exception as exc:  # submitit: sbatch missing, or sbatch refused (no controller, bad option)
+            lines = [line.strip() for line in f"{exc}\n{said.getvalue()}".splitlines() if line.strip()]
+            reason = next((line for line in reversed(lines) if "fatal" in line or "error" in line),
+                          lines[-1] if lines else type(exc).__name__)
+            raise LauncherConfigError(f"hydra/launcher=slurm could not submit the sweep ({reason}); run it where "
+                                      "sbatch reaches a SLURM cluster, or use hydra/launcher=local") from None
         if not self.detach:
             return collect(list(enumerate(jobs, start=initial_job_idx)), job_overrides, sweep_dir)
         job_ids = [job.job_id for job in jobs]
