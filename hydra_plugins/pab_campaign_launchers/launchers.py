@@ -6,7 +6,8 @@ the app's config, so they serve any Hydra app.
   `jobs x cpus_per_task <= cores`, and, when GPUs are visible, one GPU per job through
   CUDA_VISIBLE_DEVICES (so also `jobs <= GPUs`). A new run starts as soon as one ends.
   With `warm_start` (Linux), each job's interpreter is forked from one warm process that imported
-  torch and the training code once (`pab_campaign.launching.forkserver`) instead of starting cold.
+  the app's modules once (`preload`, by default those the launching app imported;
+  `pab_campaign.launching.forkserver`) instead of starting cold.
 - `SlurmLauncher`: submitit_slurm plus `detach`: submit the job array, record its job ids in
   `detach_record` and return at once; the runs go on and write their results as usual.
 
@@ -49,11 +50,8 @@ from pab_campaign.launching.sweep_status import POINTER, run_failed, write_lost_
 log = logging.getLogger(__name__)
 
 POLL_S = 0.05
-# What a run imports that is worth importing once per sweep (torch.optim pulls in torch._dynamo,
-# pyarrow pulls in pandas when it builds a table).
-WARM_MODULES = ("torch", "torch._dynamo", "numpy", "pyarrow.parquet", "pandas", "hydra", "submitit",
-                "hydra_plugins.hydra_submitit_launcher.submitit_launcher", __name__, "pab_campaign.training.run",
-                "pab_campaign.training.data.digits", "pab_campaign.training.data.synthetic")
+# What every job imports to unpickle its launcher and run Hydra's job, whatever the app.
+JOB_MODULES = ("hydra", "submitit", "hydra_plugins.hydra_submitit_launcher.submitit_launcher", __name__)
 WARM_START_TIMEOUT_S = 120.0
 WARM_STOP_TIMEOUT_S = 10.0
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -166,15 +164,34 @@ def with_threads(python: str, cpus_per_task: int) -> str:
     return shlex.join(["env", *(f"{name}={cpus_per_task}" for name in THREAD_VARIABLES)]) + " " + python
 
 
+def app_modules() -> list[str]:
+    """The modules the launching app has imported that live outside the standard library (the
+    app's own imports and what they pulled in): what its jobs will import again."""
+    names = []
+    for name, module in list(sys.modules.items()):
+        top = name.partition(".")[0]
+        if (top in sys.stdlib_module_names or top.startswith("_") or name == "__main__"
+                or getattr(module, "__file__", None) is None or "._" in name):
+            continue
+        names.append(name)
+    return names
+
+
+def preload_modules(preload: Sequence[str] | None) -> list[str]:
+    """What the warm python imports: `preload` (or the app's own imports when None) and JOB_MODULES."""
+    chosen = list(preload) if preload is not None else app_modules()
+    return list(dict.fromkeys([*JOB_MODULES, *chosen]))
+
+
 class WarmPython:
-    """A fork server (`pab_campaign.launching.forkserver`) preloading WARM_MODULES: started at once, so its
+    """A fork server (`pab_campaign.launching.forkserver`) preloading `modules`: started at once, so its
     imports overlap Hydra's composition of the sweep's configs, and waited for on first use."""
 
-    def __init__(self) -> None:
+    def __init__(self, modules: Sequence[str]) -> None:
         self.name = f"pab-forkserver-{os.getpid()}-{secrets.token_hex(6)}"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "pab_campaign.launching.forkserver", "serve", self.name,
-             "--preload", ",".join(WARM_MODULES)],
+             "--preload", ",".join(modules)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def command(self) -> str | None:
@@ -221,6 +238,7 @@ class LocalLauncher(plugin.LocalLauncher):
         self.max_parallel = params.pop("max_parallel")
         self.use_gpus = params.pop("gpus")
         self.warm_start = params.pop("warm_start") and sys.platform == "linux"
+        self.preload = params.pop("preload")
         self.warm_python: WarmPython | None = None
         self.progress: SweepProgress | None = None
         super().__init__(**params)
@@ -228,7 +246,7 @@ class LocalLauncher(plugin.LocalLauncher):
     def setup(self, **kwargs: Any) -> None:
         super().setup(**kwargs)
         if self.warm_start and self.warm_python is None:
-            self.warm_python = WarmPython()
+            self.warm_python = WarmPython(preload_modules(self.preload))
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled into every job: without the fork server's process handle."""
@@ -247,7 +265,7 @@ class LocalLauncher(plugin.LocalLauncher):
     @exit_on_refusal
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None
-        warm = self.warm_python or (WarmPython() if self.warm_start else None)
+        warm = self.warm_python or (WarmPython(preload_modules(self.preload)) if self.warm_start else None)
         self.warm_python = None
         try:
             threads = self.params["cpus_per_task"]

@@ -279,9 +279,11 @@ def register_schemas() -> None:
     for group, options in GROUP_SCHEMAS.items():
         for option, schema in options.items():
             store.store(group=f"{SCHEMA_GROUP}/{group}", name=option, node=schema)
-    # conf/hydra/sweeper/checked.yaml extends the plugin's `checked_schema` with this app's
-    # `validate`; Hydra also matches it by name against the plugin's `checked`, and says so each start.
-    warnings.filterwarnings("ignore", message=r"\s*'hydra/sweeper/checked' is validated against ConfigStore schema")
+    # conf/hydra/sweeper/checked.yaml and conf/hydra/launcher/local.yaml extend the plugin's schemas
+    # with this app's `validate` and `preload`; Hydra also matches them by name against the plugin's
+    # `checked` and `local`, and would say so at each start.
+    warnings.filterwarnings("ignore", message=r"\s*'hydra/(sweeper/checked|launcher/local)' is validated against "
+                                              "ConfigStore schema")
 
 
 def undeclared_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
