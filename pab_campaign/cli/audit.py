@@ -102,7 +102,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from pab_campaign.analysis.mbe.audit import AuditRequest, run_audit, write_audit
     from pab_campaign.metrics import MetricSpec
 
-    campaign = open_campaign(args.campaign, args.campaign_id)
+    campaign = open_campaign(args.campaign, args.campaign_id, args.where)
     request = AuditRequest(
         metrics=[MetricSpec.parse(m) for m in args.metric or []], baseline=MetricSpec.parse(args.baseline),
         target=MetricSpec.parse(args.target), controls=list(args.controls), at_epoch=args.at_epoch,

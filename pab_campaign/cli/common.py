@@ -89,10 +89,15 @@ def add_output_options(parser: argparse.ArgumentParser, precision: int, files: s
                         help=f"write {files} into DIR (created when missing) instead of <campaign>/summary/")
 
 
-def add_campaign_filter(parser: argparse.ArgumentParser) -> None:
-    """`--campaign-id NAME...`: only the runs of these campaigns (a merged campaign mixes several)."""
+def add_campaign_filter(parser: argparse.ArgumentParser, where: bool = True) -> None:
+    """`--campaign-id NAME...`: only the runs of these campaigns (a merged campaign mixes several);
+    `--where KEY=VALUE` (repeatable): only the runs meeting every condition, before any grouping."""
     parser.add_argument("--campaign-id", nargs="+", action=SplitList, default=None, metavar="NAME",
                         help="only runs whose run.json `campaign` is one of these (a merged campaign mixes several)")
+    if where:
+        parser.add_argument("--where", action="append", default=None, metavar="KEY=VALUE",
+                            help="only runs where a hyper-parameter, run field or metric compares so (repeatable; "
+                                 "KEY!=VALUE, KEY>VALUE, KEY<=VALUE, 'KEY in [a,b]'), e.g. --where optimizer.lr=0.1")
 
 
 def print_skipped(skipped: list[tuple[str, str]], notes: Sequence[str] = ()) -> None:

@@ -42,7 +42,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from pab_campaign.analysis.summary.report import build_report, split_layout, write_report
 
     folder = args.output_folder
-    campaign = open_campaign(args.campaign, args.campaign_id)
+    campaign = open_campaign(args.campaign, args.campaign_id, args.where)
     try:
         report = build_report(campaign, args.groupby, args.contexts, args.metrics, args.epoch)
     except CampaignError:
@@ -75,7 +75,7 @@ def cmd_curves(args: argparse.Namespace) -> int:
     from pab_campaign.analysis.summary.report import build_curves, write_curves
 
     folder = args.output_folder
-    campaign = open_campaign(args.campaign, args.campaign_id)
+    campaign = open_campaign(args.campaign, args.campaign_id, args.where)
     x = "step" if args.steps else "epoch"
     if args.steps:
         from pab_campaign.analysis.summary.steps import build_step_curves

@@ -38,7 +38,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         from pab_campaign.cli.watch import watch
 
         return watch(args)
-    campaign = open_campaign(args.campaign, args.campaign_id)
+    campaign = open_campaign(args.campaign, args.campaign_id, args.where)
     runs = campaign.runs
     if args.status:
         runs = runs[runs["status"].isin(args.status)]
@@ -53,7 +53,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 def cmd_properties(args: argparse.Namespace) -> int:
     from pab_campaign.analysis.campaign.campaign import open_campaign, properties
 
-    campaign = open_campaign(args.campaign, args.campaign_id)
+    campaign = open_campaign(args.campaign, args.campaign_id, args.where)
     print_table(f"{campaign.directory} — properties",
                 [Column("property", style="bold"), Column("No. unique", justify="right"), "value"],
                 [list(row) for row in properties(campaign)], section_ends={4})

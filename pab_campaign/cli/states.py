@@ -105,7 +105,7 @@ def cmd_states(args: argparse.Namespace) -> int:
                             covariance=args.covariance, select=args.select, seed=args.seed,
                             selection_runs=args.selection_runs, jobs=args.jobs)
     curve_metric = MetricSpec.parse(args.curve_metric) if args.curve_metric else None
-    campaign = open_campaign(args.campaign, args.campaign_id)
+    campaign = open_campaign(args.campaign, args.campaign_id, args.where)
     with Progress(TextColumn("fitting HMMs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as bar:
         task = bar.add_task("fits", total=None)

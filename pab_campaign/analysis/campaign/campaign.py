@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from pab_campaign.analysis.campaign import index
+from pab_campaign.analysis.campaign.where import filter_runs
 from pab_campaign.analysis.campaign.workspace import Workspace, fallback, is_unwritable, unwritable_message
 from pab_campaign.errors import CampaignError
 from pab_campaign.metrics import MetricSpec
@@ -88,9 +89,11 @@ class Campaign:
                 self.note(workspace.note)
 
 
-def open_campaign(directory: Path | str, campaign_ids: list[str] | None = None) -> Campaign:
+def open_campaign(directory: Path | str, campaign_ids: list[str] | None = None,
+                  where: list[str] | None = None) -> Campaign:
     """Refresh the campaign index of `directory` and read it; runs whose run.json cannot be read go to
-    `skipped`. `campaign_ids` keeps only runs whose run.json `campaign` field is one of them."""
+    `skipped`. `campaign_ids` keeps only runs whose run.json `campaign` field is one of them, `where`
+    only those meeting every condition (`where.filter_runs`)."""
     directory = Path(directory)
     if not directory.exists():
         raise CampaignError(f"campaign directory {directory} does not exist; pass the directory a sweep wrote, "
@@ -109,6 +112,7 @@ def open_campaign(directory: Path | str, campaign_ids: list[str] | None = None) 
         if runs.empty:
             raise CampaignError(f"no run of campaign {', '.join(campaign_ids)} in {directory}; "
                                 f"its runs belong to: {', '.join(present) or 'none'}")
+    runs = filter_runs(runs, where or [])
     names = [n for n in built.hparam_names if runs[index.hparam_key(n)].notna().any()]
     campaign = Campaign(directory, runs.reset_index(drop=True), names, skipped)
     campaign._move_to(built.workspace)
