@@ -107,6 +107,7 @@ class Run:
 
     cfg: DictConfig
     writer: RunWriter
+    divergence: str | None = None
 
     # ---- setup ---------------------------------------------------------------------------
     def setup(self) -> None:
@@ -145,7 +146,8 @@ class Run:
 
     # ---- train ---------------------------------------------------------------------------
     def train(self) -> RunStatus:
-        """Measure epoch 0 (if not resumed past it), then train; returns the final status."""
+        """Measure epoch 0 (if not resumed past it), then train; returns the final status. A run that
+        diverged says which value became non-finite at which epoch in `divergence` (run.json's error)."""
         epochs = int(self.cfg.train.epochs)
         if self.state.next_epoch == 0:
             self._end_epoch(0, train_loss=math.nan)
@@ -159,9 +161,11 @@ class Run:
                     self.writer.run_id, epoch, epochs, train_loss,
                     evaluations["val"].loss, evaluations["val"].acc, time.monotonic() - started,
                 )
-            if self.cfg.train.stop_on_divergence and not (
-                math.isfinite(train_loss) and math.isfinite(evaluations["train"].loss)
-            ):
+            bad = [f"{name}={value}" for name, value in (("train_loss", train_loss),
+                                                         ("train_eval_loss", evaluations["train"].loss))
+                   if not math.isfinite(value)]
+            if self.cfg.train.stop_on_divergence and bad:
+                self.divergence = f"non-finite loss at epoch {epoch}: {', '.join(bad)}"
                 return RunStatus.DIVERGED
         return RunStatus.COMPLETED
 
@@ -288,7 +292,8 @@ def _execute(cfg: DictConfig, writer: RunWriter) -> RunOutcome:
         status = writer.end(exc)
         assert writer.record is not None
         return RunOutcome(rid, status, directory, writer.record.error)
-    writer.finish(status)
+    writer.finish(status, run.divergence)
     assert writer.record is not None
-    log.info("run %s %s after %d epochs (%s)", rid, status, writer.record.epochs_done, directory)
-    return RunOutcome(rid, status, directory)
+    log.info("run %s %s after %d epochs (%s)%s", rid, status, writer.record.epochs_done, directory,
+             f": {run.divergence}" if run.divergence else "")
+    return RunOutcome(rid, status, directory, run.divergence)
