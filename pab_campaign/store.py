@@ -86,6 +86,9 @@ class RunRecord:
     git_commit: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    # The user's code: {repo, commit, dirty, diff_sha256} of the git repository the run came from
+    # (`git_commit` is its commit); null outside git.
+    code: dict[str, str | bool | None] | None = None
 
     def to_json(self) -> str:
         """The record as indented JSON text (non-finite numbers written as null)."""
@@ -167,6 +170,9 @@ _FIELD_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "git_commit": _TEXT,
     "versions": (lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()), "an object of strings"),
     "error": _TEXT,
+    "code": (_optional(lambda v: isinstance(v, dict) and all(isinstance(x, (str, bool)) or x is None
+                                                             for x in v.values())),
+             "an object of strings and booleans, or null"),
 }
 RUN_FIELDS = tuple(f.name for f in fields(RunRecord))
 

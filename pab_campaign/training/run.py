@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from torch.nn import functional as F
 
@@ -249,6 +250,11 @@ class Run:
         return better
 
 
+def original_cwd() -> Path:
+    """The directory the Hydra app was started in (where the user's code is), else this one."""
+    return Path(HydraConfig.get().runtime.cwd) if HydraConfig.initialized() else Path.cwd()
+
+
 def execute(cfg: DictConfig, overrides: list[str] | tuple[str, ...] = ()) -> RunOutcome:
     """Run `cfg` to its end in `<campaign.dir>/runs/<run_id>`; skip it if it already finished or
     another live process is writing it, refuse it (nothing written) when its `run.json` cannot be
@@ -256,7 +262,8 @@ def execute(cfg: DictConfig, overrides: list[str] | tuple[str, ...] = ()) -> Run
     validate(cfg)
     rid = run_id(hparams(cfg))
     directory = run_dir(Path(cfg.campaign.dir).resolve(), rid)
-    writer = RunWriter(directory, rid, str(cfg.campaign.name), hparams(cfg), int(cfg.seed), list(overrides))
+    writer = RunWriter(directory, rid, str(cfg.campaign.name), hparams(cfg), int(cfg.seed), list(overrides),
+                       code_dir=original_cwd())
     try:
         return _execute(cfg, writer)
     finally:

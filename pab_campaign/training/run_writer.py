@@ -70,8 +70,9 @@ class RunWriter:
     flat dotted hyper-parameters the run id hashes, `overrides` the command line's (recorded)."""
 
     def __init__(self, directory: Path, run_id: str, campaign: str, hparams: dict[str, Scalar], seed: int | None,
-                 overrides: Sequence[str] = ()) -> None:
+                 overrides: Sequence[str] = (), code_dir: Path | None = None) -> None:
         self.directory = Path(directory)
+        self.code_dir = code_dir
         self.run_id, self.campaign, self.hparams, self.seed = run_id, campaign, hparams, seed
         self.overrides = list(overrides)
         self.lock = RunLock(self.directory)
@@ -109,7 +110,7 @@ class RunWriter:
             for folder in (self.directory, checkpoint.checkpoint_dir(self.directory)):
                 remove_stale_temps(folder)
             self.record = provenance.start_record(self.run_id, self.campaign, self.hparams, self.seed,
-                                                  self.overrides, self.previous)
+                                                  self.overrides, self.previous, self.code_dir)
             write_run_json(self.directory, self.record)
         except BaseException:
             self.lock.release()
