@@ -107,3 +107,27 @@ def print_skipped(skipped: list[tuple[str, str]], notes: Sequence[str] = ()) -> 
         print_line(f"skipped run {run_id}: {reason}", "yellow")
     for note in notes:
         print_line(f"note: {note}", "cyan")
+
+
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
+    """`--json`: print the command's result as JSON on stdout (NaN as null) instead of tables."""
+    parser.add_argument("--json", action="store_true", dest="as_json",
+                        help="print the result as JSON on stdout (missing and non-finite values as null)")
+
+
+def print_json(value: object) -> None:
+    """`value` (dicts, lists, numbers incl. numpy scalars, text) as standard JSON on stdout."""
+    import json
+
+    from pab_campaign.store import json_safe
+
+    def plain(item: object) -> object:
+        if isinstance(item, dict):
+            return {str(k): plain(v) for k, v in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [plain(v) for v in item]
+        if hasattr(item, "item") and callable(item.item) and not isinstance(item, (str, bytes)):
+            return item.item()
+        return item
+
+    print(json.dumps(json_safe(plain(value)), indent=2, default=str))

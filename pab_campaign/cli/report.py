@@ -4,7 +4,16 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from pab_campaign.cli.common import Commands, SplitList, add_campaign_filter, add_output_options, print_skipped
+from pab_campaign.cli.common import (
+    Commands,
+    SplitList,
+    add_campaign_filter,
+    add_json_flag,
+    add_output_options,
+    print_json,
+    print_skipped,
+    whole_number,
+)
 from pab_campaign.errors import CampaignError
 from pab_campaign.render import Cell, Column, fmt, print_line, print_table
 
@@ -37,6 +46,22 @@ def _summary_table(frame: pd.DataFrame, keys: list[str], names: list[str], digit
     return columns, rows
 
 
+def best_groups(summary: pd.DataFrame, metrics: list[str], sort: str | None, top: int | None) -> pd.DataFrame:
+    """The report's groups ordered by the mean of `sort` (a metric of the report), best first (highest
+    where the registry says higher is better, else lowest), then the first `top` of them."""
+    from pab_campaign.metrics import MetricSpec, lookup
+
+    if sort is not None:
+        if f"{sort}.mean" not in summary.columns:
+            raise CampaignError(f"--sort {sort}: not a metric of this report; choose one of {', '.join(metrics)} "
+                                "(or add it with --metrics)")
+        spec = MetricSpec.parse(sort)
+        metric = lookup(spec.metric, spec.context)
+        higher = metric is not None and metric.lower_is_better is False
+        summary = summary.sort_values(f"{sort}.mean", ascending=not higher, na_position="last", kind="stable")
+    return summary.head(top) if top is not None else summary
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from pab_campaign.analysis.campaign.campaign import open_campaign
     from pab_campaign.analysis.summary.report import build_report, split_layout, write_report
@@ -48,6 +73,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     except CampaignError:
         print_skipped(campaign.skipped, campaign.notes)
         raise
+    report.summary = best_groups(report.summary, report.metrics, args.sort, args.top)
+    if args.as_json:
+        print_json(report.summary.to_dict("records"))
+        return 0
     what = "mean ± ci95" + (", std" if args.std else "")
     title = f"{campaign.directory} — completed runs at epoch '{args.epoch}' ({what})"
     if args.layout == "split":
@@ -124,6 +153,11 @@ def register(commands: Commands) -> None:
     _add_grouping(report)
     report.add_argument("--epoch", default="last", type=_epoch, help="last | best (min val/loss) | an epoch number")
     report.add_argument("--std", action="store_true", help="show each metric's standard deviation beside it")
+    report.add_argument("--sort", metavar="METRIC", default=None,
+                        help="order the groups by this metric's mean, best first (e.g. val/acc: highest first)")
+    report.add_argument("--top", metavar="K", type=whole_number("--top", 1, 10**9, "5"), default=None,
+                        help="show only the first K groups")
+    add_json_flag(report)
     report.add_argument("--layout", choices=("wide", "split"), default="wide",
                         help="wide: one column per context/metric (default); split: the context as a row level, "
                              "one column per metric (tcbench's layout), also in the CSV (*_split.csv)")

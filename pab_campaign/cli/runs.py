@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pab_campaign.cli.common import Commands, SplitList, add_campaign_filter, print_skipped
+from pab_campaign.cli.common import Commands, SplitList, add_campaign_filter, add_json_flag, print_json, print_skipped
 from pab_campaign.errors import CampaignError, PabError
 from pab_campaign.render import Column, fmt, print_line, print_table, status_text
 from pab_campaign.store import RunStatus
@@ -32,7 +32,7 @@ def _status(value: str) -> str:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from pab_campaign.analysis.campaign.campaign import open_campaign
+    from pab_campaign.analysis.campaign.campaign import hparam_values, open_campaign, varying_hparams
 
     if args.watch:
         from pab_campaign.cli.watch import watch
@@ -42,10 +42,22 @@ def cmd_ls(args: argparse.Namespace) -> int:
     runs = campaign.runs
     if args.status:
         runs = runs[runs["status"].isin(args.status)]
-    rows = [[row.run_id, fmt(row.campaign), status_text(str(row.status)), fmt(row.started_at), fmt(row.duration_s, 3),
-             fmt(row.epochs_done), _problem(row.error, row.skip_reason)] for row in runs.itertuples()]
+    varying = varying_hparams(runs, campaign.hparam_names) if len(runs) else []
+    values = hparam_values(runs, campaign.hparam_names)
+    if args.as_json:
+        fields = ["run_id", "campaign", "status", "started_at", "ended_at", "duration_s", "epochs_done", "error",
+                  "skip_reason"]
+        print_json([{**{f: getattr(row, f) for f in fields}, "hparams": values.loc[index].dropna().to_dict()}
+                    for index, row in zip(runs.index, runs[fields].itertuples(index=False))])
+        return 0
+    several = runs["campaign"].nunique() > 1
+    rows = [[row.run_id, *([fmt(row.campaign)] if several else []), status_text(str(row.status)),
+             *(fmt(values.at[index, name]) for name in varying), fmt(row.ended_at), fmt(row.duration_s, 3),
+             fmt(row.epochs_done), _problem(row.error, row.skip_reason)]
+            for index, row in zip(runs.index, runs.itertuples())]
     print_table(f"{campaign.directory} — {len(runs)} runs",
-                ["run_id", "campaign", "status", "started_at", "duration_s", "epochs", "problem"], rows)
+                ["run_id", *(["campaign"] if several else []), "status", *varying, "ended_at", "duration_s", "epochs",
+                 "problem"], rows)
     print_skipped(campaign.skipped, campaign.notes)
     return 0
 
@@ -54,6 +66,10 @@ def cmd_properties(args: argparse.Namespace) -> int:
     from pab_campaign.analysis.campaign.campaign import open_campaign, properties
 
     campaign = open_campaign(args.campaign, args.campaign_id, args.where)
+    if args.as_json:
+        print_json([{"property": name, "unique": unique, "value": value}
+                    for name, unique, value in properties(campaign)])
+        return 0
     print_table(f"{campaign.directory} — properties",
                 [Column("property", style="bold"), Column("No. unique", justify="right"), "value"],
                 [list(row) for row in properties(campaign)], section_ends={4})
@@ -112,7 +128,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
 
 
 def register(commands: Commands) -> None:
-    ls = commands.add("ls", cmd_ls, "list the runs: id, campaign, status, start, duration, problem",
+    ls = commands.add("ls", cmd_ls, "list the runs: id, status, the hyper-parameters that vary, end, duration, problem",
                       "pab-campaign ls outputs/demo --status failed")
     ls.add_argument("--status", nargs="+", action=SplitList, type=_status, default=None,
                     help=f"only runs with these statuses ({', '.join(s.value for s in RunStatus)})")
@@ -122,11 +138,13 @@ def register(commands: Commands) -> None:
     ls.add_argument("--expect", type=int, default=None, metavar="N",
                     help="with --watch: also wait until N runs exist (a queued sweep that has not started them yet)")
     add_campaign_filter(ls)
+    add_json_flag(ls)
 
     properties = commands.add("properties", cmd_properties,
                               "runs, duration, metrics, contexts and every hyper-parameter's values",
                               "pab-campaign properties outputs/demo")
     add_campaign_filter(properties)
+    add_json_flag(properties)
 
     summarize = commands.add(
         "summarize", cmd_summarize,
