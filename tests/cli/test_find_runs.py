@@ -45,3 +45,18 @@ def test_report_sort_top_keeps_the_best_groups_by_the_mean(grid):
 def test_properties_json(grid):
     rows = json.loads(cli(["properties", str(grid), "--json"]).stdout)
     assert {"property", "unique", "value"} == set(rows[0]) and any(r["property"] == "runs" for r in rows)
+
+
+def test_audit_and_states_json_are_their_tables(tmp_path):
+    make_grid(tmp_path, seeds=4, epochs=6)
+    audit = cli(["audit", str(tmp_path), "--metric", "val/acc", "--baseline", "val/loss@1", "--target", "test/acc",
+                 "--no-plots", "--n-boot", "50", "--json"])
+    assert audit.returncode == 0, audit.stderr
+    document = json.loads(audit.stdout)
+    table = pd.read_csv(next(path for path in document["files"] if path.endswith("/audit.csv")))
+    assert len(document["candidates"]) == len(table) and document["target"] == "test/acc"
+    states = cli(["states", str(tmp_path), "--metrics", "val/loss,val/acc", "--max-states", "3", "--restarts", "2",
+                  "--no-plots", "--where", "model.name=mlp", "--json"])
+    assert states.returncode == 0, states.stderr
+    fit = json.loads(states.stdout)
+    assert len(fit["transition_matrix"]) == fit["chosen_k"] == len(fit["phases"])
