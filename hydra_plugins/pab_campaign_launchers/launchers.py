@@ -124,7 +124,9 @@ def job_failed(job: Any, job_output_dir: Path) -> bool:
     """Whether a finished submitit job ended without a result, returned a failed JobReturn (its
     task raised: the way a job of any Hydra app fails), or trained a run of ours that failed."""
     try:
-        if job.exception() is not None or any(ret.status == JobStatus.FAILED for ret in job.results()):
+        if job.exception() is not None:
+            return True
+        if any(getattr(ret, "status", None) == JobStatus.FAILED for ret in job.results()):
             return True
         return (job_output_dir / POINTER).is_file() and run_failed(job_output_dir)
     except Exception:
