@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 import sys
@@ -23,13 +24,16 @@ register_schemas()
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
-def train(cfg: DictConfig) -> str:
-    """Train the run `cfg` describes and return its status (what a launcher's job returns); the job's
-    pointer file records the run for the sweep's status table. A single run (no -m) that failed ends
+def train(cfg: DictConfig) -> float:
+    """Train the run `cfg` describes and return its `campaign.objective` as a float (NaN when the
+    run did not complete: Optuna records a failed trial); the job's pointer file records the run for
+    the sweep's status table. A job refused by `validate` ends the command with one line and exit
+    status 2, also under a sweeper that does not check the jobs before they start. A single run (no -m) that failed ends
     the command with exit status 1; a sweep's exit status comes from its status table (the
     `SweepStatusCallback`), which reads every job's pointer. A distributed run whose ranks this
     process must start (`runtime.nproc`) is started here, as torchrun would; only rank 0 reports."""
     from pab_campaign.training import spawned
+    from pab_campaign.training.objective import job_objective
     from pab_campaign.training.run import execute
 
     hydra_cfg = HydraConfig.get()
@@ -48,11 +52,11 @@ def train(cfg: DictConfig) -> str:
         print(f"pab_campaign: error: {message}", file=sys.stderr)
         raise SystemExit(2) from None
     if outcome.rank != 0:  # one of a job's other ranks: rank 0 reports the run
-        return outcome.status
+        return math.nan
     write_job_pointer(Path(hydra_cfg.runtime.output_dir), outcome)
     if outcome.status == RunStatus.FAILED and hydra_cfg.mode == RunMode.RUN:
         raise SystemExit(1)
-    return outcome.status
+    return job_objective(outcome.status, outcome.directory, str(cfg.campaign.objective))
 
 
 def start_ranks(cfg: DictConfig, overrides: list[str]):

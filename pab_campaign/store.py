@@ -90,6 +90,9 @@ class RunRecord:
     # Ranks (processes) of each attempt, first to last: 1 for a single-process attempt. Empty in a
     # run.json written before this field existed.
     world_sizes: list[int] = field(default_factory=list)
+    # The user's code: {repo, commit, dirty, diff_sha256} of the git repository the run came from
+    # (`git_commit` is its commit); null outside git.
+    code: dict[str, str | bool | None] | None = None
 
     def to_json(self) -> str:
         """The record as indented JSON text (non-finite numbers written as null)."""
@@ -173,6 +176,9 @@ _FIELD_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "error": _TEXT,
     "world_sizes": (lambda v: isinstance(v, list) and all(_is_int(x) and x >= 1 for x in v),
                     "a list of positive integers"),
+    "code": (_optional(lambda v: isinstance(v, dict) and all(isinstance(x, (str, bool)) or x is None
+                                                             for x in v.values())),
+             "an object of strings and booleans, or null"),
 }
 RUN_FIELDS = tuple(f.name for f in fields(RunRecord))
 

@@ -8,6 +8,7 @@ that epoch's own time). The local launcher forks its runs from a warm python (`w
 
     python scripts/bench_launch.py                  # 8 runs of model=cnn, 40 epochs, best of 3
     python scripts/bench_launch.py --epochs 20 --runs 8 --repeats 3 --out /tmp/bench_launch
+    python scripts/bench_launch.py --foreign        # another Hydra app: 4 one-second jobs, warm vs cold
 
 Target (issue 6): local parallel >= 1.6x the basic launcher on 2 cores.
 """
@@ -66,6 +67,51 @@ def overheads(output: str, campaign: Path) -> list[float]:
     return result
 
 
+FOREIGN_APP = """
+import time
+
+import hydra
+
+
+@hydra.main(version_base="1.3", config_path=None, config_name=None)
+def main(cfg) -> None:
+    time.sleep(1.0)
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+# What the warm python preloaded for every app before it preloaded only the app's imports.
+TORCH_PRELOAD = "torch,torch._dynamo,numpy,pyarrow.parquet,pandas,pab_campaign.training.run"
+
+
+def foreign(out: Path, runs: int, repeats: int) -> None:
+    """Another Hydra app (no torch, none of our keys) under hydra/launcher=local: `runs` one-second
+    jobs with the warm fork server (which preloads only what that app imported) and without it,
+    alternately; prints each one's best wall time and their ratio."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "app.py").write_text(FOREIGN_APP)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    modes = {"warm": ["hydra.launcher.warm_start=true"], "cold": ["hydra.launcher.warm_start=false"],
+             "warm, torch preloaded": ["hydra.launcher.warm_start=true", f"hydra.launcher.preload=[{TORCH_PRELOAD}]"]}
+    walls: dict[str, list[float]] = {mode: [] for mode in modes}
+    for _ in range(repeats):
+        for mode, overrides in modes.items():
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "app.py", "-m", "hydra/launcher=local", *overrides,
+                            f"+x={','.join(map(str, range(runs)))}", f"hydra.sweep.dir={out}/sweep"],
+                           cwd=out, env=env, check=True, capture_output=True)
+            walls[mode].append(time.perf_counter() - started)
+    print(f"foreign app, {runs} one-second jobs, {len(os.sched_getaffinity(0))} cores, best of {repeats}, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    for mode, times in walls.items():
+        print(f"  {mode:>22}: wall {min(times):5.1f}s (all: {', '.join(f'{t:.1f}' for t in times)})")
+    print(f"warm / cold wall time: {min(walls['warm']) / min(walls['cold']):.2f}; warm with torch preloaded / cold: "
+          f"{min(walls['warm, torch preloaded']) / min(walls['cold']):.2f} (<= 1: warm start costs the app nothing)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=8)
@@ -75,7 +121,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="sweeps per launcher, alternating; best counts")
     parser.add_argument("--cold", action="store_true", help="local launcher without its warm fork server")
     parser.add_argument("--out", type=Path, default=Path("/tmp/pab_bench_launch"))
+    parser.add_argument("--foreign", action="store_true", help="measure another Hydra app (4 one-second jobs)")
     args = parser.parse_args()
+    if args.foreign:
+        foreign(args.out / "foreign", 4, args.repeats)
+        return
     load_before = os.getloadavg()[0]
     extra = {"basic": [], "local": [f"hydra.launcher.warm_start={not args.cold}"]}
     walls: dict[str, list[float]] = {"basic": [], "local": []}

@@ -37,6 +37,9 @@ HEADER = """\
 # rate, weight decay, MLP width and depth, train-set fraction and label noise, so that no
 # hyper-parameter moves in lock-step with another. Stage 4 is the audit of this campaign against
 # early validation loss (see the README's MBE section).
+# It differs from the random-search preset (grid=random hydra/sweeper=random): that one draws each
+# job's values while the sweep runs (Optuna's seeded sampler, objective returned to it); this table
+# was drawn once, offline, so the 64 configurations are fixed, listed below and reproducible as runs.
 #   python -m pab_campaign -m +experiment=mbe_heterogeneous_grid
 #   pab-campaign audit outputs/mbe_heterogeneous_grid --metric probe/fim_norm --baseline val/loss@20 --target test/acc
 # The target is test/acc, not val/acc: the baseline was measured on the validation split, and a target on

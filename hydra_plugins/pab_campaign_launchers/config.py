@@ -33,9 +33,12 @@ class LocalConf(LocalQueueConf):
     max_parallel: int | None = None
     # True: one visible GPU per job (CUDA_VISIBLE_DEVICES) when there are any; False: never assign GPUs.
     gpus: bool = True
-    # Fork each job from one process that imported torch and the training code once per sweep
-    # (about 3 s less start-up per job, Linux only); False: every job starts a fresh python.
+    # Fork each job from one process that imported the app's modules once per sweep (Linux only;
+    # about 3 s less start-up per job of an app that imports torch); False: every job starts a fresh python.
     warm_start: bool = True
+    # Modules the warm python imports, e.g. [torch, mypkg.train]; null: those the launching app has
+    # imported itself (its own imports; nothing it does not use).
+    preload: list[str] | None = None
     # Wall-clock limit of one job in minutes; SIGUSR2 shortly before it (the job is then requeued).
     timeout_min: int = 600
 
@@ -76,5 +79,11 @@ class CheckedSweeperConf(BasicSweeperConf):
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="local", node=LocalConf, provider=PROVIDER)
+ConfigStore.instance().store(group="hydra/launcher", name="local_schema", node=LocalConf, provider=PROVIDER)
 ConfigStore.instance().store(group="hydra/sweeper", name="checked", node=CheckedSweeperConf, provider=PROVIDER)
+# The same schemas under second names, for an app's own `hydra/sweeper/checked.yaml` (or
+# `hydra/launcher/local.yaml`) to extend (`defaults: [checked_schema]` plus its `validate`, or its
+# `preload`) without naming itself.
+ConfigStore.instance().store(group="hydra/sweeper", name="checked_schema", node=CheckedSweeperConf,
+                             provider=PROVIDER)
 ConfigStore.instance().store(group="hydra/launcher", name="slurm", node=SlurmConf, provider=PROVIDER)

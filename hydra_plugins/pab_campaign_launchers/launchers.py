@@ -9,7 +9,8 @@ the app's config, so they serve any Hydra app.
   ranks), given N slots of cores and N GPUs of the pool (so 2-GPU runs on 8 GPUs run 4 at once)
   and a free MASTER_PORT; it starts when that many are free.
   With `warm_start` (Linux), each job's interpreter is forked from one warm process that imported
-  torch and the training code once (`pab_campaign.launching.forkserver`) instead of starting cold.
+  the app's modules once (`preload`, by default those the launching app imported;
+  `pab_campaign.launching.forkserver`) instead of starting cold.
 - `SlurmLauncher`: submitit_slurm plus `detach`: submit the job array, record its job ids in
   `detach_record` and return at once; the runs go on and write their results as usual.
 
@@ -20,6 +21,7 @@ requeues a job that gets SIGUSR2 and the run resumes from its `last.pt` (see `pr
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import logging
 import math
@@ -29,10 +31,12 @@ import select
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
@@ -52,6 +56,7 @@ from pab_campaign.launching.plan import (
 )
 from pab_campaign.launching.progress import ProgressDisplay, SweepProgress
 from pab_campaign.launching.ranks import free_port
+from pab_campaign.launching.refusal import exit_on_refusal
 from pab_campaign.launching.sweep_status import POINTER, run_failed, write_lost_job
 
 if TYPE_CHECKING:  # submitit is imported where a launcher runs, not when Hydra scans its plugins
@@ -60,11 +65,8 @@ if TYPE_CHECKING:  # submitit is imported where a launcher runs, not when Hydra 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.05
-# What a run imports that is worth importing once per sweep (torch.optim pulls in torch._dynamo,
-# pyarrow pulls in pandas when it builds a table).
-WARM_MODULES = ("torch", "torch._dynamo", "numpy", "pyarrow.parquet", "pandas", "hydra", "submitit",
-                "hydra_plugins.hydra_submitit_launcher.submitit_launcher", __name__, "pab_campaign.training.run",
-                "pab_campaign.training.data.digits", "pab_campaign.training.data.synthetic")
+# What every job imports to unpickle its launcher and run Hydra's job, whatever the app.
+JOB_MODULES = ("hydra", "submitit", "hydra_plugins.hydra_submitit_launcher.submitit_launcher", __name__)
 WARM_START_TIMEOUT_S = 120.0
 WARM_STOP_TIMEOUT_S = 10.0
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -135,10 +137,14 @@ def collect(jobs: list[tuple[int, submitit.Job[JobReturn]]], job_overrides: Sequ
 
 
 def job_failed(job: submitit.Job[JobReturn], job_output_dir: Path) -> bool:
-    """Whether a finished submitit job raised, or trained a run of ours that failed (a job of
-    another Hydra app, which leaves no pointer to a run, fails only by raising)."""
+    """Whether a finished submitit job ended without a result, returned a failed JobReturn (its
+    task raised: the way a job of any Hydra app fails), or trained a run of ours that failed."""
     try:
-        return job.exception() is not None or ((job_output_dir / POINTER).is_file() and run_failed(job_output_dir))
+        if job.exception() is not None:
+            return True
+        if any(getattr(ret, "status", None) == JobStatus.FAILED for ret in job.results()):
+            return True
+        return (job_output_dir / POINTER).is_file() and run_failed(job_output_dir)
     except Exception:
         return True
 
@@ -163,20 +169,67 @@ def job_tasks(launcher: Any, overrides: Sequence[str]) -> int:
     return max(1, int(OmegaConf.select(config, NPROC_KEY, default=1)))
 
 
+@contextmanager
+def stderr_to(file: TextIO) -> Iterator[io.StringIO]:
+    """Send this process's stderr (fd 2, where sbatch writes) to `file` for the block; yields what was
+    written there once the block ends (and writes it to stderr again when the block succeeded)."""
+    said = io.StringIO()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(file.fileno(), 2)
+    try:
+        yield said
+    except BaseException:
+        said.write(_restore(saved, file))
+        raise
+    text = _restore(saved, file)
+    said.write(text)
+    sys.stderr.write(text)
+
+
+def _restore(saved: int, file: TextIO) -> str:
+    """Put fd 2 back from `saved`; the text `file` received meanwhile."""
+    os.dup2(saved, 2)
+    os.close(saved)
+    file.seek(0)
+    text = file.read()
+    file.close()
+    return text
+
+
 def with_threads(python: str, cpus_per_task: int) -> str:
     """The command `python` run with OMP_NUM_THREADS and MKL_NUM_THREADS set to `cpus_per_task`."""
     return shlex.join(["env", *(f"{name}={cpus_per_task}" for name in THREAD_VARIABLES)]) + " " + python
 
 
+def app_modules() -> list[str]:
+    """The modules the launching app has imported that live outside the standard library (the
+    app's own imports and what they pulled in): what its jobs will import again."""
+    names = []
+    for name, module in list(sys.modules.items()):
+        top = name.partition(".")[0]
+        if (top in sys.stdlib_module_names or top.startswith("_") or name == "__main__"
+                or getattr(module, "__file__", None) is None or "._" in name):
+            continue
+        names.append(name)
+    return names
+
+
+def preload_modules(preload: Sequence[str] | None) -> list[str]:
+    """What the warm python imports: `preload` (or the app's own imports when None) and JOB_MODULES."""
+    chosen = list(preload) if preload is not None else app_modules()
+    return list(dict.fromkeys([*JOB_MODULES, *chosen]))
+
+
 class WarmPython:
-    """A fork server (`pab_campaign.launching.forkserver`) preloading WARM_MODULES: started at once, so its
+    """A fork server (`pab_campaign.launching.forkserver`) preloading `modules`: started at once, so its
     imports overlap Hydra's composition of the sweep's configs, and waited for on first use."""
 
-    def __init__(self) -> None:
+    def __init__(self, modules: Sequence[str]) -> None:
         self.name = f"pab-forkserver-{os.getpid()}-{secrets.token_hex(6)}"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "pab_campaign.launching.forkserver", "serve", self.name,
-             "--preload", ",".join(WARM_MODULES)],
+             "--preload", ",".join(modules)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def command(self) -> str | None:
@@ -209,25 +262,36 @@ class WarmPython:
             self.process.wait()
 
 
-class LocalLauncher(plugin.LocalLauncher):
-    """submitit_local that runs at most `parallel_jobs(...)` runs at a time (a pool, not waves)."""
+def planned_total(config: Any) -> int:
+    """Jobs the sweep says it will launch in all (`hydra.sweeper.n_trials`, e.g. an Optuna study
+    launched batch by batch); 0 when it does not say."""
+    total = OmegaConf.select(config, "hydra.sweeper.n_trials", default=None)
+    return total if isinstance(total, int) and total > 0 else 0
 
+
+class LocalLauncher(plugin.LocalLauncher):
+    """submitit_local that runs at most `parallel_jobs(...)` runs at a time (a pool, not waves).
+    Its progress line counts the whole sweep across the batches a sweeper launches."""
+
+    @exit_on_refusal
     def __init__(self, **params: Any) -> None:
         refuse_unknown_keys(params, LocalConf, "local")
         self.max_parallel = params.pop("max_parallel")
         self.use_gpus = params.pop("gpus")
         self.warm_start = params.pop("warm_start") and sys.platform == "linux"
+        self.preload = params.pop("preload")
         self.warm_python: WarmPython | None = None
+        self.progress: SweepProgress | None = None
         super().__init__(**params)
 
     def setup(self, **kwargs: Any) -> None:
         super().setup(**kwargs)
         if self.warm_start and self.warm_python is None:
-            self.warm_python = WarmPython()
+            self.warm_python = WarmPython(preload_modules(self.preload))
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled into every job: without the fork server's process handle."""
-        return {**self.__dict__, "warm_python": None}
+        return {**self.__dict__, "warm_python": None, "progress": None}
 
     def _executor(self, python: str) -> submitit.LocalExecutor:
         import submitit
@@ -239,9 +303,10 @@ class LocalLauncher(plugin.LocalLauncher):
         executor.update_parameters(**generic)
         return executor
 
+    @exit_on_refusal
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None
-        warm = self.warm_python or (WarmPython() if self.warm_start else None)
+        warm = self.warm_python or (WarmPython(preload_modules(self.preload)) if self.warm_start else None)
         self.warm_python = None
         try:
             threads = self.params["cpus_per_task"]
@@ -271,7 +336,10 @@ class LocalLauncher(plugin.LocalLauncher):
         pending = list(zip(range(initial_job_idx, initial_job_idx + len(job_overrides)), job_overrides, tasks))
         running: dict[int, tuple[submitit.Job[JobReturn], int, list[int]]] = {}
         finished: dict[int, submitit.Job[JobReturn]] = {}
-        progress = SweepProgress(len(job_overrides), jobs)
+        if self.progress is None:
+            self.progress = SweepProgress(planned_total(self.config), jobs)
+        progress = self.progress
+        progress.add(len(job_overrides), jobs)
         with ProgressDisplay() as display:
             while pending or running:
                 while pending and len(running) < jobs and pool.fits(pending[0][2]):
@@ -298,8 +366,10 @@ class LocalLauncher(plugin.LocalLauncher):
 
 
 class SlurmLauncher(plugin.SlurmLauncher):
-    """submitit_slurm; with `detach: true` it submits the job array and returns without waiting."""
+    """submitit_slurm; with `detach: true` it submits the job array and returns without waiting.
+    Where sbatch cannot submit (no SLURM here), the sweep ends with one line and exit status 2."""
 
+    @exit_on_refusal
     def __init__(self, **params: Any) -> None:
         refuse_unknown_keys(params, SlurmConf, "slurm")
         self.detach = params.pop("detach")
@@ -315,6 +385,7 @@ class SlurmLauncher(plugin.SlurmLauncher):
                 f"use timeout_min>={shortest} or a smaller signal_delay_s")
         super().__init__(**params)
 
+    @exit_on_refusal
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None
         sweep_dir = prepare_sweep_dir(self.config)
@@ -322,7 +393,15 @@ class SlurmLauncher(plugin.SlurmLauncher):
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             log_job(idx, overrides)
             job_params.append(job_args(overrides, idx))
-        jobs = self._executor().map_array(self, *zip(*job_params))
+        try:
+            with stderr_to(tempfile.TemporaryFile(mode="w+")) as said:
+                jobs = self._executor().map_array(self, *zip(*job_params))
+        except Exception as exc:  # submitit: sbatch missing, or sbatch refused (no controller, bad option)
+            lines = [line.strip() for line in f"{exc}\n{said.getvalue()}".splitlines() if line.strip()]
+            reason = next((line for line in reversed(lines) if "fatal" in line or "error" in line),
+                          lines[-1] if lines else type(exc).__name__)
+            raise LauncherConfigError(f"hydra/launcher=slurm could not submit the sweep ({reason}); run it where "
+                                      "sbatch reaches a SLURM cluster, or use hydra/launcher=local") from None
         if not self.detach:
             return collect(list(enumerate(jobs, start=initial_job_idx)), job_overrides, sweep_dir)
         job_ids = [job.job_id for job in jobs]

@@ -7,14 +7,17 @@ The check is the app's own, named by a dotted path in `hydra.sweeper.validate` (
 one job's composed config, without its `hydra` node, that raises to refuse it); the sweeper imports
 nothing of the app, so it serves any Hydra app.
 
-A job whose launcher returns it failed (Hydra's `JobStatus.FAILED`, e.g. a job that was killed) is
-logged and the next ones still run, where the basic sweeper would stop the sweep at that batch;
-the app's own end-of-sweep callback reports it.
+A job whose launcher returns it failed (Hydra's `JobStatus.FAILED`: its task raised, or it was
+killed) is logged and the next ones still run, where the basic sweeper would stop the sweep at that
+batch. After the last batch, a sweep with failed jobs runs the app's end-of-sweep callbacks (which
+may print their own report and exit) and ends with exit status 1. A refused job, or a `validate`
+that cannot be imported, is one line on stderr and exit status 2 (`launching.refusal`).
 """
 from __future__ import annotations
 
 import copy
 import logging
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,28 +27,30 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
-from hydra.errors import HydraException
 from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
+
+from pab_campaign.errors import one_line
+from pab_campaign.launching.refusal import JobRefused, exit_on_refusal
 
 log = logging.getLogger(__name__)
 
 
 def resolve_validator(path: str | None) -> Callable[[DictConfig], Any] | None:
-    """The callable at dotted `path` (None: no check); one HydraException when it cannot be imported."""
+    """The callable at dotted `path` (None: no check); JobRefused when it cannot be imported."""
     if not path:
         return None
     try:
         return get_method(path)
     except Exception as exc:  # Hydra wraps import and attribute errors alike
-        raise HydraException(f"hydra.sweeper.validate={path} cannot be imported ({exc}); name a callable "
-                             "module.function that takes a job's config") from None
+        raise JobRefused(f"hydra.sweeper.validate={path} cannot be imported ({one_line(exc)}); name a callable "
+                         "module.function that takes a job's config") from None
 
 
 def check_job(validate: Callable[[DictConfig], Any], config: DictConfig, label: str) -> None:
     """Run `validate` on `config` without its `hydra` node, as the job itself will see it. An error
-    that is not OmegaConf's (which the app's entry point names by key) becomes one HydraException
+    that is not OmegaConf's (which the app's entry point names by key) becomes one JobRefused
     naming the job (`label`)."""
     HydraConfig.instance().set_config(config)
     task = copy.deepcopy(config)
@@ -56,8 +61,7 @@ def check_job(validate: Callable[[DictConfig], Any], config: DictConfig, label: 
     except OmegaConfBaseException:
         raise
     except Exception as exc:
-        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise HydraException(f"{label}: {first}") from exc
+        raise JobRefused(f"{label}: {one_line(exc)}") from None
 
 
 class CheckedSweeper(BasicSweeper):
@@ -68,6 +72,7 @@ class CheckedSweeper(BasicSweeper):
         super().__init__(max_batch_size=max_batch_size, params=params)
         self.validate = validate
 
+    @exit_on_refusal
     def sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
@@ -79,16 +84,28 @@ class CheckedSweeper(BasicSweeper):
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         returns: list[Sequence[JobReturn]] = []
         initial_job_idx = 0
+        failed = 0
         while not self.is_done():
             batch = self.get_job_batch()
             results = self.launcher.launch(batch, initial_job_idx=initial_job_idx)
             for idx, result in enumerate(results, start=initial_job_idx):
                 if result.status == JobStatus.FAILED:
+                    failed += 1
                     log.error("job #%d (%s) failed: %s", idx, " ".join(filter_overrides(result.overrides or [])),
                               result._return_value)
             initial_job_idx += len(batch)
             returns.append(results)
+        if failed:
+            self.end_failed(failed, initial_job_idx)
         return returns
+
+    def end_failed(self, failed: int, jobs: int) -> None:
+        """End a sweep that had failed jobs with exit status 1, after the app's end-of-sweep
+        callbacks (Hydra would run them after `sweep` returns; here they run once, before the exit)."""
+        assert self.hydra_context is not None and self.config is not None
+        self.hydra_context.callbacks.on_multirun_end(config=self.config)
+        print(f"sweep: {failed} of {jobs} jobs failed (their errors are logged above)", file=sys.stderr, flush=True)
+        raise SystemExit(1)
 
     def check_all(self, batches: list[list[list[str]]]) -> None:
         """Compose every job of every batch and run the app's check on it, before any job starts."""

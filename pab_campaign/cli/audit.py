@@ -10,7 +10,9 @@ from pab_campaign.cli.common import (
     Commands,
     SplitList,
     add_campaign_filter,
+    add_json_flag,
     add_output_options,
+    print_json,
     print_skipped,
     whole_number,
 )
@@ -102,7 +104,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from pab_campaign.analysis.mbe.audit import AuditRequest, run_audit, write_audit
     from pab_campaign.metrics import MetricSpec
 
-    campaign = open_campaign(args.campaign, args.campaign_id)
+    campaign = open_campaign(args.campaign, args.campaign_id, args.where)
     request = AuditRequest(
         metrics=[MetricSpec.parse(m) for m in args.metric or []], baseline=MetricSpec.parse(args.baseline),
         target=MetricSpec.parse(args.target), controls=list(args.controls), at_epoch=args.at_epoch,
@@ -113,6 +115,15 @@ def cmd_audit(args: argparse.Namespace) -> int:
     except CampaignError:
         print_skipped(campaign.skipped, campaign.notes)
         raise
+    if args.as_json:
+        written = write_audit(campaign, result, plots=not args.no_plots, campaign_ids=args.campaign_id,
+                              output_folder=args.output_folder, dpi=args.dpi)
+        print_json({"target": result.data.target, "baseline": result.data.baseline, "alpha": request.alpha,
+                    "correction": request.correction, "family": result.family,
+                    "candidates": result.table.to_dict("records"), "drivers": result.drivers.to_dict("records"),
+                    "notes": result.notes, "skipped": [list(pair) for pair in campaign.skipped],
+                    "files": [str(path) for path in written]})
+        return 0
     data = result.data
     controls = ", ".join([data.baseline, *data.numeric_controls, *data.categorical_controls])
     correction = {"holm": "Holm", "fdr_bh": "Benjamini–Hochberg", "none": "no"}[request.correction]
@@ -193,3 +204,4 @@ def register(commands: Commands) -> None:
                        help="resolution of the PNG figures (default 150)")
     audit.add_argument("--no-plots", action="store_true", help="skip the per-metric PNG figures")
     add_campaign_filter(audit)
+    add_json_flag(audit)

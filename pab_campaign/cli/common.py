@@ -102,10 +102,15 @@ def add_output_options(parser: argparse.ArgumentParser, precision: int, files: s
                         help=f"write {files} into DIR (created when missing) instead of <campaign>/summary/")
 
 
-def add_campaign_filter(parser: argparse.ArgumentParser) -> None:
-    """`--campaign-id NAME...`: only the runs of these campaigns (a merged campaign mixes several)."""
+def add_campaign_filter(parser: argparse.ArgumentParser, where: bool = True) -> None:
+    """`--campaign-id NAME...`: only the runs of these campaigns (a merged campaign mixes several);
+    `--where KEY=VALUE` (repeatable): only the runs meeting every condition, before any grouping."""
     parser.add_argument("--campaign-id", nargs="+", action=SplitList, default=None, metavar="NAME",
                         help="only runs whose run.json `campaign` is one of these (a merged campaign mixes several)")
+    if where:
+        parser.add_argument("--where", action="append", default=None, metavar="KEY=VALUE",
+                            help="only runs where a hyper-parameter, run field or metric compares so (repeatable; "
+                                 "KEY!=VALUE, KEY>VALUE, KEY<=VALUE, 'KEY in [a,b]'), e.g. --where optimizer.lr=0.1")
 
 
 def print_skipped(skipped: list[tuple[str, str]], notes: Sequence[str] = ()) -> None:
@@ -115,3 +120,27 @@ def print_skipped(skipped: list[tuple[str, str]], notes: Sequence[str] = ()) -> 
         print_line(f"skipped run {run_id}: {reason}", "yellow")
     for note in notes:
         print_line(f"note: {note}", "cyan")
+
+
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
+    """`--json`: print the command's result as JSON on stdout (NaN as null) instead of tables."""
+    parser.add_argument("--json", action="store_true", dest="as_json",
+                        help="print the result as JSON on stdout (missing and non-finite values as null)")
+
+
+def print_json(value: object) -> None:
+    """`value` (dicts, lists, numbers incl. numpy scalars, text) as standard JSON on stdout."""
+    import json
+
+    from pab_campaign.store import json_safe
+
+    def plain(item: object) -> object:
+        if isinstance(item, dict):
+            return {str(k): plain(v) for k, v in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [plain(v) for v in item]
+        if hasattr(item, "item") and callable(item.item) and not isinstance(item, (str, bytes)):
+            return item.item()
+        return item
+
+    print(json.dumps(json_safe(plain(value)), indent=2, default=str))

@@ -81,7 +81,7 @@ def _algorithm_options(parser: argparse.ArgumentParser) -> None:
                         metavar="N", help="the first N validation examples (default: all)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="where to compute (default auto: CUDA when there is one)")
-    add_campaign_filter(parser)
+    add_campaign_filter(parser, where=False)
 
 
 def register(commands: Commands) -> None:

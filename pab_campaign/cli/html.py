@@ -13,7 +13,7 @@ def cmd_html(args: argparse.Namespace) -> int:
     from pab_campaign.analysis.campaign.campaign import open_campaign
     from pab_campaign.analysis.page.render import write_page
 
-    campaign = open_campaign(args.campaign, args.campaign_id)
+    campaign = open_campaign(args.campaign, args.campaign_id, args.where)
     command = shlex.join(["pab-campaign", *args.argv])
     path = write_page(campaign, Path(args.out) if args.out else None, command, args.campaign_id)
     print_line(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB); open it in a browser")

@@ -4,7 +4,16 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from pab_campaign.cli.common import Commands, SplitList, add_campaign_filter, add_output_options, print_skipped
+from pab_campaign.cli.common import (
+    Commands,
+    SplitList,
+    add_campaign_filter,
+    add_json_flag,
+    add_output_options,
+    print_json,
+    print_skipped,
+    whole_number,
+)
 from pab_campaign.errors import CampaignError
 from pab_campaign.render import Cell, Column, fmt, print_line, print_table
 
@@ -55,6 +64,22 @@ def _print_report(title: str, report: Report, summary: pd.DataFrame, keys: list[
         print_table(title, columns, rows)
 
 
+def best_groups(summary: pd.DataFrame, metrics: list[str], sort: str | None, top: int | None) -> pd.DataFrame:
+    """The report's groups ordered by the mean of `sort` (a metric of the report), best first (highest
+    where the registry says higher is better, else lowest), then the first `top` of them."""
+    from pab_campaign.metrics import MetricSpec, lookup
+
+    if sort is not None:
+        if f"{sort}.mean" not in summary.columns:
+            raise CampaignError(f"--sort {sort}: not a metric of this report; choose one of {', '.join(metrics)} "
+                                "(or add it with --metrics)")
+        spec = MetricSpec.parse(sort)
+        metric = lookup(spec.metric, spec.context)
+        higher = metric is not None and metric.lower_is_better is False
+        summary = summary.sort_values(f"{sort}.mean", ascending=not higher, na_position="last", kind="stable")
+    return summary.head(top) if top is not None else summary
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from pab_campaign.analysis.campaign.campaign import open_campaign
     from pab_campaign.analysis.summary.report import (
@@ -65,12 +90,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     )
 
     folder = args.output_folder
-    campaign = open_campaign(args.campaign, args.campaign_id)
+    campaign = open_campaign(args.campaign, args.campaign_id, args.where)
     try:
         report = build_report(campaign, args.groupby, args.contexts, args.metrics, args.epoch)
     except CampaignError:
         print_skipped(campaign.skipped, campaign.notes)
         raise
+    report.summary = best_groups(report.summary, report.metrics, args.sort, args.top)
+    if args.as_json:
+        print_json(report.summary.to_dict("records"))
+        return 0
     what = "mean ± ci95" + (", std" if args.std else "")
     title = f"{campaign.label} — completed runs at epoch '{args.epoch}' ({what})"
     if CAMPAIGN_KEY in report.groupby:  # tcbench's layout: a campaign_id / runs header, then its table
@@ -99,7 +128,7 @@ def cmd_curves(args: argparse.Namespace) -> int:
     from pab_campaign.analysis.summary.report import build_curves, write_curves
 
     folder = args.output_folder
-    campaign = open_campaign(args.campaign, args.campaign_id)
+    campaign = open_campaign(args.campaign, args.campaign_id, args.where)
     x = "step" if args.steps else "epoch"
     if args.steps:
         from pab_campaign.analysis.summary.steps import build_step_curves
@@ -151,6 +180,11 @@ def register(commands: Commands) -> None:
     report.add_argument("--per-campaign", action="store_true",
                         help="one summary CSV per campaign id (runs of several campaigns are always reported per "
                              "campaign id, in one CSV with a campaign column without this option)")
+    report.add_argument("--sort", metavar="METRIC", default=None,
+                        help="order the groups by this metric's mean, best first (e.g. val/acc: highest first)")
+    report.add_argument("--top", metavar="K", type=whole_number("--top", 1, 10**9, "5"), default=None,
+                        help="show only the first K groups")
+    add_json_flag(report)
     report.add_argument("--layout", choices=("wide", "split"), default="wide",
                         help="wide: one column per context/metric (default); split: the context as a row level, "
                              "one column per metric (tcbench's layout), also in the CSV (*_split.csv)")

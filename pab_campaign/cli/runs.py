@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pab_campaign.cli.common import Commands, SplitList, add_campaign_filter, print_skipped
+from pab_campaign.cli.common import Commands, SplitList, add_campaign_filter, add_json_flag, print_json, print_skipped
 from pab_campaign.errors import CampaignError, PabError
 from pab_campaign.render import Column, fmt, print_line, print_table, status_text
 from pab_campaign.store import RunStatus
@@ -35,14 +35,16 @@ def _status(value: str) -> str:
 
 def _warm(args: argparse.Namespace) -> WarmIndex | None:
     """The current index of the one campaign directory named, else None (several campaigns, a run
-    directory, or an index that is missing or stale take the full path)."""
+    directory, a --where filter, or an index that is missing or stale take the full path)."""
     from pab_campaign.analysis.campaign.warm import read_warm
 
-    return read_warm(args.campaign[0], args.campaign_id) if len(args.campaign) == 1 else None
+    if len(args.campaign) != 1 or getattr(args, "where", None):
+        return None
+    return read_warm(args.campaign[0], args.campaign_id)
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    """The runs, from the index alone when it is current (`warm.read_warm`), else after refreshing it."""
+    """The runs with the hyper-parameters that vary and when each ended (the index refreshed first)."""
     if args.watch:
         from pab_campaign.cli.watch import watch
 
@@ -50,24 +52,28 @@ def cmd_ls(args: argparse.Namespace) -> int:
             raise CampaignError("ls --watch follows one campaign directory; run one watch per campaign")
         args.campaign = args.campaign[0]
         return watch(args)
-    warm = _warm(args)
-    if warm is not None:
-        chosen = [row for row in warm.rows if not args.status or row["status"] in args.status]
-        rows = [[row["run_id"], fmt(row["campaign"]), status_text(str(row["status"])), fmt(row["started_at"]),
-                 fmt(row["duration_s"], 3), fmt(row["epochs_done"]), _problem(row["error"], row["skip_reason"])]
-                for row in chosen]
-        print_table(f"{warm.directory} — {len(chosen)} runs", LS_HEADERS, rows)
-        print_skipped(warm.skipped, warm.notes)
-        return 0
-    from pab_campaign.analysis.campaign.campaign import open_campaign
+    from pab_campaign.analysis.campaign.campaign import hparam_values, open_campaign, varying_hparams
 
-    campaign = open_campaign(args.campaign, args.campaign_id)
+    campaign = open_campaign(args.campaign, args.campaign_id, args.where)
     runs = campaign.runs
     if args.status:
         runs = runs[runs["status"].isin(args.status)]
-    rows = [[row.run_id, fmt(row.campaign), status_text(str(row.status)), fmt(row.started_at), fmt(row.duration_s, 3),
-             fmt(row.epochs_done), _problem(row.error, row.skip_reason)] for row in runs.itertuples()]
-    print_table(f"{campaign.label} — {len(runs)} runs", LS_HEADERS, rows)
+    varying = varying_hparams(runs, campaign.hparam_names) if len(runs) else []
+    values = hparam_values(runs, campaign.hparam_names)
+    if args.as_json:
+        fields = ["run_id", "campaign", "status", "started_at", "ended_at", "duration_s", "epochs_done", "error",
+                  "skip_reason"]
+        print_json([{**{f: getattr(row, f) for f in fields}, "hparams": values.loc[index].dropna().to_dict()}
+                    for index, row in zip(runs.index, runs[fields].itertuples(index=False))])
+        return 0
+    several = runs["campaign"].nunique() > 1
+    rows = [[row.run_id, *([fmt(row.campaign)] if several else []), status_text(str(row.status)),
+             *(fmt(values.at[index, name]) for name in varying), fmt(row.ended_at), fmt(row.duration_s, 3),
+             fmt(row.epochs_done), _problem(row.error, row.skip_reason)]
+            for index, row in zip(runs.index, runs.itertuples())]
+    print_table(f"{campaign.label} — {len(runs)} runs",
+                ["run_id", *(["campaign"] if several else []), "status", *varying, "ended_at", "duration_s", "epochs",
+                 "problem"], rows)
     print_skipped(campaign.skipped, campaign.notes)
     return 0
 
@@ -76,13 +82,17 @@ def cmd_properties(args: argparse.Namespace) -> int:
     """The campaign's properties, from the index alone when it is current, else after refreshing it."""
     from pab_campaign.analysis.campaign.warm import warm_properties
 
-    warm = _warm(args)
+    warm = None if args.as_json else _warm(args)
     if warm is not None:
         label, rows, skipped, notes = str(warm.directory), warm_properties(warm), warm.skipped, warm.notes
     else:
         from pab_campaign.analysis.campaign.campaign import open_campaign, properties
 
-        campaign = open_campaign(args.campaign, args.campaign_id)
+        campaign = open_campaign(args.campaign, args.campaign_id, args.where)
+        if args.as_json:
+            print_json([{"property": name, "unique": unique, "value": value}
+                        for name, unique, value in properties(campaign)])
+            return 0
         label, rows, skipped, notes = campaign.label, properties(campaign), campaign.skipped, campaign.notes
     print_table(f"{label} — properties",
                 [Column("property", style="bold"), Column("No. unique", justify="right"), "value"],
@@ -146,7 +156,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
 
 
 def register(commands: Commands) -> None:
-    ls = commands.add("ls", cmd_ls, "list the runs: id, campaign, status, start, duration, problem",
+    ls = commands.add("ls", cmd_ls, "list the runs: id, status, the hyper-parameters that vary, end, duration, problem",
                       "pab-campaign ls outputs/demo --status failed")
     ls.add_argument("--status", nargs="+", action=SplitList, type=_status, default=None,
                     help=f"only runs with these statuses ({', '.join(s.value for s in RunStatus)})")
@@ -156,11 +166,13 @@ def register(commands: Commands) -> None:
     ls.add_argument("--expect", type=int, default=None, metavar="N",
                     help="with --watch: also wait until N runs exist (a queued sweep that has not started them yet)")
     add_campaign_filter(ls)
+    add_json_flag(ls)
 
     properties = commands.add("properties", cmd_properties,
                               "runs, duration, metrics, contexts and every hyper-parameter's values",
                               "pab-campaign properties outputs/demo")
     add_campaign_filter(properties)
+    add_json_flag(properties)
 
     summarize = commands.add(
         "summarize", cmd_summarize,

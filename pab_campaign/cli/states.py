@@ -10,7 +10,9 @@ from pab_campaign.cli.common import (
     Commands,
     SplitList,
     add_campaign_filter,
+    add_json_flag,
     add_output_options,
+    print_json,
     print_skipped,
     whole_number,
 )
@@ -105,13 +107,24 @@ def cmd_states(args: argparse.Namespace) -> int:
                             covariance=args.covariance, select=args.select, seed=args.seed,
                             selection_runs=args.selection_runs, jobs=args.jobs)
     curve_metric = MetricSpec.parse(args.curve_metric) if args.curve_metric else None
-    campaign = open_campaign(args.campaign, args.campaign_id)
+    campaign = open_campaign(args.campaign, args.campaign_id, args.where)
     with Progress(TextColumn("fitting HMMs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as bar:
         task = bar.add_task("fits", total=None)
         report = run_states(campaign, request, curve_metric, args.groupby,
                             progress=lambda done, total: bar.update(task, completed=done, total=total))
     fit = report.fit
+    if args.as_json:
+        directory = args.output_folder or states_dir(campaign, args.campaign_id)
+        written = write_states(report, directory, campaign.directory.name, plots=not args.no_plots)
+        print_json({"chosen_k": fit.chosen_k, "select": args.select, "reason": fit.reason,
+                    "phases": report.profiles.to_dict("records"), "transitions": report.transitions.to_dict("records"),
+                    "transition_matrix": report.transmat.to_numpy().tolist(),
+                    "detours": None if report.detours is None else report.detours.to_dict("records"),
+                    "predictors": report.predictors.to_dict("records"), "notes": report.notes,
+                    "left_out": [list(pair) for pair in fit.sequences.left_out],
+                    "skipped": [list(pair) for pair in campaign.skipped], "files": [str(p) for p in written]})
+        return 0
     _print_selection(report, args.precision)
     print_line(f"chosen K={fit.chosen_k} ({args.select} rule): {fit.reason}", "green")
     _print_phases(report)
@@ -166,3 +179,4 @@ def register(commands: Commands) -> None:
     states.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     add_output_options(states, 4, "the model, tables and figures")
     add_campaign_filter(states)
+    add_json_flag(states)

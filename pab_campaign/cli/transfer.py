@@ -132,4 +132,4 @@ def register(commands: Commands) -> None:
                            help="csv FILE | tensorboard DIR | mlflow URI (a mlruns directory or sqlite:///mlflow.db)")
     exporting.add_argument("--experiment", default=None, metavar="NAME",
                            help="mlflow: the experiment to write into (default: the campaign's directory name)")
-    add_campaign_filter(exporting)
+    add_campaign_filter(exporting, where=False)

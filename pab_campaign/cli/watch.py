@@ -58,7 +58,7 @@ def _snapshot(args: argparse.Namespace) -> tuple[pd.DataFrame, Table, bool]:
     if not is_campaign(args.campaign) and args.expect:
         runs = pd.DataFrame(columns=["run_id", "status", "epochs_done", "duration_s", "error"])
     else:
-        runs = open_campaign(args.campaign, args.campaign_id).runs
+        runs = open_campaign(args.campaign, args.campaign_id, args.where).runs
     runs = _mark_lost(runs, Path(args.campaign))
     unfinished = runs["status"].isin(UNFINISHED) & ~runs["lost"]
     done = not unfinished.any() and len(runs) >= (args.expect or 1)

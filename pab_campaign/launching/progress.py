@@ -28,6 +28,12 @@ class SweepProgress:
     durations: list[float] = field(default_factory=list)
     failed: int = 0
 
+    def add(self, jobs: int, parallel: int) -> None:
+        """A sweeper launches a batch of `jobs` more, `parallel` at a time: the total grows when the
+        batch goes past the jobs planned (a sweeper that says how many in all sets `total` first)."""
+        self.total = max(self.total, self.ended + len(self.started) + jobs)
+        self.parallel = parallel
+
     def start(self, job: int, now: float) -> None:
         self.started[job] = now
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from importlib.resources import files
@@ -206,6 +207,8 @@ class CampaignConfig:
     name: str = MISSING
     root: str = MISSING
     dir: str = MISSING
+    # The metric a sweep's task function returns (context/metric@last|@best), e.g. val/loss@best.
+    objective: str = MISSING
 
 
 @dataclass
@@ -348,6 +351,11 @@ def register_schemas() -> None:
     for group, options in GROUP_SCHEMAS.items():
         for option, schema in options.items():
             store.store(group=f"{SCHEMA_GROUP}/{group}", name=option, node=schema)
+    # conf/hydra/sweeper/checked.yaml and conf/hydra/launcher/local.yaml extend the plugin's schemas
+    # with this app's `validate` and `preload`; Hydra also matches them by name against the plugin's
+    # `checked` and `local`, and would say so at each start.
+    warnings.filterwarnings("ignore", message=r"\s*'hydra/(sweeper/checked|launcher/local)' is validated against "
+                                              "ConfigStore schema")
 
 
 def undeclared_keys(cfg: DictConfig, prefix: str = "") -> list[str]:

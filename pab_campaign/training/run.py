@@ -30,6 +30,7 @@ from typing import Any, cast
 
 import numpy as np
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from torch.nn import functional as F
 
@@ -46,6 +47,7 @@ from pab_campaign.training.distributed import Collective, RankEnded, Ranks
 from pab_campaign.training.evaluate import Evaluation, evaluate
 from pab_campaign.training.identity import hparams, run_id
 from pab_campaign.training.models import build_model, check_model
+from pab_campaign.training.objective import parse_objective
 from pab_campaign.training.optim import OPTIMIZERS, SCHEDULES, build_optimizer, build_scheduler
 from pab_campaign.training.probes import ProbeContext
 from pab_campaign.training.probes.hookpoints import check_hookpoints, check_hookpoints_probe
@@ -65,6 +67,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"{added[0]} is not a config key (added with +?); see `python -m pab_campaign --cfg job`")
     check_campaign_name(str(cfg.campaign.name))
     check_campaign_dir(str(cfg.campaign.dir))
+    parse_objective(cfg.campaign.objective)
     checks = [
         (cfg.optimizer.lr > 0, f"optimizer.lr={cfg.optimizer.lr} must be > 0, e.g. optimizer.lr=0.05"),
         (cfg.optimizer.weight_decay >= 0, f"optimizer.weight_decay={cfg.optimizer.weight_decay} must be >= 0"),
@@ -146,6 +149,7 @@ class Run:
     writer: RunWriter | None
     ranks: Ranks = field(default_factory=Ranks)
     run_id: str = ""
+    divergence: str | None = None
 
     # ---- setup ---------------------------------------------------------------------------
     def setup(self) -> None:
@@ -218,7 +222,8 @@ class Run:
 
     # ---- train ---------------------------------------------------------------------------
     def train(self) -> RunStatus:
-        """Measure epoch 0 (if not resumed past it), then train; returns the final status."""
+        """Measure epoch 0 (if not resumed past it), then train; returns the final status. A run that
+        diverged says which value became non-finite at which epoch in `divergence` (run.json's error)."""
         epochs, start = int(self.cfg.train.epochs), self.state.next_epoch
         if start == 0:
             self._solo(partial(self._end_epoch, 0, math.nan, time.monotonic()))
@@ -296,8 +301,13 @@ class Run:
             log.info("run %s epoch %d/%d  train loss %.4f | val loss %.4f acc %.4f | %.2fs", self.run_id, epoch,
                      final_epoch, train_loss, evaluations["val"].loss, evaluations["val"].acc,
                      time.monotonic() - started)
-        diverged = not (math.isfinite(train_loss) and math.isfinite(evaluations["train"].loss))
-        return STOP if self.cfg.train.stop_on_divergence and diverged else CONTINUE
+        bad = [f"{name}={value}" for name, value in (("train_loss", train_loss),
+                                                     ("train_eval_loss", evaluations["train"].loss))
+               if not math.isfinite(value)]
+        if self.cfg.train.stop_on_divergence and bad:
+            self.divergence = f"non-finite loss at epoch {epoch}: {', '.join(bad)}"
+            return STOP
+        return CONTINUE
 
     # ---- save_checkpoint -----------------------------------------------------------------
     def save_checkpoint(self, epoch: int, evaluations: dict[str, Evaluation]) -> None:
@@ -333,6 +343,11 @@ class Run:
         return better
 
 
+def original_cwd() -> Path:
+    """The directory the Hydra app was started in (where the user's code is), else this one."""
+    return Path(HydraConfig.get().runtime.cwd) if HydraConfig.initialized() else Path.cwd()
+
+
 def execute(cfg: DictConfig, overrides: list[str] | tuple[str, ...] = ()) -> RunOutcome:
     """Run `cfg` to its end in `<campaign.dir>/runs/<run_id>`; skip it if it already finished or
     another live process is writing it, refuse it (nothing written) when its `run.json` cannot be
@@ -349,7 +364,7 @@ def execute(cfg: DictConfig, overrides: list[str] | tuple[str, ...] = ()) -> Run
         if not ranks.is_main:
             return _execute_rank(cfg, ranks, rid, directory)
         writer = RunWriter(directory, rid, str(cfg.campaign.name), hparams(cfg), int(cfg.seed), list(overrides),
-                           ranks.world_size)
+                           ranks.world_size, code_dir=original_cwd())
         try:
             return _execute(cfg, writer, ranks)
         finally:
@@ -418,7 +433,8 @@ def _execute(cfg: DictConfig, writer: RunWriter, ranks: Ranks) -> RunOutcome:
         status = writer.end(exc)
         assert writer.record is not None
         return RunOutcome(rid, status, directory, writer.record.error)
-    writer.finish(status)
+    writer.finish(status, run.divergence)
     assert writer.record is not None
-    log.info("run %s %s after %d epochs (%s)", rid, status, writer.record.epochs_done, directory)
-    return RunOutcome(rid, status, directory)
+    log.info("run %s %s after %d epochs (%s)%s", rid, status, writer.record.epochs_done, directory,
+             f": {run.divergence}" if run.divergence else "")
+    return RunOutcome(rid, status, directory, run.divergence)

@@ -71,8 +71,9 @@ class RunWriter:
     `world_size` the ranks training this attempt (recorded; only rank 0 writes)."""
 
     def __init__(self, directory: Path, run_id: str, campaign: str, hparams: dict[str, Scalar], seed: int | None,
-                 overrides: Sequence[str] = (), world_size: int = 1) -> None:
+                 overrides: Sequence[str] = (), world_size: int = 1, code_dir: Path | None = None) -> None:
         self.directory = Path(directory)
+        self.code_dir = code_dir
         self.run_id, self.campaign, self.hparams, self.seed = run_id, campaign, hparams, seed
         self.overrides, self.world_size = list(overrides), world_size
         self.lock = RunLock(self.directory)
@@ -110,7 +111,7 @@ class RunWriter:
             for folder in (self.directory, checkpoint.checkpoint_dir(self.directory)):
                 remove_stale_temps(folder)
             self.record = provenance.start_record(self.run_id, self.campaign, self.hparams, self.seed,
-                                                  self.overrides, self.previous, self.world_size)
+                                                  self.overrides, self.previous, self.world_size, self.code_dir)
             write_run_json(self.directory, self.record)
         except BaseException:
             self.lock.release()

@@ -47,7 +47,7 @@ from torch.nn import functional as F
 
 from pab_campaign.errors import ConfigError, PabError, StoreError, one_line
 from pab_campaign.store import RunStatus, StepBuffer, TrajectoryBuffer, run_dir
-from pab_campaign.training import checkpoint
+from pab_campaign.training import checkpoint, provenance
 from pab_campaign.training.data import SPLITS, DataBundle, Split
 from pab_campaign.training.evaluate import Evaluation, eval_mode
 from pab_campaign.training.identity import run_id
@@ -119,7 +119,8 @@ class Tracker:
         seed = self.hparams.get("seed")
         self.recorded_seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
         self.seed = self.recorded_seed or 0
-        self._writer = RunWriter(self.run_dir, self.run_id, self.campaign_dir.name, self.hparams, self.recorded_seed)
+        self._writer = RunWriter(self.run_dir, self.run_id, self.campaign_dir.name, self.hparams, self.recorded_seed,
+                                 code_dir=provenance.caller_dir())
         self.status: RunStatus | None = None
         # (context, metric) of the values the tracker and its probes record, and of the user's own: kept apart.
         self._ours: set[tuple[str, str]] = set(TRACKER_NAMES)

@@ -4,6 +4,7 @@ work are refused when the launcher is built; the sweep-status callback needs no 
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 from hydra import compose, initialize
@@ -12,7 +13,6 @@ from omegaconf import OmegaConf
 
 from hydra_plugins.pab_campaign_launchers.config import LocalConf, SlurmConf
 from hydra_plugins.pab_campaign_launchers.launchers import LocalLauncher, SlurmLauncher
-from pab_campaign.launching.plan import LauncherConfigError
 from pab_campaign.launching.sweep_status import SweepStatusCallback
 
 
@@ -64,9 +64,12 @@ def params(schema: type, **changes) -> dict:
     (SlurmLauncher, {**params(SlurmConf), "partiton": "gpu"}, r"unknown keys \['partiton'\]"),
     (LocalLauncher, {**params(LocalConf), "max_paralel": 2}, r"unknown keys \['max_paralel'\]"),
 ])
-def test_launcher_refuses_settings_that_cannot_work(launcher, kwargs, message):
-    with pytest.raises(LauncherConfigError, match=message):
+def test_launcher_refuses_settings_that_cannot_work(launcher, kwargs, message, capsys):
+    with pytest.raises(SystemExit) as ended:
         launcher(**kwargs)
+    assert ended.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and re.search(message, lines[0]), lines
 
 
 def test_launchers_accept_their_defaults():

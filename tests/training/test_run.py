@@ -58,6 +58,8 @@ def test_diverging_run_stops_keeps_trajectory_and_is_marked(tmp_path):
     rows = store.read_trajectory(outcome.directory).to_pylist()
     last = max(r["epoch"] for r in rows)
     assert last == record["epochs_done"]
+    assert record["error"].startswith(f"non-finite loss at epoch {last}: train_loss=")
+    assert outcome.error == record["error"]
     assert any(r["metric"] == "loss" and r["context"] == "train" and not math.isfinite(r["value"])
                for r in rows if r["epoch"] == last)
 

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from pab_campaign.analysis.campaign import index
+from pab_campaign.analysis.campaign.where import filter_runs
 from pab_campaign.analysis.campaign.workspace import Workspace, fallback, is_unwritable, unwritable_message
 from pab_campaign.errors import CampaignError
 from pab_campaign.metrics import MetricSpec
@@ -159,9 +160,11 @@ class CombinedCampaign(Campaign):
         return index.query_several(sources, sql, params, tables=tables)
 
 
-def open_campaign(directory: Path | str | Sequence[Path | str], campaign_ids: list[str] | None = None) -> Campaign:
+def open_campaign(directory: Path | str | Sequence[Path | str], campaign_ids: list[str] | None = None,
+                  where: list[str] | None = None) -> Campaign:
     """Refresh the campaign index of `directory` and read it; runs whose run.json cannot be read go to
-    `skipped`. `campaign_ids` keeps only runs whose run.json `campaign` field is one of them.
+    `skipped`. `campaign_ids` keeps only runs whose run.json `campaign` field is one of them, `where`
+    only those meeting every condition (`where.filter_runs`).
 
     `directory` may also be one run directory (`<campaign>/runs/<run_id>`: a `RunView` of that run)
     or a list of campaign or run directories (a `CombinedCampaign` when there are several).
@@ -189,21 +192,21 @@ def open_campaign(directory: Path | str | Sequence[Path | str], campaign_ids: li
         if not given:
             raise CampaignError("no campaign directory given; pass one or more, e.g. outputs/demo")
         if len(given) == 1:
-            return open_campaign(given[0], campaign_ids)
-        return _open_several(given, campaign_ids)
+            return open_campaign(given[0], campaign_ids, where)
+        return _open_several(given, campaign_ids, where)
     directory = Path(directory)
     if (directory / RUN_JSON).exists() or (directory.parent.name == "runs" and is_campaign(directory.parent.parent)):
-        return _open_run(directory, campaign_ids)
-    return _open_one(directory, campaign_ids)
+        return _open_run(directory, campaign_ids, where)
+    return _open_one(directory, campaign_ids, where)
 
 
-def _open_run(directory: Path, campaign_ids: list[str] | None) -> RunView:
+def _open_run(directory: Path, campaign_ids: list[str] | None, where: list[str] | None = None) -> RunView:
     """The run `directory` of its campaign (the directory above `runs/`)."""
     campaign_dir = directory.parent.parent
     if directory.parent.name != "runs" or not is_campaign(campaign_dir):
         raise CampaignError(f"{directory} is a run directory outside a campaign (it is not in a runs/ directory); "
                             "pass its campaign, or a run directory <campaign>/runs/<run_id>")
-    whole = _open_one(campaign_dir, campaign_ids)
+    whole = _open_one(campaign_dir, campaign_ids, where)
     run_id = directory.name
     runs = whole.runs[whole.runs["run_id"] == run_id].reset_index(drop=True)
     skipped = [(rid, reason) for rid, reason in whole.skipped if rid == run_id]
@@ -226,7 +229,8 @@ def _prefixes(directories: list[Path]) -> list[str]:
     return prefixes
 
 
-def _open_several(directories: list[Path], campaign_ids: list[str] | None) -> CombinedCampaign:
+def _open_several(directories: list[Path], campaign_ids: list[str] | None,
+                  where: list[str] | None = None) -> CombinedCampaign:
     """Campaigns (or run directories) side by side; `campaign_ids` must match runs in at least one."""
     resolved = [d.resolve() for d in directories]
     twice = next((d for i, d in enumerate(directories) if resolved[i] in resolved[:i]), None)
@@ -236,7 +240,7 @@ def _open_several(directories: list[Path], campaign_ids: list[str] | None) -> Co
     empty: list[str] = []
     for prefix, directory in zip(_prefixes(directories), directories):
         try:
-            parts.append((prefix, open_campaign(directory, campaign_ids)))
+            parts.append((prefix, open_campaign(directory, campaign_ids, where)))
         except CampaignError as exc:
             if not campaign_ids or "no run of campaign" not in str(exc):
                 raise
@@ -255,7 +259,7 @@ def _open_several(directories: list[Path], campaign_ids: list[str] | None) -> Co
     return combined
 
 
-def _open_one(directory: Path, campaign_ids: list[str] | None) -> Campaign:
+def _open_one(directory: Path, campaign_ids: list[str] | None, where: list[str] | None = None) -> Campaign:
     """One campaign directory."""
     if not directory.exists():
         raise CampaignError(f"campaign directory {directory} does not exist; pass the directory a sweep wrote, "
@@ -274,6 +278,7 @@ def _open_one(directory: Path, campaign_ids: list[str] | None) -> Campaign:
         if runs.empty:
             raise CampaignError(f"no run of campaign {', '.join(campaign_ids)} in {directory}; "
                                 f"its runs belong to: {', '.join(present) or 'none'}")
+    runs = filter_runs(runs, where or [])
     names = [n for n in built.hparam_names if runs[index.hparam_key(n)].notna().any()]
     campaign = Campaign(directory, runs.reset_index(drop=True), names, skipped)
     campaign._move_to(built.workspace)

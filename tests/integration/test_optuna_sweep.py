@@ -1,0 +1,43 @@
+"""hydra-optuna-sweeper drives `python -m pab_campaign`: a 6-trial TPE study over optimizer.lr on
+digits; every trial is a run of the campaign, the study's best value is that run's objective as
+`report` indexes it, and a relaunch of the same study trains nothing again."""
+import math
+
+import yaml
+
+from pab_campaign.analysis.campaign.campaign import open_campaign
+from tests.helpers import train
+
+STUDY = ["-m", "grid=none", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=3",
+         "hydra.sweeper.sampler.seed=0", "optimizer.lr=tag(log, interval(0.001, 0.5))", "train.epochs=1",
+         "tracking=minimal", "runtime.verbose=false", "campaign.objective=val/loss@best"]
+
+
+def test_optuna_study_trials_are_campaign_runs_and_relaunch_skips(tmp_path):
+    campaign = tmp_path / "study"
+    first = train([*STUDY, f"hydra.sweep.dir={tmp_path}/sweep1"], campaign)
+    assert first.returncode == 0, first.stderr[-3000:]
+    results = yaml.safe_load((tmp_path / "sweep1" / "optimization_results.yaml").read_text())
+    runs = open_campaign(campaign).runs
+    assert len(runs) == 6 and set(runs["status"]) == {"completed"}
+    lrs = sorted(runs["optimizer.lr@hparam"])
+    assert len(set(lrs)) == 6 and lrs[0] >= 0.001 and lrs[-1] <= 0.5
+    best = runs.loc[runs["val/loss@best"].idxmin()]
+    assert math.isclose(results["best_value"], best["val/loss@best"], rel_tol=1e-12)
+    assert math.isclose(results["best_params"]["optimizer.lr"], best["optimizer.lr@hparam"], rel_tol=1e-12)
+
+    again = train([*STUDY, f"hydra.sweep.dir={tmp_path}/sweep2"], campaign)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (again.stdout + again.stderr).count("skipped") >= 6
+    assert len(open_campaign(campaign).runs) == 6
+    rerun = yaml.safe_load((tmp_path / "sweep2" / "optimization_results.yaml").read_text())
+    assert rerun["best_value"] == results["best_value"]
+
+
+def test_basic_sweeper_composes_and_a_refused_job_is_one_line(tmp_path):
+    result = train(["-m", "grid=none", "hydra/sweeper=basic", "optimizer.lr=-1", "train.epochs=1",
+                    "tracking=minimal"], tmp_path / "basic")
+    lines = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert len(lines) == 1 and "optimizer.lr=-1.0 must be > 0" in lines[0], result.stderr
