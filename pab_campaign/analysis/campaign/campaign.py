@@ -213,7 +213,7 @@ def _open_run(directory: Path, campaign_ids: list[str] | None, where: list[str] 
     if runs.empty and not skipped:
         raise CampaignError(f"no run {run_id} in {campaign_dir}" + (f" of campaign {', '.join(campaign_ids)}"
                                                                    if campaign_ids else ""))
-    names = [n for n in whole.hparam_names if runs[n].notna().any()]
+    names = [n for n in whole.hparam_names if runs[index.hparam_key(n)].notna().any()]
     return RunView(campaign_dir, runs, names, skipped, whole.workspace, list(whole.notes), run_id=run_id,
                    campaign_runs=whole.runs)
 
