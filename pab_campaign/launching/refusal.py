@@ -8,7 +8,7 @@ import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pab_campaign.errors import one_line
 from pab_campaign.launching.plan import LauncherConfigError
@@ -38,4 +38,4 @@ def exit_on_refusal(method: F) -> F:
             print(f"{program()}: error: {one_line(exc)}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)
