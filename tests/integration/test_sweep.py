@@ -38,7 +38,8 @@ def test_report_groups_and_ci95_equals_statsmodels(demo_campaign):
     assert len(summary) == 4 and set(summary["runs"]) == {3}
     per_run = pd.read_parquet(demo_campaign / "summary" / "runs.parquet")
     for row in summary.itertuples():
-        group = per_run[(per_run["model.name"] == row[1]) & (per_run["optimizer.lr"] == row[2])]
+        # hyper-parameters have index columns of their own (`<name>@hparam`), apart from the run fields
+        group = per_run[(per_run["model.name@hparam"] == row[1]) & (per_run["optimizer.lr@hparam"] == row[2])]
         for metric in ("val/acc", "test/loss"):
             values = group[f"{metric}@last"].to_numpy()
             _low, high = DescrStatsW(values).tconfint_mean()
