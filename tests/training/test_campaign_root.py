@@ -34,5 +34,5 @@ def test_chdir_leaves_the_campaign_where_the_command_was_launched(tmp_path):
     assert not list((tmp_path / "rel" / "c" / "hydra").rglob("runs"))  # nothing nested in Hydra's folder
     again = run_command(argv, cwd=tmp_path, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "already completed, skipped" in again.stdout + again.stderr
+    assert "already completed after epoch 1; kept as it is" in again.stdout + again.stderr
     assert sorted((tmp_path / "rel" / "c" / "runs").iterdir()) == runs
