@@ -106,7 +106,7 @@ def register(commands: Commands) -> None:
         "import", cmd_import,
         "make a campaign (or add to one) from runs another tool recorded: csv, tensorboard, mlflow, wandb (offline "
         "runs); same input, same run ids; a run the campaign has with other values is kept aside (exit 1)",
-        "pab-campaign import outputs/mine --from tensorboard runs/ --map 'eval/accuracy=val/acc'")
+        "pab-campaign import outputs/mine --from tensorboard runs/ --map 'eval/accuracy=val/acc'", several=False)
     importing.add_argument("--from", dest="source", nargs=2, required=True, metavar=("TOOL", "SOURCE"),
                            action=_tool_and_source("--from", IMPORT_TOOLS),
                            help="csv FILE | tensorboard LOGDIR | mlflow URI (a mlruns directory or "
@@ -126,7 +126,7 @@ def register(commands: Commands) -> None:
         "export", cmd_export,
         "write a campaign's runs for another tool: csv FILE (long layout), tensorboard DIR (HParams tab included), "
         "mlflow URI",
-        "pab-campaign export outputs/demo --to tensorboard tb/ && tensorboard --logdir tb/")
+        "pab-campaign export outputs/demo --to tensorboard tb/ && tensorboard --logdir tb/", several=False)
     exporting.add_argument("--to", dest="target", nargs=2, required=True, metavar=("TOOL", "TARGET"),
                            action=_tool_and_source("--to", EXPORT_TOOLS),
                            help="csv FILE | tensorboard DIR | mlflow URI (a mlruns directory or sqlite:///mlflow.db)")
