@@ -84,16 +84,21 @@ def _watch(processes: list[Any]) -> None:
     """Wait until every rank ended; RanksFailed as soon as one fails. After rank 0 ends, the others
     get GRACE_S to end on their own."""
     deadline: float | None = None
-    while any(p.exitcode is None for p in processes):
-        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        multiprocessing.connection.wait([p.sentinel for p in processes if p.exitcode is None], timeout)
+    while True:
+        # One look at who is running per turn: a rank that ends between two looks would otherwise
+        # leave an empty list, on which wait() without a timeout never returns.
+        running = [p for p in processes if p.exitcode is None]
         for rank, process in enumerate(processes):
-            if process.exitcode not in (None, 0):
+            if process not in running and process.exitcode != 0:
                 raise RanksFailed(describe_exit(rank, process.exitcode), process.exitcode)
-        if processes[0].exitcode == 0 and deadline is None:
+        if not running:
+            return
+        if processes[0] not in running and deadline is None:
             deadline = time.monotonic() + GRACE_S
         if deadline is not None and time.monotonic() >= deadline:
             return
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        multiprocessing.connection.wait([p.sentinel for p in running], timeout)
 
 
 def _end(processes: list[Any]) -> None:

@@ -164,10 +164,6 @@ class Collective:
         dist.broadcast(tensor, src=0)
         return int(tensor.item())
 
-    def barrier(self) -> None:
-        if self.ranks.distributed:
-            dist.barrier()
-
 
 @contextmanager
 def process_group(ranks: Ranks, backend_name: str, timeout_min: int) -> Iterator[None]:
