@@ -237,20 +237,27 @@ def run_entry_names(campaign_dir: Path) -> list[str]:
     """The names in a campaign's `runs/` that are or were meant to be runs, sorted: every directory,
     and every symbolic link that cannot be followed (dangling, a loop), so that readers can set it
     aside with its reason. Names starting with '.' (temp files) and plain files are not runs."""
+    return [name for name, _ in run_entries(campaign_dir)]
+
+
+def run_entries(campaign_dir: Path) -> list[tuple[str, bool]]:
+    """(name, whether it is a directory itself rather than a link) of `run_entry_names`, sorted; the
+    second part comes from the listing of `runs/`, without a system call per entry."""
     root = runs_dir(campaign_dir)
     if not root.is_dir():
         return []
-    names = []
-    for entry in os.scandir(root):
-        if entry.name.startswith("."):
-            continue
-        try:
-            is_dir = entry.is_dir()
-        except OSError:
-            is_dir = False
-        if is_dir or (entry.is_symlink() and not os.path.exists(entry.path)):
-            names.append(entry.name)
-    return sorted(names)
+    entries = []
+    with os.scandir(root) as listing:
+        for entry in listing:
+            if entry.name.startswith("."):
+                continue
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir or (entry.is_symlink() and not os.path.exists(entry.path)):
+                entries.append((entry.name, is_dir and not entry.is_symlink()))
+    return sorted(entries)
 
 
 def iter_run_dirs(campaign_dir: Path) -> Iterator[Path]:
@@ -713,7 +720,10 @@ def read_trajectory(directory: Path, boundary: Path | None = None) -> pa.Table:
         raise StoreError(f"{path}: missing trajectory.parquet") from None
     try:
         with os.fdopen(fd, "rb") as handle:
-            table = pq.read_table(handle)
+            # ParquetFile reads in this thread. read_table's dataset scanner can drop its last
+            # reference to this Python file on one of Arrow's threads after returning; at
+            # interpreter exit that thread then aborts the process (std::terminate).
+            table = pq.ParquetFile(handle).read()
     except (pa.ArrowInvalid, OSError) as exc:
         raise StoreError(f"{path}: unreadable Parquet ({exc})") from None
     missing = set(_schemas()["TRAJECTORY_SCHEMA"].names) - set(table.column_names)

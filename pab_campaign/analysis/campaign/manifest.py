@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 
 from pab_campaign.errors import StoreError
-from pab_campaign.store import RUN_JSON, TRAJECTORY, check_run_file, run_entry_names, runs_dir
+from pab_campaign.store import RUN_JSON, TRAJECTORY, check_run_file, run_entries, runs_dir
 
 MANIFEST_COLUMNS = ("run_json_size", "run_json_mtime_ns", "trajectory_size", "trajectory_mtime_ns")
 _MISSING = (-1, -1)
@@ -27,39 +27,30 @@ def file_stat(path: Path, boundary: Path) -> tuple[int, int]:
 def scan_rows(campaign_dir: Path) -> list[tuple[str, int, int, int, int]]:
     """(run_id, *MANIFEST_COLUMNS) of every run entry, sorted by run_id.
 
-    A run directory that is no link is listed once (`os.scandir`): a file in it that is no link
-    either lies inside the campaign, so its own `lstat` decides (a regular file, or -1). Anything
-    else (a link on the way, an entry that vanished) takes `check_run_file`'s full path: the same
-    answer as `file_stat` for every file, in a fraction of the system calls."""
+    Where `runs/` and the run's entry are no links (the listing of `runs/` says so), a run file that
+    `lstat` finds to be a regular file lies inside the campaign: its size and mtime are read with that
+    one system call. Anything else (a link on the way, a file that is a link or no regular file)
+    takes `check_run_file`'s full path: the same answer as `file_stat` for every file."""
     root = runs_dir(campaign_dir)
     boundary = Path(campaign_dir)
-    names = run_entry_names(campaign_dir)
     direct = not os.path.islink(root)
     rows: list[tuple[str, int, int, int, int]] = []
-    for name in names:
-        found = _listed(f"{root}/{name}") if direct else None
+    for name, plain in run_entries(campaign_dir):
         stats: list[int] = []
         for file in (RUN_JSON, TRAJECTORY):
-            entry = found.get(file, _MISSING) if found is not None else None
-            stats.extend(file_stat(root / name / file, boundary) if entry is None else entry)
+            found = _plain_stat(f"{root}/{name}/{file}") if direct and plain else None
+            stats.extend(file_stat(root / name / file, boundary) if found is None else found)
         rows.append((name, stats[0], stats[1], stats[2], stats[3]))
     return rows
 
 
-
-def _listed(directory: str) -> dict[str, tuple[int, int] | None] | None:
-    """{file name: (size, mtime ns) of a regular file that is no link, else None (check it fully)} of
-    the run files in `directory`; None when `directory` is a link or cannot be listed."""
+def _plain_stat(path: str) -> tuple[int, int] | None:
+    """(size, mtime ns) of `path` when it is a regular file, (-1, -1) when it is missing, None when
+    it is anything else (a link, a special file) or cannot be looked at (check it fully)."""
     try:
-        if os.path.islink(directory):
-            return None
-        found: dict[str, tuple[int, int] | None] = {}
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                if entry.name in (RUN_JSON, TRAJECTORY):
-                    info = None if entry.is_symlink() else entry.stat(follow_symlinks=False)
-                    found[entry.name] = ((info.st_size, info.st_mtime_ns)
-                                         if info is not None and stat.S_ISREG(info.st_mode) else None)
-        return found
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return _MISSING
     except OSError:
         return None
+    return (info.st_size, info.st_mtime_ns) if stat.S_ISREG(info.st_mode) else None
