@@ -432,6 +432,13 @@ _FRESH_ROWS = ("SELECT ($ids::VARCHAR[])[(file_index + 1)::BIGINT] AS run_id, ep
                f"metric::VARCHAR AS metric, key::VARCHAR AS key, value FROM read_parquet($files, {READ_OPTIONS})")
 
 
+def trajectory_files(campaign_dir: Path, run_ids: Sequence[str]) -> list[str]:
+    """The trajectory file path of each run (one string operation per run: at 50,000 runs, building
+    a Path per run took a second)."""
+    root = str(runs_dir(campaign_dir))
+    return [f"{root}/{rid}/{TRAJECTORY}" for rid in run_ids]
+
+
 def refresh_trajectories(campaign_dir: Path, runs: pd.DataFrame,
                          workspace: Workspace | None = None) -> TrajectorySource:
     """Bring `trajectories.parquet` (in `workspace`, chosen here when not given) up to date for the
@@ -443,7 +450,7 @@ def refresh_trajectories(campaign_dir: Path, runs: pd.DataFrame,
     usable = runs[runs["skip_reason"].isna() & (runs["trajectory_size"] >= 0)]
     wanted = {r.run_id: [int(r.trajectory_size), int(r.trajectory_mtime_ns)] for r in usable.itertuples()}
     ids = list(wanted)
-    all_files = [str(runs_dir(campaign_dir) / rid / TRAJECTORY) for rid in ids]
+    all_files = trajectory_files(campaign_dir, ids)
     while workspace.directory is not None:
         path = workspace.directory / TRAJECTORIES_INDEX
         base = next((p for p in (path, summary_dir(campaign_dir) / TRAJECTORIES_INDEX) if _index_file(p)), None)
@@ -458,34 +465,37 @@ def refresh_trajectories(campaign_dir: Path, runs: pd.DataFrame,
     return TrajectorySource(None, ids, all_files, workspace)
 
 
+# The compacted trajectories' columns, and the rows of a Parquet row group in them (DuckDB's own
+# default: small enough that a filter on run_id skips most of the file).
+TRAJECTORIES_SCHEMA = pa.schema([("run_id", pa.string()), ("epoch", pa.int32()), ("context", pa.string()),
+                                 ("metric", pa.string()), ("key", pa.string()), ("value", pa.float64())])
+ROW_GROUP_ROWS = 122_880
+
+
 def _compact(campaign_dir: Path, path: Path, base: Path | None, have: dict[str, list[int]],
              wanted: dict[str, list[int]]) -> None:
-    """Write `path` with the rows of the runs of `wanted`: unchanged ones copied from `base`, the
-    others read from their files. OSError when `path` cannot be written there (read-only, full)."""
+    """Write `path` with the rows of the runs of `wanted`, ordered by run_id and epoch: unchanged ones
+    copied from `base`, the others read from their files. The runs go through in batches of
+    SCAN_BATCH in run_id order, each sorted alone and appended to the file, so memory stays that of
+    one batch however many runs there are. OSError when `path` cannot be written there (read-only,
+    full)."""
     import duckdb
 
-    keep = [rid for rid, stat in wanted.items() if have.get(rid) == stat]
-    fresh = [rid for rid in wanted if have.get(rid) != wanted[rid]]
-    files = [str(runs_dir(campaign_dir) / rid / TRAJECTORY) for rid in fresh]
-    parts = [_FRESH_ROWS] if files else []
-    if keep:
-        parts.append(f"SELECT * FROM read_parquet($old, {READ_OPTIONS}) "
-                     "WHERE run_id IN (SELECT unnest($keep::VARCHAR[]))")
-    if not parts:
-        parts.append("SELECT NULL::VARCHAR AS run_id, NULL::INTEGER AS epoch, NULL::VARCHAR AS context, "
-                     "NULL::VARCHAR AS metric, NULL::VARCHAR AS key, NULL::DOUBLE AS value WHERE false")
+    order = sorted(wanted)
+    fresh = {rid for rid in order if have.get(rid) != wanted[rid]}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
-    manifest = sql_text(json.dumps(wanted, separators=(",", ":")))
-    sql = (f"COPY ({' UNION ALL '.join(parts)} ORDER BY run_id, epoch) TO {sql_text(os.path.abspath(tmp))} "
-           f"(FORMAT parquet, KV_METADATA {{'{META_MANIFEST}': {manifest}}})")
+    schema = TRAJECTORIES_SCHEMA.with_metadata({META_MANIFEST: json.dumps(wanted, separators=(",", ":"))})
+    con = connect()
     try:
         with ExitStack() as stack:
-            old = str(stack.enter_context(_snapshot(base))) if keep and base is not None else None
-            literal = stack.enter_context(literal_paths([*files, *([old] if old else [])]))
-            params = {"ids": fresh, "files": literal[:len(files)], "old": literal[-1] if old else None, "keep": keep}
-            params = {k: v for k, v in params.items() if f"${k}" in " ".join(parts)}
-            connect().execute(sql, params)
+            old = None
+            if base is not None and len(fresh) < len(order):
+                (old,) = stack.enter_context(literal_paths([str(stack.enter_context(_snapshot(base)))]))
+            writer = stack.enter_context(pq.ParquetWriter(tmp, schema))
+            for start in range(0, len(order), SCAN_BATCH):
+                batch = order[start:start + SCAN_BATCH]
+                writer.write_table(_batch_rows(con, campaign_dir, batch, fresh, old), row_group_size=ROW_GROUP_ROWS)
         os.replace(tmp, path)
     except (OSError, duckdb.Error) as exc:
         tmp.unlink(missing_ok=True)
@@ -495,6 +505,29 @@ def _compact(campaign_dir: Path, path: Path, base: Path | None, have: dict[str, 
             raise OSError(errno.EROFS, f"{path.parent} cannot be written") from None
         raise CampaignError(f"could not compact the trajectories of {campaign_dir} ({str(exc).splitlines()[0]}); "
                             "a run changed while indexing: run the command again") from None
+
+
+def _batch_rows(con: Any, campaign_dir: Path, batch: list[str], fresh: set[str], old: str | None) -> pa.Table:
+    """The rows of the runs `batch` (sorted run ids) ordered by run_id and epoch: those in `fresh`
+    read from their files, the others from the old index `old` (a run_id range first, so that its
+    row groups outside the batch are skipped)."""
+    ids = [rid for rid in batch if rid in fresh]
+    keep = [rid for rid in batch if rid not in fresh]
+    parts: list[str] = []
+    params: dict[str, Any] = {}
+    with ExitStack() as stack:
+        if ids:
+            files = stack.enter_context(literal_paths(trajectory_files(campaign_dir, ids)))
+            parts.append(_FRESH_ROWS)
+            params.update(ids=ids, files=files)
+        if keep and old is not None:
+            parts.append(f"SELECT * FROM read_parquet({sql_text(old)}, {READ_OPTIONS}) WHERE run_id BETWEEN $low AND "
+                         "$high AND run_id IN (SELECT unnest($keep::VARCHAR[]))")
+            params.update(low=keep[0], high=keep[-1], keep=keep)
+        if not parts:
+            return TRAJECTORIES_SCHEMA.empty_table()
+        table = con.sql(f"{' UNION ALL '.join(parts)} ORDER BY run_id, epoch", params=params).to_arrow_table()
+    return table.cast(TRAJECTORIES_SCHEMA)
 
 
 def query_trajectories(source: TrajectorySource, sql: str, params: dict[str, Any] | None = None,

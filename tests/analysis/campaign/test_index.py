@@ -164,3 +164,24 @@ def test_a_build_in_batches_equals_one_in_a_single_batch(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(batched, whole)
     reasons = batched.set_index("run_id")["skip_reason"]
     assert "unreadable trajectory.parquet" in reasons[ids[5]] and reasons.drop(ids[5]).isna().all()
+
+
+def test_trajectories_at_some_epochs_give_the_same_values_as_every_epoch(tmp_path):
+    """`load_trajectories(..., epochs)` keeps the rows at those epochs and each metric's last row:
+    every value at those epochs or at a run's last epoch equals the one read from all rows, runs of
+    different lengths and a metric that stops early included."""
+    from pab_campaign.analysis.campaign.campaign import metric_series
+    from pab_campaign.metrics import MetricSpec
+    from tests.helpers import make_grid, write_run
+
+    make_grid(tmp_path, seeds=2, epochs=5)
+    write_run(tmp_path, "short", {"model.name": "mlp", "optimizer.lr": 0.1, "seed": 9},
+              {("val", "loss"): [1.0, 0.8, 0.7], ("val", "acc"): [0.1, 0.2]})
+    campaign = open_campaign(tmp_path)
+    ids = campaign.runs["run_id"].tolist()
+    every = load_trajectories(campaign, ids)
+    some = load_trajectories(campaign, ids, epochs=[1, 3])
+    assert len(some) < len(every)
+    for name in ("val/loss", "val/acc@1", "val/acc@3", "test/acc", "train/loss@3"):
+        spec = MetricSpec.parse(name)
+        pd.testing.assert_series_equal(metric_series(some, spec), metric_series(every, spec))
