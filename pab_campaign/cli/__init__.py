@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # usage errors (already printed as one line) and --help, as exit codes
         return exc.code if isinstance(exc.code, int) else 2
     args.argv = sys.argv[1:] if argv is None else list(argv)
+    # Figures go to files: no window opens, whatever display the machine has (unless the user chose).
+    os.environ.setdefault("MPLBACKEND", "Agg")
     try:
         return args.handler(args)
     except PabError as exc:

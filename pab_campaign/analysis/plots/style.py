@@ -1,10 +1,11 @@
-"""What every figure shares: the Agg backend, the Okabe–Ito palette (distinguishable with the common
+"""What every figure shares: the Okabe–Ito palette (distinguishable with the common
 colour-vision deficiencies; the colour cycle of our figures), the units and value ranges of our
 metrics for axis labels and CI bands (from the metric registry, `pab_campaign.metrics`), and
 writing a figure as PNG.
 
 The style is applied through `matplotlib.rc_context` around each figure (`styled`), never by
-changing the user's global `rcParams`."""
+changing the user's global `rcParams`; nor is the backend chosen here (a notebook keeps its own):
+the command line draws with Agg (`pab_campaign.cli.main`)."""
 from __future__ import annotations
 
 import functools
@@ -15,9 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, TypeVar
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from cycler import cycler
 from matplotlib.figure import Figure

@@ -5,6 +5,7 @@ import sys
 import matplotlib.pyplot as plt
 
 from pab_campaign.analysis.plots.style import OKABE_ITO, styled
+from tests.helpers import command_env
 
 
 def test_importing_the_figures_leaves_global_rcparams_alone():
@@ -32,3 +33,19 @@ def test_a_styled_figure_gets_the_palette_and_literal_dollars():
     figure, ax = plt.subplots()  # outside: matplotlib's own defaults
     assert ax.set_title("$x$").get_parse_math() is True and ax.plot([0, 1])[0].get_color() != OKABE_ITO[0]
     plt.close(figure)
+
+
+def test_importing_the_figure_code_keeps_the_users_backend():
+    """A notebook's backend is the notebook's: importing the figure modules chooses none; the command
+    line draws with Agg unless the user chose a backend."""
+    code = ("import matplotlib; matplotlib.use('pdf'); import pab_campaign.analysis.plots.style, "
+            "pab_campaign.analysis.modeldiff.outputs, pab_campaign.analysis.page.render; "
+            "print(matplotlib.get_backend())")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=command_env(), timeout=120)
+    assert found.stdout.strip() == "pdf", found.stderr[-2000:]
+    env = {key: value for key, value in command_env().items() if key != "MPLBACKEND"}
+    code = ("import os, sys; from pab_campaign import cli; cli.main(['properties', sys.argv[1]]); "
+            "print(os.environ['MPLBACKEND'], file=sys.stderr)")
+    found = subprocess.run([sys.executable, "-c", code, "/nonexistent"], capture_output=True, text=True, env=env,
+                           timeout=120)
+    assert found.stderr.strip().splitlines()[-1] == "Agg"
