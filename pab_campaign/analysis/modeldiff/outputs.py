@@ -20,9 +20,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -31,7 +28,8 @@ from matplotlib.figure import Figure
 from pab_campaign.analysis.campaign.workspace import choose
 from pab_campaign.analysis.modeldiff.residual_pca import SUBPOPULATIONS, Interpretation, ResidualPCA
 from pab_campaign.analysis.plots.style import save_png, styled
-from pab_campaign.store import atomic_write, atomic_write_bytes, replace_outputs
+from pab_campaign.errors import StoreError
+from pab_campaign.store import atomic_write, atomic_write_bytes, read_run_file, replace_outputs
 
 DIFF_DIR = "diff"
 # Fields of a score sidecar that must match a request for its scores to be reused.
@@ -65,14 +63,24 @@ def write_csv(path: Path, frame: pd.DataFrame) -> None:
     atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
+# Bounds of the cached files read back: a sidecar, and the header of an .npy array.
+MAX_SIDECAR_BYTES = 1 << 20
+NPY_HEADER_BYTES = 4096
+
+
 def cached_scores(directory: Path, side: str, request: dict[str, Any]) -> np.ndarray | None:
     """The stored scores of `side` ("a" or "b") when their sidecar records the same `request` (the
     REQUEST_FIELDS) and the array has the requested shape; None otherwise."""
     sidecar, array = directory / f"scores_{side}.json", directory / f"scores_{side}.npy"
+    # Regular files inside the folder alone, of bounded size (a stranger's campaign may hold a FIFO or
+    # a link there); float32 scores plus the .npy header.
+    limit = 4 * int(request["val_examples"]) * int(request["train_examples"]) + NPY_HEADER_BYTES
     try:
-        stored = json.loads(sidecar.read_text())
-        scores = np.load(array)
-    except (OSError, ValueError):
+        stored = json.loads(read_run_file(sidecar, directory, MAX_SIDECAR_BYTES))
+        scores = np.load(io.BytesIO(read_run_file(array, directory, limit)), allow_pickle=False)
+    except (OSError, ValueError, StoreError):
+        return None
+    if not isinstance(stored, dict):
         return None
     if any(stored.get(key) != request.get(key) for key in REQUEST_FIELDS):
         return None

@@ -4,6 +4,7 @@ pingouin, the selection of two algorithms' runs by filters, and the score cache.
 from __future__ import annotations
 
 import functools
+import os
 import re
 
 import numpy as np
@@ -239,6 +240,25 @@ def test_score_cache_reuses_only_a_matching_request(tmp_path):
     for change in ({"projection": {"dimension": 32, "seed": 0}}, {"runs": ["r1"]}, {"val_examples": 4}):
         assert cached_scores(tmp_path, "a", {**request, **change}) is None
     (tmp_path / "scores_a.json").write_text("{broken")
+    assert cached_scores(tmp_path, "a", request) is None
+
+
+def test_score_cache_reads_only_regular_files_inside_its_folder(tmp_path):
+    """A stranger's cached scores: a FIFO, a link out of the folder or a pickled object array is a
+    cache miss (the scores are computed again), never a hang, a read outside, or code run."""
+    request = {"runs": ["r1"], "val_examples": 2, "train_examples": 3}
+    scores = np.ones((2, 3), dtype=np.float32)
+    save_scores(tmp_path, "a", scores, request)
+    np.testing.assert_array_equal(cached_scores(tmp_path, "a", request), scores)
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.npy"
+    os.replace(tmp_path / "scores_a.npy", outside)
+    (tmp_path / "scores_a.npy").symlink_to(outside)
+    assert cached_scores(tmp_path, "a", request) is None
+    (tmp_path / "scores_a.npy").unlink()
+    os.mkfifo(tmp_path / "scores_a.npy")
+    assert cached_scores(tmp_path, "a", request) is None  # returns at once: a FIFO is not opened for reading
+    (tmp_path / "scores_a.npy").unlink()
+    np.save(tmp_path / "scores_a.npy", np.array([[{"x": 1}] * 3] * 2, dtype=object), allow_pickle=True)
     assert cached_scores(tmp_path, "a", request) is None
 
 
