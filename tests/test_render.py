@@ -3,6 +3,7 @@ literally (brackets are never markup), each run status has its one colour."""
 from __future__ import annotations
 
 import io
+import re
 
 from rich.console import Console
 
@@ -50,18 +51,24 @@ def test_fmt_cells():
     assert [render.fmt(v) for v in (None, float("nan"), 0.123456, 7, "a[b]")] == ["-", "nan", "0.1235", "7", "a[b]"]
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def test_a_long_table_is_laid_out_exactly_as_rich_lays_it_out(monkeypatch):
     """`plain_table` (the fast layout of long tables) prints the same characters as rich's own
     layout, aligned columns and statuses included; a table too wide for the console is left to rich."""
     columns = ["run_id", Column("n", justify="right"), Column("c", justify="center"), Column("prop", style="bold"),
                "status"]
-    rows = [[f"r{i}", str(i * 37), "x" * (i % 4), "wide—" * (i % 3), status_text("completed" if i % 2 else "failed")]
-            for i in range(render.FAST_TABLE_ROWS + 5)]
-    reference = Console(width=120, markup=False, file=io.StringIO())
-    reference.print(render.table("title — x", columns, rows))
-    fast = Console(width=120, markup=False, file=io.StringIO())
-    monkeypatch.setattr(render, "console", fast)
-    render.print_table("title — x", columns, rows)
-    assert fast.file.getvalue() == reference.file.getvalue()
+    rows = [[f"r{i}", str(i * 37), "x" * (i % 4), "wide—" * (i % 3) + "\a" * (i % 2),  # a bell rich drops
+             status_text("completed" if i % 2 else "failed")] for i in range(render.FAST_TABLE_ROWS + 5)]
+    for colours in ({}, {"force_terminal": True, "color_system": "truecolor"}):  # a pipe, then a colour terminal
+        reference = Console(width=120, markup=False, file=io.StringIO(), **colours)
+        reference.print(render.table("title — x", columns, rows))
+        fast = Console(width=120, markup=False, file=io.StringIO(), **colours)
+        monkeypatch.setattr(render, "console", fast)
+        render.print_table("title — x", columns, rows)
+        got, want = fast.file.getvalue(), reference.file.getvalue()
+        assert ("\x1b[" in got) == ("\x1b[" in want) == bool(colours)
+        assert ANSI.sub("", got) == ANSI.sub("", want)  # the same characters; a colour may span the padding
     monkeypatch.setattr(render, "console", Console(width=30, markup=False, file=io.StringIO()))
     assert render.plain_table("title — x", columns, rows) is None

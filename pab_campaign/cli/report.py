@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pab_campaign.cli.common import (
     Commands,
@@ -16,6 +17,7 @@ from pab_campaign.cli.common import (
 )
 from pab_campaign.errors import CampaignError
 from pab_campaign.render import Cell, Column, fmt, print_line, print_table
+from pab_campaign.store import RUN_JSON
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,24 +30,29 @@ def _estimate(mean: float, ci95: float, digits: int) -> str:
     return f"{fmt(mean, digits)} ± {fmt(ci95, digits)}"
 
 
-def _summary_table(frame: pd.DataFrame, keys: list[str], names: list[str], digits: int,
+def _summary_table(rows: list[dict[str, Any]], keys: list[str], names: list[str], digits: int,
                    std: bool) -> tuple[list[Column | str], list[list[Cell]]]:
-    """Columns and rows of a report table: the `keys` columns, runs, then 'mean ± ci95' per name
-    (and its std beside it with `std`)."""
+    """Columns and rows of a report table (`rows`: its groups): the `keys` columns, runs, then
+    'mean ± ci95' per name (and its std beside it with `std`)."""
     columns: list[Column | str] = [*keys, Column("runs", justify="right")]
     for name in names:
         columns.append(Column(name, justify="right"))
         if std:
             columns.append(Column(f"{name} std", justify="right"))
-    rows = []
-    for row in frame.to_dict("records"):
+    cells_of = []
+    for row in rows:
         cells: list[Cell] = [*(fmt(row[key]) for key in keys), str(row["runs"])]
         for name in names:
             cells.append(_estimate(row[f"{name}.mean"], row[f"{name}.ci95"], digits))
             if std:
                 cells.append(fmt(row[f"{name}.std"], digits))
-        rows.append(cells)
-    return columns, rows
+        cells_of.append(cells)
+    return columns, cells_of
+
+
+def _title(label: str, args: argparse.Namespace) -> str:
+    what = "mean ± ci95" + (", std" if args.std else "")
+    return f"{label} — completed runs at epoch '{args.epoch}' ({what})"
 
 
 def _print_report(title: str, report: Report, summary: pd.DataFrame, keys: list[str],
@@ -56,31 +63,60 @@ def _print_report(title: str, report: Report, summary: pd.DataFrame, keys: list[
     if args.layout == "split":
         frame = split_layout(summary, keys, report.metrics)
         names = list(dict.fromkeys(label.split("/", 1)[1] for label in report.metrics))
-        columns, rows = _summary_table(frame, ["context", *keys], [*names, "duration_s"], args.precision, args.std)
+        columns, rows = _summary_table(frame.to_dict("records"), ["context", *keys], [*names, "duration_s"],
+                                       args.precision, args.std)
         context_ends = {i for i, (a, b) in enumerate(zip(frame["context"], frame["context"][1:])) if a != b}
         print_table(title, columns, rows, context_ends)
     else:
-        columns, rows = _summary_table(summary, keys, [*report.metrics, "duration_s"], args.precision, args.std)
+        columns, rows = _summary_table(summary.to_dict("records"), keys, [*report.metrics, "duration_s"],
+                                       args.precision, args.std)
         print_table(title, columns, rows)
 
 
-def best_groups(summary: pd.DataFrame, metrics: list[str], sort: str | None, top: int | None) -> pd.DataFrame:
-    """The report's groups ordered by the mean of `sort` (a metric of the report), best first (highest
-    where the registry says higher is better, else lowest), then the first `top` of them."""
-    from pab_campaign.metrics import MetricSpec, lookup
+def _print_footer(paths: list[Path], index: Path | None, notes: list[str], skipped: list[tuple[str, str]],
+                  campaign_notes: list[str]) -> None:
+    """What follows the tables: the files written, the report's notes, the runs set aside."""
+    print_line(f"wrote {', '.join(str(path) for path in paths)}"
+               + (f" (index: {index / 'runs.parquet'})" if index else ""))
+    for note in notes:
+        print_line(f"note: {note}", "cyan")
+    print_skipped(skipped, campaign_notes)
 
-    if sort is not None:
-        if f"{sort}.mean" not in summary.columns:
-            raise CampaignError(f"--sort {sort}: not a metric of this report; choose one of {', '.join(metrics)} "
-                                "(or add it with --metrics)")
-        spec = MetricSpec.parse(sort)
-        metric = lookup(spec.metric, spec.context)
-        higher = metric is not None and metric.lower_is_better is False
-        summary = summary.sort_values(f"{sort}.mean", ascending=not higher, na_position="last", kind="stable")
-    return summary.head(top) if top is not None else summary
+
+def _warm_report(args: argparse.Namespace) -> bool:
+    """Answer from the current runs index without pandas when the options allow it (one campaign
+    directory, --epoch last or best, the wide layout, no --where or --per-campaign; see
+    `warm_report`); False, having printed and written nothing, where the full path must answer."""
+    if (len(args.campaign) != 1 or args.where or args.per_campaign or args.layout != "wide"
+            or args.epoch not in ("last", "best") or (Path(args.campaign[0]) / RUN_JSON).exists()):
+        return False
+    from pab_campaign.analysis.campaign.warm import read_warm
+    from pab_campaign.analysis.summary.report_plan import best_order
+    from pab_campaign.analysis.summary.warm_report import warm_report, write_warm_report
+
+    warm = read_warm(args.campaign[0], args.campaign_id)
+    report = warm_report(warm, args.groupby, args.contexts, args.metrics, args.epoch) if warm else None
+    if warm is None or report is None:
+        return False
+    try:
+        rows = [report.rows[i] for i in best_order(report.rows, report.metrics, args.sort, args.top)]
+    except CampaignError:
+        return False  # the full path says what is wrong, after the runs it set aside
+    if args.as_json:
+        print_json(rows)
+        return True
+    path = write_warm_report(warm, report, rows, args.epoch, args.campaign_id, args.output_folder)
+    if path is None:
+        return False
+    columns, cells = _summary_table(rows, report.groupby, [*report.metrics, "duration_s"], args.precision, args.std)
+    print_table(_title(str(warm.directory), args), columns, cells)
+    _print_footer([path], warm.path.parent, report.notes, report.skipped, warm.notes)
+    return True
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    if _warm_report(args):
+        return 0
     from pab_campaign.analysis.campaign.campaign import open_campaign
     from pab_campaign.analysis.summary.report import (
         CAMPAIGN_KEY,
@@ -88,6 +124,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         write_report,
         write_reports_per_campaign,
     )
+    from pab_campaign.analysis.summary.report_plan import best_order
 
     folder = args.output_folder
     campaign = open_campaign(args.campaign, args.campaign_id, args.where)
@@ -96,12 +133,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     except CampaignError:
         print_skipped(campaign.skipped, campaign.notes)
         raise
-    report.summary = best_groups(report.summary, report.metrics, args.sort, args.top)
+    report.summary = report.summary.iloc[best_order(report.summary.to_dict("records"), report.metrics, args.sort,
+                                                    args.top)]
     if args.as_json:
         print_json(report.summary.to_dict("records"))
         return 0
-    what = "mean ± ci95" + (", std" if args.std else "")
-    title = f"{campaign.label} — completed runs at epoch '{args.epoch}' ({what})"
+    title = _title(campaign.label, args)
     if CAMPAIGN_KEY in report.groupby:  # tcbench's layout: a campaign_id / runs header, then its table
         keys = [key for key in report.groupby if key != CAMPAIGN_KEY]
         for cid, summary in report.summary.groupby(CAMPAIGN_KEY, sort=True):
@@ -114,12 +151,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         paths = write_reports_per_campaign(campaign, report, args.epoch, folder, args.layout)
     else:
         paths = [write_report(campaign, report, args.epoch, args.campaign_id, folder, args.layout)]
-    index = campaign.index_dir
-    print_line(f"wrote {', '.join(str(path) for path in paths)}"
-               + (f" (index: {index / 'runs.parquet'})" if index else ""))
-    for note in report.notes:
-        print_line(f"note: {note}", "cyan")
-    print_skipped(campaign.skipped, campaign.notes)
+    _print_footer(paths, campaign.index_dir, report.notes, campaign.skipped, campaign.notes)
     return 0
 
 

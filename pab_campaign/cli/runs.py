@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     from pab_campaign.analysis.summary.trajectory import RunSummary
 
 RECOMMENDATION_STYLE = "yellow"
-LS_HEADERS = ["run_id", "campaign", "status", "started_at", "duration_s", "epochs", "problem"]
 
 
 def _problem(error: object, skip_reason: object) -> str:
@@ -52,6 +51,10 @@ def cmd_ls(args: argparse.Namespace) -> int:
             raise CampaignError("ls --watch follows one campaign directory; run one watch per campaign")
         args.campaign = args.campaign[0]
         return watch(args)
+    warm = None if args.as_json else _warm(args)
+    if warm is not None:
+        _print_warm_ls(warm, args.status)
+        return 0
     from pab_campaign.analysis.campaign.campaign import hparam_values, open_campaign, varying_hparams
 
     campaign = open_campaign(args.campaign, args.campaign_id, args.where)
@@ -76,6 +79,22 @@ def cmd_ls(args: argparse.Namespace) -> int:
                  "problem"], rows)
     print_skipped(campaign.skipped, campaign.notes)
     return 0
+
+
+def _print_warm_ls(warm: WarmIndex, statuses: list[str] | None) -> None:
+    """`ls` from a current index (see `warm`): the same table as the full path, without pandas."""
+    from pab_campaign.analysis.campaign.warm import varying_hparams
+
+    runs = [row for row in warm.rows if not statuses or row["status"] in statuses]
+    varying = varying_hparams(runs, warm.hparam_names) if runs else []
+    several = len({row["campaign"] for row in runs if row["campaign"] is not None}) > 1
+    rows = [[row["run_id"], *([fmt(row["campaign"])] if several else []), status_text(str(row["status"])),
+             *(fmt(row["hparams"][name]) for name in varying), fmt(row["ended_at"]), fmt(row["duration_s"], 3),
+             fmt(row["epochs_done"]), _problem(row["error"], row["skip_reason"])] for row in runs]
+    print_table(f"{warm.directory} — {len(runs)} runs",
+                ["run_id", *(["campaign"] if several else []), "status", *varying, "ended_at", "duration_s", "epochs",
+                 "problem"], rows)
+    print_skipped(warm.skipped, warm.notes)
 
 
 def cmd_properties(args: argparse.Namespace) -> int:

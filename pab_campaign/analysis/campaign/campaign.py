@@ -16,6 +16,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,6 +44,9 @@ class Campaign:
     workspace: Workspace | None = field(default=None, repr=False)
     notes: list[str] = field(default_factory=list)
     _trajectories: index.TrajectorySource | None = field(default=None, repr=False)
+    # Answers an analysis computes once per command and asks for again (the index does not change
+    # under one command), by a key of its choice.
+    memo: dict[tuple, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def skip(self, run_id: str, reason: str) -> None:
         if (run_id, reason) not in self.skipped:
@@ -301,12 +305,21 @@ def completed_runs(campaign: Campaign) -> pd.DataFrame:
     return done
 
 
-def load_trajectories(campaign: Campaign, run_ids: list[str]) -> pd.DataFrame:
+def load_trajectories(campaign: Campaign, run_ids: list[str], epochs: Sequence[int] | None = None) -> pd.DataFrame:
     """Long table (run_id, epoch, context, metric, key, value) of the given usable runs, read from the
-    compacted `summary/trajectories.parquet` (brought up to date first)."""
-    frame = campaign.query_trajectories(
-        "SELECT run_id, epoch, context, metric, key, value FROM traj "
-              "WHERE run_id IN (SELECT unnest($ids::VARCHAR[])) ORDER BY run_id, epoch", {"ids": list(run_ids)})
+    compacted `summary/trajectories.parquet` (brought up to date first). With `epochs`, only their
+    rows and each metric's last row in each run: what values at those epochs or at a run's last
+    epoch need (`metric_series`), a few rows per run instead of every epoch's."""
+    rows = ("SELECT run_id, epoch, context, metric, key, value FROM traj "
+            "WHERE run_id IN (SELECT unnest($ids::VARCHAR[]))")
+    params: dict[str, Any] = {"ids": list(run_ids)}
+    if epochs is not None:
+        last = (f"SELECT run_id, max(epoch) AS epoch, context, metric, key, arg_max(value, epoch) AS value "
+                f"FROM ({rows}) GROUP BY run_id, context, metric, key")
+        rows = (f"{rows} AND epoch IN (SELECT unnest($epochs::INTEGER[])) UNION ALL "
+                f"SELECT * FROM ({last}) WHERE epoch NOT IN (SELECT unnest($epochs::INTEGER[]))")
+        params["epochs"] = sorted({int(epoch) for epoch in epochs})
+    frame = campaign.query_trajectories(f"SELECT * FROM ({rows}) ORDER BY run_id, epoch", params)
     for column in ("run_id", "context", "metric", "key"):
         frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
     twice = frame.assign(key=frame["key"].fillna("")).duplicated(["run_id", "epoch", "context", "metric", "key"])
@@ -358,12 +371,13 @@ def varying_hparams(runs: pd.DataFrame, names: list[str]) -> list[str]:
     minus any that only restate the ones before them (e.g. `model.hidden` once `model.name` splits
     the runs)."""
     runs = hparam_values(runs, names)
-    candidates = [n for n in names if n != "seed" and runs[n].astype(str).nunique() > 1]
+    # two values or more besides missing ones; a missing value is one value when splitting further
+    candidates = [n for n in names if n != "seed" and runs[n].nunique() > 1]
     candidates.sort(key=lambda n: (not n.endswith(".name"), n))
     chosen: list[str] = []
     groups = 1
     for name in candidates:
-        count = runs[[*chosen, name]].astype(str).drop_duplicates().shape[0]
+        count = runs[[*chosen, name]].drop_duplicates().shape[0]
         if count > groups:
             chosen.append(name)
             groups = count

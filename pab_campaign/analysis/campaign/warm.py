@@ -26,19 +26,24 @@ RUNS_INDEX = "runs.parquet"
 META_VERSION = "pab_campaign.index_version"
 INDEX_VERSION = "3"
 HPARAM_SUFFIX = "@hparam"
-LS_COLUMNS = ("run_id", "campaign", "status", "started_at", "duration_s", "epochs_done", "error", "skip_reason")
+LS_COLUMNS = ("run_id", "campaign", "status", "started_at", "ended_at", "duration_s", "epochs_done", "error",
+              "skip_reason")
 FLOAT_COLUMNS = ("duration_s", "epochs_done")
 
 
 @dataclass
 class WarmIndex:
-    """The readable runs of a current index (`rows`: dicts of LS_COLUMNS, sorted by run_id), the
-    unreadable ones (`skipped`: run_id, reason), the index file and the user's notes."""
+    """The readable runs of a current index (`rows`: dicts of LS_COLUMNS plus `hparams`, {name: value}
+    of every hyper-parameter, sorted by run_id), the hyper-parameters some chosen run has
+    (`hparam_names`, sorted), the unreadable runs (`skipped`: run_id, reason), the index file and the
+    user's notes."""
 
     directory: Path
     path: Path
     rows: list[dict[str, Any]]
     skipped: list[tuple[str, str]]
+    hparam_names: list[str] = field(default_factory=list)
+    column_types: dict[str, str] = field(default_factory=dict)  # DuckDB's type of each index column
     notes: list[str] = field(default_factory=list)
     con: Any = field(default=None, repr=False)
 
@@ -69,19 +74,28 @@ def read_warm(directory: Path | str, campaign_ids: list[str] | None = None) -> W
                 return None
             stored = [name for (name,) in con.execute(f"SELECT name FROM parquet_schema({source})").fetchall()][1:]
             con.execute(f"CREATE TEMP TABLE runs AS SELECT * FROM read_parquet({source}, {READ_OPTIONS})")
-        names = [name for (name,) in con.execute("SELECT column_name FROM (DESCRIBE runs)").fetchall()]
+        types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE runs)").fetchall())
+        names = list(types)
         if names != stored or any("\0" in name for name in names):
             return None  # names DuckDB renames (it folds case) or cannot quote: the full path reads them
         manifest = con.execute(f"SELECT run_id, {', '.join(MANIFEST_COLUMNS)} FROM runs ORDER BY run_id").fetchall()
         if manifest != [tuple(row) for row in scan_rows(directory)]:
             return None
-        found = con.execute(f"SELECT {', '.join(LS_COLUMNS)} FROM runs ORDER BY run_id").fetchall()
+        hparams = [name for name in names if name.endswith(HPARAM_SUFFIX)]
+        selected = ", ".join([*LS_COLUMNS, *(sql_name(name) for name in hparams)])
+        found = con.execute(f"SELECT {selected} FROM runs ORDER BY run_id").fetchall()
     except (duckdb.Error, OSError, StoreError, ValueError):
         return None
-    rows = [dict(zip(LS_COLUMNS, row)) for row in found]
-    for row in rows:
+    numeric = {name for name in hparams if types[name] in ("DOUBLE", "FLOAT")}
+    rows = []
+    for values in found:
+        row = dict(zip(LS_COLUMNS, values))
         for column in FLOAT_COLUMNS:
             row[column] = math.nan if row[column] is None else float(row[column])
+        # a number the full path reads as float64 is NaN where a run lacks it
+        row["hparams"] = {name[: -len(HPARAM_SUFFIX)]: math.nan if value is None and name in numeric else value
+                          for name, value in zip(hparams, values[len(LS_COLUMNS):])}
+        rows.append(row)
     skipped = [(row["run_id"], row["skip_reason"]) for row in rows if row["status"] is None]
     rows = [row for row in rows if row["status"] is not None]
     if campaign_ids:
@@ -90,7 +104,41 @@ def read_warm(directory: Path | str, campaign_ids: list[str] | None = None) -> W
         if not rows:
             raise CampaignError(f"no run of campaign {', '.join(campaign_ids)} in {directory}; "
                                 f"its runs belong to: {', '.join(present) or 'none'}")
-    return WarmIndex(directory, path, rows, skipped, [workspace.note] if workspace.note else [], con)
+    named = [name[: -len(HPARAM_SUFFIX)] for name in hparams]
+    named = [name for name in named if any(not _missing(row["hparams"][name]) for row in rows)]
+    return WarmIndex(directory, path, rows, skipped, named, types, [workspace.note] if workspace.note else [], con)
+
+
+def hparams_by_name(rows: list[dict[str, Any]], names: list[str]) -> dict[str, list[Any]]:
+    """The values of each hyper-parameter of `names` over warm `rows`, None where a run lacks it."""
+    return {name: [None if _missing(row["hparams"][name]) else row["hparams"][name] for row in rows]
+            for name in names}
+
+
+def varying_hparams(rows: list[dict[str, Any]], names: list[str]) -> list[str]:
+    """`campaign.varying_hparams` over warm rows (`varying_names` of their hyper-parameters)."""
+    return varying_names(hparams_by_name(rows, names))
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def varying_names(columns: dict[str, list[Any]]) -> list[str]:
+    """`campaign.varying_hparams` without pandas, over each hyper-parameter's values per run (None
+    where a run lacks it): the names other than `seed` with two values or more, `.name` ones first,
+    each kept only when it splits the runs further (a missing value then counts as one value)."""
+    candidates = sorted((name for name, values in columns.items()
+                         if name != "seed" and len({v for v in values if v is not None}) > 1),
+                        key=lambda name: (not name.endswith(".name"), name))
+    chosen: list[str] = []
+    groups = 1
+    for name in candidates:
+        count = len(set(zip(*(columns[n] for n in [*chosen, name]))))
+        if count > groups:
+            chosen.append(name)
+            groups = count
+    return chosen
 
 
 def warm_properties(warm: WarmIndex) -> list[tuple[str, str, str]]:

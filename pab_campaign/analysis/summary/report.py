@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -23,23 +24,51 @@ from pab_campaign.analysis.campaign.campaign import (
 )
 from pab_campaign.analysis.campaign.duck import positional
 from pab_campaign.analysis.campaign.naming import ids_suffix, slug
-from pab_campaign.analysis.stats.descriptive import ci95_halfwidths
+from pab_campaign.analysis.stats.descriptive import ci95_halfwidths, describe
+from pab_campaign.analysis.summary.report_plan import (
+    CAMPAIGN_KEY,
+    STATS,
+    SUMMARY_CONTEXT,
+    drop_untracked,
+    hparam_columns,
+    report_name,
+    requested_labels,
+)
 from pab_campaign.errors import CampaignError
 
-DEFAULT_CONTEXTS = ("val", "test")
-# `summary/<name>` labels are whole-run process summaries (`trajectory`).
-SUMMARY_CONTEXT = "summary"
-DEFAULT_METRICS = ("acc", "loss")
 # The label of a trajectory row in SQL: `context/metric`, or `context/metric[key]` for a keyed value.
 LABEL_SQL = "context || '/' || metric || coalesce('[' || key || ']', '')"
+
+
+def label_filter(labels: list[str]) -> tuple[str, dict[str, Any]]:
+    """A WHERE condition (and its parameters) keeping the rows whose label is one of `labels`: the
+    exact `LABEL_SQL` test, after tests on `context`, `metric` and `key` alone that the Parquet
+    reader applies while it scans (each a superset: every way to split a label into its parts is
+    allowed, a context or a metric holding '/' or '[' included)."""
+    contexts, metrics = set(), set()
+    for label in labels:
+        for cut in (i for i, char in enumerate(label) if char == "/"):
+            contexts.add(label[:cut])
+            rest = label[cut + 1:]
+            metrics.add(rest)
+            metrics.update(rest[:i] for i, char in enumerate(rest) if char == "[")
+    if not contexts:
+        return "false", {}
+    params: dict[str, Any] = {"labels": list(labels)}
+    params.update({f"label_context{i}": value for i, value in enumerate(sorted(contexts))})
+    params.update({f"label_metric{i}": value for i, value in enumerate(sorted(metrics))})
+    parts = [f"context IN ({', '.join(f'$label_context{i}' for i in range(len(contexts)))})",
+             f"metric IN ({', '.join(f'$label_metric{i}' for i in range(len(metrics)))})"]
+    if not any(label.endswith("]") for label in labels):
+        parts.append("key IS NULL")
+    parts.append(f"{LABEL_SQL} IN (SELECT unnest($labels::VARCHAR[]))")
+    return " AND ".join(parts), params
 ALL_KEYS = "*"
-STATS = ("mean", "std", "ci95")
-# The index column of a run's campaign id (run.json's `campaign`), the first grouping key when runs have several.
-CAMPAIGN_KEY = "campaign"
 
 
 def summarize(per_run: pd.DataFrame, groupby: list[str], columns: list[str]) -> pd.DataFrame:
-    """One row per group: `runs`, then `<column>.mean`, `.std`, `.ci95` for every column.
+    """One row per group: `runs`, then `<column>.mean`, `.std`, `.ci95` for every column
+    (`descriptive.describe`, as the warm report computes them).
 
     NaN values are left out of each statistic (so `runs` can exceed a metric's own count).
     """
@@ -50,11 +79,10 @@ def summarize(per_run: pd.DataFrame, groupby: list[str], columns: list[str]) -> 
     keys = groupby or ["_all"]
     grouped = frame.groupby(keys, dropna=False, sort=True)
     out = grouped.size().rename("runs").to_frame()
-    mean, std, count = grouped[columns].mean(), grouped[columns].std(ddof=1), grouped[columns].count()
     for column in columns:
-        out[f"{column}.mean"] = mean[column]
-        out[f"{column}.std"] = std[column]
-        out[f"{column}.ci95"] = ci95_halfwidths(count[column].to_numpy(), std[column].to_numpy())
+        described = [describe(values) for values in grouped[column].agg(list)]
+        for stat in STATS:
+            out[f"{column}.{stat}"] = [getattr(one, stat) for one in described]
     out = out.reset_index()
     return out.drop(columns="_all") if not groupby else out
 
@@ -83,14 +111,19 @@ def choose_groupby(campaign: Campaign, done: pd.DataFrame, groupby: list[str] | 
 
 def keyed_labels(campaign: Campaign, done: pd.DataFrame) -> dict[str, list[str]]:
     """The keys of every keyed metric of the runs `done`: {`context/metric`: [key, ...]}, keys in
-    natural order (class 2 before class 10)."""
-    found = campaign.query_trajectories(
-        "SELECT DISTINCT context || '/' || metric AS name, key FROM traj "
-        "WHERE key IS NOT NULL AND run_id IN (SELECT unnest($ids::VARCHAR[]))", {"ids": done["run_id"].tolist()})
-    keys: dict[str, list[str]] = {}
-    for name, key in zip(found["name"], found["key"]):
-        keys.setdefault(name, []).append(key)
-    return {name: sorted(values, key=_natural) for name, values in sorted(keys.items())}
+    natural order (class 2 before class 10). Asked once per command for the same runs (the page
+    asks for every keyed section)."""
+    ids = done["run_id"].tolist()
+    memo = ("keyed_labels", tuple(ids))
+    if memo not in campaign.memo:
+        found = campaign.query_trajectories(
+            "SELECT DISTINCT context, metric, key FROM traj "
+            "WHERE key IS NOT NULL AND run_id IN (SELECT unnest($ids::VARCHAR[]))", {"ids": ids})
+        keys: dict[str, list[str]] = {}
+        for context, metric, key in zip(found["context"], found["metric"], found["key"]):
+            keys.setdefault(f"{context}/{metric}", []).append(key)
+        campaign.memo[memo] = {name: sorted(values, key=_natural) for name, values in sorted(keys.items())}
+    return {name: list(values) for name, values in campaign.memo[memo].items()}
 
 
 def _natural(text: str) -> tuple:
@@ -130,40 +163,18 @@ def _choose_metrics(campaign: Campaign, done: pd.DataFrame, contexts: list[str] 
                     notes: list[str]) -> list[str]:
     """Labels to report: `context/metric`, `context/metric[key]` (`[*]` = every key) or
     `summary/<name>`; untracked defaults are dropped with a note, untracked explicit choices are an error."""
-    tracked = indexed_metrics(done)
-    chosen = metrics or DEFAULT_METRICS
-    at_epoch = next((m for m in chosen if "@" in m), None)
-    if at_epoch is not None:
-        name, epoch = at_epoch.split("@", 1)
-        if not name.strip() or not epoch.strip() or "@" in epoch:
-            raise CampaignError(f"--metrics {at_epoch} is not a metric name; name metrics as context/metric without "
-                                "@epoch, e.g. --metrics val/loss --epoch 3")
-        raise CampaignError(f"--metrics {at_epoch}: name metrics without @epoch (`report` takes the epoch from "
-                            f"--epoch, e.g. --metrics {name} --epoch {epoch}; `curves` draws every epoch)")
-    labels = [m for m in chosen if "/" in m]
-    labels += [f"{c}/{m}" for c in (contexts or DEFAULT_CONTEXTS) for m in chosen if "/" not in m]
-    labels = _expand_keys(campaign, done, labels)
-    missing = [label for label in labels if label not in tracked and not label.startswith(f"{SUMMARY_CONTEXT}/")
-               and not label.endswith("]")]
-    if missing and (contexts or metrics):
-        raise CampaignError(f"{', '.join(missing)} never tracked in these runs (or NaN at every run's last and best "
-                            f"epoch); tracked: {', '.join(tracked)}")
-    if missing:
-        notes.append(f"not tracked, left out: {', '.join(missing)}")
-    labels = [label for label in labels if label not in missing]
-    if not labels:
-        raise CampaignError(f"none of the default metrics is tracked; pick some with --contexts/--metrics "
-                            f"from: {', '.join(tracked) or 'none'}")
-    return labels
+    labels = _expand_keys(campaign, done, requested_labels(contexts, metrics))
+    return drop_untracked(labels, indexed_metrics(done), bool(contexts or metrics), notes)
 
 
 def _values_at_epoch(campaign: Campaign, done: pd.DataFrame, labels: list[str], epoch: str | int) -> pd.DataFrame:
     """Wide frame (index run_id, one column per label) of the values at `epoch` from the compacted
     trajectories: an epoch number, each label's last epoch in the run ('last'), or the run's epoch
     of minimal val/loss ('best', the index column `best_epoch`)."""
-    params = {"labels": labels, "ids": done["run_id"].tolist()}
+    chosen, params = label_filter(labels)
+    params = {**params, "ids": done["run_id"].tolist()}
     rows = (f"SELECT run_id, epoch, {LABEL_SQL} AS label, value FROM traj "
-            f"WHERE {LABEL_SQL} IN (SELECT unnest($labels::VARCHAR[])) AND run_id IN (SELECT unnest($ids::VARCHAR[]))")
+            f"WHERE {chosen} AND run_id IN (SELECT unnest($ids::VARCHAR[]))")
     if epoch == "last":
         sql = f"SELECT run_id, label, arg_max(value, epoch) AS value FROM ({rows}) GROUP BY run_id, label"
     elif epoch == "best":
@@ -286,11 +297,8 @@ def build_report(
         values = values.join(_values_at_epoch(campaign, done, read, epoch))[measured]
     if summaries:
         values = values.join(_summary_values(campaign, done, summaries))[labels]
-    # the columns of the outputs (and of the split layout) that a hyper-parameter's name must not take
-    names = [*labels, "duration_s", *(label.split("/", 1)[-1] for label in labels)]
     hparams = [name for name in groupby if name != CAMPAIGN_KEY]  # the campaign id is a run.json field
-    columns = output_names(hparams, ["run_id", "runs", "context", CAMPAIGN_KEY, *names,
-                                     *(f"{name}.{stat}" for name in names for stat in STATS)])
+    columns = hparam_columns(hparams, labels)
     table = hparam_values(done.set_index("run_id"), hparams).set_axis(columns, axis=1)
     if CAMPAIGN_KEY in groupby:
         table.insert(0, CAMPAIGN_KEY, done.set_index("run_id")[CAMPAIGN_KEY])
@@ -349,10 +357,7 @@ def report_path(campaign: Campaign, groupby: list[str], epoch: str | int, campai
                 folder: Path | None = None, layout: str = "wide") -> Path:
     """`<folder>/summary_<groupby>_<epoch>[_<campaign ids>][_split].csv` (`groupby` without the
     campaign key); the folder defaults to the campaign's `summary/`."""
-    suffix = ids_suffix(campaign_ids)
-    suffix += "_split" if layout == "split" else ""
-    stem = slug([key for key in groupby if key != CAMPAIGN_KEY])
-    return (folder or campaign.summary_dir) / f"summary_{stem}_{epoch}{suffix}.csv"
+    return (folder or campaign.summary_dir) / report_name(groupby, epoch, campaign_ids, layout)
 
 
 def write_report(campaign: Campaign, report: Report, epoch: str | int, campaign_ids: list[str] | None = None,
@@ -419,19 +424,21 @@ def build_curves(campaign: Campaign, groupby: list[str] | None = None, contexts:
     groups, aliases = positional(hparam_values(done, groupby), groupby, "g")
     groups["run_id"] = done["run_id"].to_numpy()
     keys = ", ".join(f"g.{alias}" for alias in aliases)
+    chosen, params = label_filter(labels)
     curves = campaign.query_trajectories(
         f"SELECT {keys + ',' if keys else ''} {LABEL_SQL} AS label, t.epoch, count(*) AS runs, "
         "avg(t.value) AS mean, stddev_samp(t.value) AS std "
         "FROM traj t JOIN groups g USING (run_id) "
-        f"WHERE isfinite(t.value) AND {LABEL_SQL} IN (SELECT unnest($labels::VARCHAR[])) "
+        f"WHERE isfinite(t.value) AND {chosen} "
         f"GROUP BY ALL ORDER BY {keys + ',' if keys else ''} label, t.epoch",
-        {"labels": labels}, tables={"groups": groups}).rename(columns=dict(zip(aliases, columns)))
+        params, tables={"groups": groups}).rename(columns=dict(zip(aliases, columns)))
     groupby = columns
+    # ±inf tested as two values, so that the reader skips every row group whose statistics hold neither
+    chosen, params = label_filter(labels)
     infinite = campaign.query_trajectories(
-        "SELECT DISTINCT context || '/' || metric AS label, run_id FROM traj WHERE key IS NULL AND isinf(value) "
-        "AND context || '/' || metric IN (SELECT unnest($labels::VARCHAR[])) "
-        "AND run_id IN (SELECT unnest($ids::VARCHAR[])) ORDER BY label, run_id",
-        {"labels": labels, "ids": done["run_id"].tolist()})
+        f"SELECT DISTINCT {LABEL_SQL} AS label, run_id FROM traj WHERE (value = 'inf'::DOUBLE OR value = "
+        f"'-inf'::DOUBLE) AND {chosen} AND run_id IN (SELECT unnest($ids::VARCHAR[])) ORDER BY label, run_id",
+        {**params, "ids": done["run_id"].tolist()})
     for label, runs in infinite.groupby("label")["run_id"]:
         campaign.note(f"{label} is ±inf at some epochs of {len(runs)} run(s) ({', '.join(runs.tolist()[:10])}): "
                       "those values are left out of the curves")
@@ -440,6 +447,33 @@ def build_curves(campaign: Campaign, groupby: list[str] | None = None, contexts:
     curves = curves.sort_values(["label", *groupby, "epoch"], key=lambda c: c.map(position) if c.name == "label" else c,
                                 kind="stable", ignore_index=True)
     return groupby, curves
+
+
+def coarser_curves(curves: pd.DataFrame, groupby: list[str], names: list[str], labels: list[str]) -> pd.DataFrame:
+    """`build_curves` output grouped by `names` (a part of `groupby`, its grouping), computed from
+    `curves` alone: per coarser group, label and epoch the runs add up, the mean is their weighted
+    mean and the std pools each part's spread with the spread of the parts' means (Chan et al.'s
+    combination), so the numbers equal a direct grouping up to rounding without reading the
+    trajectories again. `labels` gives the order of the labels."""
+    import numpy as np
+
+    frame = curves.assign(_weighted=curves["mean"] * curves["runs"],
+                          _spread=(curves["runs"] - 1) * curves["std"].fillna(0.0) ** 2)
+    keys = [*names, "label", "epoch"]
+    grouped = frame.groupby(keys, dropna=False, sort=False)
+    out = grouped[["runs", "_weighted", "_spread"]].sum().reset_index()
+    out["mean"] = out["_weighted"] / out["runs"]
+    frame = frame.merge(out[[*keys, "mean"]].rename(columns={"mean": "_overall"}), on=keys, how="left")
+    frame["_between"] = frame["runs"] * (frame["mean"] - frame["_overall"]) ** 2
+    between = frame.groupby(keys, dropna=False, sort=False)["_between"].sum().reset_index()
+    out = out.merge(between, on=keys, how="left")
+    many = out["runs"] > 1
+    out["std"] = np.where(many, np.sqrt((out["_spread"] + out["_between"]) / (out["runs"] - 1).where(many, 1)), np.nan)
+    out["ci95"] = ci95_halfwidths(out["runs"].to_numpy(), out["std"].to_numpy())
+    out = out[[*names, "label", "epoch", "runs", "mean", "std", "ci95"]]
+    position = {label: i for i, label in enumerate(labels)}
+    return out.sort_values(["label", *names, "epoch"], key=lambda c: c.map(position) if c.name == "label" else c,
+                           kind="stable", ignore_index=True)
 
 
 def write_curves(campaign: Campaign, groupby: list[str], curves: pd.DataFrame,

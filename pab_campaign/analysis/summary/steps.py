@@ -7,7 +7,8 @@ import pandas as pd
 
 from pab_campaign.analysis.campaign.campaign import Campaign, completed_runs
 from pab_campaign.analysis.stats.descriptive import ci95_halfwidths
-from pab_campaign.analysis.summary.report import DEFAULT_CONTEXTS, choose_groupby
+from pab_campaign.analysis.summary.report import choose_groupby
+from pab_campaign.analysis.summary.report_plan import DEFAULT_CONTEXTS
 from pab_campaign.errors import CampaignError, StoreError, one_line
 from pab_campaign.store import STEPS, read_steps, runs_dir
 

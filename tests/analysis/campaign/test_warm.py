@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from pab_campaign import cli
-from pab_campaign.analysis.campaign import warm
+from pab_campaign.analysis.campaign import campaign, warm
 from pab_campaign.store import run_dir
 from tests.helpers import make_grid, write_run
 
@@ -22,7 +24,9 @@ def _both(capsys, monkeypatch, argv: list[str]) -> tuple[str, str]:
 
 def test_warm_answers_equal_the_full_path_and_a_stale_index_is_not_used(tmp_path, capsys, monkeypatch):
     make_grid(tmp_path, seeds=2, epochs=3)
-    write_run(tmp_path, "odd", {"model.name": "mlp", "flag": True, "a.b": "x"}, {("val", "loss"): [1.0, 0.5]},
+    write_run(tmp_path, "odd", {"model.name": "mlp", "flag": True, "a.b": "x", "optimizer.lr": 0.3},
+              {("val", "loss"): [1.0, 0.5]}, status="failed", campaign="c2")
+    write_run(tmp_path, "odd2", {"model.name": "mlp", "a.b": "y", "width": 3}, {("val", "loss"): [1.0, 0.4]},
               status="failed", campaign="c2")
     (run_dir(tmp_path, "broken")).mkdir()
     (run_dir(tmp_path, "broken") / "run.json").write_text("{not json")
@@ -30,9 +34,18 @@ def test_warm_answers_equal_the_full_path_and_a_stale_index_is_not_used(tmp_path
     capsys.readouterr()
     assert warm.read_warm(tmp_path) is not None
     for argv in (["ls", str(tmp_path)], ["properties", str(tmp_path)], ["ls", str(tmp_path), "--status", "failed"],
-                 ["properties", str(tmp_path), "--campaign-id", "c2"]):
+                 ["ls", str(tmp_path), "--campaign-id", "c2"], ["properties", str(tmp_path), "--campaign-id", "c2"]):
         fast, full = _both(capsys, monkeypatch, argv)
         assert fast == full
+    with monkeypatch.context() as patch:  # the warm answers never open the campaign with pandas
+        patch.setattr(campaign, "open_campaign", lambda *args, **kwargs: pytest.fail("took the full path"))
+        assert cli.main(["ls", str(tmp_path)]) == 0
+    shown = capsys.readouterr().out
+    # the varying hyper-parameters (flag, model.hidden and width only restate them); odd2 has no lr
+    header = next(line for line in shown.splitlines() if "run_id" in line)
+    cells = [cell.strip() for cell in header.strip("┃ ").split("┃")]
+    assert cells[cells.index("status") + 1:][:3] == ["model.name", "a.b", "optimizer.lr"]
+    assert "flag" not in header and "nan" in next(line for line in shown.splitlines() if "odd2" in line)
     assert "skipped run broken" in full and "flag" in full
     record = run_dir(tmp_path, "odd") / "run.json"
     changed = json.loads(record.read_text())
@@ -53,3 +66,20 @@ def test_names_duckdb_would_rename_take_the_full_path(tmp_path, capsys, monkeypa
     assert warm.read_warm(tmp_path) is None
     fast, full = _both(capsys, monkeypatch, ["properties", str(tmp_path)])
     assert fast == full and "│ LR " in full and "│ lr " in full
+
+
+def test_a_hyper_parameter_some_runs_lack_is_chosen_alike_on_both_paths(tmp_path, capsys, monkeypatch):
+    """`flag` has one value where present and is missing elsewhere: not a varying hyper-parameter on
+    either path (`ls`, `report`); `width` has two values besides the missing ones: varying on both."""
+    for i in range(3):
+        write_run(tmp_path, f"a{i}", {"optimizer.lr": 0.1, "flag": True, "width": 8, "seed": i},
+                  {("val", "loss"): [1.0, 0.5 + i / 10], ("val", "acc"): [0.1, 0.5]})
+        write_run(tmp_path, f"b{i}", {"optimizer.lr": 0.1, "width": 16 if i else None, "seed": i},
+                  {("val", "loss"): [1.0, 0.9 + i / 10], ("val", "acc"): [0.1, 0.6]})
+    for argv in (["ls", str(tmp_path)], ["report", str(tmp_path), "--output-folder", str(tmp_path / "out")]):
+        assert cli.main(argv) == 0  # the index, current for the warm answers
+        capsys.readouterr()
+        fast, full = _both(capsys, monkeypatch, argv)
+        assert fast == full
+        header = next(line for line in full.splitlines() if line.startswith("┃"))
+        assert "width" in header and "flag" not in header

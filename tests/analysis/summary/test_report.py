@@ -11,6 +11,8 @@ from pab_campaign.analysis.campaign.campaign import open_campaign
 from pab_campaign.analysis.summary.report import (
     build_curves,
     build_report,
+    coarser_curves,
+    label_filter,
     split_layout,
     summarize,
     write_curves,
@@ -192,3 +194,48 @@ def test_a_metric_at_an_epoch_is_refused_with_the_option_that_chooses_the_epoch(
         result = cli([command, str(tmp_path), "--metrics", "val/acc@3"])
         assert result.returncode == 2
         assert "--metrics val/acc --epoch 3" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_label_filter_keeps_exactly_the_rows_of_the_labels():
+    """The scan-time tests on context, metric and key never drop a row the exact label test keeps,
+    for names holding '/' and '[' too; the exact test drops the rest."""
+    import itertools
+
+    import duckdb
+
+    parts = ["val", "a/b", "acc", "x[1]", "loss/2", "c"]
+    keys = [None, "0", "1]", "k[2"]
+    rows = [(c, m, k) for c, m, k in itertools.product(parts, parts, keys)]
+
+    def label(c, m, k):
+        return f"{c}/{m}" + (f"[{k}]" if k is not None else "")
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE traj (context VARCHAR, metric VARCHAR, key VARCHAR)")
+    con.executemany("INSERT INTO traj VALUES (?, ?, ?)", rows)
+    everything = sorted({label(*row) for row in rows})
+    for chosen in (["val/acc"], ["a/b/acc", "val/x[1]"], ["val/x[1][k[2]", "a/b/loss/2[1]]"], everything[::7], []):
+        where, params = label_filter(chosen)
+        found = con.execute(f"SELECT context, metric, key FROM traj WHERE {where}", params).fetchall()
+        assert sorted(found, key=str) == sorted((row for row in rows if label(*row) in chosen), key=str)
+
+
+def test_coarser_curves_equal_a_direct_grouping(tmp_path):
+    """Curves regrouped from finer groups (the page's grouping selector) equal build_curves run with
+    the coarser grouping: the same rows and runs, mean, std and ci95 to rounding; a run with a value
+    missing at some epochs and a group of a single run included."""
+    make_grid(tmp_path, seeds=3, epochs=4)
+    write_run(tmp_path, "solo", {"model.name": "vit", "model.hidden": 8, "optimizer.lr": 0.1, "seed": 0},
+              {("val", "loss"): [2.0, 1.5, float("nan"), 1.0, 0.9], ("val", "acc"): [0.1, 0.2, 0.3, 0.4, 0.5]})
+    campaign = open_campaign(tmp_path)
+    labels = ["val/loss", "val/acc"]
+    groupby, finest = build_curves(campaign, metrics=labels)
+    assert groupby == ["model.name", "optimizer.lr"]
+    for names in (["model.name"], ["optimizer.lr"], []):
+        got = coarser_curves(finest, groupby, names, labels)
+        want = build_curves(campaign, names, metrics=labels)[1]
+        assert list(got.columns) == list(want.columns)
+        pd.testing.assert_frame_equal(got[[*names, "label", "epoch", "runs"]], want[[*names, "label", "epoch", "runs"]],
+                                      check_dtype=False)
+        for column in ("mean", "std", "ci95"):
+            np.testing.assert_allclose(got[column], want[column], rtol=1e-12, atol=1e-15)

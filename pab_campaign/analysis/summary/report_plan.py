@@ -1,0 +1,91 @@
+"""What a `report` shows, decided the same way by the full path (`report`) and the warm one
+(`warm_report`): the labels asked for, which of them are tracked, the output column names, the
+CSV's file name and the order of the groups. Plain Python (no pandas)."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from pab_campaign.analysis.campaign.naming import ids_suffix, slug
+from pab_campaign.analysis.campaign.warm import HPARAM_SUFFIX
+from pab_campaign.errors import CampaignError
+
+DEFAULT_CONTEXTS = ("val", "test")
+# `summary/<name>` labels are whole-run process summaries (`trajectory`).
+SUMMARY_CONTEXT = "summary"
+DEFAULT_METRICS = ("acc", "loss")
+STATS = ("mean", "std", "ci95")
+# The index column of a run's campaign id (run.json's `campaign`), the first grouping key when runs have several.
+CAMPAIGN_KEY = "campaign"
+
+
+def requested_labels(contexts: Sequence[str] | None, metrics: Sequence[str] | None) -> list[str]:
+    """The labels `--contexts`/`--metrics` ask for: full `context/metric` names as given, then each
+    plain metric name in every context (defaults: val, test × acc, loss); a name with `@epoch` is
+    refused with the option that chooses the epoch."""
+    chosen = metrics or DEFAULT_METRICS
+    at_epoch = next((m for m in chosen if "@" in m), None)
+    if at_epoch is not None:
+        name, epoch = at_epoch.split("@", 1)
+        if not name.strip() or not epoch.strip() or "@" in epoch:
+            raise CampaignError(f"--metrics {at_epoch} is not a metric name; name metrics as context/metric without "
+                                "@epoch, e.g. --metrics val/loss --epoch 3")
+        raise CampaignError(f"--metrics {at_epoch}: name metrics without @epoch (`report` takes the epoch from "
+                            f"--epoch, e.g. --metrics {name} --epoch {epoch}; `curves` draws every epoch)")
+    labels = [m for m in chosen if "/" in m]
+    return labels + [f"{c}/{m}" for c in (contexts or DEFAULT_CONTEXTS) for m in chosen if "/" not in m]
+
+
+def drop_untracked(labels: list[str], tracked: list[str], explicit: bool, notes: list[str]) -> list[str]:
+    """`labels` without those never tracked (`tracked`: the index's scalar metrics): left out with a
+    note when they are defaults, an error when the user named them (`explicit`); keyed and
+    `summary/` labels are kept."""
+    missing = [label for label in labels if label not in tracked and not label.startswith(f"{SUMMARY_CONTEXT}/")
+               and not label.endswith("]")]
+    if missing and explicit:
+        raise CampaignError(f"{', '.join(missing)} never tracked in these runs (or NaN at every run's last and best "
+                            f"epoch); tracked: {', '.join(tracked)}")
+    if missing:
+        notes.append(f"not tracked, left out: {', '.join(missing)}")
+    labels = [label for label in labels if label not in missing]
+    if not labels:
+        raise CampaignError(f"none of the default metrics is tracked; pick some with --contexts/--metrics "
+                            f"from: {', '.join(tracked) or 'none'}")
+    return labels
+
+
+def hparam_columns(hparams: Sequence[str], labels: Sequence[str]) -> list[str]:
+    """The output column of each hyper-parameter grouped by: its name, or its index column
+    (`<name>@hparam`) where the name is taken by a column of the report (also in its split layout)."""
+    names = [*labels, "duration_s", *(label.split("/", 1)[-1] for label in labels)]
+    taken = {"run_id", "runs", "context", CAMPAIGN_KEY, *names, *(f"{name}.{stat}" for name in names for stat in STATS)}
+    return [name if name not in taken else f"{name}{HPARAM_SUFFIX}" for name in hparams]
+
+
+def report_name(groupby: Sequence[str], epoch: str | int, campaign_ids: list[str] | None, layout: str = "wide") -> str:
+    """`summary_<groupby>_<epoch>[_<campaign ids>][_split].csv` (`groupby` without the campaign key)."""
+    suffix = ids_suffix(campaign_ids) + ("_split" if layout == "split" else "")
+    return f"summary_{slug([key for key in groupby if key != CAMPAIGN_KEY])}_{epoch}{suffix}.csv"
+
+
+def best_order(rows: list[dict[str, Any]], metrics: list[str], sort: str | None, top: int | None) -> list[int]:
+    """Positions of the report's group `rows` ordered by the mean of `sort` (a metric of the report),
+    best first (highest where the registry says higher is better, else lowest; NaN last; ties kept
+    in order), then the first `top` of them."""
+    from pab_campaign.metrics import MetricSpec, lookup
+
+    order = list(range(len(rows)))
+    if sort is not None:
+        column = f"{sort}.mean"
+        if not rows or column not in rows[0]:
+            raise CampaignError(f"--sort {sort}: not a metric of this report; choose one of {', '.join(metrics)} "
+                                "(or add it with --metrics)")
+        spec = MetricSpec.parse(sort)
+        metric = lookup(spec.metric, spec.context)
+        higher = metric is not None and metric.lower_is_better is False
+        missing = [i for i in order if math.isnan(rows[i][column])]
+        present = sorted((i for i in order if not math.isnan(rows[i][column])), key=lambda i: rows[i][column],
+                         reverse=higher)
+        order = present + missing
+    return order[:top] if top is not None else order

@@ -1,0 +1,55 @@
+"""The plain-Python Student-t quantile and `describe` against scipy and numpy (independent
+implementations); scipy never enters the report's import path."""
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+from pab_campaign.analysis.stats.descriptive import ci95_halfwidths, ci95_of, describe, student_t_quantile
+from tests.helpers import command_env
+
+LARGE_DF = [1500, 2000, 5000, 12_345, 1e5, 1e6, 1e8, 2.5, 7.3]
+
+
+@pytest.mark.parametrize("p", [0.975, 0.6, 0.9, 0.995, 1 - 1e-10, 0.025, 0.3, 1e-10])
+def test_student_t_quantile_matches_scipy(p):
+    dfs = [*range(1, 1001), *LARGE_DF]
+    ours = np.array([student_t_quantile(p, df) for df in dfs])
+    reference = scipy_stats.t.ppf(p, dfs)
+    np.testing.assert_allclose(ours, reference, rtol=1e-12, atol=0)
+
+
+def test_student_t_quantile_edges():
+    assert student_t_quantile(0.5, 3) == 0.0
+    assert student_t_quantile(1.0, 3) == math.inf and student_t_quantile(0.0, 3) == -math.inf
+    assert math.isnan(student_t_quantile(0.9, 0)) and math.isnan(student_t_quantile(1.5, 3))
+    assert student_t_quantile(0.25, 5) == -student_t_quantile(0.75, 5)
+
+
+def test_describe_matches_numpy_and_the_vector_form():
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 3, 10, 200):
+        x = rng.normal(0.8, 0.05, size=n) * 10 ** rng.uniform(-6, 6)
+        one = describe([*x, math.nan])
+        assert one.n == n and one.mean == pytest.approx(x.mean(), rel=1e-14)
+        if n >= 2:
+            assert one.std == pytest.approx(x.std(ddof=1), rel=1e-12)
+            assert one.ci95 == pytest.approx(scipy_stats.t.ppf(0.975, n - 1) * x.std(ddof=1) / math.sqrt(n), rel=1e-12)
+            assert ci95_halfwidths(np.array([n]), np.array([one.std]))[0] == one.ci95 == ci95_of(n, one.std)
+        else:
+            assert math.isnan(one.std) and math.isnan(one.ci95)
+    assert describe([0.1] * 3)[1:] == (0.1, 0.0, 0.0)  # equal values: their value, no spread
+    assert describe([1.0, math.inf]).mean == math.inf and math.isnan(describe([1.0, math.inf]).std)
+    assert describe([]).n == 0 and math.isnan(describe([]).mean)
+
+
+def test_scipy_and_numpy_stay_out_of_the_report_statistics():
+    code = ("import sys; import pab_campaign.analysis.stats.descriptive as d; d.ci95_of(5, 1.0); "
+            "print(sorted(m for m in ('scipy', 'numpy', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=command_env(), check=True)
+    assert out.stdout.strip() == "[]"
