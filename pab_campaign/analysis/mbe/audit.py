@@ -109,8 +109,12 @@ def gather(campaign: Campaign, request: AuditRequest) -> AuditData:
     for name in ([request.groupby] if request.groupby else []) + request.drivers:
         _check_hparam(campaign, name, "--groupby" if name == request.groupby else "driver")
     done = completed_runs(campaign)
-    trajectories = load_trajectories(campaign, done["run_id"].tolist())
     baseline, target = _at(request.baseline, epoch), request.target
+    # every value is at `epoch`, at an epoch a name gives, or at a run's last epoch: those rows alone
+    given = [request.baseline, request.target, *request.metrics,
+             *(MetricSpec.parse(c) for c in request.controls if "/" in c and c not in campaign.hparam_names)]
+    epochs = [e for e in [epoch, *(spec.epoch for spec in given)] if e is not None]
+    trajectories = load_trajectories(campaign, done["run_id"].tolist(), epochs)
     columns = {baseline.label: metric_series(trajectories, baseline),
                target.label: metric_series(trajectories, target)}
     notes: list[str] = []

@@ -66,15 +66,15 @@ def _grouping(curves: pd.DataFrame, groupby: list[str], labels: list[str], runs:
 def curves_chart(campaign: Campaign, groupby: list[str], curves: pd.DataFrame) -> dict:
     """The curves chart of `curves` (`build_curves` output grouped by `groupby`): that grouping
     first, then each hyper-parameter of it alone, then all runs as one group."""
-    from pab_campaign.analysis.summary.report import build_curves
+    from pab_campaign.analysis.summary.report import coarser_curves
 
     labels = list(dict.fromkeys(curves["label"]))
     runs = completed_runs(campaign)
     choices = [(groupby, curves)]
     if len(groupby) > 1:
-        choices += [([name], build_curves(campaign, [name], metrics=labels)[1]) for name in groupby]
+        choices += [([name], coarser_curves(curves, groupby, [name], labels)) for name in groupby]
     if groupby:
-        choices.append(([], build_curves(campaign, [], metrics=labels)[1]))
+        choices.append(([], coarser_curves(curves, groupby, [], labels)))
     log = any(default_log(label, curves.loc[curves["label"] == label, "mean"].to_numpy(float)) for label in labels)
     return {"kind": "curves", "labels": labels, "log": log, "styles": styles(MAX_GROUPS),
             "units": [metric_unit(label) for label in labels],
