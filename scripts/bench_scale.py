@@ -148,7 +148,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3, help="median of this many runs per warm row")
     parser.add_argument("--keep", type=Path, default=None, help="build (or reuse) the campaign here and keep it")
-    parser.add_argument("--skip", default="", help="rows to leave out, comma-separated: cold,curves,html,audit,states")
+    parser.add_argument("--skip", default="",
+                        help="rows to leave out, comma-separated: cold,cold-report,curves,html,audit,states")
     parser.add_argument("--timeout", type=float, default=900, help="seconds one child may run")
     args = parser.parse_args()
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
@@ -175,6 +176,7 @@ def main() -> None:
     if "cold" not in skip:
         ours, theirs = paired([*CLI, "ls", c], duck(DUCK_INDEX_BUILD, root, t), 1, n, setup=lambda: drop_index(root))
         row(f"cold index build (ls, no index) @{runs}", ours, "<= 1.0x DuckDB; <= 1.5 GB at 50k", theirs)
+    if "cold" not in skip and "cold-report" not in skip:
         ours, theirs = paired([*CLI, "report", c], duck(DUCK_WITH_RUN_JSON, root, t), r, n,
                               setup=lambda: drop_index(root))
         row(f"cold report (no index) @{runs}", ours, "<= 0.6x DuckDB (at 2k)", theirs)
