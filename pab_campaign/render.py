@@ -105,17 +105,23 @@ def _width(text: str) -> int:
     return len(text) if text.isascii() else cell_len(text)
 
 
+def _shown(cell: Cell) -> str:
+    """The characters rich shows of a cell: its text without the control codes rich strips."""
+    if isinstance(cell, str):
+        return cell if cell.isprintable() else strip_control_codes(cell)
+    return cell.plain
+
+
 def _layout(title: str, columns: Sequence[str | Column], rows: Sequence[Sequence[Cell]]) -> _Layout | None:
     """(column specs, the cells, their characters as rich shows them, column widths) of a table
     `plain_table` can lay out, else None."""
     specs = [column if isinstance(column, Column) else Column(column) for column in columns]
-    texts = [[strip_control_codes(cell) if isinstance(cell, str) else cell.plain for cell in row] for row in rows]
-    if any(len(row) != len(specs) or any("\n" in text for text in row) for row in texts):
+    texts = [[_shown(cell) for cell in row] for row in rows]
+    if any(len(row) != len(specs) for row in texts) or any("\n" in text for row in texts for text in row):
         return None
     widths = [_width(spec.header) for spec in specs]
-    for row in texts:
-        for position, text in enumerate(row):
-            widths[position] = max(widths[position], _width(text))
+    for position, column in enumerate(zip(*texts)):
+        widths[position] = max(widths[position], *map(_width, column))
     total = sum(widths) + 3 * len(widths) + 1
     if total > console.width or _width(title) > total:
         return None

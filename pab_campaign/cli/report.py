@@ -22,6 +22,7 @@ from pab_campaign.store import RUN_JSON
 if TYPE_CHECKING:
     import pandas as pd
 
+    from pab_campaign.analysis.campaign.manifest import Scans
     from pab_campaign.analysis.summary.report import Report
 
 
@@ -83,10 +84,11 @@ def _print_footer(paths: list[Path], index: Path | None, notes: list[str], skipp
     print_skipped(skipped, campaign_notes)
 
 
-def _warm_report(args: argparse.Namespace) -> bool:
+def _warm_report(args: argparse.Namespace, scans: Scans) -> bool:
     """Answer from the current runs index without pandas when the options allow it (one campaign
     directory, --epoch last or best, the wide layout, no --where or --per-campaign; see
-    `warm_report`); False, having printed and written nothing, where the full path must answer."""
+    `warm_report`); False, having printed and written nothing, where the full path must answer (with
+    the scan of the run files in `scans`)."""
     if (len(args.campaign) != 1 or args.where or args.per_campaign or args.layout != "wide"
             or args.epoch not in ("last", "best") or (Path(args.campaign[0]) / RUN_JSON).exists()):
         return False
@@ -94,7 +96,7 @@ def _warm_report(args: argparse.Namespace) -> bool:
     from pab_campaign.analysis.summary.report_plan import best_order
     from pab_campaign.analysis.summary.warm_report import warm_report, write_warm_report
 
-    warm = read_warm(args.campaign[0], args.campaign_id)
+    warm = read_warm(Path(args.campaign[0]), args.campaign_id, scans)
     report = warm_report(warm, args.groupby, args.contexts, args.metrics, args.epoch) if warm else None
     if warm is None or report is None:
         return False
@@ -115,7 +117,8 @@ def _warm_report(args: argparse.Namespace) -> bool:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    if _warm_report(args):
+    scans: Scans = {}
+    if _warm_report(args, scans):
         return 0
     from pab_campaign.analysis.campaign.campaign import open_campaign
     from pab_campaign.analysis.summary.report import (
@@ -127,7 +130,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from pab_campaign.analysis.summary.report_plan import best_order
 
     folder = args.output_folder
-    campaign = open_campaign(args.campaign, args.campaign_id, args.where)
+    campaign = open_campaign(args.campaign, args.campaign_id, args.where, scans)
     try:
         report = build_report(campaign, args.groupby, args.contexts, args.metrics, args.epoch)
     except CampaignError:

@@ -12,6 +12,7 @@ from pab_campaign.render import Column, fmt, print_line, print_table, status_tex
 from pab_campaign.store import RunStatus
 
 if TYPE_CHECKING:
+    from pab_campaign.analysis.campaign.manifest import Scans
     from pab_campaign.analysis.campaign.warm import WarmIndex
     from pab_campaign.analysis.summary.trajectory import RunSummary
 
@@ -32,14 +33,15 @@ def _status(value: str) -> str:
     return value
 
 
-def _warm(args: argparse.Namespace) -> WarmIndex | None:
+def _warm(args: argparse.Namespace, scans: Scans) -> WarmIndex | None:
     """The current index of the one campaign directory named, else None (several campaigns, a run
-    directory, a --where filter, or an index that is missing or stale take the full path)."""
+    directory, a --where filter, or an index that is missing or stale take the full path, which
+    takes the scan of the run files from `scans`)."""
     from pab_campaign.analysis.campaign.warm import read_warm
 
     if len(args.campaign) != 1 or getattr(args, "where", None):
         return None
-    return read_warm(args.campaign[0], args.campaign_id)
+    return read_warm(Path(args.campaign[0]), args.campaign_id, scans)
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -51,13 +53,14 @@ def cmd_ls(args: argparse.Namespace) -> int:
             raise CampaignError("ls --watch follows one campaign directory; run one watch per campaign")
         args.campaign = args.campaign[0]
         return watch(args)
-    warm = None if args.as_json else _warm(args)
+    scans: Scans = {}
+    warm = None if args.as_json else _warm(args, scans)
     if warm is not None:
         _print_warm_ls(warm, args.status)
         return 0
     from pab_campaign.analysis.campaign.campaign import hparam_values, open_campaign, varying_hparams
 
-    campaign = open_campaign(args.campaign, args.campaign_id, args.where)
+    campaign = open_campaign(args.campaign, args.campaign_id, args.where, scans)
     runs = campaign.runs
     if args.status:
         runs = runs[runs["status"].isin(args.status)]
@@ -101,13 +104,14 @@ def cmd_properties(args: argparse.Namespace) -> int:
     """The campaign's properties, from the index alone when it is current, else after refreshing it."""
     from pab_campaign.analysis.campaign.warm import warm_properties
 
-    warm = None if args.as_json else _warm(args)
+    scans: Scans = {}
+    warm = None if args.as_json else _warm(args, scans)
     if warm is not None:
         label, rows, skipped, notes = str(warm.directory), warm_properties(warm), warm.skipped, warm.notes
     else:
         from pab_campaign.analysis.campaign.campaign import open_campaign, properties
 
-        campaign = open_campaign(args.campaign, args.campaign_id, args.where)
+        campaign = open_campaign(args.campaign, args.campaign_id, args.where, scans)
         if args.as_json:
             print_json([{"property": name, "unique": unique, "value": value}
                         for name, unique, value in properties(campaign)])

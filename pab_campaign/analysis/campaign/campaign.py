@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from pab_campaign.analysis.campaign import index
+from pab_campaign.analysis.campaign.manifest import ScanRow, Scans
 from pab_campaign.analysis.campaign.where import filter_runs
 from pab_campaign.analysis.campaign.workspace import Workspace, fallback, is_unwritable, unwritable_message
 from pab_campaign.errors import CampaignError
@@ -165,10 +166,11 @@ class CombinedCampaign(Campaign):
 
 
 def open_campaign(directory: Path | str | Sequence[Path | str], campaign_ids: list[str] | None = None,
-                  where: list[str] | None = None) -> Campaign:
+                  where: list[str] | None = None, scans: Scans | None = None) -> Campaign:
     """Refresh the campaign index of `directory` and read it; runs whose run.json cannot be read go to
     `skipped`. `campaign_ids` keeps only runs whose run.json `campaign` field is one of them, `where`
-    only those meeting every condition (`where.filter_runs`).
+    only those meeting every condition (`where.filter_runs`). `scans` holds scans of campaign
+    directories this command made moments ago (`warm.read_warm`), taken instead of scanning again.
 
     `directory` may also be one run directory (`<campaign>/runs/<run_id>`: a `RunView` of that run)
     or a list of campaign or run directories (a `CombinedCampaign` when there are several).
@@ -196,12 +198,12 @@ def open_campaign(directory: Path | str | Sequence[Path | str], campaign_ids: li
         if not given:
             raise CampaignError("no campaign directory given; pass one or more, e.g. outputs/demo")
         if len(given) == 1:
-            return open_campaign(given[0], campaign_ids, where)
+            return open_campaign(given[0], campaign_ids, where, scans)
         return _open_several(given, campaign_ids, where)
     directory = Path(directory)
     if (directory / RUN_JSON).exists() or (directory.parent.name == "runs" and is_campaign(directory.parent.parent)):
         return _open_run(directory, campaign_ids, where)
-    return _open_one(directory, campaign_ids, where)
+    return _open_one(directory, campaign_ids, where, (scans or {}).pop(directory, None))
 
 
 def _open_run(directory: Path, campaign_ids: list[str] | None, where: list[str] | None = None) -> RunView:
@@ -263,15 +265,16 @@ def _open_several(directories: list[Path], campaign_ids: list[str] | None,
     return combined
 
 
-def _open_one(directory: Path, campaign_ids: list[str] | None, where: list[str] | None = None) -> Campaign:
-    """One campaign directory."""
+def _open_one(directory: Path, campaign_ids: list[str] | None, where: list[str] | None = None,
+              scanned: list[ScanRow] | None = None) -> Campaign:
+    """One campaign directory (`scanned`: its `manifest.scan_rows`, made moments ago)."""
     if not directory.exists():
         raise CampaignError(f"campaign directory {directory} does not exist; pass the directory a sweep wrote, "
                             "e.g. outputs/demo")
     if not is_campaign(directory):
         raise CampaignError(f"{directory} is not a campaign (no runs/ directory); pass the directory a sweep wrote, "
                             "e.g. outputs/demo")
-    built = index.refresh_runs(directory)
+    built = index.refresh_runs(directory, scanned=scanned)
     frame = built.frame
     unreadable = frame["status"].isna()
     skipped = list(zip(frame.loc[unreadable, "run_id"], frame.loc[unreadable, "skip_reason"]))

@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pab_campaign.analysis.campaign.duck import READ_OPTIONS, connect, literal_paths, sql_text
-from pab_campaign.analysis.campaign.manifest import MANIFEST_COLUMNS, scan_rows
+from pab_campaign.analysis.campaign.manifest import MANIFEST_COLUMNS, ScanRow, scan_rows
 from pab_campaign.analysis.campaign.workspace import Workspace, choose, fallback, is_unwritable, writable
 from pab_campaign.errors import CampaignError, StoreError
 from pab_campaign.store import (
@@ -126,9 +126,11 @@ def trajectory_problem(campaign_dir: Path, run_id: str) -> str:
     return f"{path}: trajectory.parquet changed while it was being read; run the command again"
 
 
-def scan(campaign_dir: Path) -> pd.DataFrame:
-    """The manifest of the campaign as it is now: run_id and MANIFEST_COLUMNS, sorted by run_id."""
-    return pd.DataFrame(scan_rows(campaign_dir), columns=["run_id", *MANIFEST_COLUMNS]).astype(
+def scan(campaign_dir: Path, scanned: list[ScanRow] | None = None) -> pd.DataFrame:
+    """The manifest of the campaign as it is now (or as `scanned` moments ago): run_id and
+    MANIFEST_COLUMNS, sorted by run_id."""
+    rows = scan_rows(campaign_dir) if scanned is None else scanned
+    return pd.DataFrame(rows, columns=["run_id", *MANIFEST_COLUMNS]).astype(
         {c: "int64" for c in MANIFEST_COLUMNS})
 
 
@@ -331,23 +333,28 @@ def _stored(workspace: Workspace) -> tuple[pd.DataFrame, dict[str, Any]] | None:
 
 def _kept(old: pd.DataFrame, meta: dict[str, Any], run_ids: set[str]) -> RunRows:
     """The stored rows of `run_ids`, with their hyper-parameters and metric sets from the metadata."""
-    rows = old[old["run_id"].isin(run_ids)]
-    sets = meta.get("metric_sets", [])
-    metrics = {rid: sets[meta["metrics"][rid]] for rid in rows["run_id"] if rid in meta.get("metrics", {})}
-    hparams = {rid: meta["hparams"][rid] for rid in rows["run_id"] if rid in meta.get("hparams", {})}
+    ids = old["run_id"].tolist()  # plain strings: a membership test per Arrow string took 0.3 s at 50,000 runs
+    chosen = [rid in run_ids for rid in ids]
+    rows = old[chosen]
+    ids = [rid for rid, keep in zip(ids, chosen) if keep]
+    sets, per_run, stored_hparams = meta.get("metric_sets", []), meta.get("metrics", {}), meta.get("hparams", {})
+    metrics = {rid: sets[per_run[rid]] for rid in ids if rid in per_run}
+    hparams = {rid: stored_hparams[rid] for rid in ids if rid in stored_hparams}
     return RunRows(rows, hparams, metrics)
 
 
-def refresh_runs(campaign_dir: Path, workspace: Workspace | None = None) -> RunsIndex:
+def refresh_runs(campaign_dir: Path, workspace: Workspace | None = None,
+                 scanned: list[ScanRow] | None = None) -> RunsIndex:
     """Bring the runs index of `campaign_dir` up to date with the run directories and return it.
 
     Only runs that are new or whose run.json/trajectory changed (size or mtime) are read; the file
     is rewritten (atomically) only when something changed, in `workspace` (chosen here when not
     given; a place that turns out unwritable is left for the next, see `workspace.fallback`).
+    `scanned`: `manifest.scan_rows` of the campaign, made moments ago by the same command.
     """
     campaign_dir = Path(campaign_dir)
     workspace = workspace or choose(campaign_dir)
-    manifest = scan(campaign_dir)
+    manifest = scan(campaign_dir, scanned)
     stored = _stored(workspace)
     if stored is not None:
         old, meta = stored

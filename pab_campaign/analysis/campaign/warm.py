@@ -10,16 +10,17 @@ the full path's: a missing number is NaN, a missing text None.
 from __future__ import annotations
 
 import math
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pab_campaign.analysis.campaign.duck import READ_OPTIONS, connect, literal_paths, sql_name, sql_text
-from pab_campaign.analysis.campaign.manifest import MANIFEST_COLUMNS, scan_rows
+from pab_campaign.analysis.campaign.manifest import MANIFEST_COLUMNS, Scans, scan_rows
 from pab_campaign.analysis.campaign.workspace import choose
 from pab_campaign.errors import CampaignError, StoreError
-from pab_campaign.store import check_run_file, is_campaign
+from pab_campaign.store import RunStatus, check_run_file, is_campaign
 
 # Kept in step with `index`: the file, its version key and value, and the column conventions.
 RUNS_INDEX = "runs.parquet"
@@ -46,11 +47,17 @@ class WarmIndex:
     column_types: dict[str, str] = field(default_factory=dict)  # DuckDB's type of each index column
     notes: list[str] = field(default_factory=list)
     con: Any = field(default=None, repr=False)
+    campaign_ids: list[str] | None = None  # the campaigns `rows` was restricted to
 
 
-def read_warm(directory: Path | str, campaign_ids: list[str] | None = None) -> WarmIndex | None:
+def read_warm(directory: Path | str, campaign_ids: list[str] | None = None,
+              scans: Scans | None = None) -> WarmIndex | None:
     """The index of `directory` when it is current (module docstring), restricted to `campaign_ids`;
-    None when it is missing, stale, of another version or not a regular file."""
+    None when it is missing, stale, of another version or not a regular file. The scan of the run
+    files goes into `scans` (under `directory`), for the full path of the same command to reuse.
+
+    The index is read on a second thread while this one scans the run files: DuckDB works without
+    Python's lock, and the scan mostly waits on the file system (at 50,000 runs, 0.3 s saved)."""
     directory = Path(directory)
     if not directory.is_dir() or not is_campaign(directory):
         return None
@@ -62,39 +69,26 @@ def read_warm(directory: Path | str, campaign_ids: list[str] | None = None) -> W
         check_run_file(path, path.parent)
     except (OSError, StoreError):
         return None
-    con = connect()
-    import duckdb
-
+    reading = _IndexRead(path)
+    reading.start()
     try:
-        with literal_paths([path]) as (literal,):
-            source = sql_text(literal)
-            version = con.execute(f"SELECT value::VARCHAR FROM parquet_kv_metadata({source}) "
-                                  "WHERE key::VARCHAR = $k", {"k": META_VERSION}).fetchall()
-            if version != [(INDEX_VERSION,)]:
-                return None
-            stored = [name for (name,) in con.execute(f"SELECT name FROM parquet_schema({source})").fetchall()][1:]
-            con.execute(f"CREATE TEMP TABLE runs AS SELECT * FROM read_parquet({source}, {READ_OPTIONS})")
-        types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE runs)").fetchall())
-        names = list(types)
-        if names != stored or any("\0" in name for name in names):
-            return None  # names DuckDB renames (it folds case) or cannot quote: the full path reads them
-        manifest = con.execute(f"SELECT run_id, {', '.join(MANIFEST_COLUMNS)} FROM runs ORDER BY run_id").fetchall()
-        if manifest != [tuple(row) for row in scan_rows(directory)]:
-            return None
-        hparams = [name for name in names if name.endswith(HPARAM_SUFFIX)]
-        selected = ", ".join([*LS_COLUMNS, *(sql_name(name) for name in hparams)])
-        found = con.execute(f"SELECT {selected} FROM runs ORDER BY run_id").fetchall()
-    except (duckdb.Error, OSError, StoreError, ValueError):
+        scanned = scan_rows(directory)
+    finally:
+        reading.join()
+    if scans is not None:
+        scans[directory] = scanned
+    if reading.found is None or reading.con is None:
         return None
-    numeric = {name for name in hparams if types[name] in ("DOUBLE", "FLOAT")}
+    width = 1 + len(MANIFEST_COLUMNS)
+    if [row[:width] for row in reading.found] != scanned:
+        return None
+    hparams = [name for name in reading.types if name.endswith(HPARAM_SUFFIX)]
+    short = [name[: -len(HPARAM_SUFFIX)] for name in hparams]
+    split = width + len(LS_COLUMNS)
     rows = []
-    for values in found:
-        row = dict(zip(LS_COLUMNS, values))
-        for column in FLOAT_COLUMNS:
-            row[column] = math.nan if row[column] is None else float(row[column])
-        # a number the full path reads as float64 is NaN where a run lacks it
-        row["hparams"] = {name[: -len(HPARAM_SUFFIX)]: math.nan if value is None and name in numeric else value
-                          for name, value in zip(hparams, values[len(LS_COLUMNS):])}
+    for values in reading.found:
+        row = dict(zip(LS_COLUMNS, values[width:split]))
+        row["hparams"] = dict(zip(short, values[split:]))
         rows.append(row)
     skipped = [(row["run_id"], row["skip_reason"]) for row in rows if row["status"] is None]
     rows = [row for row in rows if row["status"] is not None]
@@ -104,9 +98,62 @@ def read_warm(directory: Path | str, campaign_ids: list[str] | None = None) -> W
         if not rows:
             raise CampaignError(f"no run of campaign {', '.join(campaign_ids)} in {directory}; "
                                 f"its runs belong to: {', '.join(present) or 'none'}")
-    named = [name[: -len(HPARAM_SUFFIX)] for name in hparams]
-    named = [name for name in named if any(not _missing(row["hparams"][name]) for row in rows)]
-    return WarmIndex(directory, path, rows, skipped, named, types, [workspace.note] if workspace.note else [], con)
+    named = [name for name in short if any(not _missing(row["hparams"][name]) for row in rows)]
+    return WarmIndex(directory, path, rows, skipped, named, reading.types,
+                     [workspace.note] if workspace.note else [], reading.con, campaign_ids or None)
+
+
+class _IndexRead(threading.Thread):
+    """Reads the runs index at `path` into the temp table `runs` of a new connection (`con`) and
+    fetches, sorted by run_id, each run's manifest, LS_COLUMNS and hyper-parameters (`found`; a
+    number NaN where missing, as the full path reads it), with DuckDB's `types` of the columns.
+    `found` stays None for an index of another version, with names DuckDB cannot keep (it folds
+    case; NUL), or that cannot be read."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(name="pab-index-read", daemon=True)
+        self.path = path
+        self.con: Any = None
+        self.types: dict[str, str] = {}
+        self.found: list[tuple] | None = None
+
+    def run(self) -> None:
+        import duckdb
+
+        try:
+            self.con = con = connect()
+            with literal_paths([self.path]) as (literal,):
+                source = sql_text(literal)
+                version = con.execute(f"SELECT value::VARCHAR FROM parquet_kv_metadata({source}) "
+                                      "WHERE key::VARCHAR = $k", {"k": META_VERSION}).fetchall()
+                if version != [(INDEX_VERSION,)]:
+                    return
+                stored = [name for (name,) in con.execute(f"SELECT name FROM parquet_schema({source})").fetchall()][1:]
+                con.execute(f"CREATE TEMP TABLE runs AS SELECT * FROM read_parquet({source}, {READ_OPTIONS})")
+            types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE runs)").fetchall())
+            if list(types) != stored or any("\0" in name for name in types):
+                return
+            hparams = [name for name in types if name.endswith(HPARAM_SUFFIX)]
+            numbers = {*FLOAT_COLUMNS, *(name for name in hparams if types[name] in ("DOUBLE", "FLOAT"))}
+            selected = ", ".join(["run_id", *MANIFEST_COLUMNS, *(
+                f"coalesce({sql_name(name)}::DOUBLE, 'NaN'::DOUBLE)" if name in numbers else sql_name(name)
+                for name in [*LS_COLUMNS, *hparams])])
+            self.found = con.execute(f"SELECT {selected} FROM runs ORDER BY run_id").fetchall()
+            self.types = types
+        except (duckdb.Error, OSError, StoreError, ValueError):
+            self.found = None
+
+
+def chosen_runs(warm: WarmIndex, completed: bool = False) -> tuple[str, dict[str, Any]]:
+    """A condition on the table `runs` (and its parameters) that holds for the runs of `warm.rows`
+    (read_warm's choice; a list of 50,000 run ids in SQL took 0.1 s), or with `completed` for those
+    completed and not set aside."""
+    where = "status = $completed AND skip_reason IS NULL" if completed else "status IS NOT NULL"
+    params: dict[str, Any] = {"completed": RunStatus.COMPLETED.value} if completed else {}
+    if warm.campaign_ids:
+        where += " AND campaign IN (SELECT unnest($campaigns::VARCHAR[]))"
+        params["campaigns"] = warm.campaign_ids
+    return where, params
 
 
 def hparams_by_name(rows: list[dict[str, Any]], names: list[str]) -> dict[str, list[Any]]:
@@ -146,8 +193,8 @@ def warm_properties(warm: WarmIndex) -> list[tuple[str, str, str]]:
     those runs alone."""
     con = warm.con
     rows = warm.rows
-    con.execute("CREATE TEMP TABLE chosen AS SELECT * FROM runs WHERE run_id IN (SELECT unnest($ids::VARCHAR[]))",
-                {"ids": [row["run_id"] for row in rows]})
+    where, params = chosen_runs(warm)
+    con.execute(f"CREATE TEMP TABLE chosen AS SELECT * FROM runs WHERE {where}", params)
     names = [name for (name,) in con.execute("SELECT column_name FROM (DESCRIBE chosen)").fetchall()]
     statuses = ", ".join(f"{s} {n}" for s, n in sorted(Counter(row["status"] for row in rows).items()))
     durations = [row["duration_s"] for row in rows if not math.isnan(row["duration_s"])]

@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from pab_campaign.analysis.campaign.duck import sql_name
-from pab_campaign.analysis.campaign.warm import HPARAM_SUFFIX, WarmIndex, hparams_by_name, varying_names
+from pab_campaign.analysis.campaign.warm import (
+    HPARAM_SUFFIX,
+    WarmIndex,
+    chosen_runs,
+    hparams_by_name,
+    varying_names,
+)
 from pab_campaign.analysis.stats.descriptive import describe
 from pab_campaign.analysis.summary.report_plan import (
     STATS,
@@ -71,7 +77,7 @@ def warm_report(warm: WarmIndex, groupby: list[str] | None, contexts: list[str] 
         return None
     notes: list[str] = []
     try:
-        labels = drop_untracked(requested_labels(contexts, metrics), _tracked(warm, types, run_ids),
+        labels = drop_untracked(requested_labels(contexts, metrics), _tracked(warm, types),
                                 bool(contexts or metrics), notes)
     except CampaignError:
         return None
@@ -84,6 +90,8 @@ def warm_report(warm: WarmIndex, groupby: list[str] | None, contexts: list[str] 
     if len(set(names)) < len(names):
         return None
     values = _column_values(warm, types, run_ids, wanted)
+    if values is None:
+        return None
     per_label = {label: _finite(label, run_ids, values[column], notes) for label, column in zip(labels, wanted)}
     kept = []
     for position, run_id in enumerate(run_ids):
@@ -162,29 +170,30 @@ def _cell(value: Any) -> str:
 
 
 def _column_values(warm: WarmIndex, types: dict[str, str], run_ids: list[str],
-                   columns: list[str]) -> dict[str, list[Any]]:
-    """The values of index `columns` (of DuckDB `types`) for `run_ids` (in that order), None where
-    missing or NaN."""
+                   columns: list[str]) -> dict[str, list[Any]] | None:
+    """The values of index `columns` (of DuckDB `types`) for `run_ids`, the completed runs not set
+    aside (in that order), None where missing or NaN; None when the index holds other runs."""
     if not columns:
         return {}
     selected = ", ".join(f"CASE WHEN isnan({sql_name(c)}) THEN NULL ELSE {sql_name(c)} END" if types[c] == "DOUBLE"
                          else sql_name(c) for c in columns)
-    found = warm.con.execute(f"SELECT run_id, {selected} FROM runs WHERE run_id IN (SELECT unnest($ids::VARCHAR[]))",
-                             {"ids": run_ids}).fetchall()
-    by_run = {row[0]: row[1:] for row in found}
-    return {column: [by_run[run_id][position] for run_id in run_ids] for position, column in enumerate(columns)}
+    where, params = chosen_runs(warm, completed=True)
+    found = warm.con.execute(f"SELECT run_id, {selected} FROM runs WHERE {where} ORDER BY run_id", params).fetchall()
+    if [row[0] for row in found] != run_ids:
+        return None
+    return {column: [row[position] for row in found] for position, column in enumerate(columns, start=1)}
 
 
-def _tracked(warm: WarmIndex, types: dict[str, str], run_ids: list[str]) -> list[str]:
-    """`campaign.indexed_metrics` of the runs `run_ids`: the labels with a value (not NaN) at some
-    run's last or best epoch."""
+def _tracked(warm: WarmIndex, types: dict[str, str]) -> list[str]:
+    """`campaign.indexed_metrics` of the completed runs not set aside: the labels with a value (not
+    NaN) at some run's last or best epoch."""
     labels = [name[: -len("@last")] for name in types if name.endswith("@last")]
     columns = [c for label in labels for c in (f"{label}@last", f"{label}@best") if c in types]
     if not columns:
         return []
     counts = ", ".join(f"count(*) FILTER (WHERE NOT isnan({sql_name(c)}))" for c in columns)
-    found = warm.con.execute(f"SELECT {counts} FROM runs WHERE run_id IN (SELECT unnest($ids::VARCHAR[]))",
-                             {"ids": run_ids}).fetchone()
+    where, params = chosen_runs(warm, completed=True)
+    found = warm.con.execute(f"SELECT {counts} FROM runs WHERE {where}", params).fetchone()
     present = {c for c, count in zip(columns, found or ()) if count}
     return sorted(label for label in labels if f"{label}@last" in present or f"{label}@best" in present)
 

@@ -83,3 +83,29 @@ def test_a_hyper_parameter_some_runs_lack_is_chosen_alike_on_both_paths(tmp_path
         assert fast == full
         header = next(line for line in full.splitlines() if line.startswith("┃"))
         assert "width" in header and "flag" not in header
+
+
+def test_a_stale_index_hands_its_scan_to_the_full_path(tmp_path, capsys, monkeypatch):
+    """`report` on a stale index scans the run files once: the warm check's scan is the refresh's."""
+    from pab_campaign.analysis.campaign import index, manifest
+
+    make_grid(tmp_path, seeds=2, epochs=3)
+    assert cli.main(["report", str(tmp_path)]) == 0
+    fresh = capsys.readouterr().out
+    record = next(run_dir(tmp_path, rid) for rid in sorted(p.name for p in (tmp_path / "runs").iterdir()))
+    (record / "run.json").write_text((record / "run.json").read_text() + " ")
+    scans = []
+    real = manifest.scan_rows
+
+    def counted(directory):
+        scans.append(directory)
+        return real(directory)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(manifest, "scan_rows", counted)
+        patch.setattr(warm, "scan_rows", counted)
+        patch.setattr(index, "scan_rows", counted)
+        assert cli.main(["report", str(tmp_path)]) == 0
+    assert len(scans) == 1
+    assert capsys.readouterr().out == fresh  # the refreshed index gives the same report
+    assert warm.read_warm(tmp_path) is not None
