@@ -361,9 +361,11 @@ def refresh_runs(campaign_dir: Path, workspace: Workspace | None = None,
         now = manifest.set_index("run_id")[list(MANIFEST_COLUMNS)]
         before = old.set_index("run_id")[list(MANIFEST_COLUMNS)].reindex(now.index)
         same = (now.to_numpy() == before.to_numpy()).all(axis=1)
+        unchanged = bool(same.all()) and len(now) == len(old)
+        if unchanged and workspace.directory is not None and (workspace.directory / RUNS_INDEX).exists():
+            return _as_assembled(old, workspace)
         kept = _kept(old, meta, set(now.index[same]))
         fresh = manifest[~same]
-        unchanged = bool(same.all()) and len(now) == len(old)
     else:
         kept, fresh, unchanged = RunRows(pd.DataFrame(), {}, {}), manifest, False
     read = _read_runs(campaign_dir, fresh) if len(fresh) else RunRows(pd.DataFrame(), {}, {})
@@ -374,6 +376,18 @@ def refresh_runs(campaign_dir: Path, workspace: Workspace | None = None,
     if not (unchanged and written_here):
         workspace = _write_somewhere(workspace, rows, hparams, metrics)
     return RunsIndex(rows, names, len(fresh), workspace)
+
+
+def _as_assembled(stored: pd.DataFrame, workspace: Workspace) -> RunsIndex:
+    """The index of a campaign whose stored index (in `workspace`) is current: the stored frame as
+    `_assemble` gives it (its text columns as object with None; the file holds nothing else it
+    would change), without rebuilding it (0.6 s at 50,000 runs)."""
+    frame = stored.copy()
+    for column in frame.columns:
+        if isinstance(frame[column].dtype, pd.StringDtype):
+            frame[column] = _text(frame[column])
+    names = [column[: -len(HPARAM_SUFFIX)] for column in frame.columns if column.endswith(HPARAM_SUFFIX)]
+    return RunsIndex(frame, names, 0, workspace)
 
 
 def _write_somewhere(workspace: Workspace, rows: pd.DataFrame, hparams: dict[str, dict[str, Any]],

@@ -113,6 +113,8 @@ def _random_step(campaign, rng: random.Random, serial: int) -> None:
         hparams = {"model.name": model, "optimizer.lr": rng.choice([0.1, 0.01]), "seed": rng.randrange(3)}
         if model == "cnn":
             hparams["model.channels"] = "[4, 8]"
+        elif rng.random() < 0.5:
+            hparams["model.bias"] = rng.random() < 0.5  # a boolean some runs lack
         values = {(c, m): [rng.random() for _ in range(rng.randrange(1, 5))]
                   for c in ("val", "test") for m in ("loss", "acc") if rng.random() < 0.9}
         values[("val", "loss")] = [rng.random() for _ in range(3)]
@@ -146,6 +148,9 @@ def test_incremental_index_equals_a_fresh_build_after_random_changes(tmp_path, s
         fresh = _fresh_build(campaign)
         assert refreshed.hparam_names == fresh.hparam_names, f"step {step}"
         pd.testing.assert_frame_equal(refreshed.frame, fresh.frame, check_exact=True, obj=f"index after step {step}")
+        again = index.refresh_runs(campaign)  # nothing changed: the stored index, as read back
+        assert again.read == 0 and again.hparam_names == fresh.hparam_names
+        pd.testing.assert_frame_equal(again.frame, fresh.frame, check_exact=True, obj=f"unchanged after step {step}")
         opened = open_campaign(campaign)
         unreadable = set(fresh.frame.loc[fresh.frame["skip_reason"].notna(), "run_id"])
         assert {run_id for run_id, _ in opened.skipped} <= unreadable
