@@ -13,15 +13,28 @@ def bootstrap_indices(n: int, n_boot: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
 
 
+# Elements of one block of per-resample value counts (2 MiB of int64): small enough to stay in the
+# processor's cache while its ranks are gathered (one block over every resample took 4x longer at
+# 50,000 runs).
+_COUNTS_BLOCK = 1 << 18
+
+
 def _resampled_ranks(values: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """Average ranks within each resample: row b of the result ranks `values[index[b]]` (B × n)."""
+    """Average ranks within each resample: row b of the result ranks `values[index[b]]` (B × n).
+
+    A value's average rank in a resample is the number of drawn values below it plus half of its
+    own count plus one half; counted per distinct value, a block of resamples at a time."""
     _, codes = np.unique(np.asarray(values, float), return_inverse=True)
     levels = int(codes.max()) + 1
-    drawn = codes[index]
-    rows = np.arange(len(index))[:, None]
-    counts = np.bincount((rows * levels + drawn).ravel(), minlength=len(index) * levels).reshape(len(index), levels)
-    below = np.cumsum(counts, axis=1) - counts
-    return np.take_along_axis(below + (counts + 1) / 2.0, drawn, axis=1)
+    ranks = np.empty(index.shape)
+    block = max(1, _COUNTS_BLOCK // levels)
+    for start in range(0, len(index), block):
+        drawn = codes[index[start:start + block]]
+        rows = np.arange(len(drawn))[:, None]
+        counts = np.bincount((rows * levels + drawn).ravel(), minlength=len(drawn) * levels).reshape(-1, levels)
+        ranks[start:start + len(drawn)] = np.take_along_axis(np.cumsum(counts, axis=1) - (counts - 1) / 2.0, drawn,
+                                                             axis=1)
+    return ranks
 
 
 def resampled_partial_spearman(

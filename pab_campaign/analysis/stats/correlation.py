@@ -16,14 +16,9 @@ from scipy.special import stdtr
 def average_ranks(values: np.ndarray) -> np.ndarray:
     """Ranks 1..n of `values`, ties given the mean of the ranks they span (like scipy's rankdata)."""
     x = np.asarray(values, dtype=float)
-    order = np.argsort(x, kind="mergesort")
-    sorted_x = x[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_x) != 0) + 1]
-    ends = np.r_[starts[1:], len(x)]
-    ranks = np.empty(len(x))
-    for start, end in zip(starts, ends):
-        ranks[order[start:end]] = (start + end + 1) / 2.0
-    return ranks
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True, equal_nan=False)
+    ends = np.cumsum(counts)
+    return ((2 * ends - counts + 1) / 2.0)[inverse.ravel()]
 
 
 def _design(controls: Sequence[np.ndarray], categorical: Sequence[np.ndarray], n: int) -> np.ndarray:

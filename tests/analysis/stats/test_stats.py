@@ -192,6 +192,17 @@ def test_resampled_partial_spearman_equals_the_loop_on_every_resample():
     np.testing.assert_allclose(raw, [scipy_stats.spearmanr(x[i], y[i]).statistic for i in index], atol=1e-9)
 
 
+def test_resampled_ranks_in_blocks_equal_scipy_on_every_resample(monkeypatch):
+    """Ranks counted a few resamples at a time (blocks of 2 here, as at 50,000 runs) are scipy's."""
+    from pab_campaign.analysis.stats import bootstrap
+
+    x = np.round(np.random.default_rng(4).normal(size=40), 1)
+    index = bootstrap_indices(40, 9, seed=1)
+    monkeypatch.setattr(bootstrap, "_COUNTS_BLOCK", 2 * len(np.unique(x)))
+    ranks = bootstrap._resampled_ranks(x, index)
+    np.testing.assert_array_equal(ranks, [scipy_stats.rankdata(x[i]) for i in index])
+
+
 def test_bootstrap_rho_cis_bracket_the_estimates_and_are_seeded():
     rng = np.random.default_rng(14)
     z = rng.normal(size=50)
