@@ -37,38 +37,52 @@ def _resampled_ranks(values: np.ndarray, index: np.ndarray) -> np.ndarray:
     return ranks
 
 
+# Resample × run elements of one block of resamples (8 MiB per float64 array): the ranks, the design
+# and the residuals of a block stay small, so memory does not grow with the number of runs.
+_RESAMPLE_BLOCK = 1 << 20
+
+
 def resampled_partial_spearman(
     x: ArrayLike, y: ArrayLike, index: np.ndarray,
     controls: Sequence[ArrayLike] = (), categorical: Sequence[ArrayLike] = (),
-    chunk: int = 256,
 ) -> np.ndarray:
     """`partial_spearman(...)[0]` on each resample `index[b]` at once (B,); NaN where undefined.
 
     Equals calling `partial_spearman` on `x[index[b]]`, `y[index[b]]`, ... for every b: ranks are
     recomputed within each resample, residuals are projections on [1, controls] (pseudo-inverse,
-    so a categorical level missing from a resample changes nothing).
+    so a categorical level missing from a resample changes nothing). Resamples go through in blocks
+    of about _RESAMPLE_BLOCK elements.
     """
     index = np.asarray(index)
     n_boot, n = index.shape
     k = len(controls) + sum(max(len(set(np.asarray(c).tolist())) - 1, 0) for c in categorical)
     if n - 2 - k < 1:
         return np.full(n_boot, math.nan)
-    rx, ry = _resampled_ranks(np.asarray(x, float), index), _resampled_ranks(np.asarray(y, float), index)
-    columns = [_resampled_ranks(np.asarray(c, float), index) for c in controls]
+    numeric = [np.asarray(v, float) for v in (x, y, *controls)]
+    dummies = []
     for column in categorical:
         labels = np.asarray(column)
         levels = sorted(set(labels.tolist()), key=str)
-        columns += [(labels == level).astype(float)[index] for level in levels[1:]]
-    rx = rx - rx.mean(axis=1, keepdims=True)
-    ry = ry - ry.mean(axis=1, keepdims=True)
+        dummies += [(labels == level).astype(float) for level in levels[1:]]
+    block = max(1, _RESAMPLE_BLOCK // n)
+    return np.concatenate([_partial_block(numeric, dummies, index[start:start + block])
+                           for start in range(0, n_boot, block)])
+
+
+def _partial_block(numeric: list[np.ndarray], dummies: list[np.ndarray], index: np.ndarray) -> np.ndarray:
+    """`resampled_partial_spearman` of the resamples `index` (b × n): x, y and the numeric controls
+    in `numeric` (ranked within each resample), the one-hot categorical columns in `dummies`."""
+    n = index.shape[1]
+    rx, ry, *ranked = (_resampled_ranks(values, index) for values in numeric)
+    columns = [*ranked, *(dummy[index] for dummy in dummies)]
+    rx -= rx.mean(axis=1, keepdims=True)
+    ry -= ry.mean(axis=1, keepdims=True)
     total_x, total_y = np.einsum("bn,bn->b", rx, rx), np.einsum("bn,bn->b", ry, ry)
     if columns:
         design = np.stack([c - c.mean(axis=1, keepdims=True) for c in columns], axis=2)
-        for start in range(0, n_boot, chunk):
-            part = slice(start, start + chunk)
-            pinv = np.linalg.pinv(design[part])
-            for r in (rx, ry):
-                r[part] -= np.einsum("bnk,bk->bn", design[part], np.einsum("bkn,bn->bk", pinv, r[part]))
+        pinv = np.linalg.pinv(design)
+        for r in (rx, ry):
+            r -= np.einsum("bnk,bk->bn", design, np.einsum("bkn,bn->bk", pinv, r))
     ssx, ssy = np.einsum("bn,bn->b", rx, rx), np.einsum("bn,bn->b", ry, ry)
     with np.errstate(invalid="ignore", divide="ignore"):
         r = np.clip(np.einsum("bn,bn->b", rx, ry) / np.sqrt(ssx * ssy), -1.0, 1.0)

@@ -178,7 +178,13 @@ def test_partial_spearman_of_a_constant_is_nan_not_a_crash():
     assert math.isnan(r) and math.isnan(p)
 
 
-def test_resampled_partial_spearman_equals_the_loop_on_every_resample():
+@pytest.mark.parametrize("block_resamples", [None, 7])
+def test_resampled_partial_spearman_equals_the_loop_on_every_resample(monkeypatch, block_resamples):
+    """Also in blocks of 7 resamples, as 50,000 runs are taken (a few resamples per block)."""
+    from pab_campaign.analysis.stats import bootstrap
+
+    if block_resamples:
+        monkeypatch.setattr(bootstrap, "_RESAMPLE_BLOCK", 25 * block_resamples)
     rng = np.random.default_rng(13)
     z = rng.normal(size=25)
     x = np.round(z + rng.normal(size=25), 1)  # ties, which every resample multiplies
