@@ -17,15 +17,22 @@ def bootstrap_indices(n: int, n_boot: int, seed: int = 0) -> np.ndarray:
 # processor's cache while its ranks are gathered (one block over every resample took 4x longer at
 # 50,000 runs).
 _COUNTS_BLOCK = 1 << 18
+# Resample × run elements of one block of resamples (8 MiB per float64 array): the ranks, the design
+# and the residuals of a block stay small, so memory does not grow with the number of runs.
+_RESAMPLE_BLOCK = 1 << 20
 
 
-def _resampled_ranks(values: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """Average ranks within each resample: row b of the result ranks `values[index[b]]` (B × n).
-
-    A value's average rank in a resample is the number of drawn values below it plus half of its
-    own count plus one half; counted per distinct value, a block of resamples at a time."""
+def _codes(values: ArrayLike) -> tuple[np.ndarray, int]:
+    """Each value's position among the distinct values (n,), and how many distinct values there are."""
     _, codes = np.unique(np.asarray(values, float), return_inverse=True)
-    levels = int(codes.max()) + 1
+    return codes.ravel(), int(codes.max()) + 1
+
+
+def _ranks_of(codes: np.ndarray, levels: int, index: np.ndarray) -> np.ndarray:
+    """Average ranks within each resample of the values coded `codes` (`_codes`): row b ranks
+    `values[index[b]]` (B × n). A value's average rank in a resample is the number of drawn values
+    below it plus half of its own count plus one half; counted per distinct value, a block of
+    resamples at a time."""
     ranks = np.empty(index.shape)
     block = max(1, _COUNTS_BLOCK // levels)
     for start in range(0, len(index), block):
@@ -37,9 +44,9 @@ def _resampled_ranks(values: np.ndarray, index: np.ndarray) -> np.ndarray:
     return ranks
 
 
-# Resample × run elements of one block of resamples (8 MiB per float64 array): the ranks, the design
-# and the residuals of a block stay small, so memory does not grow with the number of runs.
-_RESAMPLE_BLOCK = 1 << 20
+def _resampled_ranks(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Average ranks within each resample: row b of the result ranks `values[index[b]]` (B × n)."""
+    return _ranks_of(*_codes(values), index)
 
 
 def resampled_partial_spearman(
@@ -50,39 +57,60 @@ def resampled_partial_spearman(
 
     Equals calling `partial_spearman` on `x[index[b]]`, `y[index[b]]`, ... for every b: ranks are
     recomputed within each resample, residuals are projections on [1, controls] (pseudo-inverse,
-    so a categorical level missing from a resample changes nothing). Resamples go through in blocks
-    of about _RESAMPLE_BLOCK elements.
+    so a categorical level missing from a resample changes nothing).
     """
+    raw, partial = resampled_rhos(x, y, index, controls, categorical)
+    return partial if len(controls) or len(categorical) else raw
+
+
+def resampled_rhos(
+    x: ArrayLike, y: ArrayLike, index: np.ndarray,
+    controls: Sequence[ArrayLike] = (), categorical: Sequence[ArrayLike] = (),
+) -> tuple[np.ndarray, np.ndarray]:
+    """The raw ρ(x, y) and the partial ρ given the controls on each resample `index[b]` (B,) each,
+    from one ranking of every variable per resample; NaN where undefined (the partial ρ everywhere
+    without controls). Resamples go through in blocks of about _RESAMPLE_BLOCK elements."""
     index = np.asarray(index)
     n_boot, n = index.shape
-    k = len(controls) + sum(max(len(set(np.asarray(c).tolist())) - 1, 0) for c in categorical)
-    if n - 2 - k < 1:
-        return np.full(n_boot, math.nan)
-    numeric = [np.asarray(v, float) for v in (x, y, *controls)]
     dummies = []
     for column in categorical:
         labels = np.asarray(column)
         levels = sorted(set(labels.tolist()), key=str)
         dummies += [(labels == level).astype(float) for level in levels[1:]]
+    k = len(controls) + len(dummies)
+    if n - 2 < 1:
+        return np.full(n_boot, math.nan), np.full(n_boot, math.nan)
+    coded = [_codes(values) for values in (x, y, *controls)]
     block = max(1, _RESAMPLE_BLOCK // n)
-    return np.concatenate([_partial_block(numeric, dummies, index[start:start + block])
-                           for start in range(0, n_boot, block)])
+    parts = [_block_rhos(coded, dummies, index[start:start + block], partial=bool(k) and n - 2 - k >= 1)
+             for start in range(0, n_boot, block)]
+    return np.concatenate([raw for raw, _ in parts]), np.concatenate([partial for _, partial in parts])
 
 
-def _partial_block(numeric: list[np.ndarray], dummies: list[np.ndarray], index: np.ndarray) -> np.ndarray:
-    """`resampled_partial_spearman` of the resamples `index` (b × n): x, y and the numeric controls
-    in `numeric` (ranked within each resample), the one-hot categorical columns in `dummies`."""
-    n = index.shape[1]
-    rx, ry, *ranked = (_resampled_ranks(values, index) for values in numeric)
-    columns = [*ranked, *(dummy[index] for dummy in dummies)]
+def _block_rhos(coded: list[tuple[np.ndarray, int]], dummies: list[np.ndarray], index: np.ndarray,
+                partial: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(raw ρ, partial ρ) of the resamples `index` (b × n): x, y and the numeric controls coded in
+    `coded` (ranked within each resample), the one-hot categorical columns in `dummies`; the partial
+    ρ is NaN unless `partial`."""
+    rx, ry, *ranked = (_ranks_of(codes, levels, index) for codes, levels in coded)
     rx -= rx.mean(axis=1, keepdims=True)
     ry -= ry.mean(axis=1, keepdims=True)
     total_x, total_y = np.einsum("bn,bn->b", rx, rx), np.einsum("bn,bn->b", ry, ry)
-    if columns:
-        design = np.stack([c - c.mean(axis=1, keepdims=True) for c in columns], axis=2)
-        pinv = np.linalg.pinv(design)
-        for r in (rx, ry):
-            r -= np.einsum("bnk,bk->bn", design, np.einsum("bkn,bn->bk", pinv, r))
+    raw = _correlation(rx, ry, total_x, total_y)
+    if not partial:
+        return raw, np.full(len(index), math.nan)
+    columns = [*ranked, *(dummy[index] for dummy in dummies)]
+    design = np.stack([c - c.mean(axis=1, keepdims=True) for c in columns], axis=2)
+    pinv = np.linalg.pinv(design)
+    for r in (rx, ry):
+        r -= np.einsum("bnk,bk->bn", design, np.einsum("bkn,bn->bk", pinv, r))
+    return raw, _correlation(rx, ry, total_x, total_y)
+
+
+def _correlation(rx: np.ndarray, ry: np.ndarray, total_x: np.ndarray, total_y: np.ndarray) -> np.ndarray:
+    """Pearson correlation of centred rows (b,), NaN where a row's sum of squares is rounding error
+    of its ranks' own (`total_*`, before any residualising) or of n."""
+    n = rx.shape[1]
     ssx, ssy = np.einsum("bn,bn->b", rx, rx), np.einsum("bn,bn->b", ry, ry)
     with np.errstate(invalid="ignore", divide="ignore"):
         r = np.clip(np.einsum("bn,bn->b", rx, ry) / np.sqrt(ssx * ssy), -1.0, 1.0)
@@ -145,7 +173,7 @@ def bootstrap_rho_cis(
     (nan, nan)
     """
     index = bootstrap_indices(len(np.asarray(x)), n_boot, seed)
-    raw = percentile_ci(resampled_partial_spearman(x, y, index))
+    raw, partial = resampled_rhos(x, y, index, controls, categorical)
     if not len(controls) and not len(categorical):
-        return raw, (math.nan, math.nan)
-    return raw, percentile_ci(resampled_partial_spearman(x, y, index, controls, categorical))
+        return percentile_ci(raw), (math.nan, math.nan)
+    return percentile_ci(raw), percentile_ci(partial)

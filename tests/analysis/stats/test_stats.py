@@ -195,6 +195,7 @@ def test_resampled_partial_spearman_equals_the_loop_on_every_resample(monkeypatc
     looped = [partial_spearman(x[i], y[i], controls=[z[i]], categorical=[arch[i]])[0] for i in index]
     np.testing.assert_allclose(batched, looped, atol=1e-9)
     raw = resampled_partial_spearman(x, y, index)
+    np.testing.assert_array_equal(bootstrap.resampled_rhos(x, y, index, [z], [arch]), [raw, batched])  # one pass
     np.testing.assert_allclose(raw, [scipy_stats.spearmanr(x[i], y[i]).statistic for i in index], atol=1e-9)
 
 
