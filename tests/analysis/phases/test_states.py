@@ -285,6 +285,24 @@ def test_group_curves_give_the_mean_ci95_and_the_phase_of_most_runs():
     assert bands["state"].tolist() == [0, 1]
 
 
+def test_group_curves_over_arrow_run_ids_match_a_plain_pandas_grouping():
+    """Run ids as Arrow strings in many chunks (as DuckDB hands them over); a run without a group
+    and a missing run id are left out."""
+    rng = np.random.default_rng(3)
+    ids = [f"r{i}" for i in range(30)]
+    run_id = pd.Series(pd.array(ids * 4 + ["stray", None], dtype="string[pyarrow]"))
+    curves = pd.DataFrame({"run_id": run_id, "epoch": [*np.repeat(range(4), 30), 0, 0],
+                           "value": rng.normal(size=122)})
+    decoded = curves.assign(state=rng.integers(0, 3, size=122))[["run_id", "epoch", "state"]]
+    groups = pd.Series([f"g{i % 3}" for i in range(30)], index=ids)
+    curve, bands = phases.group_curves(curves, decoded, groups)
+    plain = curves.assign(group=curves["run_id"].astype(object).map(dict(groups.items()))).dropna(subset=["group"])
+    expected = plain.groupby(["group", "epoch"])["value"].agg(["count", "mean"]).reset_index()
+    assert curve["group"].tolist() == expected["group"].tolist() and curve["runs"].tolist() == expected["count"].tolist()
+    np.testing.assert_allclose(curve["mean"], expected["mean"])
+    assert len(bands) == len(expected)
+
+
 @pytest.mark.parametrize("function", [states.fit_states, phases.welch_test], ids=lambda f: f.__name__)
 def test_public_functions_have_numpy_style_docs_with_examples(function):
     doc = function.__doc__ or ""
