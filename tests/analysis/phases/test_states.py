@@ -298,7 +298,8 @@ def test_group_curves_over_arrow_run_ids_match_a_plain_pandas_grouping():
     curve, bands = phases.group_curves(curves, decoded, groups)
     plain = curves.assign(group=curves["run_id"].astype(object).map(dict(groups.items()))).dropna(subset=["group"])
     expected = plain.groupby(["group", "epoch"])["value"].agg(["count", "mean"]).reset_index()
-    assert curve["group"].tolist() == expected["group"].tolist() and curve["runs"].tolist() == expected["count"].tolist()
+    assert curve["group"].tolist() == expected["group"].tolist()
+    assert curve["runs"].tolist() == expected["count"].tolist()
     np.testing.assert_allclose(curve["mean"], expected["mean"])
     assert len(bands) == len(expected)
 
