@@ -3,8 +3,10 @@
 Every title, header, cell and message is printed literally, so a metric name such as
 `weights/erank[features.1]@3` keeps its brackets: text becomes a `rich.text.Text` and styles are
 given beside it, never as markup inside it. The console itself has markup off, so a stray string
-cannot be read as markup either. The command line and the sweep status table of `launching` both
-use it; of the package it imports only the run statuses and the number format.
+cannot be read as markup either. Names come from campaigns, which strangers may write: every text
+goes through `literal`, which shows a control character (an escape sequence's ESC, say) as its
+code instead of handing it to the terminal. The command line and the sweep status table of
+`launching` both use it; of the package it imports only the run statuses and the number format.
 """
 from __future__ import annotations
 
@@ -14,7 +16,6 @@ from dataclasses import dataclass
 
 from rich.cells import cell_len
 from rich.console import Console, JustifyMethod, OverflowMethod
-from rich.control import strip_control_codes
 from rich.table import Table
 from rich.text import Text
 
@@ -34,6 +35,23 @@ FAST_TABLE_ROWS = 50
 console = Console(width=None if sys.stdout.isatty() else 160, markup=False)
 
 
+# What `literal` does to each control character: dropped where rich drops it anyway (bell,
+# backspace, vertical tab, form feed, carriage return), else shown as its code; tab and newline stay.
+_CONTROL_SHOWN = {code: ("" if code in (7, 8, 11, 12, 13) else f"\\x{code:02x}")
+                  for code in (*range(0x20), *range(0x7F, 0xA0)) if code not in (9, 10)}
+
+
+def literal(text: str) -> str:
+    r"""`text` as it is shown: its control characters other than tab and newline dropped or written
+    as `\xNN` (`_CONTROL_SHOWN`), so that no campaign name can move the cursor or recolour the
+    terminal.
+
+    >>> literal("a\x1b[31mb\a")
+    'a\\x1b[31mb'
+    """
+    return text if text.isprintable() else text.translate(_CONTROL_SHOWN)
+
+
 def fmt(value: object, digits: int = 4) -> str:
     """A table cell for `value`: '-' for None, 'nan' for NaN, floats to `digits` significant digits
     (`formatting.number`, as the HTML page writes numbers)."""
@@ -41,8 +59,8 @@ def fmt(value: object, digits: int = 4) -> str:
 
 
 def styled(text: str, style: str | None) -> Text:
-    """`text` printed literally in `style` (None: unstyled)."""
-    return Text(text, style=style or "")
+    """`text` printed literally (`literal`) in `style` (None: unstyled)."""
+    return Text(literal(text), style=style or "")
 
 
 def status_text(status: str, suffix: str = "") -> Text:
@@ -64,12 +82,13 @@ def table(title: str, columns: Sequence[str | Column], rows: Iterable[Sequence[C
           section_ends: Collection[int] = ()) -> Table:
     """A table with `columns` (a header, or a Column) and `rows` of cells (str printed literally, or
     Text); a line is drawn below each row whose position is in `section_ends`."""
-    result = Table(title=Text(title))
+    result = Table(title=styled(title, None))
     for column in columns:
         spec = column if isinstance(column, Column) else Column(column)
-        result.add_column(Text(spec.header), justify=spec.justify, style=spec.style or "", overflow=spec.overflow)
+        result.add_column(styled(spec.header, None), justify=spec.justify, style=spec.style or "",
+                          overflow=spec.overflow)
     for position, row in enumerate(rows):
-        result.add_row(*(Text(cell) if isinstance(cell, str) else cell for cell in row),
+        result.add_row(*(styled(cell, None) if isinstance(cell, str) else cell for cell in row),
                        end_section=position in section_ends)
     return result
 
@@ -85,9 +104,9 @@ def print_table(title: str, columns: Sequence[str | Column], rows: Iterable[Sequ
     if layout is None:
         console.print(table(title, columns, rows, section_ends))
     elif console.color_system is None:
-        console.file.write(_plain_lines(title, *layout) + "\n")
+        console.file.write(_plain_lines(layout) + "\n")
     else:
-        console.print(_styled_lines(title, *layout), no_wrap=True, overflow="ignore", crop=False)
+        console.print(_styled_lines(layout, rows), no_wrap=True, overflow="ignore", crop=False)
 
 
 def plain_table(title: str, columns: Sequence[str | Column], rows: Sequence[Sequence[Cell]]) -> Text | None:
@@ -95,10 +114,19 @@ def plain_table(title: str, columns: Sequence[str | Column], rows: Sequence[Sequ
     the title centred above) as one Text, when every cell is one line and the table fits the
     console's width; else None (rich's own layout then wraps or shrinks columns)."""
     layout = _layout(title, columns, rows)
-    return None if layout is None else _styled_lines(title, *layout)
+    return None if layout is None else _styled_lines(layout, rows)
 
 
-_Layout = tuple[list[Column], list[Sequence[Cell]], list[list[str]], list[int]]
+@dataclass(frozen=True)
+class _Layout:
+    """A table `plain_table` can lay out: its title, column specs and headers, the characters of
+    each cell as shown (`literal`), and the width of each column."""
+
+    title: str
+    specs: list[Column]
+    headers: list[str]
+    texts: list[list[str]]
+    widths: list[int]
 
 
 def _width(text: str) -> int:
@@ -106,32 +134,32 @@ def _width(text: str) -> int:
 
 
 def _shown(cell: Cell) -> str:
-    """The characters rich shows of a cell: its text without the control codes rich strips."""
-    if isinstance(cell, str):
-        return cell if cell.isprintable() else strip_control_codes(cell)
-    return cell.plain
+    """The characters shown of a cell: `literal` of a str, the text of a Text (`styled` made it)."""
+    return literal(cell) if isinstance(cell, str) else cell.plain
 
 
 def _layout(title: str, columns: Sequence[str | Column], rows: Sequence[Sequence[Cell]]) -> _Layout | None:
-    """(column specs, the cells, their characters as rich shows them, column widths) of a table
-    `plain_table` can lay out, else None."""
+    """The layout of a table `plain_table` can lay out (every cell one line, the table as wide as
+    the console at most), else None."""
     specs = [column if isinstance(column, Column) else Column(column) for column in columns]
+    headers = [literal(spec.header) for spec in specs]
     texts = [[_shown(cell) for cell in row] for row in rows]
     if any(len(row) != len(specs) for row in texts) or any("\n" in text for row in texts for text in row):
         return None
-    widths = [_width(spec.header) for spec in specs]
+    widths = [_width(header) for header in headers]
     for position, column in enumerate(zip(*texts)):
         widths[position] = max(widths[position], *map(_width, column))
+    title = literal(title)
     total = sum(widths) + 3 * len(widths) + 1
-    if total > console.width or _width(title) > total:
+    if total > console.width or _width(title) > total or any("\n" in text for text in (title, *headers)):
         return None
-    return specs, list(rows), texts, widths
+    return _Layout(title, specs, headers, texts, widths)
 
 
-def _title_line(title: str, widths: Sequence[int]) -> str:
-    total = sum(widths) + 3 * len(widths) + 1
-    left = (total - _width(title)) // 2
-    return " " * left + title + " " * (total - left - _width(title))
+def _title_line(layout: _Layout) -> str:
+    total = sum(layout.widths) + 3 * len(layout.widths) + 1
+    left = (total - _width(layout.title)) // 2
+    return " " * left + layout.title + " " * (total - left - _width(layout.title))
 
 
 def _padding(width: int, used: int, justify: str) -> tuple[int, int]:
@@ -141,10 +169,10 @@ def _padding(width: int, used: int, justify: str) -> tuple[int, int]:
     return before, gap - before
 
 
-def _plain_lines(title: str, specs: Sequence[Column], cells: Sequence[Sequence[Cell]], texts: Sequence[Sequence[str]],
-                 widths: Sequence[int]) -> str:
+def _plain_lines(layout: _Layout) -> str:
     """The table's characters, without styles."""
-    justify = [spec.justify for spec in specs]
+    widths = layout.widths
+    justify = [spec.justify for spec in layout.specs]
 
     def padded(text: str, width: int, how: str) -> str:
         if how == "left" and text.isascii():
@@ -157,23 +185,25 @@ def _plain_lines(title: str, specs: Sequence[Column], cells: Sequence[Sequence[C
     def line(row: Sequence[str], edge: str) -> str:
         return f"{edge} " + f" {edge} ".join(map(padded, row, widths, justify)) + f" {edge}"
 
-    lines = [_title_line(title, widths), "┏" + "┳".join("━" * (w + 2) for w in widths) + "┓",
-             line([spec.header for spec in specs], "┃"), "┡" + "╇".join("━" * (w + 2) for w in widths) + "┩"]
-    lines += [line(row, "│") for row in texts]
+    lines = [_title_line(layout), "┏" + "┳".join("━" * (w + 2) for w in widths) + "┓",
+             line(layout.headers, "┃"), "┡" + "╇".join("━" * (w + 2) for w in widths) + "┩"]
+    lines += [line(row, "│") for row in layout.texts]
     lines.append("└" + "┴".join("─" * (w + 2) for w in widths) + "┘")
     return "\n".join(lines)
 
 
-def _styled_lines(title: str, specs: Sequence[Column], cells: Sequence[Sequence[Cell]], texts: Sequence[Sequence[str]],
-                  widths: Sequence[int]) -> Text:
-    """The table as one Text, with the header's, the columns' and the cells' styles."""
+def _styled_lines(layout: _Layout, rows: Sequence[Sequence[Cell]]) -> Text:
+    """The table of `rows` (laid out as `layout`) as one Text, with the header's, the columns' and
+    the cells' styles."""
+    specs, widths = layout.specs, layout.widths
     out = Text()
-    out.append(_title_line(title, widths) + "\n")
+    out.append(_title_line(layout) + "\n")
     out.append("┏" + "┳".join("━" * (w + 2) for w in widths) + "┓\n")
-    _row(out, [Text(spec.header, "table.header") for spec in specs], specs, widths, "┃")
+    _row(out, [Text(header, "table.header") for header in layout.headers], specs, widths, "┃")
     out.append("┡" + "╇".join("━" * (w + 2) for w in widths) + "┩\n")
-    for row in cells:
-        _row(out, [cell if isinstance(cell, Text) else Text(cell) for cell in row], specs, widths, "│")
+    for row, texts in zip(rows, layout.texts):
+        _row(out, [cell if isinstance(cell, Text) else Text(text) for cell, text in zip(row, texts)], specs, widths,
+             "│")
     out.append("└" + "┴".join("─" * (w + 2) for w in widths) + "┘")
     return out
 

@@ -72,3 +72,17 @@ def test_a_long_table_is_laid_out_exactly_as_rich_lays_it_out(monkeypatch):
         assert ANSI.sub("", got) == ANSI.sub("", want)  # the same characters; a colour may span the padding
     monkeypatch.setattr(render, "console", Console(width=30, markup=False, file=io.StringIO()))
     assert render.plain_table("title — x", columns, rows) is None
+
+
+def test_control_characters_from_a_campaign_never_reach_the_terminal(monkeypatch):
+    """An escape sequence in a run id, a hyper-parameter name or a title is shown as its code, the
+    same by rich's layout and by the fast one; tab and newline-free text is left as it is."""
+    hostile = "x\x1b]0;owned\x07\x1b[31m\x9b2J"
+    for count in (1, render.FAST_TABLE_ROWS + 1):  # rich's own layout, then the fast one
+        out = io.StringIO()
+        monkeypatch.setattr(render, "console", Console(width=200, markup=False, file=out))
+        render.print_table(f"title {hostile}", [hostile, "status"], [[hostile, status_text(hostile)]] * count)
+        render.print_line(f"note: {hostile}")
+        shown = out.getvalue()
+        assert not any(char in shown for char in "\x1b\x07\x9b"), repr(shown)
+        assert shown.count("x\\x1b]0;owned\\x1b[31m\\x9b2J") == 2 * count + 3  # cells, title, header, note
