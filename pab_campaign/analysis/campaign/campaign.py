@@ -13,7 +13,7 @@ files, unless the command is given `--output-folder`.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ import pandas as pd
 
 from pab_campaign.analysis.campaign import index
 from pab_campaign.analysis.campaign.manifest import ScanRow, Scans
+from pab_campaign.analysis.campaign.warm import varying_names
 from pab_campaign.analysis.campaign.where import filter_runs
 from pab_campaign.analysis.campaign.workspace import Workspace, fallback, is_unwritable, unwritable_message
 from pab_campaign.errors import CampaignError
@@ -362,29 +363,12 @@ def hparam_values(runs: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame({name: runs[index.hparam_key(name)] for name in names}, index=runs.index)
 
 
-def output_names(names: Sequence[str], taken: Iterable[str]) -> list[str]:
-    """Column names for the hyper-parameters `names` in an output beside the columns `taken`: each
-    plain name, or its index column (`name@hparam`) where the plain name is taken."""
-    reserved = set(taken)
-    return [name if name not in reserved else index.hparam_key(name) for name in names]
-
-
 def varying_hparams(runs: pd.DataFrame, names: list[str]) -> list[str]:
     """Hyper-parameters other than `seed` with more than one value across `runs` (rows of the index),
     minus any that only restate the ones before them (e.g. `model.hidden` once `model.name` splits
-    the runs)."""
-    runs = hparam_values(runs, names)
-    # two values or more besides missing ones; a missing value is one value when splitting further
-    candidates = [n for n in names if n != "seed" and runs[n].nunique() > 1]
-    candidates.sort(key=lambda n: (not n.endswith(".name"), n))
-    chosen: list[str] = []
-    groups = 1
-    for name in candidates:
-        count = runs[[*chosen, name]].drop_duplicates().shape[0]
-        if count > groups:
-            chosen.append(name)
-            groups = count
-    return chosen
+    the runs): `warm.varying_names`, the rule the warm commands apply, over these rows."""
+    values = hparam_values(runs, names)
+    return varying_names({name: [None if pd.isna(v) else v for v in values[name].tolist()] for name in names})
 
 
 def is_numeric(column: pd.Series) -> bool:

@@ -19,7 +19,6 @@ from pab_campaign.analysis.campaign.campaign import (
     drop_infinite,
     hparam_values,
     indexed_metrics,
-    output_names,
     varying_hparams,
 )
 from pab_campaign.analysis.campaign.duck import positional
@@ -31,6 +30,7 @@ from pab_campaign.analysis.summary.report_plan import (
     SUMMARY_CONTEXT,
     drop_untracked,
     hparam_columns,
+    output_names,
     report_name,
     requested_labels,
 )
@@ -38,6 +38,7 @@ from pab_campaign.errors import CampaignError
 
 # The label of a trajectory row in SQL: `context/metric`, or `context/metric[key]` for a keyed value.
 LABEL_SQL = "context || '/' || metric || coalesce('[' || key || ']', '')"
+ALL_KEYS = "*"
 
 
 def label_filter(labels: list[str]) -> tuple[str, dict[str, Any]]:
@@ -63,7 +64,6 @@ def label_filter(labels: list[str]) -> tuple[str, dict[str, Any]]:
         parts.append("key IS NULL")
     parts.append(f"{LABEL_SQL} IN (SELECT unnest($labels::VARCHAR[]))")
     return " AND ".join(parts), params
-ALL_KEYS = "*"
 
 
 def summarize(per_run: pd.DataFrame, groupby: list[str], columns: list[str]) -> pd.DataFrame:
@@ -434,7 +434,6 @@ def build_curves(campaign: Campaign, groupby: list[str] | None = None, contexts:
         params, tables={"groups": groups}).rename(columns=dict(zip(aliases, columns)))
     groupby = columns
     # ±inf tested as two values, so that the reader skips every row group whose statistics hold neither
-    chosen, params = label_filter(labels)
     infinite = campaign.query_trajectories(
         f"SELECT DISTINCT {LABEL_SQL} AS label, run_id FROM traj WHERE (value = 'inf'::DOUBLE OR value = "
         f"'-inf'::DOUBLE) AND {chosen} AND run_id IN (SELECT unnest($ids::VARCHAR[])) ORDER BY label, run_id",

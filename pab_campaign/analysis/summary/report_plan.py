@@ -4,7 +4,7 @@ CSV's file name and the order of the groups. Plain Python (no pandas)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pab_campaign.analysis.campaign.naming import ids_suffix, slug
@@ -55,12 +55,19 @@ def drop_untracked(labels: list[str], tracked: list[str], explicit: bool, notes:
     return labels
 
 
+def output_names(names: Sequence[str], taken: Iterable[str]) -> list[str]:
+    """Column names for the hyper-parameters `names` in an output beside the columns `taken`: each
+    plain name, or its index column (`name@hparam`) where the plain name is taken."""
+    reserved = set(taken)
+    return [name if name not in reserved else f"{name}{HPARAM_SUFFIX}" for name in names]
+
+
 def hparam_columns(hparams: Sequence[str], labels: Sequence[str]) -> list[str]:
-    """The output column of each hyper-parameter grouped by: its name, or its index column
-    (`<name>@hparam`) where the name is taken by a column of the report (also in its split layout)."""
+    """`output_names` of the hyper-parameters a report groups by, beside its columns (those of its
+    split layout too)."""
     names = [*labels, "duration_s", *(label.split("/", 1)[-1] for label in labels)]
-    taken = {"run_id", "runs", "context", CAMPAIGN_KEY, *names, *(f"{name}.{stat}" for name in names for stat in STATS)}
-    return [name if name not in taken else f"{name}{HPARAM_SUFFIX}" for name in hparams]
+    return output_names(hparams, ["run_id", "runs", "context", CAMPAIGN_KEY, *names,
+                                  *(f"{name}.{stat}" for name in names for stat in STATS)])
 
 
 def report_name(groupby: Sequence[str], epoch: str | int, campaign_ids: list[str] | None, layout: str = "wide") -> str:
