@@ -53,51 +53,47 @@ def cmd_ls(args: argparse.Namespace) -> int:
             raise CampaignError("ls --watch follows one campaign directory; run one watch per campaign")
         args.campaign = args.campaign[0]
         return watch(args)
+    from pab_campaign.analysis.campaign.warm import LS_COLUMNS, varying_hparams
+
     scans: Scans = {}
     warm = None if args.as_json else _warm(args, scans)
     if warm is not None:
-        _print_warm_ls(warm, args.status)
+        chosen = [row for row in warm.rows if not args.status or row["status"] in args.status]
+        _print_ls(str(warm.directory), chosen, varying_hparams(chosen, warm.hparam_names) if chosen else [],
+                  warm.skipped, warm.notes)
         return 0
-    from pab_campaign.analysis.campaign.campaign import hparam_values, open_campaign, varying_hparams
+    from pab_campaign.analysis.campaign.campaign import hparam_values, open_campaign
+    from pab_campaign.analysis.campaign.campaign import varying_hparams as varying_in_frame
 
     campaign = open_campaign(args.campaign, args.campaign_id, args.where, scans)
     runs = campaign.runs
     if args.status:
         runs = runs[runs["status"].isin(args.status)]
-    varying = varying_hparams(runs, campaign.hparam_names) if len(runs) else []
     values = hparam_values(runs, campaign.hparam_names)
+    fields = runs[list(LS_COLUMNS)].itertuples(index=False, name=None)
     if args.as_json:
-        fields = ["run_id", "campaign", "status", "started_at", "ended_at", "duration_s", "epochs_done", "error",
-                  "skip_reason"]
-        print_json([{**{f: getattr(row, f) for f in fields}, "hparams": values.loc[index].dropna().to_dict()}
-                    for index, row in zip(runs.index, runs[fields].itertuples(index=False))])
+        print_json([{**dict(zip(LS_COLUMNS, row)), "hparams": values.loc[index].dropna().to_dict()}
+                    for index, row in zip(runs.index, fields)])
         return 0
-    several = runs["campaign"].nunique() > 1
-    rows = [[row.run_id, *([fmt(row.campaign)] if several else []), status_text(str(row.status)),
-             *(fmt(values.at[index, name]) for name in varying), fmt(row.ended_at), fmt(row.duration_s, 3),
-             fmt(row.epochs_done), _problem(row.error, row.skip_reason)]
-            for index, row in zip(runs.index, runs.itertuples())]
-    print_table(f"{campaign.label} — {len(runs)} runs",
-                ["run_id", *(["campaign"] if several else []), "status", *varying, "ended_at", "duration_s", "epochs",
-                 "problem"], rows)
-    print_skipped(campaign.skipped, campaign.notes)
+    varying = varying_in_frame(runs, campaign.hparam_names) if len(runs) else []
+    chosen = [{**dict(zip(LS_COLUMNS, row)), "hparams": dict(zip(varying, shown))}
+              for row, shown in zip(fields, values[varying].itertuples(index=False, name=None))]
+    _print_ls(campaign.label, chosen, varying, campaign.skipped, campaign.notes)
     return 0
 
 
-def _print_warm_ls(warm: WarmIndex, statuses: list[str] | None) -> None:
-    """`ls` from a current index (see `warm`): the same table as the full path, without pandas."""
-    from pab_campaign.analysis.campaign.warm import varying_hparams
-
-    runs = [row for row in warm.rows if not statuses or row["status"] in statuses]
-    varying = varying_hparams(runs, warm.hparam_names) if runs else []
-    several = len({row["campaign"] for row in runs if row["campaign"] is not None}) > 1
+def _print_ls(label: str, runs: list[dict], varying: list[str], skipped: list[tuple[str, str]],
+              notes: list[str]) -> None:
+    """The `ls` table of `runs` (dicts of `warm.LS_COLUMNS` and `hparams`, {name: value}), with a
+    column per hyper-parameter of `varying`, then the runs set aside."""
+    several = len({row["campaign"] for row in runs if isinstance(row["campaign"], str)}) > 1
     rows = [[row["run_id"], *([fmt(row["campaign"])] if several else []), status_text(str(row["status"])),
              *(fmt(row["hparams"][name]) for name in varying), fmt(row["ended_at"]), fmt(row["duration_s"], 3),
              fmt(row["epochs_done"]), _problem(row["error"], row["skip_reason"])] for row in runs]
-    print_table(f"{warm.directory} — {len(runs)} runs",
+    print_table(f"{label} — {len(runs)} runs",
                 ["run_id", *(["campaign"] if several else []), "status", *varying, "ended_at", "duration_s", "epochs",
                  "problem"], rows)
-    print_skipped(warm.skipped, warm.notes)
+    print_skipped(skipped, notes)
 
 
 def cmd_properties(args: argparse.Namespace) -> int:
