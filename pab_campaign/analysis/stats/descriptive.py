@@ -202,10 +202,10 @@ def _upper_tail(t: float, df: float, log_norm: float) -> float:
     a, b = df / 2, 0.5
     ratio = t * t / df
     x, y = 1.0 / (1.0 + ratio), ratio / (1.0 + ratio)
+    if y == 0.0:  # t² below the smallest float: the median
+        return 0.5
     # ln of x^a y^b / B(a, b), with 1/B(a, ½) = Γ(a+½) / (Γ(a) √π)
     log_front = -a * math.log1p(ratio) + b * math.log(y) + _log_half_ratio(a) - 0.5 * math.log(math.pi)
-    if y == 0.0:
-        return 0.5
     if x < (a + 1) / (a + b + 2):
         return 0.5 * math.exp(log_front) * _beta_fraction(a, b, x) / a
     return 0.5 * (1.0 - math.exp(log_front) * _beta_fraction(b, a, y) / b)

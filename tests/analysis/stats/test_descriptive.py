@@ -53,3 +53,13 @@ def test_scipy_and_numpy_stay_out_of_the_report_statistics():
             "print(sorted(m for m in ('scipy', 'numpy', 'pandas') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=command_env(), check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_upper_tail_at_a_t_whose_square_underflows_is_the_median():
+    """t = 0 (or t² below the smallest float) has upper tail ½, as scipy says, not a log(0) error."""
+    from pab_campaign.analysis.stats import descriptive
+
+    for t in (0.0, 1e-200):
+        for df in (3.0, 7.5, 1e6):
+            tail = descriptive._upper_tail(t, df, descriptive._log_density_norm(df))
+            assert tail == pytest.approx(scipy_stats.t.sf(t, df), rel=1e-15) == 0.5
