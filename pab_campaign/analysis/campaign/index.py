@@ -363,18 +363,15 @@ def refresh_runs(campaign_dir: Path, workspace: Workspace | None = None,
         same = (now.to_numpy() == before.to_numpy()).all(axis=1)
         unchanged = bool(same.all()) and len(now) == len(old)
         if unchanged and workspace.directory is not None and (workspace.directory / RUNS_INDEX).exists():
-            return _as_assembled(old, workspace)
+            return _as_assembled(old, workspace)  # current, and where it belongs: nothing to write
         kept = _kept(old, meta, set(now.index[same]))
         fresh = manifest[~same]
     else:
-        kept, fresh, unchanged = RunRows(pd.DataFrame(), {}, {}), manifest, False
+        kept, fresh = RunRows(pd.DataFrame(), {}, {}), manifest
     read = _read_runs(campaign_dir, fresh) if len(fresh) else RunRows(pd.DataFrame(), {}, {})
     hparams, metrics = {**kept.hparams, **read.hparams}, {**kept.metrics, **read.metrics}
     rows, names = _assemble([kept.frame, read.frame], hparams, metrics)
-    written_here = stored is not None and workspace.directory is not None and (
-        workspace.directory / RUNS_INDEX).exists()
-    if not (unchanged and written_here):
-        workspace = _write_somewhere(workspace, rows, hparams, metrics)
+    workspace = _write_somewhere(workspace, rows, hparams, metrics)
     return RunsIndex(rows, names, len(fresh), workspace)
 
 
