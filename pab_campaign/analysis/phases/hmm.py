@@ -19,8 +19,10 @@ error of the best K's (the SE of a total over held-out runs: √n · sd of the p
 log-likelihoods, ddof 1); with `select="bic"` it is the K of lowest BIC.
 
 Final model. The chosen K is refitted on all usable runs, starting from its representative, and
-every run is decoded with Viterbi. States are numbered by when they occur: state 0 is the state
-whose epochs lie earliest in their runs on average (epoch position scaled to 0..1 per run).
+every run is decoded with Viterbi. Every EM fit steps runs of equal length together (`batched`:
+hmmlearn's statistics, M-step and stopping rule, its tolerance scaled to the epochs fitted). States
+are numbered by when they occur: state 0 is the state whose epochs lie earliest in their runs on
+average (epoch position scaled to 0..1 per run).
 """
 from __future__ import annotations
 
@@ -239,28 +241,21 @@ def em_tolerance(n_epochs: int) -> float:
     return TOL_PER_EPOCH * n_epochs
 
 
-def new_hmm(k: int, covariance: str, random_state: int, tol: float, implementation: str = "scaling") -> GaussianHMM:
+def new_hmm(k: int, covariance: str, random_state: int, tol: float) -> GaussianHMM:
     """An unfitted hmmlearn GaussianHMM (imported here: the command line starts without it)."""
     from hmmlearn.hmm import GaussianHMM
 
     return GaussianHMM(n_components=k, covariance_type=covariance, random_state=random_state, n_iter=N_ITER,
-                       tol=tol, implementation=implementation)
+                       tol=tol)
 
 
 def fit_em(model: GaussianHMM, x: np.ndarray, lengths: np.ndarray) -> GaussianHMM:
-    """`model` fitted by EM on `x`: with hmmlearn's scaled forward-backward, about three times faster
-    than its log-space one, and again in log space (from the same start) when the scaled pass
-    underflows. The fitted model computes in log space from then on, so that scores and posteriors
-    of far-off epochs never underflow."""
-    start = copy.deepcopy(model)
-    try:
-        model.fit(x, lengths)
-    except ValueError as exc:
-        if "underflow" not in str(exc):
-            raise
-        model = start
-        model.implementation = "log"
-        model.fit(x, lengths)
+    """`model` initialised as hmmlearn initialises it and fitted by EM on `x`, with the E-step over
+    runs of equal length at once (`batched`); it computes in log space from then on, so that scores
+    and posteriors of far-off epochs never underflow."""
+    from pab_campaign.analysis.phases import batched
+
+    model = batched.fit(model, x, lengths)
     model.implementation = "log"
     return model
 
@@ -380,11 +375,11 @@ def select_k(selection: pd.DataFrame, rule: str, n_held: int, n_fit: int) -> tup
 
 # ---- the final model ---------------------------------------------------------------------------
 def refit(start: GaussianHMM, x: np.ndarray, lengths: np.ndarray) -> GaussianHMM:
-    """`start`'s K refitted by EM on `x`, beginning at `start`'s parameters (no new initialisation)."""
+    """`start`'s K refitted by EM on `x`, beginning at `start`'s parameters (no new initialisation),
+    until it gains less than the tolerance of `x`'s epochs."""
     model = copy.deepcopy(start)
     model.init_params = ""
     model.tol = em_tolerance(len(x))
-    model.implementation = "scaling"
     with _hmm_context():
         return fit_em(model, x, lengths)
 
@@ -411,10 +406,10 @@ def permute_states(model: GaussianHMM, order: np.ndarray) -> GaussianHMM:
 
 def decode(model: GaussianHMM, x: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Viterbi states (n,) and each epoch's largest posterior state probability (n,)."""
+    from pab_campaign.analysis.phases import batched
+
     with _hmm_context():
-        states = model.predict(x, lengths)
-        posterior = model.predict_proba(x, lengths).max(axis=1)
-    return states, posterior
+        return batched.decode(model, x, lengths)
 
 
 def fit_states(sequences: Sequences, request: StatesRequest, progress: Progress | None = None) -> StatesFit:
