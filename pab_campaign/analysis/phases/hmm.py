@@ -76,8 +76,16 @@ class Sequences:
         return np.array([len(e) for e in self.epochs], dtype=int)
 
     def zscored(self) -> list[np.ndarray]:
-        """Each run's values z-scored within the run (`zscore`)."""
-        return [zscore(v) for v in self.values]
+        """Each run's values z-scored within the run (`zscore`), runs of equal length at once."""
+        out: list[np.ndarray] = [np.empty((0, 0))] * len(self.values)
+        by_length: dict[int, list[int]] = {}
+        for position, values in enumerate(self.values):
+            by_length.setdefault(len(values), []).append(position)
+        for positions in by_length.values():
+            stacked = zscore(np.stack([self.values[p] for p in positions]))
+            for position, z in zip(positions, stacked):
+                out[position] = z
+        return out
 
 
 @dataclass(frozen=True)
@@ -135,11 +143,12 @@ class StatesFit:
 
 # ---- sequences ---------------------------------------------------------------------------------
 def zscore(values: np.ndarray) -> np.ndarray:
-    """`values` (T × F) with each column minus its mean, divided by its standard deviation (ddof 0,
-    as `scipy.stats.zscore`); a column constant to within 1e-9 of its largest magnitude becomes 0."""
-    mean = values.mean(axis=0)
-    std = values.std(axis=0)
-    constant = std <= 1e-9 * np.abs(values).max(axis=0)
+    """`values` (T × F, or N × T × F for N runs) with each column of a run minus its mean over the
+    epochs, divided by its standard deviation (ddof 0, as `scipy.stats.zscore`); a column constant
+    to within 1e-9 of its largest magnitude becomes 0."""
+    mean = values.mean(axis=-2, keepdims=True)
+    std = values.std(axis=-2, keepdims=True)
+    constant = std <= 1e-9 * np.abs(values).max(axis=-2, keepdims=True)
     return np.divide(values - mean, std, out=np.zeros_like(values, dtype=float), where=~constant)
 
 
@@ -153,18 +162,20 @@ def build_sequences(frame: pd.DataFrame, features: list[str], run_ids: list[str]
     epochs = complete["epoch"].to_numpy(int)
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.array([], dtype=int)
     ends = np.r_[starts[1:], len(ids)].astype(int)
+    finite_rows = np.isfinite(values).all(axis=1)
+    has_bad = ~np.logical_and.reduceat(finite_rows, starts) if len(starts) else np.array([], dtype=bool)
     found: dict[str, tuple[np.ndarray, np.ndarray] | str] = {}
-    for start, end in zip(starts, ends):
-        block = values[start:end]
-        bad = np.argwhere(~np.isfinite(block))
-        if len(bad):
+    for start, end, bad_run in zip(starts.tolist(), ends.tolist(), has_bad.tolist()):
+        if bad_run:
+            block = values[start:end]
+            bad = np.argwhere(~np.isfinite(block))
             row, column = bad[0]
             found[ids[start]] = (f"{features[column]} is {block[row, column]} at epoch {epochs[start + row]} "
                                  f"({len(bad)} non-finite values)")
         elif end - start < 2:
             found[ids[start]] = "only one epoch at which every feature was measured"
         else:
-            found[ids[start]] = (epochs[start:end], block)
+            found[ids[start]] = (epochs[start:end], values[start:end])
     sequences = Sequences(list(features), [], [], [])
     for run_id in run_ids:
         entry = found.get(run_id, "no epoch at which every feature was measured")
@@ -191,17 +202,17 @@ def load_sequences(campaign: Campaign, run_ids: list[str], features: tuple[Metri
     """The sequences of `features` for the runs `run_ids` of `campaign`, read from its compacted
     trajectories; CampaignError naming the feature when one was never tracked by these runs."""
     tables = {"wanted": _wanted(features)}
-    present = campaign.query_trajectories(f"SELECT DISTINCT w.i AS i {_JOIN}", {"ids": run_ids}, tables)
-    missing = [features[i].label for i in sorted(set(range(len(features))) - set(present["i"]))]
+    columns = ", ".join(f"max(t.value) FILTER (WHERE w.i = {i}) AS f{i}, bool_or(w.i = {i}) AS p{i}"
+                        for i in range(len(features)))
+    frame = campaign.query_trajectories(
+        f"SELECT t.run_id AS run_id, t.epoch AS epoch, count(DISTINCT w.i) AS n_present, {columns} {_JOIN} "
+        "GROUP BY t.run_id, t.epoch ORDER BY t.run_id, t.epoch", {"ids": run_ids}, tables)
+    missing = [spec.label for i, spec in enumerate(features) if not frame[f"p{i}"].any()]
     if missing:
         tracked = campaign.query_trajectories(
             "SELECT DISTINCT context || '/' || metric AS name FROM traj WHERE key IS NULL ORDER BY name", {})
         raise CampaignError(f"metric {', '.join(missing)} was never tracked by these runs; pass tracked metrics "
                             f"to --metrics, e.g. {', '.join(tracked['name'].head(16))}")
-    columns = ", ".join(f"max(t.value) FILTER (WHERE w.i = {i}) AS f{i}" for i in range(len(features)))
-    frame = campaign.query_trajectories(
-        f"SELECT t.run_id AS run_id, t.epoch AS epoch, count(DISTINCT w.i) AS n_present, {columns} {_JOIN} "
-        "GROUP BY t.run_id, t.epoch ORDER BY t.run_id, t.epoch", {"ids": run_ids}, tables)
     return build_sequences(frame, [s.label for s in features], run_ids)
 
 

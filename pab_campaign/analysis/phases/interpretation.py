@@ -129,19 +129,25 @@ def convergence_epochs(curves: pd.DataFrame, fraction: float = CONVERGENCE_FRACT
     >>> convergence_epochs(curves).to_dict()
     {'a': 2.0}
     """
-    result = {}
-    for run_id, run in curves.sort_values("epoch").groupby("run_id", sort=True):
-        final = run["value"].iloc[-1]
-        reached = run["epoch"][run["value"] >= fraction * final]
-        result[run_id] = float(reached.iloc[0]) if np.isfinite(final) and final > 0 else math.nan
-    return pd.Series(result, name="convergence_epoch", dtype=float)
+    ordered = curves.sort_values(["run_id", "epoch"], kind="stable")
+    codes, run_ids = pd.factorize(ordered["run_id"], sort=True)
+    values, epochs = ordered["value"].to_numpy(float), ordered["epoch"].to_numpy(float)
+    last = np.r_[np.flatnonzero(np.diff(codes)), len(codes) - 1] if len(codes) else np.array([], dtype=int)
+    final = values[last]
+    reached = values >= fraction * final[codes]
+    first = np.full(len(run_ids), len(codes))
+    np.minimum.at(first, codes[reached], np.flatnonzero(reached))
+    usable = np.isfinite(final) & (final > 0)
+    result = np.where(usable, epochs[np.minimum(first, len(codes) - 1)] if len(codes) else 0.0, math.nan)
+    return pd.Series(result, index=pd.Index(run_ids), name="convergence_epoch", dtype=float)
 
 
 def visits(states: pd.DataFrame, k: int) -> pd.DataFrame:
     """Per run (index run_id) and state (columns 0..k-1): does the run visit the state?"""
-    table = pd.crosstab(states["run_id"], states["state"]).reindex(columns=range(k), fill_value=0) > 0
-    table.columns.name = None
-    return table
+    codes, run_ids = pd.factorize(states["run_id"], sort=True)
+    table = np.zeros((len(run_ids), k), dtype=bool)
+    table[codes, states["state"].to_numpy(int)] = True
+    return pd.DataFrame(table, index=pd.Index(run_ids, name="run_id"), columns=range(k))
 
 
 def detour_table(visited: pd.DataFrame, convergence: pd.Series) -> pd.DataFrame:

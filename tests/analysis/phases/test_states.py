@@ -239,6 +239,34 @@ def test_convergence_epoch_is_the_first_at_95_percent_of_the_final_value():
     assert result["a"] == 3 and math.isnan(result["b"])
 
 
+def test_convergence_epochs_and_visits_equal_a_per_run_loop_on_shuffled_rows():
+    rng = np.random.default_rng(3)
+    rows = [(f"r{run:02d}", epoch, value) for run in range(40) for epoch in range(int(rng.integers(1, 12)))
+            for value in [rng.choice([rng.uniform(-0.2, 1.0), math.nan, math.inf], p=[0.9, 0.05, 0.05])]]
+    curves = pd.DataFrame(rows, columns=["run_id", "epoch", "value"]).sample(frac=1.0, random_state=1)
+    result = phases.convergence_epochs(curves)
+    expected = {}
+    for run_id, run in curves.sort_values("epoch").groupby("run_id"):
+        final = run["value"].iloc[-1]
+        expected[run_id] = (float(run["epoch"][run["value"] >= 0.95 * final].iloc[0])
+                            if np.isfinite(final) and final > 0 else math.nan)
+    pd.testing.assert_series_equal(result, pd.Series(expected, name="convergence_epoch", dtype=float))
+    decoded = curves.assign(state=rng.integers(0, 4, len(curves)))
+    expected_visits = pd.crosstab(decoded["run_id"], decoded["state"]).reindex(columns=range(5), fill_value=0) > 0
+    expected_visits.columns.name = None
+    pd.testing.assert_frame_equal(phases.visits(decoded, 5), expected_visits)
+
+
+def test_zscore_of_stacked_runs_equals_each_run_alone():
+    rng = np.random.default_rng(4)
+    values = [rng.normal(size=(n, 3)) for n in (5, 9, 5, 5, 2)]
+    values[2][:, 1] = 7.0
+    sequences = states.Sequences(["a", "b", "c"], list("vwxyz"), [np.arange(len(v)) for v in values], values)
+    for z, v in zip(sequences.zscored(), values):
+        np.testing.assert_array_equal(z, states.zscore(v))
+    assert not sequences.zscored()[2][:, 1].any()
+
+
 def test_hyperparameter_predictors_match_scipy():
     visited = pd.DataFrame({0: [True, True, False, False, True, False]}, index=list("abcdef"))
     hparams = pd.DataFrame({"lr": [0.1, 0.1, 0.01, 0.01, 0.1, 0.01], "norm": ["bn", "bn", "ln", "ln", "ln", "bn"]},
