@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from pab_campaign.cli.common import Commands, SplitList, add_campaign_filter, add_json_flag, print_json, print_skipped
 from pab_campaign.errors import CampaignError, PabError
-from pab_campaign.render import Column, fmt, print_line, print_table, status_text
+from pab_campaign.render import Cell, Column, fmt, print_line, print_table, status_text
 from pab_campaign.store import RunStatus
 
 if TYPE_CHECKING:
@@ -82,14 +82,39 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Shown:
+    """`fmt` of values that repeat down a column (hyper-parameters, epochs), each distinct value
+    formatted once; keyed by type too, since True, 1 and 1.0 are equal keys but read differently."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[type, object], str] = {}
+
+    def __call__(self, value: object) -> str:
+        try:
+            return self.seen[(type(value), value)]
+        except KeyError:
+            text = self.seen[(type(value), value)] = fmt(value)
+            return text
+        except TypeError:  # an unhashable value
+            return fmt(value)
+
+
 def _print_ls(label: str, runs: list[dict], varying: list[str], skipped: list[tuple[str, str]],
               notes: list[str]) -> None:
     """The `ls` table of `runs` (dicts of `warm.LS_COLUMNS` and `hparams`, {name: value}), with a
     column per hyper-parameter of `varying`, then the runs set aside."""
     several = len({row["campaign"] for row in runs if isinstance(row["campaign"], str)}) > 1
-    rows = [[row["run_id"], *([fmt(row["campaign"])] if several else []), status_text(str(row["status"])),
-             *(fmt(row["hparams"][name]) for name in varying), fmt(row["ended_at"]), fmt(row["duration_s"], 3),
-             fmt(row["epochs_done"]), _problem(row["error"], row["skip_reason"])] for row in runs]
+    shown = _Shown()
+    statuses: dict[str, Cell] = {}
+    rows = []
+    for row in runs:
+        status = str(row["status"])
+        if status not in statuses:
+            statuses[status] = status_text(status)
+        hparams = row["hparams"]
+        rows.append([row["run_id"], *([shown(row["campaign"])] if several else []), statuses[status],
+                     *(shown(hparams[name]) for name in varying), fmt(row["ended_at"]), fmt(row["duration_s"], 3),
+                     shown(row["epochs_done"]), _problem(row["error"], row["skip_reason"])])
     print_table(f"{label} — {len(runs)} runs",
                 ["run_id", *(["campaign"] if several else []), "status", *varying, "ended_at", "duration_s", "epochs",
                  "problem"], rows)
