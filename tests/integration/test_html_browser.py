@@ -91,6 +91,11 @@ def _interact(page) -> dict:
     figure.locator("input[data-control=log]").check()
     seen["titles_log"] = figure.locator(".u-title").all_inner_texts()
     seen["still_off"] = "off" in (figure.locator(".legend .item").first.get_attribute("class") or "")
+    seen["captions"] = [figure.locator("figcaption").inner_text()]
+    select = figure.locator("select[data-control=groupby]")
+    for value in select.locator("option").evaluate_all("options => options.map(o => o.value)")[1:]:
+        select.select_option(value)
+        seen["captions"].append(figure.locator("figcaption").inner_text())
     return seen
 
 
@@ -140,3 +145,8 @@ def test_demo_campaign_page_offline_with_scripts_on_and_off(chromium, demo_campa
     assert "runs" in tooltip
     assert on["legend_off"] and on["legend_group"] not in on["tooltip_after_hide"].splitlines()[0]
     assert all(title.endswith("(log y)") for title in on["titles_log"]) and on["still_off"]
+    # The caption tells what the chosen grouping shows: the finest first, all runs as one group last.
+    captions = on["captions"]
+    assert len(captions) >= 3 and len(set(captions)) == len(captions)
+    assert "grouped by model.name" in captions[0] and "all runs as one group" in captions[-1]
+    assert all(caption.startswith("Loss (nats) and accuracy per split. Lines:") for caption in captions)

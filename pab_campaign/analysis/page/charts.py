@@ -63,9 +63,10 @@ def _grouping(curves: pd.DataFrame, groupby: list[str], labels: list[str], runs:
             "panels": panels}
 
 
-def curves_chart(campaign: Campaign, groupby: list[str], curves: pd.DataFrame) -> dict:
+def curves_chart(campaign: Campaign, groupby: list[str], curves: pd.DataFrame, lead: str = "") -> dict:
     """The curves chart of `curves` (`build_curves` output grouped by `groupby`): that grouping
-    first, then each hyper-parameter of it alone, then all runs as one group."""
+    first, then each hyper-parameter of it alone, then all runs as one group. The figure's caption
+    becomes `lead` followed by what the chosen grouping shows."""
     from pab_campaign.analysis.summary.report import coarser_curves
 
     labels = list(dict.fromkeys(curves["label"]))
@@ -76,7 +77,7 @@ def curves_chart(campaign: Campaign, groupby: list[str], curves: pd.DataFrame) -
     if groupby:
         choices.append(([], coarser_curves(curves, groupby, [], labels)))
     log = any(default_log(label, curves.loc[curves["label"] == label, "mean"].to_numpy(float)) for label in labels)
-    return {"kind": "curves", "labels": labels, "log": log, "styles": styles(MAX_GROUPS),
+    return {"kind": "curves", "lead": lead, "labels": labels, "log": log, "styles": styles(MAX_GROUPS),
             "units": [metric_unit(label) for label in labels],
             "ranges": [[_value(v) if math.isfinite(v) else (-1e300 if v < 0 else 1e300) for v in metric_range(label)]
                        for label in labels],

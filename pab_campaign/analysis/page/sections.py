@@ -150,7 +150,7 @@ def _curves_figure(campaign: Campaign, key: str, metrics: list[str], caption: st
     figure = plot_curves(curves, groupby, campaign=campaign.directory.name)
     return PageFigure(key, f"{campaign.directory.name}: {', '.join(metrics)}",
                       f"{caption} {curves_caption(curves, groupby)}", png_uri(figure),
-                      curves_chart(campaign, groupby, curves))
+                      curves_chart(campaign, groupby, curves, lead=caption))
 
 
 def _tracked(campaign: Campaign, labels: tuple[str, ...]) -> list[str]:

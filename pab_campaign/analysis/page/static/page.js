@@ -45,9 +45,9 @@
     const controls = el("div", { class: "controls" });
     const legend = el("div", { class: "legend" });
     const panels = el("div", { class: "panels" });
-    const note = el("p", { class: "chart-note" });
-    box.append(controls, legend, panels, note);
-    figure.insertBefore(box, figure.querySelector("figcaption"));
+    box.append(controls, legend, panels);
+    const caption = figure.querySelector("figcaption");
+    figure.insertBefore(box, caption);
     const log = el("input", { type: "checkbox", "data-control": "log" });
     log.checked = spec.log;
     const logLabel = el("label", {}, " log y");
@@ -66,7 +66,7 @@
       panels.replaceChildren();
       legend.replaceChildren();
       const grouping = spec.groupings[Number(select.value)];
-      note.textContent = select.value === "0" ? "" : grouping.note;  // the caption below tells the first
+      caption.textContent = `${spec.lead} ${grouping.note}`.trim();  // what the chosen grouping shows
       grouping.groups.forEach((group, gi) => {
         const item = el("button", { type: "button", class: "item", "data-group": group.name });
         const swatch = el("span", { class: "swatch" });
