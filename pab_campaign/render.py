@@ -29,7 +29,7 @@ STATUS_STYLES: dict[str, str] = {
 }
 
 Cell = str | Text
-# From this many rows on, `print_table` lays a table out itself when it can (`plain_table`).
+# From this many rows on, `print_table` lays a table out itself when it can (`_layout`).
 FAST_TABLE_ROWS = 50
 
 console = Console(width=None if sys.stdout.isatty() else 160, markup=False)
@@ -96,7 +96,7 @@ def table(title: str, columns: Sequence[str | Column], rows: Iterable[Sequence[C
 def print_table(title: str, columns: Sequence[str | Column], rows: Iterable[Sequence[Cell]],
                 section_ends: Collection[int] = ()) -> None:
     """Print `table(title, columns, rows, section_ends)`. A long table whose cells all fit on one
-    line is laid out here as rich would lay it out (`plain_table`), 20-50x faster than rich's
+    line is laid out here as rich would lay it out (`_layout`), 20-50x faster than rich's
     general layout (seconds at thousands of rows); where the console shows no styles (a pipe, a
     file, NO_COLOR) its lines are joined as plain text, faster again."""
     rows = list(rows)
@@ -109,18 +109,11 @@ def print_table(title: str, columns: Sequence[str | Column], rows: Iterable[Sequ
         console.print(_styled_lines(layout, rows), no_wrap=True, overflow="ignore", crop=False)
 
 
-def plain_table(title: str, columns: Sequence[str | Column], rows: Sequence[Sequence[Cell]]) -> Text | None:
-    """The lines rich prints for `table(title, columns, rows)` (heavy head box, one space of padding,
-    the title centred above) as one Text, when every cell is one line and the table fits the
-    console's width; else None (rich's own layout then wraps or shrinks columns)."""
-    layout = _layout(title, columns, rows)
-    return None if layout is None else _styled_lines(layout, rows)
-
-
 @dataclass(frozen=True)
 class _Layout:
-    """A table `plain_table` can lay out: its title, column specs and headers, the characters of
-    each cell as shown (`literal`), and the width of each column."""
+    """A table laid out here (heavy head box, one space of padding, the title centred above, as rich
+    lays it out): its title, column specs and headers, the characters of each cell as shown
+    (`literal`), and the width of each column."""
 
     title: str
     specs: list[Column]
@@ -139,8 +132,8 @@ def _shown(cell: Cell) -> str:
 
 
 def _layout(title: str, columns: Sequence[str | Column], rows: Sequence[Sequence[Cell]]) -> _Layout | None:
-    """The layout of a table `plain_table` can lay out (every cell one line, the table as wide as
-    the console at most), else None."""
+    """The layout of a table that can be laid out here (every cell one line, the table as wide as the
+    console at most), else None (rich's own layout then wraps or shrinks columns)."""
     specs = [column if isinstance(column, Column) else Column(column) for column in columns]
     headers = [literal(spec.header) for spec in specs]
     texts = [[_shown(cell) for cell in row] for row in rows]

@@ -55,7 +55,7 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def test_a_long_table_is_laid_out_exactly_as_rich_lays_it_out(monkeypatch):
-    """`plain_table` (the fast layout of long tables) prints the same characters as rich's own
+    """The fast layout of long tables prints the same characters as rich's own
     layout, aligned columns and statuses included; a table too wide for the console is left to rich."""
     columns = ["run_id", Column("n", justify="right"), Column("c", justify="center"), Column("prop", style="bold"),
                "status"]
@@ -71,7 +71,7 @@ def test_a_long_table_is_laid_out_exactly_as_rich_lays_it_out(monkeypatch):
         assert ("\x1b[" in got) == ("\x1b[" in want) == bool(colours)
         assert ANSI.sub("", got) == ANSI.sub("", want)  # the same characters; a colour may span the padding
     monkeypatch.setattr(render, "console", Console(width=30, markup=False, file=io.StringIO()))
-    assert render.plain_table("title — x", columns, rows) is None
+    assert render._layout("title — x", columns, rows) is None
 
 
 def test_control_characters_from_a_campaign_never_reach_the_terminal(monkeypatch):
