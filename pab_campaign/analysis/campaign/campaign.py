@@ -371,7 +371,8 @@ def varying_hparams(runs: pd.DataFrame, names: list[str]) -> list[str]:
     minus any that only restate the ones before them (e.g. `model.hidden` once `model.name` splits
     the runs): `warm.varying_names`, the rule the warm commands apply, over these rows."""
     values = hparam_values(runs, names)
-    return varying_names({name: [None if pd.isna(v) else v for v in values[name].tolist()] for name in names})
+    return varying_names({name: values[name].astype(object).where(values[name].notna(), None).tolist()
+                          for name in names})
 
 
 def is_numeric(column: pd.Series) -> bool:

@@ -433,7 +433,7 @@ def build_curves(campaign: Campaign, groupby: list[str] | None = None, contexts:
     computed from the trajectories."""
     done = completed_runs(campaign)
     finest = choose_groupby(campaign, done, None)
-    groupby = choose_groupby(campaign, done, groupby)
+    groupby = finest if groupby is None else choose_groupby(campaign, done, groupby)
     labels = _choose_metrics(campaign, done, contexts, metrics, [])
     if any(label.startswith(f"{SUMMARY_CONTEXT}/") for label in labels):
         raise CampaignError(f"{SUMMARY_CONTEXT}/ metrics are whole-run numbers, not curves; use them with `report`")
