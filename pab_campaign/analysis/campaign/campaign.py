@@ -49,6 +49,9 @@ class Campaign:
     # Answers an analysis computes once per command and asks for again (the index does not change
     # under one command), by a key of its choice.
     memo: dict[tuple, Any] = field(default_factory=dict, repr=False, compare=False)
+    # Whether `runs` are every run of the campaign directory (no --campaign-id or --where chose
+    # some): answers kept beside the index for the whole campaign (`curve_store`) apply to them.
+    whole: bool = field(default=False, repr=False)
 
     def skip(self, run_id: str, reason: str) -> None:
         if (run_id, reason) not in self.skipped:
@@ -288,7 +291,7 @@ def _open_one(directory: Path, campaign_ids: list[str] | None, where: list[str] 
                                 f"its runs belong to: {', '.join(present) or 'none'}")
     runs = filter_runs(runs, where or [])
     names = [n for n in built.hparam_names if runs[index.hparam_key(n)].notna().any()]
-    campaign = Campaign(directory, runs.reset_index(drop=True), names, skipped)
+    campaign = Campaign(directory, runs.reset_index(drop=True), names, skipped, whole=not campaign_ids and not where)
     campaign._move_to(built.workspace)
     return campaign
 
@@ -368,7 +371,8 @@ def varying_hparams(runs: pd.DataFrame, names: list[str]) -> list[str]:
     minus any that only restate the ones before them (e.g. `model.hidden` once `model.name` splits
     the runs): `warm.varying_names`, the rule the warm commands apply, over these rows."""
     values = hparam_values(runs, names)
-    return varying_names({name: [None if pd.isna(v) else v for v in values[name].tolist()] for name in names})
+    return varying_names({name: values[name].astype(object).where(values[name].notna(), None).tolist()
+                          for name in names})
 
 
 def is_numeric(column: pd.Series) -> bool:

@@ -8,9 +8,11 @@ first grouping key, and `write_report(..., per_campaign=True)` writes one CSV pe
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pab_campaign.analysis.campaign.campaign import (
@@ -21,9 +23,10 @@ from pab_campaign.analysis.campaign.campaign import (
     indexed_metrics,
     varying_hparams,
 )
-from pab_campaign.analysis.campaign.duck import positional
+from pab_campaign.analysis.campaign.curve_store import MAX_NAMED, CurveAggregates
 from pab_campaign.analysis.campaign.naming import ids_suffix, slug
 from pab_campaign.analysis.stats.descriptive import ci95_halfwidths, describe
+from pab_campaign.analysis.summary.curve_groups import aggregates_of, curves_frame, group_codes
 from pab_campaign.analysis.summary.report_plan import (
     CAMPAIGN_KEY,
     STATS,
@@ -38,14 +41,17 @@ from pab_campaign.errors import CampaignError
 
 # The label of a trajectory row in SQL: `context/metric`, or `context/metric[key]` for a keyed value.
 LABEL_SQL = "context || '/' || metric || coalesce('[' || key || ']', '')"
+# Whether a row's (or a group's) label is one of the parameter `labels`.
+LABEL_TEST = f"{LABEL_SQL} IN (SELECT unnest($labels::VARCHAR[]))"
 ALL_KEYS = "*"
 
 
-def label_filter(labels: list[str]) -> tuple[str, dict[str, Any]]:
+def label_filter(labels: list[str], exact: bool = True) -> tuple[str, dict[str, Any]]:
     """A WHERE condition (and its parameters) keeping the rows whose label is one of `labels`: the
-    exact `LABEL_SQL` test, after tests on `context`, `metric` and `key` alone that the Parquet
-    reader applies while it scans (each a superset: every way to split a label into its parts is
-    allowed, a context or a metric holding '/' or '[' included)."""
+    exact `LABEL_TEST` (parameter `labels`), after tests on `context`, `metric` and `key` alone that
+    the Parquet reader applies while it scans (each a superset: every way to split a label into its
+    parts is allowed, a context or a metric holding '/' or '[' included). With `exact` False, those
+    tests alone (the caller applies `LABEL_TEST` where it costs less, e.g. once per group)."""
     contexts, metrics = set(), set()
     for label in labels:
         for cut in (i for i, char in enumerate(label) if char == "/"):
@@ -55,14 +61,15 @@ def label_filter(labels: list[str]) -> tuple[str, dict[str, Any]]:
             metrics.update(rest[:i] for i, char in enumerate(rest) if char == "[")
     if not contexts:
         return "false", {}
-    params: dict[str, Any] = {"labels": list(labels)}
+    params: dict[str, Any] = {"labels": list(labels)} if exact else {}
     params.update({f"label_context{i}": value for i, value in enumerate(sorted(contexts))})
     params.update({f"label_metric{i}": value for i, value in enumerate(sorted(metrics))})
     parts = [f"context IN ({', '.join(f'$label_context{i}' for i in range(len(contexts)))})",
              f"metric IN ({', '.join(f'$label_metric{i}' for i in range(len(metrics)))})"]
     if not any(label.endswith("]") for label in labels):
         parts.append("key IS NULL")
-    parts.append(f"{LABEL_SQL} IN (SELECT unnest($labels::VARCHAR[]))")
+    if exact:
+        parts.append(LABEL_TEST)
     return " AND ".join(parts), params
 
 
@@ -411,41 +418,70 @@ def write_reports_per_campaign(campaign: Campaign, report: Report, epoch: str | 
     return paths
 
 
+CURVE_COLUMNS = ("label", "epoch", "runs", "mean", "std", "ci95")
+
+
 def build_curves(campaign: Campaign, groupby: list[str] | None = None, contexts: list[str] | None = None,
                  metrics: list[str] | None = None) -> tuple[list[str], pd.DataFrame]:
     """Learning curves over seeds: per group, label (`context/metric`) and epoch, the number of runs
-    with a finite value, its mean, std (ddof=1) and CI95 half-width. Returns (groupby, curves)."""
+    with a finite value, its mean, std (ddof=1) and CI95 half-width. Returns (groupby, curves).
+
+    The finest grouping (every varying hyper-parameter but the seed, the default) is computed from
+    the aggregates kept beside the index when they are those of these runs (`curve_store`; the
+    labels they lack are computed and added); a `groupby` that is part of it is pooled from it
+    (`coarser_curves`), so that the numbers never depend on what was kept. Another grouping is
+    computed from the trajectories."""
     done = completed_runs(campaign)
-    groupby = choose_groupby(campaign, done, groupby)
+    finest = choose_groupby(campaign, done, None)
+    groupby = finest if groupby is None else choose_groupby(campaign, done, groupby)
     labels = _choose_metrics(campaign, done, contexts, metrics, [])
     if any(label.startswith(f"{SUMMARY_CONTEXT}/") for label in labels):
         raise CampaignError(f"{SUMMARY_CONTEXT}/ metrics are whole-run numbers, not curves; use them with `report`")
-    columns = output_names(groupby, ["label", "epoch", "runs", "mean", "std", "ci95"])
-    groups, aliases = positional(hparam_values(done, groupby), groupby, "g")
-    groups["run_id"] = done["run_id"].to_numpy()
-    keys = ", ".join(f"g.{alias}" for alias in aliases)
-    chosen, params = label_filter(labels)
-    curves = campaign.query_trajectories(
-        f"SELECT {keys + ',' if keys else ''} {LABEL_SQL} AS label, t.epoch, count(*) AS runs, "
-        "avg(t.value) AS mean, stddev_samp(t.value) AS std "
-        "FROM traj t JOIN groups g USING (run_id) "
-        f"WHERE isfinite(t.value) AND {chosen} "
-        f"GROUP BY ALL ORDER BY {keys + ',' if keys else ''} label, t.epoch",
-        params, tables={"groups": groups}).rename(columns=dict(zip(aliases, columns)))
-    groupby = columns
+    pooled = groupby != finest and len(set(groupby)) == len(groupby) and set(groupby) <= set(finest)
+    basis = finest if pooled else groupby
+    codes, keys = group_codes(hparam_values(done, basis))
+    aggregates = aggregates_of(campaign, done, codes, labels, partial(_aggregate, campaign), keep=basis == finest)
+    for label, (count, named) in sorted(aggregates.infinite.items()):
+        if count:
+            campaign.note(f"{label} is ±inf at some epochs of {count} run(s) ({', '.join(named)}): "
+                          "those values are left out of the curves")
+    columns = output_names(basis, CURVE_COLUMNS)
+    curves = curves_frame(aggregates, keys.set_axis(columns, axis=1), labels)
+    if pooled:
+        names = output_names(groupby, CURVE_COLUMNS)
+        return names, coarser_curves(curves, columns, names, labels)
+    return columns, curves
+
+
+def _aggregate(campaign: Campaign, run_ids: list[str], codes: np.ndarray, labels: list[str]) -> CurveAggregates:
+    """Per group (`codes[i]` the group of `run_ids[i]`), label and epoch: the runs with a finite
+    value, their mean and std (ddof 1); per label the runs with a ±inf value (`CurveAggregates`).
+
+    The rows are grouped by context, metric and key, and the label is spelled for each group (a
+    label per row costs twice as much); where two of those spell the same label (a context or a
+    metric holding '/' or '['), they are grouped by label instead."""
+    scan, params = label_filter(labels, exact=False)
+    params["labels"] = list(labels)
+    groups = pd.DataFrame({"run_id": run_ids, "g": codes})
+    rows = campaign.query_trajectories(
+        f"SELECT g, {LABEL_SQL} AS label, epoch, runs, mean, std FROM ("
+        "SELECT g.g, t.context, t.metric, t.key, t.epoch, count(*) AS runs, avg(t.value) AS mean, "
+        "stddev_samp(t.value) AS std FROM traj t JOIN groups g USING (run_id) "
+        f"WHERE isfinite(t.value) AND {scan} GROUP BY ALL) WHERE {LABEL_TEST}", params, tables={"groups": groups})
+    if rows.duplicated(["g", "label", "epoch"]).any():
+        rows = campaign.query_trajectories(
+            f"SELECT g.g, {LABEL_SQL} AS label, t.epoch, count(*) AS runs, avg(t.value) AS mean, "
+            "stddev_samp(t.value) AS std FROM traj t JOIN groups g USING (run_id) "
+            f"WHERE isfinite(t.value) AND {scan} AND {LABEL_TEST} GROUP BY ALL", params, tables={"groups": groups})
     # ±inf tested as two values, so that the reader skips every row group whose statistics hold neither
     infinite = campaign.query_trajectories(
         f"SELECT DISTINCT {LABEL_SQL} AS label, run_id FROM traj WHERE (value = 'inf'::DOUBLE OR value = "
-        f"'-inf'::DOUBLE) AND {chosen} AND run_id IN (SELECT unnest($ids::VARCHAR[])) ORDER BY label, run_id",
-        {**params, "ids": done["run_id"].tolist()})
-    for label, runs in infinite.groupby("label")["run_id"]:
-        campaign.note(f"{label} is ±inf at some epochs of {len(runs)} run(s) ({', '.join(runs.tolist()[:10])}): "
-                      "those values are left out of the curves")
-    curves["ci95"] = ci95_halfwidths(curves["runs"].to_numpy(), curves["std"].to_numpy())
-    position = {label: i for i, label in enumerate(labels)}
-    curves = curves.sort_values(["label", *groupby, "epoch"], key=lambda c: c.map(position) if c.name == "label" else c,
-                                kind="stable", ignore_index=True)
-    return groupby, curves
+        f"'-inf'::DOUBLE) AND {scan} AND {LABEL_TEST} AND run_id IN (SELECT unnest($ids::VARCHAR[])) "
+        "ORDER BY label, run_id",
+        {**params, "ids": run_ids})
+    found = {label: (len(ids), tuple(ids.tolist()[:MAX_NAMED])) for label, ids in infinite.groupby("label")["run_id"]}
+    return CurveAggregates(rows.rename(columns={"g": "group"}), tuple(labels),
+                           {label: found.get(label, (0, ())) for label in labels})
 
 
 def coarser_curves(curves: pd.DataFrame, groupby: list[str], names: list[str], labels: list[str]) -> pd.DataFrame:
@@ -454,8 +490,6 @@ def coarser_curves(curves: pd.DataFrame, groupby: list[str], names: list[str], l
     mean and the std pools each part's spread with the spread of the parts' means (Chan et al.'s
     combination), so the numbers equal a direct grouping up to rounding without reading the
     trajectories again. `labels` gives the order of the labels."""
-    import numpy as np
-
     frame = curves.assign(_weighted=curves["mean"] * curves["runs"],
                           _spread=(curves["runs"] - 1) * curves["std"].fillna(0.0) ** 2)
     keys = [*names, "label", "epoch"]

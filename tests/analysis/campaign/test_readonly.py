@@ -107,15 +107,19 @@ def test_every_analysis_command_works_on_a_read_only_campaign(tmp_path, monkeypa
     with _read_only_view(campaign, tmp_path / "ro") as (view, prefix):
         with pytest.raises(OSError):
             (view / "summary").mkdir()
+        printed = {}
         for command in [*COMMANDS, ["summarize"]]:
             target = store.run_dir(view, ids[0]) if command[0] == "summarize" else view
             result = _run([command[0], str(target), *command[1:]], env, prefix)
             assert result.returncode == 0, f"{command[0]}: {result.stderr[-2000:]}"
+            printed[command[0]] = result.stdout
             if command[0] != "summarize":
                 notes = [line for line in result.stdout.splitlines() if "cannot be written here" in line]
                 assert len(notes) == 1 and str(cache_dir(view)) in " ".join(result.stdout.split()), result.stdout
         written = {p.name for p in cache_dir(view).iterdir()}
-        assert {"runs.parquet", "trajectories.parquet", "audit.csv", "states"} <= written
+        assert {"runs.parquet", "trajectories.parquet", "curve_aggregates.parquet", "audit.csv", "states"} <= written
+        again = _run(["curves", str(view), "--metrics", "val/acc"], env, prefix)  # from the aggregates kept there
+        assert again.returncode == 0 and again.stdout == printed["curves"], again.stderr[-2000:]
         assert any(name.startswith("summary_") for name in written)
         assert not (view / "summary").exists()
 

@@ -7,8 +7,10 @@ import pytest
 from scipy import stats as scipy_stats
 from statsmodels.stats.weightstats import DescrStatsW
 
-from pab_campaign.analysis.campaign.campaign import open_campaign
+from pab_campaign.analysis.campaign.campaign import completed_runs, hparam_values, open_campaign
+from pab_campaign.analysis.summary.curve_groups import curves_frame, group_codes
 from pab_campaign.analysis.summary.report import (
+    _aggregate,
     build_curves,
     build_report,
     coarser_curves,
@@ -220,10 +222,18 @@ def test_the_label_filter_keeps_exactly_the_rows_of_the_labels():
         assert sorted(found, key=str) == sorted((row for row in rows if label(*row) in chosen), key=str)
 
 
+def _grouped_directly(campaign, names, labels):
+    """build_curves' frame grouped by `names` straight from the trajectories (never pooled)."""
+    done = completed_runs(campaign)
+    codes, keys = group_codes(hparam_values(done, names))
+    return curves_frame(_aggregate(campaign, done["run_id"].tolist(), codes, labels), keys, labels)
+
+
 def test_coarser_curves_equal_a_direct_grouping(tmp_path):
-    """Curves regrouped from finer groups (the page's grouping selector) equal build_curves run with
-    the coarser grouping: the same rows and runs, mean, std and ci95 to rounding; a run with a value
-    missing at some epochs and a group of a single run included."""
+    """Curves regrouped from finer groups (the page's grouping selector, and build_curves for a
+    --groupby that is part of the finest grouping) equal the trajectories grouped that way: the
+    same rows and runs, mean, std and ci95 to rounding; a run with a value missing at some epochs
+    and a group of a single run included."""
     make_grid(tmp_path, seeds=3, epochs=4)
     write_run(tmp_path, "solo", {"model.name": "vit", "model.hidden": 8, "optimizer.lr": 0.1, "seed": 0},
               {("val", "loss"): [2.0, 1.5, float("nan"), 1.0, 0.9], ("val", "acc"): [0.1, 0.2, 0.3, 0.4, 0.5]})
@@ -231,9 +241,11 @@ def test_coarser_curves_equal_a_direct_grouping(tmp_path):
     labels = ["val/loss", "val/acc"]
     groupby, finest = build_curves(campaign, metrics=labels)
     assert groupby == ["model.name", "optimizer.lr"]
+    pd.testing.assert_frame_equal(finest, _grouped_directly(campaign, groupby, labels), check_exact=True)
     for names in (["model.name"], ["optimizer.lr"], []):
         got = coarser_curves(finest, groupby, names, labels)
-        want = build_curves(campaign, names, metrics=labels)[1]
+        pd.testing.assert_frame_equal(build_curves(campaign, names, metrics=labels)[1], got, check_exact=True)
+        want = _grouped_directly(campaign, names, labels)
         assert list(got.columns) == list(want.columns)
         pd.testing.assert_frame_equal(got[[*names, "label", "epoch", "runs"]], want[[*names, "label", "epoch", "runs"]],
                                       check_dtype=False)
