@@ -20,13 +20,14 @@ _ITEM_COMMA = re.compile(r",(?![^\[]*\])")
 
 class SplitList(argparse.Action):
     """A list option that takes its items separated by spaces, commas or both:
-    `--groupby model.name,optimizer.lr` = `--groupby model.name optimizer.lr`."""
+    `--groupby model.name,optimizer.lr` = `--groupby model.name optimizer.lr`; an item given twice
+    counts once (`--groupby lr lr` = `--groupby lr`)."""
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
         items = [values] if isinstance(values, str) else list(values or [])
         split = [part.strip() for item in items for part in _ITEM_COMMA.split(item) if part.strip()]
-        setattr(namespace, self.dest, split)
+        setattr(namespace, self.dest, list(dict.fromkeys(split)))
 
 
 class OneLineParser(argparse.ArgumentParser):

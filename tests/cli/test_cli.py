@@ -166,6 +166,17 @@ def test_groupby_given_with_commas_groups_like_spaces(tmp_path):
     assert commas.stdout == spaces.stdout and "0.1" in commas.stdout and "cnn" in commas.stdout
 
 
+def test_a_name_given_twice_counts_once(tmp_path):
+    """`--groupby lr lr` and `--metrics acc acc` ended in an internal error (a frame with a column twice)."""
+    make_grid(tmp_path, seeds=3)
+    for command in ("report", "curves"):
+        once = run_cli([command, str(tmp_path), "--groupby", "optimizer.lr", "--metrics", "val/acc"])
+        twice = run_cli([command, str(tmp_path), "--groupby", "optimizer.lr,optimizer.lr", "--metrics", "val/acc",
+                         "val/acc", "--contexts", "val", "val"])
+        assert once.returncode == twice.returncode == 0, twice.stderr
+        assert once.stdout == twice.stdout and "0.1" in once.stdout
+
+
 def _table_rows(out: str) -> list[list[str]]:
     """The cells of every body row of the rich tables in `out`."""
     return [[cell.strip() for cell in line.strip().strip("│").split("│")] for line in out.splitlines()
