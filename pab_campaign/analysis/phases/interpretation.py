@@ -14,10 +14,8 @@
 """
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,19 +32,6 @@ TRANSITION_COLUMNS = ["from_state", "to_state", "occurrences", "runs", "probabil
 DETOUR_COLUMNS = ["state", "runs_visiting", "runs_not", "conv_visiting", "conv_not", "difference", "t", "dof", "p",
                   "p_holm", "cohen_d"]
 PREDICTOR_COLUMNS = ["state", "hparam", "test", "effect", "p", "p_holm", "visit_rate_by_value"]
-
-
-def segments(states: np.ndarray) -> list[tuple[int, int, int]]:
-    """Runs of one state in a sequence: (state, start, end) with `end` exclusive.
-
-    >>> segments(np.array([0, 0, 1, 1, 1, 0]))
-    [(0, 0, 2), (1, 2, 5), (0, 5, 6)]
-    """
-    if len(states) == 0:
-        return []
-    cuts = np.flatnonzero(np.diff(states)) + 1
-    starts, ends = np.r_[0, cuts], np.r_[cuts, len(states)]
-    return [(int(states[s]), int(s), int(e)) for s, e in zip(starts, ends)]
 
 
 def _describe(z_means: pd.Series, top: int) -> str:
@@ -66,14 +51,22 @@ def phase_profiles(values: Sequence[np.ndarray], z: Sequence[np.ndarray], epochs
     epochs and states (T_r,).
     """
     all_values, all_z, all_states = np.concatenate(values), np.concatenate(z), np.concatenate(states)
+    all_epochs = np.concatenate(epochs).astype(float)
+    run_of = np.repeat(np.arange(len(states)), [len(s) for s in states])
+    # each run's first and last epoch in each state (inf / -inf where it never visits the state)
+    first = np.full((len(states), k), np.inf)
+    last = np.full((len(states), k), -np.inf)
+    np.minimum.at(first, (run_of, all_states), all_epochs)
+    np.maximum.at(last, (run_of, all_states), all_epochs)
     rows, means = [], []
     for state in range(k):
         mask = all_states == state
-        visits = [(e[s == state].min(), e[s == state].max()) for e, s in zip(epochs, states) if (s == state).any()]
+        visiting = np.isfinite(first[:, state])
         z_mean = pd.Series(all_z[mask].mean(axis=0) if mask.any() else np.full(len(features), np.nan), features)
-        rows.append({"state": state, "epochs": int(mask.sum()), "occupancy": float(mask.mean()), "runs": len(visits),
-                     "epoch_from": float(np.median([v[0] for v in visits])) if visits else math.nan,
-                     "epoch_to": float(np.median([v[1] for v in visits])) if visits else math.nan,
+        rows.append({"state": state, "epochs": int(mask.sum()), "occupancy": float(mask.mean()),
+                     "runs": int(visiting.sum()),
+                     "epoch_from": float(np.median(first[visiting, state])) if visiting.any() else math.nan,
+                     "epoch_to": float(np.median(last[visiting, state])) if visiting.any() else math.nan,
                      "description": _describe(z_mean, top) if mask.any() else "never decoded"})
         raw = all_values[mask].mean(axis=0) if mask.any() else np.full(len(features), np.nan)
         means += [{"state": state, "feature": f, "mean": raw[i], "z_mean": z_mean.iloc[i]}
@@ -99,24 +92,30 @@ def transition_features(values: Sequence[np.ndarray], z: Sequence[np.ndarray], s
     """For every transition i → j seen in the decoded runs, the `top` features ranked by
     |standardised mean difference| (z-scored segment before vs after, pooled over occurrences),
     with the sign, and their means before and after in original units (TRANSITION_COLUMNS)."""
-    pooled: dict[tuple[int, int], dict[str, Any]] = {}
-    for run, (raw, zs, run_states) in enumerate(zip(values, z, states)):
-        parts = segments(run_states)
-        for (a, a0, a1), (b, b0, b1) in itertools.pairwise(parts):
-            entry = pooled.setdefault((a, b), {"zb": [], "za": [], "rb": [], "ra": [], "runs": set()})
-            entry["zb"].append(zs[a0:a1])
-            entry["za"].append(zs[b0:b1])
-            entry["rb"].append(raw[a0:a1])
-            entry["ra"].append(raw[b0:b1])
-            entry["runs"].add(run)
+    all_values, all_z, all_states = np.concatenate(values), np.concatenate(z), np.concatenate(states)
+    lengths = [len(s) for s in states]
+    run_of = np.repeat(np.arange(len(states)), lengths)
+    # segments: maximal stretches of one state within a run; each row's segment number
+    new_segment = np.r_[True, (np.diff(all_states) != 0) | (np.diff(run_of) != 0)][:len(run_of)]
+    starts = np.flatnonzero(new_segment)
+    segment_of = np.cumsum(new_segment) - 1
+    state_of, run_of_segment = all_states[starts], run_of[starts]
+    # a transition is a segment followed by one of the same run: (state before, state after)
+    follows = np.r_[run_of_segment[1:] == run_of_segment[:-1], False]
+    next_state = np.r_[state_of[1:], -1]
+    previous_state = np.r_[-1, state_of[:-1]]
+    preceded = np.r_[False, follows[:-1]]
     rows = []
-    for (a, b), entry in sorted(pooled.items()):
-        smd = standardised_difference(np.concatenate(entry["zb"]), np.concatenate(entry["za"]))
-        before, after = np.concatenate(entry["rb"]).mean(axis=0), np.concatenate(entry["ra"]).mean(axis=0)
+    for a, b in sorted({(int(x), int(y)) for x, y in zip(state_of[follows], next_state[follows])}):
+        occurrences = follows & (state_of == a) & (next_state == b)
+        before_rows = occurrences[segment_of]
+        after_rows = (preceded & (previous_state == a) & (state_of == b))[segment_of]
+        smd = standardised_difference(all_z[before_rows], all_z[after_rows])
+        before, after = all_values[before_rows].mean(axis=0), all_values[after_rows].mean(axis=0)
         order = sorted(range(len(features)), key=lambda i: -abs(smd[i]) if np.isfinite(smd[i]) else math.inf)
         for rank, i in enumerate(order[:top], start=1):
-            rows.append([a, b, len(entry["zb"]), len(entry["runs"]), float(transmat[a, b]), rank, features[i],
-                         float(smd[i]), float(before[i]), float(after[i])])
+            rows.append([a, b, int(occurrences.sum()), len(np.unique(run_of_segment[occurrences])),
+                         float(transmat[a, b]), rank, features[i], float(smd[i]), float(before[i]), float(after[i])])
     return pd.DataFrame(rows, columns=TRANSITION_COLUMNS)
 
 

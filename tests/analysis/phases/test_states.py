@@ -239,6 +239,58 @@ def test_convergence_epoch_is_the_first_at_95_percent_of_the_final_value():
     assert result["a"] == 3 and math.isnan(result["b"])
 
 
+def _reference_profiles(epochs, states, k):
+    """Per state: runs visiting, and the medians of their first and last epoch in it, run by run."""
+    out = []
+    for state in range(k):
+        visits = [(e[s == state].min(), e[s == state].max()) for e, s in zip(epochs, states) if (s == state).any()]
+        out.append((len(visits), float(np.median([v[0] for v in visits])) if visits else math.nan,
+                    float(np.median([v[1] for v in visits])) if visits else math.nan))
+    return out
+
+
+def _reference_transitions(values, z, states, top):
+    """The transition table, segment by segment and run by run (pooled rows in run order)."""
+    pooled = {}
+    for run, (raw, zs, run_states) in enumerate(zip(values, z, states)):
+        cuts = np.flatnonzero(np.diff(run_states)) + 1
+        parts = [(int(run_states[a]), a, b) for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(run_states)])]
+        for (a, a0, a1), (b, b0, b1) in itertools.pairwise(parts):
+            entry = pooled.setdefault((a, b), {"zb": [], "za": [], "rb": [], "ra": [], "runs": set()})
+            entry["zb"].append(zs[a0:a1])
+            entry["za"].append(zs[b0:b1])
+            entry["rb"].append(raw[a0:a1])
+            entry["ra"].append(raw[b0:b1])
+            entry["runs"].add(run)
+    return {key: (len(e["zb"]), len(e["runs"]), phases.standardised_difference(np.concatenate(e["zb"]),
+                                                                             np.concatenate(e["za"])),
+                  np.concatenate(e["rb"]).mean(axis=0), np.concatenate(e["ra"]).mean(axis=0))
+            for key, e in pooled.items()}
+
+
+def test_profiles_and_transitions_equal_a_run_by_run_computation():
+    rng = np.random.default_rng(7)
+    k, features = 4, ["a", "b", "c"]
+    states_per_run = [rng.integers(0, 3, n) for n in rng.integers(1, 30, 60)]  # state 3 never decoded
+    states_per_run[5] = np.array([2, 2, 2])
+    values = [rng.normal(size=(len(s), 3)) for s in states_per_run]
+    z = [states.zscore(v) for v in values]
+    epochs = [np.arange(len(s)) + int(rng.integers(0, 5)) for s in states_per_run]
+    summary, _ = phases.phase_profiles(values, z, epochs, states_per_run, features, k)
+    expected = _reference_profiles(epochs, states_per_run, k)
+    np.testing.assert_array_equal(summary["runs"], [e[0] for e in expected])
+    np.testing.assert_array_equal(summary["epoch_from"], [e[1] for e in expected])
+    np.testing.assert_array_equal(summary["epoch_to"], [e[2] for e in expected])
+    table = phases.transition_features(values, z, states_per_run, features, np.full((k, k), 0.25), top=3)
+    reference = _reference_transitions(values, z, states_per_run, 3)
+    assert sorted(set(zip(table["from_state"], table["to_state"]))) == sorted(reference)
+    for row in table.itertuples():
+        occurrences, runs, smd, before, after = reference[(row.from_state, row.to_state)]
+        i = features.index(row.feature)
+        assert (row.occurrences, row.runs) == (occurrences, runs)
+        assert (row.smd, row.before_mean, row.after_mean) == (smd[i], before[i], after[i])
+
+
 def test_convergence_epochs_and_visits_equal_a_per_run_loop_on_shuffled_rows():
     rng = np.random.default_rng(3)
     rows = [(f"r{run:02d}", epoch, value) for run in range(40) for epoch in range(int(rng.integers(1, 12)))
