@@ -213,20 +213,27 @@ def group_curves(curves: pd.DataFrame, states: pd.DataFrame, groups: pd.Series) 
     metric in `curves` (run_id, epoch, value); `bands` (group, epoch, state): the Viterbi state most
     runs of the group are in at that epoch (ties to the lower state). `groups` maps run_id → label."""
     labelled = curves.assign(group=_group_of(curves["run_id"], groups)).dropna(subset=["group", "value"])
-    stats = labelled.groupby(["group", "epoch"], sort=True)["value"].agg(["count", "mean", "std"]).reset_index()
+    stats = labelled.groupby(["group", "epoch"], sort=True, observed=True)["value"].agg(["count", "mean", "std"])
+    stats = stats.reset_index()
+    stats["group"] = stats["group"].astype(str)
     stats["ci95"] = ci95_halfwidths(stats["count"].to_numpy(), stats["std"].to_numpy())
     curve = stats.rename(columns={"count": "runs"})[["group", "epoch", "runs", "mean", "ci95"]]
     modal = states.assign(group=_group_of(states["run_id"], groups)).dropna(subset=["group"])
-    counts = modal.groupby(["group", "epoch", "state"], sort=True).size().rename("n").reset_index()
+    counts = modal.groupby(["group", "epoch", "state"], sort=True, observed=True).size().rename("n").reset_index()
+    counts["group"] = counts["group"].astype(str)
     bands = counts.sort_values(["group", "epoch", "n", "state"], ascending=[True, True, False, True])
     bands = bands.drop_duplicates(["group", "epoch"])[["group", "epoch", "state"]].reset_index(drop=True)
     return curve, bands
 
 
-def _group_of(run_ids: pd.Series, groups: pd.Series) -> np.ndarray:
-    """The label `groups` gives each of `run_ids` (one per epoch row), None where it has none. Each
-    distinct run id is looked up once: `Series.map` over 5 million Arrow strings took minutes."""
+def _group_of(run_ids: pd.Series, groups: pd.Series) -> pd.Categorical:
+    """The label `groups` gives each of `run_ids` (one per epoch row), missing where it has none, as
+    a categorical of the labels in sorted order. Each distinct run id is looked up once (`Series.map`
+    over 5 million Arrow strings took minutes), and no column of 5 million strings is built (pandas
+    turning one into Arrow strings took seconds)."""
     codes, distinct = pd.factorize(run_ids)
     labels = pd.Series(np.asarray(distinct, dtype=object)).map(groups).tolist()
-    table = np.array([*(None if pd.isna(label) else label for label in labels), None], dtype=object)
-    return table[codes]  # code -1 (a missing run id) takes the trailing None
+    names = sorted({label for label in labels if not pd.isna(label)})
+    position = {name: i for i, name in enumerate(names)}
+    table = np.array([*(-1 if pd.isna(label) else position[label] for label in labels), -1])
+    return pd.Categorical.from_codes(table[codes], categories=names)  # code -1 (a missing run id): missing
