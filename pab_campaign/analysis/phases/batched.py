@@ -16,6 +16,7 @@ E-step instead.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -41,11 +42,25 @@ def blocks(lengths: np.ndarray, block_epochs: int = BLOCK_EPOCHS) -> Iterator[np
             yield same[start:start + per_block]
 
 
-def _stack(x: np.ndarray, starts: np.ndarray, positions: np.ndarray, length: int) -> np.ndarray:
-    """The sequences at `positions` (each `length` epochs, starting at row `starts[p]` of `x`) as
-    a time-major (T, N, F) array: row t holds every sequence's epoch t."""
-    rows = np.arange(length)[:, None] + starts[positions]
-    return x[rows]
+def _stacked(x: np.ndarray, lengths: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The sequences of `x` (n × F, those of `lengths` one after another) block by block (`blocks`):
+    the row of `x` of each epoch of each sequence (T, N), and the block time-major (T, N, F): row t
+    holds every sequence's epoch t."""
+    starts = np.r_[0, np.cumsum(lengths)[:-1]].astype(int)
+    for positions in blocks(lengths):
+        rows = np.arange(int(lengths[positions[0]]))[:, None] + starts[positions]
+        yield rows, x[rows]
+
+
+@contextmanager
+def _in_log_space(model: GaussianHMM) -> Iterator[None]:
+    """`model` computing with hmmlearn's log-space forward–backward, as it was afterwards."""
+    implementation = model.implementation
+    model.implementation = "log"
+    try:
+        yield
+    finally:
+        model.implementation = implementation
 
 
 def log_densities(model: GaussianHMM, block: np.ndarray) -> np.ndarray:
@@ -125,12 +140,9 @@ def _add(stats: dict[str, Any], more: dict[str, Any]) -> None:
 def estep(model: GaussianHMM, x: np.ndarray, lengths: np.ndarray) -> tuple[dict[str, Any], float]:
     """hmmlearn's sufficient statistics of `x` (n × F, the sequences of `lengths` one after
     another) under `model`, and the total log-likelihood in nats."""
-    starts = np.r_[0, np.cumsum(lengths)[:-1]].astype(int)
     stats = model._initialize_sufficient_statistics()
     total = 0.0
-    for positions in blocks(lengths):
-        length = int(lengths[positions[0]])
-        block = _stack(x, starts, positions, length)
+    for _, block in _stacked(x, lengths):
         lattice = _scaled_forward_backward(model, block)
         if lattice is None:
             more, log_likelihood = _log_space_estep(model, block)
@@ -151,12 +163,8 @@ def _sequences(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _log_space_estep(model: GaussianHMM, block: np.ndarray) -> tuple[dict[str, Any], float]:
     """hmmlearn's own log-space E-step over the sequences of `block` (T, N, F)."""
-    implementation = model.implementation
-    model.implementation = "log"
-    try:
+    with _in_log_space(model):
         stats, log_likelihood = model._do_estep(*_sequences(block))
-    finally:
-        model.implementation = implementation
     return stats, float(log_likelihood)
 
 
@@ -206,23 +214,15 @@ def _viterbi(model: GaussianHMM, block: np.ndarray) -> np.ndarray:
 def decode(model: GaussianHMM, x: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Viterbi states (n,) and each epoch's largest posterior state probability (n,) of `x` (n × F,
     the sequences of `lengths` one after another): hmmlearn's `predict` and `predict_proba(...).max(1)`."""
-    starts = np.r_[0, np.cumsum(lengths)[:-1]].astype(int)
     states = np.empty(len(x), dtype=np.intp)
     posterior = np.empty(len(x))
-    for positions in blocks(lengths):
-        length = int(lengths[positions[0]])
-        block = _stack(x, starts, positions, length)
-        rows = np.arange(length)[:, None] + starts[positions]
+    for rows, block in _stacked(x, lengths):
         states[rows] = _viterbi(model, block)
         lattice = _scaled_forward_backward(model, block)
         if lattice is None:
-            implementation = model.implementation
-            model.implementation = "log"
-            try:
+            with _in_log_space(model):
                 gamma = model.predict_proba(*_sequences(block))
-            finally:
-                model.implementation = implementation
-            posterior[rows.T] = gamma.max(axis=1).reshape(len(positions), length)
+            posterior[rows.T] = gamma.max(axis=1).reshape(rows.shape[1], rows.shape[0])
         else:
             posterior[rows] = lattice["gamma"].max(axis=2)
     return states, posterior
