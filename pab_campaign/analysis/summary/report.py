@@ -463,16 +463,16 @@ def _aggregate(campaign: Campaign, run_ids: list[str], codes: np.ndarray, labels
     scan, params = label_filter(labels, exact=False)
     params["labels"] = list(labels)
     groups = pd.DataFrame({"run_id": run_ids, "g": codes})
+    stats = "count(*) AS runs, avg(t.value) AS mean, stddev_samp(t.value) AS std"
+    source = f"FROM traj t JOIN groups g USING (run_id) WHERE isfinite(t.value) AND {scan}"
     rows = campaign.query_trajectories(
         f"SELECT g, {LABEL_SQL} AS label, epoch, runs, mean, std FROM ("
-        "SELECT g.g, t.context, t.metric, t.key, t.epoch, count(*) AS runs, avg(t.value) AS mean, "
-        "stddev_samp(t.value) AS std FROM traj t JOIN groups g USING (run_id) "
-        f"WHERE isfinite(t.value) AND {scan} GROUP BY ALL) WHERE {LABEL_TEST}", params, tables={"groups": groups})
+        f"SELECT g.g, t.context, t.metric, t.key, t.epoch, {stats} {source} GROUP BY ALL) WHERE {LABEL_TEST}",
+        params, tables={"groups": groups})
     if rows.duplicated(["g", "label", "epoch"]).any():
         rows = campaign.query_trajectories(
-            f"SELECT g.g, {LABEL_SQL} AS label, t.epoch, count(*) AS runs, avg(t.value) AS mean, "
-            "stddev_samp(t.value) AS std FROM traj t JOIN groups g USING (run_id) "
-            f"WHERE isfinite(t.value) AND {scan} AND {LABEL_TEST} GROUP BY ALL", params, tables={"groups": groups})
+            f"SELECT g.g, {LABEL_SQL} AS label, t.epoch, {stats} {source} AND {LABEL_TEST} GROUP BY ALL",
+            params, tables={"groups": groups})
     # ±inf tested as two values, so that the reader skips every row group whose statistics hold neither
     infinite = campaign.query_trajectories(
         f"SELECT DISTINCT {LABEL_SQL} AS label, run_id FROM traj WHERE (value = 'inf'::DOUBLE OR value = "
