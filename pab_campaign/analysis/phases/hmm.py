@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from pab_campaign.analysis.campaign.campaign import Campaign
+from pab_campaign.analysis.phases import batched
 from pab_campaign.errors import CampaignError
 from pab_campaign.metrics import LATENT_STATE_STATISTICS, MetricSpec
 
@@ -127,7 +128,8 @@ class StatesFit:
     """The result of `fit_states`: the selection table (SELECTION_COLUMNS), the chosen K and why,
     the final model (states numbered by when they occur), the decoded `states` (run_id, epoch,
     state, posterior_max), K's representatives `candidates` (fitted on the fit runs), which runs
-    were fitted and held out, and notes for the user."""
+    were fitted and held out, notes for the user, and each run's z-scored sequence `z` (T_r × F,
+    in the order of `sequences`) the model was fitted on."""
 
     sequences: Sequences
     selection: pd.DataFrame
@@ -139,6 +141,7 @@ class StatesFit:
     fit_runs: list[str]
     held_out_runs: list[str]
     notes: list[str]
+    z: list[np.ndarray]
 
 
 # ---- sequences ---------------------------------------------------------------------------------
@@ -264,8 +267,6 @@ def fit_em(model: GaussianHMM, x: np.ndarray, lengths: np.ndarray) -> GaussianHM
     """`model` initialised as hmmlearn initialises it and fitted by EM on `x`, with the E-step over
     runs of equal length at once (`batched`); it computes in log space from then on, so that scores
     and posteriors of far-off epochs never underflow."""
-    from pab_campaign.analysis.phases import batched
-
     model = batched.fit(model, x, lengths)
     model.implementation = "log"
     return model
@@ -417,8 +418,6 @@ def permute_states(model: GaussianHMM, order: np.ndarray) -> GaussianHMM:
 
 def decode(model: GaussianHMM, x: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Viterbi states (n,) and each epoch's largest posterior state probability (n,)."""
-    from pab_campaign.analysis.phases import batched
-
     with _hmm_context():
         return batched.decode(model, x, lengths)
 
@@ -509,4 +508,4 @@ def fit_states(sequences: Sequences, request: StatesRequest, progress: Progress 
                           "epoch": np.concatenate(sequences.epochs).astype("int32"),
                           "state": states.astype("int16"), "posterior_max": posterior})
     return StatesFit(sequences, selection, k, reason, final, table, candidates,
-                     [sequences.run_ids[i] for i in fit_idx], [sequences.run_ids[i] for i in held_idx], notes)
+                     [sequences.run_ids[i] for i in fit_idx], [sequences.run_ids[i] for i in held_idx], notes, z)

@@ -85,7 +85,7 @@ def run_states(campaign: Campaign, request: StatesRequest, curve_metric: MetricS
     fit = fit_states(sequences, request, progress)
     notes = list(fit.notes)
     per_run = [fit.states["state"].to_numpy()[s:e] for s, e in _bounds(sequences.lengths)]
-    z = sequences.zscored()
+    z = fit.z
     k = fit.chosen_k
     profiles, feature_means = phase_profiles(sequences.values, z, sequences.epochs, per_run, sequences.features, k)
     transmat = pd.DataFrame(fit.model.transmat_, index=pd.Index(range(k), name="from_state"),
