@@ -8,8 +8,11 @@ written, the place `workspace` chooses).
   `last_epoch`, `best_epoch`, `skip_reason` (why the run cannot be analysed, else null) and the
   manifest: size and mtime (ns) of run.json and trajectory.parquet as they were when the row was
   read (-1 when the file is missing or cannot be read: see `store.check_run_file`). Each run's
-  hyper-parameters as run.json has them, and the metrics its trajectory has, sit in the file's
-  key-value metadata, so that rows kept from an earlier build are rebuilt exactly as read.
+  hyper-parameters as run.json has them (`run_hparams`, JSON) and the metric columns its trajectory
+  has (`run_metric_columns`, a JSON list) sit in two more text columns, so that rows kept from an
+  earlier build are rebuilt exactly as read. Every row stands alone: the file's key-value metadata
+  holds only the index version, so the file could be split into parts that a reader takes as one
+  table.
 - `trajectories.parquet`: every trajectory row of the usable runs plus `run_id`; built on first
   demand (curves, a fixed epoch, the audit), since a `report` at the last or best epoch needs only
   `runs.parquet`. Its manifest sits in the file's key-value metadata.
@@ -57,11 +60,10 @@ from pab_campaign.store import (
 if TYPE_CHECKING:
     import duckdb
 
-INDEX_VERSION = "3"
+INDEX_VERSION = "4"
 RUNS_INDEX = "runs.parquet"
 TRAJECTORIES_INDEX = "trajectories.parquet"
 META_VERSION = b"pab_campaign.index_version"
-META_RUNS = b"pab_campaign.runs"
 META_MANIFEST = "pab_campaign.manifest"
 SNAPSHOT_ATTEMPTS = 20
 # Trajectories read per DuckDB query of a cold build: memory stays flat however many runs there are.
@@ -76,6 +78,10 @@ FIXED_COLUMNS = (*RECORD_COLUMNS, *DERIVED_COLUMNS, *MANIFEST_COLUMNS)
 TEXT_COLUMNS = ("run_id", "campaign", "status", "started_at", "ended_at", "host", "slurm_job_id", "error",
                 "skip_reason")
 FLOAT_COLUMNS = ("duration_s", "epochs_done", "restarts", "last_epoch", "best_epoch")
+# The columns of the stored file beyond the index frame: each run's hyper-parameters as run.json has
+# them (a JSON object; null when run.json could not be read) and its metric columns (a JSON list).
+RUN_HPARAMS = "run_hparams"
+RUN_METRICS = "run_metric_columns"
 # A hyper-parameter's column is its name plus this suffix: no name a run.json holds can meet a fixed
 # column (no '@') or a metric column (ending '@last' or '@best').
 HPARAM_SUFFIX = "@hparam"
@@ -107,11 +113,23 @@ class RunsIndex:
 @dataclass
 class RunRows:
     """Rows of some runs before they are assembled: `frame` (fixed columns and `<label>@last|@best`
-    columns), each run's hyper-parameters, and the metric columns each run has."""
+    columns), each run's hyper-parameters (and their JSON text as stored in RUN_HPARAMS), and the
+    metric columns each run has."""
 
     frame: pd.DataFrame
     hparams: dict[str, dict[str, Any]]
     metrics: dict[str, list[str]]
+    hparams_json: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class StoredRuns:
+    """A stored runs index: the index frame, and per row the stored RUN_HPARAMS and RUN_METRICS
+    texts (parsed only for the rows a refresh keeps)."""
+
+    frame: pd.DataFrame
+    hparams_json: list[str | None]
+    metrics_json: list[str | None]
 
 
 def trajectory_problem(campaign_dir: Path, run_id: str) -> str:
@@ -222,7 +240,8 @@ def _read_runs(campaign_dir: Path, manifest: pd.DataFrame) -> RunRows:
     frame["skip_reason"] = pd.Series(reasons, dtype=object)
     frame = frame.join(metrics).join(manifest.set_index("run_id"))
     present = {run_id: columns_of.get(run_id, []) for run_id in frame.index}
-    return RunRows(frame.reset_index(), hparams, present)
+    texts = {run_id: json.dumps(values, separators=(",", ":")) for run_id, values in hparams.items()}
+    return RunRows(frame.reset_index(), hparams, present, texts)
 
 
 def _text(column: pd.Series) -> pd.Series:
@@ -293,35 +312,38 @@ def _index_file(path: Path) -> bool:
     return True
 
 
-def _load_runs_index(path: Path) -> tuple[pd.DataFrame, dict[str, Any]] | None:
-    """The stored index and its per-run metadata, or None when missing, unreadable (not a regular
-    file) or of another version."""
+def _load_runs_index(path: Path) -> StoredRuns | None:
+    """The stored index, or None when missing, unreadable (not a regular file) or of another
+    version."""
     if not _index_file(path):
         return None
     try:
         table = pq.read_table(path)
         meta = table.schema.metadata or {}
-        if meta.get(META_VERSION) != INDEX_VERSION.encode() or META_RUNS not in meta:
+        if meta.get(META_VERSION) != INDEX_VERSION.encode() or any(
+                table.schema.get_field_index(name) < 0 or table.schema.field(name).type != pa.string()
+                for name in (RUN_HPARAMS, RUN_METRICS)):
             return None
-        return table.to_pandas(), json.loads(meta[META_RUNS])
+        texts = [table.column(name).to_pylist() for name in (RUN_HPARAMS, RUN_METRICS)]
+        return StoredRuns(table.drop_columns([RUN_HPARAMS, RUN_METRICS]).to_pandas(), *texts)
     except (OSError, pa.ArrowInvalid, ValueError):
         return None
 
 
-def _write_runs_index(path: Path, frame: pd.DataFrame, hparams: dict[str, dict[str, Any]],
+def _write_runs_index(path: Path, frame: pd.DataFrame, hparams_json: dict[str, str],
                       metrics: dict[str, list[str]]) -> None:
-    sets: dict[tuple[str, ...], int] = {}
-    per_run = {rid: sets.setdefault(tuple(metrics.get(rid, [])), len(sets)) for rid in frame["run_id"]}
-    runs_meta = {"hparams": {rid: hparams[rid] for rid in frame["run_id"] if rid in hparams},
-                 "metrics": per_run, "metric_sets": [list(labels) for labels in sets]}
+    ids = frame["run_id"].tolist()
+    sets: dict[tuple[str, ...], str] = {}
+    metric_texts = [sets.setdefault(labels, json.dumps(list(labels), separators=(",", ":")))
+                    for labels in (tuple(metrics.get(rid, [])) for rid in ids)]
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    meta = {**(table.schema.metadata or {}), META_VERSION: INDEX_VERSION.encode(),
-            META_RUNS: json.dumps(runs_meta, separators=(",", ":")).encode()}
-    table = table.replace_schema_metadata(meta)
+    table = table.append_column(RUN_HPARAMS, pa.array([hparams_json.get(rid) for rid in ids], pa.string()))
+    table = table.append_column(RUN_METRICS, pa.array(metric_texts, pa.string()))
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_VERSION: INDEX_VERSION.encode()})
     atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
-def _stored(workspace: Workspace) -> tuple[pd.DataFrame, dict[str, Any]] | None:
+def _stored(workspace: Workspace) -> StoredRuns | None:
     """The stored runs index of the workspace; else the campaign's own (an archive's, read-only)."""
     places = [workspace.directory, summary_dir(workspace.campaign)]
     for place in dict.fromkeys(p for p in places if p is not None):
@@ -331,16 +353,34 @@ def _stored(workspace: Workspace) -> tuple[pd.DataFrame, dict[str, Any]] | None:
     return None
 
 
-def _kept(old: pd.DataFrame, meta: dict[str, Any], run_ids: set[str]) -> RunRows:
-    """The stored rows of `run_ids`, with their hyper-parameters and metric sets from the metadata."""
-    ids = old["run_id"].tolist()  # plain strings: a membership test per Arrow string took 0.3 s at 50,000 runs
+def _kept(stored: StoredRuns, run_ids: set[str]) -> RunRows | None:
+    """The stored rows of `run_ids`, with their hyper-parameters and metric columns parsed from their
+    texts; None when a text is not what the index writes (the index is then built again)."""
+    ids = stored.frame["run_id"].tolist()  # plain strings: a membership test per Arrow string took 0.3 s at 50,000 runs
     chosen = [rid in run_ids for rid in ids]
-    rows = old[chosen]
-    ids = [rid for rid, keep in zip(ids, chosen) if keep]
-    sets, per_run, stored_hparams = meta.get("metric_sets", []), meta.get("metrics", {}), meta.get("hparams", {})
-    metrics = {rid: sets[per_run[rid]] for rid in ids if rid in per_run}
-    hparams = {rid: stored_hparams[rid] for rid in ids if rid in stored_hparams}
-    return RunRows(rows, hparams, metrics)
+    decode = json.JSONDecoder().decode
+    hparams, texts, metrics = {}, {}, {}
+    parsed: dict[str, Any] = {}
+    try:
+        for rid, keep, hparams_text, metrics_text in zip(ids, chosen, stored.hparams_json, stored.metrics_json):
+            if not keep:
+                continue
+            if hparams_text is not None:
+                values = decode(hparams_text)
+                if not isinstance(values, dict):
+                    return None
+                hparams[rid], texts[rid] = values, hparams_text
+            if metrics_text is None:
+                return None
+            labels = parsed.get(metrics_text)
+            if labels is None:
+                labels = parsed[metrics_text] = decode(metrics_text)
+                if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+                    return None
+            metrics[rid] = labels
+    except ValueError:
+        return None
+    return RunRows(stored.frame[chosen], hparams, metrics, texts)
 
 
 def refresh_runs(campaign_dir: Path, workspace: Workspace | None = None,
@@ -356,22 +396,23 @@ def refresh_runs(campaign_dir: Path, workspace: Workspace | None = None,
     workspace = workspace or choose(campaign_dir)
     manifest = scan(campaign_dir, scanned)
     stored = _stored(workspace)
+    kept = None
     if stored is not None:
-        old, meta = stored
+        old = stored.frame
         now = manifest.set_index("run_id")[list(MANIFEST_COLUMNS)]
         before = old.set_index("run_id")[list(MANIFEST_COLUMNS)].reindex(now.index)
         same = (now.to_numpy() == before.to_numpy()).all(axis=1)
         unchanged = bool(same.all()) and len(now) == len(old)
         if unchanged and workspace.directory is not None and (workspace.directory / RUNS_INDEX).exists():
             return _as_assembled(old, workspace)  # current, and where it belongs: nothing to write
-        kept = _kept(old, meta, set(now.index[same]))
+        kept = _kept(stored, set(now.index[same]))
         fresh = manifest[~same]
-    else:
+    if kept is None:
         kept, fresh = RunRows(pd.DataFrame(), {}, {}), manifest
     read = _read_runs(campaign_dir, fresh) if len(fresh) else RunRows(pd.DataFrame(), {}, {})
     hparams, metrics = {**kept.hparams, **read.hparams}, {**kept.metrics, **read.metrics}
     rows, names = _assemble([kept.frame, read.frame], hparams, metrics)
-    workspace = _write_somewhere(workspace, rows, hparams, metrics)
+    workspace = _write_somewhere(workspace, rows, {**kept.hparams_json, **read.hparams_json}, metrics)
     return RunsIndex(rows, names, len(fresh), workspace)
 
 
@@ -387,12 +428,12 @@ def _as_assembled(stored: pd.DataFrame, workspace: Workspace) -> RunsIndex:
     return RunsIndex(frame, names, 0, workspace)
 
 
-def _write_somewhere(workspace: Workspace, rows: pd.DataFrame, hparams: dict[str, dict[str, Any]],
+def _write_somewhere(workspace: Workspace, rows: pd.DataFrame, hparams_json: dict[str, str],
                      metrics: dict[str, list[str]]) -> Workspace:
     """Write the runs index into `workspace`, or the next place that takes it; the place it went."""
     while workspace.directory is not None:
         try:
-            _write_runs_index(workspace.directory / RUNS_INDEX, rows, hparams, metrics)
+            _write_runs_index(workspace.directory / RUNS_INDEX, rows, hparams_json, metrics)
             return workspace
         except OSError as exc:
             if not is_unwritable(exc):

@@ -25,7 +25,9 @@ from pab_campaign.store import RunStatus, check_run_file, is_campaign
 # Kept in step with `index`: the file, its version key and value, and the column conventions.
 RUNS_INDEX = "runs.parquet"
 META_VERSION = "pab_campaign.index_version"
-INDEX_VERSION = "3"
+INDEX_VERSION = "4"
+# The stored per-run texts a refresh reads (`index.RUN_HPARAMS`, `index.RUN_METRICS`); no warm answer uses them.
+STORED_TEXTS = ("run_hparams", "run_metric_columns")
 HPARAM_SUFFIX = "@hparam"
 LS_COLUMNS = ("run_id", "campaign", "status", "started_at", "ended_at", "duration_s", "epochs_done", "error",
               "skip_reason")
@@ -129,7 +131,9 @@ class _IndexRead(threading.Thread):
                 if version != [(INDEX_VERSION,)]:
                     return
                 stored = [name for (name,) in con.execute(f"SELECT name FROM parquet_schema({source})").fetchall()][1:]
-                con.execute(f"CREATE TEMP TABLE runs AS SELECT * FROM read_parquet({source}, {READ_OPTIONS})")
+                stored = [name for name in stored if name not in STORED_TEXTS]
+                con.execute(f"CREATE TEMP TABLE runs AS SELECT * EXCLUDE ({', '.join(STORED_TEXTS)}) "
+                            f"FROM read_parquet({source}, {READ_OPTIONS})")
             types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE runs)").fetchall())
             if list(types) != stored or any("\0" in name for name in types):
                 return

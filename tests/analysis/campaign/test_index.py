@@ -1,6 +1,7 @@
 """The campaign index: incremental rebuild (new, changed, removed runs), atomic replacement."""
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -8,12 +9,13 @@ import threading
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from pab_campaign.analysis.campaign import index
 from pab_campaign.analysis.campaign.campaign import load_trajectories, open_campaign
-from pab_campaign.store import runs_dir, summary_dir
+from pab_campaign.store import read_run_json, runs_dir, summary_dir
 from tests.helpers import make_grid, write_run
 
 
@@ -190,3 +192,32 @@ def test_trajectories_at_some_epochs_give_the_same_values_as_every_epoch(tmp_pat
     for name in ("val/loss", "val/acc@1", "val/acc@3", "test/acc", "train/loss@3"):
         spec = MetricSpec.parse(name)
         pd.testing.assert_series_equal(metric_series(some, spec), metric_series(every, spec))
+
+
+def test_each_row_carries_its_own_run_texts_and_the_footer_only_the_version(tmp_path):
+    """The stored file keeps each run's hyper-parameters (as run.json has them) and metric columns in
+    its own row, so its key-value metadata stays small however many runs there are."""
+    ids = make_grid(tmp_path, seeds=1, epochs=2)
+    index.refresh_runs(tmp_path)
+    table = pq.read_table(summary_dir(tmp_path) / index.RUNS_INDEX)
+    assert set(table.schema.metadata) <= {b"ARROW:schema", b"pandas", index.META_VERSION}
+    rows = table.to_pandas().set_index("run_id")
+    assert json.loads(rows.loc[ids[0], index.RUN_HPARAMS]) == read_run_json(runs_dir(tmp_path) / ids[0]).hparams
+    assert "val/loss@last" in json.loads(rows.loc[ids[0], index.RUN_METRICS])
+    assert index.RUN_HPARAMS not in index.refresh_runs(tmp_path).frame.columns
+
+
+@pytest.mark.parametrize("text", ['{"seed": 0', "[1, 2]", None])
+def test_a_tampered_run_text_rebuilds_the_index_from_the_runs(tmp_path, text):
+    ids = make_grid(tmp_path, seeds=1, epochs=2)
+    index.refresh_runs(tmp_path)
+    path = summary_dir(tmp_path) / index.RUNS_INDEX
+    table = pq.read_table(path)
+    column = index.RUN_METRICS if text is None else index.RUN_HPARAMS
+    texts = table.column(column).to_pylist()
+    texts[1] = text
+    pq.write_table(table.set_column(table.schema.get_field_index(column), column, pa.array(texts, pa.string())), path)
+    _bump_mtime(runs_dir(tmp_path) / ids[0] / "run.json")  # one run changed: the others are kept from the file
+    refreshed = index.refresh_runs(tmp_path)
+    assert refreshed.read == len(ids)
+    pd.testing.assert_frame_equal(refreshed.frame, _fresh_build(tmp_path).frame, check_exact=True)
