@@ -334,8 +334,11 @@ def _write_runs_index(path: Path, frame: pd.DataFrame, hparams_json: dict[str, s
                       metrics: dict[str, list[str]]) -> None:
     ids = frame["run_id"].tolist()
     sets: dict[tuple[str, ...], str] = {}
-    metric_texts = [sets.setdefault(labels, json.dumps(list(labels), separators=(",", ":")))
-                    for labels in (tuple(metrics.get(rid, [])) for rid in ids)]
+    metric_texts = []
+    for labels in (tuple(metrics.get(rid, [])) for rid in ids):
+        if labels not in sets:
+            sets[labels] = json.dumps(list(labels), separators=(",", ":"))
+        metric_texts.append(sets[labels])
     table = pa.Table.from_pandas(frame, preserve_index=False)
     table = table.append_column(RUN_HPARAMS, pa.array([hparams_json.get(rid) for rid in ids], pa.string()))
     table = table.append_column(RUN_METRICS, pa.array(metric_texts, pa.string()))

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -36,20 +36,37 @@ FLOAT_COLUMNS = ("duration_s", "epochs_done")
 
 @dataclass
 class WarmIndex:
-    """The readable runs of a current index (`rows`: dicts of LS_COLUMNS plus `hparams`, {name: value}
-    of every hyper-parameter, sorted by run_id), the hyper-parameters some chosen run has
-    (`hparam_names`, sorted), the unreadable runs (`skipped`: run_id, reason), the index file and the
-    user's notes."""
+    """A current index, read into the DuckDB temp table `runs` of `con` (DuckDB's `column_types` of
+    its columns): the unreadable runs (`skipped`: run_id, reason, sorted by run_id), the
+    hyper-parameters some chosen run has (`hparam_names`, sorted), the index file, the user's notes
+    and the campaigns the runs were restricted to. `rows` fetches the chosen runs on first use."""
 
     directory: Path
     path: Path
-    rows: list[dict[str, Any]]
+    con: Any = field(repr=False)
+    column_types: dict[str, str]
     skipped: list[tuple[str, str]]
-    hparam_names: list[str] = field(default_factory=list)
-    column_types: dict[str, str] = field(default_factory=dict)  # DuckDB's type of each index column
+    hparam_names: list[str]
     notes: list[str] = field(default_factory=list)
-    con: Any = field(default=None, repr=False)
     campaign_ids: list[str] | None = None  # the campaigns `rows` was restricted to
+
+    @cached_property
+    def rows(self) -> list[dict[str, Any]]:
+        """The chosen runs, sorted by run_id: dicts of LS_COLUMNS plus `hparams`, {name: value} of
+        every hyper-parameter (a missing number NaN, a missing text None, as the full path reads them)."""
+        hparams = [name for name in self.column_types if name.endswith(HPARAM_SUFFIX)]
+        short = [name[: -len(HPARAM_SUFFIX)] for name in hparams]
+        numbers = {*FLOAT_COLUMNS, *(name for name in hparams if self.column_types[name] in ("DOUBLE", "FLOAT"))}
+        selected = ", ".join(f"coalesce({sql_name(name)}::DOUBLE, 'NaN'::DOUBLE)" if name in numbers else sql_name(name)
+                             for name in [*LS_COLUMNS, *hparams])
+        where, params = chosen_runs(self)
+        split = len(LS_COLUMNS)
+        rows = []
+        for values in self.con.execute(f"SELECT {selected} FROM runs WHERE {where} ORDER BY run_id", params).fetchall():
+            row = dict(zip(LS_COLUMNS, values[:split]))
+            row["hparams"] = dict(zip(short, values[split:]))
+            rows.append(row)
+        return rows
 
 
 def read_warm(directory: Path | str, campaign_ids: list[str] | None = None,
@@ -59,7 +76,8 @@ def read_warm(directory: Path | str, campaign_ids: list[str] | None = None,
     files goes into `scans` (under `directory`), for the full path of the same command to reuse.
 
     The index is read on a second thread while this one scans the run files: DuckDB works without
-    Python's lock, and the scan mostly waits on the file system (at 50,000 runs, 0.3 s saved)."""
+    Python's lock, and the scan mostly waits on the file system (at 50,000 runs, 0.3 s saved). Only
+    the manifest columns are fetched to compare; the commands query what they show."""
     directory = Path(directory)
     if not directory.is_dir() or not is_campaign(directory):
         return None
@@ -79,45 +97,48 @@ def read_warm(directory: Path | str, campaign_ids: list[str] | None = None,
         reading.join()
     if scans is not None:
         scans[directory] = scanned
-    if reading.found is None or reading.con is None:
+    if reading.manifest is None or reading.manifest != scanned:
         return None
-    width = 1 + len(MANIFEST_COLUMNS)
-    if [row[:width] for row in reading.found] != scanned:
-        return None
-    hparams = [name for name in reading.types if name.endswith(HPARAM_SUFFIX)]
-    short = [name[: -len(HPARAM_SUFFIX)] for name in hparams]
-    split = width + len(LS_COLUMNS)
-    rows = []
-    for values in reading.found:
-        row = dict(zip(LS_COLUMNS, values[width:split]))
-        row["hparams"] = dict(zip(short, values[split:]))
-        rows.append(row)
-    skipped = [(row["run_id"], row["skip_reason"]) for row in rows if row["status"] is None]
-    rows = [row for row in rows if row["status"] is not None]
-    if campaign_ids:
-        present = sorted({row["campaign"] for row in rows if row["campaign"] is not None})
-        rows = [row for row in rows if row["campaign"] in campaign_ids]
-        if not rows:
-            raise CampaignError(f"no run of campaign {', '.join(campaign_ids)} in {directory}; "
-                                f"its runs belong to: {', '.join(present) or 'none'}")
-    named = [name for name in short if any(not _missing(row["hparams"][name]) for row in rows)]
-    return WarmIndex(directory, path, rows, skipped, named, reading.types,
-                     [workspace.note] if workspace.note else [], reading.con, campaign_ids or None)
+    con, types = reading.con, reading.types
+    skipped = [(run_id, reason) for run_id, reason in con.execute(
+        "SELECT run_id, skip_reason FROM runs WHERE status IS NULL ORDER BY run_id").fetchall()]
+    warm = WarmIndex(directory, path, con, types, skipped, [], [workspace.note] if workspace.note else [],
+                     campaign_ids or None)
+    if campaign_ids and not con.execute("SELECT count(*) FROM runs WHERE status IS NOT NULL AND campaign IN "
+                                        "(SELECT unnest($c::VARCHAR[]))", {"c": campaign_ids}).fetchone()[0]:
+        present = [c for (c,) in con.execute("SELECT DISTINCT campaign FROM runs WHERE status IS NOT NULL AND "
+                                             "campaign IS NOT NULL ORDER BY campaign").fetchall()]
+        raise CampaignError(f"no run of campaign {', '.join(campaign_ids)} in {directory}; "
+                            f"its runs belong to: {', '.join(present) or 'none'}")
+    warm.hparam_names = _named(warm)
+    return warm
+
+
+def _named(warm: WarmIndex) -> list[str]:
+    """The hyper-parameters (names without HPARAM_SUFFIX, sorted) that some chosen run has."""
+    hparams = [name for name in warm.column_types if name.endswith(HPARAM_SUFFIX)]
+    if not hparams:
+        return []
+    numbers = {name for name in hparams if warm.column_types[name] in ("DOUBLE", "FLOAT")}
+    counts = ", ".join(f"count(*) FILTER (WHERE {sql_name(name)} IS NOT NULL"
+                       + (f" AND NOT isnan({sql_name(name)}))" if name in numbers else ")") for name in hparams)
+    where, params = chosen_runs(warm)
+    found = warm.con.execute(f"SELECT {counts} FROM runs WHERE {where}", params).fetchone() or ()
+    return sorted(name[: -len(HPARAM_SUFFIX)] for name, count in zip(hparams, found) if count)
 
 
 class _IndexRead(threading.Thread):
     """Reads the runs index at `path` into the temp table `runs` of a new connection (`con`) and
-    fetches, sorted by run_id, each run's manifest, LS_COLUMNS and hyper-parameters (`found`; a
-    number NaN where missing, as the full path reads it), with DuckDB's `types` of the columns.
-    `found` stays None for an index of another version, with names DuckDB cannot keep (it folds
-    case; NUL), or that cannot be read."""
+    fetches each run's run_id and manifest, sorted by run_id (`manifest`), with DuckDB's `types` of
+    the columns. `manifest` stays None for an index of another version, with names DuckDB cannot
+    keep (it folds case; NUL), or that cannot be read."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(name="pab-index-read", daemon=True)
         self.path = path
         self.con: Any = None
         self.types: dict[str, str] = {}
-        self.found: list[tuple] | None = None
+        self.manifest: list[tuple] | None = None
 
     def run(self) -> None:
         import duckdb
@@ -137,15 +158,11 @@ class _IndexRead(threading.Thread):
             types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE runs)").fetchall())
             if list(types) != stored or any("\0" in name for name in types):
                 return
-            hparams = [name for name in types if name.endswith(HPARAM_SUFFIX)]
-            numbers = {*FLOAT_COLUMNS, *(name for name in hparams if types[name] in ("DOUBLE", "FLOAT"))}
-            selected = ", ".join(["run_id", *MANIFEST_COLUMNS, *(
-                f"coalesce({sql_name(name)}::DOUBLE, 'NaN'::DOUBLE)" if name in numbers else sql_name(name)
-                for name in [*LS_COLUMNS, *hparams])])
-            self.found = con.execute(f"SELECT {selected} FROM runs ORDER BY run_id").fetchall()
+            manifest = ", ".join(MANIFEST_COLUMNS)
+            self.manifest = con.execute(f"SELECT run_id, {manifest} FROM runs ORDER BY run_id").fetchall()
             self.types = types
         except (duckdb.Error, OSError, StoreError, ValueError):
-            self.found = None
+            self.manifest = None
 
 
 def chosen_runs(warm: WarmIndex, completed: bool = False) -> tuple[str, dict[str, Any]]:
@@ -196,22 +213,25 @@ def warm_properties(warm: WarmIndex) -> list[tuple[str, str, str]]:
     """`campaign.properties` of the runs of `warm`, computed by DuckDB over the index columns of
     those runs alone."""
     con = warm.con
-    rows = warm.rows
     where, params = chosen_runs(warm)
     con.execute(f"CREATE TEMP TABLE chosen AS SELECT * FROM runs WHERE {where}", params)
     names = [name for (name,) in con.execute("SELECT column_name FROM (DESCRIBE chosen)").fetchall()]
-    statuses = ", ".join(f"{s} {n}" for s, n in sorted(Counter(row["status"] for row in rows).items()))
-    durations = [row["duration_s"] for row in rows if not math.isnan(row["duration_s"])]
+    counted = con.execute("SELECT status, count(*) FROM chosen GROUP BY status").fetchall()
+    runs = sum(n for _, n in counted)
+    statuses = ", ".join(f"{s} {n}" for s, n in sorted(counted))
+    (durations,) = con.execute("SELECT coalesce(list(duration_s) FILTER (WHERE NOT isnan(duration_s)), []) "
+                               "FROM chosen").fetchone()
     metric_columns = [n for n in names if n.endswith(("@last", "@best"))]
     present = _present(con, metric_columns)
     labels = sorted({n[: -len("@last")] for n in metric_columns if n.endswith("@last")
                      and (present[n] or present.get(f"{n[: -len('@last')]}@best", False))})
-    campaigns = sorted({row["campaign"] for row in rows if row["campaign"] is not None})
+    campaigns = [c for (c,) in con.execute("SELECT DISTINCT campaign FROM chosen WHERE campaign IS NOT NULL "
+                                           "ORDER BY campaign").fetchall()]
     metrics = sorted({n.split("/", 1)[1] for n in labels})
     contexts = sorted({n.split("/", 1)[0] for n in labels})
     out = [
         ("campaigns", str(len(campaigns)), ", ".join(campaigns) or "-"),
-        ("runs", "-", f"{len(rows)} ({statuses or 'none'}; {len(warm.skipped)} unreadable)"),
+        ("runs", "-", f"{runs} ({statuses or 'none'}; {len(warm.skipped)} unreadable)"),
         ("run duration (s)", "-", f"{_mean(durations):.4g} ± {_std(durations):.2g}" if durations else "-"),
         ("metrics", str(len(metrics)), ", ".join(metrics) or "-"),
         ("contexts", str(len(contexts)), ", ".join(contexts) or "-"),
