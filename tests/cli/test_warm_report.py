@@ -132,3 +132,16 @@ def test_the_warm_report_imports_neither_pandas_nor_scipy(tmp_path):
     assert warm_run.returncode == 0, warm_run.stderr
     assert warm_run.stdout.splitlines()[-1] == "[]"
     assert warm_run.stdout.split("\n[]")[0] == first.stdout.rsplit("\n", 2)[0]
+
+
+@pytest.mark.parametrize("values", [[0.0, -0.0, 0.5], [True, None, False]])
+def test_keys_pandas_orders_otherwise_take_the_full_path(tmp_path, values):
+    """A -0.0 next to 0.0 (pandas merges them) or a boolean some runs lack (pandas keeps the order of
+    appearance) is grouped by the full path."""
+    for i, value in enumerate(values):
+        write_run(tmp_path, f"r{i}", {"seed": i, **({} if value is None else {"key": value})},
+                  {("val", "acc"): [0.1, 0.5], ("val", "loss"): [1.0, 0.5]})
+    assert cli.main(["ls", str(tmp_path)]) == 0
+    index = warm.read_warm(tmp_path)
+    assert index is not None and warm_report.warm_report(index, ["seed"], None, None, "last") is not None
+    assert warm_report.warm_report(index, ["key"], None, None, "last") is None

@@ -24,7 +24,6 @@ from pab_campaign.analysis.campaign.warm import (
     HPARAM_SUFFIX,
     WarmIndex,
     chosen_runs,
-    hparams_by_name,
     varying_names,
 )
 from pab_campaign.analysis.stats.descriptive import describe
@@ -59,21 +58,26 @@ class WarmReport:
 def warm_report(warm: WarmIndex, groupby: list[str] | None, contexts: list[str] | None,
                 metrics: list[str] | None, epoch: str) -> WarmReport | None:
     """The report of the runs of `warm` at `epoch` ('last' or 'best'), or None where the full path
-    must answer (module docstring)."""
-    types = warm.column_types
+    must answer (module docstring). DuckDB picks the runs, the finite values and the groups; each
+    group's values come back as one list per column for `describe`."""
+    types, con = warm.column_types, warm.con
+    where, params = chosen_runs(warm)
     skipped = list(warm.skipped)
-    done = [row for row in warm.rows if row["status"] == RunStatus.COMPLETED]
-    for row in done:
-        if row["skip_reason"] is not None and (row["run_id"], row["skip_reason"]) not in skipped:
-            skipped.append((row["run_id"], row["skip_reason"]))
-    done = [row for row in done if row["skip_reason"] is None]
-    if not done or len({row["campaign"] for row in done if row["campaign"] is not None}) > 1:
+    for run_id, reason in con.execute(f"SELECT run_id, skip_reason FROM runs WHERE {where} AND status = $completed "
+                                      "AND skip_reason IS NOT NULL ORDER BY run_id",
+                                      {**params, "completed": RunStatus.COMPLETED.value}).fetchall():
+        if (run_id, reason) not in skipped:
+            skipped.append((run_id, reason))
+    done_where, done_params = chosen_runs(warm, completed=True)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE done AS SELECT * FROM runs WHERE {done_where}", done_params)
+    count, campaigns = con.execute("SELECT count(*), count(DISTINCT campaign) FROM done").fetchone()
+    if not count or campaigns > 1:
         return None
-    run_ids = [row["run_id"] for row in done]
-    hparams = hparams_by_name(done, warm.hparam_names)
+    names = warm.hparam_names
+    key = {name: _key_expression(f"{name}{HPARAM_SUFFIX}", types) for name in names}
     if groupby is None:
-        groupby = varying_names(hparams)
-    elif any(name not in hparams for name in groupby) or len(set(groupby)) < len(groupby):
+        groupby = varying_names(_columns(con, [key[name] for name in names], names))
+    elif any(name not in key for name in groupby) or len(set(groupby)) < len(groupby):
         return None
     notes: list[str] = []
     try:
@@ -84,58 +88,68 @@ def warm_report(warm: WarmIndex, groupby: list[str] | None, contexts: list[str] 
     wanted = [f"{label}@{epoch}" for label in labels]
     if (len(set(labels)) < len(labels) or any(label.endswith("]") or label.startswith(f"{SUMMARY_CONTEXT}/")
                                               for label in labels) or any(c not in types for c in wanted)
-            or not all(_orderable(types[f"{name}{HPARAM_SUFFIX}"], hparams[name]) for name in groupby)):
+            or not all(_orderable(con, f"{name}{HPARAM_SUFFIX}", types) for name in groupby)):
         return None
-    names = hparam_columns(groupby, labels)
-    if len(set(names)) < len(names):
+    out_names = hparam_columns(groupby, labels)
+    if len(set(out_names)) < len(out_names):
         return None
-    values = _column_values(warm, types, run_ids, wanted)
-    if values is None:
+    finite = [f"CASE WHEN isfinite({sql_name(c)}) THEN {sql_name(c)} END" for c in wanted]
+    kept = " OR ".join(f"({f}) IS NOT NULL" for f in finite) or "false"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE values AS SELECT run_id, duration_s, "
+                f"{''.join(f'{key[name]} AS k{i}, ' for i, name in enumerate(groupby))}"
+                f"{''.join(f'{f} AS v{i}, ' for i, f in enumerate(finite))}"
+                f"{''.join(f'isinf({sql_name(c)}) AS inf{i}, ' for i, c in enumerate(wanted))}"
+                f"{kept} AS kept FROM done")
+    runs_where = "coalesce(list(run_id ORDER BY run_id) FILTER (WHERE {}), [])"
+    found = con.execute(", ".join(["SELECT " + runs_where.format("NOT kept"), "count(*) FILTER (WHERE kept)",
+                                   *(runs_where.format(f"inf{i}") for i in range(len(wanted))),
+                                   *(f"count(*) FILTER (WHERE kept AND v{i} IS NULL)" for i in range(len(wanted)))])
+                        + " FROM values").fetchone()
+    unkept, kept_count, infinite, lacking = found[0], found[1], found[2:2 + len(labels)], found[2 + len(labels):]
+    for label, runs in zip(labels, infinite):
+        if runs:
+            notes.append(f"{label} is ±inf in {len(runs)} run(s) ({', '.join(runs[:10])}"
+                         f"{', ...' if len(runs) > 10 else ''}): left out of its statistics")
+    reason = f"no finite value of {', '.join(labels)} at epoch {epoch}"
+    skipped += [(run_id, reason) for run_id in unkept if (run_id, reason) not in skipped]
+    if not kept_count:
         return None
-    per_label = {label: _finite(label, run_ids, values[column], notes) for label, column in zip(labels, wanted)}
-    kept = []
-    for position, run_id in enumerate(run_ids):
-        if all(math.isnan(per_label[label][position]) for label in labels):
-            reason = f"no finite value of {', '.join(labels)} at epoch {epoch}"
-            if (run_id, reason) not in skipped:
-                skipped.append((run_id, reason))
-        else:
-            kept.append(position)
-    if not kept:
-        return None
-    for label in labels:
-        lacking = sum(math.isnan(per_label[label][i]) for i in kept)
-        if lacking:
-            notes.append(f"{lacking} of {len(kept)} runs have no finite {label}: left out of its statistics")
-    per_label["duration_s"] = [row["duration_s"] for row in done]
-    keys = [tuple(hparams[name][i] for name in groupby) for i in range(len(done))]
-    return WarmReport(names, labels, _groups(names, keys, per_label, kept), notes, skipped)
+    for label, missing in zip(labels, lacking):
+        if missing:
+            notes.append(f"{missing} of {kept_count} runs have no finite {label}: left out of its statistics")
+    return WarmReport(out_names, labels, _groups(con, out_names, len(groupby), [*labels, "duration_s"]), notes, skipped)
 
 
-def _finite(label: str, run_ids: list[str], values: list[Any], notes: list[str]) -> list[float]:
-    """`values` of `label` per run as floats, NaN where missing or ±inf, with a note naming the
-    runs that had ±inf (as `campaign.drop_infinite`)."""
-    numbers = [math.nan if v is None else float(v) for v in values]
-    infinite = [run_id for run_id, v in zip(run_ids, numbers) if math.isinf(v)]
-    if infinite:
-        notes.append(f"{label} is ±inf in {len(infinite)} run(s) ({', '.join(infinite[:10])}"
-                     f"{', ...' if len(infinite) > 10 else ''}): left out of its statistics")
-    return [math.nan if math.isinf(v) else v for v in numbers]
+def _key_expression(column: str, types: dict[str, str]) -> str:
+    """A hyper-parameter column as a grouping key: a missing or NaN number NULL, as the full path
+    reads it (None)."""
+    name = sql_name(column)
+    return f"CASE WHEN isnan({name}) THEN NULL ELSE {name} END" if types[column] in ("DOUBLE", "FLOAT") else name
 
 
-def _groups(names: list[str], keys: list[tuple], columns: dict[str, list[float]], kept: list[int]) -> list[dict]:
-    """One row per distinct key of the runs `kept` (positions), sorted key by key with a missing
-    value last (as pandas' groupby sorts): the key under `names`, `runs`, then `describe` of each
-    of `columns` as `<column>.mean|std|ci95`."""
-    members: dict[tuple, list[int]] = {}
-    for i in kept:
-        members.setdefault(keys[i], []).append(i)
+def _columns(con: Any, expressions: list[str], names: list[str]) -> dict[str, list[Any]]:
+    """The values of `expressions` over the runs of `done` (sorted by run_id), under `names`."""
+    if not expressions:
+        return {}
+    lists = con.execute(f"SELECT {', '.join(f'list({e} ORDER BY run_id)' for e in expressions)} FROM done").fetchone()
+    return dict(zip(names, lists))
+
+
+def _groups(con: Any, names: list[str], keys: int, columns: list[str]) -> list[dict]:
+    """One row per distinct key (k0..k{keys-1}) of the kept runs of `values`, sorted key by key with a
+    missing value last (as pandas' groupby sorts): the key under `names`, `runs`, then `describe` of
+    each of `columns` (the values v0.. of the labels, then duration_s) as `<column>.mean|std|ci95`."""
+    key_columns = [f"k{i}" for i in range(keys)]
+    value_columns = [*(f"v{i}" for i in range(len(columns) - 1)), "duration_s"]
+    lists = ", ".join(f"list(coalesce({c}, 'NaN'::DOUBLE) ORDER BY run_id)" for c in value_columns)
+    grouped = con.execute(f"SELECT {''.join(f'{k}, ' for k in key_columns)}count(*), {lists} FROM values "
+                          f"WHERE kept {'GROUP BY ALL' if keys else ''}").fetchall()
     rows = []
-    for key in sorted(members, key=lambda key: [(value is None, value if value is not None else 0) for value in key]):
-        group: dict[str, Any] = {name: math.nan if value is None else value for name, value in zip(names, key)}
-        group["runs"] = len(members[key])
-        for column, values in columns.items():
-            described = describe(values[i] for i in members[key])
+    for found in sorted(grouped, key=lambda found: [(v is None, v if v is not None else 0) for v in found[:keys]]):
+        group: dict[str, Any] = {name: math.nan if value is None else value for name, value in zip(names, found)}
+        group["runs"] = found[keys]
+        for column, values in zip(columns, found[keys + 1:]):
+            described = describe(values)
             group.update({f"{column}.{stat}": getattr(described, stat) for stat in STATS})
         rows.append(group)
     return rows
@@ -169,21 +183,6 @@ def _cell(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def _column_values(warm: WarmIndex, types: dict[str, str], run_ids: list[str],
-                   columns: list[str]) -> dict[str, list[Any]] | None:
-    """The values of index `columns` (of DuckDB `types`) for `run_ids`, the completed runs not set
-    aside (in that order), None where missing or NaN; None when the index holds other runs."""
-    if not columns:
-        return {}
-    selected = ", ".join(f"CASE WHEN isnan({sql_name(c)}) THEN NULL ELSE {sql_name(c)} END" if types[c] == "DOUBLE"
-                         else sql_name(c) for c in columns)
-    where, params = chosen_runs(warm, completed=True)
-    found = warm.con.execute(f"SELECT run_id, {selected} FROM runs WHERE {where} ORDER BY run_id", params).fetchall()
-    if [row[0] for row in found] != run_ids:
-        return None
-    return {column: [row[position] for row in found] for position, column in enumerate(columns, start=1)}
-
-
 def _tracked(warm: WarmIndex, types: dict[str, str]) -> list[str]:
     """`campaign.indexed_metrics` of the completed runs not set aside: the labels with a value (not
     NaN) at some run's last or best epoch."""
@@ -198,12 +197,12 @@ def _tracked(warm: WarmIndex, types: dict[str, str]) -> list[str]:
     return sorted(label for label in labels if f"{label}@last" in present or f"{label}@best" in present)
 
 
-def _orderable(kind: str, values: list[Any]) -> bool:
-    """Whether pandas orders the groups of this key as `warm_report` does: a column type of the
-    index with no -0.0 (pandas merges it with 0.0) and no boolean missing (pandas keeps a
-    True/False/None column in order of appearance)."""
+def _orderable(con: Any, column: str, types: dict[str, str]) -> bool:
+    """Whether pandas orders the groups of this key of the runs of `done` as `warm_report` does: a
+    column type of the index with no -0.0 (pandas merges it with 0.0) and no boolean missing (pandas
+    keeps a True/False/None column in order of appearance)."""
+    kind, name = types[column], sql_name(column)
     if kind not in KEY_TYPES:
         return False
-    if kind == "DOUBLE" and any(v == 0.0 and math.copysign(1.0, v) < 0 for v in values if v is not None):
-        return False
-    return not (kind == "BOOLEAN" and None in values)
+    unordered = {"DOUBLE": f"{name} = 0 AND signbit({name})", "BOOLEAN": f"{name} IS NULL"}.get(kind)
+    return unordered is None or not con.execute(f"SELECT coalesce(bool_or({unordered}), false) FROM done").fetchone()[0]
