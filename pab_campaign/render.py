@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 
 from rich.cells import cell_len
 from rich.console import Console, JustifyMethod, OverflowMethod
@@ -112,13 +113,13 @@ def print_table(title: str, columns: Sequence[str | Column], rows: Iterable[Sequ
 @dataclass(frozen=True)
 class _Layout:
     """A table laid out here (heavy head box, one space of padding, the title centred above, as rich
-    lays it out): its title, column specs and headers, the characters of each cell as shown
-    (`literal`), and the width of each column."""
+    lays it out): its title, column specs and headers, the characters of each column's cells as
+    shown (`literal`), and the width of each column."""
 
     title: str
     specs: list[Column]
     headers: list[str]
-    texts: list[list[str]]
+    columns: list[list[str]]
     widths: list[int]
 
 
@@ -131,17 +132,26 @@ def _shown(cell: Cell) -> str:
     return literal(cell) if isinstance(cell, str) else cell.plain
 
 
+def _column_width(texts: list[str]) -> int:
+    """The widest of `texts` in terminal cells (one pass in C where all are ASCII)."""
+    if not texts:
+        return 0
+    return max(map(len, texts)) if "".join(texts).isascii() else max(map(_width, texts))
+
+
 def _layout(title: str, columns: Sequence[str | Column], rows: Sequence[Sequence[Cell]]) -> _Layout | None:
     """The layout of a table that can be laid out here (every cell one line, the table as wide as the
-    console at most), else None (rich's own layout then wraps or shrinks columns)."""
+    console at most), else None (rich's own layout then wraps or shrinks columns). Works a column at
+    a time: at 50,000 rows, a call per cell was most of `ls`."""
     specs = [column if isinstance(column, Column) else Column(column) for column in columns]
     headers = [literal(spec.header) for spec in specs]
-    texts = [[_shown(cell) for cell in row] for row in rows]
-    if any(len(row) != len(specs) for row in texts) or any("\n" in text for row in texts for text in row):
+    if any(len(row) != len(specs) for row in rows):
         return None
-    widths = [_width(header) for header in headers]
-    for position, column in enumerate(zip(*texts)):
-        widths[position] = max(widths[position], *map(_width, column))
+    texts = [[cell if cell.__class__ is str and cell.isprintable() else _shown(cell) for cell in column]
+             for column in zip(*rows)] if rows else [[] for _ in specs]
+    if any("\n" in "".join(column) for column in texts):
+        return None
+    widths = [max(_width(header), _column_width(column)) for header, column in zip(headers, texts)]
     title = literal(title)
     total = sum(widths) + 3 * len(widths) + 1
     if total > console.width or _width(title) > total or any("\n" in text for text in (title, *headers)):
@@ -175,12 +185,15 @@ def _plain_lines(layout: _Layout) -> str:
         before, after = _padding(width, _width(text), how)
         return " " * before + text + " " * after
 
-    def line(row: Sequence[str], edge: str) -> str:
-        return f"{edge} " + f" {edge} ".join(map(padded, row, widths, justify)) + f" {edge}"
+    def column(texts: list[str], width: int, how: str) -> list[str]:
+        if how in ("left", "right") and "".join(texts).isascii():
+            return list(map(str.ljust if how == "left" else str.rjust, texts, repeat(width)))
+        return [padded(text, width, how) for text in texts]
 
     lines = [_title_line(layout), "┏" + "┳".join("━" * (w + 2) for w in widths) + "┓",
-             line(layout.headers, "┃"), "┡" + "╇".join("━" * (w + 2) for w in widths) + "┩"]
-    lines += [line(row, "│") for row in layout.texts]
+             "┃ " + " ┃ ".join(map(padded, layout.headers, widths, justify)) + " ┃",
+             "┡" + "╇".join("━" * (w + 2) for w in widths) + "┩"]
+    lines += ["│ " + " │ ".join(cells) + " │" for cells in zip(*map(column, layout.columns, widths, justify))]
     lines.append("└" + "┴".join("─" * (w + 2) for w in widths) + "┘")
     return "\n".join(lines)
 
@@ -194,7 +207,7 @@ def _styled_lines(layout: _Layout, rows: Sequence[Sequence[Cell]]) -> Text:
     out.append("┏" + "┳".join("━" * (w + 2) for w in widths) + "┓\n")
     _row(out, [Text(header, "table.header") for header in layout.headers], specs, widths, "┃")
     out.append("┡" + "╇".join("━" * (w + 2) for w in widths) + "┩\n")
-    for row, texts in zip(rows, layout.texts):
+    for row, texts in zip(rows, zip(*layout.columns)):
         _row(out, [cell if isinstance(cell, Text) else Text(text) for cell, text in zip(row, texts)], specs, widths,
              "│")
     out.append("└" + "┴".join("─" * (w + 2) for w in widths) + "┘")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,14 +54,13 @@ def cmd_ls(args: argparse.Namespace) -> int:
             raise CampaignError("ls --watch follows one campaign directory; run one watch per campaign")
         args.campaign = args.campaign[0]
         return watch(args)
-    from pab_campaign.analysis.campaign.warm import LS_COLUMNS, varying_hparams
+    from pab_campaign.analysis.campaign.warm import LS_COLUMNS, ls_rows
 
     scans: Scans = {}
     warm = None if args.as_json else _warm(args, scans)
     if warm is not None:
-        chosen = [row for row in warm.rows if not args.status or row["status"] in args.status]
-        _print_ls(str(warm.directory), chosen, varying_hparams(chosen, warm.hparam_names) if chosen else [],
-                  warm.skipped, warm.notes)
+        varying, chosen = ls_rows(warm, args.status)
+        _print_ls(str(warm.directory), chosen, varying, warm.skipped, warm.notes)
         return 0
     from pab_campaign.analysis.campaign.campaign import hparam_values, open_campaign
     from pab_campaign.analysis.campaign.campaign import varying_hparams as varying_in_frame
@@ -76,8 +76,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
                     for index, row in zip(runs.index, fields)])
         return 0
     varying = varying_in_frame(runs, campaign.hparam_names) if len(runs) else []
-    chosen = [{**dict(zip(LS_COLUMNS, row)), "hparams": dict(zip(varying, shown))}
-              for row, shown in zip(fields, values[varying].itertuples(index=False, name=None))]
+    chosen = [(*row, *shown) for row, shown in zip(fields, values[varying].itertuples(index=False, name=None))]
     _print_ls(campaign.label, chosen, varying, campaign.skipped, campaign.notes)
     return 0
 
@@ -99,25 +98,27 @@ class _Shown:
             return fmt(value)
 
 
-def _print_ls(label: str, runs: list[dict], varying: list[str], skipped: list[tuple[str, str]],
+def _print_ls(label: str, runs: list[tuple], varying: list[str], skipped: list[tuple[str, str]],
               notes: list[str]) -> None:
-    """The `ls` table of `runs` (dicts of `warm.LS_COLUMNS` and `hparams`, {name: value}), with a
-    column per hyper-parameter of `varying`, then the runs set aside."""
-    several = len({row["campaign"] for row in runs if isinstance(row["campaign"], str)}) > 1
+    """The `ls` table of `runs` (tuples of `warm.LS_COLUMNS`, then the values of the hyper-parameters
+    of `varying`), with a column per hyper-parameter of `varying`, then the runs set aside. Cells are
+    made a column at a time, each distinct value formatted once (`_Shown`)."""
+    from pab_campaign.analysis.campaign.warm import LS_COLUMNS
+
+    columns = [list(column) for column in zip(*runs)] if runs else [[] for _ in range(len(LS_COLUMNS) + len(varying))]
+    fields = dict(zip(LS_COLUMNS, columns))
+    several = len({c for c in fields["campaign"] if isinstance(c, str)}) > 1
     shown = _Shown()
-    statuses: dict[str, Cell] = {}
-    rows = []
-    for row in runs:
-        status = str(row["status"])
-        if status not in statuses:
-            statuses[status] = status_text(status)
-        hparams = row["hparams"]
-        rows.append([row["run_id"], *([shown(row["campaign"])] if several else []), statuses[status],
-                     *(shown(hparams[name]) for name in varying), fmt(row["ended_at"]), fmt(row["duration_s"], 3),
-                     shown(row["epochs_done"]), _problem(row["error"], row["skip_reason"])])
+    statuses = {status: status_text(status) for status in {str(s) for s in fields["status"]}}
+    cells: list[Sequence[Cell]] = [fields["run_id"], *([list(map(shown, fields["campaign"]))] if several else []),
+                               [statuses[str(s)] for s in fields["status"]],
+                               *(list(map(shown, values)) for values in columns[len(LS_COLUMNS):]),
+                               list(map(fmt, fields["ended_at"])), [fmt(v, 3) for v in fields["duration_s"]],
+                               list(map(shown, fields["epochs_done"])),
+                               list(map(_problem, fields["error"], fields["skip_reason"]))]
     print_table(f"{label} — {len(runs)} runs",
                 ["run_id", *(["campaign"] if several else []), "status", *varying, "ended_at", "duration_s", "epochs",
-                 "problem"], rows)
+                 "problem"], list(zip(*cells)))
     print_skipped(skipped, notes)
 
 

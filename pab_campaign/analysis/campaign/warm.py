@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,7 @@ class WarmIndex:
     """A current index, read into the DuckDB temp table `runs` of `con` (DuckDB's `column_types` of
     its columns): the unreadable runs (`skipped`: run_id, reason, sorted by run_id), the
     hyper-parameters some chosen run has (`hparam_names`, sorted), the index file, the user's notes
-    and the campaigns the runs were restricted to. `rows` fetches the chosen runs on first use."""
+    and the campaigns the runs were restricted to (`chosen_runs`)."""
 
     directory: Path
     path: Path
@@ -49,24 +48,6 @@ class WarmIndex:
     hparam_names: list[str]
     notes: list[str] = field(default_factory=list)
     campaign_ids: list[str] | None = None  # the campaigns `rows` was restricted to
-
-    @cached_property
-    def rows(self) -> list[dict[str, Any]]:
-        """The chosen runs, sorted by run_id: dicts of LS_COLUMNS plus `hparams`, {name: value} of
-        every hyper-parameter (a missing number NaN, a missing text None, as the full path reads them)."""
-        hparams = [name for name in self.column_types if name.endswith(HPARAM_SUFFIX)]
-        short = [name[: -len(HPARAM_SUFFIX)] for name in hparams]
-        numbers = {*FLOAT_COLUMNS, *(name for name in hparams if self.column_types[name] in ("DOUBLE", "FLOAT"))}
-        selected = ", ".join(f"coalesce({sql_name(name)}::DOUBLE, 'NaN'::DOUBLE)" if name in numbers else sql_name(name)
-                             for name in [*LS_COLUMNS, *hparams])
-        where, params = chosen_runs(self)
-        split = len(LS_COLUMNS)
-        rows = []
-        for values in self.con.execute(f"SELECT {selected} FROM runs WHERE {where} ORDER BY run_id", params).fetchall():
-            row = dict(zip(LS_COLUMNS, values[:split]))
-            row["hparams"] = dict(zip(short, values[split:]))
-            rows.append(row)
-        return rows
 
 
 def read_warm(directory: Path | str, campaign_ids: list[str] | None = None,
@@ -166,8 +147,8 @@ class _IndexRead(threading.Thread):
 
 
 def chosen_runs(warm: WarmIndex, completed: bool = False) -> tuple[str, dict[str, Any]]:
-    """A condition on the table `runs` (and its parameters) that holds for the runs of `warm.rows`
-    (read_warm's choice; a list of 50,000 run ids in SQL took 0.1 s), or with `completed` for those
+    """A condition on the table `runs` (and its parameters) that holds for the runs `read_warm` chose
+    (a list of 50,000 run ids in SQL took 0.1 s), or with `completed` for those
     completed and not set aside."""
     where = "status = $completed AND skip_reason IS NULL" if completed else "status IS NOT NULL"
     params: dict[str, Any] = {"completed": RunStatus.COMPLETED.value} if completed else {}
@@ -177,19 +158,27 @@ def chosen_runs(warm: WarmIndex, completed: bool = False) -> tuple[str, dict[str
     return where, params
 
 
-def hparams_by_name(rows: list[dict[str, Any]], names: list[str]) -> dict[str, list[Any]]:
-    """The values of each hyper-parameter of `names` over warm `rows`, None where a run lacks it."""
-    return {name: [None if _missing(row["hparams"][name]) else row["hparams"][name] for row in rows]
-            for name in names}
-
-
-def varying_hparams(rows: list[dict[str, Any]], names: list[str]) -> list[str]:
-    """`campaign.varying_hparams` over warm rows (`varying_names` of their hyper-parameters)."""
-    return varying_names(hparams_by_name(rows, names))
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+def ls_rows(warm: WarmIndex, statuses: list[str] | None = None) -> tuple[list[str], list[tuple]]:
+    """The hyper-parameters that vary over the chosen runs with one of `statuses` (all when None:
+    `varying_names`) and those runs, sorted by run_id, as tuples of LS_COLUMNS then the values of
+    the varying ones (a missing number NaN, a missing text None, as the full path reads them)."""
+    where, params = chosen_runs(warm)
+    if statuses:
+        where += " AND status IN (SELECT unnest($statuses::VARCHAR[]))"
+        params["statuses"] = statuses
+    columns = {f"{name}{HPARAM_SUFFIX}": name for name in warm.hparam_names}
+    numbers = {column for column in columns if warm.column_types[column] in ("DOUBLE", "FLOAT")}
+    varying: list[str] = []
+    if columns:
+        lists = ", ".join(f"coalesce(list(CASE WHEN isnan({sql_name(c)}) THEN NULL ELSE {sql_name(c)} END ORDER BY "
+                          f"run_id), [])" if c in numbers else f"coalesce(list({sql_name(c)} ORDER BY run_id), [])"
+                          for c in columns)
+        values = warm.con.execute(f"SELECT {lists} FROM runs WHERE {where}", params).fetchone()
+        varying = varying_names(dict(zip(columns.values(), values)))
+    shown = [*LS_COLUMNS, *(f"{name}{HPARAM_SUFFIX}" for name in varying)]
+    selected = ", ".join(f"coalesce({sql_name(c)}::DOUBLE, 'NaN'::DOUBLE)" if c in (*FLOAT_COLUMNS, *numbers)
+                         else sql_name(c) for c in shown)
+    return varying, warm.con.execute(f"SELECT {selected} FROM runs WHERE {where} ORDER BY run_id", params).fetchall()
 
 
 def varying_names(columns: dict[str, list[Any]]) -> list[str]:
