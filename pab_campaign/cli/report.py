@@ -96,7 +96,7 @@ def _warm_report(args: argparse.Namespace, scans: Scans) -> bool:
     from pab_campaign.analysis.summary.report_plan import best_order
     from pab_campaign.analysis.summary.warm_report import warm_report, write_warm_report
 
-    warm = read_warm(Path(args.campaign[0]), args.campaign_id, scans)
+    warm = read_warm(Path(args.campaign[0]), args.campaign_id, scans, patch=True)
     report = warm_report(warm, args.groupby, args.contexts, args.metrics, args.epoch) if warm else None
     if warm is None or report is None:
         return False

@@ -42,7 +42,7 @@ def _warm(args: argparse.Namespace, scans: Scans) -> WarmIndex | None:
 
     if len(args.campaign) != 1 or getattr(args, "where", None):
         return None
-    return read_warm(Path(args.campaign[0]), args.campaign_id, scans)
+    return read_warm(Path(args.campaign[0]), args.campaign_id, scans, patch=True)
 
 
 def cmd_ls(args: argparse.Namespace) -> int:

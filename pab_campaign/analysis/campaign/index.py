@@ -44,6 +44,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pab_campaign.analysis.campaign.duck import READ_OPTIONS, connect, literal_paths, sql_text
+from pab_campaign.analysis.campaign.index_layout import (
+    FIXED_COLUMNS,
+    FLOAT_COLUMNS,
+    HPARAM_SUFFIX,
+    INDEX_VERSION,
+    META_VERSION,
+    RECORD_COLUMNS,
+    RUN_HPARAMS,
+    RUN_METRICS,
+    RUNS_INDEX,
+    SCALARS_SQL,
+    TEXT_COLUMNS,
+    hparam_key,
+)
 from pab_campaign.analysis.campaign.manifest import MANIFEST_COLUMNS, ScanRow, scan_rows
 from pab_campaign.analysis.campaign.workspace import Workspace, choose, fallback, is_unwritable, writable
 from pab_campaign.errors import CampaignError, StoreError
@@ -60,43 +74,11 @@ from pab_campaign.store import (
 if TYPE_CHECKING:
     import duckdb
 
-INDEX_VERSION = "4"
-RUNS_INDEX = "runs.parquet"
 TRAJECTORIES_INDEX = "trajectories.parquet"
-META_VERSION = b"pab_campaign.index_version"
 META_MANIFEST = "pab_campaign.manifest"
 SNAPSHOT_ATTEMPTS = 20
 # Trajectories read per DuckDB query of a cold build: memory stays flat however many runs there are.
 SCAN_BATCH = 2000
-
-RECORD_COLUMNS = ("run_id", "campaign", "status", "started_at", "ended_at", "duration_s", "epochs_done",
-                  "restarts", "host", "slurm_job_id", "error")
-DERIVED_COLUMNS = ("last_epoch", "best_epoch", "skip_reason")
-FIXED_COLUMNS = (*RECORD_COLUMNS, *DERIVED_COLUMNS, *MANIFEST_COLUMNS)
-# Column types of the fixed columns: text (None when missing) and float (NaN when missing); the
-# manifest is int64.
-TEXT_COLUMNS = ("run_id", "campaign", "status", "started_at", "ended_at", "host", "slurm_job_id", "error",
-                "skip_reason")
-FLOAT_COLUMNS = ("duration_s", "epochs_done", "restarts", "last_epoch", "best_epoch")
-# The columns of the stored file beyond the index frame: each run's hyper-parameters as run.json has
-# them (a JSON object; null when run.json could not be read) and its metric columns (a JSON list).
-RUN_HPARAMS = "run_hparams"
-RUN_METRICS = "run_metric_columns"
-# A hyper-parameter's column is its name plus this suffix: no name a run.json holds can meet a fixed
-# column (no '@') or a metric column (ending '@last' or '@best').
-HPARAM_SUFFIX = "@hparam"
-
-_SCALARS_SQL = """
-WITH t AS MATERIALIZED (
-    SELECT file_index AS f, epoch, context::VARCHAR AS context, metric::VARCHAR AS metric, value
-    FROM read_parquet(?, hive_partitioning = false) WHERE key IS NULL),
-b AS (SELECT f, arg_min(epoch, (value, epoch)) AS best_epoch FROM t
-      WHERE context = 'val' AND metric = 'loss' AND isfinite(value) GROUP BY f)
-SELECT t.f, t.context, t.metric, max(t.epoch) AS last_epoch, arg_max(t.value, t.epoch) AS last,
-       any_value(t.value) FILTER (WHERE t.epoch = b.best_epoch) AS best, any_value(b.best_epoch) AS best_epoch,
-       count(*) > max(t.epoch) - min(t.epoch) + 1 AS duplicated
-FROM t LEFT JOIN b ON t.f = b.f GROUP BY ALL
-"""
 
 
 @dataclass
@@ -185,7 +167,7 @@ def _scalar_metrics(run_ids: list[str], files: list[str]) -> tuple[pd.DataFrame,
     frames, bad = [], {}
     for start in range(0, len(files), SCAN_BATCH):
         with literal_paths(files[start:start + SCAN_BATCH]) as literal:
-            batch, batch_bad = bisect_query(con, _SCALARS_SQL, literal, offset=start)
+            batch, batch_bad = bisect_query(con, SCALARS_SQL, literal, offset=start)
         frames += batch
         bad.update(batch_bad)
     bad_runs = {run_ids[i]: reason for i, reason in bad.items()}
@@ -248,11 +230,6 @@ def _text(column: pd.Series) -> pd.Series:
     """Text with None for a missing value (never NaN or 'nan'), whatever pandas read it as."""
     text = column.astype(object)
     return text.where(column.notna(), None).astype(object)
-
-
-def hparam_key(name: str) -> str:
-    """The index column of hyper-parameter `name`."""
-    return f"{name}{HPARAM_SUFFIX}"
 
 
 def hparam_column(values: list[Any]) -> pd.Series | None:

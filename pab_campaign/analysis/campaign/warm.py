@@ -16,21 +16,24 @@ from pathlib import Path
 from typing import Any
 
 from pab_campaign.analysis.campaign.duck import READ_OPTIONS, connect, literal_paths, sql_name, sql_text
+from pab_campaign.analysis.campaign.index_layout import (
+    HPARAM_SUFFIX,
+    INDEX_VERSION,
+    META_VERSION,
+    RUN_HPARAMS,
+    RUN_METRICS,
+    RUNS_INDEX,
+)
 from pab_campaign.analysis.campaign.manifest import MANIFEST_COLUMNS, Scans, scan_rows
 from pab_campaign.analysis.campaign.workspace import choose
 from pab_campaign.errors import CampaignError, StoreError
 from pab_campaign.store import RunStatus, check_run_file, is_campaign
 
-# Kept in step with `index`: the file, its version key and value, and the column conventions.
-RUNS_INDEX = "runs.parquet"
-META_VERSION = "pab_campaign.index_version"
-INDEX_VERSION = "4"
-# The stored per-run texts a refresh reads (`index.RUN_HPARAMS`, `index.RUN_METRICS`); no warm answer uses them.
-STORED_TEXTS = ("run_hparams", "run_metric_columns")
-HPARAM_SUFFIX = "@hparam"
+# The per-run texts a refresh reads; no warm answer uses them.
+STORED_TEXTS = (RUN_HPARAMS, RUN_METRICS)
 LS_COLUMNS = ("run_id", "campaign", "status", "started_at", "ended_at", "duration_s", "epochs_done", "error",
               "skip_reason")
-FLOAT_COLUMNS = ("duration_s", "epochs_done")
+LS_FLOAT_COLUMNS = ("duration_s", "epochs_done")
 
 
 @dataclass
@@ -51,14 +54,17 @@ class WarmIndex:
 
 
 def read_warm(directory: Path | str, campaign_ids: list[str] | None = None,
-              scans: Scans | None = None) -> WarmIndex | None:
+              scans: Scans | None = None, patch: bool = False) -> WarmIndex | None:
     """The index of `directory` when it is current (module docstring), restricted to `campaign_ids`;
     None when it is missing, stale, of another version or not a regular file. The scan of the run
     files goes into `scans` (under `directory`), for the full path of the same command to reuse.
 
     The index is read on a second thread while this one scans the run files: DuckDB works without
     Python's lock, and the scan mostly waits on the file system (at 50,000 runs, 0.3 s saved). Only
-    the manifest columns are fetched to compare; the commands query what they show."""
+    the manifest columns are fetched to compare; the commands query what they show.
+
+    With `patch`, an index of this version that a few changed or new runs made stale is brought up to
+    date in place where `patch.patch_runs_index` can (without pandas) and read again."""
     directory = Path(directory)
     if not directory.is_dir() or not is_campaign(directory):
         return None
@@ -78,8 +84,17 @@ def read_warm(directory: Path | str, campaign_ids: list[str] | None = None,
         reading.join()
     if scans is not None:
         scans[directory] = scanned
-    if reading.manifest is None or reading.manifest != scanned:
+    if reading.manifest is None:
         return None
+    if reading.manifest != scanned:
+        from pab_campaign.analysis.campaign.patch import patch_runs_index
+
+        if not patch or not patch_runs_index(directory, path, scanned):
+            return None
+        reading = _IndexRead(path)
+        reading.run()
+        if reading.manifest != scanned:
+            return None
     con, types = reading.con, reading.types
     skipped = [(run_id, reason) for run_id, reason in con.execute(
         "SELECT run_id, skip_reason FROM runs WHERE status IS NULL ORDER BY run_id").fetchall()]
@@ -129,7 +144,7 @@ class _IndexRead(threading.Thread):
             with literal_paths([self.path]) as (literal,):
                 source = sql_text(literal)
                 version = con.execute(f"SELECT value::VARCHAR FROM parquet_kv_metadata({source}) "
-                                      "WHERE key::VARCHAR = $k", {"k": META_VERSION}).fetchall()
+                                      "WHERE key::VARCHAR = $k", {"k": META_VERSION.decode()}).fetchall()
                 if version != [(INDEX_VERSION,)]:
                     return
                 stored = [name for (name,) in con.execute(f"SELECT name FROM parquet_schema({source})").fetchall()][1:]
@@ -176,7 +191,7 @@ def ls_rows(warm: WarmIndex, statuses: list[str] | None = None) -> tuple[list[st
         values = warm.con.execute(f"SELECT {lists} FROM runs WHERE {where}", params).fetchone()
         varying = varying_names(dict(zip(columns.values(), values)))
     shown = [*LS_COLUMNS, *(f"{name}{HPARAM_SUFFIX}" for name in varying)]
-    selected = ", ".join(f"coalesce({sql_name(c)}::DOUBLE, 'NaN'::DOUBLE)" if c in (*FLOAT_COLUMNS, *numbers)
+    selected = ", ".join(f"coalesce({sql_name(c)}::DOUBLE, 'NaN'::DOUBLE)" if c in (*LS_FLOAT_COLUMNS, *numbers)
                          else sql_name(c) for c in shown)
     return varying, warm.con.execute(f"SELECT {selected} FROM runs WHERE {where} ORDER BY run_id", params).fetchall()
 

@@ -109,3 +109,31 @@ def test_a_stale_index_hands_its_scan_to_the_full_path(tmp_path, capsys, monkeyp
     assert len(scans) == 1
     assert capsys.readouterr().out == fresh  # the refreshed index gives the same report
     assert warm.read_warm(tmp_path) is not None
+
+
+def test_a_few_changed_runs_are_patched_in_and_answered_without_pandas(tmp_path, capsys, monkeypatch):
+    """After runs were added or rewritten, ls, properties and report patch the index in place and
+    answer from it (the campaign is never opened with pandas), printing what the full path prints."""
+    ids = make_grid(tmp_path, seeds=2, epochs=3)
+    assert cli.main(["ls", str(tmp_path)]) == 0
+    for number, argv in enumerate((["ls", str(tmp_path)], ["properties", str(tmp_path)], ["report", str(tmp_path)])):
+        write_run(tmp_path, f"added-{argv[0]}", {"model.name": "mlp", "model.hidden": 64, "optimizer.lr": 0.5,
+                                                 "seed": 9}, {("val", "loss"): [1.0, 0.3], ("val", "acc"): [0.2, 0.9]})
+        write_run(tmp_path, ids[number], {"model.name": "cnn", "model.hidden": 16, "optimizer.lr": 0.01,
+                                                "seed": 1}, {("val", "loss"): [1.0, 0.7], ("val", "acc"): [0.3, 0.4]})
+        capsys.readouterr()
+        assert warm.read_warm(tmp_path) is None  # stale
+        with monkeypatch.context() as patch:
+            patch.setattr(campaign, "open_campaign", lambda *args, **kwargs: pytest.fail("took the full path"))
+            assert cli.main(argv) == 0
+        patched = capsys.readouterr().out
+        assert warm.read_warm(tmp_path) is not None and f"added-{argv[0]}" in cli_out(capsys, ["ls", str(tmp_path)])
+        with monkeypatch.context() as patch:
+            patch.setattr(warm, "read_warm", lambda *args, **kwargs: None)
+            assert cli.main(argv) == 0
+        assert patched == capsys.readouterr().out
+
+
+def cli_out(capsys, argv: list[str]) -> str:
+    assert cli.main(argv) == 0
+    return capsys.readouterr().out

@@ -1,0 +1,47 @@
+"""The layout of the runs index file (`index` builds it, `warm` reads it, `patch` amends it): its
+name and version, its columns and their types, and the DuckDB query that reads each run's scalar
+metrics at its last and best epoch. Imports nothing heavy."""
+from __future__ import annotations
+
+from pab_campaign.analysis.campaign.manifest import MANIFEST_COLUMNS
+
+INDEX_VERSION = "4"
+RUNS_INDEX = "runs.parquet"
+META_VERSION = b"pab_campaign.index_version"
+
+RECORD_COLUMNS = ("run_id", "campaign", "status", "started_at", "ended_at", "duration_s", "epochs_done",
+                  "restarts", "host", "slurm_job_id", "error")
+DERIVED_COLUMNS = ("last_epoch", "best_epoch", "skip_reason")
+FIXED_COLUMNS = (*RECORD_COLUMNS, *DERIVED_COLUMNS, *MANIFEST_COLUMNS)
+# Column types of the fixed columns: text (None when missing) and float (NaN when missing); the
+# manifest is int64.
+TEXT_COLUMNS = ("run_id", "campaign", "status", "started_at", "ended_at", "host", "slurm_job_id", "error",
+                "skip_reason")
+FLOAT_COLUMNS = ("duration_s", "epochs_done", "restarts", "last_epoch", "best_epoch")
+# The columns of the stored file beyond the index frame: each run's hyper-parameters as run.json has
+# them (a JSON object; null when run.json could not be read) and its metric columns (a JSON list).
+RUN_HPARAMS = "run_hparams"
+RUN_METRICS = "run_metric_columns"
+# A hyper-parameter's column is its name plus this suffix: no name a run.json holds can meet a fixed
+# column (no '@') or a metric column (ending '@last' or '@best').
+HPARAM_SUFFIX = "@hparam"
+
+# Per trajectory file (`f`, its position in the list) and scalar (context, metric): the last epoch,
+# the value there, the value at the run's epoch of minimal finite val/loss (`best_epoch`), and
+# whether an epoch holds two rows of it.
+SCALARS_SQL = """
+WITH t AS MATERIALIZED (
+    SELECT file_index AS f, epoch, context::VARCHAR AS context, metric::VARCHAR AS metric, value
+    FROM read_parquet(?, hive_partitioning = false) WHERE key IS NULL),
+b AS (SELECT f, arg_min(epoch, (value, epoch)) AS best_epoch FROM t
+      WHERE context = 'val' AND metric = 'loss' AND isfinite(value) GROUP BY f)
+SELECT t.f, t.context, t.metric, max(t.epoch) AS last_epoch, arg_max(t.value, t.epoch) AS last,
+       any_value(t.value) FILTER (WHERE t.epoch = b.best_epoch) AS best, any_value(b.best_epoch) AS best_epoch,
+       count(*) > max(t.epoch) - min(t.epoch) + 1 AS duplicated
+FROM t LEFT JOIN b ON t.f = b.f GROUP BY ALL
+"""
+
+
+def hparam_key(name: str) -> str:
+    """The index column of hyper-parameter `name`."""
+    return f"{name}{HPARAM_SUFFIX}"
