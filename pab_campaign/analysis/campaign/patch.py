@@ -201,9 +201,12 @@ def _columns_stay(table: Any, kept: Any, replaced: Any, records: dict[str, RunRe
     after: set[str] = set()
     for text in kept.column(RUN_METRICS).unique().to_pylist():
         try:
-            after.update(json.loads(text))
+            held = json.loads(text)
         except (TypeError, ValueError):
             return False
+        if not isinstance(held, list) or not all(isinstance(label, str) for label in held):
+            return False
+        after.update(held)
     for run in scalars.values():
         after.update(run.values)
     if after != labels:

@@ -264,3 +264,18 @@ def test_the_patch_equals_a_fresh_build_and_leaves_a_changed_layout_to_it(tmp_pa
         refreshed = index.refresh_runs(tmp_path)
         pd.testing.assert_frame_equal(refreshed.frame, _fresh_build(tmp_path).frame, check_exact=True)
         before = (summary_dir(tmp_path) / index.RUNS_INDEX).read_bytes()
+
+
+@pytest.mark.parametrize("column, text", [(index.RUN_METRICS, '[["val/loss@last"]]'), (index.RUN_METRICS, "{}"),
+                                          (index.RUN_HPARAMS, "[1]"), (index.RUN_HPARAMS, "{bad")])
+def test_the_patch_leaves_a_tampered_index_to_the_rebuild(tmp_path, column, text):
+    ids = make_grid(tmp_path, seeds=1, epochs=2)
+    index.refresh_runs(tmp_path)
+    path = summary_dir(tmp_path) / index.RUNS_INDEX
+    table = pq.read_table(path)
+    texts = table.column(column).to_pylist()
+    texts = [text] * len(texts)
+    pq.write_table(table.set_column(table.schema.get_field_index(column), column, pa.array(texts, pa.string())), path)
+    _bump_mtime(runs_dir(tmp_path) / ids[0] / "run.json")
+    assert not _patch(tmp_path)
+    pd.testing.assert_frame_equal(index.refresh_runs(tmp_path).frame, _fresh_build(tmp_path).frame, check_exact=True)
