@@ -1,11 +1,12 @@
 """Warm answers from the compacted runs index without pandas, numpy or pyarrow (a warm `ls` or
 `properties` is then mostly the DuckDB import).
 
-`read_warm` returns the index rows only when the index in the campaign's workspace is current: a
-regular file of this index version whose manifest equals a scan of the run directories now, so
-that its rows are exactly what `index.refresh_runs` would return. Otherwise it returns None and the
-command takes the full path (`campaign.open_campaign`), which refreshes the index. Values match
-the full path's: a missing number is NaN, a missing text None.
+`read_warm` returns the index, read into DuckDB, only when the index in the campaign's workspace is
+current: a regular file of this index version whose manifest equals a scan of the run directories
+now, so that its rows are exactly what `index.refresh_runs` would return (a few changed or new runs
+may be patched in first: `patch`). Otherwise it returns None and the command takes the full path
+(`campaign.open_campaign`), which refreshes the index. The commands query the rows they show;
+values match the full path's: a missing number is NaN, a missing text None.
 """
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ class WarmIndex:
     skipped: list[tuple[str, str]]
     hparam_names: list[str]
     notes: list[str] = field(default_factory=list)
-    campaign_ids: list[str] | None = None  # the campaigns `rows` was restricted to
+    campaign_ids: list[str] | None = None  # the campaigns the runs were restricted to
 
 
 def read_warm(directory: Path | str, campaign_ids: list[str] | None = None,
