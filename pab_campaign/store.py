@@ -619,7 +619,12 @@ def read_run_file(path: Path, boundary: Path, limit: int) -> bytes:
     fd = _open_checked(path, boundary, limit)
     with os.fdopen(fd, "rb") as handle:
         try:
-            data = handle.read(limit + 1)
+            # as many bytes as the file has, plus one to see it grow (a read of `limit` + 1 bytes
+            # allocates that much: 1 MiB per run.json, a second at 50,000 runs)
+            size = os.fstat(fd).st_size
+            data = handle.read(size + 1)
+            if len(data) > size:  # it grew since it was checked: read on up to the limit
+                data += handle.read(max(limit + 1 - len(data), 0))
         except OSError as exc:
             raise StoreError(f"{path}: {path.name} cannot be read ({exc.strerror})") from None
     if len(data) > limit:

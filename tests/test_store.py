@@ -121,3 +121,25 @@ def test_a_process_is_alive_by_signal_0_where_there_is_no_proc(monkeypatch):
     monkeypatch.setattr(os.path, "isdir", lambda path: False if str(path).startswith("/proc") else real_isdir(path))
     assert store.process_alive(os.getpid())
     assert not store.process_alive(2**22 + 12345)  # above the largest pid Linux hands out
+
+
+@pytest.mark.parametrize("extra, whole", [(5, True), (40, False)])
+def test_a_run_file_that_grows_after_its_check_is_read_whole_or_refused(tmp_path, monkeypatch, extra, whole):
+    """A file growing after `check_run_file` is read to its end within the limit, else refused: never
+    cut short (the read is sized by the file, not by the limit)."""
+    path = tmp_path / "run.json"
+    path.write_bytes(b"x" * 10)
+    real = store._open_checked
+
+    def growing(target, boundary, limit):
+        fd = real(target, boundary, limit)
+        with open(target, "ab") as handle:
+            handle.write(b"y" * extra)
+        return fd
+
+    monkeypatch.setattr(store, "_open_checked", growing)
+    if whole:
+        assert store.read_run_file(path, tmp_path, 32) == b"x" * 10 + b"y" * extra
+    else:
+        with pytest.raises(store.StoreError, match="grew past 32 bytes"):
+            store.read_run_file(path, tmp_path, 32)
