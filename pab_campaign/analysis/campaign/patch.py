@@ -86,10 +86,9 @@ def patch_runs_index(campaign_dir: Path, path: Path, scanned: list[ScanRow]) -> 
         return False
     plain = table.replace_schema_metadata(None)  # pyarrow imports pandas for a schema with pandas' metadata
     changed = {run_id for run_id in fresh if run_id in stored}
-    kept = [i for i, run_id in enumerate(run_ids) if run_id not in changed]
-    replaced = pa.concat_tables([plain.slice(i, 1) for i, run_id in enumerate(run_ids) if run_id in changed]
-                                or [plain.slice(0, 0)])
-    if not _columns_stay(table, _pieces(plain, kept, None, []), replaced, records, scalars):
+    kept = [(0, i) for i, run_id in enumerate(run_ids) if run_id not in changed]
+    replaced = [(0, i) for i, run_id in enumerate(run_ids) if run_id in changed]
+    if not _columns_stay(table, _rows_of((plain,), kept), _rows_of((plain,), replaced), records, scalars):
         return False
     rows = [_row(names, run_id, now[run_id], records[run_id], scalars[run_id], table.schema) for run_id in fresh]
     options = pa_json.ParseOptions(explicit_schema=plain.schema, unexpected_field_behavior="error")
@@ -99,39 +98,30 @@ def patch_runs_index(campaign_dir: Path, path: Path, scanned: list[ScanRow]) -> 
         return False  # a column of a type the index does not write
     if new.schema != plain.schema or new.num_rows != len(rows):
         return False
-    order = sorted([(run_ids[i], -1, i) for i in kept] + [(run_id, k, 0) for k, run_id in enumerate(fresh)])
-    merged = _pieces(plain, [i for _, k, i in order if k < 0], new, [k for _, k, _ in order])
+    order = sorted([(run_ids[i], 0, i) for _, i in kept] + [(run_id, 1, k) for k, run_id in enumerate(fresh)])
+    merged = _rows_of((plain, new), [(source, i) for _, source, i in order])
     merged = merged.replace_schema_metadata(_with_rows(metadata, merged.num_rows))
     atomic_write(path, lambda tmp: pq.write_table(merged, tmp))
     return True
 
 
-def _pieces(table: Any, positions: list[int], new: Any, order: list[int]) -> Any:
-    """The rows of `table` at `positions` (ascending), and where `order` (when given: one entry per
-    output row, -1 for the next of `positions`, k for row k of `new`) says so the rows of `new`, as
-    one table of slices (runs of consecutive positions are one slice each: nothing is copied)."""
+def _rows_of(tables: tuple[Any, ...], order: list[tuple[int, int]]) -> Any:
+    """One table of the rows `order` names, each (t, i): row i of tables[t]; consecutive rows of one
+    table are taken as one slice (nothing is copied)."""
     import pyarrow as pa
 
     slices = []
-    next_position = iter(positions)
-    start = length = 0
-    for k in order or [-1] * len(positions):
-        if k >= 0:
-            if length:
-                slices.append(table.slice(start, length))
-                length = 0
-            slices.append(new.slice(k, 1))
-            continue
-        position = next(next_position)
-        if length and position == start + length:
+    source = start = length = 0
+    for which, i in order:
+        if length and which == source and i == start + length:
             length += 1
             continue
         if length:
-            slices.append(table.slice(start, length))
-        start, length = position, 1
+            slices.append(tables[source].slice(start, length))
+        source, start, length = which, i, 1
     if length:
-        slices.append(table.slice(start, length))
-    return pa.concat_tables(slices) if slices else table.slice(0, 0)
+        slices.append(tables[source].slice(start, length))
+    return pa.concat_tables(slices) if slices else tables[0].slice(0, 0)
 
 
 def _records(campaign_dir: Path, run_ids: list[str], now: dict[str, tuple]) -> dict[str, RunRecord] | None:
