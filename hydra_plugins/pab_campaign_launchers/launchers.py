@@ -367,7 +367,8 @@ class LocalLauncher(plugin.LocalLauncher):
 
 class SlurmLauncher(plugin.SlurmLauncher):
     """submitit_slurm; with `detach: true` it submits the job array and returns without waiting.
-    Where sbatch cannot submit (no SLURM here), the sweep ends with one line and exit status 2."""
+    Where sbatch cannot submit (no SLURM here), the sweep ends with one line and exit status 2; where
+    SLURM_CONF names no file, at once (sbatch would retry for a minute before it gives up)."""
 
     @exit_on_refusal
     def __init__(self, **params: Any) -> None:
@@ -393,6 +394,10 @@ class SlurmLauncher(plugin.SlurmLauncher):
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             log_job(idx, overrides)
             job_params.append(job_args(overrides, idx))
+        conf = os.environ.get("SLURM_CONF")
+        if conf and not Path(conf).is_file():
+            raise LauncherConfigError(f"hydra/launcher=slurm could not submit the sweep (SLURM_CONF={conf} names no "
+                                      "file); run it where sbatch reaches a SLURM cluster, or use hydra/launcher=local")
         try:
             with stderr_to(tempfile.TemporaryFile(mode="w+")) as said:
                 jobs = self._executor().map_array(self, *zip(*job_params))
