@@ -70,6 +70,9 @@ JOB_MODULES = ("hydra", "submitit", "hydra_plugins.hydra_submitit_launcher.submi
 WARM_START_TIMEOUT_S = 120.0
 WARM_STOP_TIMEOUT_S = 10.0
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+# submitit waits up to 15 s for an ended job's result file to show (a cluster's shared file system).
+# A local job's result is written before its process ends, or never (killed): it is read at once.
+LOCAL_RESULT_WAIT_S = 0
 # SLURM may send the warning signal up to 60 s before `signal_delay_s` ahead of the time limit; a
 # job needs at least a minute after the earliest such signal, or every start is a requeue.
 SLURM_SIGNAL_SLACK_S = 60 + 60
@@ -134,6 +137,15 @@ def collect(jobs: list[tuple[int, submitit.Job[JobReturn]]], job_overrides: Sequ
         write_lost_job(sweep_dir / str(idx), list(overrides), error)
         returns.append(failed_return(overrides, lost))
     return returns
+
+
+def read_result_at_once(job: submitit.Job[JobReturn]) -> submitit.Job[JobReturn]:
+    """`job`, a local one, whose result (and each of its tasks') is read without waiting for the file
+    to appear: a killed job is reported lost at once, not after 15 s for the progress line and 15 s
+    more for its result."""
+    for each in (job, *job._sub_jobs):
+        each._results_timeout_s = LOCAL_RESULT_WAIT_S
+    return job
 
 
 def job_failed(job: submitit.Job[JobReturn], job_output_dir: Path) -> bool:
@@ -351,7 +363,7 @@ class LocalLauncher(plugin.LocalLauncher):
                                                setup=[f"export MASTER_PORT={free_port()}"] if ranks > 1 else [])
                     if not display.live:
                         log_job(idx, overrides)
-                    running[idx] = (executor.submit(self, *job_args(overrides, idx)), ranks, gpus)
+                    running[idx] = (read_result_at_once(executor.submit(self, *job_args(overrides, idx))), ranks, gpus)
                     progress.start(idx, time.monotonic())
                 display.show(progress.line(time.monotonic()), progress.counts())
                 time.sleep(POLL_S)
@@ -367,7 +379,8 @@ class LocalLauncher(plugin.LocalLauncher):
 
 class SlurmLauncher(plugin.SlurmLauncher):
     """submitit_slurm; with `detach: true` it submits the job array and returns without waiting.
-    Where sbatch cannot submit (no SLURM here), the sweep ends with one line and exit status 2."""
+    Where sbatch cannot submit (no SLURM here), the sweep ends with one line and exit status 2; where
+    SLURM_CONF names no file, at once (sbatch would retry for a minute before it gives up)."""
 
     @exit_on_refusal
     def __init__(self, **params: Any) -> None:
@@ -393,6 +406,10 @@ class SlurmLauncher(plugin.SlurmLauncher):
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             log_job(idx, overrides)
             job_params.append(job_args(overrides, idx))
+        conf = os.environ.get("SLURM_CONF")
+        if conf and not Path(conf).is_file():
+            raise LauncherConfigError(f"hydra/launcher=slurm could not submit the sweep (SLURM_CONF={conf} names no "
+                                      "file); run it where sbatch reaches a SLURM cluster, or use hydra/launcher=local")
         try:
             with stderr_to(tempfile.TemporaryFile(mode="w+")) as said:
                 jobs = self._executor().map_array(self, *zip(*job_params))

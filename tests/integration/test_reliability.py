@@ -104,14 +104,15 @@ def _kill_self() -> None:
 
 
 def test_a_killed_job_is_returned_to_hydra_as_failed(tmp_path):
-    """`collect` with real submitit jobs: one finishes, one is killed (SIGKILL)."""
+    """`collect` with real submitit jobs, as the local launcher hands them over: one finishes, one is
+    killed (SIGKILL)."""
     import submitit
 
-    from hydra_plugins.pab_campaign_launchers.launchers import collect
+    from hydra_plugins.pab_campaign_launchers.launchers import collect, read_result_at_once
 
     executor = submitit.LocalExecutor(folder=tmp_path / "submitit")
     executor.update_parameters(timeout_min=2)
-    jobs = [executor.submit(int, "7"), executor.submit(_kill_self)]
+    jobs = [read_result_at_once(executor.submit(int, "7")), read_result_at_once(executor.submit(_kill_self))]
     returns = collect(list(enumerate(jobs)), [["a=1"], ["a=2"]], tmp_path / "sweep")
     assert returns[0] == 7
     lost = returns[1]

@@ -32,11 +32,18 @@ SLURM = ["hydra.launcher.timeout_min=5"]
 BATCHES_OF_2 = ["hydra.sweeper.max_batch_size=2"]
 
 
+# The suites below sweep in this process: by default the warm python would preload every module the
+# test session has imported so far (thousands, a fresh server per batch) instead of the app's. Their
+# warm server preloads what Hydra's test app imports; the default (the app's own imports) is used by
+# the integration suites' app processes and checked in test_preload.py.
+IN_PROCESS_APP = ["hydra.launcher.preload=[hydra.test_utils.a_module]"]
+
+
 def launchers(*extra: str) -> pytest.MarkDecorator:
     """(launcher_name, overrides) of the local launcher, warm and cold; fresh lists per use, as
     the batched suite extends the list it is given."""
     return pytest.mark.parametrize(("launcher_name", "overrides"), [
-        pytest.param("local", [*local(True), *extra], id="local-warm"),
+        pytest.param("local", [*local(True), *IN_PROCESS_APP, *extra], id="local-warm"),
         pytest.param("local", [*local(False), *extra], id="local-cold"),
     ])
 
@@ -110,7 +117,7 @@ def sweep(hydra_sweep_runner: TSweepRunner, overrides: list[str], tmpdir: Path, 
 
 @pytest.mark.usefixtures("hydra_restore_singletons")
 @pytest.mark.parametrize("launcher", [
-    pytest.param(["hydra/launcher=local", *local(True)], id="local-warm"),
+    pytest.param(["hydra/launcher=local", *local(True), *IN_PROCESS_APP], id="local-warm"),
     pytest.param(["hydra/launcher=local", *local(False)], id="local-cold"),
     pytest.param(["hydra/launcher=slurm", *SLURM], id="slurm"),
 ])

@@ -57,10 +57,17 @@ def test_a_validate_refusal_is_one_line_and_exit_2(tmp_path):
     assert not (tmp_path / "sweep").exists()
 
 
-def test_slurm_without_a_cluster_is_one_line_and_exit_2(tmp_path):
-    result = run_app(tmp_path, ["hydra/launcher=slurm", "+x=1"], SLURM_CONF=str(tmp_path / "no-slurm.conf"))
+@pytest.mark.parametrize("conf", ["missing", "empty"])
+def test_slurm_without_a_cluster_is_one_line_and_exit_2(tmp_path, conf):
+    """A SLURM_CONF that names no file is refused before sbatch (which would retry for a minute);
+    an empty one (no cluster) is sbatch's own refusal (or submitit's, where sbatch is missing)."""
+    slurm_conf = tmp_path / "no-slurm.conf"
+    if conf == "empty":
+        slurm_conf.write_text("")
+    result = run_app(tmp_path, ["hydra/launcher=slurm", "+x=1"], SLURM_CONF=str(slurm_conf))
     assert result.returncode == 2
     assert_one_line_error(result, "hydra/launcher=slurm could not submit the sweep", "use hydra/launcher=local")
+    assert (f"SLURM_CONF={slurm_conf} names no file" in result.stderr) == (conf == "missing")
 
 
 def test_the_progress_line_counts_a_whole_optuna_study(tmp_path):
