@@ -182,19 +182,45 @@ def ls_rows(warm: WarmIndex, statuses: list[str] | None = None) -> tuple[list[st
     if statuses:
         where += " AND status IN (SELECT unnest($statuses::VARCHAR[]))"
         params["statuses"] = statuses
-    columns = {f"{name}{HPARAM_SUFFIX}": name for name in warm.hparam_names}
-    numbers = {column for column in columns if warm.column_types[column] in ("DOUBLE", "FLOAT")}
-    varying: list[str] = []
-    if columns:
-        lists = ", ".join(f"coalesce(list(CASE WHEN isnan({sql_name(c)}) THEN NULL ELSE {sql_name(c)} END ORDER BY "
-                          f"run_id), [])" if c in numbers else f"coalesce(list({sql_name(c)} ORDER BY run_id), [])"
-                          for c in columns)
-        values = warm.con.execute(f"SELECT {lists} FROM runs WHERE {where}", params).fetchone()
-        varying = varying_names(dict(zip(columns.values(), values)))
+    varying = varying_in(warm.con, f"runs WHERE {where}", params, key_expressions(warm))
+    numbers = {c for c, kind in warm.column_types.items() if c.endswith(HPARAM_SUFFIX) and kind in ("DOUBLE", "FLOAT")}
     shown = [*LS_COLUMNS, *(f"{name}{HPARAM_SUFFIX}" for name in varying)]
     selected = ", ".join(f"coalesce({sql_name(c)}::DOUBLE, 'NaN'::DOUBLE)" if c in (*LS_FLOAT_COLUMNS, *numbers)
                          else sql_name(c) for c in shown)
     return varying, warm.con.execute(f"SELECT {selected} FROM runs WHERE {where} ORDER BY run_id", params).fetchall()
+
+
+def key_expressions(warm: WarmIndex) -> dict[str, str]:
+    """Each hyper-parameter of `warm.hparam_names` as a SQL expression over `runs`, NULL where a run
+    lacks it (a NaN number included), as the full path reads a missing value (None)."""
+    keys = {}
+    for name in warm.hparam_names:
+        column = f"{name}{HPARAM_SUFFIX}"
+        quoted = sql_name(column)
+        keys[name] = (f"CASE WHEN isnan({quoted}) THEN NULL ELSE {quoted} END"
+                      if warm.column_types[column] in ("DOUBLE", "FLOAT") else quoted)
+    return keys
+
+
+def varying_in(con: Any, source: str, params: dict[str, Any], keys: dict[str, str]) -> list[str]:
+    """`varying_names` computed by DuckDB over the rows of `source` (a table, or a table with its
+    WHERE clause, taking `params`), each hyper-parameter given as the expression of `keys` (NULL when
+    missing): DISTINCT takes NULLs as one value and -0.0 as 0.0, as Python's set does."""
+    if not keys:
+        return []
+    counts = con.execute(f"SELECT {', '.join(f'count(DISTINCT {e})' for e in keys.values())} FROM {source}",
+                         params).fetchone()
+    candidates = sorted((name for name, count in zip(keys, counts) if name != "seed" and count > 1),
+                        key=lambda name: (not name.endswith(".name"), name))
+    chosen: list[str] = []
+    groups = 1
+    for name in candidates:
+        columns = ", ".join(keys[n] for n in [*chosen, name])
+        (count,) = con.execute(f"SELECT count(*) FROM (SELECT DISTINCT {columns} FROM {source})", params).fetchone()
+        if count > groups:
+            chosen.append(name)
+            groups = count
+    return chosen
 
 
 def varying_names(columns: dict[str, list[Any]]) -> list[str]:

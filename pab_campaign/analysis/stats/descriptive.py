@@ -4,8 +4,10 @@ half-width (what tcbench reports), in plain Python: no numpy or scipy at import,
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Iterable
 from functools import lru_cache
+from itertools import repeat
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
@@ -43,15 +45,20 @@ def describe(values: Iterable[float]) -> Description:
     >>> n, mean, std, round(ci95, 10)
     (2, 2.0, 1.4142135623730951, 12.7062047362)
     """
-    x = [float(v) for v in values if not math.isnan(v)]
+    x = [v for v in map(float, values) if v == v]  # NaN is the one value unequal to itself
     n = len(x)
     if not n:
         return Description(0, math.nan, math.nan, math.nan)
-    if not all(math.isfinite(v) for v in x):
+    if not all(map(math.isfinite, x)):
         return Description(n, sum(x) / n, math.nan, math.nan)
     mean = math.fsum(x) / n
-    mean += math.fsum(v - mean for v in x) / n  # the rounding of the division, corrected
-    std = math.sqrt(math.fsum((v - mean) ** 2 for v in x) / (n - 1)) if n >= 2 else math.nan
+    mean += math.fsum(map(operator.sub, x, repeat(mean))) / n  # the rounding of the division, corrected
+    if n < 2:
+        return Description(n, mean, math.nan, math.nan)
+    # squares as products (correctly rounded; inf past the float range, where ** raised OverflowError),
+    # every loop in C: a group of 50,000 values was a tenth of a second
+    residuals = list(map(operator.sub, x, repeat(mean)))
+    std = math.sqrt(math.fsum(map(operator.mul, residuals, residuals)) / (n - 1))
     return Description(n, mean, std, ci95_of(n, std))
 
 

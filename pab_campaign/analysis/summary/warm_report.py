@@ -24,7 +24,8 @@ from pab_campaign.analysis.campaign.warm import (
     HPARAM_SUFFIX,
     WarmIndex,
     chosen_runs,
-    varying_names,
+    key_expressions,
+    varying_in,
 )
 from pab_campaign.analysis.stats.descriptive import describe
 from pab_campaign.analysis.summary.report_plan import (
@@ -73,10 +74,9 @@ def warm_report(warm: WarmIndex, groupby: list[str] | None, contexts: list[str] 
     count, campaigns = con.execute("SELECT count(*), count(DISTINCT campaign) FROM done").fetchone()
     if not count or campaigns > 1:
         return None
-    names = warm.hparam_names
-    key = {name: _key_expression(f"{name}{HPARAM_SUFFIX}", types) for name in names}
+    key = key_expressions(warm)
     if groupby is None:
-        groupby = varying_names(_columns(con, [key[name] for name in names], names))
+        groupby = varying_in(con, "done", {}, key)
     elif any(name not in key for name in groupby) or len(set(groupby)) < len(groupby):
         return None
     notes: list[str] = []
@@ -118,21 +118,6 @@ def warm_report(warm: WarmIndex, groupby: list[str] | None, contexts: list[str] 
         if missing:
             notes.append(f"{missing} of {kept_count} runs have no finite {label}: left out of its statistics")
     return WarmReport(out_names, labels, _groups(con, out_names, len(groupby), [*labels, "duration_s"]), notes, skipped)
-
-
-def _key_expression(column: str, types: dict[str, str]) -> str:
-    """A hyper-parameter column as a grouping key: a missing or NaN number NULL, as the full path
-    reads it (None)."""
-    name = sql_name(column)
-    return f"CASE WHEN isnan({name}) THEN NULL ELSE {name} END" if types[column] in ("DOUBLE", "FLOAT") else name
-
-
-def _columns(con: Any, expressions: list[str], names: list[str]) -> dict[str, list[Any]]:
-    """The values of `expressions` over the runs of `done` (sorted by run_id), under `names`."""
-    if not expressions:
-        return {}
-    lists = con.execute(f"SELECT {', '.join(f'list({e} ORDER BY run_id)' for e in expressions)} FROM done").fetchone()
-    return dict(zip(names, lists))
 
 
 def _groups(con: Any, names: list[str], keys: int, columns: list[str]) -> list[dict]:

@@ -46,6 +46,9 @@ def test_describe_matches_numpy_and_the_vector_form():
     assert describe([0.1] * 3)[1:] == (0.1, 0.0, 0.0)  # equal values: their value, no spread
     assert describe([1.0, math.inf]).mean == math.inf and math.isnan(describe([1.0, math.inf]).std)
     assert describe([]).n == 0 and math.isnan(describe([]).mean)
+    spread = describe([1e200, -1e200, 3e200])  # squares past the float range: an infinite spread, as numpy has it
+    with np.errstate(over="ignore"):
+        assert spread.std == np.std([1e200, -1e200, 3e200], ddof=1) == math.inf and spread.mean == pytest.approx(1e200)
 
 
 def test_scipy_and_numpy_stay_out_of_the_report_statistics():
