@@ -113,15 +113,14 @@ def read_warm(directory: Path | str, campaign_ids: list[str] | None = None,
 
 def _named(warm: WarmIndex) -> list[str]:
     """The hyper-parameters (names without HPARAM_SUFFIX, sorted) that some chosen run has."""
-    hparams = [name for name in warm.column_types if name.endswith(HPARAM_SUFFIX)]
-    if not hparams:
+    keys = _keys(warm.column_types, sorted(n[: -len(HPARAM_SUFFIX)] for n in warm.column_types
+                                           if n.endswith(HPARAM_SUFFIX)))
+    if not keys:
         return []
-    numbers = {name for name in hparams if warm.column_types[name] in ("DOUBLE", "FLOAT")}
-    counts = ", ".join(f"count(*) FILTER (WHERE {sql_name(name)} IS NOT NULL"
-                       + (f" AND NOT isnan({sql_name(name)}))" if name in numbers else ")") for name in hparams)
     where, params = chosen_runs(warm)
-    found = warm.con.execute(f"SELECT {counts} FROM runs WHERE {where}", params).fetchone() or ()
-    return sorted(name[: -len(HPARAM_SUFFIX)] for name, count in zip(hparams, found) if count)
+    found = warm.con.execute(f"SELECT {', '.join(f'count({e})' for e in keys.values())} FROM runs WHERE {where}",
+                             params).fetchone() or ()
+    return [name for name, count in zip(keys, found) if count]
 
 
 class _IndexRead(threading.Thread):
@@ -183,7 +182,7 @@ def ls_rows(warm: WarmIndex, statuses: list[str] | None = None) -> tuple[list[st
         where += " AND status IN (SELECT unnest($statuses::VARCHAR[]))"
         params["statuses"] = statuses
     varying = varying_in(warm.con, f"runs WHERE {where}", params, key_expressions(warm))
-    numbers = {c for c, kind in warm.column_types.items() if c.endswith(HPARAM_SUFFIX) and kind in ("DOUBLE", "FLOAT")}
+    numbers = {c for c, kind in warm.column_types.items() if c.endswith(HPARAM_SUFFIX) and _is_number(kind)}
     shown = [*LS_COLUMNS, *(f"{name}{HPARAM_SUFFIX}" for name in varying)]
     selected = ", ".join(f"coalesce({sql_name(c)}::DOUBLE, 'NaN'::DOUBLE)" if c in (*LS_FLOAT_COLUMNS, *numbers)
                          else sql_name(c) for c in shown)
@@ -193,13 +192,23 @@ def ls_rows(warm: WarmIndex, statuses: list[str] | None = None) -> tuple[list[st
 def key_expressions(warm: WarmIndex) -> dict[str, str]:
     """Each hyper-parameter of `warm.hparam_names` as a SQL expression over `runs`, NULL where a run
     lacks it (a NaN number included), as the full path reads a missing value (None)."""
+    return _keys(warm.column_types, warm.hparam_names)
+
+
+def _keys(column_types: dict[str, str], names: list[str]) -> dict[str, str]:
+    """`key_expressions` of the hyper-parameters `names`, given DuckDB's type of each index column."""
     keys = {}
-    for name in warm.hparam_names:
+    for name in names:
         column = f"{name}{HPARAM_SUFFIX}"
         quoted = sql_name(column)
-        keys[name] = (f"CASE WHEN isnan({quoted}) THEN NULL ELSE {quoted} END"
-                      if warm.column_types[column] in ("DOUBLE", "FLOAT") else quoted)
+        number = _is_number(column_types[column])
+        keys[name] = f"CASE WHEN isnan({quoted}) THEN NULL ELSE {quoted} END" if number else quoted
     return keys
+
+
+def _is_number(kind: str) -> bool:
+    """Whether a DuckDB column type is one whose missing value the index may hold as NaN."""
+    return kind in ("DOUBLE", "FLOAT")
 
 
 def varying_in(con: Any, source: str, params: dict[str, Any], keys: dict[str, str]) -> list[str]:
