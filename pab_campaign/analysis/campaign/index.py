@@ -57,6 +57,8 @@ from pab_campaign.analysis.campaign.index_layout import (
     SCALARS_SQL,
     TEXT_COLUMNS,
     hparam_key,
+    hparams_text,
+    metrics_text,
 )
 from pab_campaign.analysis.campaign.manifest import MANIFEST_COLUMNS, ScanRow, scan_rows
 from pab_campaign.analysis.campaign.workspace import Workspace, choose, fallback, is_unwritable, writable
@@ -222,7 +224,7 @@ def _read_runs(campaign_dir: Path, manifest: pd.DataFrame) -> RunRows:
     frame["skip_reason"] = pd.Series(reasons, dtype=object)
     frame = frame.join(metrics).join(manifest.set_index("run_id"))
     present = {run_id: columns_of.get(run_id, []) for run_id in frame.index}
-    texts = {run_id: json.dumps(values, separators=(",", ":")) for run_id, values in hparams.items()}
+    texts = {run_id: hparams_text(values) for run_id, values in hparams.items()}
     return RunRows(frame.reset_index(), hparams, present, texts)
 
 
@@ -314,7 +316,7 @@ def _write_runs_index(path: Path, frame: pd.DataFrame, hparams_json: dict[str, s
     metric_texts = []
     for labels in (tuple(metrics.get(rid, [])) for rid in ids):
         if labels not in sets:
-            sets[labels] = json.dumps(list(labels), separators=(",", ":"))
+            sets[labels] = metrics_text(list(labels))
         metric_texts.append(sets[labels])
     table = pa.Table.from_pandas(frame, preserve_index=False)
     table = table.append_column(RUN_HPARAMS, pa.array([hparams_json.get(rid) for rid in ids], pa.string()))

@@ -3,6 +3,9 @@ name and version, its columns and their types, and the DuckDB query that reads e
 metrics at its last and best epoch. Imports nothing heavy."""
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from pab_campaign.analysis.campaign.manifest import MANIFEST_COLUMNS
 
 INDEX_VERSION = "4"
@@ -45,3 +48,13 @@ FROM t LEFT JOIN b ON t.f = b.f GROUP BY ALL
 def hparam_key(name: str) -> str:
     """The index column of hyper-parameter `name`."""
     return f"{name}{HPARAM_SUFFIX}"
+
+
+def hparams_text(hparams: dict[str, Any]) -> str:
+    """A run's RUN_HPARAMS: its hyper-parameters as run.json has them, as compact JSON."""
+    return json.dumps(hparams, separators=(",", ":"))
+
+
+def metrics_text(labels: list[str]) -> str:
+    """A run's RUN_METRICS: its metric columns (sorted), as a compact JSON list."""
+    return json.dumps(labels, separators=(",", ":"))

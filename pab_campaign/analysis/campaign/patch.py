@@ -31,6 +31,8 @@ from pab_campaign.analysis.campaign.index_layout import (
     RUN_METRICS,
     SCALARS_SQL,
     TEXT_COLUMNS,
+    hparams_text,
+    metrics_text,
 )
 from pab_campaign.analysis.campaign.manifest import MANIFEST_COLUMNS, ScanRow
 from pab_campaign.errors import StoreError
@@ -41,7 +43,6 @@ MAX_PATCHED = 2000
 # The kinds of value each hyper-parameter column type takes without changing its type.
 ABSORBS = {"int": {"int"}, "float": {"int", "float", "missing"}, "bool": {"bool"},
            "bool_missing": {"bool", "missing"}, "text": {"int", "float", "bool", "other", "missing"}}
-_SEPARATORS = (",", ":")
 
 
 @dataclass
@@ -232,7 +233,7 @@ def _text_columns_take(table: Any, records: dict[str, RunRecord]) -> bool:
         if name in ("run_id", "skip_reason"):
             continue
         for record in records.values():
-            value = str(record.status) if name == "status" else getattr(record, name)
+            value = _record_value(record, name)
             if value is not None and (not isinstance(value, str) or table.schema.field(name).type == pa.null()):
                 return False
     return True
@@ -247,7 +248,7 @@ def _row(names: list[str], run_id: str, manifest: tuple, record: RunRecord, scal
     row: dict[str, Any] = dict.fromkeys(names)
     row["run_id"] = run_id
     for name in RECORD_COLUMNS[1:]:
-        value = str(record.status) if name == "status" else getattr(record, name)
+        value = _record_value(record, name)
         row[name] = _number(value) if name in FLOAT_COLUMNS else value
     row["last_epoch"], row["best_epoch"] = float(scalars.last_epoch), _number(scalars.best_epoch)
     row.update(zip(MANIFEST_COLUMNS, manifest))
@@ -256,12 +257,17 @@ def _row(names: list[str], run_id: str, manifest: tuple, record: RunRecord, scal
     for name in names:
         if name.endswith(HPARAM_SUFFIX):
             value = record.hparams.get(name[: -len(HPARAM_SUFFIX)])
-            text = schema.field(name).type == pa.string()
-            row[name] = None if value is None else str(value) if text else _number(value) if isinstance(
-                value, float) else value
-    row[RUN_HPARAMS] = json.dumps(record.hparams, separators=_SEPARATORS)
-    row[RUN_METRICS] = json.dumps(sorted(scalars.values), separators=_SEPARATORS)
+            if value is not None and schema.field(name).type == pa.string():
+                value = str(value)  # a text column holds every value as text (`index.hparam_column`)
+            row[name] = _number(value) if isinstance(value, float) else value
+    row[RUN_HPARAMS] = hparams_text(record.hparams)
+    row[RUN_METRICS] = metrics_text(sorted(scalars.values))
     return row
+
+
+def _record_value(record: RunRecord, name: str) -> Any:
+    """The value of the index column `name` (of RECORD_COLUMNS) in `record`: the status as its text."""
+    return str(record.status) if name == "status" else getattr(record, name)
 
 
 def _number(value: Any) -> float | None:
