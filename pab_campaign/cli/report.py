@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from pab_campaign.analysis.campaign.manifest import Scans
+    from pab_campaign.analysis.campaign.warm import WarmIndex
     from pab_campaign.analysis.summary.report import Report
 
 
@@ -93,12 +94,23 @@ def _warm_report(args: argparse.Namespace, scans: Scans) -> bool:
             or args.epoch not in ("last", "best") or (Path(args.campaign[0]) / RUN_JSON).exists()):
         return False
     from pab_campaign.analysis.campaign.warm import read_warm
+
+    warm = read_warm(Path(args.campaign[0]), args.campaign_id, scans, patch=True)
+    if warm is None:
+        return False
+    try:
+        return _answer_warm(args, warm)
+    finally:
+        warm.finish()
+
+
+def _answer_warm(args: argparse.Namespace, warm: WarmIndex) -> bool:
+    """`_warm_report` from the current index `warm`."""
     from pab_campaign.analysis.summary.report_plan import best_order
     from pab_campaign.analysis.summary.warm_report import warm_report, write_warm_report
 
-    warm = read_warm(Path(args.campaign[0]), args.campaign_id, scans, patch=True)
-    report = warm_report(warm, args.groupby, args.contexts, args.metrics, args.epoch) if warm else None
-    if warm is None or report is None:
+    report = warm_report(warm, args.groupby, args.contexts, args.metrics, args.epoch)
+    if report is None:
         return False
     try:
         rows = [report.rows[i] for i in best_order(report.rows, report.metrics, args.sort, args.top)]

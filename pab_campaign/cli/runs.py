@@ -59,8 +59,11 @@ def cmd_ls(args: argparse.Namespace) -> int:
     scans: Scans = {}
     warm = None if args.as_json else _warm(args, scans)
     if warm is not None:
-        varying, chosen = ls_rows(warm, args.status)
-        _print_ls(str(warm.directory), chosen, varying, warm.skipped, warm.notes)
+        try:
+            varying, chosen = ls_rows(warm, args.status)
+            _print_ls(str(warm.directory), chosen, varying, warm.skipped, warm.notes)
+        finally:
+            warm.finish()
         return 0
     from pab_campaign.analysis.campaign.campaign import hparam_values, open_campaign
     from pab_campaign.analysis.campaign.campaign import varying_hparams as varying_in_frame
@@ -129,7 +132,10 @@ def cmd_properties(args: argparse.Namespace) -> int:
     scans: Scans = {}
     warm = None if args.as_json else _warm(args, scans)
     if warm is not None:
-        label, rows, skipped, notes = str(warm.directory), warm_properties(warm), warm.skipped, warm.notes
+        try:
+            label, rows, skipped, notes = str(warm.directory), warm_properties(warm), warm.skipped, warm.notes
+        finally:
+            warm.finish()
     else:
         from pab_campaign.analysis.campaign.campaign import open_campaign, properties
 

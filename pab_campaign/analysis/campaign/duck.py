@@ -75,6 +75,14 @@ def _open_regular(path: str) -> int:
     return fd
 
 
+def pinned_file(path: str | Path) -> tuple[int, str]:
+    """A descriptor of the regular file `path` and the path DuckDB reads it by: every read through it
+    sees this one file, whatever replaces `path` later (close the descriptor when done). StoreError
+    when it cannot be opened or is not a regular file."""
+    fd = _open_regular(os.path.abspath(path))
+    return fd, f"{_FD_DIR}/{fd}"
+
+
 @contextmanager
 def literal_paths(paths: Sequence[str | Path]) -> Iterator[list[str]]:
     """`paths` as read_parquet reads them literally, valid until the block ends: absolute, and one

@@ -319,6 +319,9 @@ def _write_runs_index(path: Path, frame: pd.DataFrame, hparams_json: dict[str, s
             sets[labels] = metrics_text(list(labels))
         metric_texts.append(sets[labels])
     table = pa.Table.from_pandas(frame, preserve_index=False)
+    for name in TEXT_COLUMNS:  # text even where every run left it empty: DuckDB writes the patched file so
+        i = table.schema.get_field_index(name)
+        table = table.set_column(i, name, table.column(i).cast(pa.string()))
     table = table.append_column(RUN_HPARAMS, pa.array([hparams_json.get(rid) for rid in ids], pa.string()))
     table = table.append_column(RUN_METRICS, pa.array(metric_texts, pa.string()))
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_VERSION: INDEX_VERSION.encode()})

@@ -25,6 +25,8 @@ FLOAT_COLUMNS = ("duration_s", "epochs_done", "restarts", "last_epoch", "best_ep
 # them (a JSON object; null when run.json could not be read) and its metric columns (a JSON list).
 RUN_HPARAMS = "run_hparams"
 RUN_METRICS = "run_metric_columns"
+# The per-run texts a refresh reads; no warm answer uses them.
+STORED_TEXTS = (RUN_HPARAMS, RUN_METRICS)
 # A hyper-parameter's column is its name plus this suffix: no name a run.json holds can meet a fixed
 # column (no '@') or a metric column (ending '@last' or '@best').
 HPARAM_SUFFIX = "@hparam"

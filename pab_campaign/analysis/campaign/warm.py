@@ -21,17 +21,14 @@ from pab_campaign.analysis.campaign.index_layout import (
     HPARAM_SUFFIX,
     INDEX_VERSION,
     META_VERSION,
-    RUN_HPARAMS,
-    RUN_METRICS,
     RUNS_INDEX,
+    STORED_TEXTS,
 )
 from pab_campaign.analysis.campaign.manifest import MANIFEST_COLUMNS, Scans, scan_rows
 from pab_campaign.analysis.campaign.workspace import choose
 from pab_campaign.errors import CampaignError, StoreError
 from pab_campaign.store import RunStatus, check_run_file, is_campaign
 
-# The per-run texts a refresh reads; no warm answer uses them.
-STORED_TEXTS = (RUN_HPARAMS, RUN_METRICS)
 LS_COLUMNS = ("run_id", "campaign", "status", "started_at", "ended_at", "duration_s", "epochs_done", "error",
               "skip_reason")
 LS_FLOAT_COLUMNS = ("duration_s", "epochs_done")
@@ -52,6 +49,12 @@ class WarmIndex:
     hparam_names: list[str]
     notes: list[str] = field(default_factory=list)
     campaign_ids: list[str] | None = None  # the campaigns the runs were restricted to
+    writing: Any = field(default=None, repr=False)  # the patched index file being written (`patch.IndexWrite`)
+
+    def finish(self) -> None:
+        """Wait until the patched index file is written (the answers came from memory meanwhile)."""
+        if self.writing is not None:
+            self.writing.join()
 
 
 def read_warm(directory: Path | str, campaign_ids: list[str] | None = None,
@@ -65,7 +68,8 @@ def read_warm(directory: Path | str, campaign_ids: list[str] | None = None,
     the manifest columns are fetched to compare; the commands query what they show.
 
     With `patch`, an index of this version that a few changed or new runs made stale is brought up to
-    date in place where `patch.patch_runs_index` can (without pandas) and read again."""
+    date where `patch.patch_loaded` can (in DuckDB): in memory at once, and in its file on a thread
+    (`WarmIndex.finish` waits for it)."""
     directory = Path(directory)
     if not directory.is_dir() or not is_campaign(directory):
         return None
@@ -87,28 +91,37 @@ def read_warm(directory: Path | str, campaign_ids: list[str] | None = None,
         scans[directory] = scanned
     if reading.manifest is None:
         return None
+    writing = None
     if reading.manifest != scanned:
-        from pab_campaign.analysis.campaign.patch import patch_runs_index
+        from pab_campaign.analysis.campaign.patch import patch_loaded
 
-        if not patch or not patch_runs_index(directory, path, scanned):
-            return None
-        reading = _IndexRead(path)
-        reading.run()
-        if reading.manifest != scanned:
+        writing = patch_loaded(directory, path, scanned, reading.con, reading.manifest) if patch else None
+        if writing is None:
             return None
     con, types = reading.con, reading.types
     skipped = [(run_id, reason) for run_id, reason in con.execute(
         "SELECT run_id, skip_reason FROM runs WHERE status IS NULL ORDER BY run_id").fetchall()]
     warm = WarmIndex(directory, path, con, types, skipped, [], [workspace.note] if workspace.note else [],
-                     campaign_ids or None)
+                     campaign_ids or None, writing)
+    try:
+        warm.hparam_names = _chosen_names(warm)
+    except BaseException:
+        warm.finish()
+        raise
+    return warm
+
+
+def _chosen_names(warm: WarmIndex) -> list[str]:
+    """The hyper-parameters some chosen run has (`_named`); CampaignError where no run is of the
+    campaigns `warm` was restricted to."""
+    con, campaign_ids, directory = warm.con, warm.campaign_ids, warm.directory
     if campaign_ids and not con.execute("SELECT count(*) FROM runs WHERE status IS NOT NULL AND campaign IN "
                                         "(SELECT unnest($c::VARCHAR[]))", {"c": campaign_ids}).fetchone()[0]:
         present = [c for (c,) in con.execute("SELECT DISTINCT campaign FROM runs WHERE status IS NOT NULL AND "
                                              "campaign IS NOT NULL ORDER BY campaign").fetchall()]
         raise CampaignError(f"no run of campaign {', '.join(campaign_ids)} in {directory}; "
                             f"its runs belong to: {', '.join(present) or 'none'}")
-    warm.hparam_names = _named(warm)
-    return warm
+    return _named(warm)
 
 
 def _named(warm: WarmIndex) -> list[str]:
@@ -259,8 +272,8 @@ def warm_properties(warm: WarmIndex) -> list[tuple[str, str, str]]:
     counted = con.execute("SELECT status, count(*) FROM chosen GROUP BY status").fetchall()
     runs = sum(n for _, n in counted)
     statuses = ", ".join(f"{s} {n}" for s, n in sorted(counted))
-    (durations,) = con.execute("SELECT coalesce(list(duration_s) FILTER (WHERE NOT isnan(duration_s)), []) "
-                               "FROM chosen").fetchone()
+    (durations,) = con.execute("SELECT coalesce(list(duration_s ORDER BY run_id) FILTER "
+                               "(WHERE NOT isnan(duration_s)), []) FROM chosen").fetchone()
     metric_columns = [n for n in names if n.endswith(("@last", "@best"))]
     present = _present(con, metric_columns)
     labels = sorted({n[: -len("@last")] for n in metric_columns if n.endswith("@last")

@@ -279,3 +279,26 @@ def test_the_patch_leaves_a_tampered_index_to_the_rebuild(tmp_path, column, text
     _bump_mtime(runs_dir(tmp_path) / ids[0] / "run.json")
     assert not _patch(tmp_path)
     pd.testing.assert_frame_equal(index.refresh_runs(tmp_path).frame, _fresh_build(tmp_path).frame, check_exact=True)
+
+
+def test_fixed_text_columns_are_stored_as_text_and_an_untyped_one_is_left_to_the_rebuild(tmp_path):
+    """The build stores a text column every run left empty (`error` here) as text, as DuckDB writes a
+    patched file; an index that holds it without a type (as earlier builds wrote it) is not patched
+    (the value a run gives it would change its type) but rebuilt."""
+    ids = make_grid(tmp_path, seeds=1, epochs=2)
+    index.refresh_runs(tmp_path)
+    path = summary_dir(tmp_path) / index.RUNS_INDEX
+    table = pq.read_table(path)
+    assert table.column("error").null_count == len(ids) and table.schema.field("error").type == pa.string()
+    untyped = table.set_column(table.schema.get_field_index("error"), "error", pa.nulls(len(ids)))
+    pq.write_table(untyped, path)
+    write_run(tmp_path, ids[0], {"model.name": "mlp", "model.hidden": 64, "optimizer.lr": 0.1, "seed": 0},
+              {("val", "loss"): [1.0, 0.5]}, status="failed")
+    record = runs_dir(tmp_path) / ids[0] / "run.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "error": "CUDA out of memory"}))
+    assert not _patch(tmp_path)
+    assert pq.read_table(path).schema.field("error").type == pa.null()  # left alone
+    refreshed = index.refresh_runs(tmp_path)
+    pd.testing.assert_frame_equal(refreshed.frame, _fresh_build(tmp_path).frame, check_exact=True)
+    assert refreshed.frame.set_index("run_id").loc[ids[0], "error"] == "CUDA out of memory"
+    assert pq.read_schema(path).field("error").type == pa.string()

@@ -2,7 +2,9 @@
 the full path (refresh the index, read it with pandas) prints; a stale index is never answered from."""
 from __future__ import annotations
 
+import errno
 import json
+import threading
 
 import pytest
 
@@ -137,3 +139,36 @@ def test_a_few_changed_runs_are_patched_in_and_answered_without_pandas(tmp_path,
 def cli_out(capsys, argv: list[str]) -> str:
     assert cli.main(argv) == 0
     return capsys.readouterr().out
+
+
+def test_a_patched_index_that_cannot_be_written_still_answers_and_stays_stale(tmp_path, capsys, monkeypatch):
+    """The patch answers from memory while its file is written on a thread: where that write fails
+    (a full disk), the command still prints the full path's answer, the old file stays byte for
+    byte, and the next command sees it stale and patches again."""
+    from pab_campaign.analysis.campaign import patch as patching
+
+    ids = make_grid(tmp_path, seeds=2, epochs=3)
+    assert cli.main(["ls", str(tmp_path)]) == 0
+    index_file = tmp_path / "summary" / "runs.parquet"
+    before = index_file.read_bytes()
+    write_run(tmp_path, ids[0], {"model.name": "cnn", "model.hidden": 16, "optimizer.lr": 0.01, "seed": 1},
+              {("val", "loss"): [1.0, 0.7], ("val", "acc"): [0.3, 0.4]})
+    writes = []
+
+    def full_disk(path, write):
+        writes.append(threading.current_thread().name)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    capsys.readouterr()
+    with monkeypatch.context() as patch:
+        patch.setattr(patching, "atomic_write", full_disk)
+        patch.setattr(campaign, "open_campaign", lambda *args, **kwargs: pytest.fail("took the full path"))
+        assert cli.main(["report", str(tmp_path)]) == 0
+    answered = capsys.readouterr().out
+    assert writes == ["pab-index-write"] and index_file.read_bytes() == before
+    assert not any(thread.name == "pab-index-write" for thread in threading.enumerate())
+    assert warm.read_warm(tmp_path) is None  # still stale
+    with monkeypatch.context() as patch:
+        patch.setattr(warm, "read_warm", lambda *args, **kwargs: None)
+        assert cli.main(["report", str(tmp_path)]) == 0
+    assert answered == capsys.readouterr().out
