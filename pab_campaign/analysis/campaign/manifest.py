@@ -33,30 +33,40 @@ def scan_rows(campaign_dir: Path) -> list[ScanRow]:
 
     Where `runs/` and the run's entry are no links (the listing of `runs/` says so), a run file that
     `lstat` finds to be a regular file lies inside the campaign: its size and mtime are read with that
-    one system call. Anything else (a link on the way, a file that is a link or no regular file)
-    takes `check_run_file`'s full path: the same answer as `file_stat` for every file."""
+    one system call, relative to a descriptor of `runs/` (the kernel then walks two names, not the
+    whole path). Anything else (a link on the way, a file that is a link or no regular file) takes
+    `check_run_file`'s full path: the same answer as `file_stat` for every file."""
     root = runs_dir(campaign_dir)
     boundary = Path(campaign_dir)
-    direct = not os.path.islink(root)
+    entries = run_entries(campaign_dir)
+    try:
+        folder = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        folder = -1  # a link, or gone: every file takes the full check
     rows: list[ScanRow] = []
-    for name, plain in run_entries(campaign_dir):
-        if direct and plain:
-            # the common case, written out: at 50,000 runs the scan is most of a warm command
-            folder = f"{root}/{name}/"
-            run_json, trajectory = _plain_stat(folder + RUN_JSON), _plain_stat(folder + TRAJECTORY)
-            if run_json is not None and trajectory is not None:
-                rows.append((name, *run_json, *trajectory))
-                continue
-        stats = [*file_stat(root / name / RUN_JSON, boundary), *file_stat(root / name / TRAJECTORY, boundary)]
-        rows.append((name, stats[0], stats[1], stats[2], stats[3]))
+    try:
+        for name, plain in entries:
+            if plain and folder >= 0:
+                # the common case, written out: at 50,000 runs the scan is most of a warm command
+                run_json = _plain_stat(f"{name}/{RUN_JSON}", folder)
+                trajectory = _plain_stat(f"{name}/{TRAJECTORY}", folder)
+                if run_json is not None and trajectory is not None:
+                    rows.append((name, *run_json, *trajectory))
+                    continue
+            stats = [*file_stat(root / name / RUN_JSON, boundary), *file_stat(root / name / TRAJECTORY, boundary)]
+            rows.append((name, stats[0], stats[1], stats[2], stats[3]))
+    finally:
+        if folder >= 0:
+            os.close(folder)
     return rows
 
 
-def _plain_stat(path: str) -> tuple[int, int] | None:
-    """(size, mtime ns) of `path` when it is a regular file, (-1, -1) when it is missing, None when
-    it is anything else (a link, a special file) or cannot be looked at (check it fully)."""
+def _plain_stat(path: str, folder: int) -> tuple[int, int] | None:
+    """(size, mtime ns) of `path` (relative to the directory descriptor `folder`) when it is a
+    regular file, (-1, -1) when it is missing, None when it is anything else (a link, a special
+    file) or cannot be looked at (check it fully)."""
     try:
-        info = os.lstat(path)
+        info = os.lstat(path, dir_fd=folder)
     except FileNotFoundError:
         return _MISSING
     except OSError:

@@ -45,3 +45,22 @@ def test_the_fast_scan_equals_the_full_check_of_every_file(tmp_path):
     assert found["dir-as-file"][:2] == (-1, -1) and found["no-trajectory"][2:] == (-1, -1)
     assert found["linked-run"] == plain and found["dangling"] == (-1, -1, -1, -1)
     assert found["run-outside"] == (-1, -1, -1, -1)
+
+
+def test_a_linked_runs_folder_takes_the_full_check(tmp_path):
+    """`runs/` itself a link (inside the campaign, then out of it): the scan answers what the full
+    check of every file answers; files reached through a link out of the campaign are not read."""
+    campaign = tmp_path / "c"
+    write_run(tmp_path / "elsewhere", "r1", {"lr": 0.1}, {("val", "loss"): [1.0, 0.5]})
+    inside = campaign / "stored-runs"
+    inside.parent.mkdir(parents=True)
+    os.rename(tmp_path / "elsewhere" / "runs", inside)
+    (campaign / "runs").symlink_to(inside, target_is_directory=True)
+    rows = scan_rows(campaign)
+    assert rows == _full_check(campaign) and rows[0][0] == "r1" and rows[0][1] > 0
+    (campaign / "runs").unlink()
+    outside = tmp_path / "outside-runs"
+    os.rename(inside, outside)
+    (campaign / "runs").symlink_to(outside, target_is_directory=True)
+    rows = scan_rows(campaign)
+    assert rows == _full_check(campaign) == [("r1", -1, -1, -1, -1)]
