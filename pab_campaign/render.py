@@ -104,10 +104,35 @@ def print_table(title: str, columns: Sequence[str | Column], rows: Iterable[Sequ
     layout = _layout(title, columns, rows) if len(rows) >= FAST_TABLE_ROWS and not section_ends else None
     if layout is None:
         console.print(table(title, columns, rows, section_ends))
-    elif console.color_system is None:
+    else:
+        _print_layout(layout, rows)
+
+
+def print_columns(title: str, columns: Sequence[str | Column], cells: Sequence[Sequence[Cell]]) -> None:
+    """`print_table` of a table given a column at a time (`cells[j][i]`: row i of column j, every
+    column as long; ValueError otherwise): a long table is laid out without making its rows first."""
+    count = len(cells[0]) if cells else 0
+    if len(cells) != len(columns) or any(len(column) != count for column in cells):
+        raise ValueError(f"{len(columns)} columns of equal length expected, got lengths {[len(c) for c in cells]}")
+    if count < FAST_TABLE_ROWS:
+        print_table(title, columns, list(zip(*cells)))
+        return
+    layout = _layout_columns(title, columns, cells)
+    if layout is None:
+        console.print(table(title, columns, list(zip(*cells))))
+    else:
+        _print_layout(layout, None, cells)
+
+
+def _print_layout(layout: _Layout, rows: Sequence[Sequence[Cell]] | None,
+                  cells: Sequence[Sequence[Cell]] = ()) -> None:
+    """Print a table laid out here: plain lines where the console shows no styles (a pipe, a file,
+    NO_COLOR), else styled; the cells as `rows`, or `cells` a column at a time."""
+    if console.color_system is None:
         console.file.write(_plain_lines(layout) + "\n")
     else:
-        console.print(_styled_lines(layout, rows), no_wrap=True, overflow="ignore", crop=False)
+        shown = rows if rows is not None else list(zip(*cells))
+        console.print(_styled_lines(layout, shown), no_wrap=True, overflow="ignore", crop=False)
 
 
 @dataclass(frozen=True)
@@ -143,12 +168,24 @@ def _layout(title: str, columns: Sequence[str | Column], rows: Sequence[Sequence
     """The layout of a table that can be laid out here (every cell one line, the table as wide as the
     console at most), else None (rich's own layout then wraps or shrinks columns). Works a column at
     a time: at 50,000 rows, a call per cell was most of `ls`."""
+    if any(len(row) != len(columns) for row in rows):
+        return None
+    return _layout_columns(title, columns, list(zip(*rows)) if rows else [[] for _ in columns])
+
+
+def _column_texts(column: Sequence[Cell]) -> list[str]:
+    """The characters shown of each cell of a column (`_shown`), in one pass in C where every cell
+    is printable text already."""
+    if set(map(type, column)) <= {str} and "".join(column).isprintable():  # type: ignore[arg-type]
+        return list(column)  # type: ignore[arg-type]
+    return [cell if cell.__class__ is str and cell.isprintable() else _shown(cell) for cell in column]
+
+
+def _layout_columns(title: str, columns: Sequence[str | Column], cells: Sequence[Sequence[Cell]]) -> _Layout | None:
+    """`_layout` of a table given a column at a time (`cells[j][i]`: row i of column j)."""
     specs = [column if isinstance(column, Column) else Column(column) for column in columns]
     headers = [literal(spec.header) for spec in specs]
-    if any(len(row) != len(specs) for row in rows):
-        return None
-    texts = [[cell if cell.__class__ is str and cell.isprintable() else _shown(cell) for cell in column]
-             for column in zip(*rows)] if rows else [[] for _ in specs]
+    texts = [_column_texts(column) for column in cells]
     if any("\n" in "".join(column) for column in texts):
         return None
     widths = [max(_width(header), _column_width(column)) for header, column in zip(headers, texts)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 
+import pytest
 from rich.console import Console
 
 from pab_campaign import render
@@ -70,8 +71,26 @@ def test_a_long_table_is_laid_out_exactly_as_rich_lays_it_out(monkeypatch):
         got, want = fast.file.getvalue(), reference.file.getvalue()
         assert ("\x1b[" in got) == ("\x1b[" in want) == bool(colours)
         assert ANSI.sub("", got) == ANSI.sub("", want)  # the same characters; a colour may span the padding
+        by_columns = Console(width=120, markup=False, file=io.StringIO(), **colours)
+        monkeypatch.setattr(render, "console", by_columns)
+        render.print_columns("title — x", columns, [list(column) for column in zip(*rows)])
+        assert by_columns.file.getvalue() == got  # the same table, given a column at a time
     monkeypatch.setattr(render, "console", Console(width=30, markup=False, file=io.StringIO()))
     assert render._layout("title — x", columns, rows) is None
+
+
+def test_a_short_table_given_by_columns_is_printed_as_its_rows_and_a_ragged_one_refused(monkeypatch):
+    """Fewer rows than the fast layout takes go through print_table; columns of unequal length are a
+    programming error, not a table cut to the shortest."""
+    cells = [["a", "b"], ["1", "2"]]
+    want, got = (Console(width=80, markup=False, file=io.StringIO()) for _ in range(2))
+    monkeypatch.setattr(render, "console", want)
+    render.print_table("t", ["x", "y"], list(zip(*cells)))
+    monkeypatch.setattr(render, "console", got)
+    render.print_columns("t", ["x", "y"], cells)
+    assert got.file.getvalue() == want.file.getvalue()
+    with pytest.raises(ValueError, match="equal length"):
+        render.print_columns("t", ["x", "y"], [["a"] * render.FAST_TABLE_ROWS, ["1"]])
 
 
 def test_control_characters_from_a_campaign_never_reach_the_terminal(monkeypatch):
@@ -79,10 +98,15 @@ def test_control_characters_from_a_campaign_never_reach_the_terminal(monkeypatch
     same by rich's layout and by the fast one; tab and newline-free text is left as it is."""
     hostile = "x\x1b]0;owned\x07\x1b[31m\x9b2J"
     for count in (1, render.FAST_TABLE_ROWS + 1):  # rich's own layout, then the fast one
-        out = io.StringIO()
-        monkeypatch.setattr(render, "console", Console(width=200, markup=False, file=out))
-        render.print_table(f"title {hostile}", [hostile, "status"], [[hostile, status_text(hostile)]] * count)
-        render.print_line(f"note: {hostile}")
-        shown = out.getvalue()
-        assert not any(char in shown for char in "\x1b\x07\x9b"), repr(shown)
-        assert shown.count("x\\x1b]0;owned\\x1b[31m\\x9b2J") == 2 * count + 3  # cells, title, header, note
+        for by_columns in (False, True):
+            out = io.StringIO()
+            monkeypatch.setattr(render, "console", Console(width=200, markup=False, file=out))
+            if by_columns:
+                render.print_columns(f"title {hostile}", [hostile, "status"], [[hostile] * count,
+                                                                              [status_text(hostile)] * count])
+            else:
+                render.print_table(f"title {hostile}", [hostile, "status"], [[hostile, status_text(hostile)]] * count)
+            render.print_line(f"note: {hostile}")
+            shown = out.getvalue()
+            assert not any(char in shown for char in "\x1b\x07\x9b"), repr(shown)
+            assert shown.count("x\\x1b]0;owned\\x1b[31m\\x9b2J") == 2 * count + 3  # cells, title, header, note

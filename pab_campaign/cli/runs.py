@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from pab_campaign.cli.common import Commands, SplitList, add_campaign_filter, add_json_flag, print_json, print_skipped
 from pab_campaign.errors import CampaignError, PabError
-from pab_campaign.render import Cell, Column, fmt, print_line, print_table, status_text
+from pab_campaign.render import Cell, Column, fmt, print_columns, print_line, print_table, status_text
 from pab_campaign.store import RunStatus
 
 if TYPE_CHECKING:
@@ -84,44 +84,46 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
-class _Shown:
-    """`fmt` of values that repeat down a column (hyper-parameters, epochs), each distinct value
-    formatted once; keyed by type too, since True, 1 and 1.0 are equal keys but read differently."""
-
-    def __init__(self) -> None:
-        self.seen: dict[tuple[type, object], str] = {}
-
-    def __call__(self, value: object) -> str:
-        try:
-            return self.seen[(type(value), value)]
-        except KeyError:
-            text = self.seen[(type(value), value)] = fmt(value)
-            return text
-        except TypeError:  # an unhashable value
-            return fmt(value)
+def _formatted(values: list[object]) -> list[str]:
+    """`fmt` of each of `values`, each distinct value formatted once (hyper-parameters and epochs
+    repeat down a column); keyed by type too, since True, 1 and 1.0 are equal keys but read
+    differently. Every loop but the formatting runs in C."""
+    try:
+        if len(set(map(type, values)) - {type(None)}) <= 1:  # one type: the values alone are the keys
+            by_value = {value: fmt(value) for value in dict.fromkeys(values)}
+            return list(map(by_value.__getitem__, values))
+    except TypeError:  # an unhashable value
+        return [fmt(value) for value in values]
+    keys = list(zip(map(type, values), values))
+    try:
+        texts = {key: fmt(key[1]) for key in dict.fromkeys(keys)}
+    except TypeError:  # an unhashable value
+        return [fmt(value) for value in values]
+    return list(map(texts.__getitem__, keys))
 
 
 def _print_ls(label: str, runs: list[tuple], varying: list[str], skipped: list[tuple[str, str]],
               notes: list[str]) -> None:
     """The `ls` table of `runs` (tuples of `warm.LS_COLUMNS`, then the values of the hyper-parameters
     of `varying`), with a column per hyper-parameter of `varying`, then the runs set aside. Cells are
-    made a column at a time, each distinct value formatted once (`_Shown`)."""
+    made a column at a time, each distinct value formatted once (`_formatted`)."""
     from pab_campaign.analysis.campaign.warm import LS_COLUMNS
 
     columns = [list(column) for column in zip(*runs)] if runs else [[] for _ in range(len(LS_COLUMNS) + len(varying))]
     fields = dict(zip(LS_COLUMNS, columns))
     several = len({c for c in fields["campaign"] if isinstance(c, str)}) > 1
-    shown = _Shown()
     statuses = {status: status_text(status) for status in {str(s) for s in fields["status"]}}
-    cells: list[Sequence[Cell]] = [fields["run_id"], *([list(map(shown, fields["campaign"]))] if several else []),
-                               [statuses[str(s)] for s in fields["status"]],
-                               *(list(map(shown, values)) for values in columns[len(LS_COLUMNS):]),
-                               list(map(fmt, fields["ended_at"])), [fmt(v, 3) for v in fields["duration_s"]],
-                               list(map(shown, fields["epochs_done"])),
-                               list(map(_problem, fields["error"], fields["skip_reason"]))]
-    print_table(f"{label} — {len(runs)} runs",
-                ["run_id", *(["campaign"] if several else []), "status", *varying, "ended_at", "duration_s", "epochs",
-                 "problem"], list(zip(*cells)))
+    cells: list[Sequence[Cell]] = [
+        fields["run_id"], *([_formatted(fields["campaign"])] if several else []),
+        list(map(statuses.__getitem__, map(str, fields["status"]))),
+        *(_formatted(values) for values in columns[len(LS_COLUMNS):]),
+        [v if v.__class__ is str else fmt(v) for v in fields["ended_at"]],
+        [f"{v:.3g}" if v.__class__ is float and v == v else fmt(v, 3) for v in fields["duration_s"]],
+        _formatted(fields["epochs_done"]),
+        ["-" if e is None and r is None else _problem(e, r) for e, r in zip(fields["error"], fields["skip_reason"])]]
+    print_columns(f"{label} — {len(runs)} runs",
+                  ["run_id", *(["campaign"] if several else []), "status", *varying, "ended_at", "duration_s",
+                   "epochs", "problem"], cells)
     print_skipped(skipped, notes)
 
 
