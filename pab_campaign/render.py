@@ -176,8 +176,9 @@ def _layout(title: str, columns: Sequence[str | Column], rows: Sequence[Sequence
 def _column_texts(column: Sequence[Cell]) -> list[str]:
     """The characters shown of each cell of a column (`_shown`), in one pass in C where every cell
     is printable text already."""
-    if set(map(type, column)) <= {str} and "".join(column).isprintable():  # type: ignore[arg-type]
-        return list(column)  # type: ignore[arg-type]
+    plain = [cell for cell in column if cell.__class__ is str]
+    if len(plain) == len(column) and "".join(plain).isprintable():
+        return plain
     return [cell if cell.__class__ is str and cell.isprintable() else _shown(cell) for cell in column]
 
 

@@ -13,6 +13,7 @@ kinds the changed runs had are still there and that the column's type takes ever
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -121,8 +122,11 @@ class IndexWrite(threading.Thread):
 
     def release(self) -> None:
         """Drop the patch's tables and close the file and the connection."""
+        import duckdb
+
         try:
-            self.con.execute("DROP TABLE IF EXISTS patch_changed; DROP TABLE IF EXISTS patch_rows")
+            with contextlib.suppress(duckdb.Error):  # else they go with the in-memory database
+                self.con.execute("DROP TABLE IF EXISTS patch_changed; DROP TABLE IF EXISTS patch_rows")
         finally:
             self.con.close()
             os.close(self.fd)
