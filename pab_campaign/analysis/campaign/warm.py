@@ -265,21 +265,20 @@ def varying_names(columns: dict[str, list[Any]]) -> list[str]:
 def warm_properties(warm: WarmIndex) -> list[tuple[str, str, str]]:
     """`campaign.properties` of the runs of `warm`, computed by DuckDB over the index columns of
     those runs alone."""
-    con = warm.con
+    con, names = warm.con, list(warm.column_types)
     where, params = chosen_runs(warm)
-    con.execute(f"CREATE TEMP TABLE chosen AS SELECT * FROM runs WHERE {where}", params)
-    names = [name for (name,) in con.execute("SELECT column_name FROM (DESCRIBE chosen)").fetchall()]
-    counted = con.execute("SELECT status, count(*) FROM chosen GROUP BY status").fetchall()
+    chosen = f"runs WHERE {where}"  # filtered in each query (a copy of the runs took 0.09 s at 50k)
+    counted = con.execute(f"SELECT status, count(*) FROM {chosen} GROUP BY status", params).fetchall()
     runs = sum(n for _, n in counted)
     statuses = ", ".join(f"{s} {n}" for s, n in sorted(counted))
-    (durations,) = con.execute("SELECT coalesce(list(duration_s ORDER BY run_id) FILTER "
-                               "(WHERE NOT isnan(duration_s)), []) FROM chosen").fetchone()
+    (durations,) = con.execute("SELECT coalesce(list(duration_s) FILTER (WHERE NOT isnan(duration_s)), []) "
+                               f"FROM {chosen}", params).fetchone()  # in any order: summed with fsum
     metric_columns = [n for n in names if n.endswith(("@last", "@best"))]
-    present = _present(con, metric_columns)
+    present = _present(con, metric_columns, chosen, params)
     labels = sorted({n[: -len("@last")] for n in metric_columns if n.endswith("@last")
                      and (present[n] or present.get(f"{n[: -len('@last')]}@best", False))})
-    campaigns = [c for (c,) in con.execute("SELECT DISTINCT campaign FROM chosen WHERE campaign IS NOT NULL "
-                                           "ORDER BY campaign").fetchall()]
+    campaigns = [c for (c,) in con.execute(f"SELECT DISTINCT campaign FROM {chosen} AND campaign IS NOT NULL "
+                                           "ORDER BY campaign", params).fetchall()]
     metrics = sorted({n.split("/", 1)[1] for n in labels})
     contexts = sorted({n.split("/", 1)[0] for n in labels})
     out = [
@@ -291,7 +290,7 @@ def warm_properties(warm: WarmIndex) -> list[tuple[str, str, str]]:
     ]
     for name in sorted(n[: -len(HPARAM_SUFFIX)] for n in names if n.endswith(HPARAM_SUFFIX)):
         column = name + HPARAM_SUFFIX
-        values = [v for (v,) in con.execute(f"SELECT DISTINCT {sql_name(column)} FROM chosen").fetchall()
+        values = [v for (v,) in con.execute(f"SELECT DISTINCT {sql_name(column)} FROM {chosen}", params).fetchall()
                   if v is not None and not (isinstance(v, float) and math.isnan(v))]
         if values:
             out.append((name, str(len(values)),
@@ -299,13 +298,14 @@ def warm_properties(warm: WarmIndex) -> list[tuple[str, str, str]]:
     return out
 
 
-def _present(con: Any, columns: list[str]) -> dict[str, bool]:
-    """Whether each numeric column of `chosen` has a value (not null, not NaN) in some run."""
+def _present(con: Any, columns: list[str], source: str, params: dict[str, Any]) -> dict[str, bool]:
+    """Whether each numeric column has a value (not null, not NaN) in some run of `source` (a table
+    with its WHERE clause, taking `params`)."""
     if not columns:
         return {}
     counts = ", ".join(f"count(*) FILTER (WHERE {sql_name(c)} IS NOT NULL AND NOT isnan({sql_name(c)}))"
                        for c in columns)
-    return dict(zip(columns, (n > 0 for n in con.execute(f"SELECT {counts} FROM chosen").fetchone())))
+    return dict(zip(columns, (n > 0 for n in con.execute(f"SELECT {counts} FROM {source}", params).fetchone())))
 
 
 def _mean(values: list[float]) -> float:
