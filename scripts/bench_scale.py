@@ -9,12 +9,14 @@ The synthetic campaign is written once with the project's own writer (`store.wri
 `store.write_trajectory`, through `bench_report.make_campaign`, in a child process) and reused when `--keep` names a
 folder that holds one. Each row is the median of `--repeats` whole-process runs (`pab-campaign ...`
 as a user starts it, output discarded), and its DuckDB contender runs in a fresh `python -c`
-process too, so both pay their imports. Peak RSS is the child's own (`os.wait4`). The machine's load
+process too, so both pay their imports (the package byte-compiled first, as an installed wheel
+is). Peak RSS is the child's own (`os.wait4`). The machine's load
 average is printed before and after: on a shared machine read the ratios, not the seconds.
 """
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import shutil
 import statistics
@@ -167,6 +169,9 @@ def main() -> None:
                         f"from bench_report import make_campaign; from pathlib import Path; "
                         f"make_campaign(Path({str(root)!r}), {args.runs}, {args.epochs})"], check=True)
         print(f"built {args.runs} runs x {args.epochs} epochs in {time.perf_counter() - start:.0f} s at {root}")
+    # The package byte-compiled, as pip leaves an installed wheel: where PYTHONDONTWRITEBYTECODE is set
+    # (as on the development machine), every process would otherwise compile it from source (50 ms).
+    compileall.compile_dir(Path(__file__).resolve().parent.parent / "pab_campaign", quiet=1)
     runs = sum(1 for _ in (root / "runs").iterdir())
     tmp = Path(tempfile.mkdtemp(prefix="bench_scale_duck_"))
     print(f"campaign {root}: {runs} runs; load average {load()} on {os.cpu_count()} cores")
