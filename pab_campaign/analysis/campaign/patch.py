@@ -145,10 +145,11 @@ def _prepared(con: Any, campaign_dir: Path, path: Path, scanned: list[ScanRow], 
     except (OSError, StoreError):
         return None
     try:
-        if _fill(con, campaign_dir, sql_text(literal), scanned, stored, loaded):
-            return IndexWrite(con, fd, f"read_parquet({sql_text(literal)}, {READ_OPTIONS})", path)
+        applies = _fill(con, campaign_dir, sql_text(literal), scanned, stored, loaded)
     except (duckdb.Error, OSError, StoreError, ValueError):
-        pass
+        applies = False  # a file the index does not write, or a run file gone meanwhile
+    if applies:
+        return IndexWrite(con, fd, f"read_parquet({sql_text(literal)}, {READ_OPTIONS})", path)
     con.execute("DROP TABLE IF EXISTS patch_changed; DROP TABLE IF EXISTS patch_rows")
     os.close(fd)
     return None
