@@ -1,11 +1,13 @@
 """The layout of the runs index file (`index` builds it, `warm` reads it, `patch` amends it): its
-name and version, its columns and their types, and the DuckDB query that reads each run's scalar
-metrics at its last and best epoch. Imports nothing heavy."""
+name and version, its columns and their types, the DuckDB query that reads each run's scalar
+metrics at its last and best epoch, and how DuckDB reads a stored file's columns. Imports nothing
+heavy."""
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from pab_campaign.analysis.campaign.duck import READ_OPTIONS
 from pab_campaign.analysis.campaign.manifest import MANIFEST_COLUMNS
 
 INDEX_VERSION = "4"
@@ -60,3 +62,17 @@ def hparams_text(hparams: dict[str, Any]) -> str:
 def metrics_text(labels: list[str]) -> str:
     """A run's RUN_METRICS: its metric columns (sorted), as a compact JSON list."""
     return json.dumps(labels, separators=(",", ":"))
+
+
+def stored_types(con: Any, literal: str) -> dict[str, str] | None:
+    """DuckDB's type of each column of the runs index file whose path is the SQL text `literal`, in
+    the file's order; None for a file of another version, or with names DuckDB cannot keep apart
+    (it folds case) or hold (NUL)."""
+    version = con.execute(f"SELECT value::VARCHAR FROM parquet_kv_metadata({literal}) WHERE key::VARCHAR = $k",
+                          {"k": META_VERSION.decode()}).fetchall()
+    if version != [(INDEX_VERSION,)]:
+        return None
+    stored = [name for (name,) in con.execute(f"SELECT name FROM parquet_schema({literal})").fetchall()][1:]
+    types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM "
+                             f"read_parquet({literal}, {READ_OPTIONS}))").fetchall())
+    return types if list(types) == stored and not any("\0" in name for name in types) else None

@@ -38,6 +38,7 @@ from pab_campaign.analysis.campaign.index_layout import (
     TEXT_COLUMNS,
     hparams_text,
     metrics_text,
+    stored_types,
 )
 from pab_campaign.analysis.campaign.manifest import MANIFEST_COLUMNS, ScanRow
 from pab_campaign.errors import StoreError
@@ -161,7 +162,7 @@ def _fill(con: Any, campaign_dir: Path, literal: str, scanned: list[ScanRow], st
     the tables `patch_changed` (the run_ids of the replaced rows) and `patch_rows` (the new rows)
     are filled on `con`."""
     source = f"read_parquet({literal}, {READ_OPTIONS})"
-    types = _layout(con, literal, source)
+    types = _layout(con, literal)
     if types is None:
         return False
     if loaded and con.execute("SELECT column_name, column_type FROM (DESCRIBE runs)").fetchall() != [
@@ -209,18 +210,11 @@ def _differences(stored: list[tuple], scanned: list[ScanRow]) -> tuple[dict[str,
     return now, changed
 
 
-def _layout(con: Any, literal: str, source: str) -> dict[str, str] | None:
-    """DuckDB's type of each column of the stored index, in order; None for a file of another
-    version, with names DuckDB cannot keep apart (it folds case), or a column of a type the build
-    does not write."""
-    version = con.execute(f"SELECT value::VARCHAR FROM parquet_kv_metadata({literal}) "
-                          "WHERE key::VARCHAR = $k", {"k": META_VERSION.decode()}).fetchall()
-    if version != [(INDEX_VERSION,)]:
-        return None
-    stored = [name for (name,) in con.execute(f"SELECT name FROM parquet_schema({literal})")
-              .fetchall()][1:]
-    types = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {source})").fetchall())
-    if list(types) != stored or any(name not in types for name in (*FIXED_COLUMNS, RUN_HPARAMS, RUN_METRICS)):
+def _layout(con: Any, literal: str) -> dict[str, str] | None:
+    """`index_layout.stored_types` of the stored index; None also where a column the build writes is
+    missing or of another type than the build gives it, or a column is of none of its kinds."""
+    types = stored_types(con, literal)
+    if types is None or any(name not in types for name in (*FIXED_COLUMNS, RUN_HPARAMS, RUN_METRICS)):
         return None
     for name, kind in types.items():
         if name in TEXT_COLUMNS or name in (RUN_HPARAMS, RUN_METRICS):

@@ -19,10 +19,9 @@ from typing import Any
 from pab_campaign.analysis.campaign.duck import READ_OPTIONS, connect, literal_paths, sql_name, sql_text
 from pab_campaign.analysis.campaign.index_layout import (
     HPARAM_SUFFIX,
-    INDEX_VERSION,
-    META_VERSION,
     RUNS_INDEX,
     STORED_TEXTS,
+    stored_types,
 )
 from pab_campaign.analysis.campaign.manifest import MANIFEST_COLUMNS, Scans, scan_rows
 from pab_campaign.analysis.campaign.workspace import choose
@@ -156,17 +155,14 @@ class _IndexRead(threading.Thread):
             self.con = con = connect()
             with literal_paths([self.path]) as (literal,):
                 source = sql_text(literal)
-                version = con.execute(f"SELECT value::VARCHAR FROM parquet_kv_metadata({source}) "
-                                      "WHERE key::VARCHAR = $k", {"k": META_VERSION.decode()}).fetchall()
-                if version != [(INDEX_VERSION,)]:
+                stored = stored_types(con, source)
+                if stored is None:
                     return
-                stored = [name for (name,) in con.execute(f"SELECT name FROM parquet_schema({source})").fetchall()][1:]
-                stored = [name for name in stored if name not in STORED_TEXTS]
                 con.execute(f"CREATE TEMP TABLE runs AS SELECT * EXCLUDE ({', '.join(STORED_TEXTS)}) "
                             f"FROM read_parquet({source}, {READ_OPTIONS})")
             types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE runs)").fetchall())
-            if list(types) != stored or any("\0" in name for name in types):
-                return
+            if types != {name: kind for name, kind in stored.items() if name not in STORED_TEXTS}:
+                return  # the file was replaced between the two reads
             manifest = ", ".join(MANIFEST_COLUMNS)
             self.manifest = con.execute(f"SELECT run_id, {manifest} FROM runs ORDER BY run_id").fetchall()
             self.types = types
