@@ -269,10 +269,7 @@ def warm_properties(warm: WarmIndex) -> list[tuple[str, str, str]]:
     statuses = ", ".join(f"{s} {n}" for s, n in sorted(counted))
     (durations,) = con.execute("SELECT coalesce(list(duration_s) FILTER (WHERE NOT isnan(duration_s)), []) "
                                f"FROM {chosen}", params).fetchone()  # in any order: summed with fsum
-    metric_columns = [n for n in names if n.endswith(("@last", "@best"))]
-    present = _present(con, metric_columns, chosen, params)
-    labels = sorted({n[: -len("@last")] for n in metric_columns if n.endswith("@last")
-                     and (present[n] or present.get(f"{n[: -len('@last')]}@best", False))})
+    labels = tracked_labels(con, names, chosen, params)
     campaigns = [c for (c,) in con.execute(f"SELECT DISTINCT campaign FROM {chosen} AND campaign IS NOT NULL "
                                            "ORDER BY campaign", params).fetchall()]
     metrics = sorted({n.split("/", 1)[1] for n in labels})
@@ -294,14 +291,18 @@ def warm_properties(warm: WarmIndex) -> list[tuple[str, str, str]]:
     return out
 
 
-def _present(con: Any, columns: list[str], source: str, params: dict[str, Any]) -> dict[str, bool]:
-    """Whether each numeric column has a value (not null, not NaN) in some run of `source` (a table
-    with its WHERE clause, taking `params`)."""
-    if not columns:
-        return {}
-    counts = ", ".join(f"count(*) FILTER (WHERE {sql_name(c)} IS NOT NULL AND NOT isnan({sql_name(c)}))"
-                       for c in columns)
-    return dict(zip(columns, (n > 0 for n in con.execute(f"SELECT {counts} FROM {source}", params).fetchone())))
+def tracked_labels(con: Any, columns: list[str], source: str, params: dict[str, Any]) -> list[str]:
+    """The metric labels (sorted) of the index `columns` with a value (not null, not NaN) at some
+    run's last or best epoch, over the runs of `source` (a table with its WHERE clause, taking
+    `params`): `campaign.indexed_metrics` of those runs."""
+    labels = [name[: -len("@last")] for name in columns if name.endswith("@last")]
+    counted = [c for label in labels for c in (f"{label}@last", f"{label}@best") if c in columns]
+    if not counted:
+        return []
+    counts = ", ".join(f"count(*) FILTER (WHERE NOT isnan({sql_name(c)}))" for c in counted)
+    found = con.execute(f"SELECT {counts} FROM {source}", params).fetchone() or ()
+    present = {c for c, count in zip(counted, found) if count}
+    return sorted(label for label in labels if f"{label}@last" in present or f"{label}@best" in present)
 
 
 def _mean(values: list[float]) -> float:

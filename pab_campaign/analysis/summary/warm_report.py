@@ -25,6 +25,7 @@ from pab_campaign.analysis.campaign.warm import (
     WarmIndex,
     chosen_runs,
     key_expressions,
+    tracked_labels,
     varying_in,
 )
 from pab_campaign.analysis.stats.descriptive import describe
@@ -81,8 +82,8 @@ def warm_report(warm: WarmIndex, groupby: list[str] | None, contexts: list[str] 
         return None
     notes: list[str] = []
     try:
-        labels = drop_untracked(requested_labels(contexts, metrics), _tracked(warm, types),
-                                bool(contexts or metrics), notes)
+        labels = drop_untracked(requested_labels(contexts, metrics),
+                                tracked_labels(con, list(types), done, done_params), bool(contexts or metrics), notes)
     except CampaignError:
         return None
     wanted = [f"{label}@{epoch}" for label in labels]
@@ -166,20 +167,6 @@ def _cell(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     return repr(value) if isinstance(value, float) else str(value)
-
-
-def _tracked(warm: WarmIndex, types: dict[str, str]) -> list[str]:
-    """`campaign.indexed_metrics` of the completed runs not set aside: the labels with a value (not
-    NaN) at some run's last or best epoch."""
-    labels = [name[: -len("@last")] for name in types if name.endswith("@last")]
-    columns = [c for label in labels for c in (f"{label}@last", f"{label}@best") if c in types]
-    if not columns:
-        return []
-    counts = ", ".join(f"count(*) FILTER (WHERE NOT isnan({sql_name(c)}))" for c in columns)
-    where, params = chosen_runs(warm, completed=True)
-    found = warm.con.execute(f"SELECT {counts} FROM runs WHERE {where}", params).fetchone()
-    present = {c for c, count in zip(columns, found or ()) if count}
-    return sorted(label for label in labels if f"{label}@last" in present or f"{label}@best" in present)
 
 
 def _orderable(con: Any, column: str, types: dict[str, str], source: str, params: dict[str, Any]) -> bool:
