@@ -30,7 +30,8 @@ STATUS_STYLES: dict[str, str] = {
 }
 
 Cell = str | Text
-# From this many rows on, `print_table` lays a table out itself when it can (`_layout`).
+# From this many rows on, `print_columns` (and `print_table` through it) lays a table out itself when
+# it can (`_layout`).
 FAST_TABLE_ROWS = 50
 
 console = Console(width=None if sys.stdout.isatty() else 160, markup=False)
@@ -96,43 +97,31 @@ def table(title: str, columns: Sequence[str | Column], rows: Iterable[Sequence[C
 
 def print_table(title: str, columns: Sequence[str | Column], rows: Iterable[Sequence[Cell]],
                 section_ends: Collection[int] = ()) -> None:
-    """Print `table(title, columns, rows, section_ends)`. A long table whose cells all fit on one
-    line is laid out here as rich would lay it out (`_layout`), 20-50x faster than rich's
-    general layout (seconds at thousands of rows); where the console shows no styles (a pipe, a
-    file, NO_COLOR) its lines are joined as plain text, faster again."""
+    """Print `table(title, columns, rows, section_ends)`; a long table without sections is printed
+    by `print_columns`, which lays it out itself."""
     rows = list(rows)
-    layout = _layout(title, columns, rows) if len(rows) >= FAST_TABLE_ROWS and not section_ends else None
-    if layout is None:
-        console.print(table(title, columns, rows, section_ends))
+    if len(rows) >= FAST_TABLE_ROWS and not section_ends and all(len(row) == len(columns) for row in rows):
+        print_columns(title, columns, [list(column) for column in zip(*rows)])
     else:
-        _print_layout(layout, rows)
+        console.print(table(title, columns, rows, section_ends))
 
 
 def print_columns(title: str, columns: Sequence[str | Column], cells: Sequence[Sequence[Cell]]) -> None:
     """`print_table` of a table given a column at a time (`cells[j][i]`: row i of column j, every
-    column as long; ValueError otherwise): a long table is laid out without making its rows first."""
+    column as long; ValueError otherwise). A long table whose cells all fit on one line is laid out
+    here as rich would lay it out (`_layout`), 20-50x faster than rich's general layout (seconds at
+    thousands of rows); where the console shows no styles (a pipe, a file, NO_COLOR) its lines are
+    joined as plain text, faster again."""
     count = len(cells[0]) if cells else 0
     if len(cells) != len(columns) or any(len(column) != count for column in cells):
         raise ValueError(f"{len(columns)} columns of equal length expected, got lengths {[len(c) for c in cells]}")
-    if count < FAST_TABLE_ROWS:
-        print_table(title, columns, list(zip(*cells)))
-        return
-    layout = _layout_columns(title, columns, cells)
+    layout = _layout(title, columns, cells) if count >= FAST_TABLE_ROWS else None
     if layout is None:
         console.print(table(title, columns, list(zip(*cells))))
-    else:
-        _print_layout(layout, None, cells)
-
-
-def _print_layout(layout: _Layout, rows: Sequence[Sequence[Cell]] | None,
-                  cells: Sequence[Sequence[Cell]] = ()) -> None:
-    """Print a table laid out here: plain lines where the console shows no styles (a pipe, a file,
-    NO_COLOR), else styled; the cells as `rows`, or `cells` a column at a time."""
-    if console.color_system is None:
+    elif console.color_system is None:
         console.file.write(_plain_lines(layout) + "\n")
     else:
-        shown = rows if rows is not None else list(zip(*cells))
-        console.print(_styled_lines(layout, shown), no_wrap=True, overflow="ignore", crop=False)
+        console.print(_styled_lines(layout, cells), no_wrap=True, overflow="ignore", crop=False)
 
 
 @dataclass(frozen=True)
@@ -164,15 +153,6 @@ def _column_width(texts: list[str]) -> int:
     return max(map(len, texts)) if "".join(texts).isascii() else max(map(_width, texts))
 
 
-def _layout(title: str, columns: Sequence[str | Column], rows: Sequence[Sequence[Cell]]) -> _Layout | None:
-    """The layout of a table that can be laid out here (every cell one line, the table as wide as the
-    console at most), else None (rich's own layout then wraps or shrinks columns). Works a column at
-    a time: at 50,000 rows, a call per cell was most of `ls`."""
-    if any(len(row) != len(columns) for row in rows):
-        return None
-    return _layout_columns(title, columns, list(zip(*rows)) if rows else [[] for _ in columns])
-
-
 def _column_texts(column: Sequence[Cell]) -> list[str]:
     """The characters shown of each cell of a column (`_shown`), in one pass in C where every cell
     is printable text already."""
@@ -182,8 +162,11 @@ def _column_texts(column: Sequence[Cell]) -> list[str]:
     return [cell if cell.__class__ is str and cell.isprintable() else _shown(cell) for cell in column]
 
 
-def _layout_columns(title: str, columns: Sequence[str | Column], cells: Sequence[Sequence[Cell]]) -> _Layout | None:
-    """`_layout` of a table given a column at a time (`cells[j][i]`: row i of column j)."""
+def _layout(title: str, columns: Sequence[str | Column], cells: Sequence[Sequence[Cell]]) -> _Layout | None:
+    """The layout of a table given a column at a time (`cells[j][i]`: row i of column j) that can be
+    laid out here (every cell one line, the table as wide as the console at most), else None (rich's
+    own layout then wraps or shrinks columns). Works a column at a time: at 50,000 rows, a call per
+    cell was most of `ls`."""
     specs = [column if isinstance(column, Column) else Column(column) for column in columns]
     headers = [literal(spec.header) for spec in specs]
     texts = [_column_texts(column) for column in cells]
@@ -236,16 +219,16 @@ def _plain_lines(layout: _Layout) -> str:
     return "\n".join(lines)
 
 
-def _styled_lines(layout: _Layout, rows: Sequence[Sequence[Cell]]) -> Text:
-    """The table of `rows` (laid out as `layout`) as one Text, with the header's, the columns' and
-    the cells' styles."""
+def _styled_lines(layout: _Layout, cells: Sequence[Sequence[Cell]]) -> Text:
+    """The table of `cells` (a column at a time, laid out as `layout`) as one Text, with the
+    header's, the columns' and the cells' styles."""
     specs, widths = layout.specs, layout.widths
     out = Text()
     out.append(_title_line(layout) + "\n")
     out.append("┏" + "┳".join("━" * (w + 2) for w in widths) + "┓\n")
     _row(out, [Text(header, "table.header") for header in layout.headers], specs, widths, "┃")
     out.append("┡" + "╇".join("━" * (w + 2) for w in widths) + "┩\n")
-    for row, texts in zip(rows, zip(*layout.columns)):
+    for row, texts in zip(zip(*cells), zip(*layout.columns)):
         _row(out, [cell if isinstance(cell, Text) else Text(text) for cell, text in zip(row, texts)], specs, widths,
              "│")
     out.append("└" + "┴".join("─" * (w + 2) for w in widths) + "┘")

@@ -76,7 +76,7 @@ def test_a_long_table_is_laid_out_exactly_as_rich_lays_it_out(monkeypatch):
         render.print_columns("title — x", columns, [list(column) for column in zip(*rows)])
         assert by_columns.file.getvalue() == got  # the same table, given a column at a time
     monkeypatch.setattr(render, "console", Console(width=30, markup=False, file=io.StringIO()))
-    assert render._layout("title — x", columns, rows) is None
+    assert render._layout("title — x", columns, list(zip(*rows))) is None
 
 
 def test_a_short_table_given_by_columns_is_printed_as_its_rows_and_a_ragged_one_refused(monkeypatch):

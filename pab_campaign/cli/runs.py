@@ -5,7 +5,7 @@ import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pab_campaign.cli.common import Commands, SplitList, add_campaign_filter, add_json_flag, print_json, print_skipped
 from pab_campaign.errors import CampaignError, PabError
@@ -86,17 +86,12 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 def _formatted(values: list[object]) -> list[str]:
     """`fmt` of each of `values`, each distinct value formatted once (hyper-parameters and epochs
-    repeat down a column); keyed by type too, since True, 1 and 1.0 are equal keys but read
-    differently. Every loop but the formatting runs in C."""
+    repeat down a column); keyed by type too where the column holds several, since True, 1 and 1.0
+    are equal keys but read differently. Every loop but the formatting runs in C."""
+    one_type = len(set(map(type, values)) - {type(None)}) <= 1
+    keys: list[Any] = values if one_type else list(zip(map(type, values), values))
     try:
-        if len(set(map(type, values)) - {type(None)}) <= 1:  # one type: the values alone are the keys
-            by_value = {value: fmt(value) for value in dict.fromkeys(values)}
-            return list(map(by_value.__getitem__, values))
-    except TypeError:  # an unhashable value
-        return [fmt(value) for value in values]
-    keys = list(zip(map(type, values), values))
-    try:
-        texts = {key: fmt(key[1]) for key in dict.fromkeys(keys)}
+        texts = {key: fmt(key if one_type else key[1]) for key in dict.fromkeys(keys)}
     except TypeError:  # an unhashable value
         return [fmt(value) for value in values]
     return list(map(texts.__getitem__, keys))
