@@ -10,8 +10,8 @@ The synthetic campaign is written once with the project's own writer (`store.wri
 folder that holds one. Each row is the median of `--repeats` whole-process runs (`pab-campaign ...`
 as a user starts it, output discarded), and its DuckDB contender runs in a fresh `python -c`
 process too, so both pay their imports (the package byte-compiled first, as an installed wheel
-is). Peak RSS is the child's own (`os.wait4`). The machine's load
-average is printed before and after: on a shared machine read the ratios, not the seconds.
+is). Peak RSS is the child's own (`os.wait4`). The machine's load average is printed before and
+after: on a shared machine read the ratios, not the seconds.
 """
 from __future__ import annotations
 

@@ -11,9 +11,9 @@ written, the place `workspace` chooses).
   hyper-parameters as run.json has them (`run_hparams`, JSON) and the metric columns its trajectory
   has (`run_metric_columns`, a JSON list) sit in two more text columns, so that rows kept from an
   earlier build are rebuilt exactly as read. A fixed text column is stored as text even where every
-  run left it empty, as `patch` (DuckDB) writes it back. Every row stands alone: the file's key-value metadata
-  holds only the index version, so the file could be split into parts that a reader takes as one
-  table.
+  run left it empty, as `patch` (DuckDB) writes it back. Every row stands alone: the file's
+  key-value metadata holds only the index version, so the file could be split into parts that a
+  reader takes as one table.
 - `trajectories.parquet`: every trajectory row of the usable runs plus `run_id`; built on first
   demand (curves, a fixed epoch, the audit), since a `report` at the last or best epoch needs only
   `runs.parquet`. Its manifest sits in the file's key-value metadata.

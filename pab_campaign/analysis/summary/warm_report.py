@@ -171,9 +171,9 @@ def _cell(value: Any) -> str:
 
 def _orderable(con: Any, column: str, types: dict[str, str], source: str, params: dict[str, Any]) -> bool:
     """Whether pandas orders the groups of this key of the runs of `source` (a table with its WHERE
-    clause, taking `params`) as `warm_report` does: a
-    column type of the index with no -0.0 (pandas merges it with 0.0) and no boolean missing (pandas
-    keeps a True/False/None column in order of appearance)."""
+    clause, taking `params`) as `warm_report` does: a column type of the index with no -0.0 (pandas
+    merges it with 0.0) and no boolean missing (pandas keeps a True/False/None column in order of
+    appearance)."""
     kind, name = types[column], sql_name(column)
     if kind not in KEY_TYPES:
         return False
