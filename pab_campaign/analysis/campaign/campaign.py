@@ -23,7 +23,7 @@ import pandas as pd
 
 from pab_campaign.analysis.campaign import index
 from pab_campaign.analysis.campaign.manifest import ScanRow, Scans
-from pab_campaign.analysis.campaign.warm import varying_names
+from pab_campaign.analysis.campaign.warm import duration_text, varying_names
 from pab_campaign.analysis.campaign.where import filter_runs
 from pab_campaign.analysis.campaign.workspace import Workspace, fallback, is_unwritable, unwritable_message
 from pab_campaign.errors import CampaignError
@@ -397,7 +397,6 @@ def properties(campaign: Campaign) -> list[tuple[str, str, str]]:
     hyper-parameter with its sorted unique values ('-' where a count means nothing)."""
     runs = campaign.runs
     statuses = ", ".join(f"{s} {n}" for s, n in runs["status"].value_counts().sort_index().items())
-    duration = runs["duration_s"].astype(float)
     names = indexed_metrics(runs)
     campaigns = sorted(runs["campaign"].dropna().unique())
     metrics = sorted({n.split("/", 1)[1] for n in names})
@@ -405,8 +404,7 @@ def properties(campaign: Campaign) -> list[tuple[str, str, str]]:
     rows = [
         ("campaigns", str(len(campaigns)), ", ".join(campaigns) or "-"),
         ("runs", "-", f"{len(runs)} ({statuses or 'none'}; {len(campaign.skipped)} unreadable)"),
-        ("run duration (s)", "-",
-         f"{duration.mean():.4g} ± {duration.std(ddof=1):.2g}" if duration.notna().any() else "-"),
+        ("run duration (s)", "-", duration_text(runs["duration_s"].astype(float).tolist())),
         ("metrics", str(len(metrics)), ", ".join(metrics) or "-"),
         ("contexts", str(len(contexts)), ", ".join(contexts) or "-"),
     ]

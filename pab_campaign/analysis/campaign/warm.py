@@ -25,6 +25,7 @@ from pab_campaign.analysis.campaign.index_layout import (
 )
 from pab_campaign.analysis.campaign.manifest import MANIFEST_COLUMNS, Scans, scan_rows
 from pab_campaign.analysis.campaign.workspace import choose
+from pab_campaign.analysis.stats.descriptive import describe
 from pab_campaign.errors import CampaignError, StoreError
 from pab_campaign.store import RunStatus, check_run_file, is_campaign
 
@@ -268,7 +269,7 @@ def warm_properties(warm: WarmIndex) -> list[tuple[str, str, str]]:
     runs = sum(n for _, n in counted)
     statuses = ", ".join(f"{s} {n}" for s, n in sorted(counted))
     (durations,) = con.execute("SELECT coalesce(list(duration_s) FILTER (WHERE NOT isnan(duration_s)), []) "
-                               f"FROM {chosen}", params).fetchone()  # in any order: summed with fsum
+                               f"FROM {chosen}", params).fetchone()  # in any order (`describe`)
     labels = tracked_labels(con, names, chosen, params)
     campaigns = [c for (c,) in con.execute(f"SELECT DISTINCT campaign FROM {chosen} AND campaign IS NOT NULL "
                                            "ORDER BY campaign", params).fetchall()]
@@ -277,7 +278,7 @@ def warm_properties(warm: WarmIndex) -> list[tuple[str, str, str]]:
     out = [
         ("campaigns", str(len(campaigns)), ", ".join(campaigns) or "-"),
         ("runs", "-", f"{runs} ({statuses or 'none'}; {len(warm.skipped)} unreadable)"),
-        ("run duration (s)", "-", f"{_mean(durations):.4g} ± {_std(durations):.2g}" if durations else "-"),
+        ("run duration (s)", "-", duration_text(durations)),
         ("metrics", str(len(metrics)), ", ".join(metrics) or "-"),
         ("contexts", str(len(contexts)), ", ".join(contexts) or "-"),
     ]
@@ -305,13 +306,9 @@ def tracked_labels(con: Any, columns: list[str], source: str, params: dict[str, 
     return sorted(label for label in labels if f"{label}@last" in present or f"{label}@best" in present)
 
 
-def _mean(values: list[float]) -> float:
-    return math.fsum(values) / len(values)
-
-
-def _std(values: list[float]) -> float:
-    """Sample standard deviation (ddof 1); NaN for fewer than two values, as pandas gives it."""
-    if len(values) < 2:
-        return math.nan
-    mean = _mean(values)
-    return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
+def duration_text(durations: list[float]) -> str:
+    """'mean ± std' of run durations (s; NaN left out, any order) as `properties` shows them (std
+    NaN for one run), '-' for none: `describe`'s, so that no duration a run.json holds (1e300,
+    Infinity) breaks it."""
+    described = describe(durations)
+    return f"{described.mean:.4g} ± {described.std:.2g}" if described.n else "-"

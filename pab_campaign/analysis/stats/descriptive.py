@@ -7,7 +7,7 @@ import math
 import operator
 from collections.abc import Iterable
 from functools import lru_cache
-from itertools import repeat
+from itertools import chain, repeat
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
@@ -36,10 +36,9 @@ class Description(NamedTuple):
 def describe(values: Iterable[float]) -> Description:
     """Mean, std (ddof=1) and CI95 half-width of `values`, NaN left out.
 
-    The mean is the correctly rounded sum (`math.fsum`) over n, plus the mean of the residuals
-    (so n equal values have that value as mean); s² = Σ(x - mean)² / (n - 1), also summed with
-    `math.fsum`; ci95 = `ci95_of(n, s)`. With a ±inf value the mean is the IEEE sum's
-    (inf, -inf or NaN) over n and s is NaN.
+    The mean is within an ulp of the exact one (`mean_of`: n equal values have that value as mean);
+    s² = Σ(x - mean)² / (n - 1), summed with `math.fsum`; ci95 = `ci95_of(n, s)`. With a ±inf value
+    the mean is the IEEE sum's (inf, -inf or NaN) over n and s is NaN.
 
     >>> n, mean, std, ci95 = describe([1.0, float("nan"), 3.0])
     >>> n, mean, std, round(ci95, 10)
@@ -51,8 +50,7 @@ def describe(values: Iterable[float]) -> Description:
         return Description(0, math.nan, math.nan, math.nan)
     if not all(map(math.isfinite, x)):
         return Description(n, sum(x) / n, math.nan, math.nan)
-    mean = math.fsum(x) / n
-    mean += math.fsum(map(operator.sub, x, repeat(mean))) / n  # the rounding of the division, corrected
+    mean = mean_of(x)
     if n < 2:
         return Description(n, mean, math.nan, math.nan)
     # squares as products (correctly rounded; inf past the float range, where ** raised OverflowError),
@@ -60,6 +58,20 @@ def describe(values: Iterable[float]) -> Description:
     residuals = list(map(operator.sub, x, repeat(mean)))
     std = math.sqrt(math.fsum(map(operator.mul, residuals, residuals)) / (n - 1))
     return Description(n, mean, std, ci95_of(n, std))
+
+
+def mean_of(x: list[float]) -> float:
+    """The mean of the finite values `x` (n ≥ 1), within an ulp of the exact mean: the correctly
+    rounded sum (`math.fsum`) over n, corrected by the correctly rounded Σx - n·mean over n (summed
+    exactly, so values far larger than the mean cannot cancel it away). A sum past the float range
+    is taken of the values scaled by a power of two (exact but for parts far below the mean's ulp)."""
+    n = len(x)
+    try:
+        mean = math.fsum(x) / n
+        return mean + math.fsum(chain(x, repeat(-mean, n))) / n
+    except OverflowError:  # Σx, not the mean, past the float range
+        shift = n.bit_length() + 1
+        return math.ldexp(mean_of([math.ldexp(v, -shift) for v in x]), shift)
 
 
 def ci95_of(n: int, std: float) -> float:

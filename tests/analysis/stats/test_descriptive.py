@@ -3,6 +3,7 @@ implementations); scipy never enters the report's import path."""
 from __future__ import annotations
 
 import math
+import statistics
 import subprocess
 import sys
 
@@ -49,6 +50,24 @@ def test_describe_matches_numpy_and_the_vector_form():
     spread = describe([1e200, -1e200, 3e200])  # squares past the float range: an infinite spread, as numpy has it
     with np.errstate(over="ignore"):
         assert spread.std == np.std([1e200, -1e200, 3e200], ddof=1) == math.inf and spread.mean == pytest.approx(1e200)
+
+
+def test_the_mean_is_within_an_ulp_of_the_exact_one_whatever_the_magnitudes():
+    """`statistics.mean` (exact rational arithmetic, then rounded) is the reference: values far
+    larger than their mean cancel exactly, and a sum past the float range still has its mean."""
+    rng = np.random.default_rng(11)
+    samples = [[1e308, -1e308, 1.0], [1.7e308] * 5 + [-1.7e308], [1e308, 1e308], [0.1] * 7,
+               [1e300, 1.0, -1e300, 2.0, 3e-300], [-1.6e308, -1.6e308, 5.0]]
+    for _ in range(300):
+        size = int(rng.integers(1, 40))
+        exponents = rng.integers(-300, 308, size=size) if rng.random() < 0.5 else rng.integers(-3, 3, size=size)
+        samples.append(list(rng.choice([-1.0, 1.0], size=size) * rng.random(size) * 10.0 ** exponents))
+    for x in samples:
+        exact = statistics.mean(x)
+        ours = describe(x).mean
+        assert abs(ours - exact) <= math.ulp(exact), (x, ours, exact)
+    assert describe([1e308, -1e308, 1.0]).mean == 1 / 3  # the naive correction made it 0.56
+    assert describe([1e308, 1e308])[1:] == (1e308, 0.0, 0.0)  # fsum raised OverflowError
 
 
 def test_scipy_and_numpy_stay_out_of_the_report_statistics():
