@@ -92,14 +92,20 @@ def class_probabilities(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarra
 
 
 def transform_effects(campaign: Path, records: list[RunRecord], cfg, transform_name: str, val_examples: int | None,
-                      device: torch.device) -> list[TransformEffect]:
+                      device: torch.device, target_class: int | None = None) -> list[TransformEffect]:
     """The effect of the transformation `transform_name` on the final model of every run of `records`
     (one algorithm, sharing `cfg`'s data set and model), over its first `val_examples` validation
     examples (all when None). CampaignError for an unknown transformation (naming the choices), a
-    run without checkpoints or too many examples."""
+    run without checkpoints, too many examples or a `target_class` the model does not predict
+    (checked before any checkpoint is evaluated)."""
     transform = TRANSFORMS.get(transform_name)
     ensemble = ensemble_of(cfg, ensemble_checkpoints(campaign, records, "last"), val_examples, device)
     clean = ensemble.val
+    if target_class is not None:
+        with torch.no_grad():  # the model's output width is the class count: one example through it
+            classes = ensemble.model.eval()(clean.x[:1].to(device)).shape[1]
+        if not 0 <= target_class < classes:
+            raise CampaignError(f"--target-class {target_class} is not a class of this data set (0..{classes - 1})")
     changed = Split(transform(clean.x, pixel_range(ensemble.train)), clean.y)
     effects = []
     for final in ensemble.checkpoints:

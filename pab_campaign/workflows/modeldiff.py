@@ -200,12 +200,9 @@ def diff_test(campaign: Path, a: list[str], b: list[str], transform: str, say: S
     sides = {"A": algorithms.a, "B": algorithms.b}
     configs = {side: algorithm_config(runs) for side, runs in sides.items()}
     check_same_examples(configs["A"], configs["B"])
-    effects = {side: transform_effects(campaign, runs, configs[side], transform, val_examples, resolved)
+    effects = {side: transform_effects(campaign, runs, configs[side], transform, val_examples, resolved, target_class)
                for side, runs in sides.items()}
     shifts = np.array([e.probability_transformed - e.probability_clean for side in sides for e in effects[side]])
-    classes = shifts.shape[1]
-    if target_class is not None and not 0 <= target_class < classes:
-        raise CampaignError(f"--target-class {target_class} is not a class of this data set (0..{classes - 1})")
     target = modeldiff.choose_target_class(shifts) if target_class is None else target_class
     rows = [{"algorithm": side, "run_id": e.run_id, "accuracy_clean": e.accuracy_clean,
              "accuracy_transformed": e.accuracy_transformed,

@@ -7,9 +7,13 @@ import pytest
 import torch
 
 from pab_campaign.errors import CampaignError
-from pab_campaign.training.counterfactual import TRANSFORMS, class_probabilities
+from pab_campaign.store import RunRecord, RunStatus, run_dir
+from pab_campaign.training import checkpoint, counterfactual
+from pab_campaign.training.counterfactual import TRANSFORMS, class_probabilities, transform_effects
 from pab_campaign.training.data.pixels import PixelRange, display_images, pixel_range
+from pab_campaign.training.identity import hparams
 from pab_campaign.training.registry import UnknownName
+from tests.helpers import compose_config
 
 
 def _rgb(seed: int = 0) -> tuple[torch.Tensor, PixelRange]:
@@ -82,3 +86,16 @@ def test_pixel_range_and_display_images(synthetic_data):
     np.testing.assert_allclose(images[1], pixels.to_unit(synthetic_data.train.x[:1]).numpy()[0], atol=1e-6)
     with pytest.raises(IndexError, match="not in the split"):
         display_images(synthetic_data.train, [10**6], pixels)
+
+
+def test_a_target_class_the_model_lacks_is_refused_before_any_checkpoint_is_read(tmp_path, monkeypatch):
+    cfg = compose_config(["dataset=synthetic", "dataset.n_classes=3"], tmp_path / "c")
+    record = RunRecord(run_id="r1", status=RunStatus.COMPLETED, hparams=hparams(cfg), epochs_done=1)
+    folder = checkpoint.checkpoint_dir(run_dir(tmp_path, "r1"))
+    folder.mkdir(parents=True)
+    (folder / checkpoint.LAST).write_bytes(b"not read")
+    monkeypatch.setattr(counterfactual.checkpoint, "weights", lambda *args: pytest.fail("a checkpoint was read"))
+    with pytest.raises(CampaignError, match=r"--target-class 3 is not a class of this data set \(0\.\.2\)"):
+        transform_effects(tmp_path, [record], cfg, "corner_patch", None, torch.device("cpu"), target_class=3)
+    with pytest.raises(pytest.fail.Exception, match="a checkpoint was read"):  # a class it has: evaluated
+        transform_effects(tmp_path, [record], cfg, "corner_patch", None, torch.device("cpu"), target_class=2)
