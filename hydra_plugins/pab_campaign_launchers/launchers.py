@@ -10,7 +10,8 @@ the app's config, so they serve any Hydra app.
   and a free MASTER_PORT; it starts when that many are free.
   With `warm_start` (Linux), each job's interpreter is forked from one warm process that imported
   the app's modules once (`preload`, by default those the launching app imported;
-  `pab_campaign.launching.forkserver`) instead of starting cold.
+  `pab_campaign.launching.forkserver`) instead of starting cold; a sweeper that launches batches
+  (Optuna's `n_jobs` trials at a time) keeps that one process for all of them.
 - `SlurmLauncher`: submitit_slurm plus `detach`: submit the job array, record its job ids in
   `detach_record` and return at once; the runs go on and write their results as usual.
 
@@ -20,6 +21,7 @@ requeues a job that gets SIGUSR2 and the run resumes from its `last.pt` (see `pr
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import io
 import json
@@ -243,20 +245,25 @@ class WarmPython:
             [sys.executable, "-m", "pab_campaign.launching.forkserver", "serve", self.name,
              "--preload", ",".join(modules)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.ready: bool | None = None  # unknown until `command` first waits for it
 
     def command(self) -> str | None:
         """The `python` of submitit's local tasks when the server is up, else None (a fresh
-        interpreter per task)."""
-        stdout = self.process.stdout
-        assert stdout is not None  # opened with stdout=PIPE
-        readable, _, _ = select.select([stdout], [], [], WARM_START_TIMEOUT_S)
-        ready = bool(readable) and stdout.readline().strip() == READY
-        stdout.close()
-        if not ready:
-            log.warning("local launcher: the warm fork server did not start; each run starts a fresh python")
+        interpreter per task); waits for it on the first call only. A server that died since is
+        no harm: its clients then start a fresh interpreter themselves."""
+        if self.ready is None:
+            stdout = self.process.stdout
+            assert stdout is not None  # opened with stdout=PIPE
+            readable, _, _ = select.select([stdout], [], [], WARM_START_TIMEOUT_S)
+            self.ready = bool(readable) and stdout.readline().strip() == READY
+            stdout.close()
+            if not self.ready:
+                log.warning("local launcher: the warm fork server did not start; each run starts a fresh python")
+            else:
+                log.info("local launcher: runs fork from a warm python (pab_campaign.launching.forkserver, pid %d)",
+                         self.process.pid)
+        if not self.ready:
             return None
-        log.info("local launcher: runs fork from a warm python (pab_campaign.launching.forkserver, pid %d)",
-                 self.process.pid)
         return f"{shlex.quote(sys.executable)} -m pab_campaign.launching.forkserver connect {self.name}"
 
     def stop(self) -> None:
@@ -299,7 +306,20 @@ class LocalLauncher(plugin.LocalLauncher):
     def setup(self, **kwargs: Any) -> None:
         super().setup(**kwargs)
         if self.warm_start and self.warm_python is None:
-            self.warm_python = WarmPython(preload_modules(self.preload))
+            self._start_warm_python()
+
+    def _start_warm_python(self) -> WarmPython:
+        """The fork server of this sweep, started now: kept for every batch the sweeper launches and
+        stopped when this process exits (or when a batch fails)."""
+        self.warm_python = WarmPython(preload_modules(self.preload))
+        atexit.register(self.warm_python.stop)
+        return self.warm_python
+
+    def _stop_warm_python(self) -> None:
+        if self.warm_python is not None:
+            atexit.unregister(self.warm_python.stop)
+            self.warm_python.stop()
+            self.warm_python = None
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled into every job: without the fork server's process handle."""
@@ -318,8 +338,7 @@ class LocalLauncher(plugin.LocalLauncher):
     @exit_on_refusal
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None
-        warm = self.warm_python or (WarmPython(preload_modules(self.preload)) if self.warm_start else None)
-        self.warm_python = None
+        warm = self.warm_python or (self._start_warm_python() if self.warm_start else None)
         try:
             threads = self.params["cpus_per_task"]
             gpus = visible_gpus() if self.use_gpus else []
@@ -335,9 +354,9 @@ class LocalLauncher(plugin.LocalLauncher):
             pool = DevicePool(cores, threads, gpus)
             finished = self._run_pool(self._executor(python), job_overrides, tasks, initial_job_idx, jobs, pool,
                                       sweep_dir)
-        finally:
-            if warm:
-                warm.stop()
+        except BaseException:  # interrupted or refused: no next batch; jobs still running are its to end
+            self._stop_warm_python()
+            raise
         return collect([(idx, finished[idx]) for idx in sorted(finished)], job_overrides, sweep_dir)
 
     def _run_pool(self, executor: submitit.LocalExecutor, job_overrides: Sequence[Sequence[str]], tasks: list[int],

@@ -1,12 +1,15 @@
 """hydra-optuna-sweeper drives `python -m pab_campaign`: a 6-trial TPE study over optimizer.lr on
-digits; every trial is a run of the campaign, the study's best value is that run's objective as
+digits, launched 3 trials at a time by the local launcher, whose one warm fork server serves every
+batch; every trial is a run of the campaign, the study's best value is that run's objective as
 `report` indexes it, and a relaunch of the same study trains nothing again."""
 import math
+import re
 
 import yaml
 
 from pab_campaign.analysis.campaign.campaign import open_campaign
-from tests.helpers import train
+from pab_campaign.store import process_alive
+from tests.helpers import train, wait_for
 
 STUDY = ["-m", "grid=none", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=3",
          "hydra.sweeper.sampler.seed=0", "optimizer.lr=tag(log, interval(0.001, 0.5))", "train.epochs=1",
@@ -15,8 +18,13 @@ STUDY = ["-m", "grid=none", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=6", 
 
 def test_optuna_study_trials_are_campaign_runs_and_relaunch_skips(tmp_path):
     campaign = tmp_path / "study"
-    first = train([*STUDY, f"hydra.sweep.dir={tmp_path}/sweep1"], campaign)
+    first = train([*STUDY, "hydra/launcher=local", f"hydra.sweep.dir={tmp_path}/sweep1"], campaign)
     assert first.returncode == 0, first.stderr[-3000:]
+    said = first.stdout + first.stderr
+    assert said.count("local launcher: 3 runs") == 2  # two batches of n_jobs trials
+    servers = re.findall(r"runs fork from a warm python \(pab_campaign\.launching\.forkserver, pid (\d+)\)", said)
+    assert len(servers) == 1, said[-3000:]  # started once, not once per batch
+    wait_for(lambda: not process_alive(int(servers[0])), 30, "the fork server to end with the sweep")
     results = yaml.safe_load((tmp_path / "sweep1" / "optimization_results.yaml").read_text())
     runs = open_campaign(campaign).runs
     assert len(runs) == 6 and set(runs["status"]) == {"completed"}
