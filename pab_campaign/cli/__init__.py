@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 from pab_campaign.cli import audit, diff, html, merge, report, runs, states, transfer
 from pab_campaign.cli.common import Commands, OneLineParser
@@ -40,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = sys.argv[1:] if argv is None else list(argv)
     # Figures go to files: no window opens, whatever display the machine has (unless the user chose).
     os.environ.setdefault("MPLBACKEND", "Agg")
+    if not os.environ.get("PAB_DEBUG"):
+        # numpy's floating-point warnings: a campaign may hold values near ±1.8e308 whose sums and
+        # spans overflow; the commands say what they leave out, and their output stays their own lines
+        warnings.filterwarnings("ignore", r"(overflow|invalid value|divide by zero) encountered", RuntimeWarning)
     try:
         return args.handler(args)
     except PabError as exc:

@@ -213,3 +213,23 @@ def test_html_says_nothing_to_show_when_no_class_accuracy_is_finite(tmp_path, wi
     assert result.returncode == 0, result.stderr
     page = (campaign / "summary" / "report.html").read_text()
     assert "Nothing to show: no completed run has a finite val/class_acc value" in page
+
+
+def test_values_at_the_ends_of_the_float_range_are_reported_and_drawn(tmp_path):
+    """Metric values near ±1.8e308 (their spans and sums overflow), the smallest subnormal, ±inf and
+    NaN, and durations past what a sum can hold: every command answers without an internal error
+    or numpy's warnings (matplotlib failed to place ticks on a span past the float range), and a
+    figure is drawn."""
+    campaign = tmp_path / "camp"
+    extremes = [1e308, -1e308, np.inf, -np.inf, np.nan, 5e-324, 0.0, 1.0]
+    for i in range(8):
+        series = [extremes[(i + k) % len(extremes)] for k in range(6)]
+        write_run(campaign, f"r{i}", {"width": i, "seed": i},  # a group each: curves has a mean of 1e308 and of -1e308
+                  {("val", "loss"): series, ("val", "acc"): series[::-1]}, duration=[1e308, 2.0][i % 2])
+    for args in (["report"], ["properties"], ["curves", "--output-folder", str(tmp_path / "out")],
+                 ["html", "--out", str(tmp_path / "page.html")]):
+        result = _cli([args[0], str(campaign), *args[1:]], cwd=tmp_path)
+        _assert_clean(result, args[0])
+        assert result.returncode == 0 and "Warning" not in result.stderr, f"{args[0]}: {result.stderr[-2000:]}"
+    assert [p.suffix for p in sorted((tmp_path / "out").iterdir())] == [".parquet", ".png"]
+    assert (tmp_path / "page.html").stat().st_size > 0
