@@ -138,6 +138,22 @@ def _is_number(value: Any) -> bool:
     return (_is_int(value) or isinstance(value, float)) and not isinstance(value, bool)
 
 
+def _is_count(value: Any) -> bool:
+    """A whole number a 64-bit integer holds (epochs and restarts are read as floats: 10**400 is not one)."""
+    return _is_int(value) and -(2**63) <= value < 2**63
+
+
+def _is_float(value: Any) -> bool:
+    """A number within the float range (a whole number past it cannot be read as one)."""
+    if not _is_number(value):
+        return False
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
+
+
 def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return lambda value: value is None or check(value)
 
@@ -166,9 +182,9 @@ _FIELD_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "seed": (_optional(_is_int), "an integer or null"),
     "started_at": _TEXT,
     "ended_at": _TEXT,
-    "duration_s": (_optional(_is_number), "a number or null"),
-    "epochs_done": (_is_int, "an integer"),
-    "restarts": (_is_int, "an integer"),
+    "duration_s": (_optional(_is_float), "a number within the float range, or null"),
+    "epochs_done": (_is_count, "an integer of at most 64 bits"),
+    "restarts": (_is_count, "an integer of at most 64 bits"),
     "host": _TEXT,
     "slurm_job_id": _TEXT,
     "git_commit": _TEXT,

@@ -59,6 +59,7 @@ from pab_campaign.analysis.campaign.index_layout import (
     TEXT_COLUMNS,
     hparam_key,
     hparams_text,
+    is_int64,
     metrics_text,
 )
 from pab_campaign.analysis.campaign.manifest import MANIFEST_COLUMNS, ScanRow, scan_rows
@@ -238,14 +239,15 @@ def _text(column: pd.Series) -> pd.Series:
 def hparam_column(values: list[Any]) -> pd.Series | None:
     """One hyper-parameter over the runs, typed by its values alone: whole numbers (int64 when every
     run has one, else float64 with NaN), numbers (float64), booleans (bool, object when some run
-    lacks it), else text (object, None when missing); None when no run has it."""
+    lacks it), else text (object, None when missing; a whole number past int64 is text too, its
+    exact digits: `is_int64`); None when no run has it."""
     present = [v for v in values if v is not None]
     if not present:
         return None
     complete = len(present) == len(values)
     if all(isinstance(v, bool) for v in present):
         return pd.Series(values, dtype=bool if complete else object)
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+    if all(is_int64(v) or isinstance(v, float) for v in present):
         if complete and all(isinstance(v, int) for v in present):
             return pd.Series(values, dtype="int64")
         return pd.Series([np.nan if v is None else float(v) for v in values], dtype="float64")

@@ -37,6 +37,7 @@ from pab_campaign.analysis.campaign.index_layout import (
     STORED_TEXTS,
     TEXT_COLUMNS,
     hparams_text,
+    is_int64,
     metrics_text,
     stored_types,
 )
@@ -275,7 +276,7 @@ def _kind(value: Any) -> str:
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int):
-        return "int"
+        return "int" if is_int64(value) else "other"
     return "float" if isinstance(value, float) else "other"
 
 

@@ -118,6 +118,8 @@ def _random_step(campaign, rng: random.Random, serial: int) -> None:
             hparams["model.channels"] = "[4, 8]"
         elif rng.random() < 0.5:
             hparams["model.bias"] = rng.random() < 0.5  # a boolean some runs lack
+        if rng.random() < 0.3:
+            hparams["data.seed"] = rng.choice([7, 2**64 + 7])  # past int64 in some runs: a text column
         values = {(c, m): [rng.random() for _ in range(rng.randrange(1, 5))]
                   for c in ("val", "test") for m in ("loss", "acc") if rng.random() < 0.9}
         values[("val", "loss")] = [rng.random() for _ in range(3)]

@@ -233,3 +233,22 @@ def test_values_at_the_ends_of_the_float_range_are_reported_and_drawn(tmp_path):
         assert result.returncode == 0 and "Warning" not in result.stderr, f"{args[0]}: {result.stderr[-2000:]}"
     assert [p.suffix for p in sorted((tmp_path / "out").iterdir())] == [".parquet", ".png"]
     assert (tmp_path / "page.html").stat().st_size > 0
+
+
+def test_whole_numbers_past_64_bits(tmp_path, capsys):
+    """A hyper-parameter past int64 (a 128-bit seed) makes its column text, its exact digits, instead
+    of breaking every command on the campaign; a run.json count or duration past what a float or
+    int64 holds sets that run aside with its reason."""
+    campaign = tmp_path / "camp"
+    for i, width in enumerate([2**70, -(2**64), 3, 3]):
+        write_run(campaign, f"r{i}", {"width": width, "seed": i}, {("val", "loss"): [1.0, 0.5 + i / 10]})
+    record = runs_dir(campaign) / "r3" / "run.json"
+    record.write_text(record.read_text().replace('"epochs_done": 1', '"epochs_done": ' + "9" * 400))
+    opened = open_campaign(campaign)
+    assert opened.runs.set_index("run_id")["width@hparam"].tolist() == [str(2**70), str(-(2**64)), "3"]
+    assert [run_id for run_id, _ in opened.skipped] == ["r3"]
+    assert "field 'epochs_done' is int 999" in opened.skipped[0][1]
+    for args in (["ls"], ["report", "--groupby", "width"]):
+        result = _cli([args[0], str(campaign), *args[1:]], cwd=tmp_path)
+        _assert_clean(result, args[0])
+        assert result.returncode == 0 and str(2**70) in result.stdout and "skipped run r3" in result.stdout
