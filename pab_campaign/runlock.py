@@ -138,7 +138,7 @@ def _parse(text: str | None) -> Holder | None:
         data = json.loads(text or "")
         return Holder(str(data["host"]), int(data["pid"]), data.get("start"), data.get("slurm_job_id"),
                       str(data["token"]))
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return None
 
 

@@ -105,6 +105,8 @@ class RunRecord:
             data = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise StoreError(f"{source}: run.json is not valid JSON ({exc})") from None
+        except RecursionError:
+            raise StoreError(f"{source}: run.json nests arrays or objects too deeply to be read") from None
         if not isinstance(data, dict) or "run_id" not in data or "status" not in data:
             raise StoreError(f"{source}: run.json lacks run_id or status")
         return cls.from_dict(data, source)

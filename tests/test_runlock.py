@@ -139,6 +139,8 @@ def _plant(run, kind: str, outside) -> None:
         path.touch()
     elif kind == "garbage":
         path.write_bytes(b"\x00\xff not json {")
+    elif kind == "nested":  # deeper than the JSON parser recurses
+        path.write_text("[" * 3000 + "]" * 3000)
     elif kind == "truncated":
         path.write_text('{"host": "' + host_name() + '", "pid": ' + str(_dead_pid()) + ', "sta')
     elif kind == "directory":
@@ -179,7 +181,7 @@ def test_a_lock_that_is_no_file_is_cleared_at_once_without_following_or_blocking
     assert not (run / LOCK_FILE).exists()
 
 
-@pytest.mark.parametrize("kind", ["empty", "garbage"])
+@pytest.mark.parametrize("kind", ["empty", "garbage", "nested"])
 def test_an_unreadable_lock_file_blocks_only_while_a_writer_could_still_be_filling_it(tmp_path, kind, monkeypatch):
     """An empty file (a writer killed between creating and filling its lock) or garbage is waited for
     UNREADABLE_GRACE_S after its last change, then cleared; an old one at once."""

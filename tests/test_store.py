@@ -103,6 +103,13 @@ def test_a_run_json_of_the_wrong_shape_names_the_field(tmp_path, field, value, f
         store.read_run_json(tmp_path)
 
 
+def test_a_run_json_nested_deeper_than_the_parser_recurses_is_a_store_error(tmp_path):
+    (tmp_path / store.RUN_JSON).write_text('{"run_id": "r", "status": "completed", "notes": ' + "[" * 100_000
+                                           + "]" * 100_000 + "}")
+    with pytest.raises(store.StoreError, match=r"run\.json nests arrays or objects too deeply to be read"):
+        store.read_run_json(tmp_path)
+
+
 def test_a_run_json_that_is_a_directory_is_a_store_error(tmp_path):
     (tmp_path / store.RUN_JSON).mkdir()
     with pytest.raises(store.StoreError, match="is a directory"):

@@ -436,7 +436,7 @@ def _trajectory_manifest(path: Path) -> dict[str, list[int]]:
     try:
         meta = pq.read_schema(path).metadata or {}
         return json.loads(meta[META_MANIFEST.encode()])
-    except (OSError, pa.ArrowInvalid, KeyError, ValueError):
+    except (OSError, pa.ArrowInvalid, KeyError, ValueError, RecursionError):
         return {}
 
 

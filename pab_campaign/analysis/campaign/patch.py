@@ -286,7 +286,7 @@ def _json_texts(texts: list[Any], kind: type) -> list[Any] | None:
     for text in texts:
         try:
             value = None if text is None else json.loads(text)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             return None
         if value is not None and not isinstance(value, kind):
             return None

@@ -78,7 +78,7 @@ def cached_scores(directory: Path, side: str, request: dict[str, Any]) -> np.nda
     try:
         stored = json.loads(read_run_file(sidecar, directory, MAX_SIDECAR_BYTES))
         scores = np.load(io.BytesIO(read_run_file(array, directory, limit)), allow_pickle=False)
-    except (OSError, ValueError, StoreError):
+    except (OSError, ValueError, RecursionError, StoreError):
         return None
     if not isinstance(stored, dict):
         return None
