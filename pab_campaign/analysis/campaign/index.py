@@ -180,8 +180,15 @@ def _scalar_metrics(run_ids: list[str], files: list[str]) -> tuple[pd.DataFrame,
     for i in sorted(set(long.loc[long["duplicated"].astype(bool), "f"])):
         bad_runs[run_ids[i]] = (f"{files[i]}: the trajectory has duplicate rows (an epoch, context, metric and key "
                                 "recorded twice); rewrite it with one row each")
-    long["run_id"] = [run_ids[i] for i in long["f"]]
     long["name"] = long["context"] + "/" + long["metric"]
+    clashing = long[long.duplicated(["f", "name"], keep=False)]
+    for i, pairs in clashing.groupby("f"):
+        first, second = pairs.iloc[0], pairs.iloc[1]
+        bad_runs[run_ids[i]] = (f"{files[i]}: two series of the trajectory are labelled {first['name']} (context "
+                                f"{first['context']!r} with metric {first['metric']!r}, and context "
+                                f"{second['context']!r} with metric {second['metric']!r}); rename one")
+    long = long[~long["f"].isin(clashing["f"])]
+    long["run_id"] = [run_ids[i] for i in long["f"]]
     wide = long.pivot(index="run_id", columns="name", values=["last", "best"])
     wide.columns = [f"{name}@{which}" for which, name in wide.columns]
     epochs = long.groupby("run_id").agg(last_epoch=("last_epoch", "max"), best_epoch=("best_epoch", "first"))

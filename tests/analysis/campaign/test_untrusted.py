@@ -4,6 +4,7 @@ reader, and a hyper-parameter named like an index column is neither dropped nor 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pab_campaign.analysis.campaign import index
 from pab_campaign.analysis.campaign.campaign import open_campaign, properties
 from pab_campaign.analysis.summary.report import build_curves, build_report, write_curves, write_report
 from pab_campaign.store import MAX_RUN_JSON_BYTES, runs_dir
@@ -252,3 +254,22 @@ def test_whole_numbers_past_64_bits(tmp_path, capsys):
         result = _cli([args[0], str(campaign), *args[1:]], cwd=tmp_path)
         _assert_clean(result, args[0])
         assert result.returncode == 0 and str(2**70) in result.stdout and "skipped run r3" in result.stdout
+
+
+def test_two_series_spelling_one_label_set_their_run_aside(tmp_path):
+    """Context 'a/b' with metric 'c' and context 'a' with metric 'b/c' are both labelled a/b/c: that
+    run is set aside naming both (the build failed on the whole campaign), on the cold build and
+    when the run is added to an indexed campaign."""
+    campaign = tmp_path / "camp"
+    write_run(campaign, "good", {"seed": 0}, {("val", "loss"): [1.0, 0.5], ("a/b", "c"): [1.0, 2.0]})
+    write_run(campaign, "clash", {"seed": 1}, {("val", "loss"): [1.0, 0.4], ("a/b", "c"): [1.0, 2.0],
+                                               ("a", "b/c"): [3.0, 4.0]})
+    for _ in range(2):
+        reasons = open_campaign(campaign).runs.set_index("run_id")["skip_reason"]
+        assert reasons.isna().to_dict() == {"clash": False, "good": True}
+        assert "are labelled a/b/c (context 'a/b' with metric 'c', and context 'a' with metric 'b/c')" \
+            in reasons["clash"]
+        shutil.rmtree(runs_dir(campaign) / "clash")
+        index.refresh_runs(campaign)  # indexed without it; then it comes back
+        write_run(campaign, "clash", {"seed": 1}, {("val", "loss"): [1.0, 0.4], ("a/b", "c"): [1.0, 2.0],
+                                                   ("a", "b/c"): [3.0, 4.0]})
