@@ -180,6 +180,10 @@ def _scalar_metrics(run_ids: list[str], files: list[str]) -> tuple[pd.DataFrame,
     for i in sorted(set(long.loc[long["duplicated"].astype(bool), "f"])):
         bad_runs[run_ids[i]] = (f"{files[i]}: the trajectory has duplicate rows (an epoch, context, metric and key "
                                 "recorded twice); rewrite it with one row each")
+    unnamed = long[long["context"].isna() | long["metric"].isna()]
+    for i in sorted(set(unnamed["f"])):
+        bad_runs[run_ids[i]] = f"{files[i]}: the trajectory has rows without a context or metric; every row needs both"
+    long = long[~long["f"].isin(unnamed["f"])]
     long["name"] = long["context"] + "/" + long["metric"]
     clashing = long[long.duplicated(["f", "name"], keep=False)]
     for i, pairs in clashing.groupby("f"):

@@ -249,7 +249,8 @@ def _records(campaign_dir: Path, run_ids: list[str], now: dict[str, tuple]) -> d
 
 def _scalars(con: Any, campaign_dir: Path, run_ids: list[str]) -> dict[str, _Scalars] | None:
     """The scalar metrics of each run's trajectory (SCALARS_SQL, on `con`); None when a file cannot be
-    read, holds duplicate rows or no scalar value, or two (context, metric) pairs spell one label."""
+    read, holds duplicate rows, a row without context or metric or no scalar value, or two (context,
+    metric) pairs spell one label."""
     import duckdb
 
     root = str(runs_dir(campaign_dir))
@@ -262,7 +263,7 @@ def _scalars(con: Any, campaign_dir: Path, run_ids: list[str]) -> dict[str, _Sca
     for f, context, metric, last_epoch, last, best, best_epoch, duplicated in found:
         run = per_run.setdefault(run_ids[f], _Scalars({}, last_epoch, best_epoch))
         label = f"{context}/{metric}"
-        if duplicated or f"{label}@last" in run.values:
+        if duplicated or context is None or metric is None or f"{label}@last" in run.values:
             return None
         run.values[f"{label}@last"], run.values[f"{label}@best"] = last, best
         run.last_epoch = max(run.last_epoch, last_epoch)

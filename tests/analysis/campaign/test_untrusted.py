@@ -273,3 +273,25 @@ def test_two_series_spelling_one_label_set_their_run_aside(tmp_path):
         index.refresh_runs(campaign)  # indexed without it; then it comes back
         write_run(campaign, "clash", {"seed": 1}, {("val", "loss"): [1.0, 0.4], ("a/b", "c"): [1.0, 2.0],
                                                    ("a", "b/c"): [3.0, 4.0]})
+
+
+def test_trajectory_rows_without_a_context_set_their_run_aside(tmp_path):
+    """A row whose context is null (a trajectory another writer made) sets its run aside with the
+    reason; the campaign page failed on the label it made."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    campaign = tmp_path / "camp"
+    for i in range(3):
+        last = write_run(campaign, f"r{i}", {"seed": i}, {("val", "loss"): [1.0, 0.5 + i / 10],
+                                                          ("val", "acc"): [0.1, 0.5]})
+    pq.write_table(pa.table({"epoch": pa.array([0, 1], pa.int64()), "context": pa.array([None, "val"], pa.string()),
+                             "metric": ["loss", "loss"], "key": pa.array([None, None], pa.string()),
+                             "value": [1.0, 0.5]}), last / "trajectory.parquet")
+    reasons = open_campaign(campaign).runs.set_index("run_id")["skip_reason"]
+    assert reasons.isna().tolist() == [True, True, False]
+    assert reasons["r2"].endswith("trajectory.parquet: the trajectory has rows without a context or metric; every "
+                                  "row needs both")
+    result = _cli(["html", str(campaign), "--out", str(tmp_path / "page.html")], cwd=tmp_path)
+    _assert_clean(result, "html")
+    assert result.returncode == 0 and "skipped run r2" in result.stdout
