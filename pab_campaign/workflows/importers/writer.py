@@ -93,9 +93,9 @@ def build_run(run: SourceRun, campaign: str, options: ImportOptions) -> BuiltRun
     names: dict[str, tuple[str, str, str | None]] = {}
     repeated = 0
     for point in run.points:
-        if point.step < 0:
+        if not 0 <= point.step < 2**63:
             raise CampaignError(f"{run.tool} run '{run.name}': tag '{point.tag}' has step {point.step}; steps must be "
-                                ">= 0 (0 = before training)")
+                                ">= 0 (0 = before training) and below 2**63")
         name = names.get(point.tag) or names.setdefault(point.tag, metric_for_tag(point.tag, options.mapping))
         epoch = _epoch(point.step, options.steps_per_epoch)
         slot = (epoch, *name)
