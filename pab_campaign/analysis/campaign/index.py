@@ -155,6 +155,8 @@ def bisect_query(
     except duckdb.Error as exc:
         if len(files) == 1:
             reason = str(exc).strip().splitlines()[0]
+            if isinstance(exc, duckdb.BinderException):  # a column missing or of another type
+                reason = f"not the columns of a trajectory: int epoch, text context, metric, key, float value; {reason}"
             return [], {offset: f"unreadable trajectory.parquet ({reason})"}
         half = len(files) // 2
         left, bad_left = bisect_query(con, sql, files[:half], offset)

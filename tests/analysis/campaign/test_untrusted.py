@@ -277,7 +277,8 @@ def test_two_series_spelling_one_label_set_their_run_aside(tmp_path):
 
 def test_trajectory_rows_without_a_context_set_their_run_aside(tmp_path):
     """A row whose context is null (a trajectory another writer made) sets its run aside with the
-    reason; the campaign page failed on the label it made."""
+    reason; the campaign page failed on the label it made. A trajectory without a `key` column is
+    set aside naming the columns a trajectory has."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -288,8 +289,13 @@ def test_trajectory_rows_without_a_context_set_their_run_aside(tmp_path):
     pq.write_table(pa.table({"epoch": pa.array([0, 1], pa.int64()), "context": pa.array([None, "val"], pa.string()),
                              "metric": ["loss", "loss"], "key": pa.array([None, None], pa.string()),
                              "value": [1.0, 0.5]}), last / "trajectory.parquet")
+    keyless = pa.table({"epoch": pa.array([0, 1], pa.int64()), "context": ["val", "val"], "metric": ["loss", "loss"],
+                        "value": [1.0, 0.5]})
+    pq.write_table(keyless, last.parent / "r1" / "trajectory.parquet")
     reasons = open_campaign(campaign).runs.set_index("run_id")["skip_reason"]
-    assert reasons.isna().tolist() == [True, True, False]
+    assert reasons.isna().tolist() == [True, False, False]
+    assert reasons["r1"].startswith("unreadable trajectory.parquet (not the columns of a trajectory: int epoch, text "
+                                    "context, metric, key, float value; Binder Error: ")
     assert reasons["r2"].endswith("trajectory.parquet: the trajectory has rows without a context or metric; every "
                                   "row needs both")
     result = _cli(["html", str(campaign), "--out", str(tmp_path / "page.html")], cwd=tmp_path)
