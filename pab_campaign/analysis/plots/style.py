@@ -49,8 +49,8 @@ _SUMMARY_VALUES: dict[str, tuple[str, float, float]] = {
     "overfit_onset": (EPOCH, 0.0, math.inf),
 }
 
-# The widest range an axis shows: its span and matplotlib's margins around it stay finite floats.
-SPAN_LIMIT = 1e307
+# The values an axis shows at most: its span, margins and ticks stay finite floats.
+AXIS_LIMIT = 8e307
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -106,7 +106,7 @@ def write_png(figure: Figure, target: Path | BinaryIO, dpi: int = 110) -> None:
     """Draw `figure` into the file `target` (a path or a binary stream) as PNG; the figure stays
     open. Layout warnings of figures with very long labels are not printed: the figure is drawn as
     well as it fits, and a command's output stays its own lines. An axis whose values span more
-    than the float range is shown within it first (`_limit_spans`)."""
+    past ±AXIS_LIMIT is shown within it first (`_limit_spans`)."""
     _limit_spans(figure)
     with warnings.catch_warnings(), plt.rc_context(STYLE):
         warnings.filterwarnings("ignore", message=".*layout not applied", category=UserWarning)
@@ -114,15 +114,20 @@ def write_png(figure: Figure, target: Path | BinaryIO, dpi: int = 110) -> None:
 
 
 def _limit_spans(figure: Figure) -> None:
-    """Show every autoscaled linear axis of `figure` whose finite data run from below -SPAN_LIMIT to
-    above SPAN_LIMIT (a campaign's values may reach ±1.8e308; matplotlib cannot place ticks on a span
-    past the float range and fails) from -SPAN_LIMIT to SPAN_LIMIT: lines beyond leave the panel."""
+    """Show every autoscaled linear axis of `figure` whose finite data reach past ±AXIS_LIMIT (a
+    campaign's values may reach ±1.8e308, where matplotlib's margins and ticks overflow and it fails)
+    within ±AXIS_LIMIT: lines beyond leave the panel; data all beyond one end show that end."""
     for ax in figure.axes:
         for axis, (low, high), autoscaled, limit in (
                 (ax.xaxis, ax.dataLim.intervalx, ax.get_autoscalex_on(), ax.set_xlim),
                 (ax.yaxis, ax.dataLim.intervaly, ax.get_autoscaley_on(), ax.set_ylim)):
-            if autoscaled and axis.get_scale() == "linear" and low < -SPAN_LIMIT and high > SPAN_LIMIT:
-                limit(-SPAN_LIMIT, SPAN_LIMIT)
+            if (not autoscaled or axis.get_scale() != "linear" or not (math.isfinite(low) and math.isfinite(high))
+                    or -AXIS_LIMIT <= low <= high <= AXIS_LIMIT):
+                continue  # not ours to set, no data yet, or within reach
+            shown = (max(low, -AXIS_LIMIT), min(high, AXIS_LIMIT))
+            if shown[0] >= shown[1]:  # every value past the same end
+                shown = (AXIS_LIMIT / 2, AXIS_LIMIT) if low > 0 else (-AXIS_LIMIT, -AXIS_LIMIT / 2)
+            limit(*shown)
 
 
 def save_png(figure: Figure, path: Path, dpi: int = 110) -> Path:

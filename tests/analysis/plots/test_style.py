@@ -1,10 +1,12 @@
 """Our figure style is applied around each figure (matplotlib.rc_context), never to the user's global rcParams."""
+import io
 import subprocess
 import sys
 
 import matplotlib.pyplot as plt
+import pytest
 
-from pab_campaign.analysis.plots.style import OKABE_ITO, styled
+from pab_campaign.analysis.plots.style import AXIS_LIMIT, OKABE_ITO, styled, write_png
 from tests.helpers import command_env
 
 
@@ -49,3 +51,20 @@ def test_importing_the_figure_code_keeps_the_users_backend():
     found = subprocess.run([sys.executable, "-c", code, "/nonexistent"], capture_output=True, text=True, env=env,
                            timeout=120)
     assert found.stderr.strip().splitlines()[-1] == "Agg"
+
+
+@pytest.mark.parametrize(("values", "shown"), [
+    ([0.0, 1.7e308], (0.0, AXIS_LIMIT)), ([-1.79e308, 1.79e308], (-AXIS_LIMIT, AXIS_LIMIT)),
+    ([1e308, 1.7e308], (AXIS_LIMIT / 2, AXIS_LIMIT)), ([-1.7e308, -1e308], (-AXIS_LIMIT, -AXIS_LIMIT / 2)),
+    ([-1e308, 5e306], (-AXIS_LIMIT, 5e306)),
+])
+def test_values_near_the_float_range_are_drawn_within_reach(values, shown):
+    """matplotlib's margins and ticks overflow past about 1.6e308 ("arange: cannot compute length"):
+    such an axis is shown within ±AXIS_LIMIT; a panel within reach, or without data, keeps its own."""
+    figure, (far, near, empty) = plt.subplots(1, 3)
+    far.plot([0, 1], values)
+    near.plot([0, 1], [0.1, 0.5])
+    before = near.get_ylim(), empty.get_ylim()
+    write_png(figure, io.BytesIO())
+    assert far.get_ylim() == shown and (near.get_ylim(), empty.get_ylim()) == before
+    plt.close(figure)
