@@ -53,6 +53,7 @@ COMMAND_TIMEOUT_S = 20.0
 OWNED_ELSEWHERE = {"sql-hparam": 1, "glob-name": 2, "fifo-trajectory": 4, "fifo-run-json": 4, "dev-zero-run-json": 4,
                    "clashing-hparam": 8, "nan-class-acc": 9, "garbage-lock": 12, "lock-directory": 12}
 RUN_DAMAGE = ("truncate-trajectory", "truncate-run-json", "garbage-run-json", "wrong-types-run-json", "huge-run-json",
+              "huge-numbers-run-json", "deep-run-json", "clashing-labels",
               "empty-trajectory", "garbage-trajectory", "link-file-out", "link-file-inside", "dangling-trajectory",
               "other-run-id", "fifo-in-run", "fifo-trajectory", "fifo-run-json",
               "dev-zero-run-json", "garbage-lock", "lock-directory", "nan-class-acc")
@@ -74,7 +75,8 @@ class RunSpec:
     seed: int
     status: str
     epochs: int
-    special: list[float]  # values planted in val/acc (NaN, inf, huge)
+    special: list[float]  # values planted in val/odd (NaN, inf, near the float range's ends)
+    width: int  # a hyper-parameter, past int64 in some runs (its column is then text)
 
 
 @dataclass
@@ -91,10 +93,11 @@ class CampaignSpec:
 def campaign_specs(only_mine: bool) -> st.SearchStrategy[CampaignSpec]:
     run_damage = [d for d in RUN_DAMAGE if not (only_mine and d in OWNED_ELSEWHERE)]
     campaign_damage = [d for d in CAMPAIGN_DAMAGE if not (only_mine and d in OWNED_ELSEWHERE)]
-    value = st.sampled_from([float("nan"), float("inf"), -float("inf"), 1e308, -0.0, 0.5])
+    value = st.sampled_from([float("nan"), float("inf"), -float("inf"), 1e308, -1e308, 5e-324, -0.0, 0.5])
     run = st.builds(RunSpec, name=st.just(""), lr=st.sampled_from([0.1, 0.01, 1e-300]), seed=st.integers(0, 3),
                     status=st.sampled_from(["completed", "completed", "running", "failed", "diverged"]),
-                    epochs=st.integers(1, 4), special=st.lists(value, max_size=2))
+                    epochs=st.integers(1, 4), special=st.lists(value, max_size=2),
+                    width=st.sampled_from([8, 16, 2**70, -(2**64)]))
 
     @st.composite
     def build(draw: st.DrawFn) -> CampaignSpec:
@@ -147,6 +150,12 @@ def _damage_run(damage: str, run: Path, sentinel: Path, other: str) -> None:
         data = json.loads(record.read_text())
         data["notes"] = "x" * 8_000_000
         record.write_text(json.dumps(data))
+    elif damage == "huge-numbers-run-json":  # past what a float or int64 holds
+        data = json.loads(record.read_text())
+        data["epochs_done"], data["duration_s"] = 10**30, 10**400
+        record.write_text(json.dumps(data))
+    elif damage == "deep-run-json":  # deeper than the JSON parser recurses
+        record.write_text('{"run_id": "x", "status": "completed", "notes": ' + "[" * 50_000 + "]" * 50_000 + "}")
     elif damage == "empty-trajectory":
         trajectory.write_bytes(b"")
     elif damage == "garbage-trajectory":
@@ -177,12 +186,15 @@ def _damage_run(damage: str, run: Path, sentinel: Path, other: str) -> None:
         (run / "run.lock").write_bytes(b"\x00garbage")
     elif damage == "lock-directory":
         (run / "run.lock").mkdir()
-    elif damage == "nan-class-acc":
+    elif damage in ("nan-class-acc", "clashing-labels"):
         table = store.read_trajectory(run).to_pandas()
-        table.loc[table["metric"] == "class_acc", "value"] = float("nan")
+        if damage == "nan-class-acc":
+            table.loc[table["metric"] == "class_acc", "value"] = float("nan")
         buffer = store.TrajectoryBuffer()
         for row in table.itertuples():
             buffer.add(row.epoch, row.context, row.metric, row.value, row.key)
+        if damage == "clashing-labels":  # two series both labelled val/x/y
+            buffer.extend(0, [("val/x", "y", None, 1.0), ("val", "x/y", None, 2.0)])
         store.write_trajectory(run, buffer.to_table())
 
 
@@ -212,7 +224,8 @@ def _damage_campaign(damage: str, campaign: Path, sentinel: Path, first: str) ->
     elif damage == "glob-name":
         rng = np.random.default_rng(0)
         for name in GLOB_NAMES:
-            write_good_run(campaign, RunSpec(name, 0.1, 9, "completed", 2, []), rng, {"optimizer.lr": 0.1, "seed": 9})
+            write_good_run(campaign, RunSpec(name, 0.1, 9, "completed", 2, [], 8), rng,
+                           {"optimizer.lr": 0.1, "seed": 9})
 
 
 def build_campaign(spec: CampaignSpec, campaign: Path, sentinel: Path) -> list[str]:
@@ -223,7 +236,8 @@ def build_campaign(spec: CampaignSpec, campaign: Path, sentinel: Path) -> list[s
             ("clashing-hparam", CLASHING_KEYS)) if damage in spec.campaign_damage]  # one each, so that it is grouped by
     for index, run in enumerate(spec.runs):
         hostile = {key: f"v{(index >> i) % 2}" for i, key in enumerate(keys)}  # values that vary over the runs
-        write_good_run(campaign, run, rng, {"optimizer.lr": run.lr, "seed": run.seed, "model.name": "mlp", **hostile})
+        write_good_run(campaign, run, rng, {"optimizer.lr": run.lr, "seed": run.seed, "model.name": "mlp",
+                                            "model.width": run.width, **hostile})
     hit = {index for _, index in spec.run_damage}
     for damage, index in spec.run_damage:
         other = spec.runs[(index + 1) % len(spec.runs)].name
@@ -326,7 +340,7 @@ def commands(campaign: Path, first_run: Path, dst: Path) -> dict[str, list[str]]
     c = str(campaign)
     return {
         "ls": ["ls", c], "properties": ["properties", c], "report": ["report", c],
-        "curves": ["curves", c, "--metrics", "val/loss,val/acc"],
+        "curves": ["curves", c, "--metrics", "val/loss,val/acc,val/odd"],
         "audit": ["audit", c, "--metric", "val/acc,train/loss", "--baseline", "val/loss@1", "--target", "test/acc",
                   "--n-boot", "50"],
         "states": ["states", c, "--max-states", "2", "--restarts", "1", "--jobs", "1", "--selection-runs", "5"],
