@@ -104,10 +104,12 @@ def _forest_panel(ax, rows: pd.DataFrame, controls: str, alpha: float) -> None:
                 ax.text(0, y, "n/a", ha="center", va="center", fontsize=7)
                 continue
             colour = SIGNIFICANT if s else NOT_SIGNIFICANT
-            interval = [[r - lo], [hi - r]] if not (math.isnan(lo) or math.isnan(hi)) else None
-            ax.errorbar([r], [y], xerr=interval, fmt=marker, color=colour, mfc=colour if s else "white",
-                        mec=colour, ms=6, capsize=3, lw=1.4, gid=f"{kind}-interval")
-            text = f"{r:+.2f}" + ("" if interval is None else f" [{lo:+.2f}, {hi:+.2f}]")
+            measured = not (math.isnan(lo) or math.isnan(hi))
+            if measured:  # from lo to hi as measured: a percentile interval may leave ρ outside it
+                ax.hlines(y, lo, hi, color=colour, lw=1.4, gid=f"{kind}-interval")
+                ax.plot([lo, hi], [y, y], ls="none", marker="|", ms=7, mew=1.4, color=colour)
+            ax.plot([r], [y], ls="none", marker=marker, color=colour, mfc=colour if s else "white", mec=colour, ms=6)
+            text = f"{r:+.2f}" + (f" [{lo:+.2f}, {hi:+.2f}]" if measured else "")
             ax.annotate(text, (1.0, y), xycoords=("axes fraction", "data"), xytext=(4, 0),
                         textcoords="offset points", va="center", fontsize=7, annotation_clip=False)
     ax.axvline(0, color="black", lw=1.0)

@@ -41,3 +41,12 @@ def test_the_interval_is_signed_not_folded_at_zero_and_points_are_coloured_by_th
         assert "40 completed runs" in " ".join(text.get_text() for text in figure.texts)
     finally:
         plt.close(figure)
+    outside = audit_rows().assign(raw_rho=0.6, raw_ci_low=-0.1, raw_ci_high=0.5)  # a percentile CI may miss ρ
+    figure = audit_figure(values, None, outside, "probe/x", "val/acc", "val/loss@3", "demo", 0.05, hparams)
+    try:
+        forest = figure.axes[1]
+        spans = [tuple(np.round(np.sort(segment[:, 0]), 2)) for collection in forest.collections
+                 for segment in collection.get_segments() if np.ptp(segment[:, 0]) > 0]
+        assert spans.count((-0.1, 0.5)) == 2 and any(list(line.get_xdata()) == [0.6] for line in forest.get_lines())
+    finally:
+        plt.close(figure)
