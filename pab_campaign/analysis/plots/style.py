@@ -105,8 +105,8 @@ def group_label(groupby: list[str], key: tuple) -> str:
 def write_png(figure: Figure, target: Path | BinaryIO, dpi: int = 110) -> None:
     """Draw `figure` into the file `target` (a path or a binary stream) as PNG; the figure stays
     open. Layout warnings of figures with very long labels are not printed: the figure is drawn as
-    well as it fits, and a command's output stays its own lines. An axis whose values span more
-    past ±AXIS_LIMIT is shown within it first (`_limit_spans`)."""
+    well as it fits, and a command's output stays its own lines. An axis whose values reach past
+    ±AXIS_LIMIT is shown within it first (`_limit_spans`)."""
     _limit_spans(figure)
     with warnings.catch_warnings(), plt.rc_context(STYLE):
         warnings.filterwarnings("ignore", message=".*layout not applied", category=UserWarning)
