@@ -300,6 +300,7 @@ class LocalLauncher(plugin.LocalLauncher):
         self.warm_start = params.pop("warm_start") and sys.platform == "linux"
         self.preload = params.pop("preload")
         self.warm_python: WarmPython | None = None
+        self.launched = 0  # jobs of this sweep launched so far, over its batches
         self.progress: SweepProgress | None = None
         super().__init__(**params)
 
@@ -309,8 +310,9 @@ class LocalLauncher(plugin.LocalLauncher):
             self._start_warm_python()
 
     def _start_warm_python(self) -> WarmPython:
-        """The fork server of this sweep, started now: kept for every batch the sweeper launches and
-        stopped when this process exits (or when a batch fails)."""
+        """The fork server of this sweep, started now: kept while the sweep says more batches follow
+        (`planned_total`), else stopped after its batch; stopped too when a batch fails or this
+        process exits."""
         self.warm_python = WarmPython(preload_modules(self.preload))
         atexit.register(self.warm_python.stop)
         return self.warm_python
@@ -357,6 +359,9 @@ class LocalLauncher(plugin.LocalLauncher):
         except BaseException:  # interrupted or refused: no next batch; jobs still running are its to end
             self._stop_warm_python()
             raise
+        self.launched += len(job_overrides)
+        if self.launched >= planned_total(self.config):  # the last batch, or a sweep that does not say
+            self._stop_warm_python()
         return collect([(idx, finished[idx]) for idx in sorted(finished)], job_overrides, sweep_dir)
 
     def _run_pool(self, executor: submitit.LocalExecutor, job_overrides: Sequence[Sequence[str]], tasks: list[int],
