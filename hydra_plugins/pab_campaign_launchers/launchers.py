@@ -11,7 +11,8 @@ the app's config, so they serve any Hydra app.
   With `warm_start` (Linux), each job's interpreter is forked from one warm process that imported
   the app's modules once (`preload`, by default those the launching app imported;
   `pab_campaign.launching.forkserver`) instead of starting cold; a sweeper that launches batches
-  (Optuna's `n_jobs` trials at a time) keeps that one process for all of them.
+  and says how many jobs it plans (Optuna's `n_jobs` trials at a time, `n_trials` in all) keeps
+  that one process for all of them.
 - `SlurmLauncher`: submitit_slurm plus `detach`: submit the job array, record its job ids in
   `detach_record` and return at once; the runs go on and write their results as usual.
 
