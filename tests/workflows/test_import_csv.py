@@ -92,6 +92,10 @@ def test_map_renames_and_bad_input_is_one_line(tmp_path):
                           "--from excel: choose one of csv, tensorboard, mlflow, wandb")
     assert_one_line_error(run_cli(["import", str(tmp_path / "d"), "--from", "csv", str(tmp_path / "wide.csv"),
                                    "--map", "x=not a name"]), "--map 'x=not a name'")
+    (tmp_path / "wide_header.csv").write_text(",".join(f"col{i}" for i in range(500)) + "\n" + "[" * 3000 + "\n")
+    result = run_cli(["import", str(tmp_path / "d"), "--from", "csv", str(tmp_path / "wide_header.csv")])
+    assert_one_line_error(result, "needs a `run` column", "it has col0, col1,", "col7 and 492 more")
+    assert len(result.stderr) < 400
     (tmp_path / "far.csv").write_text("run,epoch,val/loss\nr1,0,1.0\nr1,99999999999999999999999,0.5\n")
     assert_one_line_error(run_cli(["import", str(tmp_path / "d"), "--from", "csv", str(tmp_path / "far.csv")]),
                           "csv run 'r1': tag 'val/loss' has step 9999999999999999", "below 2**63")  # it overflowed

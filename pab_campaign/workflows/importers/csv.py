@@ -43,7 +43,7 @@ def read_csv(path: Path, mapping: dict[str, str], steps_per_epoch: int | None = 
     axis = "epoch" if "epoch" in frame.columns else "step" if "step" in frame.columns else None
     if run_column is None or axis is None:
         raise CampaignError(f"--from csv {path}: needs a `run` column and an `epoch` (or `step`) column; it has "
-                            f"{', '.join(frame.columns)}")
+                            f"{_some(list(frame.columns))}")
     if axis == "epoch" and steps_per_epoch is not None:
         raise CampaignError(f"--from csv {path}: the file counts epochs (an `epoch` column); --steps-per-epoch is "
                             "for a `step` column, leave it out")
@@ -100,3 +100,9 @@ def _points(path: Path, rows: pd.DataFrame, axis: str, metrics: list[str] | None
         else:
             points += [Point(m, step, _number(path, m, row[m], False), wall_time) for m in metrics if row[m] != ""]
     return points
+
+
+def _some(columns: list[str], most: int = 8, width: int = 40) -> str:
+    """The first `most` of `columns`, each cut to `width` characters, for a one-line error."""
+    shown = [name if len(name) <= width else name[: width - 1] + "…" for name in columns[:most]]
+    return ", ".join(shown) + (f" and {len(columns) - most} more" if len(columns) > most else "")
