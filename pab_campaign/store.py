@@ -140,8 +140,10 @@ def _is_number(value: Any) -> bool:
     return (_is_int(value) or isinstance(value, float)) and not isinstance(value, bool)
 
 
-def _is_count(value: Any) -> bool:
-    """A whole number a 64-bit integer holds (epochs and restarts are read as floats: 10**400 is not one)."""
+def is_int64(value: Any) -> bool:
+    """Whether `value` is a whole number (not a bool) that a 64-bit integer holds: run.json's counts
+    must be; the index keeps a hyper-parameter's whole number past that range (a 128-bit seed) as
+    text, its exact digits."""
     return _is_int(value) and -(2**63) <= value < 2**63
 
 
@@ -185,8 +187,8 @@ _FIELD_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "started_at": _TEXT,
     "ended_at": _TEXT,
     "duration_s": (_optional(_is_float), "a number within the float range, or null"),
-    "epochs_done": (_is_count, "an integer of at most 64 bits"),
-    "restarts": (_is_count, "an integer of at most 64 bits"),
+    "epochs_done": (is_int64, "an integer of at most 64 bits"),
+    "restarts": (is_int64, "an integer of at most 64 bits"),
     "host": _TEXT,
     "slurm_job_id": _TEXT,
     "git_commit": _TEXT,

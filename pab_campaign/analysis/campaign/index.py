@@ -59,7 +59,6 @@ from pab_campaign.analysis.campaign.index_layout import (
     TEXT_COLUMNS,
     hparam_key,
     hparams_text,
-    is_int64,
     metrics_text,
 )
 from pab_campaign.analysis.campaign.manifest import MANIFEST_COLUMNS, ScanRow, scan_rows
@@ -69,6 +68,7 @@ from pab_campaign.store import (
     TRAJECTORY,
     atomic_write,
     check_run_file,
+    is_int64,
     read_run_json,
     runs_dir,
     summary_dir,

@@ -49,12 +49,6 @@ FROM t LEFT JOIN b ON t.f = b.f GROUP BY ALL
 """
 
 
-def is_int64(value: Any) -> bool:
-    """Whether `value` is a whole number (not a bool) an int64 column holds: a hyper-parameter's
-    whole number past that range (a 128-bit seed) makes its column text, holding its exact digits."""
-    return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
-
-
 def hparam_key(name: str) -> str:
     """The index column of hyper-parameter `name`."""
     return f"{name}{HPARAM_SUFFIX}"

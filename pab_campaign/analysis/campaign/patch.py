@@ -37,13 +37,12 @@ from pab_campaign.analysis.campaign.index_layout import (
     STORED_TEXTS,
     TEXT_COLUMNS,
     hparams_text,
-    is_int64,
     metrics_text,
     stored_types,
 )
 from pab_campaign.analysis.campaign.manifest import MANIFEST_COLUMNS, ScanRow
 from pab_campaign.errors import StoreError
-from pab_campaign.store import TRAJECTORY, RunRecord, atomic_write, check_run_file, read_run_json, runs_dir
+from pab_campaign.store import TRAJECTORY, RunRecord, atomic_write, check_run_file, is_int64, read_run_json, runs_dir
 
 # More changed runs than this are rebuilt by `index.refresh_runs`.
 MAX_PATCHED = 2000
