@@ -189,7 +189,7 @@ def _scalar_metrics(run_ids: list[str], files: list[str]) -> tuple[pd.DataFrame,
     long["name"] = long["context"] + "/" + long["metric"]
     clashing = long[long.duplicated(["f", "name"], keep=False)]
     for i, pairs in clashing.groupby("f"):
-        first, second = pairs.iloc[0], pairs.iloc[1]
+        first, second = (row for _, row in pairs.sort_values(["context", "metric"]).head(2).iterrows())
         bad_runs[run_ids[i]] = (f"{files[i]}: two series of the trajectory are labelled {first['name']} (context "
                                 f"{first['context']!r} with metric {first['metric']!r}, and context "
                                 f"{second['context']!r} with metric {second['metric']!r}); rename one")

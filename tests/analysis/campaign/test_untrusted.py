@@ -267,7 +267,7 @@ def test_two_series_spelling_one_label_set_their_run_aside(tmp_path):
     for _ in range(2):
         reasons = open_campaign(campaign).runs.set_index("run_id")["skip_reason"]
         assert reasons.isna().to_dict() == {"clash": False, "good": True}
-        assert "are labelled a/b/c (context 'a/b' with metric 'c', and context 'a' with metric 'b/c')" \
+        assert "are labelled a/b/c (context 'a' with metric 'b/c', and context 'a/b' with metric 'c')" \
             in reasons["clash"]
         shutil.rmtree(runs_dir(campaign) / "clash")
         index.refresh_runs(campaign)  # indexed without it; then it comes back
