@@ -67,10 +67,13 @@ def plot_curves(curves: pd.DataFrame, groupby: list[str], campaign: str = "", lo
         ax.set_visible(False)
     if handles:
         shown = [name for name in choice.shown if name in handles]
-        figure.legend([handles[name] for name in shown], shown, loc="outside right upper", fontsize="small",
-                      title=", ".join(groupby) or None, title_fontsize="small")
+        values = _value_texts(curves, groupby)
+        figure.legend([handles[name] for name in shown], [values.get(name, name) for name in shown],
+                      loc="outside right upper", fontsize="small", title=", ".join(groupby) or None,
+                      title_fontsize="small", alignment="left")
     shown_label = labels[0] if len(labels) == 1 else f"{len(labels)} metrics"
-    figure.suptitle(f"{campaign + ': ' if campaign else ''}{shown_label}, mean ± CI95 over runs per group")
+    figure.suptitle(f"{campaign + ': ' if campaign else ''}{shown_label}, mean ± CI95 over runs per group",
+                    x=0.01, ha="left")
     figure.supxlabel(textwrap.fill(curves_caption(curves, groupby, choice, x), int(15 * 6.0 * columns)), fontsize=8,
                      color="#333333")
     return figure
@@ -114,6 +117,15 @@ def default_log(label: str, values: np.ndarray) -> bool:
 def _label_key(label: str) -> str:
     """The key of `context/metric[key]` ('' for a scalar label)."""
     return label[label.index("[") + 1:-1] if label.endswith("]") else ""
+
+
+def _value_texts(frame: pd.DataFrame, groupby: list[str]) -> dict[str, str]:
+    """Group name (`name=value, ...`) → its values alone (`value, ...`), as a legend titled by the
+    names shows them."""
+    if not groupby:
+        return {}
+    keys = frame[groupby].drop_duplicates().itertuples(index=False, name=None)
+    return {group_label(groupby, key): ", ".join(str(value) for value in key) for key in keys}
 
 
 def _groups_of(frame: pd.DataFrame, groupby: list[str]) -> list[tuple[str, pd.DataFrame]]:

@@ -2,13 +2,15 @@
 the values a metric can take; epochs are ticked as whole numbers."""
 from __future__ import annotations
 
+import io
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 
 from pab_campaign.analysis.plots.curves import plot_curves, robustness_figure
-from pab_campaign.analysis.plots.style import save_png
+from pab_campaign.analysis.plots.style import save_png, write_png
 
 
 def curves_frame() -> pd.DataFrame:
@@ -33,9 +35,27 @@ def test_a_group_keeps_its_colour_in_every_panel_and_in_the_legend():
         assert all(len(seen) == 1 for seen in colour.values())
         assert colour["optimizer.lr=0.02"] != colour["optimizer.lr=0.1"]
         (legend,) = figure.legends
+        assert legend.get_title().get_text() == "optimizer.lr"
         shown = {text.get_text(): line.get_color() for text, line in zip(legend.get_texts(), legend.get_lines())}
-        assert shown == {name: next(iter(seen)) for name, seen in colour.items()}
-        assert list(shown) == ["optimizer.lr=0.02", "optimizer.lr=0.1"]
+        assert shown == {name.removeprefix("optimizer.lr="): next(iter(seen)) for name, seen in colour.items()}
+        assert list(shown) == ["0.02", "0.1"]
+    finally:
+        plt.close(figure)
+
+
+def test_the_title_and_the_legend_of_many_groups_do_not_overlap():
+    rows = [{"model.name": model, "optimizer.name": name, "optimizer.lr": lr, "label": label, "epoch": epoch,
+             "runs": 5, "mean": lr + epoch / 10, "std": 0.01, "ci95": 0.02}
+            for model in ("cnn", "mlp") for name in ("adam", "sgd") for lr in (0.001, 0.01, 0.1)
+            for label in ("val/acc", "val/loss", "test/acc", "test/loss") for epoch in range(5)]
+    figure = plot_curves(pd.DataFrame(rows), ["model.name", "optimizer.name", "optimizer.lr"], "a_campaign_name")
+    try:
+        write_png(figure, io.BytesIO())
+        renderer = figure.canvas.get_renderer()
+        title, (legend,) = figure.get_suptitle(), figure.legends
+        assert title.startswith("a_campaign_name: 4 metrics")
+        assert not figure._suptitle.get_window_extent(renderer).overlaps(legend.get_window_extent(renderer))
+        assert [text.get_text() for text in legend.get_texts()][:2] == ["cnn, adam, 0.001", "cnn, adam, 0.01"]
     finally:
         plt.close(figure)
 
