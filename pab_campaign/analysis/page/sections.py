@@ -198,11 +198,15 @@ def classes(campaign: Campaign) -> Section:
         groupby, accuracy = build_curves(campaign, metrics=[CLASS_ACC.label("val", "*")])
         if accuracy.empty:
             return []
-        _, learned = build_curves(campaign, metrics=[CLASS_LEARNED_EPOCH.label("val", "*")])
+        try:
+            _, learned = build_curves(campaign, metrics=[CLASS_LEARNED_EPOCH.label("val", "*")])
+            marks = "the white marks are the mean epoch at which the class was first learned (accuracy ≥ τ)."
+        except CampaignError:  # class-wise accuracy without first-learned epochs (e.g. imported)
+            learned = accuracy.iloc[:0]
+            marks = "the runs recorded no val/class_learned_epoch, so no first-learned epochs are marked."
         figure = class_heatmap(accuracy, learned, groupby, campaign.directory.name)
         return [PageFigure("class-progression", f"{campaign.directory.name}: val/class_acc by class and epoch",
-                           "Validation accuracy of each class over epochs (mean over the group's runs); the "
-                           "white marks are the mean epoch at which the class was first learned (accuracy ≥ τ).",
+                           f"Validation accuracy of each class over epochs (mean over the group's runs); {marks}",
                            png_uri(figure))]
 
     section = Section("classes", "Class progression", "Which classes are learned early, late or never.")

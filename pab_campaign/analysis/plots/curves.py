@@ -139,8 +139,8 @@ def _groups_of(frame: pd.DataFrame, groupby: list[str]) -> list[tuple[str, pd.Da
 @styled
 def class_heatmap(accuracy: pd.DataFrame, learned: pd.DataFrame, groupby: list[str], campaign: str) -> Figure:
     """Class × epoch heatmap of accuracy per group (one panel each), with the mean first-learned
-    epoch of every class marked. Both frames are `build_curves` output for `<ctx>/class_acc[*]` and
-    `<ctx>/class_learned_epoch[*]`."""
+    epoch of every class marked (where `learned` has rows). Both frames are `build_curves` output for
+    `<ctx>/class_acc[*]` and `<ctx>/class_learned_epoch[*]`."""
     groups = _groups_of(accuracy, groupby)
     learned_by_group = dict(_groups_of(learned, groupby))
     columns = min(2, len(groups))
@@ -168,7 +168,8 @@ def class_heatmap(accuracy: pd.DataFrame, learned: pd.DataFrame, groupby: list[s
         ax.set_visible(False)
     if image is not None:
         figure.colorbar(image, ax=axes, shrink=0.8, label="class accuracy (fraction)")
-    figure.suptitle(f"{campaign}: val/class_acc per class and epoch (mean over runs; | = first learned)")
+    marked = "; | = first learned" if len(learned) else ""
+    figure.suptitle(f"{campaign}: val/class_acc per class and epoch (mean over runs{marked})")
     return figure
 
 

@@ -44,6 +44,19 @@ def test_every_section_is_present_and_analyses_not_run_say_how(tmp_path):
     assert not re.search(r"(src|href)=\"(https?:|//)", html)
 
 
+def test_class_accuracy_without_first_learned_epochs_still_shows_its_progression(tmp_path):
+    root = tmp_path / "c"
+    make_grid(root, seeds=1, epochs=3)
+    write_run(root, "keyed", {"model.name": "mlp", "model.hidden": 64, "optimizer.lr": 0.1, "seed": 9},
+              {(c, m): [0.5, 0.6, 0.7, 0.8] for c in ("train", "val", "test") for m in ("acc", "loss")},
+              keyed={("val", "class_acc", k): [0.1 * i for i in range(4)] for k in KEYS})
+    (section,) = [s for s in build_page(open_campaign(root), "pab-campaign html c").sections if s.key == "classes"]
+    assert section.missing is None
+    (figure,) = section.figures
+    assert figure.key == "class-progression"
+    assert "recorded no val/class_learned_epoch" in figure.caption
+
+
 def test_the_analyses_appear_once_they_wrote_their_files(tmp_path):
     campaign = tmp_path / "phases"
     write_planted_campaign(campaign, 20)
