@@ -34,21 +34,25 @@ def colour_groups(values: pd.Series, hparams: pd.DataFrame, limit: int = MAX_GRO
     """The hyper-parameter that explains most of the variance of `values` (η² = between-value sum of
     squares / total, over runs with a value), as each run's value in text, named
     `<name> (explains x % of the variance)`; None when no hyper-parameter has 2..`limit` values.
-    The seed is never chosen: it names a replicate, not a setting."""
+    The seed is never chosen: it names a replicate, not a setting. Of hyper-parameters that split
+    the runs alike (equal η² to 9 decimals: `model.name` and a `model.channels` only CNNs have), the
+    one with fewer runs missing it wins, then the one with fewer values."""
     usable = values.dropna()
-    best, best_name, best_share = None, "", -1.0
+    best, best_name, best_key = None, "", (-1.0, 0, 0)
     total = float(((usable - usable.mean()) ** 2).sum())
     for name in hparams.columns:
         if name == "seed" or name.endswith(".seed"):
             continue
-        labels = hparams[name].reindex(usable.index).astype(object).where(lambda c: c.notna(), "missing").astype(str)
+        column = hparams[name].reindex(usable.index)
+        labels = column.astype(object).where(column.notna(), "missing").astype(str)
         if not 2 <= labels.nunique() <= limit or total == 0:
             continue
         means = usable.groupby(labels).transform("mean")
         share = float(((means - usable.mean()) ** 2).sum()) / total
-        if share > best_share:
-            best, best_name, best_share = labels, name, share
-    return None if best is None else best.rename(f"{best_name} (explains {best_share:.0%} of the variance)")
+        key = (round(share, 9), -int(column.isna().sum()), -labels.nunique())
+        if key > best_key:
+            best, best_name, best_key = labels, name, key
+    return None if best is None else best.rename(f"{best_name} (explains {best_key[0]:.0%} of the variance)")
 
 
 def _scatter_panel(ax, values: pd.DataFrame, groups: pd.Series | None, pooled: pd.Series, metric: str,

@@ -19,6 +19,14 @@ def audit_rows() -> pd.DataFrame:
     return pd.DataFrame([row, {**row, "group": "lr=0.1", "n": 20, "raw_rho": 0.3}])
 
 
+def test_of_hparams_that_split_the_runs_alike_the_one_every_run_has_colours_them():
+    hparams = pd.DataFrame({"model.channels": ["[16, 32]"] * 6 + [None] * 6, "model.name": ["cnn"] * 6 + ["mlp"] * 6})
+    candidate = pd.Series(np.r_[np.linspace(20, 27, 6), np.linspace(38, 42, 6)])
+    groups = colour_groups(candidate, hparams)
+    assert groups.name.startswith("model.name (explains")
+    assert list(groups.unique()) == ["cnn", "mlp"]
+
+
 def test_the_interval_is_signed_not_folded_at_zero_and_points_are_coloured_by_the_best_hparam():
     rng = np.random.default_rng(0)
     hparams = pd.DataFrame({"lr": np.repeat([0.1, 0.01], 20), "width": np.tile([8, 16], 20), "seed": range(40)})
