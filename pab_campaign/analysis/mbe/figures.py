@@ -16,11 +16,14 @@ from pab_campaign.analysis.plots.style import GROUP_COLOURS, NOT_SIGNIFICANT, SI
 MAX_BARS = 8  # groups in the bar panel: the pooled one, then the first groups that have a ρ
 
 
-def _rank_regression(x: np.ndarray, y: np.ndarray, points: int = 200) -> tuple[np.ndarray, np.ndarray]:
+def rank_regression(x: np.ndarray, y: np.ndarray, points: int = 200) -> tuple[np.ndarray, np.ndarray] | None:
     """The least-squares line of rank(y) on rank(x) (average ranks), drawn back in the values' own
-    units through each variable's ranks: a monotone curve whose rank slope is Spearman's ρ."""
+    units through each variable's ranks: a monotone curve whose rank slope is Spearman's ρ, as
+    `points` (x, y) pairs; None for fewer than two runs or a candidate with one value."""
     from pab_campaign.analysis.stats.correlation import average_ranks
 
+    if len(x) < 2 or len(np.unique(x)) < 2:
+        return None
     rx, ry = average_ranks(x), average_ranks(y)
     slope = float(np.cov(rx, ry)[0, 1] / np.var(rx, ddof=1))
     ux, first = np.unique(x, return_index=True)
@@ -35,10 +38,12 @@ def colour_groups(values: pd.Series, hparams: pd.DataFrame, limit: int = MAX_GRO
     squares / total, over runs with a value), as each run's value in text, named
     `<name> (explains x % of the variance)`; None when no hyper-parameter has 2..`limit` values.
     The seed is never chosen: it names a replicate, not a setting. Of hyper-parameters that split
-    the runs alike (equal η² to 9 decimals: `model.name` and a `model.channels` only CNNs have), the
-    one with fewer runs missing it wins, then the one with fewer values."""
+    the runs alike (equal η² to 9 decimals: `model.name`, the `model.hidden` each model sets and a
+    `model.channels` only CNNs have), the one with fewer runs missing it wins, then a config group's
+    choice (a name ending `.name`: the setting the others follow from), then the one with fewer
+    values."""
     usable = values.dropna()
-    best, best_name, best_key = None, "", (-1.0, 0, 0)
+    best, best_name, best_key = None, "", (-1.0, 0, False, 0)
     total = float(((usable - usable.mean()) ** 2).sum())
     for name in hparams.columns:
         if name == "seed" or name.endswith(".seed"):
@@ -49,7 +54,7 @@ def colour_groups(values: pd.Series, hparams: pd.DataFrame, limit: int = MAX_GRO
             continue
         means = usable.groupby(labels).transform("mean")
         share = float(((means - usable.mean()) ** 2).sum()) / total
-        key = (round(share, 9), -int(column.isna().sum()), -labels.nunique())
+        key = (round(share, 9), -int(column.isna().sum()), name.endswith(".name"), -labels.nunique())
         if key > best_key:
             best, best_name, best_key = labels, name, key
     return None if best is None else best.rename(f"{best_name} (explains {best_key[0]:.0%} of the variance)")
@@ -75,9 +80,9 @@ def _scatter_panel(ax, values: pd.DataFrame, groups: pd.Series | None, pooled: p
         if len(rest):
             ax.scatter(rest[metric], rest[target], s=16, color="#bbbbbb", label=f"{len(names) - MAX_GROUPS} more "
                        f"values ({len(rest)} runs)")
-    if len(usable) >= 2 and usable[metric].nunique() > 1:
-        grid, curve = _rank_regression(usable[metric].to_numpy(float), usable[target].to_numpy(float))
-        ax.plot(grid, curve, color="black", lw=1.6, label="rank regression")
+    line = rank_regression(usable[metric].to_numpy(float), usable[target].to_numpy(float))
+    if line is not None:
+        ax.plot(*line, color="black", lw=1.6, label="rank regression")
     ax.legend(fontsize=7, title=None if groups is None else f"colour: {groups.name}", title_fontsize=7,
               loc="best", framealpha=0.8)
     adjusted = pooled["raw_p_adj"]

@@ -13,12 +13,14 @@ import pandas as pd
 
 from pab_campaign.analysis.campaign.campaign import Campaign, completed_runs
 from pab_campaign.analysis.campaign.index import HPARAM_SUFFIX, hparam_key
+from pab_campaign.analysis.mbe.figures import rank_regression
 from pab_campaign.analysis.plots.curves import curves_caption, default_log, final_means
 from pab_campaign.analysis.plots.groups import MAX_GROUPS, choose_groups, group_style
 from pab_campaign.analysis.plots.style import NOT_SIGNIFICANT, SIGNIFICANT, STATE_COLOURS, metric_range, metric_unit
 from pab_campaign.analysis.plots.style import group_label as name_of
 
 MAX_RUN_IDS = 40  # run ids listed per group (the count is always exact)
+REGRESSION_POINTS = 100  # points of an audit chart's rank-regression curve (a monotone line, 480 px wide)
 
 
 def _value(value: object) -> float | None:
@@ -87,7 +89,8 @@ def curves_chart(campaign: Campaign, groupby: list[str], curves: pd.DataFrame, l
 def audit_chart(rows: pd.DataFrame, runs: pd.DataFrame, metric: str, target: str, colour_by: pd.Series | None,
                 alpha: float) -> dict:
     """The audit chart of one candidate: a point per run (`runs`: run_id, hyper-parameters, `metric`,
-    `target`) coloured by `colour_by` (named), and the signed raw and partial ρ of each group of `rows`
+    `target`) coloured by `colour_by` (named), the rank-regression curve (`curve`, as the PNG draws
+    it, at REGRESSION_POINTS points; empty where it has none), and the signed raw and partial ρ of each group of `rows`
     (the audit table's rows of this metric) with interval and significance on the adjusted p."""
     usable = runs.dropna(subset=[metric, target]).reset_index(drop=True)
     labels = (colour_by.reindex(usable.index).astype(str) if colour_by is not None
@@ -96,6 +99,8 @@ def audit_chart(rows: pd.DataFrame, runs: pd.DataFrame, metric: str, target: str
     hparams = [c for c in usable.columns if c != "run_id" and "/" not in c]  # metrics are context/name
     points = [[float(x), float(y), groups.index(g), i] for i, (x, y, g) in
               enumerate(zip(usable[metric], usable[target], labels))]
+    line = rank_regression(usable[metric].to_numpy(float), usable[target].to_numpy(float), REGRESSION_POINTS)
+    curve = [] if line is None else [[float(x), float(y)] for x, y in zip(*line)]
     table = []
     for row in rows.to_dict("records"):
         entry = {"group": str(row["group"]), "n": int(row["n"]), "verdict": str(row["verdict"]),
@@ -106,7 +111,7 @@ def audit_chart(rows: pd.DataFrame, runs: pd.DataFrame, metric: str, target: str
                            "high": _value(row[f"{kind}_ci_high"]), "p_adj": _value(p_adj),
                            "significant": bool(p_adj < alpha if kind == "raw" else p_adj <= alpha)}
         table.append(entry)
-    return {"kind": "audit", "metric": metric, "target": target, "alpha": alpha, "points": points,
+    return {"kind": "audit", "metric": metric, "target": target, "alpha": alpha, "points": points, "curve": curve,
             "groups": groups, "colour_by": None if colour_by is None else str(colour_by.name),
             "styles": styles(len(groups)), "significant": SIGNIFICANT, "not_significant": NOT_SIGNIFICANT,
             "runs": [{"id": str(r["run_id"]), "hparams": [f"{h} = {r[h]}" for h in hparams if pd.notna(r[h])]}

@@ -19,8 +19,9 @@ def audit_rows() -> pd.DataFrame:
     return pd.DataFrame([row, {**row, "group": "lr=0.1", "n": 20, "raw_rho": 0.3}])
 
 
-def test_of_hparams_that_split_the_runs_alike_the_one_every_run_has_colours_them():
-    hparams = pd.DataFrame({"model.channels": ["[16, 32]"] * 6 + [None] * 6, "model.name": ["cnn"] * 6 + ["mlp"] * 6})
+def test_of_hparams_that_split_the_runs_alike_the_config_groups_choice_colours_them():
+    hparams = pd.DataFrame({"model.channels": ["[16, 32]"] * 6 + [None] * 6,
+                            "model.hidden": [64] * 6 + ["[128, 64]"] * 6, "model.name": ["cnn"] * 6 + ["mlp"] * 6})
     candidate = pd.Series(np.r_[np.linspace(20, 27, 6), np.linspace(38, 42, 6)])
     groups = colour_groups(candidate, hparams)
     assert groups.name.startswith("model.name (explains")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from pab_campaign.analysis.campaign.campaign import open_campaign
+from pab_campaign.analysis.page.charts import REGRESSION_POINTS
 from pab_campaign.analysis.page.render import build_page, render
 from pab_campaign.store import summary_dir
 from tests.helpers import assert_one_line_error, cli, make_grid, write_planted_campaign, write_run
@@ -80,6 +82,11 @@ def test_the_analyses_appear_once_they_wrote_their_files(tmp_path):
     assert set(audit_rows) == {"weights/f2@5", "weights/f0@5", "weights/f1@5"}
     assert all(row[8].text in ("PASS", "loss proxy", "baseline") for row in audit_rows.values())
     assert len(sections["audit"].figures) == 2 and sections["audit"].notes
+    for figure in sections["audit"].figures:  # the chart draws the PNG's rank-regression curve too
+        xs, curve = [point[0] for point in figure.chart["points"]], np.array(figure.chart["curve"])
+        assert curve.shape == (REGRESSION_POINTS, 2) and (curve[0, 0], curve[-1, 0]) == (min(xs), max(xs))
+        steps = np.diff(curve[:, 1])
+        assert (steps >= 0).all() or (steps <= 0).all()
     assert [table.key for table in sections["states"].tables][:2] == ["selection", "phases"]
     assert {figure.key for figure in sections["states"].figures} >= {"selection", "transitions"}
     composition = sections["diff"].tables[1]

@@ -207,6 +207,10 @@
     const x = scale(Math.min(...xs), Math.max(...xs), pb[0], pb[2]);
     const y = scale(Math.min(...ys), Math.max(...ys), pb[3], pb[1]);
     axes(svg, pb, x, y, ticks(x.lo, x.hi, 6), ticks(y.lo, y.hi, 5), spec.metric, spec.target);
+    if (spec.curve.length) {
+      svg.append(svgEl("path", { d: spec.curve.map(([cx, cy], i) => `${i ? "L" : "M"}${x(cx).toFixed(1)} ${y(cy).toFixed(1)}`).join(""),
+                                 class: "regression" }));
+    }
     spec.points.forEach(([px, py, g, r]) => {
       const style = spec.styles[g % spec.styles.length];
       const run = spec.runs[r];
@@ -223,7 +227,14 @@
       item.append(swatch, document.createTextNode(name));
       legend.append(item);
     });
-    const forest = frame(480, 60 + 46 * spec.rows.length);
+    if (spec.curve.length) {
+      const item = el("span", { class: "item" });
+      const swatch = el("span", { class: "swatch" });
+      swatch.style.borderTopColor = "#000";
+      item.append(swatch, document.createTextNode("rank regression"));
+      legend.append(item);
+    }
+    const forest = frame(480, 76 + 46 * spec.rows.length);
     const fb = [150, 24, 460, 24 + 46 * spec.rows.length];
     const fx = v => fb[0] + (v + 1.05) / 2.1 * (fb[2] - fb[0]);
     [-1, -0.5, 0, 0.5, 1].forEach(v => {
@@ -232,7 +243,9 @@
     });
     [-0.2, 0.2].forEach(v => forest.append(svgEl("line", { x1: fx(v), x2: fx(v), y1: fb[1], y2: fb[3], class: "effect" })));
     forest.append(svgEl("text", { x: (fb[0] + fb[2]) / 2, y: fb[3] + 32, "text-anchor": "middle", class: "label" },
-                        "signed Spearman ρ: ○ raw, □ partial; filled: adjusted p significant"));
+                        "signed Spearman ρ: ○ raw, □ partial"));
+    forest.append(svgEl("text", { x: (fb[0] + fb[2]) / 2, y: fb[3] + 48, "text-anchor": "middle", class: "tick" },
+                        "filled: significant on the adjusted p"));
     spec.rows.forEach((row, i) => {
       const base = fb[1] + 46 * i + 23;
       forest.append(svgEl("text", { x: fb[0] - 6, y: base + 4, "text-anchor": "end", class: "tick" }, row.group));
