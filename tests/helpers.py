@@ -209,10 +209,11 @@ def planted_phase_runs(n_runs: int, n_features: int = 4, seed: int = 0) -> tuple
 
 
 def write_planted_campaign(root: Path, n_runs: int, n_features: int = 4, seed: int = 0,
-                           nan_run: int | None = None) -> tuple[list[str], list[np.ndarray]]:
+                           nan_run: int | None = None, restated: bool = False) -> tuple[list[str], list[np.ndarray]]:
     """A campaign of `planted_phase_runs` as features weights/f0..f{F-1}, with a val/acc curve that
     converges faster with weight decay 0.01 than with 0.0 (alternating runs) and `model.hidden`
-    32 or 64. `nan_run` gets a NaN feature value at epoch 10. Returns run ids and planted states."""
+    32 or 64 (`restated`: and a `model.name`, narrow or wide, that splits the runs as it does).
+    `nan_run` gets a NaN feature value at epoch 10. Returns run ids and planted states."""
     rng = np.random.default_rng(seed + 1)
     values, states = planted_phase_runs(n_runs, n_features, seed)
     ids = []
@@ -223,7 +224,9 @@ def write_planted_campaign(root: Path, n_runs: int, n_features: int = 4, seed: i
         series[("val", "acc")] = list(0.9 * (1 - np.exp(-epochs / (5 + 10 * (run % 2)))) + rng.normal(0, 0.01, len(x)))
         if run == nan_run:
             series[("weights", "f1")][10] = float("nan")
-        write_run(root, run_id, {"optimizer.weight_decay": [0.01, 0.0][run % 2], "model.hidden": [32, 64][run % 3 == 0],
-                                 "seed": run}, series)
+        hparams = {"optimizer.weight_decay": [0.01, 0.0][run % 2], "model.hidden": [32, 64][run % 3 == 0], "seed": run}
+        if restated:
+            hparams["model.name"] = ["narrow", "wide"][run % 3 == 0]
+        write_run(root, run_id, hparams, series)
         ids.append(run_id)
     return ids, states

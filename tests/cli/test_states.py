@@ -100,6 +100,18 @@ def test_the_command_writes_tables_and_figures(planted_campaign):
         assert title in stdout
 
 
+def test_a_hyperparameter_that_restates_another_is_tested_once(tmp_path):
+    from statsmodels.stats.multitest import multipletests
+
+    write_planted_campaign(tmp_path / "c", 20, restated=True)
+    result = cli(["states", str(tmp_path / "c"), "--metrics", FEATURES, "--max-states", "3", "--restarts", "2",
+                  "--no-plots", "--jobs", "1"])
+    assert result.returncode == 0, result.stderr
+    table = pd.read_csv(tmp_path / "c" / "summary" / "states" / "hyperparameters.csv")
+    assert set(table["hparam"]) == {"model.name", "optimizer.weight_decay"}  # model.hidden splits as model.name
+    np.testing.assert_allclose(table["p_holm"], multipletests(table["p"], method="holm")[1])
+
+
 def test_bic_selection_full_covariance_and_a_campaign_filter(tmp_path):
     write_planted_campaign(tmp_path / "c", 8)
     result = cli(["states", str(tmp_path / "c"), "--metrics", FEATURES, "--max-states", "2", "--restarts", "1",

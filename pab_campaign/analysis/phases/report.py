@@ -94,14 +94,14 @@ def run_states(campaign: Campaign, request: StatesRequest, curve_metric: MetricS
     visited = visits(fit.states, k)
     runs = done.set_index("run_id").loc[sequences.run_ids]
     hparams = hparam_values(runs, campaign.hparam_names)
-    varying = [n for n in campaign.hparam_names if n != "seed" and hparams[n].astype(str).nunique() > 1]
+    varying = varying_hparams(runs.reset_index(), campaign.hparam_names)  # one test per way to split the runs
     predictors = hparam_predictors(visited, hparams[varying])
     accuracy = curves if named_curve == CONVERGENCE_METRIC else metric_curves(campaign, sequences.run_ids,
                                                                               CONVERGENCE_METRIC)
     detours = detour_table(visited, convergence_epochs(accuracy)) if not accuracy.empty else None
     if detours is None:
         notes.append("val/acc was not tracked: no convergence epochs, so no detour tests")
-    chosen_groupby = groupby if groupby is not None else varying_hparams(runs.reset_index(), campaign.hparam_names)
+    chosen_groupby = groupby if groupby is not None else varying
     labels = _group_labels(hparams, chosen_groupby)
     if curves.empty:
         notes.append(f"{named_curve.label} was not tracked: no phase-coloured learning curves")
