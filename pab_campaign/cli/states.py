@@ -32,7 +32,8 @@ def _print_selection(report: StatesReport, digits: int) -> None:
             continue
         rows.append([str(row["k"]), str(row["n_params"]),
                      f"{row['heldout_ll']:.1f} ± {fmt(row['heldout_ll_se'], digits)}",
-                     f"{row['heldout_ll_mean']:.1f} ± {fmt(row['heldout_ll_std'], digits)}",
+                     f"{row['heldout_ll_mean']:.1f} ± {fmt(row['heldout_ll_std'], digits)}"
+                     if row["heldout_ll_std"] == row["heldout_ll_std"] else f"{row['heldout_ll_mean']:.1f} (one fit)",
                      f"{row['heldout_ll_best']:.1f}", f"{row['aic']:.1f}", f"{row['bic']:.1f}",
                      "← chosen" if row["chosen"] else ""])
     print_table(f"HMM selection — {len(fit.fit_runs)} fit runs, {len(fit.held_out_runs)} held-out runs, "

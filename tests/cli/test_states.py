@@ -98,6 +98,7 @@ def test_the_command_writes_tables_and_figures(planted_campaign):
     assert set(pd.read_csv(out / "hyperparameters.csv").columns) >= {"state", "hparam", "effect", "p"}
     for title in ("HMM selection", "Phases", "P(from → to)", "Transitions seen"):
         assert title in stdout
+    assert "(one fit)" in stdout and "± nan" not in stdout  # K = 1 has one fit: no spread over restarts
 
 
 def test_a_hyperparameter_that_restates_another_is_tested_once(tmp_path):
