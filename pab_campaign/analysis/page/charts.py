@@ -92,9 +92,10 @@ def audit_chart(rows: pd.DataFrame, runs: pd.DataFrame, metric: str, target: str
     `target`) coloured by `colour_by` (named), the rank-regression curve (`curve`, as the PNG draws
     it, at REGRESSION_POINTS points; empty where it has none), and the signed raw and partial ρ of each group of `rows`
     (the audit table's rows of this metric) with interval and significance on the adjusted p."""
-    usable = runs.dropna(subset=[metric, target]).reset_index(drop=True)
-    labels = (colour_by.reindex(usable.index).astype(str) if colour_by is not None
-              else pd.Series("all runs", index=usable.index))
+    usable = runs.dropna(subset=[metric, target])
+    labels = (colour_by.reindex(usable.index).astype(object).fillna("missing").astype(str) if colour_by is not None
+              else pd.Series("all runs", index=usable.index)).reset_index(drop=True)
+    usable = usable.reset_index(drop=True)
     groups = sorted(labels.unique())
     hparams = [c for c in usable.columns if c != "run_id" and "/" not in c]  # metrics are context/name
     points = [[float(x), float(y), groups.index(g), i] for i, (x, y, g) in

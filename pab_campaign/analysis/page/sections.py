@@ -19,6 +19,7 @@ from pab_campaign import confined
 from pab_campaign.analysis.campaign.campaign import Campaign, properties
 from pab_campaign.analysis.campaign.naming import ids_suffix
 from pab_campaign.analysis.modeldiff.residual_pca import SUBPOPULATIONS
+from pab_campaign.analysis.page.inputs import SCHEMAS, checked
 from pab_campaign.analysis.page.model import Cell, HtmlTable, Missing, PageFigure, Section, png_uri
 from pab_campaign.errors import CampaignError, one_line
 from pab_campaign.formatting import duration, number
@@ -271,16 +272,22 @@ def _found(campaign: Campaign, name: str) -> Path:
     return next((place / name for place in places if (place / name).exists()), places[0] / name)
 
 
-def _csv(campaign: Campaign, section: Section, path: Path) -> pd.DataFrame | None:
+def _csv(campaign: Campaign, section: Section, path: Path, schema: str | None = None) -> pd.DataFrame | None:
     """The CSV an analysis command wrote, or None when it has not written one (or it may not be
-    read: see `_refused`)."""
+    read: see `_refused`; or it breaks `inputs.SCHEMAS[schema]`, with a note saying how)."""
     if not os.path.lexists(path) or _refused(campaign, section, path):
         return None
     try:
-        return pd.read_csv(path)
+        frame = pd.read_csv(path)
     except (ValueError, UnicodeDecodeError, OSError) as exc:
         section.notes.append(f"left out: {path} is not a readable CSV ({one_line(exc)})")
         return None
+    if schema is None:
+        return frame
+    typed, reason = checked(frame, schema)
+    if reason is not None:
+        section.notes.append(f"left out: {path} is not as `pab-campaign` writes it: {reason}; run the analysis again")
+    return typed
 
 
 # What the figures other commands write show, by file name (the file is named after the caption).
@@ -328,12 +335,6 @@ def _rho_cell(rho: float, low: float, high: float) -> Cell:
     return Cell(f"{rho:.3f}{interval}", "num")
 
 
-# The audit.csv columns the page shows.
-AUDIT_PAGE_COLUMNS = ("group", "metric", "n", "raw_rho", "raw_ci_low", "raw_ci_high", "raw_p_adj", "stage1",
-                      "partial_rho", "partial_ci_low", "partial_ci_high", "partial_p_adj", "verdict",
-                      "is_loss_proxy", "effect_class", "correction", "family_size", "alpha", "diagnosis")
-
-
 def audit(campaign: Campaign, campaign_ids: list[str] | None) -> Section:
     section = Section("audit", "MBE audit", "Does a candidate metric predict the final result beyond the baseline "
                       "(early validation loss)? Stage 1: the raw Spearman ρ with the target is significant; stage 4: "
@@ -347,9 +348,14 @@ def audit(campaign: Campaign, campaign_ids: list[str] | None) -> Section:
     if table is None:
         section.missing = Missing("No audit has been run on this campaign yet.", command)
         return section
-    if table.empty or not set(AUDIT_PAGE_COLUMNS) <= set(table.columns):
+    if table.empty or not set(SCHEMAS["audit"]) <= set(table.columns):
         section.missing = Missing(f"{csv} was written by an earlier version of pab-campaign, or is empty; run the "
                                   "audit again.", command)
+        return section
+    table, reason = checked(table, "audit")
+    if table is None:
+        section.missing = Missing(f"{csv} is not as `pab-campaign audit` writes it: {reason}; run the audit again.",
+                                  command)
         return section
     first = table.iloc[0]
     rows = [[_text(r.group), _text(r.metric), _number(int(r.n)), _rho_cell(r.raw_rho, r.raw_ci_low, r.raw_ci_high),
@@ -388,6 +394,8 @@ def _audit_chart(table: pd.DataFrame, runs: pd.DataFrame, metric: str) -> dict |
     target = next((c for c in runs.columns[::-1] if c not in table["metric"].tolist() and "/" in c), None)
     if target is None or metric not in runs.columns:
         return None
+    values = {name: pd.to_numeric(runs[name], errors="coerce").astype("float64") for name in (metric, target)}
+    runs = runs.assign(**values)[values[metric].abs().lt(math.inf) & values[target].abs().lt(math.inf)]  # finite
     hparams = runs[[c for c in runs.columns if c != "run_id" and "/" not in c]]
     grouped = [g.split("=", 1)[0] for g in rows["group"] if "=" in g]
     colour_by = (hparams[grouped[0]].astype(str).rename(grouped[0]) if grouped and grouped[0] in hparams
@@ -429,15 +437,16 @@ def states(campaign: Campaign, campaign_ids: list[str] | None) -> Section:
         section.missing = Missing("No latent-phase analysis has been run on this campaign yet.",
                                   f"pab-campaign states {campaign.directory}")
         return section
+    frames = {}
     for name, caption, columns in STATES_TABLES:
-        frame = _csv(campaign, section, folder / name)
+        stem = name.removesuffix(".csv")
+        frame = frames[name] = _csv(campaign, section, folder / name, stem if stem in SCHEMAS else None)
         if frame is not None:
             shown = frame[frame["rank"] <= 3] if name == "transitions.csv" and "rank" in frame else frame
             section.tables.append(_frame_table(name.removesuffix(".csv"), caption,
                                                shown[[c for c in columns if c in shown.columns]]))
     _figures(campaign, section, sorted(folder.glob("*.png")), folder)
-    phases = _csv(campaign, section, folder / "phases.csv")
-    transitions = _csv(campaign, section, folder / "transitions.csv")
+    phases, transitions = frames["phases.csv"], frames["transitions.csv"]
     for figure in section.figures:
         if figure.key == "transitions" and phases is not None and transitions is not None:
             from pab_campaign.analysis.page.charts import transitions_chart
@@ -470,13 +479,13 @@ def modeldiff(campaign: Campaign, campaign_ids: list[str] | None) -> Section:
                                   f"pab-campaign diff {campaign.directory} --a KEY=VALUE --b KEY=VALUE")
         return section
     for folder in comparisons:
-        directions = _csv(campaign, section, folder / "directions.csv")
+        directions = _csv(campaign, section, folder / "directions.csv", "directions")
         if directions is None:
             continue
         section.tables.append(_frame_table(f"{folder.name}-directions", f"{folder.name}: distinguishing directions, "
                                            "with the variance of A's and B's row-normalised scores along each",
                                            directions))
-        composition = _csv(campaign, section, folder / "composition.csv")
+        composition = _csv(campaign, section, folder / "composition.csv", "composition")
         from pab_campaign.analysis.page.charts import directions_chart
 
         a, _, b = folder.name.partition("_vs_")
