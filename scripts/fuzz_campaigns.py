@@ -8,8 +8,9 @@ the project's own writer (run.json + trajectory.parquet), then damaged: odd run 
 names and values, non-finite values, truncated, garbage or huge files, run.json naming another run
 (clashing ids), plain files and dangling links in runs/, links inside the campaign and out of it
 (a run directory, a file in a run, a figure or table in summary/, summary/ itself), FIFOs, garbage
-run locks. Every analysis command (`ls, properties, report, curves, audit, states, summarize, html,
-merge`, and two merges into one destination at once) runs on each in a forked child of this process
+run locks, analysis CSVs in summary/ with cells of the wrong kind (the page computes with them).
+Every analysis command (`ls, properties, report, curves, audit, states, summarize, html, merge`,
+and two merges into one destination at once) runs on each in a forked child of this process
 (the package imported once; a child is killed at its timeout), and each must:
 
 - exit 0, or 1 with a listed reason (never `internal error`), or 2 with one line on stderr;
@@ -59,7 +60,22 @@ RUN_DAMAGE = ("truncate-trajectory", "truncate-run-json", "garbage-run-json", "w
               "dev-zero-run-json", "garbage-lock", "lock-directory", "nan-class-acc")
 # Damage to the whole campaign; the hyper-parameter damage goes into every run (which stays intact).
 CAMPAIGN_DAMAGE = ("run-link-out", "run-link-inside", "dangling-run-link", "plain-file-in-runs", "figure-link-out",
-                   "figure-not-png", "table-link-out", "summary-link-out", "glob-name", "sql-hparam", "clashing-hparam")
+                   "figure-not-png", "table-link-out", "summary-link-out", "glob-name", "sql-hparam", "clashing-hparam",
+                   "analysis-csv-cells")
+# The analyses' files the page computes with, each with cells of the wrong kind (a text count, an
+# infinite probability, a count past the float range), and the figures that make the page read them.
+ANALYSIS_CSVS = {
+    "states/selection.csv": "k,chosen\n2,True\n",
+    "states/phases.csv": ("state,epochs,occupancy,runs,epoch_from,epoch_to,description\nzz,5,0.5,4,0,4,a\n"
+                          "1,5,inf,4,5,9,b\n"),
+    "states/transitions.csv": "from_state,to_state,occurrences,runs,probability,rank,feature,smd\n0,1,4,4,inf,1,f,zz\n",
+    "audit.csv": ("group,metric,n,raw_rho,raw_ci_low,raw_ci_high,raw_p_adj,stage1,partial_rho,partial_ci_low,"
+                  "partial_ci_high,partial_p_adj,verdict,is_loss_proxy,effect_class,correction,family_size,alpha,"
+                  "diagnosis\nall,val/acc@1,1e400,0.5,0.1,0.8,0.04,PASS,zz,0.1,0.7,0.03,PASS,False,survives,holm,1,"
+                  "x,d\n"),
+    "audit_runs.csv": "run_id,model.name,val/acc@1,test/acc\na,mlp,inf,0.5\nb,mlp,zz,0.6\nc,cnn,3,0.7\n",
+}
+ANALYSIS_FIGURES = ("states/transitions.png", "audit/val_acc_at1.png")
 ODD_NAMES = ("run with spaces", "ünïcødé-run", "it's", 'quo"te', "semi;colon", "dash--dash", "dollar$x", "-leading",
              "back\\slash", "x" * 200)
 GLOB_NAMES = ("zz*", "x[b]", "q?")
@@ -218,9 +234,22 @@ def _damage_campaign(damage: str, campaign: Path, sentinel: Path, first: str) ->
     elif damage == "figure-not-png" and states.is_dir():
         (states / "fake.png").write_bytes(b"GIF89a not a png")
     elif damage == "table-link-out" and states.is_dir():
+        (states / "phases.csv").unlink(missing_ok=True)  # analysis-csv-cells may have written one
         (states / "phases.csv").symlink_to(sentinel / "secret.csv")
     elif damage == "summary-link-out" and not summary.exists():
         summary.symlink_to(sentinel / "summary-target", target_is_directory=True)
+    elif damage == "analysis-csv-cells" and not summary.is_symlink():
+        from PIL import Image
+
+        for name in (*ANALYSIS_CSVS, *ANALYSIS_FIGURES):  # never through a link another damage made
+            path = summary / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if os.path.lexists(path):
+                continue
+            if name in ANALYSIS_CSVS:
+                path.write_text(ANALYSIS_CSVS[name])
+            else:
+                Image.new("RGB", (4, 4), "white").save(path)
     elif damage == "glob-name":
         rng = np.random.default_rng(0)
         for name in GLOB_NAMES:
