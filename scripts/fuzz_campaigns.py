@@ -10,10 +10,12 @@ names and values, non-finite values, truncated, garbage or huge files, run.json 
 (a run directory, a file in a run, a figure or table in summary/, summary/ itself), FIFOs, garbage
 run locks, analysis CSVs in summary/ with cells of the wrong kind (the page computes with them).
 Every analysis command (`ls, properties, report, curves, audit, states, summarize, html, merge`,
-and two merges into one destination at once) runs on each in a forked child of this process
-(the package imported once; a child is killed at its timeout), and each must:
+`ls`, `report` and `properties` with `--json`, and two merges into one destination at once) runs
+on each in a forked child of this process (the package imported once; a child is killed at its
+timeout), and each must:
 
-- exit 0, or 1 with a listed reason (never `internal error`), or 2 with one line on stderr;
+- exit 0 (with standard JSON on stdout for `--json`: no NaN or Infinity), or 1 with a listed reason
+  (never `internal error`), or 2 with one line on stderr;
 - print no traceback; finish before its timeout (no hang);
 - create or change nothing outside the campaign's `summary/`, the cache ($XDG_CACHE_HOME, a temp
   directory) and the merge's destination: a sentinel tree (the target of every link out, and $HOME)
@@ -375,6 +377,8 @@ def commands(campaign: Path, first_run: Path, dst: Path) -> dict[str, list[str]]
         "states": ["states", c, "--max-states", "2", "--restarts", "1", "--jobs", "1", "--selection-runs", "5"],
         "summarize": ["summarize", str(first_run)], "html": ["html", c],
         "merge": ["merge", "--src", c, "--dst", str(dst)],
+        "ls --json": ["ls", c, "--json"], "report --json": ["report", c, "--json"],
+        "properties --json": ["properties", c, "--json"],
     }
 
 
@@ -418,6 +422,11 @@ def judge(name: str, outcome: Outcome) -> tuple[str, str] | None:
         return "exit 1 without a listed reason", text.strip()[-300:]
     if outcome.code == 2 and len(errors) != 1:
         return "exit 2 without one line", outcome.stderr.strip()[-400:]
+    if name.endswith("--json") and outcome.code == 0:
+        try:  # standard JSON: no NaN or Infinity tokens
+            json.loads(outcome.stdout, parse_constant=lambda token: (_ for _ in ()).throw(ValueError(token)))
+        except ValueError as exc:
+            return "not standard JSON", f"{exc}: {outcome.stdout[:200]}"
     return None
 
 
