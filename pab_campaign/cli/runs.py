@@ -124,13 +124,14 @@ def _print_ls(label: str, runs: list[tuple], varying: list[str], skipped: list[t
 
 def cmd_properties(args: argparse.Namespace) -> int:
     """The campaign's properties, from the index alone when it is current, else after refreshing it."""
-    from pab_campaign.analysis.campaign.warm import warm_properties
+    from pab_campaign.analysis.campaign.warm import LISTED_VALUES, warm_properties
 
     scans: Scans = {}
     warm = None if args.as_json else _warm(args, scans)
     if warm is not None:
         try:
-            label, rows, skipped, notes = str(warm.directory), warm_properties(warm), warm.skipped, warm.notes
+            label, rows, skipped, notes = (str(warm.directory), warm_properties(warm, LISTED_VALUES), warm.skipped,
+                                           warm.notes)
         finally:
             warm.finish()
     else:
@@ -141,7 +142,8 @@ def cmd_properties(args: argparse.Namespace) -> int:
             print_json([{"property": name, "unique": unique, "value": value}
                         for name, unique, value in properties(campaign)])
             return 0
-        label, rows, skipped, notes = campaign.label, properties(campaign), campaign.skipped, campaign.notes
+        label, rows, skipped, notes = (campaign.label, properties(campaign, LISTED_VALUES), campaign.skipped,
+                                       campaign.notes)
     print_table(f"{label} — properties",
                 [Column("property", style="bold"), Column("No. unique", justify="right"), "value"],
                 [list(row) for row in rows], section_ends={4})

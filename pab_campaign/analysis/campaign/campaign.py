@@ -23,7 +23,7 @@ import pandas as pd
 
 from pab_campaign.analysis.campaign import index
 from pab_campaign.analysis.campaign.manifest import ScanRow, Scans
-from pab_campaign.analysis.campaign.warm import duration_text, varying_names
+from pab_campaign.analysis.campaign.warm import duration_text, values_text, varying_names
 from pab_campaign.analysis.campaign.where import filter_runs
 from pab_campaign.analysis.campaign.workspace import Workspace, fallback, is_unwritable, unwritable_message
 from pab_campaign.errors import CampaignError
@@ -391,10 +391,11 @@ def indexed_metrics(runs: pd.DataFrame) -> list[str]:
                   or (f"{n}@best" in runs and runs[f"{n}@best"].notna().any()))
 
 
-def properties(campaign: Campaign) -> list[tuple[str, str, str]]:
+def properties(campaign: Campaign, listed: int | None = None) -> list[tuple[str, str, str]]:
     """(property, number of unique values, values) rows, as tcbench's `properties` shows them: the
     campaigns, runs by status, run duration mean ± std (s), metrics, contexts, then every
-    hyper-parameter with its sorted unique values ('-' where a count means nothing)."""
+    hyper-parameter with its sorted unique values, shortened past `listed` (`warm.values_text`; '-'
+    where a count means nothing)."""
     runs = campaign.runs
     statuses = ", ".join(f"{s} {n}" for s, n in runs["status"].value_counts().sort_index().items())
     names = indexed_metrics(runs)
@@ -410,8 +411,7 @@ def properties(campaign: Campaign) -> list[tuple[str, str, str]]:
     ]
     for name in campaign.hparam_names:
         values = runs[index.hparam_key(name)].dropna().unique().tolist()
-        rows.append((name, str(len(values)),
-                     ", ".join(str(v) for v in sorted(values, key=lambda v: (isinstance(v, str), v)))))
+        rows.append((name, str(len(values)), values_text(values, listed)))
     return rows
 
 

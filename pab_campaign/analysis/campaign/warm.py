@@ -259,9 +259,9 @@ def varying_names(columns: dict[str, list[Any]]) -> list[str]:
     return chosen
 
 
-def warm_properties(warm: WarmIndex) -> list[tuple[str, str, str]]:
-    """`campaign.properties` of the runs of `warm`, computed by DuckDB over the index columns of
-    those runs alone."""
+def warm_properties(warm: WarmIndex, listed: int | None = None) -> list[tuple[str, str, str]]:
+    """`campaign.properties` of the runs of `warm` (a hyper-parameter's values shortened to `listed`:
+    `values_text`), computed by DuckDB over the index columns of those runs alone."""
     con, names = warm.con, list(warm.column_types)
     where, params = chosen_runs(warm)
     chosen = f"runs WHERE {where}"  # filtered in each query (a copy of the runs took 0.09 s at 50k)
@@ -287,9 +287,23 @@ def warm_properties(warm: WarmIndex) -> list[tuple[str, str, str]]:
         values = [v for (v,) in con.execute(f"SELECT DISTINCT {sql_name(column)} FROM {chosen}", params).fetchall()
                   if v is not None and not (isinstance(v, float) and math.isnan(v))]
         if values:
-            out.append((name, str(len(values)),
-                        ", ".join(str(v) for v in sorted(values, key=lambda v: (isinstance(v, str), v)))))
+            out.append((name, str(len(values)), values_text(values, listed)))
     return out
+
+
+# The values of a hyper-parameter the `properties` table and the page list (`values_text`); `--json`
+# lists every one.
+LISTED_VALUES = 12
+
+
+def values_text(values: list[Any], listed: int | None = None) -> str:
+    """A hyper-parameter's distinct `values` sorted (numbers before text) and comma-separated, as
+    `properties` shows them; more than `listed` of them shortened to the first `listed` - 1, '…' and
+    the last (`listed` None: all of them)."""
+    ordered = [str(v) for v in sorted(values, key=lambda v: (isinstance(v, str), v))]
+    if listed is not None and len(ordered) > listed:
+        ordered = [*ordered[:listed - 1], "…", ordered[-1]]
+    return ", ".join(ordered)
 
 
 def tracked_labels(con: Any, columns: list[str], source: str, params: dict[str, Any]) -> list[str]:

@@ -18,6 +18,7 @@ import pandas as pd
 from pab_campaign import confined
 from pab_campaign.analysis.campaign.campaign import Campaign, properties
 from pab_campaign.analysis.campaign.naming import ids_suffix
+from pab_campaign.analysis.campaign.warm import LISTED_VALUES
 from pab_campaign.analysis.modeldiff.residual_pca import SUBPOPULATIONS
 from pab_campaign.analysis.page.inputs import SCHEMAS, checked
 from pab_campaign.analysis.page.model import Cell, HtmlTable, Missing, PageFigure, Section, png_uri
@@ -100,7 +101,7 @@ def overview(campaign: Campaign) -> Section:
                       "and every run that could not be used, with the reason.")
     section.tables.append(HtmlTable("properties", "Properties", ["property", "No. unique", "values"],
                                     [[_text(name), Cell(count, "num"), _text(values)]
-                                     for name, count, values in properties(campaign)]))
+                                     for name, count, values in properties(campaign, LISTED_VALUES)]))
     counts = runs["status"].value_counts()
     section.tables.append(HtmlTable(
         "statuses", f"Runs by status ({duration(float(runs['duration_s'].astype(float).sum()))} of training in all)",

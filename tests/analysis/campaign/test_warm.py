@@ -189,3 +189,17 @@ def test_a_patched_index_that_cannot_be_written_still_answers_and_stays_stale(tm
         patch.setattr(warm, "read_warm", lambda *args, **kwargs: None)
         assert cli.main(["report", str(tmp_path)]) == 0
     assert answered == capsys.readouterr().out
+
+
+def test_properties_shortens_a_long_list_of_values_alike_on_both_paths_and_json_keeps_them(
+        tmp_path, capsys, monkeypatch):
+    make_grid(tmp_path, seeds=15, epochs=1)
+    assert cli.main(["properties", str(tmp_path)]) == 0  # the index, for the warm path
+    capsys.readouterr()
+    fast, full = _both(capsys, monkeypatch, ["properties", str(tmp_path)])
+    assert fast == full
+    listed = ", ".join(str(seed) for seed in range(warm.LISTED_VALUES - 1))
+    assert f"{listed}, …, 14" in fast and "11, 12" not in fast
+    assert cli.main(["properties", str(tmp_path), "--json"]) == 0
+    rows = {row["property"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["seed"] == {"property": "seed", "unique": "15", "value": ", ".join(str(s) for s in range(15))}
