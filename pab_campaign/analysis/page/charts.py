@@ -89,9 +89,10 @@ def curves_chart(campaign: Campaign, groupby: list[str], curves: pd.DataFrame, l
 def audit_chart(rows: pd.DataFrame, runs: pd.DataFrame, metric: str, target: str, colour_by: pd.Series | None,
                 alpha: float) -> dict:
     """The audit chart of one candidate: a point per run (`runs`: run_id, hyper-parameters, `metric`,
-    `target`) coloured by `colour_by` (named), the rank-regression curve (`curve`, as the PNG draws
-    it, at REGRESSION_POINTS points; empty where it has none), and the signed raw and partial ρ of each group of `rows`
-    (the audit table's rows of this metric) with interval and significance on the adjusted p."""
+    `target`) coloured by `colour_by` (named; 'missing' where a run lacks it), the rank-regression
+    curve (`curve`, as the PNG draws it, at REGRESSION_POINTS points; empty where it has none), and
+    the signed raw and partial ρ of each group of `rows` (the audit table's rows of this metric) with
+    interval and significance on the adjusted p."""
     usable = runs.dropna(subset=[metric, target])
     labels = (colour_by.reindex(usable.index).astype(object).fillna("missing").astype(str) if colour_by is not None
               else pd.Series("all runs", index=usable.index)).reset_index(drop=True)
