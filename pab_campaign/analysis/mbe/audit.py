@@ -425,7 +425,7 @@ def write_audit(campaign: Campaign, result: AuditResult, plots: bool = True, cam
         shutil.rmtree(out / f"audit{suffix}", ignore_errors=True)
         return written
     groupby = result.request.groupby
-    groups = data.hparams[groupby].rename(groupby) if groupby else None
+    groups = _group_labels(data.hparams, groupby).rename(groupby) if groupby else None  # the table's groups
     title = campaign.directory.name + (f" ({', '.join(campaign_ids)})" if campaign_ids else "")
     controls = ", ".join([data.baseline, *data.numeric_controls, *data.categorical_controls])
 

@@ -361,3 +361,7 @@ def test_groupby_on_a_hyperparameter_some_runs_lack_gives_them_a_group(tmp_path)
     result = run_audit(open_campaign(tmp_path / "c"), request)
     assert set(result.table["group"]) == {"all", "wd=0.1", "wd=missing"}
     assert not any("one value" in note for note in result.notes)
+    drawn = cli(["audit", str(tmp_path / "c"), "--metric", "probe/signal", "--baseline", f"val/loss@{EARLY}",
+                 "--target", f"val/acc@{EARLY}", "--groupby", "wd", "--n-boot", "20"])  # its figure, too
+    assert drawn.returncode == 0, drawn.stderr
+    assert (store.summary_dir(tmp_path / "c") / "audit" / f"probe_signal_at{EARLY}.png").read_bytes()[:4] == b"\x89PNG"
