@@ -151,8 +151,8 @@ def gather(campaign: Campaign, request: AuditRequest) -> AuditData:
         columns[spec.label] = metric_series(trajectories, spec)
         numeric.append(spec.label)
     values = drop_infinite(pd.DataFrame(columns), notes)
-    for name in categorical:
-        values[name] = hparams[name].astype(str).reindex(values.index)
+    for name in categorical:  # a run without it is in a 'missing' category, as in --groupby, not left out
+        values[name] = _group_labels(hparams, name).reindex(values.index)
     needed = [baseline.label, target.label, *numeric, *categorical]
     usable = values[needed].dropna()
     if len(usable) < MIN_RUNS:

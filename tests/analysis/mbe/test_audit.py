@@ -355,12 +355,17 @@ def test_groupby_on_a_hyperparameter_some_runs_lack_gives_them_a_group(tmp_path)
     n = 12
     loss = rng.normal(size=n)
     values = {"val/loss": loss, "probe/signal": rng.normal(size=n), "val/acc": -loss}
-    write_campaign(tmp_path / "c", [{"seed": i, **({"wd": 0.1} if i % 2 else {})} for i in range(n)], values)
+    write_campaign(tmp_path / "c", [{"seed": i, **({"wd": 0.1, "norm": "batch"} if i % 2 else {})} for i in range(n)],
+                   values)
     request = _request(metrics=[MetricSpec.parse("probe/signal")], target=MetricSpec.parse(f"val/acc@{EARLY}"),
                        groupby="wd", n_boot=20)
     result = run_audit(open_campaign(tmp_path / "c"), request)
     assert set(result.table["group"]) == {"all", "wd=0.1", "wd=missing"}
     assert not any("one value" in note for note in result.notes)
+    controlled = run_audit(open_campaign(tmp_path / "c"), _request(
+        metrics=[MetricSpec.parse("probe/signal")], target=MetricSpec.parse(f"val/acc@{EARLY}"), controls=["norm"],
+        n_boot=20))
+    assert controlled.table["n"].max() == n  # a categorical control some runs lack: a 'missing' category
     drawn = cli(["audit", str(tmp_path / "c"), "--metric", "probe/signal", "--baseline", f"val/loss@{EARLY}",
                  "--target", f"val/acc@{EARLY}", "--groupby", "wd", "--n-boot", "20"])  # its figure, too
     assert drawn.returncode == 0, drawn.stderr
