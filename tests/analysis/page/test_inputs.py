@@ -127,5 +127,8 @@ def test_a_missing_column_leaves_its_file_out_with_the_reason(tmp_path, name):
 def test_a_run_without_two_finite_values_is_left_out_of_the_audit_chart(tmp_path, column, value):
     sections = _page(_campaign(tmp_path / "c", {"audit_runs.csv": (column, value)}))
     (figure,) = sections["audit"].figures
-    assert len(figure.chart["points"]) == 3
-    assert np.isfinite(np.array(figure.chart["curve"], dtype=float)).all()
+    chart = figure.chart
+    assert len(chart["points"]) == 3
+    assert np.isfinite(np.array(chart["curve"], dtype=float)).all()
+    coloured = {chart["runs"][run]["id"]: chart["groups"][group] for _, _, group, run in chart["points"]}
+    assert coloured == {"b": "mlp", "c": "cnn", "d": "cnn"}  # each run keeps its own colour
