@@ -43,6 +43,10 @@ def test_every_section_is_present_and_analyses_not_run_say_how(tmp_path):
     assert {"curves", "class-progression", "robustness-epsilon", "robustness-epochs", "spectra"} <= figures
     html = render(page)
     assert html.count("data:image/png;base64,") == len([f for s in page.sections for f in s.figures])
+    # a table's title sits above it, not in a <caption> that would wrap to a narrow table's width
+    assert re.search(r'<p class="table-title" id="table-overview-statuses">Runs by status \(.*?\)</p>\s*'
+                     r'<table data-table="statuses" aria-labelledby="table-overview-statuses">', html)
+    assert "<caption>" not in html
     assert not re.search(r"(src|href)=\"(https?:|//)", html)
 
 
