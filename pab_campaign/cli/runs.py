@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -168,6 +169,19 @@ def _write_summary_json(path: Path, directory: Path, epochs: int, cutoffs: tuple
         raise CampaignError(f"--json {path}: cannot write it ({exc.strerror})") from None
 
 
+NOT_MEASURED = "-"
+
+
+def _summary_cell(name: str, value: float, values: dict[str, float]) -> str:
+    """A summary value as `summarize` prints it: NaN is 'none' for an overfitting onset the measured
+    val loss never reached, else NOT_MEASURED."""
+    if not math.isnan(value):
+        return fmt(value)
+    if name == "overfit_onset" and not math.isnan(values.get("early_stop_epoch", math.nan)):
+        return "none"
+    return NOT_MEASURED
+
+
 def cmd_summarize(args: argparse.Namespace) -> int:
     from pab_campaign.analysis.summary.trajectory import class_cutoffs, summarize_run
     from pab_campaign.store import read_trajectory
@@ -188,9 +202,11 @@ def cmd_summarize(args: argparse.Namespace) -> int:
         raise CampaignError(f"{exc}; give a run directory, e.g. outputs/demo/runs/<run_id>") from None
     epochs = int(frame["epoch"].max()) if len(frame) else 0
     summary = summarize_run(frame, cutoffs)
+    cells = [[name, _summary_cell(name, value, summary.values)] for name, value in summary.values.items()]
     print_table(f"run {directory.name} — process summary, {epochs} epochs",
-                ["metric", Column("value", justify="right")],
-                [[name, fmt(value)] for name, value in summary.values.items()])
+                ["metric", Column("value", justify="right")], cells)
+    if any(value == NOT_MEASURED for _, value in cells):
+        print_line(f"{NOT_MEASURED}: not measured, the run did not record the metrics it needs")
     bounds = f"first {cutoffs[0]} / after {cutoffs[1]} of the measured epochs, never learned counted as late"
     print_line(f"classes ({bounds}):")
     for group, ids in summary.classes.items():

@@ -284,6 +284,20 @@ def test_summarize_command(tmp_path, capsys):
     assert "first 1/4 / after 1/2" in capsys.readouterr().out
 
 
+def test_summarize_command_says_none_for_no_onset_and_marks_what_was_not_measured(tmp_path, capsys):
+    buffer = TrajectoryBuffer()
+    for e, loss in enumerate([2.0, 1.5, 1.2, 1.0, 0.9]):  # still falling: no overfitting onset
+        buffer.add(e, "val", "loss", loss)
+    write_trajectory(tmp_path, buffer.to_table())
+    assert main(["summarize", str(tmp_path)]) == 0
+    output = capsys.readouterr().out
+    cells = {line.split("│")[1].strip(): line.split("│")[2].strip()
+             for line in output.splitlines() if line.count("│") == 3}
+    assert cells["overfit_onset"] == "none" and cells["early_stop_epoch"] == "4"
+    assert cells["class_acc_min"] == "-" and cells["acc_gap_final"] == "-"  # no class or train metrics
+    assert "nan" not in cells.values() and "-: not measured" in output
+
+
 @pytest.mark.parametrize("args, message", [
     (["nope"], "not a directory"),
     (["empty"], "missing trajectory.parquet"),
