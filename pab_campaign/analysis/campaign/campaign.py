@@ -394,8 +394,8 @@ def indexed_metrics(runs: pd.DataFrame) -> list[str]:
 def properties(campaign: Campaign, listed: int | None = None) -> list[tuple[str, str, str]]:
     """(property, number of unique values, values) rows, as tcbench's `properties` shows them: the
     campaigns, runs by status, run duration mean ± std (s), metrics, contexts, then every
-    hyper-parameter with its sorted unique values, shortened past `listed` (`warm.values_text`; '-'
-    where a count means nothing)."""
+    hyper-parameter with its sorted unique values, shortened past `listed`, and how many runs lack
+    it (`warm.values_text`; '-' where a count means nothing)."""
     runs = campaign.runs
     statuses = ", ".join(f"{s} {n}" for s, n in runs["status"].value_counts().sort_index().items())
     names = indexed_metrics(runs)
@@ -410,8 +410,9 @@ def properties(campaign: Campaign, listed: int | None = None) -> list[tuple[str,
         ("contexts", str(len(contexts)), ", ".join(contexts) or "-"),
     ]
     for name in campaign.hparam_names:
-        values = runs[index.hparam_key(name)].dropna().unique().tolist()
-        rows.append((name, str(len(values)), values_text(values, listed)))
+        column = runs[index.hparam_key(name)]
+        values = column.dropna().unique().tolist()
+        rows.append((name, str(len(values)), values_text(values, listed, int(column.isna().sum()), len(runs))))
     return rows
 
 

@@ -282,12 +282,16 @@ def warm_properties(warm: WarmIndex, listed: int | None = None) -> list[tuple[st
         ("metrics", str(len(metrics)), ", ".join(metrics) or "-"),
         ("contexts", str(len(contexts)), ", ".join(contexts) or "-"),
     ]
-    for name in sorted(n[: -len(HPARAM_SUFFIX)] for n in names if n.endswith(HPARAM_SUFFIX)):
+    hparams = sorted(n[: -len(HPARAM_SUFFIX)] for n in names if n.endswith(HPARAM_SUFFIX))
+    keys = _keys(warm.column_types, hparams)
+    lacking = con.execute("SELECT " + ", ".join(f"count(*) FILTER (WHERE {keys[name]} IS NULL)" for name in hparams)
+                          + f" FROM {chosen}", params).fetchone() if hparams else ()
+    for name, missing in zip(hparams, lacking or ()):
         column = name + HPARAM_SUFFIX
         values = [v for (v,) in con.execute(f"SELECT DISTINCT {sql_name(column)} FROM {chosen}", params).fetchall()
                   if v is not None and not (isinstance(v, float) and math.isnan(v))]
         if values:
-            out.append((name, str(len(values)), values_text(values, listed)))
+            out.append((name, str(len(values)), values_text(values, listed, missing, runs)))
     return out
 
 
@@ -296,14 +300,15 @@ def warm_properties(warm: WarmIndex, listed: int | None = None) -> list[tuple[st
 LISTED_VALUES = 12
 
 
-def values_text(values: list[Any], listed: int | None = None) -> str:
+def values_text(values: list[Any], listed: int | None = None, missing: int = 0, runs: int = 0) -> str:
     """A hyper-parameter's distinct `values` sorted (numbers before text) and comma-separated, as
     `properties` shows them; more than `listed` of them shortened to the first `listed` - 1, '…' and
-    the last (`listed` None: all of them)."""
+    the last (`listed` None: all of them); followed by how many of the `runs` lack it when `missing`
+    of them do."""
     ordered = [str(v) for v in sorted(values, key=lambda v: (isinstance(v, str), v))]
     if listed is not None and len(ordered) > listed:
         ordered = [*ordered[:listed - 1], "…", ordered[-1]]
-    return ", ".join(ordered)
+    return ", ".join(ordered) + (f" ({missing} of {runs} runs lack it)" if missing else "")
 
 
 def tracked_labels(con: Any, columns: list[str], source: str, params: dict[str, Any]) -> list[str]:

@@ -203,3 +203,17 @@ def test_properties_shortens_a_long_list_of_values_alike_on_both_paths_and_json_
     assert cli.main(["properties", str(tmp_path), "--json"]) == 0
     rows = {row["property"]: row for row in json.loads(capsys.readouterr().out)}
     assert rows["seed"] == {"property": "seed", "unique": "15", "value": ", ".join(str(s) for s in range(15))}
+
+
+def test_properties_says_how_many_runs_lack_a_hyper_parameter_alike_on_both_paths(tmp_path, capsys, monkeypatch):
+    make_grid(tmp_path, seeds=2, epochs=1)  # 2 models x 2 learning rates x 2 seeds
+    write_run(tmp_path, "odd", {"model.name": "mlp", "width": 3}, {("val", "loss"): [1.0]})
+    assert cli.main(["properties", str(tmp_path)]) == 0
+    capsys.readouterr()
+    fast, full = _both(capsys, monkeypatch, ["properties", str(tmp_path)])
+    assert fast == full
+    rows = {line.split("│")[1].strip(): line.split("│")[3].strip() for line in fast.splitlines() if "│" in line}
+    assert rows["width"] == "3.0 (8 of 9 runs lack it)"  # a number only the odd run has (a float column)
+    assert rows["optimizer.lr"].endswith("(1 of 9 runs lack it)") and rows["model.name"] == "cnn, mlp"
+    assert cli.main(["properties", str(tmp_path), "--json"]) == 0
+    assert {row["property"]: row["value"] for row in json.loads(capsys.readouterr().out)}["width"] == rows["width"]
