@@ -203,8 +203,8 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     epochs = int(frame["epoch"].max()) if len(frame) else 0
     summary = summarize_run(frame, cutoffs)
     cells = [[name, _summary_cell(name, value, summary.values)] for name, value in summary.values.items()]
-    print_table(f"run {directory.name} — process summary, {epochs} epochs",
-                ["metric", Column("value", justify="right")], cells)
+    print_table(f"run {directory.name}, {epochs} epochs",  # short: a narrow table wraps a longer title
+                ["process summary", Column("value", justify="right")], cells)
     if any(value == NOT_MEASURED for _, value in cells):
         print_line(f"{NOT_MEASURED}: not measured, the run did not record the metrics it needs")
     bounds = f"first {cutoffs[0]} / after {cutoffs[1]} of the measured epochs, never learned counted as late"
