@@ -405,7 +405,7 @@ def properties(campaign: Campaign, listed: int | None = None) -> list[tuple[str,
     rows = [
         ("campaigns", str(len(campaigns)), ", ".join(campaigns) or "-"),
         ("runs", "-", f"{len(runs)} ({statuses or 'none'}; {len(campaign.skipped)} unreadable)"),
-        ("run duration (s)", "-", duration_text(runs["duration_s"].astype(float).tolist())),
+        ("run duration (s, mean ± std)", "-", duration_text(runs["duration_s"].astype(float).tolist())),
         ("metrics", str(len(metrics)), ", ".join(metrics) or "-"),
         ("contexts", str(len(contexts)), ", ".join(contexts) or "-"),
     ]

@@ -278,7 +278,7 @@ def warm_properties(warm: WarmIndex, listed: int | None = None) -> list[tuple[st
     out = [
         ("campaigns", str(len(campaigns)), ", ".join(campaigns) or "-"),
         ("runs", "-", f"{runs} ({statuses or 'none'}; {len(warm.skipped)} unreadable)"),
-        ("run duration (s)", "-", duration_text(durations)),
+        ("run duration (s, mean ± std)", "-", duration_text(durations)),
         ("metrics", str(len(metrics)), ", ".join(metrics) or "-"),
         ("contexts", str(len(contexts)), ", ".join(contexts) or "-"),
     ]
