@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from pab_campaign.cli.common import Commands, SplitList, add_campaign_filter, add_json_flag, print_json, print_skipped
 from pab_campaign.errors import CampaignError, PabError
+from pab_campaign.formatting import number
 from pab_campaign.render import Cell, Column, fmt, print_columns, print_line, print_table, status_text
 from pab_campaign.store import RunStatus
 
@@ -19,6 +20,9 @@ if TYPE_CHECKING:
     from pab_campaign.analysis.summary.trajectory import RunSummary
 
 RECOMMENDATION_STYLE = "yellow"
+# A cell of what is not there: a hyper-parameter a run lacks, a duration not known yet (`ls`), a
+# summary value the run did not record what it needs for (`summarize`).
+MISSING = "-"
 
 
 def _problem(error: object, skip_reason: object) -> str:
@@ -85,16 +89,17 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
-def _formatted(values: list[object]) -> list[str]:
-    """`fmt` of each of `values`, each distinct value formatted once (hyper-parameters and epochs
-    repeat down a column); keyed by type too where the column holds several, since True, 1 and 1.0
-    are equal keys but read differently. Every loop but the formatting runs in C."""
+def _formatted(values: list[object], nan: str = "nan") -> list[str]:
+    """`number` of each of `values` (NaN as `nan`), each distinct value formatted once
+    (hyper-parameters and epochs repeat down a column); keyed by type too where the column holds
+    several, since True, 1 and 1.0 are equal keys but read differently. Every loop but the formatting
+    runs in C."""
     one_type = len(set(map(type, values)) - {type(None)}) <= 1
     keys: list[Any] = values if one_type else list(zip(map(type, values), values))
     try:
-        texts = {key: fmt(key if one_type else key[1]) for key in dict.fromkeys(keys)}
+        texts = {key: number(key if one_type else key[1], nan=nan) for key in dict.fromkeys(keys)}
     except TypeError:  # an unhashable value
-        return [fmt(value) for value in values]
+        return [number(value, nan=nan) for value in values]
     return list(map(texts.__getitem__, keys))
 
 
@@ -112,9 +117,9 @@ def _print_ls(label: str, runs: list[tuple], varying: list[str], skipped: list[t
     cells: list[Sequence[Cell]] = [
         fields["run_id"], *([_formatted(fields["campaign"])] if several else []),
         list(map(statuses.__getitem__, map(str, fields["status"]))),
-        *(_formatted(values) for values in columns[len(LS_COLUMNS):]),
+        *(_formatted(values, nan=MISSING) for values in columns[len(LS_COLUMNS):]),  # NaN: a run lacks it
         [v if v.__class__ is str else fmt(v) for v in fields["ended_at"]],
-        [f"{v:.3g}" if v.__class__ is float and v == v else fmt(v, 3) for v in fields["duration_s"]],
+        [f"{v:.3g}" if v.__class__ is float and v == v else number(v, 3, nan=MISSING) for v in fields["duration_s"]],
         _formatted(fields["epochs_done"]),
         ["-" if e is None and r is None else _problem(e, r) for e, r in zip(fields["error"], fields["skip_reason"])]]
     print_columns(f"{label} — {len(runs)} runs",
@@ -169,17 +174,14 @@ def _write_summary_json(path: Path, directory: Path, epochs: int, cutoffs: tuple
         raise CampaignError(f"--json {path}: cannot write it ({exc.strerror})") from None
 
 
-NOT_MEASURED = "-"
-
-
 def _summary_cell(name: str, value: float, values: dict[str, float]) -> str:
     """A summary value as `summarize` prints it: NaN is 'none' for an overfitting onset the measured
-    val loss never reached, else NOT_MEASURED."""
+    val loss never reached, else MISSING."""
     if not math.isnan(value):
         return fmt(value)
     if name == "overfit_onset" and not math.isnan(values.get("early_stop_epoch", math.nan)):
         return "none"
-    return NOT_MEASURED
+    return MISSING
 
 
 def cmd_summarize(args: argparse.Namespace) -> int:
@@ -205,8 +207,8 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     cells = [[name, _summary_cell(name, value, summary.values)] for name, value in summary.values.items()]
     print_table(f"run {directory.name}, {epochs} epochs",  # short: a narrow table wraps a longer title
                 ["process summary", Column("value", justify="right")], cells)
-    if any(value == NOT_MEASURED for _, value in cells):
-        print_line(f"{NOT_MEASURED}: not measured, the run did not record the metrics it needs")
+    if any(value == MISSING for _, value in cells):
+        print_line(f"{MISSING}: not measured, the run did not record the metrics it needs")
     bounds = f"first {cutoffs[0]} / after {cutoffs[1]} of the measured epochs, never learned counted as late"
     print_line(f"classes ({bounds}):")
     for group, ids in summary.classes.items():

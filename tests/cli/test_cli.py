@@ -58,7 +58,8 @@ def test_properties_lists_hparams_metrics_contexts(tmp_path, capsys):
     make_grid(tmp_path, seeds=2)
     code, out = _run(["properties", str(tmp_path)], capsys)
     assert code == 0
-    for text in ("run duration (s, mean ± std)", "acc, loss", "test, train, val", "optimizer.lr", "0.01, 0.1", "cnn, mlp"):
+    for text in ("run duration (s, mean ± std)", "acc, loss", "test, train, val", "optimizer.lr", "0.01, 0.1",
+                 "cnn, mlp"):
         assert text in out
 
 

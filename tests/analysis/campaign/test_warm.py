@@ -29,7 +29,7 @@ def test_warm_answers_equal_the_full_path_and_a_stale_index_is_not_used(tmp_path
     write_run(tmp_path, "odd", {"model.name": "mlp", "flag": True, "a.b": "x", "optimizer.lr": 0.3},
               {("val", "loss"): [1.0, 0.5]}, status="failed", campaign="c2")
     write_run(tmp_path, "odd2", {"model.name": "mlp", "a.b": "y", "width": 3}, {("val", "loss"): [1.0, 0.4]},
-              status="failed", campaign="c2")
+              status="failed", campaign="c2", duration=None)
     (run_dir(tmp_path, "broken")).mkdir()
     (run_dir(tmp_path, "broken") / "run.json").write_text("{not json")
     assert cli.main(["ls", str(tmp_path)]) == 0  # builds the index
@@ -47,7 +47,9 @@ def test_warm_answers_equal_the_full_path_and_a_stale_index_is_not_used(tmp_path
     header = next(line for line in shown.splitlines() if "run_id" in line)
     cells = [cell.strip() for cell in header.strip("┃ ").split("┃")]
     assert cells[cells.index("status") + 1:][:3] == ["model.name", "a.b", "optimizer.lr"]
-    assert "flag" not in header and "nan" in next(line for line in shown.splitlines() if "odd2" in line)
+    odd2 = [cell.strip() for cell in next(line for line in shown.splitlines() if "odd2" in line).strip("│ ").split("│")]
+    assert "flag" not in header and odd2[cells.index("optimizer.lr")] == "-"  # lacks it: not 'nan'
+    assert odd2[cells.index("duration_s")] == "-"  # its run.json gives no duration: not 'nan'
     assert "skipped run broken" in full and "flag" in full
     record = run_dir(tmp_path, "odd") / "run.json"
     changed = json.loads(record.read_text())
