@@ -66,10 +66,22 @@ def visit(browser, page_path: Path, scripts: bool, screenshot: Path) -> dict:
     seen["unreadable"] = page.eval_on_selector_all("table[data-table=unreadable] td",
                                                    "cells => cells.map(c => c.innerText)")
     page.screenshot(path=str(screenshot), full_page=True)
-    if scripts:
+    seen["below_nav"] = [_jump(page, "summary")]
+    if scripts:  # a narrow window wraps the nav onto more lines
+        page.set_viewport_size({"width": 560, "height": 900})
+        seen["below_nav"].append(_jump(page, "curves"))
+        page.set_viewport_size({"width": 1300, "height": 900})
         seen |= _interact(page)
     context.close()
     return seen | {"console": console, "requests": requests}
+
+
+def _jump(page, section: str) -> float:
+    """Click the nav link to `section`: pixels from the bottom of the sticky nav down to the top of
+    the section's heading (negative: the nav hides it)."""
+    page.click(f"nav a[href='#{section}']")
+    return page.evaluate(f"() => document.querySelector('#{section} h2').getBoundingClientRect().top"
+                         " - document.querySelector('nav').getBoundingClientRect().bottom")
 
 
 def _interact(page) -> dict:
@@ -131,6 +143,7 @@ def test_demo_campaign_page_offline_with_scripts_on_and_off(chromium, demo_campa
         run_id, reason = seen["unreadable"]
         assert run_id == lost.name and "missing trajectory.parquet" in reason
         assert seen["ready"] < 2.0, f"the page took {seen['ready']:.2f} s"
+        assert all(gap >= 0 for gap in seen["below_nav"]), seen["below_nav"]  # a jump's heading is not under the nav
     # Scripts off: every figure is a picture on the page.
     pictures = {key: rest for key, *rest in off["pictures"]}
     assert {"curves", "gaps", "class-progression", "spectra"} <= set(pictures)

@@ -318,6 +318,9 @@
 
   const MOUNT = { curves: mountCurves, audit: mountAudit, transitions: mountTransitions, directions: mountDirections };
   document.documentElement.classList.add("js");
+  const nav = document.querySelector("nav");  // where it wraps to more lines, jumps still land below it
+  const clearOfNav = () => { document.documentElement.style.scrollPaddingTop = `${nav.offsetHeight + 8}px`; };
+  if (nav) { clearOfNav(); window.addEventListener("resize", clearOfNav); }
   document.querySelectorAll("figure[data-chart]").forEach(figure => {
     try {
       const spec = JSON.parse(figure.querySelector("script.chart-data").textContent);
