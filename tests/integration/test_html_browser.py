@@ -68,8 +68,11 @@ def visit(browser, page_path: Path, scripts: bool, screenshot: Path) -> dict:
     page.screenshot(path=str(screenshot), full_page=True)
     seen["below_nav"] = [_jump(page, "summary")]
     if scripts:  # a narrow window wraps the nav onto more lines
-        page.set_viewport_size({"width": 560, "height": 900})
+        page.set_viewport_size({"width": 480, "height": 900})
         seen["below_nav"].append(_jump(page, "curves"))
+        seen["log_label"] = page.evaluate("() => { const label = document.querySelector('label.toggle'); "
+                                          "return label.getBoundingClientRect().height "
+                                          "/ parseFloat(getComputedStyle(label).lineHeight); }")
         page.set_viewport_size({"width": 1300, "height": 900})
         seen |= _interact(page)
     context.close()
@@ -156,6 +159,7 @@ def test_demo_campaign_page_offline_with_scripts_on_and_off(chromium, demo_campa
     tooltip = on["tooltip"]
     assert "model.name=" in tooltip and "at epoch" in tooltip and "mean" in tooltip and "CI95" in tooltip
     assert "runs" in tooltip
+    assert on["log_label"] < 1.5  # 'log y' on one line in a narrow window
     assert on["legend_off"] and on["legend_group"] not in on["tooltip_after_hide"].splitlines()[0]
     assert all(title.endswith("(log y)") for title in on["titles_log"]) and on["still_off"]
     # The caption tells what the chosen grouping shows: the finest first, all runs as one group last.

@@ -50,7 +50,7 @@
     figure.insertBefore(box, caption);
     const log = el("input", { type: "checkbox", "data-control": "log" });
     log.checked = spec.log;
-    const logLabel = el("label", {}, " log y");
+    const logLabel = el("label", { class: "toggle" }, " log y");
     logLabel.prepend(log);
     const select = el("select", { "data-control": "groupby" });
     spec.groupings.forEach((g, i) => select.append(el("option", { value: String(i) }, g.title)));
