@@ -6,6 +6,7 @@ the problem and the fix; the command lines print it as one line and exit 2, neve
 from __future__ import annotations
 
 import traceback
+from collections.abc import Iterable
 
 
 class PabError(Exception):
@@ -22,6 +23,16 @@ class CampaignError(PabError):
 
 class StoreError(PabError):
     """A campaign file that is missing, unreadable or not of the data contract's shape."""
+
+
+def did_you_mean(given: str, known: Iterable[str]) -> str:
+    """' (did you mean X?)' naming the one of `known` closest to the mistyped `given` (difflib's
+    similarity ratio ≥ 0.6), else ''. `did_you_mean("model.nme", ["model.name", "seed"])` is
+    `" (did you mean model.name?)"`."""
+    import difflib  # only on an error's path
+
+    match = difflib.get_close_matches(given, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]}?)" if match else ""
 
 
 def one_line(exc: BaseException) -> str:

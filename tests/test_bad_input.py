@@ -31,6 +31,7 @@ def test_config_refused_at_composition(tmp_path, overrides, fragments):
     (["+train.epoch=3"], ("train.epoch is not a config key",)),
     (["model.norm=bogus"], ("unknown normalisation 'bogus' in model.norm", "['batchnorm', 'layernorm', 'none']")),
     (["model.name=vit"], ("unknown model 'vit' in model.name", "'transformer'")),
+    (["model.name=mlpp"], ("unknown model 'mlpp' in model.name (did you mean mlp?)",)),
     (["tracking.probes.churn.every=-1"], ("tracking.probes.churn.every=-1 must be >= 0",)),
     (["+experiment=mbe_heterogeneous_grid", "mbe.sample=c99"], ("optimizer.lr: Interpolation key 'mbe.draws.c99.lr'",)),
 ])

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pab_campaign.cli.common import Commands, SplitList, add_campaign_filter, add_json_flag, print_json, print_skipped
-from pab_campaign.errors import CampaignError, PabError
+from pab_campaign.errors import CampaignError, PabError, did_you_mean
 from pab_campaign.formatting import number
 from pab_campaign.render import Cell, Column, fmt, print_columns, print_line, print_table, status_text
 from pab_campaign.store import RunStatus
@@ -35,7 +35,8 @@ def _status(value: str) -> str:
     allowed = [status.value for status in RunStatus]
     unknown = [item.strip() for item in value.split(",") if item.strip() and item.strip() not in allowed]
     if unknown:
-        raise argparse.ArgumentTypeError(f"{unknown[0]} is not a run status; choose from {', '.join(allowed)}")
+        raise argparse.ArgumentTypeError(f"{unknown[0]} is not a run status{did_you_mean(unknown[0], allowed)}; "
+                                         f"choose from {', '.join(allowed)}")
     return value
 
 

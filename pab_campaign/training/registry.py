@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from pab_campaign.errors import ConfigError
+from pab_campaign.errors import ConfigError, did_you_mean
 
 T = TypeVar("T")
 
@@ -40,7 +40,8 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         """The entry registered as `name`; `UnknownName` naming the key and the choices otherwise."""
         if name not in self._entries:
-            raise UnknownName(f"unknown {self.kind} '{name}' in {self.key}; choose from {self.names()}")
+            raise UnknownName(f"unknown {self.kind} '{name}' in {self.key}{did_you_mean(name, self._entries)}; "
+                              f"choose from {self.names()}")
         return self._entries[name]
 
     def names(self) -> list[str]:

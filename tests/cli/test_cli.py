@@ -255,6 +255,7 @@ def test_output_folder_takes_the_files_of_report_and_curves(tmp_path, capsys):
     (["curves", "{c}", "--output-folder", "{file}"], "is a file; name a folder"),
     (["report", "{c}", "--layout", "tall"], "invalid choice: 'tall'"),
     (["ls", "{c}", "--status", "completed,finished"], "finished is not a run status"),
+    (["ls", "{c}", "--status", "complted"], "complted is not a run status (did you mean completed?)"),
 ])
 def test_report_options_refuse_bad_values_in_one_line(tmp_path, args, fragment):
     make_grid(tmp_path / "c", seeds=1)
@@ -264,6 +265,19 @@ def test_report_options_refuse_bad_values_in_one_line(tmp_path, args, fragment):
     assert result.returncode == 2
     assert_one_line_error(result, fragment)
     assert sorted(p.name for p in tmp_path.rglob("*")) == before and (tmp_path / "file").read_text() == "x"
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["report", "{c}", "--groupby", "model.nme"], "model.nme: no such hyper-parameter (did you mean model.name?)"),
+    (["report", "{c}", "--metrics", "los"], "never tracked in these runs (or NaN at every run's last and best epoch) "
+                                            "(did you mean val/loss?)"),
+    (["report", "{c}", "--where", "optimizer.l=0.1"], "'optimizer.l' (did you mean optimizer.lr?)"),
+    (["audit", "{c}", "--metric", "val/acc", "--baseline", "val/los@1", "--target", "val/acc"],
+     "metric val/los@1 was never tracked in this campaign (did you mean val/loss@1?)"),
+])
+def test_a_mistyped_name_is_refused_with_the_closest_one(tmp_path, args, fragment):
+    make_grid(tmp_path / "c", seeds=1)
+    assert_one_line_error(run_cli([a.format(c=tmp_path / "c") for a in args]), fragment)
 
 
 def test_ls_status_takes_a_list(tmp_path, capsys):

@@ -26,7 +26,7 @@ from pab_campaign.analysis.campaign.manifest import ScanRow, Scans
 from pab_campaign.analysis.campaign.warm import duration_text, values_text, varying_names
 from pab_campaign.analysis.campaign.where import filter_runs
 from pab_campaign.analysis.campaign.workspace import Workspace, fallback, is_unwritable, unwritable_message
-from pab_campaign.errors import CampaignError
+from pab_campaign.errors import CampaignError, did_you_mean
 from pab_campaign.metrics import MetricSpec
 from pab_campaign.store import RUN_JSON, RunStatus, atomic_write, is_campaign, summary_dir
 
@@ -342,8 +342,11 @@ def metric_series(trajectories: pd.DataFrame, spec: MetricSpec) -> pd.Series:
     rows = trajectories[(trajectories["context"] == spec.context) & (trajectories["metric"] == spec.metric)]
     rows = rows[rows["key"].isna()] if spec.key is None else rows[rows["key"] == spec.key]
     if rows.empty:
-        raise CampaignError(f"metric {spec.label} was never tracked in this campaign; "
-                            f"tracked: {', '.join(tracked_metrics(trajectories)[:20])}")
+        tracked = tracked_metrics(trajectories)
+        at = f"@{spec.epoch}" if spec.epoch is not None else ""
+        hint = did_you_mean(spec.label.removesuffix(at), tracked).replace("?)", f"{at}?)")
+        raise CampaignError(f"metric {spec.label} was never tracked in this campaign{hint}; "
+                            f"tracked: {', '.join(tracked[:20])}")
     if spec.epoch is None:
         rows = rows.loc[rows.groupby("run_id")["epoch"].idxmax()]
     else:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from pab_campaign.analysis.campaign.index import hparam_key
-from pab_campaign.errors import CampaignError
+from pab_campaign.errors import CampaignError, did_you_mean
 
 _CONDITION = re.compile(r"^\s*(?P<key>[^=!<>\s]+)\s*(?P<op>!=|>=|<=|=|>|<|\sin\s)\s*(?P<value>.*?)\s*$")
 _FORM = "write KEY=VALUE, KEY!=VALUE, KEY>VALUE (>=, <, <=) or 'KEY in [a,b]', e.g. --where optimizer.lr=0.1"
@@ -47,8 +47,10 @@ def _column(runs: pd.DataFrame, key: str) -> str:
         if name in runs.columns:
             return name
     hparams = sorted(c[: -len("@hparam")] for c in runs.columns if c.endswith("@hparam"))
-    raise CampaignError(f"--where: no hyper-parameter, run field or metric '{key}'; hyper-parameters here: "
-                        f"{', '.join(hparams) or 'none'} (or status, campaign, val/acc@last, ...)")
+    known = [*hparams, *(c for c in runs.columns if not c.endswith("@hparam"))]
+    raise CampaignError(f"--where: no hyper-parameter, run field or metric '{key}'{did_you_mean(key, known)}; "
+                        f"hyper-parameters here: {', '.join(hparams) or 'none'} (or status, campaign, val/acc@last, "
+                        "...)")
 
 
 def _mask(column: pd.Series, condition: Condition) -> pd.Series:

@@ -33,6 +33,7 @@ from pab_campaign.analysis.campaign.naming import ids_suffix
 from pab_campaign.analysis.mbe.rule import ALPHA, MIN_RUNS, Association, check_alpha, check_correction, decide, measure
 from pab_campaign.analysis.stats.correlation import partial_spearman
 from pab_campaign.analysis.stats.multicomp import adjust_pvalues
+from pab_campaign.errors import did_you_mean
 from pab_campaign.metrics import MetricSpec
 from pab_campaign.store import atomic_write, replace_outputs
 
@@ -99,8 +100,9 @@ def _at(spec: MetricSpec, epoch: int | None) -> MetricSpec:
 
 def _check_hparam(campaign: Campaign, name: str, role: str) -> None:
     if name not in campaign.hparam_names:
-        raise CampaignError(f"{role} '{name}' is not a hyper-parameter of this campaign; "
-                            f"choose from: {', '.join(campaign.hparam_names)}")
+        raise CampaignError(f"{role} '{name}' is not a hyper-parameter of this campaign"
+                            f"{did_you_mean(name, campaign.hparam_names)}; choose from: "
+                            f"{', '.join(campaign.hparam_names)}")
 
 
 def gather(campaign: Campaign, request: AuditRequest) -> AuditData:

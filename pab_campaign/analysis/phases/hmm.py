@@ -40,7 +40,7 @@ import pandas as pd
 
 from pab_campaign.analysis.campaign.campaign import Campaign
 from pab_campaign.analysis.phases import batched
-from pab_campaign.errors import CampaignError
+from pab_campaign.errors import CampaignError, did_you_mean
 from pab_campaign.metrics import LATENT_STATE_STATISTICS, MetricSpec
 
 if TYPE_CHECKING:
@@ -214,8 +214,9 @@ def load_sequences(campaign: Campaign, run_ids: list[str], features: tuple[Metri
     if missing:
         tracked = campaign.query_trajectories(
             "SELECT DISTINCT context || '/' || metric AS name FROM traj WHERE key IS NULL ORDER BY name", {})
-        raise CampaignError(f"metric {', '.join(missing)} was never tracked by these runs; pass tracked metrics "
-                            f"to --metrics, e.g. {', '.join(tracked['name'].head(16))}")
+        raise CampaignError(f"metric {', '.join(missing)} was never tracked by these runs"
+                            f"{did_you_mean(missing[0], tracked['name'])}; pass tracked metrics to --metrics, e.g. "
+                            f"{', '.join(tracked['name'].head(16))}")
     return build_sequences(frame, [s.label for s in features], run_ids)
 
 

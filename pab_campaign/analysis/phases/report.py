@@ -20,7 +20,7 @@ from pab_campaign.analysis.phases.interpretation import (
     transition_features,
     visits,
 )
-from pab_campaign.errors import CampaignError
+from pab_campaign.errors import CampaignError, did_you_mean
 from pab_campaign.metrics import MetricSpec
 from pab_campaign.store import atomic_write, replace_outputs
 
@@ -73,8 +73,9 @@ def run_states(campaign: Campaign, request: StatesRequest, curve_metric: MetricS
     _check_curve_metric(curve_metric)
     unknown = [name for name in groupby or [] if name not in campaign.hparam_names]
     if unknown:
-        raise CampaignError(f"--groupby {', '.join(unknown)}: not a hyper-parameter of this campaign; "
-                            f"choose from: {', '.join(campaign.hparam_names)}")
+        raise CampaignError(f"--groupby {', '.join(unknown)}: not a hyper-parameter of this campaign"
+                            f"{did_you_mean(unknown[0], campaign.hparam_names)}; choose from: "
+                            f"{', '.join(campaign.hparam_names)}")
     done = completed_runs(campaign)
     sequences = load_sequences(campaign, done["run_id"].tolist(), request.features)
     named_curve = curve_metric or CONVERGENCE_METRIC

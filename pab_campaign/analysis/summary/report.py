@@ -37,7 +37,7 @@ from pab_campaign.analysis.summary.report_plan import (
     report_name,
     requested_labels,
 )
-from pab_campaign.errors import CampaignError
+from pab_campaign.errors import CampaignError, did_you_mean
 
 # The label of a trajectory row in SQL: `context/metric`, or `context/metric[key]` for a keyed value.
 LABEL_SQL = "context || '/' || metric || coalesce('[' || key || ']', '')"
@@ -111,8 +111,9 @@ def choose_groupby(campaign: Campaign, done: pd.DataFrame, groupby: list[str] | 
         return varying_hparams(done, campaign.hparam_names)
     unknown = [g for g in groupby if g not in campaign.hparam_names]
     if unknown:
-        raise CampaignError(f"--groupby {', '.join(unknown)}: no such hyper-parameter; "
-                            f"choose from {', '.join(campaign.hparam_names)}")
+        raise CampaignError(f"--groupby {', '.join(unknown)}: no such hyper-parameter"
+                            f"{did_you_mean(unknown[0], campaign.hparam_names)}; choose from "
+                            f"{', '.join(campaign.hparam_names)}")
     return groupby
 
 
@@ -208,8 +209,8 @@ def _summary_values(campaign: Campaign, done: pd.DataFrame, labels: list[str]) -
     names = [label.split("/", 1)[1] for label in labels]
     unknown = [name for name in names if name not in table.columns]
     if unknown:
-        raise CampaignError(f"{SUMMARY_CONTEXT}/{unknown[0]} is not a process-summary metric; choose from "
-                            f"{', '.join(table.columns)}")
+        raise CampaignError(f"{SUMMARY_CONTEXT}/{unknown[0]} is not a process-summary metric"
+                            f"{did_you_mean(unknown[0], table.columns)}; choose from {', '.join(table.columns)}")
     return table[names].set_axis(labels, axis=1).reindex(done["run_id"])
 
 

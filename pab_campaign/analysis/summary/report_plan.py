@@ -9,7 +9,7 @@ from typing import Any
 
 from pab_campaign.analysis.campaign.naming import ids_suffix, slug
 from pab_campaign.analysis.campaign.warm import HPARAM_SUFFIX
-from pab_campaign.errors import CampaignError
+from pab_campaign.errors import CampaignError, did_you_mean
 
 DEFAULT_CONTEXTS = ("val", "test")
 # `summary/<name>` labels are whole-run process summaries (`trajectory`).
@@ -45,7 +45,7 @@ def drop_untracked(labels: list[str], tracked: list[str], explicit: bool, notes:
                and not label.endswith("]")]
     if missing and explicit:
         raise CampaignError(f"{', '.join(missing)} never tracked in these runs (or NaN at every run's last and best "
-                            f"epoch); tracked: {', '.join(tracked)}")
+                            f"epoch){did_you_mean(missing[0], tracked)}; tracked: {', '.join(tracked)}")
     if missing:
         notes.append(f"not tracked, left out: {', '.join(missing)}")
     labels = [label for label in labels if label not in missing]
