@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from pab_campaign.errors import CampaignError, ConfigError, StoreError, one_line
+from pab_campaign.errors import CampaignError, ConfigError, StoreError, did_you_mean, one_line
 from pab_campaign.metrics import recorded_name
 from pab_campaign.store import Scalar, is_campaign
 from pab_campaign.training.config import CONFIG_DIR, TrackingConfig
@@ -35,8 +35,9 @@ def _preset_file(name: str) -> DictConfig:
     caller's), merged in their listed order as Hydra does."""
     known = sorted(p.stem for p in TRACKING_DIR.glob("*.yaml"))
     if name not in known:
-        raise ConfigError(f"tracking='{name}' is not a preset; choose from {', '.join(known)}, "
-                          "or give a mapping such as {'probes': {'performance': {'every': 1}}}")
+        raise ConfigError(f"tracking='{name}' is not a preset{did_you_mean(name, known)}; choose from "
+                          f"{', '.join(known)}, or give a mapping such as "
+                          "{'probes': {'performance': {'every': 1}}}")
     raw = OmegaConf.load(TRACKING_DIR / f"{name}.yaml")
     assert isinstance(raw, DictConfig)  # a preset file is a mapping
     defaults = list(raw.pop("defaults", []))

@@ -272,6 +272,7 @@ def test_report_options_refuse_bad_values_in_one_line(tmp_path, args, fragment):
     (["report", "{c}", "--metrics", "los"], "never tracked in these runs (or NaN at every run's last and best epoch) "
                                             "(did you mean val/loss?)"),
     (["report", "{c}", "--where", "optimizer.l=0.1"], "'optimizer.l' (did you mean optimizer.lr?)"),
+    (["report", "{c}", "--sort", "val/ac"], "--sort val/ac: not a metric of this report (did you mean val/acc?)"),
     (["audit", "{c}", "--metric", "val/acc", "--baseline", "val/los@1", "--target", "val/acc"],
      "metric val/los@1 was never tracked in this campaign (did you mean val/loss@1?)"),
 ])

@@ -19,7 +19,7 @@ from numpy.typing import ArrayLike
 from pab_campaign.analysis.stats.bootstrap import bootstrap_rho_cis
 from pab_campaign.analysis.stats.correlation import explained_by_controls, partial_spearman
 from pab_campaign.analysis.stats.multicomp import CORRECTIONS
-from pab_campaign.errors import ConfigError
+from pab_campaign.errors import ConfigError, did_you_mean
 
 ALPHA = 0.05
 
@@ -37,7 +37,8 @@ def check_alpha(alpha: float) -> float:
 def check_correction(correction: str) -> str:
     """`correction` when it is one of CORRECTIONS, else a ConfigError listing them."""
     if correction not in CORRECTIONS:
-        raise ConfigError(f"unknown correction '{correction}'; choose one of {', '.join(CORRECTIONS)}")
+        raise ConfigError(f"unknown correction '{correction}'{did_you_mean(correction, CORRECTIONS)}; choose one of "
+                          f"{', '.join(CORRECTIONS)}")
     return correction
 
 

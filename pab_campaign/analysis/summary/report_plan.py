@@ -86,8 +86,8 @@ def best_order(rows: list[dict[str, Any]], metrics: list[str], sort: str | None,
     if sort is not None:
         column = f"{sort}.mean"
         if not rows or column not in rows[0]:
-            raise CampaignError(f"--sort {sort}: not a metric of this report; choose one of {', '.join(metrics)} "
-                                "(or add it with --metrics)")
+            raise CampaignError(f"--sort {sort}: not a metric of this report{did_you_mean(sort, metrics)}; choose one "
+                                f"of {', '.join(metrics)} (or add it with --metrics)")
         spec = MetricSpec.parse(sort)
         metric = lookup(spec.metric, spec.context)
         higher = metric is not None and metric.lower_is_better is False

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pab_campaign.errors import CampaignError
+from pab_campaign.errors import CampaignError, did_you_mean
 from pab_campaign.workflows.importers.source import SourceRun
 
 TOOLS = ("csv", "tensorboard", "mlflow", "wandb")
@@ -39,7 +39,7 @@ def read_source(tool: str, source: str, *, mapping: dict[str, str], steps_per_ep
         if (exc.name or "").split(".")[0] not in EXTRA_PACKAGES:
             raise
         raise CampaignError(missing_extra(tool, exc)) from None
-    raise CampaignError(f"--from {tool}: not a source; choose one of {', '.join(TOOLS)}")
+    raise CampaignError(f"--from {tool}: not a source{did_you_mean(tool, TOOLS)}; choose one of {', '.join(TOOLS)}")
 
 
 def missing_extra(tool: str, exc: ModuleNotFoundError) -> str:
