@@ -304,11 +304,19 @@ def values_text(values: list[Any], listed: int | None = None, missing: int = 0, 
     """A hyper-parameter's distinct `values` sorted (numbers before text) and comma-separated, as
     `properties` shows them; more than `listed` of them shortened to the first `listed` - 1, '…' and
     the last (`listed` None: all of them); followed by how many of the `runs` lack it when `missing`
-    of them do."""
-    ordered = [str(v) for v in sorted(values, key=lambda v: (isinstance(v, str), v))]
+    of them do. A number column some runs lack is stored as floats, so there a whole value is shown
+    whole (run.json's 3, not 3.0), as `ls` and `report` show it."""
+    ordered = [_whole(v) if missing else str(v) for v in sorted(values, key=lambda v: (isinstance(v, str), v))]
     if listed is not None and len(ordered) > listed:
         ordered = [*ordered[:listed - 1], "…", ordered[-1]]
     return ", ".join(ordered) + (f" ({missing} of {runs} runs lack it)" if missing else "")
+
+
+def _whole(value: Any) -> str:
+    """`value` as text, a whole float within ±2**53 without its '.0'."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
+        return str(int(value))
+    return str(value)
 
 
 def tracked_labels(con: Any, columns: list[str], source: str, params: dict[str, Any]) -> list[str]:

@@ -215,7 +215,7 @@ def test_properties_says_how_many_runs_lack_a_hyper_parameter_alike_on_both_path
     fast, full = _both(capsys, monkeypatch, ["properties", str(tmp_path)])
     assert fast == full
     rows = {line.split("│")[1].strip(): line.split("│")[3].strip() for line in fast.splitlines() if "│" in line}
-    assert rows["width"] == "3.0 (8 of 9 runs lack it)"  # a number only the odd run has (a float column)
+    assert rows["width"] == "3 (8 of 9 runs lack it)"  # a whole number only the odd run has (a float column)
     assert rows["optimizer.lr"].endswith("(1 of 9 runs lack it)") and rows["model.name"] == "cnn, mlp"
     assert cli.main(["properties", str(tmp_path), "--json"]) == 0
     assert {row["property"]: row["value"] for row in json.loads(capsys.readouterr().out)}["width"] == rows["width"]
