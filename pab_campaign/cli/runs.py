@@ -146,14 +146,14 @@ def cmd_properties(args: argparse.Namespace) -> int:
 
         campaign = open_campaign(args.campaign, args.campaign_id, args.where, scans)
         if args.as_json:
-            print_json([{"property": name, "unique": unique, "value": value}
-                        for name, unique, value in properties(campaign)])
+            print_json([{"property": row.name, "unique": row.unique, "value": row.values, "runs_lacking": row.lacking}
+                        for row in properties(campaign)])
             return 0
         label, rows, skipped, notes = (campaign.label, properties(campaign, LISTED_VALUES), campaign.skipped,
                                        campaign.notes)
     print_table(f"{label} — properties",
                 [Column("property", style="bold"), Column("No. unique", justify="right"), "value"],
-                [list(row) for row in rows], section_ends={4})
+                [[row.name, row.unique, row.shown()] for row in rows], section_ends={4})
     print_skipped(skipped, notes)
     return 0
 

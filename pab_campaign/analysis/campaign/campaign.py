@@ -23,7 +23,7 @@ import pandas as pd
 
 from pab_campaign.analysis.campaign import index
 from pab_campaign.analysis.campaign.manifest import ScanRow, Scans
-from pab_campaign.analysis.campaign.warm import duration_text, values_text, varying_names
+from pab_campaign.analysis.campaign.warm import PropertyRow, duration_text, values_text, varying_names
 from pab_campaign.analysis.campaign.where import filter_runs
 from pab_campaign.analysis.campaign.workspace import Workspace, fallback, is_unwritable, unwritable_message
 from pab_campaign.errors import CampaignError, did_you_mean
@@ -394,11 +394,11 @@ def indexed_metrics(runs: pd.DataFrame) -> list[str]:
                   or (f"{n}@best" in runs and runs[f"{n}@best"].notna().any()))
 
 
-def properties(campaign: Campaign, listed: int | None = None) -> list[tuple[str, str, str]]:
+def properties(campaign: Campaign, listed: int | None = None) -> list[PropertyRow]:
     """(property, number of unique values, values) rows, as tcbench's `properties` shows them: the
     campaigns, runs by status, run duration mean ± std (s), metrics, contexts, then every
-    hyper-parameter with its sorted unique values, shortened past `listed`, and how many runs lack
-    it (`warm.values_text`; '-' where a count means nothing)."""
+    hyper-parameter with its sorted unique values, shortened past `listed` (`warm.values_text`), and
+    how many runs lack it ('-' where a count means nothing)."""
     runs = campaign.runs
     statuses = ", ".join(f"{s} {n}" for s, n in runs["status"].value_counts().sort_index().items())
     names = indexed_metrics(runs)
@@ -406,16 +406,17 @@ def properties(campaign: Campaign, listed: int | None = None) -> list[tuple[str,
     metrics = sorted({n.split("/", 1)[1] for n in names})
     contexts = sorted({n.split("/", 1)[0] for n in names})
     rows = [
-        ("campaigns", str(len(campaigns)), ", ".join(campaigns) or "-"),
-        ("runs", "-", f"{len(runs)} ({statuses or 'none'}; {len(campaign.skipped)} unreadable)"),
-        ("run duration (s, mean ± std)", "-", duration_text(runs["duration_s"].astype(float).tolist())),
-        ("metrics", str(len(metrics)), ", ".join(metrics) or "-"),
-        ("contexts", str(len(contexts)), ", ".join(contexts) or "-"),
+        PropertyRow("campaigns", str(len(campaigns)), ", ".join(campaigns) or "-"),
+        PropertyRow("runs", "-", f"{len(runs)} ({statuses or 'none'}; {len(campaign.skipped)} unreadable)"),
+        PropertyRow("run duration (s, mean ± std)", "-", duration_text(runs["duration_s"].astype(float).tolist())),
+        PropertyRow("metrics", str(len(metrics)), ", ".join(metrics) or "-"),
+        PropertyRow("contexts", str(len(contexts)), ", ".join(contexts) or "-"),
     ]
     for name in campaign.hparam_names:
         column = runs[index.hparam_key(name)]
-        values = column.dropna().unique().tolist()
-        rows.append((name, str(len(values)), values_text(values, listed, int(column.isna().sum()), len(runs))))
+        values, lacking = column.dropna().unique().tolist(), int(column.isna().sum())
+        rows.append(PropertyRow(name, str(len(values)), values_text(values, listed, whole=lacking > 0), lacking,
+                                len(runs)))
     return rows
 
 

@@ -14,7 +14,7 @@ import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pab_campaign.analysis.campaign.duck import READ_OPTIONS, connect, literal_paths, sql_name, sql_text
 from pab_campaign.analysis.campaign.index_layout import (
@@ -259,7 +259,23 @@ def varying_names(columns: dict[str, list[Any]]) -> list[str]:
     return chosen
 
 
-def warm_properties(warm: WarmIndex, listed: int | None = None) -> list[tuple[str, str, str]]:
+class PropertyRow(NamedTuple):
+    """A row of `properties`: the property, its number of unique values ('-' where a count means
+    nothing), its values as text (`values_text`), and how many of the `runs` lack it (a
+    hyper-parameter only some runs have)."""
+
+    name: str
+    unique: str
+    values: str
+    lacking: int = 0
+    runs: int = 0
+
+    def shown(self) -> str:
+        """The values as the table and the page show them: with how many runs lack it, if any."""
+        return self.values + (f" ({self.lacking} of {self.runs} runs lack it)" if self.lacking else "")
+
+
+def warm_properties(warm: WarmIndex, listed: int | None = None) -> list[PropertyRow]:
     """`campaign.properties` of the runs of `warm` (a hyper-parameter's values shortened to `listed`:
     `values_text`), computed by DuckDB over the index columns of those runs alone."""
     con, names = warm.con, list(warm.column_types)
@@ -276,11 +292,11 @@ def warm_properties(warm: WarmIndex, listed: int | None = None) -> list[tuple[st
     metrics = sorted({n.split("/", 1)[1] for n in labels})
     contexts = sorted({n.split("/", 1)[0] for n in labels})
     out = [
-        ("campaigns", str(len(campaigns)), ", ".join(campaigns) or "-"),
-        ("runs", "-", f"{runs} ({statuses or 'none'}; {len(warm.skipped)} unreadable)"),
-        ("run duration (s, mean ± std)", "-", duration_text(durations)),
-        ("metrics", str(len(metrics)), ", ".join(metrics) or "-"),
-        ("contexts", str(len(contexts)), ", ".join(contexts) or "-"),
+        PropertyRow("campaigns", str(len(campaigns)), ", ".join(campaigns) or "-"),
+        PropertyRow("runs", "-", f"{runs} ({statuses or 'none'}; {len(warm.skipped)} unreadable)"),
+        PropertyRow("run duration (s, mean ± std)", "-", duration_text(durations)),
+        PropertyRow("metrics", str(len(metrics)), ", ".join(metrics) or "-"),
+        PropertyRow("contexts", str(len(contexts)), ", ".join(contexts) or "-"),
     ]
     hparams = sorted(n[: -len(HPARAM_SUFFIX)] for n in names if n.endswith(HPARAM_SUFFIX))
     keys = _keys(warm.column_types, hparams)
@@ -291,7 +307,8 @@ def warm_properties(warm: WarmIndex, listed: int | None = None) -> list[tuple[st
         values = [v for (v,) in con.execute(f"SELECT DISTINCT {sql_name(column)} FROM {chosen}", params).fetchall()
                   if v is not None and not (isinstance(v, float) and math.isnan(v))]
         if values:
-            out.append((name, str(len(values)), values_text(values, listed, missing, runs)))
+            out.append(PropertyRow(name, str(len(values)), values_text(values, listed, whole=missing > 0), missing,
+                                   runs))
     return out
 
 
@@ -300,16 +317,15 @@ def warm_properties(warm: WarmIndex, listed: int | None = None) -> list[tuple[st
 LISTED_VALUES = 12
 
 
-def values_text(values: list[Any], listed: int | None = None, missing: int = 0, runs: int = 0) -> str:
+def values_text(values: list[Any], listed: int | None = None, whole: bool = False) -> str:
     """A hyper-parameter's distinct `values` sorted (numbers before text) and comma-separated, as
     `properties` shows them; more than `listed` of them shortened to the first `listed` - 1, '…' and
-    the last (`listed` None: all of them); followed by how many of the `runs` lack it when `missing`
-    of them do. A number column some runs lack is stored as floats, so there a whole value is shown
-    whole (run.json's 3, not 3.0), as `ls` and `report` show it."""
-    ordered = [_whole(v) if missing else str(v) for v in sorted(values, key=lambda v: (isinstance(v, str), v))]
+    the last (`listed` None: all of them). With `whole` (a number column some runs lack is stored as
+    floats), a whole value is shown whole: run.json's 3, not 3.0, as `ls` and `report` show it."""
+    ordered = [_whole(v) if whole else str(v) for v in sorted(values, key=lambda v: (isinstance(v, str), v))]
     if listed is not None and len(ordered) > listed:
         ordered = [*ordered[:listed - 1], "…", ordered[-1]]
-    return ", ".join(ordered) + (f" ({missing} of {runs} runs lack it)" if missing else "")
+    return ", ".join(ordered)
 
 
 def _whole(value: Any) -> str:

@@ -100,8 +100,8 @@ def overview(campaign: Campaign) -> Section:
     section = Section("overview", "Overview", "What the campaign holds: its properties, how its runs ended, "
                       "and every run that could not be used, with the reason.")
     section.tables.append(HtmlTable("properties", "Properties", ["property", "No. unique", "values"],
-                                    [[_text(name), Cell(count, "num"), _text(values)]
-                                     for name, count, values in properties(campaign, LISTED_VALUES)]))
+                                    [[_text(row.name), Cell(row.unique, "num"), _text(row.shown())]
+                                     for row in properties(campaign, LISTED_VALUES)]))
     counts = runs["status"].value_counts()
     section.tables.append(HtmlTable(
         "statuses", f"Runs by status ({duration(float(runs['duration_s'].astype(float).sum()))} of training in all)",

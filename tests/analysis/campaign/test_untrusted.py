@@ -116,7 +116,7 @@ def test_a_hyperparameter_named_like_an_index_column_is_kept_apart(tmp_path):
     opened = open_campaign(campaign)
     assert sorted(opened.hparam_names) == sorted([*CLASHING, "seed"])
     assert set(opened.runs["status"]) == {"completed"} and sorted(opened.runs["run_id"]) == sorted(written.index)
-    rows = {name: values for name, _, values in properties(opened)}
+    rows = {row.name: row.values for row in properties(opened)}
     assert all(rows[name] == "v0, v1" for name in CLASHING)
     for name in ("status", "run_id", "runs", "duration_s", "val/acc@last"):
         report = build_report(opened, groupby=[name], metrics=["val/acc"])

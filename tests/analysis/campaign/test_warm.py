@@ -204,7 +204,8 @@ def test_properties_shortens_a_long_list_of_values_alike_on_both_paths_and_json_
     assert f"{listed}, …, 14" in fast and "11, 12" not in fast
     assert cli.main(["properties", str(tmp_path), "--json"]) == 0
     rows = {row["property"]: row for row in json.loads(capsys.readouterr().out)}
-    assert rows["seed"] == {"property": "seed", "unique": "15", "value": ", ".join(str(s) for s in range(15))}
+    assert rows["seed"] == {"property": "seed", "unique": "15", "value": ", ".join(str(s) for s in range(15)),
+                            "runs_lacking": 0}
 
 
 def test_properties_says_how_many_runs_lack_a_hyper_parameter_alike_on_both_paths(tmp_path, capsys, monkeypatch):
@@ -218,4 +219,6 @@ def test_properties_says_how_many_runs_lack_a_hyper_parameter_alike_on_both_path
     assert rows["width"] == "3 (8 of 9 runs lack it)"  # a whole number only the odd run has (a float column)
     assert rows["optimizer.lr"].endswith("(1 of 9 runs lack it)") and rows["model.name"] == "cnn, mlp"
     assert cli.main(["properties", str(tmp_path), "--json"]) == 0
-    assert {row["property"]: row["value"] for row in json.loads(capsys.readouterr().out)}["width"] == rows["width"]
+    listed = {row["property"]: row for row in json.loads(capsys.readouterr().out)}
+    assert listed["width"] == {"property": "width", "unique": "1", "value": "3", "runs_lacking": 8}  # values alone
+    assert listed["seed"]["runs_lacking"] == 1 and listed["runs"]["runs_lacking"] == 0
