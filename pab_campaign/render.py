@@ -54,6 +54,11 @@ def literal(text: str) -> str:
     return text if text.isprintable() else text.translate(_CONTROL_SHOWN)
 
 
+# A cell of what is not there: a hyper-parameter a run lacks, a value not known yet (a running run's
+# duration), a summary value the run did not record what it needs for.
+MISSING = "-"
+
+
 def fmt(value: object, digits: int = 4) -> str:
     """A table cell for `value`: '-' for None, 'nan' for NaN, floats to `digits` significant digits
     (`formatting.number`, as the HTML page writes numbers)."""

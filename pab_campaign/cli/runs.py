@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from pab_campaign.cli.common import Commands, SplitList, add_campaign_filter, add_json_flag, print_json, print_skipped
 from pab_campaign.errors import CampaignError, PabError, did_you_mean
 from pab_campaign.formatting import number
-from pab_campaign.render import Cell, Column, fmt, print_columns, print_line, print_table, status_text
+from pab_campaign.render import MISSING, Cell, Column, fmt, print_columns, print_line, print_table, status_text
 from pab_campaign.store import RunStatus
 
 if TYPE_CHECKING:
@@ -20,9 +20,6 @@ if TYPE_CHECKING:
     from pab_campaign.analysis.summary.trajectory import RunSummary
 
 RECOMMENDATION_STYLE = "yellow"
-# A cell of what is not there: a hyper-parameter a run lacks, a duration not known yet (`ls`), a
-# summary value the run did not record what it needs for (`summarize`).
-MISSING = "-"
 
 
 def _problem(error: object, skip_reason: object) -> str:

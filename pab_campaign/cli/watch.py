@@ -14,7 +14,8 @@ from rich.live import Live
 from rich.table import Table
 
 from pab_campaign.errors import CampaignError
-from pab_campaign.render import Column, console, fmt, print_line, print_table, status_text, table
+from pab_campaign.formatting import number
+from pab_campaign.render import MISSING, Column, console, fmt, print_line, print_table, status_text, table
 from pab_campaign.runlock import has_live_writer
 from pab_campaign.store import RunStatus, is_campaign, run_dir
 
@@ -35,8 +36,8 @@ def _problem(row) -> str:
 
 def _rows(runs: pd.DataFrame) -> list[list]:
     accuracy = runs["val/acc@last"] if "val/acc@last" in runs else pd.Series(float("nan"), index=runs.index)
-    return [[row.run_id, status_text(str(row.status)), fmt(row.epochs_done), fmt(acc, 3), fmt(row.duration_s, 3),
-             _problem(row)] for row, acc in zip(runs.itertuples(), accuracy)]
+    return [[row.run_id, status_text(str(row.status)), fmt(row.epochs_done), number(acc, 3, nan=MISSING),
+             number(row.duration_s, 3, nan=MISSING), _problem(row)] for row, acc in zip(runs.itertuples(), accuracy)]
 
 
 def _mark_lost(runs: pd.DataFrame, campaign: Path) -> pd.DataFrame:

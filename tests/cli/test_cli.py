@@ -293,9 +293,12 @@ def test_watch_ends_on_runs_no_process_writes_and_honours_status(tmp_path):
     write_run(tmp_path, "done", {**HP, "seed": 1}, {("val", "acc"): [0.1, 0.2]})
     write_run(tmp_path, "bad", {**HP, "seed": 2}, {("val", "acc"): [0.1, 0.2]}, status="failed")
     write_run(tmp_path, "killed", {**HP, "seed": 3}, {("val", "acc"): [0.1]}, status="running")  # no run.lock
+    write_run(tmp_path, "young", {**HP, "seed": 4}, {("val", "loss"): [1.0]}, status="running", duration=None)
     result = run_cli(["ls", str(tmp_path), "--watch", "--interval", "0.1"], timeout=60)
     assert result.returncode == 0, result.stderr
     assert "no process writes it" in " ".join(result.stdout.split())
+    young = next(cells for cells in _table_rows(result.stdout) if cells[0] == "young")
+    assert young[3:5] == ["-", "-"]  # no val/acc and no duration yet: not 'nan'
     failed = run_cli(["ls", str(tmp_path), "--watch", "--interval", "0.1", "--status", "failed"], timeout=60)
     assert failed.returncode == 0 and "bad" in failed.stdout and "done" not in failed.stdout
     assert_one_line_error(run_cli(["ls", str(tmp_path), "--watch", "--interval", "nan"]), "--interval nan must be > 0")
