@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from pab_campaign.cli.common import Commands, SplitList
+from pab_campaign.errors import CampaignError
 from pab_campaign.render import print_line
 
 
@@ -14,7 +15,11 @@ def cmd_merge(args: argparse.Namespace) -> int:
     def waiting() -> None:
         print_line(f"waiting for another merge into {args.dst} to finish (it holds the destination's lock)", "yellow")
 
-    result = merge(args.src, args.dst, include_running=args.include_running, on_wait=waiting)
+    sources = [*args.sources, *(args.src or [])]
+    if not sources:
+        raise CampaignError(f"merge into {args.dst}: give the campaigns to copy from, e.g. pab-campaign merge "
+                            f"outputs/a outputs/b --dst {args.dst}")
+    result = merge(sources, args.dst, include_running=args.include_running, on_wait=waiting)
     running = set(result.running)
 
     def live(run_id: str, source: Path) -> str:
@@ -41,9 +46,10 @@ def register(commands: Commands) -> None:
     merge = commands.add("merge", cmd_merge,
                          "copy the runs of campaigns into another (never deletes or overwrites; a run id the "
                          "destination has with other results is kept as <run_id>~<campaign>@<host>, exit 1)",
-                         "pab-campaign merge --src outputs/a outputs/b --dst outputs/ab", campaign_dir=False)
-    merge.add_argument("--src", nargs="+", action=SplitList, required=True, metavar="CAMPAIGN_DIR",
-                       help="source campaigns")
+                         "pab-campaign merge outputs/a outputs/b --dst outputs/ab", campaign_dir=False)
+    merge.add_argument("sources", nargs="*", metavar="CAMPAIGN_DIR", help="source campaigns (or give them with --src)")
+    merge.add_argument("--src", nargs="+", action=SplitList, default=None, metavar="CAMPAIGN_DIR",
+                       help="source campaigns, as tcbench's `aimrepo merge --src` takes them")
     merge.add_argument("--dst", required=True, metavar="CAMPAIGN_DIR",
                        help="destination: new, empty, or a campaign (only runs it lacks, or has not seen end, "
                             "are copied)")

@@ -102,6 +102,16 @@ def test_no_usable_run_exits_non_zero(tmp_path, setup):
         assert "skipped run r1" in result.stdout
 
 
+def test_merge_takes_its_sources_as_arguments_or_with_src(tmp_path, capsys):
+    make_grid(tmp_path / "a", seeds=1)
+    write_run(tmp_path / "b", "extra", HP, {("val", "loss"): [1.0, 0.5]})
+    code, out = _run(["merge", str(tmp_path / "a"), "--dst", str(tmp_path / "ab"), "--src", str(tmp_path / "b")],
+                     capsys)
+    assert code == 0 and f"{tmp_path / 'ab'}: added 5 runs" in " ".join(out.split())
+    code, out = _run(["merge", "--dst", str(tmp_path / "c")], capsys)
+    assert code == 2 and "give the campaigns to copy from" in out and not (tmp_path / "c").exists()
+
+
 def test_merge_cli_refuses_non_campaign_dst(tmp_path, capsys):
     make_grid(tmp_path / "a", seeds=1)
     (tmp_path / "dst").mkdir()
