@@ -1,8 +1,9 @@
-"""How a number or a duration reads, the same on the terminal and on the HTML page (pure functions;
-imports nothing of the package)."""
+"""How a number, a duration or a group of runs reads, the same on the terminal, in figures and on
+the HTML page (pure functions; imports nothing of the package)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 
 def number(value: object, digits: int = 4, none: str = "-", nan: str = "nan") -> str:
@@ -25,3 +26,17 @@ def duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60} min {seconds % 60:02d} s"
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+# A group's value of a hyper-parameter its runs lack, in legends and labels.
+MISSING_VALUE = "missing"
+
+
+def value_text(value: object) -> str:
+    """A grouping hyper-parameter's value as a label shows it: MISSING_VALUE for None or NaN."""
+    return MISSING_VALUE if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
+def group_label(groupby: Sequence[str], key: Sequence[object]) -> str:
+    """`name=value, ...` of one group of runs (`value_text`; 'all runs' without grouping)."""
+    return ", ".join(f"{name}={value_text(value)}" for name, value in zip(groupby, key)) or "all runs"

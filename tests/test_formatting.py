@@ -4,7 +4,7 @@ import math
 import pytest
 
 from pab_campaign.analysis.page.sections import _number
-from pab_campaign.formatting import duration, number
+from pab_campaign.formatting import duration, group_label, number
 from pab_campaign.render import fmt
 
 
@@ -22,3 +22,9 @@ def test_terminal_and_page_write_numbers_alike():
     assert [fmt(v, 3) for v in values] == [_number(v, 3).text for v in values] == ["0.123", "1.23e+06", "7", "a[b]"]
     assert (fmt(None), fmt(math.nan)) == ("-", "nan")  # the terminal tells a missing value from NaN
     assert (_number(None).text, _number(math.nan).text) == ("–", "–")
+
+
+def test_a_group_label_names_a_value_its_runs_lack_missing():
+    assert group_label(["model.name", "model.channels"], ("mlp", math.nan)) == "model.name=mlp, model.channels=missing"
+    assert group_label(["a"], (None,)) == "a=missing" and group_label(["a"], (0.0,)) == "a=0.0"
+    assert group_label([], ()) == "all runs"

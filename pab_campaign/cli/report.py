@@ -16,7 +16,8 @@ from pab_campaign.cli.common import (
     whole_number,
 )
 from pab_campaign.errors import CampaignError
-from pab_campaign.render import Cell, Column, fmt, print_line, print_table
+from pab_campaign.formatting import number
+from pab_campaign.render import MISSING, Cell, Column, fmt, print_line, print_table
 from pab_campaign.store import RUN_JSON
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ def _summary_table(rows: list[dict[str, Any]], keys: list[str], names: list[str]
             columns.append(Column(f"{name} std", justify="right"))
     cells_of = []
     for row in rows:
-        cells: list[Cell] = [*(fmt(row[key]) for key in keys), str(row["runs"])]
+        cells: list[Cell] = [*(number(row[key], nan=MISSING) for key in keys), str(row["runs"])]  # a key runs lack
         for name in names:
             cells.append(_estimate(row[f"{name}.mean"], row[f"{name}.ci95"], digits))
             if std:
@@ -187,7 +188,7 @@ def cmd_curves(args: argparse.Namespace) -> int:
     last = curves.loc[curves.groupby([*groupby, "label"], dropna=False, sort=False)[x].idxmax()]
     print_table(f"{campaign.label} — curves at their last {x} (mean ± ci95 over runs)",
                 [*groupby, "label", *(Column(h, justify="right") for h in (x, "runs", "mean ± ci95"))],
-                [[*(fmt(row[g]) for g in groupby), row["label"], fmt(row[x]), fmt(row["runs"]),
+                [[*(number(row[g], nan=MISSING) for g in groupby), row["label"], fmt(row[x]), fmt(row["runs"]),
                   _estimate(row["mean"], row["ci95"], args.precision)]
                  for row in last.to_dict("records")])
     groups = max(1, len(curves.groupby(groupby, dropna=False))) if groupby else 1

@@ -102,6 +102,17 @@ def test_no_usable_run_exits_non_zero(tmp_path, setup):
         assert "skipped run r1" in result.stdout
 
 
+def test_report_and_curves_show_the_group_of_runs_lacking_a_key_as_missing(tmp_path, capsys):
+    make_grid(tmp_path, seeds=2)
+    for seed in range(2):
+        write_run(tmp_path, f"wide-{seed}", {**HP, "seed": seed, "width": 3}, {("val", "loss"): [1.0, 0.5]})
+    for command in ("report", "curves"):
+        code, out = _run([command, str(tmp_path), "--groupby", "width", "--contexts", "val", "--metrics", "loss"],
+                         capsys)
+        keys = [cells[0] for cells in _table_rows(out)]
+        assert code == 0 and keys[:2] == ["3", "-"] and "nan" not in keys, out
+
+
 def test_merge_takes_its_sources_as_arguments_or_with_src(tmp_path, capsys):
     make_grid(tmp_path / "a", seeds=1)
     write_run(tmp_path / "b", "extra", HP, {("val", "loss"): [1.0, 0.5]})

@@ -21,6 +21,7 @@ from pab_campaign.analysis.phases.interpretation import (
     visits,
 )
 from pab_campaign.errors import CampaignError, did_you_mean
+from pab_campaign.formatting import group_label
 from pab_campaign.metrics import MetricSpec
 from pab_campaign.store import atomic_write, replace_outputs
 
@@ -115,7 +116,7 @@ def _group_labels(runs: pd.DataFrame, names: list[str]) -> pd.Series:
     """run_id → 'name=value, ...' of the grouping hyper-parameters ('all runs' without any)."""
     if not names:
         return pd.Series("all runs", index=runs.index)
-    return pd.Series([", ".join(f"{n}={v}" for n, v in zip(names, row)) for row in runs[names].itertuples(index=False)],
+    return pd.Series([group_label(names, row) for row in runs[names].itertuples(index=False, name=None)],
                      index=runs.index)
 
 

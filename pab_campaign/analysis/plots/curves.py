@@ -13,7 +13,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from pab_campaign.analysis.plots.groups import MAX_GROUPS, GroupChoice, choose_groups, group_style
-from pab_campaign.analysis.plots.style import axis_label, group_label, metric_range, styled
+from pab_campaign.analysis.plots.style import axis_label, metric_range, styled
+from pab_campaign.formatting import group_label, value_text
 from pab_campaign.metrics import CLEAN_ACC, FGSM_ACC, PGD_ACC
 
 
@@ -125,7 +126,7 @@ def _value_texts(frame: pd.DataFrame, groupby: list[str]) -> dict[str, str]:
     if not groupby:
         return {}
     keys = frame[groupby].drop_duplicates().itertuples(index=False, name=None)
-    return {group_label(groupby, key): ", ".join(str(value) for value in key) for key in keys}
+    return {group_label(groupby, key): ", ".join(map(value_text, key)) for key in keys}
 
 
 def _groups_of(frame: pd.DataFrame, groupby: list[str]) -> list[tuple[str, pd.DataFrame]]:

@@ -97,11 +97,6 @@ def axis_label(label: str) -> str:
     return f"{label} ({metric_unit(label)})"
 
 
-def group_label(groupby: list[str], key: tuple) -> str:
-    """`name=value, ...` of one group of runs ('all runs' without grouping)."""
-    return ", ".join(f"{name}={value}" for name, value in zip(groupby, key)) or "all runs"
-
-
 def write_png(figure: Figure, target: Path | BinaryIO, dpi: int = 110) -> None:
     """Draw `figure` into the file `target` (a path or a binary stream) as PNG; the figure stays
     open. Layout warnings of figures with very long labels are not printed: the figure is drawn as

@@ -43,6 +43,19 @@ def test_a_group_keeps_its_colour_in_every_panel_and_in_the_legend():
         plt.close(figure)
 
 
+def test_a_group_of_runs_lacking_the_hyper_parameter_is_labelled_missing():
+    frame = curves_frame().astype({"optimizer.lr": object})
+    frame.loc[frame["optimizer.lr"] == 0.02, "optimizer.lr"] = np.nan  # as build_curves groups runs lacking it
+    figure = plot_curves(frame, ["optimizer.lr"], "demo")
+    try:
+        (legend,) = figure.legends
+        assert [text.get_text() for text in legend.get_texts()] == ["0.1", "missing"]
+        assert {line.get_label() for ax in figure.axes for line in ax.get_lines()} == {
+            "optimizer.lr=0.1", "optimizer.lr=missing"}
+    finally:
+        plt.close(figure)
+
+
 def test_the_title_and_the_legend_of_many_groups_do_not_overlap():
     rows = [{"model.name": model, "optimizer.name": name, "optimizer.lr": lr, "label": label, "epoch": epoch,
              "runs": 5, "mean": lr + epoch / 10, "std": 0.01, "ci95": 0.02}
