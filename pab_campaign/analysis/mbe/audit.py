@@ -34,7 +34,7 @@ from pab_campaign.analysis.mbe.rule import ALPHA, MIN_RUNS, Association, check_a
 from pab_campaign.analysis.stats.correlation import partial_spearman
 from pab_campaign.analysis.stats.multicomp import adjust_pvalues
 from pab_campaign.errors import did_you_mean
-from pab_campaign.formatting import MISSING_VALUE
+from pab_campaign.formatting import value_text
 from pab_campaign.metrics import MetricSpec
 from pab_campaign.store import atomic_write, replace_outputs
 
@@ -183,7 +183,7 @@ def _groups(data: AuditData, groupby: str | None) -> list[tuple[str, pd.Index]]:
 
 def _group_labels(hparams: pd.DataFrame, groupby: str) -> pd.Series:
     """Each run's value of `groupby` as text, `missing` for a run without the hyper-parameter."""
-    return hparams[groupby].astype(object).where(hparams[groupby].notna(), MISSING_VALUE).astype(str)
+    return hparams[groupby].map(value_text)
 
 
 def _row(group: str, metric: str, n: int, status: str, association: Association | None = None) -> dict:

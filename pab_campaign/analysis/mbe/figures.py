@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 
 from pab_campaign.analysis.plots.groups import MAX_GROUPS, group_style
 from pab_campaign.analysis.plots.style import GROUP_COLOURS, NOT_SIGNIFICANT, SIGNIFICANT, metric_unit, styled
-from pab_campaign.formatting import MISSING_VALUE
+from pab_campaign.formatting import value_text
 
 MAX_BARS = 8  # groups in the bar panel: the pooled one, then the first groups that have a ρ
 
@@ -50,7 +50,7 @@ def colour_groups(values: pd.Series, hparams: pd.DataFrame, limit: int = MAX_GRO
         if name == "seed" or name.endswith(".seed"):
             continue
         column = hparams[name].reindex(usable.index)
-        labels = column.astype(object).where(column.notna(), MISSING_VALUE).astype(str)
+        labels = column.map(value_text)
         if not 2 <= labels.nunique() <= limit or total == 0:
             continue
         means = usable.groupby(labels).transform("mean")

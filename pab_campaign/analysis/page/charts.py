@@ -17,8 +17,8 @@ from pab_campaign.analysis.mbe.figures import rank_regression
 from pab_campaign.analysis.plots.curves import curves_caption, default_log, final_means
 from pab_campaign.analysis.plots.groups import MAX_GROUPS, choose_groups, group_style
 from pab_campaign.analysis.plots.style import NOT_SIGNIFICANT, SIGNIFICANT, STATE_COLOURS, metric_range, metric_unit
-from pab_campaign.formatting import MISSING_VALUE
 from pab_campaign.formatting import group_label as name_of
+from pab_campaign.formatting import value_text
 
 MAX_RUN_IDS = 40  # run ids listed per group (the count is always exact)
 REGRESSION_POINTS = 100  # points of an audit chart's rank-regression curve (a monotone line, 480 px wide)
@@ -95,7 +95,7 @@ def audit_chart(rows: pd.DataFrame, runs: pd.DataFrame, metric: str, target: str
     the signed raw and partial ρ of each group of `rows` (the audit table's rows of this metric) with
     interval and significance on the adjusted p."""
     usable = runs.dropna(subset=[metric, target])
-    labels = (colour_by.reindex(usable.index).astype(object).fillna(MISSING_VALUE).astype(str) if colour_by is not None
+    labels = (colour_by.reindex(usable.index).map(value_text) if colour_by is not None
               else pd.Series("all runs", index=usable.index)).reset_index(drop=True)
     usable = usable.reset_index(drop=True)
     groups = sorted(labels.unique())

@@ -23,7 +23,7 @@ from pab_campaign.analysis.modeldiff.residual_pca import SUBPOPULATIONS
 from pab_campaign.analysis.page.inputs import SCHEMAS, checked
 from pab_campaign.analysis.page.model import Cell, HtmlTable, Missing, PageFigure, Section, png_uri
 from pab_campaign.errors import CampaignError, one_line
-from pab_campaign.formatting import duration, number
+from pab_campaign.formatting import duration, number, value_text
 from pab_campaign.metrics import (
     ACC,
     ADVERSARIAL_METRICS,
@@ -399,7 +399,7 @@ def _audit_chart(table: pd.DataFrame, runs: pd.DataFrame, metric: str) -> dict |
     runs = runs.assign(**values)[values[metric].abs().lt(math.inf) & values[target].abs().lt(math.inf)]  # finite
     hparams = runs[[c for c in runs.columns if c != "run_id" and "/" not in c]]
     grouped = [g.split("=", 1)[0] for g in rows["group"] if "=" in g]
-    colour_by = (hparams[grouped[0]].astype(str).rename(grouped[0]) if grouped and grouped[0] in hparams
+    colour_by = (hparams[grouped[0]].map(value_text).rename(grouped[0]) if grouped and grouped[0] in hparams
                  else colour_groups(runs[metric], hparams))
     return audit_chart(rows, runs, metric, target, colour_by, float(rows["alpha"].iloc[0]))
 
