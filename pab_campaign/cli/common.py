@@ -16,18 +16,24 @@ Handler = Callable[[argparse.Namespace], int]
 
 # A comma that separates list items: not one inside a metric key's brackets (`val/class_acc[1,2]`).
 _ITEM_COMMA = re.compile(r",(?![^\[]*\])")
+# The namespace attribute naming the SplitList options given so far in this command line.
+_GIVEN = "_split_lists_given"
 
 
 class SplitList(argparse.Action):
     """A list option that takes its items separated by spaces, commas or both:
     `--groupby model.name,optimizer.lr` = `--groupby model.name optimizer.lr`; an item given twice
-    counts once (`--groupby lr lr` = `--groupby lr`)."""
+    counts once (`--groupby lr lr` = `--groupby lr`); the option given again adds its items
+    (`--src a --src b` = `--src a b`, as click's `multiple=True` options of tcbench take them)."""
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
         items = [values] if isinstance(values, str) else list(values or [])
         split = [part.strip() for item in items for part in _ITEM_COMMA.split(item) if part.strip()]
-        setattr(namespace, self.dest, list(dict.fromkeys(split)))
+        given: set[str] = namespace.__dict__.setdefault(_GIVEN, set())
+        earlier = list(getattr(namespace, self.dest) or []) if self.dest in given else []
+        given.add(self.dest)
+        setattr(namespace, self.dest, list(dict.fromkeys([*earlier, *split])))
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -123,6 +123,15 @@ def test_merge_takes_its_sources_as_arguments_or_with_src(tmp_path, capsys):
     assert code == 2 and "give the campaigns to copy from" in out and not (tmp_path / "c").exists()
 
 
+def test_merge_takes_src_given_again(tmp_path, capsys):
+    """tcbench's `aimrepo merge --src a --src b` form: each --src adds its campaigns."""
+    make_grid(tmp_path / "a", seeds=1)
+    write_run(tmp_path / "b", "extra", HP, {("val", "loss"): [1.0, 0.5]})
+    code, out = _run(["merge", "--src", str(tmp_path / "a"), "--src", str(tmp_path / "b"),
+                      "--dst", str(tmp_path / "ab")], capsys)
+    assert code == 0 and f"{tmp_path / 'ab'}: added 5 runs" in " ".join(out.split()), out
+
+
 def test_merge_cli_refuses_non_campaign_dst(tmp_path, capsys):
     make_grid(tmp_path / "a", seeds=1)
     (tmp_path / "dst").mkdir()
@@ -227,6 +236,17 @@ def test_every_list_option_takes_commas():
     assert len(lists) >= 10
     assert [entry for entry in lists if not isinstance(
         next(a for a in commands[entry[0]]._actions if a.option_strings == entry[1]), SplitList)] == []
+
+
+def test_a_list_option_given_again_adds_its_items_and_replaces_the_default():
+    from pab_campaign.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["report", "c", "--metrics", "acc", "--groupby", "lr", "--metrics", "loss,acc",
+                              "--groupby", "seed"])
+    assert args.metrics == ["acc", "loss"] and args.groupby == ["lr", "seed"]
+    assert parser.parse_args(["summarize", "r", "--class-cutoffs", "0.5"]).class_cutoffs == ["0.5"]
+    assert parser.parse_args(["summarize", "r"]).class_cutoffs == ["1/3", "2/3"]
 
 
 def test_report_precision_std_and_split_layout(tmp_path, capsys):
