@@ -55,7 +55,7 @@ class ModelDiff:
         self.modelA_ckpts, self.modelB_ckpts = list(modelA_ckpts), list(modelB_ckpts)
         self.train_loader, self.scores_save_dir = train_loader, scores_save_dir
         self.proj_dim, self.seed, self.device = proj_dim, seed, resolve_device(device)
-        self._scores: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._scored: tuple[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] | None = None
 
     # ---- on models -------------------------------------------------------------------------------
     def get_A_minus_B(self, val_loader: Iterable, num_pca_comps: int = 2) -> dict[str, Any]:
@@ -67,18 +67,23 @@ class ModelDiff:
         return self.get_B_minus_A_from_scores(*self._scores_of(val_loader), num_pca_comps=num_pca_comps)
 
     def _scores_of(self, val_loader: Iterable) -> tuple[np.ndarray, np.ndarray]:
-        """TRAK scores of A and B on `val_loader` (computed once per loader)."""
-        if id(val_loader) not in self._scores:
-            if self.modelA is None or self.modelB is None or self.train_loader is None:
-                raise ValueError("ModelDiff(modelA, modelB, modelA_ckpts, modelB_ckpts, train_loader) is needed to "
-                                 "score; with scores computed elsewhere use get_A_minus_B_from_scores")
-            train, val = _split(self.train_loader), _split(val_loader)
-            score_a, score_b = (
-                trak_scores(Ensemble(_module(model).to(self.device), [_state_dict(c) for c in ckpts], train, val,
-                                     self.device), self.proj_dim, self.seed)
-                for model, ckpts in ((self.modelA, self.modelA_ckpts), (self.modelB, self.modelB_ckpts)))
-            self._scores[id(val_loader)] = (score_a, score_b)
-        return self._scores[id(val_loader)]
+        """TRAK scores of A and B on `val_loader`: kept for the next call with the same loader,
+        models, checkpoints and training loader (the same objects), computed afresh otherwise."""
+        inputs = (val_loader, self.modelA, self.modelB, self.train_loader, *self.modelA_ckpts, None,
+                  *self.modelB_ckpts)
+        if self._scored is not None and len(self._scored[0]) == len(inputs) and all(
+                kept is given for kept, given in zip(self._scored[0], inputs)):
+            return self._scored[1]
+        if self.modelA is None or self.modelB is None or self.train_loader is None:
+            raise ValueError("ModelDiff(modelA, modelB, modelA_ckpts, modelB_ckpts, train_loader) is needed to "
+                             "score; with scores computed elsewhere use get_A_minus_B_from_scores")
+        train, val = _split(self.train_loader), _split(val_loader)
+        score_a, score_b = (
+            trak_scores(Ensemble(_module(model).to(self.device), [_state_dict(c) for c in ckpts], train, val,
+                                 self.device), self.proj_dim, self.seed)
+            for model, ckpts in ((self.modelA, self.modelA_ckpts), (self.modelB, self.modelB_ckpts)))
+        self._scored = (inputs, (score_a, score_b))
+        return score_a, score_b
 
     # ---- on scores -------------------------------------------------------------------------------
     def get_A_minus_B_from_scores(self, scoresA: Any, scoresB: Any, num_pca_comps: int = 2) -> dict[str, Any]:

@@ -88,6 +88,22 @@ def test_two_models_from_a_factory_checkpoints_and_loaders(tmp_path):
     assert np.allclose(scores["A"], scores["B"])  # the same seed gives the same scores
 
 
+def test_a_new_loader_or_new_checkpoints_are_scored_afresh():
+    """Scores are kept only for the same objects: a list made anew for each call (whose id Python
+    reuses once the last one is freed) and replaced checkpoints are scored again."""
+    generator = torch.Generator().manual_seed(1)
+    x, y = torch.randn(48, 6, generator=generator), torch.randint(0, 3, (48,), generator=generator)
+    ckpts = _trained_checkpoints(x[:36], y[:36], 0.0)
+    differ = ModelDiff(_factory, _factory, ckpts, ckpts, [(x[:36], y[:36])], proj_dim=16, device="cpu")
+    firsts = [differ.get_A_minus_B([(x[36 + 4 * i:40 + 4 * i], y[36 + 4 * i:40 + 4 * i])], 1)["scores"]["A"][0]
+              for i in range(3)]
+    assert not np.allclose(firsts[0], firsts[1]) and not np.allclose(firsts[1], firsts[2])
+    val = [(x[36:], y[36:])]
+    before = differ.get_A_minus_B(val, 1)["scores"]["A"]
+    differ.modelA_ckpts = _trained_checkpoints(x[:36], y[:36], 0.05)
+    assert not np.allclose(differ.get_A_minus_B(val, 1)["scores"]["A"], before)
+
+
 def test_scoring_without_models_is_refused_with_the_fix():
     with pytest.raises(ValueError, match="use get_A_minus_B_from_scores"):
         ModelDiff().get_A_minus_B([(torch.zeros(1, 2), torch.zeros(1))])
