@@ -70,6 +70,47 @@ def test_a_pabkit_loop_gives_pabkits_numbers(tmp_path, epochs, seed):
     assert list(compare_models([tmp_path / "pab", tmp_path / "empty"], ["a", "b"])) == ["a"]
 
 
+def test_accuracies_given_at_some_epochs_keep_their_epochs(tmp_path):
+    """pabkit's own example gives the adversarial accuracy every 5th epoch: its peak is an epoch given."""
+    model = _model()
+    with ProcessAwareBenchmark(tmp_path / "pab", track_representations=False) as pab:
+        for epoch in range(1, 11):
+            sparse = epoch % 5 == 0
+            pab.track_epoch(model, epoch, 1.0 / epoch, 1.1 / epoch, 0.5, 0.5,
+                            class_accuracies={0: 0.9 if epoch == 5 else 0.5} if sparse else None,
+                            adversarial_acc={5: 0.5, 10: 0.2}[epoch] if sparse else None)
+    assert pab.metrics["adversarial_robustness"] == [0.5, 0.2] and pab.metrics["class_accuracy"][0] == [0.9, 0.5]
+    result = pab.evaluate_trajectory()
+    assert (result["robustness"]["peak_epoch"], result["robustness"]["final_value"]) == (5, 0.2)
+    assert result["class_patterns"]["early_classes"] == [] and result["class_patterns"]["late_classes"] == []
+
+
+def test_a_non_finite_loss_ends_the_run_diverged_and_the_loop_goes_on(tmp_path, caplog):
+    model = _model()
+    with ProcessAwareBenchmark(tmp_path / "pab", track_representations=False) as pab:
+        for epoch, loss in enumerate([1.0, 0.8, float("nan"), 0.5], start=1):
+            pab.track_epoch(model, epoch, loss, loss, 0.5, 0.5)
+    assert read_run_json(pab.run_dir).status == RunStatus.DIVERGED
+    assert len(pab.metrics["train_loss"]) == 3 and "tracking stopped" in caplog.text
+
+
+def test_metrics_set_from_pabkits_lists_are_evaluated_as_pabkit_does(tmp_path):
+    train, val, classes, robustness = _curves(9, 4)
+    expected = pabkit_evaluate(train, val, classes, robustness)
+    pab = ProcessAwareBenchmark(tmp_path / "pab")
+    pab.metrics = {"train_loss": train, "val_loss": val, "train_acc": [0.5] * 9, "val_acc": [0.4] * 9,
+                   "class_accuracy": {int(c): accs for c, accs in classes.items()},
+                   "adversarial_robustness": robustness}
+    result = pab.evaluate_trajectory()
+    assert result["generalization"]["early_stopping_epoch"] == expected["early_stopping_epoch"]
+    assert result["overall_stability"]["mean"] == pytest.approx(expected["stability_mean"], rel=1e-6)
+    assert result["class_patterns"]["early_classes"] == [int(c) for c in expected["early"]]
+    assert result["robustness"]["peak_epoch"] == expected["peak_epoch"]
+    assert pab.metrics["val_loss"] == pytest.approx(val) and not (tmp_path / "pab").exists()
+    with pytest.raises(ValueError, match="new ProcessAwareBenchmark"):
+        pab.track_epoch(_model(), 1, 1.0, 1.0, 0.5, 0.5)
+
+
 def test_our_probes_fill_the_class_lists_from_probe_data(tmp_path):
     x, y = torch.randn(48, 4), torch.arange(48) % 3
     model = _model()

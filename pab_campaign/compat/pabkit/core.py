@@ -9,6 +9,11 @@ checkpoints/`), so every `pab-campaign` command reads what a pabkit loop tracked
   `gen_efficiency` (val − train loss), `rule_evolution` (1 − linear CKA of the penultimate
   features with the previous measurement: our representation shift, not pabkit's formula),
   `class_accuracy` ({class: list}) and `adversarial_robustness` (PGD accuracy at the first ε).
+  Class and adversarial accuracies given only at some epochs are kept with their epochs. A new dict
+  each time it is read: change it by tracking epochs. Set it (pabkit's lists, e.g. logged
+  elsewhere) before any epoch is tracked to evaluate those lists instead: their epochs are 1, 2, ...
+- A loss that is not finite ends the run `diverged` (its trajectory is kept) and stops the tracking
+  with a warning; pabkit's loop goes on, so later `track_epoch` calls are accepted and not recorded.
 - `evaluate_trajectory()` / `summarize()`: our process summary (`analysis.summary.trajectory`)
   under pabkit's keys and in its text layout.
 - The run ends `completed` at `close()` (or the end of a `with` block, or of the program); `failed`
@@ -31,7 +36,7 @@ import torch
 from torch import nn
 
 from pab_campaign.analysis.summary.trajectory import learning_stability, summarize_run
-from pab_campaign.store import atomic_write, read_trajectory
+from pab_campaign.store import RunStatus, atomic_write, read_trajectory
 from pab_campaign.training import checkpoint
 from pab_campaign.training import tracker as tracking
 
@@ -85,6 +90,7 @@ class ProcessAwareBenchmark:
         self.tracking = tracking or ("full" if track_representations else "default")
         self.tracker = None
         self._given: dict[str, Any] = {"class_accuracy": {}, "adversarial_robustness": []}
+        self._assigned: pd.DataFrame | None = None  # the trajectory of metrics set by the user
         self._closed = False
 
     # ---- the run ------------------------------------------------------------------------------
@@ -135,17 +141,29 @@ class ProcessAwareBenchmark:
         Class accuracies and an adversarial accuracy given are kept in `metrics` beside what our
         probes measure; `feature_extractor` is not used (our representation probe reads the
         penultimate features of `probe_data`)."""
+        if self._assigned is not None:
+            raise ValueError("metrics were set on this benchmark, so it evaluates those lists; track epochs with a "
+                             "new ProcessAwareBenchmark")
+        if self.tracker is not None and self.tracker.status == RunStatus.DIVERGED:
+            return
         if feature_extractor is not None and "feature_extractor" not in self._given:
             self._given["feature_extractor"] = True
             log.warning("pabkit: feature_extractor is not used; pass probe_data=(x, y) and features=lambda model, "
                         "x: ... to ProcessAwareBenchmark for the representation probe (linear CKA)")
         tracker = self._open(model)
-        tracker.epoch(model, epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss, val_acc=val_acc,
-                      optimizer=optimizer)
+        diverged = None
+        try:
+            tracker.epoch(model, epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,
+                          val_acc=val_acc, optimizer=optimizer)
+        except tracking.RunDiverged as exc:
+            diverged = exc
         for class_id, accuracy in (class_accuracies or {}).items():
-            self._given["class_accuracy"].setdefault(class_id, []).append(float(accuracy))
+            self._given["class_accuracy"].setdefault(class_id, []).append((epoch, float(accuracy)))
         if adversarial_acc is not None:
-            self._given["adversarial_robustness"].append(float(adversarial_acc))
+            self._given["adversarial_robustness"].append((epoch, float(adversarial_acc)))
+        if diverged is not None:
+            log.warning("pabkit: %s; tracking stopped, later epochs are not recorded", diverged)
+            return
         if epoch % self.save_frequency == 0:
             folder = checkpoint.checkpoint_dir(tracker.run_dir)
             atomic_write(folder / checkpoint.numbered_name(epoch),
@@ -153,7 +171,10 @@ class ProcessAwareBenchmark:
 
     # ---- reading back -------------------------------------------------------------------------
     def trajectory(self) -> pd.DataFrame:
-        """The run's tidy trajectory (`epoch, context, metric, key, value`); empty before any epoch."""
+        """The run's tidy trajectory (`epoch, context, metric, key, value`); empty before any epoch
+        (the set metrics' rows when `metrics` was set)."""
+        if self._assigned is not None:
+            return self._assigned
         if self.tracker is None:
             return pd.DataFrame(columns=["epoch", "context", "metric", "key", "value"])
         return read_trajectory(self.tracker.run_dir).to_pandas()
@@ -162,6 +183,13 @@ class ProcessAwareBenchmark:
     def metrics(self) -> dict[str, Any]:
         """pabkit's dict of lists, one entry per tracked epoch (see the module docstring)."""
         return _metrics(self.trajectory(), self._given)
+
+    @metrics.setter
+    def metrics(self, metrics: Mapping[str, Any]) -> None:
+        if self.tracker is not None:
+            raise ValueError("metrics are read from the epochs tracked; set them only on a new ProcessAwareBenchmark "
+                             "(to evaluate pabkit's lists logged elsewhere)")
+        self._assigned, self._given = _from_lists(metrics)
 
     def evaluate_trajectory(self) -> dict[str, dict]:
         """Our process summary under pabkit's keys; {} with fewer than 2 epochs tracked."""
@@ -193,6 +221,7 @@ def _metrics(frame: pd.DataFrame, given: Mapping[str, Any]) -> dict[str, Any]:
     classes = sorted(frame.loc[(frame["context"] == "val") & (frame["metric"] == "class_acc"), "key"].dropna().unique(),
                      key=lambda k: (len(str(k)), str(k)))
     class_accuracy = {_class_id(k): _series(frame, "val", "class_acc", k).tolist() for k in classes}
+    given_classes = {class_id: [value for _, value in pairs] for class_id, pairs in given["class_accuracy"].items()}
     robustness = _robustness_key(frame)
     cka = _series(frame, "probe", "cka_prev")
     return {
@@ -201,8 +230,8 @@ def _metrics(frame: pd.DataFrame, given: Mapping[str, Any]) -> dict[str, Any]:
         "stability": learning_stability(val_loss).tolist(),
         "gen_efficiency": (val_loss - train_loss).dropna().iloc[1:].tolist(),
         "rule_evolution": (1.0 - cka).tolist(),
-        "class_accuracy": {**class_accuracy, **given["class_accuracy"]},
-        "adversarial_robustness": list(given["adversarial_robustness"]) or (
+        "class_accuracy": {**class_accuracy, **given_classes},
+        "adversarial_robustness": [value for _, value in given["adversarial_robustness"]] or (
             _series(frame, "probe", *robustness).tolist() if robustness else []),
     }
 
@@ -212,14 +241,27 @@ def _class_id(key: Any) -> Any:
     return int(text) if text.lstrip("-").isdigit() else text
 
 
+def _from_lists(metrics: Mapping[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """pabkit's dict of lists as a trajectory at epochs 1, 2, ... (losses and accuracies; the lists
+    it derives from them are derived again) and the class and adversarial accuracies as given."""
+    rows = [(epoch, context, metric, None, float(value))
+            for name, (context, metric) in {"train_loss": ("train", "loss"), "val_loss": ("val", "loss"),
+                                            "train_acc": ("train", "acc"), "val_acc": ("val", "acc")}.items()
+            for epoch, value in enumerate(metrics.get(name, []), start=1)]
+    given = {"class_accuracy": {class_id: list(enumerate(map(float, values), start=1))
+                                for class_id, values in (metrics.get("class_accuracy") or {}).items()},
+             "adversarial_robustness": list(enumerate(map(float, metrics.get("adversarial_robustness") or []),
+                                                      start=1))}
+    return pd.DataFrame(rows, columns=["epoch", "context", "metric", "key", "value"]), given
+
+
 def _given_rows(frame: pd.DataFrame, given: Mapping[str, Any]) -> pd.DataFrame:
     """`frame` plus the class and adversarial accuracies given to `track_epoch`, as the class-wise and
-    robustness probes would record them, at the tracked epochs."""
-    epochs = sorted(frame["epoch"].unique())
+    robustness probes would record them, at the epochs they were given."""
     rows = []
-    for class_id, accuracies in given["class_accuracy"].items():
+    for class_id, pairs in given["class_accuracy"].items():
         learned, forgets, was = math.nan, 0, False
-        for epoch, accuracy in zip(epochs[-len(accuracies):], accuracies):
+        for epoch, accuracy in pairs:
             now = accuracy >= THRESHOLD
             learned = epoch if now and math.isnan(learned) else learned
             forgets += int(was and not now)
@@ -227,8 +269,7 @@ def _given_rows(frame: pd.DataFrame, given: Mapping[str, Any]) -> pd.DataFrame:
             rows += [(epoch, "val", "class_acc", str(class_id), accuracy),
                      (epoch, "val", "class_learned_epoch", str(class_id), learned),
                      (epoch, "val", "class_forgets", str(class_id), float(forgets))]
-    accuracies = given["adversarial_robustness"]
-    rows += [(e, "probe", "pgd_acc", "given", a) for e, a in zip(epochs[-len(accuracies):], accuracies)]
+    rows += [(epoch, "probe", "pgd_acc", "given", accuracy) for epoch, accuracy in given["adversarial_robustness"]]
     extra = pd.DataFrame(rows, columns=["epoch", "context", "metric", "key", "value"])
     return pd.concat([frame, extra], ignore_index=True) if rows else frame
 
