@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -57,6 +58,7 @@ def test_csv_export_imports_back_to_the_same_values(tmp_path, capsys):
         frame = read_trajectory(directory).to_pandas()
         frame["name"] = [f"{c}/{m}" + (f"[{k}]" if isinstance(k, str) else "")
                          for c, m, k in zip(frame["context"], frame["metric"], frame["key"])]
+        assert set(frame["name"]) == set(values[original])  # weights/erank[fc1] keeps its key
         for name, series in values[original].items():
             assert _same(frame[frame["name"] == name].sort_values("epoch")["value"], series)
 
@@ -108,3 +110,37 @@ def test_mlflow_export_reads_back_with_search_runs(tmp_path, capsys):
     assert code == 0, out
     keys = {k for d in iter_run_dirs(tmp_path / "back") for k in read_trajectory(d).to_pandas()["key"].dropna()}
     assert keys == {"fc1"}  # weights/erank/fc1 reads back as weights/erank[fc1]
+
+
+def test_export_never_replaces_a_file_and_refuses_a_target_of_the_wrong_kind(tmp_path, capsys):
+    _campaign(tmp_path / "c")
+    run_json = next(iter_run_dirs(tmp_path / "c")) / "run.json"
+    kept = run_json.read_bytes()
+    (tmp_path / "notes.txt").write_text("precious")
+    for target, fragment in ((run_json, "the file exists"), (tmp_path / "notes.txt", "the file exists"),
+                             (tmp_path / "c", "a directory exists")):
+        code, out = _main(capsys, ["export", str(tmp_path / "c"), "--to", "csv", str(target)])
+        assert code == 2 and fragment in out and "name a new file" in out and len(out.splitlines()) == 1, out
+    assert run_json.read_bytes() == kept and (tmp_path / "notes.txt").read_text() == "precious"
+    code, out = _main(capsys, ["export", str(tmp_path / "c"), "--to", "tensorboard", str(tmp_path / "notes.txt")])
+    assert code == 2 and "not a directory" in out and len(out.splitlines()) == 1, out
+    code, out = _main(capsys, ["export", str(tmp_path / "c"), "--to", "mlflow", f"sqlite:///{tmp_path / 'notes.txt'}"])
+    assert code == 2 and "not an SQLite database" in out and len(out.splitlines()) == 1, out
+    code, out = _main(capsys, ["export", str(tmp_path / "c"), "--to", "mlflow", "sqlite:////proc/pab/mlflow.db"])
+    assert code == 2 and "cannot be created" in out and len(out.splitlines()) == 1, out
+    assert (tmp_path / "notes.txt").read_text() == "precious"
+
+
+def test_mlflow_export_and_import_through_a_mlruns_directory(tmp_path, capsys, monkeypatch):
+    """MLflow 3 refuses a file store unless MLFLOW_ALLOW_FILE_STORE is set; a directory named here is one."""
+    pytest.importorskip("mlflow")
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    values = _campaign(tmp_path / "c")
+    code, out = _main(capsys, ["export", str(tmp_path / "c"), "--to", "mlflow", str(tmp_path / "mlruns")])
+    assert code == 0 and "exported 2 runs" in out, out
+    code, out = _main(capsys, ["import", str(tmp_path / "back"), "--from", "mlflow", str(tmp_path / "mlruns")])
+    assert code == 0 and "imported 2 of 2 runs" in out, out
+    names = {f"{row['context']}/{row['metric']}" + (f"[{row['key']}]" if row["key"] else "")
+             for d in iter_run_dirs(tmp_path / "back") for row in read_trajectory(d).to_pylist()}
+    assert names == set(values["run0"])
+    assert "MLFLOW_ALLOW_FILE_STORE" not in os.environ

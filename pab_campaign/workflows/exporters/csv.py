@@ -1,17 +1,25 @@
 """A campaign as one CSV file in the long layout `import --from csv` reads: `run`, `epoch`, `metric`
-(`context/metric[key]`), `value` (empty for NaN), `status`, then one column per hyper-parameter."""
+(`context/metric[key]`), `value` (empty for NaN), `status`, then one column per hyper-parameter. The
+file must be new: export never replaces a file."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
 
+from pab_campaign.errors import CampaignError
 from pab_campaign.store import atomic_write
 from pab_campaign.workflows.exporters import ExportedRun
 
 
 def export_csv(runs: list[ExportedRun], path: Path) -> Path:
-    """Write `runs` to the CSV file `path` (atomically; its folder is created) and return it."""
+    """Write `runs` to the new CSV file `path` (atomically; its folder is created) and return it;
+    CampaignError when `path` exists or cannot be written."""
+    path = Path(path)
+    if os.path.lexists(path):
+        raise CampaignError(f"--to csv {path}: {'a directory' if path.is_dir() else 'the file'} exists; name a new "
+                            "file (export never replaces one)")
     names = sorted({name for run in runs for name in run.record.hparams})
     frames = []
     for run in runs:
@@ -22,6 +30,9 @@ def export_csv(runs: list[ExportedRun], path: Path) -> Path:
             frame[name] = run.record.hparams.get(name)
         frames.append(frame)
     table = pd.concat(frames, ignore_index=True)
-    path = Path(path)
-    atomic_write(path, lambda tmp: table.to_csv(tmp, index=False, float_format="%.17g"))
+    try:
+        atomic_write(path, lambda tmp: table.to_csv(tmp, index=False, float_format="%.17g"))
+    except OSError as exc:
+        raise CampaignError(f"--to csv {path}: cannot be written ({exc.strerror or exc}); name a file in a folder "
+                            "you can write") from None
     return path

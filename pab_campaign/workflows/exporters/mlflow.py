@@ -15,7 +15,7 @@ from typing import Any
 from pab_campaign.errors import CampaignError
 from pab_campaign.store import RunStatus
 from pab_campaign.workflows.exporters import ExportedRun
-from pab_campaign.workflows.importers.mlflow import tracking_uri
+from pab_campaign.workflows.importers.mlflow import file_store_allowed, tracking_uri
 
 STATUSES = {RunStatus.COMPLETED: "FINISHED", RunStatus.FAILED: "FAILED", RunStatus.DIVERGED: "FAILED",
             RunStatus.PREEMPTED: "KILLED", RunStatus.RUNNING: "RUNNING"}
@@ -51,23 +51,27 @@ def export_mlflow(runs: list[ExportedRun], uri: str, experiment: str) -> tuple[l
     from mlflow.tracking import MlflowClient
 
     uri = tracking_uri(uri, must_exist=False)
-    written, kept = [], []
     try:
-        client = MlflowClient(tracking_uri=uri)
-        found = client.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found else client.create_experiment(experiment)
-        have = {r.info.run_name for r in client.search_runs([experiment_id], max_results=50000)}
-        for run in runs:
-            if run.record.run_id in have:
-                kept.append(run.record.run_id)
-                continue
-            start_ms = _millis(run.record.started_at)
-            created = client.create_run(experiment_id, start_time=start_ms, run_name=run.record.run_id,
-                                        tags={"pab_campaign.campaign": run.record.campaign or ""})
-            _log(client, created.info.run_id, run, start_ms or created.info.start_time)
-            if run.record.status != RunStatus.RUNNING:
-                client.set_terminated(created.info.run_id, STATUSES[run.record.status], _millis(run.record.ended_at))
-            written.append(run.record.run_id)
+        with file_store_allowed(uri):
+            return _write(MlflowClient(tracking_uri=uri), runs, experiment)
     except MlflowException as exc:
         raise CampaignError(f"--to mlflow {uri}: {str(exc).splitlines()[0]}") from None
+
+
+def _write(client: Any, runs: list[ExportedRun], experiment: str) -> tuple[list[str], list[str]]:
+    written, kept = [], []
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    have = {r.info.run_name for r in client.search_runs([experiment_id], max_results=50000)}
+    for run in runs:
+        if run.record.run_id in have:
+            kept.append(run.record.run_id)
+            continue
+        start_ms = _millis(run.record.started_at)
+        created = client.create_run(experiment_id, start_time=start_ms, run_name=run.record.run_id,
+                                    tags={"pab_campaign.campaign": run.record.campaign or ""})
+        _log(client, created.info.run_id, run, start_ms or created.info.start_time)
+        if run.record.status != RunStatus.RUNNING:
+            client.set_terminated(created.info.run_id, STATUSES[run.record.status], _millis(run.record.ended_at))
+        written.append(run.record.run_id)
     return written, kept

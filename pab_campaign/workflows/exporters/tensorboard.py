@@ -5,9 +5,11 @@ run's own event file), so TensorBoard's HParams tab shows the grid with each met
 Written with `torch.utils.tensorboard.SummaryWriter`. A run whose directory exists is not written again."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
+from pab_campaign.errors import CampaignError
 from pab_campaign.store import Scalar
 from pab_campaign.workflows.exporters import ExportedRun
 
@@ -33,10 +35,20 @@ def _domains(runs: list[ExportedRun]) -> dict[str, list[str]]:
 
 def export_tensorboard(runs: list[ExportedRun], directory: Path) -> tuple[list[Path], list[str]]:
     """Write each run under `directory`; (run directories written, run ids left as they were)."""
+    directory = Path(directory)
+    if os.path.lexists(directory) and not directory.is_dir():
+        raise CampaignError(f"--to tensorboard {directory}: not a directory; name a new or existing directory")
+    try:
+        return _write(runs, directory)
+    except OSError as exc:
+        raise CampaignError(f"--to tensorboard {directory}: cannot be written ({exc.strerror or exc}); name a "
+                            "directory you can write") from None
+
+
+def _write(runs: list[ExportedRun], directory: Path) -> tuple[list[Path], list[str]]:
     from torch.utils.tensorboard import SummaryWriter
     from torch.utils.tensorboard.summary import hparams
 
-    directory = Path(directory)
     domains = _domains(runs)
     written, kept = [], []
     for run in runs:

@@ -4,9 +4,16 @@ tracking URI MLflow's client reads): every run of one experiment, read with `Mlf
 A run's params are its hyper-parameters (text turned into numbers where it reads as one), its metric
 history its values by step with their timestamps, its status ours (FINISHED → completed, FAILED →
 failed, KILLED → preempted, RUNNING or SCHEDULED → running), its MLflow run id its identity.
+
+MLflow 3 refuses a `file:` store unless `MLFLOW_ALLOW_FILE_STORE` is set; a directory the user names
+is their choice of store, so `file_store_allowed` sets it while that store is open.
 """
 from __future__ import annotations
 
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +25,67 @@ STATUSES = {"FINISHED": RunStatus.COMPLETED, "FAILED": RunStatus.FAILED, "KILLED
             "RUNNING": RunStatus.RUNNING, "SCHEDULED": RunStatus.RUNNING}
 
 
+SQLITE_HEADER = b"SQLite format 3\0"
+ALLOW_FILE_STORE = "MLFLOW_ALLOW_FILE_STORE"
+
+
 def tracking_uri(text: str, must_exist: bool = True) -> str:
     """A tracking URI as MLflow takes it; a plain path is a local directory (`file:` store). With
-    `must_exist`, a local store that is missing is refused (MLflow would create an empty one)."""
-    local = text[len("sqlite:///"):] if text.startswith("sqlite:///") else None
+    `must_exist`, a local store that is missing is refused (MLflow would create an empty one); without
+    it, a missing SQLite database is created here, so that a folder it cannot be made in is said in
+    one line (MLflow retries for minutes). A local store of the wrong kind is refused."""
+    database = text.startswith("sqlite:///")
+    local = text[len("sqlite:///"):] if database else None
     if local is None and "://" not in text and not text.startswith("file:"):
         local, text = text, Path(text).resolve().as_uri()
-    if must_exist and local is not None and not Path(local).exists():
+    if local is None:
+        return text
+    path = Path(local)
+    if must_exist and not path.exists():
         raise CampaignError(f"mlflow store {local}: no such file or directory; name an MLflow tracking directory "
                             "(mlruns) or sqlite:///path/to/mlflow.db")
+    if database:
+        _check_database(path)
+    elif os.path.lexists(path) and not path.is_dir():
+        raise CampaignError(f"mlflow store {local}: not a directory; name an MLflow tracking directory (mlruns) or "
+                            "sqlite:///path/to/mlflow.db")
     return text
+
+
+def _check_database(path: Path) -> None:
+    """CampaignError unless `path` is an SQLite database (or a new one can be made there)."""
+    fix = "name an MLflow database (sqlite:///path/to/mlflow.db) or a new file in a folder you can write"
+    if os.path.lexists(path):
+        if not path.is_file():
+            raise CampaignError(f"mlflow store {path}: not a regular file; {fix}")
+        with open(path, "rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+        if header and header != SQLITE_HEADER:
+            raise CampaignError(f"mlflow store {path}: not an SQLite database; {fix}")
+        return
+    try:
+        with sqlite3.connect(path) as connection:
+            connection.execute("PRAGMA user_version")
+        connection.close()
+    except sqlite3.Error as exc:
+        raise CampaignError(f"mlflow store {path}: cannot be created ({exc}); {fix}") from None
+
+
+@contextmanager
+def file_store_allowed(uri: str) -> Iterator[None]:
+    """While the block runs, MLflow opens the `file:` store `uri` (other URIs: nothing changes)."""
+    if not uri.startswith("file:"):
+        yield
+        return
+    before = os.environ.get(ALLOW_FILE_STORE)
+    os.environ[ALLOW_FILE_STORE] = "true"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(ALLOW_FILE_STORE, None)
+        else:
+            os.environ[ALLOW_FILE_STORE] = before
 
 
 def _experiment(client: Any, uri: str, name: str | None) -> Any:
@@ -62,20 +120,23 @@ def read_mlflow(uri: str, experiment: str | None = None) -> list[SourceRun]:
 
     uri = tracking_uri(uri)
     try:
-        client = MlflowClient(tracking_uri=uri)
-        chosen = _experiment(client, uri, experiment)
-        found = _runs(client, chosen.experiment_id)
-        runs = []
-        for run in found:
-            info, data = run.info, run.data
-            points = [Point(key, int(m.step), float(m.value), m.timestamp / 1000.0)
-                      for key in sorted(data.metrics) for m in client.get_metric_history(info.run_id, key)]
-            runs.append(SourceRun(
-                "mlflow", info.run_id, {k: parse_scalar(v) for k, v in data.params.items()}, points,
-                STATUSES.get(info.status, RunStatus.FAILED),
-                info.start_time / 1000.0 if info.start_time else None,
-                info.end_time / 1000.0 if info.end_time else None,
-                None if info.status != "FAILED" else f"MLflow run {info.run_name or info.run_id} FAILED"))
+        with file_store_allowed(uri):
+            return _read_runs(MlflowClient(tracking_uri=uri), uri, experiment)
     except MlflowException as exc:
         raise CampaignError(f"--from mlflow {uri}: {str(exc).splitlines()[0]}") from None
+
+
+def _read_runs(client: Any, uri: str, experiment: str | None) -> list[SourceRun]:
+    chosen = _experiment(client, uri, experiment)
+    runs = []
+    for run in _runs(client, chosen.experiment_id):
+        info, data = run.info, run.data
+        points = [Point(key, int(m.step), float(m.value), m.timestamp / 1000.0)
+                  for key in sorted(data.metrics) for m in client.get_metric_history(info.run_id, key)]
+        runs.append(SourceRun(
+            "mlflow", info.run_id, {k: parse_scalar(v) for k, v in data.params.items()}, points,
+            STATUSES.get(info.status, RunStatus.FAILED),
+            info.start_time / 1000.0 if info.start_time else None,
+            info.end_time / 1000.0 if info.end_time else None,
+            None if info.status != "FAILED" else f"MLflow run {info.run_name or info.run_id} FAILED"))
     return runs
