@@ -135,3 +135,55 @@ def test_wandb_offline_runs_import(tmp_path, capsys):
     assert loss["value"].tolist() == pytest.approx([0.01, 0.02, 0.03, 0.1, 0.2, 0.3])
     assert set(frame.loc[frame["metric"] == "acc", "context"]) == {"val"}
     assert {read_run_json(d).status.value for d in iter_run_dirs(tmp_path / "c")} == {"completed"}
+
+
+def test_tag_names_already_ours_are_kept_and_split_tags_take_a_colon_or_space():
+    from pab_campaign.workflows.importers.source import metric_for_tag
+
+    assert metric_for_tag("val/class_acc[3]", {}) == ("val", "class_acc", "3")
+    assert metric_for_tag("weights/norm[layer1/conv]", {}) == ("weights", "norm", "layer1/conv")
+    assert metric_for_tag("weights/norm/fc1", {}) == ("weights", "norm", "fc1")
+    assert metric_for_tag("test:acc", {}) == ("test", "acc", None)
+    assert metric_for_tag("val acc", {}) == ("val", "acc", None)
+    assert metric_for_tag("lr", {}) == ("train", "lr", None)
+
+
+def test_event_files_that_are_links_or_pipes_are_refused(tmp_path, capsys):
+    import os
+
+    (tmp_path / "tb" / "a").mkdir(parents=True)
+    os.mkfifo(tmp_path / "tb" / "a" / "events.out.tfevents.1.host")
+    code, out = _main(capsys, ["import", str(tmp_path / "c"), "--from", "tensorboard", str(tmp_path / "tb")])
+    assert code == 2 and "is a link or not a regular file" in out and len(out.splitlines()) == 1, out
+    (tmp_path / "tb" / "a" / "events.out.tfevents.1.host").unlink()
+    (tmp_path / "tb" / "a" / "events.out.tfevents.2.host").symlink_to("/etc/passwd")
+    code, out = _main(capsys, ["import", str(tmp_path / "c"), "--from", "tensorboard", str(tmp_path / "tb")])
+    assert code == 2 and "is a link or not a regular file" in out and not (tmp_path / "c").exists(), out
+
+
+def test_runs_without_scalars_or_with_a_negative_step_are_left_out_with_a_note(tmp_path, capsys):
+    from mlflow.tracking import MlflowClient
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(tmp_path / "tb" / "histograms")) as writer:
+        writer.add_histogram("weights", np.arange(10.0), 0)
+    code, out = _main(capsys, ["import", str(tmp_path / "c"), "--from", "tensorboard", str(tmp_path / "tb")])
+    assert code == 2 and "no run of the source can be imported" in out and "no scalar values" in out, out
+    with SummaryWriter(str(tmp_path / "tb" / "seed=1")) as writer:
+        writer.add_scalar("val/loss", 0.5, 1)
+    code, out = _main(capsys, ["import", str(tmp_path / "c"), "--from", "tensorboard", str(tmp_path / "tb")])
+    assert code == 0 and "imported 1 of 1 runs" in out and "'histograms': no scalar values" in out, out
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.create_experiment("sweep")
+    for lr, first_step in ((0.1, 0), (0.01, -1)):
+        run = client.create_run(experiment, run_name=f"lr{lr}")
+        client.log_param(run.info.run_id, "lr", str(lr))
+        client.log_metric(run.info.run_id, "val_loss", 1.0, step=first_step)
+        client.log_metric(run.info.run_id, "val_loss", 0.5, step=1)
+    code, out = _main(capsys, ["import", str(tmp_path / "m"), "--from", "mlflow", uri])
+    assert code == 0 and "imported 1 of 1 runs" in out and "has step -1" in out and "left out" in out, out
+    assert [read_run_json(d).hparams["lr"] for d in iter_run_dirs(tmp_path / "m")] == [0.1]
+    (tmp_path / "file").write_text("x")
+    code, out = _main(capsys, ["import", str(tmp_path / "file"), "--from", "mlflow", uri])
+    assert code == 2 and f"campaign {tmp_path / 'file'} is a file" in out and "--dst" not in out, out

@@ -65,12 +65,14 @@ class MergeResult:
     left_out: list[tuple[str, Path, str]] = field(default_factory=list)
 
 
-def check_destination(dst: Path) -> None:
-    """A destination must be missing, empty, or a campaign; anything else is refused."""
+def check_destination(dst: Path, named: str | None = None) -> None:
+    """A destination must be missing, empty, or a campaign; anything else is refused. `named`: how
+    the message names it (default `--dst <dst>`)."""
+    named = named or f"--dst {dst}"
     if dst.exists() and not dst.is_dir():
-        raise CampaignError(f"--dst {dst} is a file; name a new directory or an existing campaign")
+        raise CampaignError(f"{named} is a file; name a new directory or an existing campaign")
     if dst.is_dir() and not is_campaign(dst) and any(dst.iterdir()):
-        raise CampaignError(f"--dst {dst} exists and is not a campaign (no runs/ directory); "
+        raise CampaignError(f"{named} exists and is not a campaign (no runs/ directory); "
                             "name a new directory or an existing campaign, nothing was copied")
 
 

@@ -1,9 +1,11 @@
 """What every importer reads a foreign run into, and the rules that turn the foreign names into ours:
 
-- A tag becomes a metric name `context/metric[key]` by one rule: `--map TAG=NAME` first; else a tag
-  with slashes is split at them (`val/loss` → val/loss, `weights/norm/fc1` → weights/norm[fc1]); else
-  a tag starting with a split (`train`, `val`, `valid`, `validation`, `test`, `eval`) and `_`, `.` or
-  `-` is split there (`val_loss` → val/loss, `eval_accuracy` → eval/accuracy); else the tag is a
+- A tag becomes a metric name `context/metric[key]` by one rule: `--map TAG=NAME` first; else
+  a tag that is already a metric name is kept (`val/class_acc[3]`, as `export` writes it); else a
+  tag with slashes is split at them (`val/loss` → val/loss, `weights/norm/fc1` → weights/norm[fc1]);
+  else a tag starting with a split (`train`, `val`, `valid`, `validation`, `test`, `eval`) and `_`,
+  `.`, `-`, `:` or a space is split there (`val_loss` → val/loss, `eval_accuracy` → eval/accuracy,
+  `test:acc` → test/acc, `val acc` → val/acc); else the tag is a
   training metric (`lr` → train/lr). Characters a name may not hold become `_`. Names are otherwise
   kept as they are (no case change, `eval` stays eval: `--map eval/accuracy=val/acc` renames).
 - Text hyper-parameters become numbers, booleans or None where they read as such (`0.1`, `3`, `true`,
@@ -21,7 +23,7 @@ from pab_campaign.store import RunStatus, Scalar
 
 SPLIT_PREFIXES = ("train", "val", "valid", "validation", "test", "eval")
 DEFAULT_CONTEXT = "train"
-_SPLIT_TAG = re.compile(rf"^(?P<context>{'|'.join(SPLIT_PREFIXES)})[_.\-](?P<metric>.+)$")
+_SPLIT_TAG = re.compile(rf"^(?P<context>{'|'.join(SPLIT_PREFIXES)})[_.\-: ](?P<metric>.+)$")
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_.\-]")
 _NOT_KEY = re.compile(r"[\[\]@,]")
 
@@ -71,6 +73,10 @@ def metric_for_tag(tag: str, mapping: dict[str, str]) -> tuple[str, str, str | N
     """(context, metric, key) of a tool's tag by the module's rule."""
     if tag in mapping:
         return recorded_name(mapping[tag])
+    try:
+        return recorded_name(tag.strip())
+    except CampaignError:
+        pass
     parts = [part for part in tag.strip().split("/") if part]
     split = _SPLIT_TAG.match(tag.strip()) if len(parts) == 1 else None
     if split:

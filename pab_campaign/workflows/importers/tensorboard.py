@@ -10,6 +10,7 @@ summary scalars are then not a run of their own); else the `key=value` parts of 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,17 @@ SESSION_TAG = "_hparams_/session_start_info"
 
 
 def _event_dirs(root: Path) -> list[Path]:
-    """Directories under `root` (itself included) holding event files, sorted; links not followed."""
+    """Directories under `root` (itself included) holding event files, sorted; links not followed.
+    CampaignError for an event file that is a link or not a regular file (TensorBoard would read
+    through the link, or wait forever on a pipe)."""
     found = []
     for directory, _dirs, files in os.walk(root, followlinks=False):
-        if any(name.startswith(EVENTS) for name in files):
+        events = [Path(directory) / name for name in files if name.startswith(EVENTS)]
+        for path in events:
+            if not stat.S_ISREG(path.lstat().st_mode):
+                raise CampaignError(f"--from tensorboard {root}: {path} is a link or not a regular file; replace it "
+                                    "with the event file itself or remove it")
+        if events:
             found.append(Path(directory))
     return sorted(found)
 

@@ -93,9 +93,6 @@ def build_run(run: SourceRun, campaign: str, options: ImportOptions) -> BuiltRun
     names: dict[str, tuple[str, str, str | None]] = {}
     repeated = 0
     for point in run.points:
-        if not 0 <= point.step < 2**63:
-            raise CampaignError(f"{run.tool} run '{run.name}': tag '{point.tag}' has step {point.step}; steps must be "
-                                ">= 0 (0 = before training) and below 2**63")
         name = names.get(point.tag) or names.setdefault(point.tag, metric_for_tag(point.tag, options.mapping))
         epoch = _epoch(point.step, options.steps_per_epoch)
         slot = (epoch, *name)
@@ -157,13 +154,29 @@ class ImportResult:
     notes: list[str] = field(default_factory=list)
 
 
+def _left_out(run: SourceRun) -> str | None:
+    """Why `run` is not imported (a note), None when it is."""
+    if not run.points:
+        return f"{run.tool} run '{run.name}': no scalar values (only other kinds of data, or none); left out"
+    bad = next((p for p in run.points if not 0 <= p.step < 2**63), None)
+    if bad is not None:
+        return (f"{run.tool} run '{run.name}': tag '{bad.tag}' has step {bad.step}, but steps count from 0 (before "
+                "training) and are below 2**63; left out")
+    return None
+
+
 def import_runs(runs: list[SourceRun], destination: Path, options: ImportOptions,
                 say: Callable[[str], None] = lambda _line: None) -> ImportResult:
-    """Write `runs` into the campaign `destination` (see the module docstring)."""
-    check_destination(Path(destination))
+    """Write `runs` into the campaign `destination` (see the module docstring); a run without scalar
+    values or with a step below 0 is left out with a note."""
+    check_destination(Path(destination), f"campaign {destination}")
     destination = Path(destination).resolve()
     if not runs:
         raise CampaignError("the source holds no runs; nothing was imported")
+    notes = [note for note in map(_left_out, runs) if note]
+    runs = [run for run in runs if _left_out(run) is None]
+    if not runs:
+        raise CampaignError(f"no run of the source can be imported ({notes[0]}); nothing was imported")
     campaign = destination.name
     built = [build_run(run, campaign, options) for run in runs]
     ids: dict[str, str] = {}
@@ -187,4 +200,4 @@ def import_runs(runs: list[SourceRun], destination: Path, options: ImportOptions
         merged = merge([staging], destination)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return ImportResult(merged, len(built), [note for item in built for note in item.notes])
+    return ImportResult(merged, len(built), notes + [note for item in built for note in item.notes])
