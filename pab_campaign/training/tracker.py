@@ -223,7 +223,8 @@ class Tracker:
         does not run again."""
         self._require_open("resume")
         if self._tracked:
-            raise ConfigError("tracker.resume() goes before the first tracker.epoch() of the with-block")
+            raise ConfigError("tracker.resume() goes before the first tracker.epoch() or tracker.log() of the "
+                              "with-block (it drops what was recorded after the run's last checkpoint)")
         latest = checkpoint.latest(self.run_dir)
         epoch, recorded = -1, None
         if latest is not None:
@@ -296,6 +297,7 @@ class Tracker:
         if not scalars:
             raise ConfigError("tracker.log() needs metrics: tracker.log(epoch=3, **{'val/f1': 0.8}) or val_f1=0.8")
         named = {keyword_name(k): v for k, v in scalars.items()}
+        self._tracked = True
         if step is None:
             if epoch is None:
                 raise ConfigError("tracker.log() needs epoch= (into the trajectory) or step= (into steps.parquet)")
@@ -322,14 +324,14 @@ class Tracker:
 
     def _own_rows(self, epoch: int, named: dict[str, Any], per_step: bool = False) -> list[Row]:
         """(context, metric, key, value) rows of the user's metrics; ConfigError for a bad name, a
-        name the tracker or its probes record, a value that is not a number, or a value recorded
-        already at this epoch."""
+        value that is not a number, and (per epoch) a name the tracker or its probes record or a value
+        recorded already at this epoch."""
         rows: list[Row] = []
         for name, value in named.items():
             context, metric, key = scalar_name(name)
             rows.append((context, metric, key, number(name, value)))
-        self._claim({(context, metric) for context, metric, _key, _value in rows}, ours=False)
-        if not per_step:
+        if not per_step:  # steps.parquet holds the user's values alone: train/loss per step is theirs to log
+            self._claim({(context, metric) for context, metric, _key, _value in rows}, ours=False)
             recorded = {(c, m, k) for e, c, m, k in zip(self.trajectory.epoch, self.trajectory.context,
                                                           self.trajectory.metric, self.trajectory.key) if e == epoch}
             again = [f"{c}/{m}" + (f"[{k}]" if k else "") for c, m, k, _v in rows if (c, m, k) in recorded]

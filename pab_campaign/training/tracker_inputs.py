@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -131,12 +132,16 @@ def probe_split(data: Any, size: int) -> Split | None:
 
 
 def number(name: str, value: Any, fraction: bool = False) -> float:
-    """A loss or accuracy given to `epoch()` as a float (tensors accepted); accuracies in [0, 1]."""
+    """A loss or accuracy given to `epoch()` as a float (numbers, 0-d tensors and arrays; not text
+    or booleans); accuracies in [0, 1] or NaN (not measured)."""
+    if isinstance(value, (str, bytes, bool, np.bool_)) or (
+            isinstance(value, torch.Tensor) and value.dtype == torch.bool):
+        raise ConfigError(f"{name}={value!r} must be a number, not {type(value).__name__}")
     try:
         number = float(value)
     except (TypeError, ValueError, RuntimeError):
         raise ConfigError(f"{name}={value!r} must be a number") from None
-    if fraction and math.isfinite(number) and not 0 <= number <= 1:
+    if fraction and not math.isnan(number) and not 0 <= number <= 1:
         raise ConfigError(f"{name}={number:g} must be a fraction in [0, 1] (85 % is 0.85)")
     return number
 

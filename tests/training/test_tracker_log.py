@@ -112,3 +112,34 @@ def test_log_names_are_checked_and_kept_apart_from_the_trackers(tmp_path):
     assert sorted(zip(mine["epoch"], mine["metric"].astype(str), mine["key"].astype(object).fillna("-"))) == [
         (0, "f1", "-"), (0, "norm", "fc1"), (1, "f1", "-"), (1, "sharpness", "-")]
     assert math.isnan(mine[(mine["epoch"] == 1) & (mine["metric"] == "f1")]["value"].iloc[0])  # NaN kept
+
+
+def test_per_step_values_take_the_trackers_names_and_values_are_numbers(tmp_path):
+    """The README's `tracker.log(step=global_step, train_loss=loss.item())`: steps.parquet is the user's."""
+    model = nn.Linear(3, 2)
+    with Tracker(tmp_path, {"seed": 1}, PERFORMANCE) as tracker:
+        start = tracker.resume(model)
+        tracker.log(step=1, train_loss=0.9)
+        tracker.epoch(model, start, train_loss=0.8, val_loss=1.0)
+        tracker.log(step=2, train_loss=0.7)
+        for bad in ("0.5", True, np.bool_(True), torch.tensor(True)):
+            with pytest.raises(ConfigError, match="must be a number"):
+                tracker.log(epoch=0, val_f1=bad)
+        with pytest.raises(ConfigError, match="must be a fraction"):
+            tracker.epoch(model, 1, val_acc=math.inf)
+        with pytest.raises(ConfigError, match="goes before the first"):
+            tracker.resume(model)
+    steps = store.read_steps(tracker.run_dir).to_pandas()
+    assert steps["step"].tolist() == [1, 2] and steps["value"].tolist() == [0.9, 0.7]
+    assert set(steps["context"].astype(str) + "/" + steps["metric"].astype(str)) == {"train/loss"}
+
+
+def test_resume_after_a_log_is_refused_instead_of_dropping_it(tmp_path):
+    model = nn.Linear(3, 2)
+    with Tracker(tmp_path, {"seed": 2}, PERFORMANCE) as tracker:
+        tracker.log(epoch=0, val_f1=0.5)
+        with pytest.raises(ConfigError, match=r"tracker.resume\(\) goes before the first tracker.epoch\(\) or"):
+            tracker.resume(model)
+        tracker.epoch(model, 0, val_loss=1.0)
+    frame = store.read_trajectory(tracker.run_dir).to_pandas()
+    assert frame[frame["metric"].astype(str) == "f1"]["value"].tolist() == [0.5]
