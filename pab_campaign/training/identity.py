@@ -12,6 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from pab_campaign.errors import ConfigError
 from pab_campaign.store import Scalar
 
 SEMANTIC_KEYS = ("dataset", "model", "optimizer", "schedule", "train", "seed")
@@ -32,16 +33,19 @@ def semantic_config(cfg: DictConfig) -> dict[str, Any]:
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Scalar]:
-    """Flat dotted keys → scalars; lists become their JSON text (e.g. `model.hidden` → "[128, 64]")."""
+    """Flat dotted keys → scalars; lists become their JSON text (e.g. `model.hidden` → "[128, 64]").
+    ConfigError for a key given twice, as a dotted key and nested (`{"a.b": 1, "a": {"b": 2}}`)."""
     flat: dict[str, Scalar] = {}
     for key, value in tree.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
-        elif isinstance(value, (list, tuple)):
-            flat[name] = json.dumps(value)
+            leaves: dict[str, Scalar] = flatten(value, f"{name}.")
         else:
-            flat[name] = value
+            leaves = {name: json.dumps(value) if isinstance(value, (list, tuple)) else value}
+        twice = sorted(flat.keys() & leaves.keys())
+        if twice:
+            raise ConfigError(f"hyper-parameter '{twice[0]}' is given twice (as a dotted key and nested); give it once")
+        flat.update(leaves)
     return flat
 
 

@@ -217,6 +217,9 @@ def test_run_id_comes_from_the_hparams_as_our_runs_do():
     for bad in ({}, {"model": object()}, {"lr": torch.tensor([0.1, 0.2])}):
         with pytest.raises(ConfigError, match="hparams"):
             user_hparams(bad)
+    for clash in ({"a.b": 1, "a": {"b": 2}}, {"a": {"b": 2}, "a.b": 1}):
+        with pytest.raises(ConfigError, match=r"'a\.b' is given twice"):
+            user_hparams(clash)
 
 
 def test_resume_continues_after_the_last_checkpoint(tmp_path):
