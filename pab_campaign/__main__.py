@@ -119,7 +119,10 @@ def main() -> None:
     run (or any failed run of a sweep) gives exit code 1 (see `train`)."""
     from hydra.errors import HydraException
 
+    from hydra_plugins.pab_campaign_launchers.optuna_sweeper import register_optuna_sweeper
+
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    register_optuna_sweeper()  # hydra/sweeper=optuna: a run that failed or diverged is a failed trial
     try:
         train()
     except (HydraException, OmegaConfBaseException) as exc:

@@ -49,3 +49,16 @@ def test_basic_sweeper_composes_and_a_refused_job_is_one_line(tmp_path):
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     assert len(lines) == 1 and "optimizer.lr=-1.0 must be > 0" in lines[0], result.stderr
+
+
+def test_a_study_goes_on_past_runs_that_diverge_as_failed_trials(tmp_path):
+    """hydra-optuna-sweeper 1.2.0 alone stops the study with a traceback at the first NaN objective."""
+    result = train(["-m", "grid=none", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=1",
+                    "hydra.sweeper.sampler.seed=0", "optimizer.lr=interval(1000, 100000)", "train.epochs=2",
+                    "tracking=minimal", "runtime.verbose=false", f"hydra.sweep.dir={tmp_path}/sweep"],
+                   tmp_path / "diverging")
+    said = result.stdout + result.stderr
+    assert result.returncode == 0 and "Traceback" not in said, said[-3000:]
+    assert said.count("the study records it as a failed trial") == 3 and "no trial of the study completed" in said
+    runs = open_campaign(tmp_path / "diverging").runs
+    assert len(runs) == 3 and set(runs["status"]) == {"diverged"}

@@ -3,6 +3,8 @@ starts, so a sweep with one bad value trains nothing and writes nothing; campaig
 leave the campaign root or be the root are refused before Hydra writes anything."""
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from tests.helpers import assert_one_line_error, train
@@ -35,3 +37,19 @@ def test_an_empty_seed_sweep_leaves_nothing_behind(tmp_path):
     assert result.returncode == 2
     assert_one_line_error(result, "seed=")
     assert not (tmp_path / "root").exists()
+
+
+def test_a_nan_objective_is_told_to_optuna_as_a_failed_trial():
+    """The study's tell of the Optuna sweeper, against Optuna itself: NaN → a failed trial without
+    values; a failed trial told with values (as hydra-optuna-sweeper 1.2.0 does) → without them."""
+    optuna = pytest.importorskip("optuna")
+    from hydra_plugins.pab_campaign_launchers.optuna_sweeper import tell_nan_as_failed
+
+    study = optuna.create_study()
+    first, second, third = study.ask(), study.ask(), study.ask()
+    tell_nan_as_failed(study.tell, first, [math.nan], optuna.trial.TrialState.COMPLETE)
+    tell_nan_as_failed(study.tell, second, [math.nan], optuna.trial.TrialState.FAIL)
+    tell_nan_as_failed(study.tell, third, [0.25], optuna.trial.TrialState.COMPLETE)
+    states = [trial.state for trial in study.get_trials()]
+    assert states == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
+    assert study.best_value == 0.25
