@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -276,10 +277,25 @@ def build_transformer(cfg: TransformerConfig, input_shape: tuple[int, ...], num_
     return Classifier(encoder, nn.Linear(int(cfg.dim), num_classes))
 
 
+# Keys of the models' configs that hold sizes (widths, counts, sides): each a whole number >= 1.
+_SIZES = ("hidden", "channels", "width", "blocks", "side", "patch_size", "dim", "depth", "heads", "mlp_dim")
+
+
+def _text(value: Any) -> str:
+    return str(list(value)) if isinstance(value, Sequence) and not isinstance(value, str) else str(value)
+
+
 def check_model(cfg: ModelConfig) -> None:
     """`UnknownName` naming the key and the choices when `cfg` names a model or a normalisation
     this module does not build."""
     MODELS.get(cfg.name)
+    dropout = getattr(cfg, "dropout", None)
+    if dropout is not None and not 0 <= dropout < 1:
+        raise ConfigError(f"model.dropout={dropout} must be in [0, 1)")
+    for key in _SIZES:
+        sizes = getattr(cfg, key, None)
+        if sizes is not None and any(size < 1 for size in (sizes if isinstance(sizes, Sequence) else [sizes])):
+            raise ConfigError(f"model.{key}={_text(sizes)} must be >= 1 (each entry, where it is a list)")
     norm = getattr(cfg, "norm", None)
     if norm is not None:
         NORMS.get(norm)

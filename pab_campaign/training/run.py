@@ -58,6 +58,10 @@ from pab_campaign.training.state import TrainingState
 log = logging.getLogger(__name__)
 
 
+# What `checkpoint.best_metric` may name: a split's loss or accuracy, as every epoch evaluates them.
+BEST_METRICS = tuple(f"{split}/{metric}" for split in ("train", "val", "test") for metric in ("loss", "acc"))
+
+
 def validate(cfg: DictConfig) -> None:
     """Refuse configs that cannot run, before anything is written. The schemas have checked every
     key and type while Hydra composed `cfg`; what is left are ranges, names and files. A sweep runs
@@ -81,6 +85,13 @@ def validate(cfg: DictConfig) -> None:
          f"checkpoint.best_mode='{cfg.checkpoint.best_mode}' must be min or max"),
         (cfg.runtime.nproc >= 1, f"runtime.nproc={cfg.runtime.nproc} must be >= 1, e.g. runtime.nproc=2"),
         (cfg.runtime.dist_timeout_min >= 1, f"runtime.dist_timeout_min={cfg.runtime.dist_timeout_min} must be >= 1"),
+        (0 <= cfg.seed < 2**32, f"seed={cfg.seed} must be in 0 .. 2**32 - 1 (torch's and numpy's seeds)"),
+        (getattr(cfg.optimizer, "momentum", 0) >= 0, f"optimizer.momentum={getattr(cfg.optimizer, 'momentum', 0)} "
+                                                      "must be >= 0"),
+        (all(0 <= beta < 1 for beta in getattr(cfg.optimizer, "betas", [])),
+         f"optimizer.betas={list(getattr(cfg.optimizer, 'betas', []))} must each be in [0, 1)"),
+        (not cfg.checkpoint.best_metric or str(cfg.checkpoint.best_metric) in BEST_METRICS,
+         f"checkpoint.best_metric='{cfg.checkpoint.best_metric}' must be one of {', '.join(BEST_METRICS)}, or null"),
     ]
     for ok, message in checks:
         if not ok:

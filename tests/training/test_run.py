@@ -64,12 +64,15 @@ def test_diverging_run_stops_keeps_trajectory_and_is_marked(tmp_path):
                for r in rows if r["epoch"] == last)
 
 
-def test_failing_run_records_its_error_line(tmp_path):
-    outcome = execute(compose_config([*TINY, "dataset.val_fraction=0.6", "dataset.test_fraction=0.5"],
-                                     tmp_path / "f"))
+def test_failing_run_records_its_error_line(tmp_path, monkeypatch):
+    def unreadable(_cfg):
+        raise ValueError("the data set cannot be read\n(a second line of detail)")
+
+    monkeypatch.setattr("pab_campaign.training.run.build_dataset", unreadable)
+    outcome = execute(compose_config(TINY, tmp_path / "f"))
     assert outcome.status == "failed"
     record = store.read_run_json(outcome.directory)
-    assert record.status == "failed" and record.error.startswith("ValueError") and "sum to less than 1" in record.error
+    assert record.status == "failed" and record.error.startswith("ValueError") and "cannot be read" in record.error
     assert "\n" not in record.error
 
 
@@ -77,6 +80,16 @@ def test_failing_run_records_its_error_line(tmp_path):
     ("optimizer.lr=-0.1", "optimizer.lr=-0.1 must be > 0"),
     ("train.epochs=-2", "train.epochs=-2 must be >= 1"),
     ("train.batch_size=0", "train.batch_size=0 must be >= 1"),
+    ("dataset.val_fraction=1.5", r"dataset.val_fraction=1.5 must be in \(0, 1\)"),
+    ("dataset.test_fraction=0.9", r"dataset.val_fraction \+ dataset.test_fraction = 1.1 must be < 1"),
+    ("dataset.train_fraction=0", r"dataset.train_fraction=0.0 must be in \(0, 1\]"),
+    ("dataset.label_noise=2", r"dataset.label_noise=2.0 must be in \[0, 1\]"),
+    ("seed=-1", "seed=-1 must be in 0 .. 2"),
+    ("seed=4294967296", "seed=4294967296 must be in 0 .. 2"),
+    ("optimizer.momentum=-1", "optimizer.momentum=-1.0 must be >= 0"),
+    ("model.dropout=1.5", r"model.dropout=1.5 must be in \[0, 1\)"),
+    ("model.hidden=[64,0]", r"model.hidden=\[64, 0\] must be >= 1"),
+    ("checkpoint.best_metric=foo/bar", "checkpoint.best_metric='foo/bar' must be one of train/loss"),
 ])
 def test_invalid_values_are_refused_before_anything_is_written(tmp_path, override, message):
     with pytest.raises(ConfigError, match=message):

@@ -26,11 +26,30 @@ def build_dataset(cfg: DatasetConfig) -> DataBundle:
 
 
 def check_dataset(cfg: DatasetConfig) -> None:
-    """Cheap checks before a run starts: a known name (`UnknownName`), and the data set's files where
-    it has any (ValueError naming the key or the expected layout)."""
-    check = getattr(_module(cfg), "check", None)
+    """Cheap checks before a run starts: a known name (`UnknownName`), the fractions and the split
+    seed every data set has, and the data set's files where it has any (ValueError naming the key or
+    the expected layout)."""
+    module = _module(cfg)
+    _check_splits(cfg)
+    check = getattr(module, "check", None)
     if check is not None:
         check(cfg)
+
+
+def _check_splits(cfg: DatasetConfig) -> None:
+    """ValueError naming the key of a fraction or seed out of its range (the splits' own ranges)."""
+    test = getattr(cfg, "test_fraction", None)
+    ranges = [(0 < cfg.val_fraction < 1, f"dataset.val_fraction={cfg.val_fraction} must be in (0, 1)"),
+              (0 < cfg.train_fraction <= 1, f"dataset.train_fraction={cfg.train_fraction} must be in (0, 1]"),
+              (0 <= cfg.label_noise <= 1, f"dataset.label_noise={cfg.label_noise} must be in [0, 1]"),
+              (cfg.split_seed >= 0, f"dataset.split_seed={cfg.split_seed} must be >= 0")]
+    if test is not None:
+        ranges += [(0 < test < 1, f"dataset.test_fraction={test} must be in (0, 1)"),
+                   (cfg.val_fraction + test < 1, f"dataset.val_fraction + dataset.test_fraction = "
+                                                 f"{cfg.val_fraction + test:g} must be < 1 (the rest trains)")]
+    for ok, message in ranges:
+        if not ok:
+            raise ValueError(message)
 
 
 __all__ = ["DATASETS", "SPLITS", "DataBundle", "Split", "build_dataset", "check_dataset"]
