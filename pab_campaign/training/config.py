@@ -25,6 +25,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from pab_campaign.errors import ConfigError
+from pab_campaign.store import RUNS_DIR, SUMMARY_DIR, is_campaign
 
 # The configuration groups and presets (YAML), shipped inside the package (a wheel install finds them too).
 CONFIG_DIR = Path(str(files("pab_campaign.conf")))
@@ -338,7 +339,13 @@ def campaign_dir(root: str, name: str) -> str:
     first resolves the directory, before it writes anything there."""
     check_campaign_name(str(name))
     check_campaign_root(str(root))
-    return os.path.normpath(os.path.join(launch_dir(), str(root), str(name)))
+    directory = os.path.normpath(os.path.join(launch_dir(), str(root), str(name)))
+    check_campaign_dir(directory)
+    for folder in (Path(directory), *Path(directory).parents):
+        if folder.name in (RUNS_DIR, SUMMARY_DIR) and is_campaign(folder.parent):
+            raise ConfigError(f"campaign.name={name} puts the campaign inside {folder}, the {folder.name}/ folder of "
+                              f"the campaign {folder.parent}; choose a name outside it")
+    return directory
 
 
 def register_schemas() -> None:

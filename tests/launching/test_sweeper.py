@@ -4,6 +4,7 @@ leave the campaign root or be the root are refused before Hydra writes anything.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +30,26 @@ def test_campaign_names_outside_the_root_or_the_root_itself_are_refused(tmp_path
     assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
     assert_one_line_error(result, "must name a directory inside campaign.root", "e.g. campaign.name=demo")
     assert [p.name for p in tmp_path.iterdir()] == []  # nothing written, inside the root or outside
+
+
+@pytest.mark.parametrize("case", ["a file", "a campaign's runs", "unwritable"])
+def test_a_campaign_that_cannot_be_a_directory_of_its_own_is_one_line(tmp_path, case):
+    if case == "a file":
+        (tmp_path / "file").write_text("notes")
+        campaign, fragment = tmp_path / "file", "is a file; name a directory"
+    elif case == "a campaign's runs":
+        (tmp_path / "c" / "runs").mkdir(parents=True)
+        campaign, fragment = tmp_path / "c" / "runs" / "inner", "the runs/ folder of the campaign"
+    else:
+        campaign, fragment = Path("/sys/kernel/pab_campaign"), "you can write"
+    result = train([*FAST, "seed=0"], campaign)  # one run: Hydra makes its run folder before any check of ours
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert_one_line_error(result, fragment)
+    assert sorted(p.name for p in tmp_path.iterdir()) == {"a file": ["file"], "a campaign's runs": ["c"]}.get(case, [])
+    if case == "a file":
+        assert (tmp_path / "file").read_text() == "notes"
+    if case == "a campaign's runs":
+        assert list((tmp_path / "c" / "runs").iterdir()) == []
 
 
 def test_an_empty_seed_sweep_leaves_nothing_behind(tmp_path):
