@@ -131,6 +131,10 @@ def main() -> None:
     except PabError as exc:
         print(f"pab_campaign: error: {one_line(exc)}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("pab_campaign: interrupted: runs that were training are recorded preempted and resume from their last "
+              "checkpoint when the same command runs again", file=sys.stderr)
+        sys.exit(130)
     except OSError as exc:  # Hydra writing its own files (the sweep folder, multirun.yaml); a run records its own
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"pab_campaign: error: {where}{exc.strerror or one_line(exc)}; choose a campaign.root (or "

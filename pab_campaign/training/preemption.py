@@ -10,7 +10,8 @@ finds the run unfinished and resumes from its last checkpoint (`run.py`), counti
 Outside submitit (Hydra's basic launcher, a plain run) SIGTERM would otherwise end the process on
 the spot and leave the run `running`; within the block it is treated like Ctrl-C: the run is marked
 `preempted`, its checkpoints are kept, and the process exits with 128 + SIGTERM. (submitit installs
-its own SIGTERM handler, which is left alone.)
+its own SIGTERM handler, which is left alone.) While the status is written, a second Ctrl-C or
+SIGTERM is ignored.
 """
 from __future__ import annotations
 
@@ -26,11 +27,29 @@ from typing import Any
 from pab_campaign.store import RunStatus
 
 log = logging.getLogger(__name__)
+# Times the preempted status is written again when a Ctrl-C arrives before it can be ignored.
+MARK_ATTEMPTS = 5
 
 
 def preempt_signal() -> signal.Signals:
     """The signal submitit treats as preemption/time limit (SUBMITIT_PREEMPT_SIGNAL, default USR2)."""
     return signal.Signals[f"SIG{os.environ.get('SUBMITIT_PREEMPT_SIGNAL', 'USR2')}"]
+
+
+@contextmanager
+def interrupts_ignored() -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM are ignored (main thread only): one Ctrl-C often arrives
+    twice, from the terminal to the whole process group and forwarded by the launcher, and the second
+    must not cut the writing of the run's status short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextmanager
@@ -42,10 +61,18 @@ def guard(record_status: Callable[[RunStatus, str | None], None]) -> Iterator[No
     marked: list[str] = []
 
     def mark(reason: str) -> None:
-        if not marked:
-            marked.append(reason)
-            log.warning("run interrupted (%s): recorded as preempted; it resumes from its last checkpoint", reason)
-            record_status(RunStatus.PREEMPTED, None)
+        if marked:
+            return
+        marked.append(reason)
+        for attempt in range(MARK_ATTEMPTS):
+            try:
+                with interrupts_ignored():
+                    record_status(RunStatus.PREEMPTED, None)
+                break
+            except KeyboardInterrupt:  # the same Ctrl-C again, before it could be ignored: write it all the same
+                if attempt == MARK_ATTEMPTS - 1:
+                    raise
+        log.warning("run interrupted (%s): recorded as preempted; it resumes from its last checkpoint", reason)
 
     def on_signal(signum: int, frame: FrameType | None) -> Any:
         mark(signal.Signals(signum).name)
