@@ -1,10 +1,14 @@
 """The sweep's end: every job leaves a pointer to its run; the launching process prints one
 status table over them (completed / failed / diverged / preempted, with the error line) and ends
 with exit status 1 when a job failed. What a job did is read from its pointer, never from state
-kept in the launching process."""
+kept in the launching process. Each pointer carries the launch it belongs to (`LAUNCH_ENV`, set by
+the launching process and inherited by its jobs), so a table never shows the jobs of an earlier
+sweep into the same `hydra.sweep.dir`."""
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +19,12 @@ from pab_campaign.errors import StoreError
 from pab_campaign.store import RunStatus, atomic_write_bytes, read_run_json
 
 POINTER = "pab_run.json"
+# The environment variable naming the launch (a sweep) a job belongs to.
+LAUNCH_ENV = "PAB_CAMPAIGN_LAUNCH"
 
 
 def _write_pointer(job_output_dir: Path, payload: dict[str, Any]) -> None:
+    payload = {**payload, "launch": os.environ.get(LAUNCH_ENV)}
     atomic_write_bytes(job_output_dir / POINTER, json.dumps(payload).encode())
 
 
@@ -45,13 +52,16 @@ def run_failed(job_output_dir: Path) -> bool:
         return True
 
 
-def sweep_rows(sweep_dir: Path) -> list[dict[str, Any]]:
-    """One row per job of the sweep in `sweep_dir`: job number, run id, status, epochs, error."""
+def sweep_rows(sweep_dir: Path, launch: str | None = None) -> list[dict[str, Any]]:
+    """One row per job of the sweep in `sweep_dir` (of the launch `launch` only, when given): job
+    number, run id, status, epochs, error."""
     rows = []
     pointers = sorted(sweep_dir.glob(f"*/{POINTER}"),
                       key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
     for pointer in pointers:
         job = json.loads(pointer.read_text())
+        if launch is not None and job.get("launch") != launch:
+            continue  # a job of an earlier sweep into the same folder
         row = {"job": pointer.parent.name, "run_id": job["run_id"] or "-", "skipped": job["skipped"],
                "note": job.get("note")}
         if job["run_dir"] is None:
@@ -95,6 +105,9 @@ class SweepStatusCallback(Callback):
     """Prints the status table once all jobs of a multirun have returned, then ends the command with
     exit status 1 when a job failed (SystemExit passes through Hydra; later callbacks do not run)."""
 
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        os.environ[LAUNCH_ENV] = uuid.uuid4().hex  # the jobs (in this process or started from it) inherit it
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if OmegaConf.select(config, "hydra.launcher.detach", default=False):
             record = OmegaConf.select(config, "hydra.launcher.detach_record", default=None)
@@ -102,7 +115,7 @@ class SweepStatusCallback(Callback):
             print("sweep submitted and detached" + (f" (job ids in {record})" if record else "")
                   + "; follow with `squeue`" + (f", then `pab-campaign ls {campaign}`" if campaign else ""))
             return
-        rows = sweep_rows(Path(config.hydra.sweep.dir))
+        rows = sweep_rows(Path(config.hydra.sweep.dir), os.environ.pop(LAUNCH_ENV, None))
         if rows:
             render_table(rows)
         if failed_jobs(rows):

@@ -1,11 +1,12 @@
 """The sweep's exit status comes from what its jobs left (their pointer files), not from state kept in
 the launching process."""
+import os
 from types import SimpleNamespace
 
 import pytest
 from omegaconf import OmegaConf
 
-from pab_campaign.launching.sweep_status import SweepStatusCallback, write_job_pointer, write_lost_job
+from pab_campaign.launching.sweep_status import LAUNCH_ENV, SweepStatusCallback, write_job_pointer, write_lost_job
 from tests.helpers import write_run
 
 
@@ -39,3 +40,19 @@ def test_a_failed_or_lost_job_ends_the_sweep_with_exit_status_1(tmp_path, capsys
     assert ended.value.code == 1
     assert "1 completed, 1 failed" in capsys.readouterr().out
     _end(tmp_path / "nothing")  # a later sweep in the same process starts from nothing
+
+
+def test_the_table_shows_this_launch_alone_in_a_folder_an_earlier_sweep_used(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(LAUNCH_ENV, "earlier")
+    for number in range(3):
+        _job(tmp_path / "sweep", number, tmp_path / "c", f"old{number}", "failed")
+    callback = SweepStatusCallback()
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "sweep")}}})
+    callback.on_multirun_start(config)
+    (tmp_path / "sweep" / "0" / "pab_run.json").unlink()
+    (tmp_path / "sweep" / "0").rmdir()
+    _job(tmp_path / "sweep", 0, tmp_path / "c", "new0", "completed")
+    callback.on_multirun_end(config)  # the earlier launch's failed jobs 1 and 2 neither show nor fail this one
+    out = capsys.readouterr().out
+    assert "sweep: 1 completed" in out and "old1" not in out and "failed" not in out
+    assert LAUNCH_ENV not in os.environ
