@@ -4,17 +4,22 @@ statistics our runs record, for torch models and for plain numpy weight matrices
 
 A matrix is n_out × n_in; a conv kernel (C_out, C_in, k, ...) is reshaped to C_out × C_in·k·…, as
 the probe does. Every statistic is computed in float64 by `training.probes.spectra.spectrum_stats`.
+One difference from mbe-eval: a zero (dead) matrix has erank 0 and SCI 0, where mbe-eval gives 1
+(its entropy of an all-zero spectrum); a network's mean SCI counts a dead layer as 0.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from pab_campaign.training.probes.spectra import LAYER_TYPES, spectrum_stats
+from pab_campaign.training.probes.spectra import spectrum_stats
+
+# The layers `pytorch_sci` reads by default, as mbe-eval's (our spectra probe also reads Conv1d and Conv3d).
+MBE_LAYER_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv2d)
 
 __all__ = ["NumpySCITracker", "effective_rank", "pytorch_sci", "sci_from_weight", "sci_spectrum"]
 
@@ -23,16 +28,17 @@ def sci_spectrum(W: Any, bias: Any = None) -> dict[str, float]:
     """mbe-eval's spectral breakdown of one weight matrix, with its keys (`sci, erank, rank_max,
     spectral_entropy, sv_max, sv_min, stable_rank, nuclear_norm, spectral_norm`), plus every other
     statistic of the spectra probe under its own name (`nuclear`, `spectral`, `l1`, `l2`, ...;
-    `b_*` from `bias`, NaN without one).
+    `b_*` from `bias`, NaN without one). `rank_max` = min(n_out, n_in) is a whole number, as mbe-eval's.
 
     >>> stats = sci_spectrum(np.diag([3.0, 1.0, 0.0]))
     >>> stats["rank_max"], stats["sv_min"], round(stats["erank"], 3), round(stats["spectral_entropy"], 3)
-    (3.0, 1.0, 1.755, 0.562)
+    (3, 1.0, 1.755, 0.562)
     """
-    stats = spectrum_stats(torch.as_tensor(np.asarray(W, dtype=np.float64)),
-                           None if bias is None else torch.as_tensor(np.asarray(bias, dtype=np.float64)))
-    return {**stats, "sv_max": stats["spectral"], "nuclear_norm": stats["nuclear"],
-            "spectral_norm": stats["spectral"]}
+    stats: dict[str, Any] = spectrum_stats(torch.as_tensor(np.asarray(W, dtype=np.float64)),
+                                           None if bias is None else torch.as_tensor(np.asarray(bias,
+                                                                                                dtype=np.float64)))
+    return {**stats, "rank_max": int(stats["rank_max"]), "sv_max": stats["spectral"],
+            "nuclear_norm": stats["nuclear"], "spectral_norm": stats["spectral"]}
 
 
 def effective_rank(M: Any) -> float:
@@ -85,18 +91,23 @@ class NumpySCITracker:
 
 
 def pytorch_sci(model: nn.Module, layer_types: tuple[type[nn.Module], ...] | None = None) -> dict[str, Any]:
-    """`sci_spectrum` of the weight of every Linear/Conv layer (or `layer_types`) of a torch model by
-    layer name, plus `network_sci`, the mean SCI over layers (NaN without a layer).
+    """`sci_spectrum` of the weight of every Linear and Conv2d layer (mbe-eval's default; or of every
+    module of `layer_types` that has a `weight`, with its `bias` when it has one) of a torch model by
+    layer name, plus `network_sci`, the mean SCI over layers (NaN without a layer, `layer_types=()`
+    included).
 
     >>> result = pytorch_sci(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)))
     >>> sorted(k for k in result if not k.startswith("network")), 0 < result["network_sci"] <= 1
     (['0', '2'], True)
     """
-    wanted = layer_types or LAYER_TYPES
-    result: dict[str, Any] = {name: sci_spectrum(cast(torch.Tensor, module.weight).detach().cpu().double().numpy(),
-                                                 None if module.bias is None
-                                                 else cast(torch.Tensor, module.bias).detach().cpu().double().numpy())
-                              for name, module in model.named_modules() if isinstance(module, wanted)}
+    wanted = MBE_LAYER_TYPES if layer_types is None else tuple(layer_types)
+    result: dict[str, Any] = {}
+    for name, module in model.named_modules():
+        weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
+        if wanted and isinstance(module, wanted) and isinstance(weight, torch.Tensor):
+            result[name] = sci_spectrum(weight.detach().cpu().double().numpy(),
+                                        bias.detach().cpu().double().numpy() if isinstance(bias, torch.Tensor)
+                                        else None)
     scis = [stats["sci"] for stats in result.values()]
     result["network_sci"] = float(np.mean(scis)) if scis else float("nan")
     return result

@@ -103,3 +103,17 @@ def test_pytorch_sci_equals_mbe_evals_for_a_torch_model():
     for name in ("0", "2"):
         for key in ("sci", "erank", "sv_min", "spectral_entropy", "rank_max", "stable_rank"):
             assert ours[name][key] == pytest.approx(theirs[name][key], rel=1e-6), (name, key)
+
+
+def test_pytorch_sci_reads_mbe_evals_layers_by_default_and_any_module_with_a_weight():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Embedding(12, 6), nn.Conv1d(6, 5, 3), nn.Flatten(), nn.Linear(5 * 4, 3))
+    theirs, ours = sci_tracker.pytorch_sci(model), pytorch_sci(model)
+    assert set(ours) == set(theirs) == {"3", "network_sci"}  # Linear and Conv2d alone by default
+    assert ours["network_sci"] == pytest.approx(theirs["network_sci"], rel=1e-6)
+    embedding = (nn.Embedding,)
+    theirs, ours = sci_tracker.pytorch_sci(model, layer_types=embedding), pytorch_sci(model, layer_types=embedding)
+    assert ours["0"]["sci"] == pytest.approx(theirs["0"]["sci"], rel=1e-6)  # a module without a bias
+    assert type(ours["0"]["rank_max"]) is type(theirs["0"]["rank_max"]) is int
+    assert np.isnan(pytorch_sci(model, layer_types=())["network_sci"])
+    assert np.isnan(sci_tracker.pytorch_sci(model, layer_types=())["network_sci"])
