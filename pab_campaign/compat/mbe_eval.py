@@ -7,6 +7,7 @@ report adds the number of runs, bootstrap intervals, the effect class and a one-
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,10 +15,10 @@ import numpy as np
 import pandas as pd
 from rich.panel import Panel
 
-from pab_campaign.analysis.campaign.naming import file_stem
 from pab_campaign.analysis.mbe.arrays import MBEReport, evaluate, simulate
 from pab_campaign.analysis.mbe.figures import audit_figure
 from pab_campaign.analysis.plots.style import save_png
+from pab_campaign.errors import ConfigError
 from pab_campaign.render import Cell, Column, console, print_line, print_table, styled
 
 __all__ = ["MBEEvaluator", "MBEReport", "simulate_mbe_evaluation"]
@@ -26,6 +27,9 @@ TARGET_NAME = "Final Target"
 DPI = 300  # as mbe-eval writes its figure
 N_BOOT = 1000
 
+
+# Characters of a metric name that would make its figure's file name a path (mbe-eval keeps the rest).
+_SEPARATORS = re.compile(r"[/\\\0]")
 
 class MBEEvaluator:
     """mbe-eval's evaluator: is a metric more than a proxy of a trivial baseline (e.g. early
@@ -73,19 +77,35 @@ class MBEEvaluator:
             partial_p, is_loss_proxy`) and ours (`n`, `stage1`, `effect_class`, bootstrap intervals,
             `diagnosis`). `is_loss_proxy` is None under 5 runs (mbe-eval decides anyway).
         """
+        metric, baseline, target = (
+            _one_value_per_run(name, values) for name, values in
+            (("metric_vals", metric_vals), ("baseline_vals", baseline_vals), ("target_vals", target_vals)))
         console.print(Panel(styled(f"Marginal Baseline Eval (MBE) - {self.metric_name}", "bold cyan")))
-        report = evaluate(metric_vals, target=target_vals, baseline=baseline_vals, alpha=alpha, n_boot=N_BOOT,
+        report = evaluate(metric, target=target, baseline=baseline, alpha=alpha, n_boot=N_BOOT,
                           metric_name=self.metric_name, target_name=TARGET_NAME, baseline_name=self.baseline_name)
         _print_report(report)
-        path = Path(output_dir) / f"mbe_report_{file_stem(self.metric_name.replace(' ', '_'))}.png"
+        path = Path(output_dir) / f"mbe_report_{_SEPARATORS.sub('_', self.metric_name.replace(' ', '_'))}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        values = pd.DataFrame({self.metric_name: np.asarray(metric_vals, float),
-                               TARGET_NAME: np.asarray(target_vals, float)})
+        values = pd.DataFrame({self.metric_name: metric, TARGET_NAME: target})
         figure = audit_figure(values, None, _audit_rows(report), self.metric_name, TARGET_NAME, self.baseline_name,
                               "mbe-eval report", report.alpha)
         save_png(figure, path, DPI)
         print_line(f"Generated graphical report at: {path}", "dim")
         return report
+
+
+def _one_value_per_run(name: str, values: Sequence[float]) -> np.ndarray:
+    """`values` as a float vector (a column or row of one value per run too); ConfigError for any
+    other shape."""
+    try:
+        array = np.asarray(values, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} must hold numbers, one per run ({exc})") from None
+    if array.ndim == 2 and 1 in array.shape:
+        array = array.ravel()
+    if array.ndim != 1:
+        raise ConfigError(f"{name} has shape {array.shape}; give one value per run (a list or a 1-D array)")
+    return array
 
 
 def _verdict(report: MBEReport) -> str:

@@ -59,7 +59,7 @@ def test_a_metric_name_with_a_slash_stays_inside_output_dir(tmp_path):
     runs = simulate(n_runs=12)
     MBEEvaluator("../probe/fim norm").evaluate(runs.independent, runs.early_loss, runs.final_acc,
                                                output_dir=tmp_path)
-    assert [p.name for p in tmp_path.iterdir()] == ["mbe_report_probe_fim_norm.png"]
+    assert [p.name for p in tmp_path.iterdir()] == ["mbe_report_.._probe_fim_norm.png"]  # one file, in output_dir
 
 
 def test_simulate_mbe_evaluation_prints_the_demos_stage_1(capsys):
@@ -117,3 +117,23 @@ def test_pytorch_sci_reads_mbe_evals_layers_by_default_and_any_module_with_a_wei
     assert type(ours["0"]["rank_max"]) is type(theirs["0"]["rank_max"]) is int
     assert np.isnan(pytorch_sci(model, layer_types=())["network_sci"])
     assert np.isnan(sci_tracker.pytorch_sci(model, layer_types=())["network_sci"])
+
+
+def test_columns_of_one_value_per_run_work_and_the_figure_keeps_mbe_evals_name(tmp_path, capsys):
+    runs = simulate()
+    column = np.asarray(runs.loss_proxy)[:, None]
+    report = MBEEvaluator("FIM norm@20", "Early Val Loss").evaluate(
+        column, np.asarray(runs.early_loss)[:, None], runs.final_acc, output_dir=tmp_path)
+    flat = MBEEvaluator("FIM norm@20", "Early Val Loss").evaluate(
+        runs.loss_proxy, runs.early_loss, runs.final_acc, output_dir=tmp_path / "flat")
+    assert report.partial_r == flat.partial_r and (tmp_path / "mbe_report_FIM_norm@20.png").is_file()
+    MBEEvaluator("val/acc", "Early Val Loss").evaluate(runs.loss_proxy, runs.early_loss, runs.final_acc,
+                                                      output_dir=tmp_path / "slash")
+    assert [p.name for p in (tmp_path / "slash").iterdir()] == ["mbe_report_val_acc.png"]
+    from pab_campaign.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"metric_vals has shape \(2, 3\); give one value per run"):
+        MBEEvaluator("m", "b").evaluate(np.zeros((2, 3)), [1, 2], [1, 2], output_dir=tmp_path)
+    with pytest.raises(ConfigError, match="target_vals must hold numbers"):
+        MBEEvaluator("m", "b").evaluate([1, 2], [1, 2], ["a", "b"], output_dir=tmp_path)
+    capsys.readouterr()
