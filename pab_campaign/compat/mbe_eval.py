@@ -75,7 +75,8 @@ class MBEEvaluator:
         MBEReport
             mbe-eval's fields (`metric_name, baseline_name, absolute_r, absolute_p, partial_r,
             partial_p, is_loss_proxy`) and ours (`n`, `stage1`, `effect_class`, bootstrap intervals,
-            `diagnosis`). `is_loss_proxy` is None under 5 runs (mbe-eval decides anyway).
+            `diagnosis`). `is_loss_proxy` is None under 5 runs or when the metric or the target is constant
+            (no rank correlation; mbe-eval decides anyway).
         """
         metric, baseline, target = (
             _one_value_per_run(name, values) for name, values in

@@ -156,3 +156,15 @@ def test_the_plots_draw_pabkits_lists_at_dpi_300(tmp_path):
     for name in ("trajectory.png", "classes.png"):
         with Image.open(tmp_path / name) as image:
             assert image.info["dpi"] == pytest.approx((300, 300), abs=0.1)
+
+
+def test_a_dataset_that_is_not_train_and_val_and_a_model_that_is_not_a_module_are_said(tmp_path):
+    from pab_campaign.compat.pabkit import track_learning_curve
+
+    x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+    for dataset in ((x, y), [(x, y)], ((x, y), x)):
+        with pytest.raises(ValueError, match=r"dataset must be \(train, val\)"):
+            track_learning_curve(nn.Linear(4, 3), dataset, epochs=1, checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"model must be a torch\.nn\.Module, not object"):
+        ProcessAwareBenchmark(tmp_path / "pab").track_epoch(object(), 1, 1.0, 1.0, 0.5, 0.5)
+    assert not (tmp_path / "runs").exists()

@@ -146,6 +146,9 @@ class ProcessAwareBenchmark:
                              "new ProcessAwareBenchmark")
         if self.tracker is not None and self.tracker.status == RunStatus.DIVERGED:
             return
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"track_epoch: model must be a torch.nn.Module, not {type(model).__name__} (the "
+                             "checkpoints and probes read its weights)")
         if feature_extractor is not None and "feature_extractor" not in self._given:
             self._given["feature_extractor"] = True
             log.warning("pabkit: feature_extractor is not used; pass probe_data=(x, y) and features=lambda model, "
@@ -361,7 +364,7 @@ def track_learning_curve(model: nn.Module, dataset: tuple[Any, Any], epochs: int
     >>> sorted(p.name for p in (pab.run_dir / "checkpoints").glob("epoch_*.pt"))
     ['epoch_0000.pt', 'epoch_0002.pt']
     """
-    train, val = dataset
+    train, val = _train_and_val(dataset)
     model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=1e-3)
     criterion = criterion or nn.functional.cross_entropy
@@ -379,6 +382,19 @@ def track_learning_curve(model: nn.Module, dataset: tuple[Any, Any], epochs: int
             val_loss, val_acc = _evaluate(model, _loader(val, batch_size), criterion)
             pab.track_epoch(model, epoch, train_loss, val_loss, train_acc, val_acc, optimizer=optimizer)
     return pab
+
+
+def _train_and_val(dataset: Any) -> tuple[Any, Any]:
+    """`dataset` as (train, val), each an (x, y) pair of tensors or a torch Dataset; ValueError
+    saying the form otherwise (one (x, y) pair alone is one split, not two)."""
+    def split(part: Any) -> bool:
+        return isinstance(part, torch.utils.data.Dataset) or (
+            isinstance(part, tuple | list) and len(part) == 2 and all(isinstance(t, torch.Tensor) for t in part))
+
+    if not (isinstance(dataset, tuple | list) and len(dataset) == 2 and all(map(split, dataset))):
+        raise ValueError("track_learning_curve: dataset must be (train, val), each an (x, y) pair of tensors or a "
+                         "torch Dataset, e.g. dataset=((x_train, y_train), (x_val, y_val))")
+    return dataset[0], dataset[1]
 
 
 def _loader(data: Any, batch_size: int, shuffle_seed: int | None = None) -> torch.utils.data.DataLoader:
