@@ -5,7 +5,8 @@ and data loaders, over our TRAK scores (`training.attribution`, CPU or CUDA) and
 
 A comparison returns ModelDiff's dict: `directions` (k × training examples), `projections`
 (validation examples × k), `variances` ({'A', 'B'}: the variance of each algorithm's row-normalised
-scores along each direction) and `scores` ({'A', 'B'}: validation × training examples), plus
+scores along each direction) and `scores` ({'A', 'B'}: validation × training examples, the objects
+given to `get_*_from_scores`, arrays of TRAK scores from `get_A_minus_B`), plus
 `result`, our `ResidualPCA`. Two differences: directions are signed so their heavier tail is
 positive (ModelDiff leaves the sign to the PCA), and `variances` are keyed by algorithm in both
 directions (ModelDiff's B − A keys them by argument position, so its 'A' holds B's variance).
@@ -88,16 +89,35 @@ class ModelDiff:
     # ---- on scores -------------------------------------------------------------------------------
     def get_A_minus_B_from_scores(self, scoresA: Any, scoresB: Any, num_pca_comps: int = 2) -> dict[str, Any]:
         """Residual PCA of A minus B on scores (validation × training examples, arrays or tensors)."""
-        a, b = _array(scoresA), _array(scoresB)
-        return _as_modeldiff(a_minus_b(a, b, num_pca_comps), a, b)
+        a, b = _checked(scoresA, scoresB, num_pca_comps)
+        return _as_modeldiff(a_minus_b(a, b, num_pca_comps), scoresA, scoresB)
 
     def get_B_minus_A_from_scores(self, scoresA: Any, scoresB: Any, num_pca_comps: int = 2) -> dict[str, Any]:
         """Residual PCA of B minus A on scores (validation × training examples)."""
-        a, b = _array(scoresA), _array(scoresB)
-        return _as_modeldiff(b_minus_a(a, b, num_pca_comps), a, b)
+        a, b = _checked(scoresA, scoresB, num_pca_comps)
+        return _as_modeldiff(b_minus_a(a, b, num_pca_comps), scoresA, scoresB)
 
 
-def _as_modeldiff(result: ResidualPCA, a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
+def _checked(scores_a: Any, scores_b: Any, components: int) -> tuple[np.ndarray, np.ndarray]:
+    """Both score matrices as float64 arrays; ValueError naming the argument for scores that are not
+    two finite matrices of one shape, or a `num_pca_comps` the matrices cannot give."""
+    a, b = _array(scores_a), _array(scores_b)
+    for name, array in (("scoresA", a), ("scoresB", b)):
+        if array.ndim != 2:
+            raise ValueError(f"{name} has shape {array.shape}; give validation × training examples scores (2-D)")
+        if not np.isfinite(array).all():
+            raise ValueError(f"{name} holds {int((~np.isfinite(array)).sum())} values that are NaN or infinite; "
+                             "give finite scores")
+    if a.shape != b.shape:
+        raise ValueError(f"scoresA {a.shape} and scoresB {b.shape}: both must score the same validation and "
+                         "training examples")
+    if not isinstance(components, int) or isinstance(components, bool) or not 1 <= components <= min(a.shape):
+        raise ValueError(f"num_pca_comps={components!r} must be a whole number in 1 .. {min(a.shape)} (the fewer of "
+                         "validation and training examples)")
+    return a, b
+
+
+def _as_modeldiff(result: ResidualPCA, a: Any, b: Any) -> dict[str, Any]:
     return {"directions": result.directions, "projections": result.projections,
             "variances": {"A": result.variance_a, "B": result.variance_b}, "scores": {"A": a, "B": b},
             "result": result}

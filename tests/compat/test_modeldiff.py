@@ -107,3 +107,20 @@ def test_a_new_loader_or_new_checkpoints_are_scored_afresh():
 def test_scoring_without_models_is_refused_with_the_fix():
     with pytest.raises(ValueError, match="use get_A_minus_B_from_scores"):
         ModelDiff().get_A_minus_B([(torch.zeros(1, 2), torch.zeros(1))])
+
+
+def test_scores_that_cannot_be_compared_are_one_error_naming_the_argument():
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(6, 9))
+    with_nan = scores.copy()
+    with_nan[2, 3] = np.nan
+    cases = [((scores[0], scores[0], 1), r"scoresA has shape \(9,\)"),
+             ((scores, with_nan, 1), "scoresB holds 1 values that are NaN"),
+             ((scores, scores[:5], 1), r"scoresA \(6, 9\) and scoresB \(5, 9\)"),
+             ((scores, scores, 7), r"num_pca_comps=7 must be a whole number in 1 \.\. 6")]
+    for (a, b, k), message in cases:
+        with pytest.raises(ValueError, match=message):
+            ModelDiff().get_A_minus_B_from_scores(a, b, num_pca_comps=k)
+    tensors = torch.tensor(scores), torch.tensor(scores + rng.normal(size=(6, 9)))
+    diff = ModelDiff().get_B_minus_A_from_scores(*tensors, num_pca_comps=2)
+    assert diff["scores"]["A"] is tensors[0] and diff["scores"]["B"] is tensors[1]  # as given, as ModelDiff's
