@@ -14,7 +14,7 @@ from pab_campaign.store import iter_run_dirs, read_run_json, read_trajectory
 from tests.helpers import write_run
 
 HP = ({"optimizer.lr": 0.1, "model.name": "mlp", "amp": True, "seed": 0},
-      {"optimizer.lr": 0.01, "model.name": "cnn", "amp": False, "seed": 1})
+      {"optimizer.lr": 1.0, "model.name": "cnn", "amp": False, "seed": 1})
 
 
 def _campaign(root):
@@ -55,6 +55,7 @@ def test_csv_export_imports_back_to_the_same_values(tmp_path, capsys):
         record = read_run_json(directory)
         original = record.versions["import.source"].removeprefix("csv:")
         assert record.hparams == HP[int(original[-1])]  # numbers, booleans and text come back as they were
+        assert type(record.hparams["optimizer.lr"]) is float  # 1.0 stays a float, not the whole number 1
         frame = read_trajectory(directory).to_pandas()
         frame["name"] = [f"{c}/{m}" + (f"[{k}]" if isinstance(k, str) else "")
                          for c, m, k in zip(frame["context"], frame["metric"], frame["key"])]

@@ -31,7 +31,8 @@ def export_csv(runs: list[ExportedRun], path: Path) -> Path:
         frames.append(frame)
     table = pd.concat(frames, ignore_index=True)
     try:
-        atomic_write(path, lambda tmp: table.to_csv(tmp, index=False, float_format="%.17g"))
+        # pandas writes each float as its shortest exact text (1.0 stays 1.0; %.17g wrote it 1, read back as an int)
+        atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
     except OSError as exc:
         raise CampaignError(f"--to csv {path}: cannot be written ({exc.strerror or exc}); name a file in a folder "
                             "you can write") from None
