@@ -289,6 +289,13 @@ def planned_total(config: Any) -> int:
     return total if isinstance(total, int) and total > 0 else 0
 
 
+def refuse_no_time(params: dict[str, Any]) -> None:
+    """LauncherConfigError for a `timeout_min` below 1: submitit would end every job as it starts."""
+    if params["timeout_min"] < 1:
+        raise LauncherConfigError(f"hydra.launcher.timeout_min={params['timeout_min']} must be >= 1 (minutes a job may "
+                                  "run before it is stopped and requeued), e.g. timeout_min=60")
+
+
 class LocalLauncher(plugin.LocalLauncher):
     """submitit_local that runs at most `parallel_jobs(...)` runs at a time (a pool, not waves).
     Its progress line counts the whole sweep across the batches a sweeper launches."""
@@ -296,6 +303,7 @@ class LocalLauncher(plugin.LocalLauncher):
     @exit_on_refusal
     def __init__(self, **params: Any) -> None:
         refuse_unknown_keys(params, LocalConf, "local")
+        refuse_no_time(params)
         self.max_parallel = params.pop("max_parallel")
         self.use_gpus = params.pop("gpus")
         self.warm_start = params.pop("warm_start") and sys.platform == "linux"
@@ -410,6 +418,7 @@ class SlurmLauncher(plugin.SlurmLauncher):
     @exit_on_refusal
     def __init__(self, **params: Any) -> None:
         refuse_unknown_keys(params, SlurmConf, "slurm")
+        refuse_no_time(params)
         self.detach = params.pop("detach")
         self.detach_record = Path(params.pop("detach_record"))
         if params["max_num_timeout"] < 1:

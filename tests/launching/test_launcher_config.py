@@ -63,6 +63,8 @@ def params(schema: type, **changes) -> dict:
     (SlurmLauncher, params(SlurmConf, timeout_min=2, signal_delay_s=30), r"use timeout_min>=3"),
     (SlurmLauncher, {**params(SlurmConf), "partiton": "gpu"}, r"unknown keys \['partiton'\]"),
     (LocalLauncher, {**params(LocalConf), "max_paralel": 2}, r"unknown keys \['max_paralel'\]"),
+    (LocalLauncher, params(LocalConf, timeout_min=0), r"timeout_min=0 must be >= 1"),
+    (SlurmLauncher, params(SlurmConf, timeout_min=-5), r"timeout_min=-5 must be >= 1"),
 ])
 def test_launcher_refuses_settings_that_cannot_work(launcher, kwargs, message, capsys):
     with pytest.raises(SystemExit) as ended:
