@@ -168,3 +168,78 @@ def test_a_dataset_that_is_not_train_and_val_and_a_model_that_is_not_a_module_ar
     with pytest.raises(ValueError, match=r"model must be a torch\.nn\.Module, not object"):
         ProcessAwareBenchmark(tmp_path / "pab").track_epoch(object(), 1, 1.0, 1.0, 0.5, 0.5)
     assert not (tmp_path / "runs").exists()
+
+
+def _pabkit_class_wise_progression(class_accuracies, threshold=0.8):
+    """pabkit's `pab.metrics.class_wise_progression`, written out from its definition (lists of one
+    length: its zero padding does not apply)."""
+    early, late, unstable = [], [], []
+    n = max(len(v) for v in class_accuracies.values())
+    for class_id, accs in class_accuracies.items():
+        first = next((i for i, a in enumerate(accs) if a >= threshold), None)
+        if first is None:
+            late.append(class_id)
+            continue
+        if any(a < threshold for a in accs[first:]):
+            unstable.append(class_id)
+        if first < n // 3:
+            early.append(class_id)
+        elif first >= (2 * n) // 3:
+            late.append(class_id)
+    return early, late, unstable
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pabkits_metric_functions_give_pabkits_numbers(seed):
+    import numpy as np
+
+    from pab_campaign.compat.pabkit import (
+        class_wise_progression,
+        generalization_efficiency,
+        learning_stability,
+        robustness_evolution,
+        rule_evolution,
+    )
+
+    train, val, classes, robustness = _curves(9, seed)
+    for previous, current in itertools.pairwise(val):
+        assert learning_stability(previous, current) == pytest.approx(abs(previous - current) / (previous + 1e-8))
+    assert generalization_efficiency(train[0], val[0]) == val[0] - train[0]
+    assert class_wise_progression(classes) == _pabkit_class_wise_progression(classes)
+    clean = [0.5 + 0.04 * e for e in range(9)]
+    result = robustness_evolution(clean, robustness)
+    peak = int(np.argmax(robustness))
+    assert (result["peak_epoch"], result["peak_value"], result["final_value"]) == (
+        peak + 1, robustness[peak], robustness[-1])
+    assert result["degradation"] == pytest.approx((robustness[peak] - robustness[-1]) / (robustness[peak] + 1e-8))
+    assert result["robustness_ratio"] == pytest.approx([a / (c + 1e-8) for a, c in zip(robustness, clean)])
+    a, b = np.random.default_rng(seed).normal(size=(2, 4, 3))
+    reference = np.linalg.norm(a.ravel() / np.linalg.norm(a) - b.ravel() / np.linalg.norm(b))
+    assert rule_evolution(torch.tensor(a), b) == pytest.approx(reference)
+
+
+def test_every_pabkit_plot_draws_the_lists_given(tmp_path):
+    from pab_campaign.compat.pabkit.visualization import (
+        compare_learning_trajectories,
+        plot_generalization_gap,
+        plot_pab_summary,
+        plot_robustness_curve,
+    )
+
+    train, val, classes, robustness = _curves(8, 5)
+    clean = [0.5 + 0.05 * e for e in range(8)]
+    figure = plot_robustness_curve(clean, robustness, save_path=tmp_path / "robustness.png")
+    lines = {line.get_label(): list(line.get_ydata()) for line in figure.axes[0].get_lines()}
+    assert lines["clean accuracy"] == clean and lines["adversarial accuracy"] == robustness
+    figure = plot_generalization_gap(train, val, save_path=tmp_path / "gap.png")
+    assert list(figure.axes[0].get_lines()[0].get_ydata()) == pytest.approx([v - t for t, v in zip(train, val)])
+    metrics = {"train_loss": train, "val_loss": val, "val_acc": clean, "stability": [0.1] * 7,
+               "class_accuracy": {int(c): v for c, v in classes.items()}, "adversarial_robustness": robustness}
+    figure = plot_pab_summary(metrics, save_path=tmp_path / "summary.png")
+    assert [ax.get_title() for ax in figure.axes] == ["Loss", "Learning stability", "Class-wise learning progression",
+                                                      "Adversarial robustness"]
+    figure = compare_learning_trajectories({"a": metrics, "b": {}}, "train_loss", save_path=tmp_path / "compare.png")
+    assert [line.get_label() for line in figure.axes[0].get_lines()] == ["a"] and "b: not tracked" in (
+        figure.axes[0].get_title())
+    for name in ("robustness", "gap", "summary", "compare"):
+        assert Image.open(tmp_path / f"{name}.png").info["dpi"] == pytest.approx((300, 300), abs=0.5)

@@ -1,19 +1,27 @@
-"""pabkit's `pab.visualization` plots, drawn in our figure style (Okabe–Ito colours, units on the
+"""pabkit's `pab.visualization` plots (all six), drawn in our figure style (Okabe–Ito colours, units on the
 axes) from the same lists (`ProcessAwareBenchmark.metrics` gives them), written at dpi 300 as pabkit
 writes them when `save_path` is given."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from pab_campaign.analysis.plots.style import BLUE, GREY, OKABE_ITO, VERMILLION
+from pab_campaign.analysis.plots.style import BLUE, GREEN, GREY, OKABE_ITO, ORANGE, VERMILLION
 from pab_campaign.store import atomic_write
 
-__all__ = ["plot_class_progression", "plot_learning_trajectory"]
+__all__ = ["compare_learning_trajectories", "plot_class_progression", "plot_generalization_gap",
+           "plot_learning_trajectory", "plot_pab_summary", "plot_robustness_curve"]
+# pabkit's names of the lists in `metrics`, as axis labels with their units.
+_LABELS = {"train_loss": "train loss (cross-entropy, nats)", "val_loss": "val loss (cross-entropy, nats)",
+           "train_acc": "train accuracy (fraction)", "val_acc": "val accuracy (fraction)",
+           "stability": "learning stability (relative change)", "gen_efficiency": "val − train loss (nats)",
+           "rule_evolution": "representation change", "adversarial_robustness": "adversarial accuracy (fraction)"}
 DPI = 300
 CLASS_THRESHOLD = 0.7  # pabkit's "learned" line in this plot (its evaluate_trajectory uses 0.8)
 
@@ -81,5 +89,154 @@ def plot_class_progression(class_accuracies: Mapping[object, Sequence[float]],
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    return _save(figure, save_path)
+
+
+def _epochs(values: Sequence[float], first: int = 1) -> range:
+    return range(first, first + len(values))
+
+
+def _finish(ax: plt.Axes, title: str, ylabel: str) -> None:
+    ax.set(title=title, xlabel="epoch", ylabel=ylabel)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+
+
+def plot_robustness_curve(clean_accuracies: Sequence[float], adversarial_accuracies: Sequence[float],
+                          figsize: tuple[float, float] = (10, 6), save_path: str | Path | None = None) -> Figure:
+    """Clean and adversarial accuracy over epochs 1..n, their ratio on a second axis, and the epoch of
+    peak adversarial accuracy marked.
+
+    >>> figure = plot_robustness_curve([0.6, 0.8, 0.9], [0.3, 0.5, 0.4])
+    >>> [line.get_label() for line in figure.axes[0].get_lines()]
+    ['clean accuracy', 'adversarial accuracy', 'peak robustness (epoch 2)']
+    """
+    figure, ax = plt.subplots(figsize=figsize)
+    ax.plot(_epochs(clean_accuracies), clean_accuracies, color=BLUE, marker="o", ms=3, label="clean accuracy")
+    ax.plot(_epochs(adversarial_accuracies), adversarial_accuracies, color=ORANGE, marker="s", ms=3,
+            label="adversarial accuracy")
+    peak = int(np.argmax(adversarial_accuracies)) + 1 if len(adversarial_accuracies) else None
+    if peak is not None:
+        ax.axvline(peak, color=VERMILLION, ls=":", label=f"peak robustness (epoch {peak})")
+    ratio_ax = ax.twinx()
+    ratios = [a / c if c > 0 else np.nan for a, c in zip(adversarial_accuracies, clean_accuracies)]
+    ratio_ax.plot(_epochs(ratios), ratios, color=GREEN, ls="--", label="adversarial / clean")
+    ratio_ax.set_ylabel("adversarial / clean accuracy (ratio)", color=GREEN)
+    _finish(ax, "Adversarial robustness over training", "accuracy (fraction)")
+    handles = [*ax.get_lines(), *ratio_ax.get_lines()]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=len(handles), frameon=False)
+    figure.tight_layout()
+    return _save(figure, save_path)
+
+
+def plot_generalization_gap(train_losses: Sequence[float], val_losses: Sequence[float],
+                            train_accs: Sequence[float] | None = None, val_accs: Sequence[float] | None = None,
+                            figsize: tuple[float, float] = (10, 6), save_path: str | Path | None = None) -> Figure:
+    """val − train loss over epochs 1..n with the epoch of minimal val loss marked, and (when both
+    accuracy lists are given) train − val accuracy with the epoch of maximal val accuracy.
+
+    >>> figure = plot_generalization_gap([1.0, 0.5, 0.3], [1.1, 0.7, 0.8], [0.5, 0.8, 0.9], [0.45, 0.7, 0.68])
+    >>> [ax.get_title() for ax in figure.axes]
+    ['Loss gap', 'Accuracy gap']
+    """
+    accuracies = train_accs is not None and val_accs is not None
+    figure, axes = plt.subplots(1, 2 if accuracies else 1, figsize=figsize, squeeze=False)
+    loss_gap = [v - t for t, v in zip(train_losses, val_losses)]
+    axes[0][0].plot(_epochs(loss_gap), loss_gap, color=BLUE, marker="o", ms=3, label="val − train loss")
+    if len(val_losses):
+        best = int(np.nanargmin(val_losses)) + 1
+        axes[0][0].axvline(best, color=VERMILLION, ls=":", label=f"minimal val loss (epoch {best})")
+    _finish(axes[0][0], "Loss gap", "val − train loss (nats)")
+    axes[0][0].legend()
+    if train_accs is not None and val_accs is not None:
+        acc_gap = [t - v for t, v in zip(train_accs, val_accs)]
+        axes[0][1].plot(_epochs(acc_gap), acc_gap, color=GREEN, marker="o", ms=3, label="train − val accuracy")
+        if len(val_accs):
+            best = int(np.nanargmax(val_accs)) + 1
+            axes[0][1].axvline(best, color=VERMILLION, ls=":", label=f"maximal val accuracy (epoch {best})")
+        _finish(axes[0][1], "Accuracy gap", "train − val accuracy (fraction)")
+        axes[0][1].legend()
+    figure.suptitle("Generalization gap")
+    figure.tight_layout()
+    return _save(figure, save_path)
+
+
+def plot_pab_summary(metrics: Mapping[str, Any], figsize: tuple[float, float] = (15, 10),
+                     save_path: str | Path | None = None) -> Figure:
+    """pabkit's four panels from `ProcessAwareBenchmark.metrics`: loss curves, learning stability,
+    the earliest and latest learned classes, and adversarial robustness (the loss gap when there is
+    none). A panel without its lists says so.
+
+    >>> figure = plot_pab_summary({"train_loss": [1.0, 0.6, 0.5], "val_loss": [1.1, 0.8, 0.85],
+    ...                            "stability": [0.27, 0.06]})
+    >>> [ax.get_title() for ax in figure.axes]
+    ['Loss', 'Learning stability', 'Class-wise learning progression', 'Generalization gap']
+    """
+    figure, axes = plt.subplots(2, 2, figsize=figsize)
+    (loss_ax, stability_ax), (class_ax, last_ax) = axes
+    train, val = metrics.get("train_loss") or [], metrics.get("val_loss") or []
+    loss_ax.plot(_epochs(train), train, color=BLUE, label="train loss")
+    loss_ax.plot(_epochs(val), val, color=VERMILLION, label="val loss")
+    _finish(loss_ax, "Loss", "loss (cross-entropy, nats)")
+    loss_ax.legend()
+    stability = metrics.get("stability") or []
+    stability_ax.plot(_epochs(stability, 2), stability, color=GREEN, marker="o", ms=3)
+    _finish(stability_ax, "Learning stability", _LABELS["stability"])
+    classes = metrics.get("class_accuracy") or {}
+    epochs = max((len(v) for v in classes.values()), default=0)
+    learned = {c: next((i for i, a in enumerate(v) if a >= CLASS_THRESHOLD), epochs) for c, v in classes.items()}
+    order = sorted((c for c in classes if len(classes[c])), key=lambda c: learned[c])
+    shown = min(3, len(order) // 2)
+    for i, (group, chosen, style) in enumerate((("early", order[:shown], "-"), ("late", order[len(order) - shown:],
+                                                                                  "--"))):
+        for j, c in enumerate(chosen):
+            class_ax.plot(_epochs(classes[c]), classes[c], style, color=OKABE_ITO[(j + i * shown) % len(OKABE_ITO)],
+                          label=f"class {c} ({group})")
+    _finish(class_ax, "Class-wise learning progression", "class accuracy (fraction)")
+    if shown:
+        class_ax.legend(loc="lower right", fontsize=8)
+    adversarial = metrics.get("adversarial_robustness") or []
+    if adversarial:
+        clean = metrics.get("val_acc") or []
+        last_ax.plot(_epochs(clean), clean, color=BLUE, label="clean (val) accuracy")
+        last_ax.plot(_epochs(adversarial), adversarial, color=ORANGE, label="adversarial accuracy")
+        _finish(last_ax, "Adversarial robustness", "accuracy (fraction)")
+        last_ax.legend(loc="best")
+    else:
+        gap = [v - t for t, v in zip(train, val)]
+        last_ax.plot(_epochs(gap), gap, color=GREEN)
+        _finish(last_ax, "Generalization gap", "val − train loss (nats)")
+    for ax in axes.flat:
+        if not ax.get_lines():
+            ax.text(0.5, 0.5, "not tracked", ha="center", va="center", color=GREY, transform=ax.transAxes)
+    figure.suptitle("Process-Aware Benchmarking (PAB) summary")
+    figure.tight_layout()
+    return _save(figure, save_path)
+
+
+def compare_learning_trajectories(model_metrics: Mapping[str, Mapping[str, Any]], metric_name: str = "val_acc",
+                                  figsize: tuple[float, float] = (10, 6),
+                                  save_path: str | Path | None = None) -> Figure:
+    """One line per model of its `metric_name` list (a `metrics` key, e.g. val_acc, train_loss) over
+    epochs 1..n; models without that list are left out (named in the title).
+
+    >>> figure = compare_learning_trajectories({"a": {"val_acc": [0.5, 0.7]}, "b": {"val_acc": [0.4, 0.8]}})
+    >>> [line.get_label() for line in figure.axes[0].get_lines()], figure.axes[0].get_ylabel()
+    (['a', 'b'], 'val accuracy (fraction)')
+    """
+    figure, ax = plt.subplots(figsize=figsize)
+    missing = []
+    for i, (name, metrics) in enumerate(model_metrics.items()):
+        values = metrics.get(metric_name) or []
+        if not values:
+            missing.append(name)
+            continue
+        ax.plot(_epochs(values), values, color=OKABE_ITO[i % len(OKABE_ITO)], ls=("-", "--", "-.", ":")[i // 8 % 4],
+                lw=2, label=name)
+    title = f"{metric_name} across models" + (f" ({', '.join(missing)}: not tracked)" if missing else "")
+    _finish(ax, title, _LABELS.get(metric_name, metric_name))
+    if ax.get_lines():
+        ax.legend()
     figure.tight_layout()
     return _save(figure, save_path)
