@@ -121,7 +121,7 @@ def register(commands: Commands) -> None:
     importing.add_argument("--hparams", type=Path, default=None, metavar="CSV",
                            help="tensorboard: hyper-parameters per run (a `run` column with each run's directory)")
     importing.add_argument("--experiment", default=None, metavar="NAME",
-                           help="mlflow: the experiment to import (needed when several have runs)")
+                           help="mlflow: the experiment to import, by name or id (needed when several have runs)")
     exporting = commands.add(
         "export", cmd_export,
         "write a campaign's runs for another tool: csv FILE (long layout), tensorboard DIR (HParams tab included), "

@@ -187,3 +187,23 @@ def test_runs_without_scalars_or_with_a_negative_step_are_left_out_with_a_note(t
     (tmp_path / "file").write_text("x")
     code, out = _main(capsys, ["import", str(tmp_path / "file"), "--from", "mlflow", uri])
     assert code == 2 and f"campaign {tmp_path / 'file'} is a file" in out and "--dst" not in out, out
+
+
+def test_text_with_a_leading_zero_stays_text_and_an_experiment_is_chosen_by_name_or_id(tmp_path, capsys):
+    from mlflow.tracking import MlflowClient
+
+    from pab_campaign.workflows.importers.source import parse_scalar
+
+    assert [parse_scalar(t) for t in ("007", "0912", "0", "0.25", "-3", "1e3")] == ["007", "0912", 0, 0.25, -3, 1000.0]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    for name in ("a", "b"):
+        experiment = client.create_experiment(name)
+        run = client.create_run(experiment, run_name=name)
+        client.log_param(run.info.run_id, "agent", "007")
+        client.log_metric(run.info.run_id, "val_loss", 0.5, step=1)
+    chosen = client.get_experiment_by_name("b").experiment_id
+    code, out = _main(capsys, ["import", str(tmp_path / "c"), "--from", "mlflow", uri, "--experiment", chosen])
+    assert code == 0 and "imported 1 of 1 runs" in out, out
+    (directory,) = iter_run_dirs(tmp_path / "c")
+    assert read_run_json(directory).hparams == {"agent": "007"}

@@ -90,11 +90,11 @@ def file_store_allowed(uri: str) -> Iterator[None]:
 
 def _experiment(client: Any, uri: str, name: str | None) -> Any:
     experiments = [e for e in client.search_experiments() if client.search_runs([e.experiment_id], max_results=1)]
-    if name is not None:
-        chosen = [e for e in experiments if e.name == name]
+    if name is not None:  # a name, else an id (mlflow ui shows both)
+        chosen = [e for e in experiments if e.name == name] or [e for e in experiments if e.experiment_id == name]
         if not chosen:
-            raise CampaignError(f"--from mlflow {uri}: no experiment '{name}' with runs; it has "
-                                f"{sorted(e.name for e in experiments) or 'none'}")
+            raise CampaignError(f"--from mlflow {uri}: no experiment named '{name}' (or of that id) with runs; it has "
+                                f"{', '.join(f'{e.name} (id {e.experiment_id})' for e in experiments) or 'none'}")
         return chosen[0]
     if len(experiments) != 1:
         raise CampaignError(f"--from mlflow {uri}: {len(experiments)} experiments have runs "

@@ -26,6 +26,7 @@ DEFAULT_CONTEXT = "train"
 _SPLIT_TAG = re.compile(rf"^(?P<context>{'|'.join(SPLIT_PREFIXES)})[_.\-: ](?P<metric>.+)$")
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_.\-]")
 _NOT_KEY = re.compile(r"[\[\]@,]")
+_LEADING_ZERO = re.compile(r"^[+-]?0\d")
 
 
 @dataclass
@@ -96,7 +97,7 @@ def metric_for_tag(tag: str, mapping: dict[str, str]) -> tuple[str, str, str | N
 
 def parse_scalar(text: object) -> Scalar:
     """A hyper-parameter value as a scalar: numbers, booleans and None from their text; finite floats
-    that are whole stay floats (`0.0` is not `0`)."""
+    that are whole stay floats (`0.0` is not `0`); digits with a leading zero stay text (`007`)."""
     if text is None or isinstance(text, (bool, int)):
         return text
     if isinstance(text, float):
@@ -107,6 +108,8 @@ def parse_scalar(text: object) -> Scalar:
         return lowered == "true"
     if lowered in ("none", "null", ""):
         return None
+    if _LEADING_ZERO.match(value):
+        return value  # an identifier such as '007' or a date '0912', not the number 7
     try:
         return int(value)
     except ValueError:
