@@ -18,6 +18,29 @@ from pab_campaign.training.data.base import Split
 Transform = Callable[[object], torch.Tensor]
 
 
+class UnreadableImage(ValueError):
+    """An image file the loader cannot decode; the message names the file."""
+
+
+def _decoded(loader: Callable[[str], object], path: str) -> object:
+    try:
+        return loader(path)
+    except (OSError, ValueError, SyntaxError) as exc:  # PIL: unidentified, truncated or malformed files
+        raise UnreadableImage(f"{path}: cannot be decoded as an image ({type(exc).__name__}: {exc}); replace or "
+                              "remove it") from None
+
+
+def _batches_of(loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """`loader`'s batches; an UnreadableImage from a worker process is raised again with its own
+    message (the worker's wrapper starts it with 'Caught UnreadableImage in DataLoader worker')."""
+    try:
+        yield from loader
+    except UnreadableImage as exc:
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        original = lines[-1].split(f"{UnreadableImage.__name__}: ", 1)[-1] if lines else str(exc)
+        raise UnreadableImage(original) from None
+
+
 class _Transformed(Dataset):
     """`(transform(image), label)` of `samples[i]` = (path, label), the image read by `loader`; with a
     `seed`, example i's transform runs under torch seed `seed + i` (the global RNG is restored after)."""
@@ -31,7 +54,7 @@ class _Transformed(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]
-        image = self.loader(path)
+        image = _decoded(self.loader, path)
         if self.seed is None:
             return self.transform(image), label
         with torch.random.fork_rng(devices=[]):
@@ -89,7 +112,7 @@ class LoaderSplit:
         else:
             seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator))
             dataset = _Transformed(self.samples, self.loader, self.train_transform, seed)
-        for images, labels in self._loader(dataset, batch_size, order.tolist()):
+        for images, labels in _batches_of(self._loader(dataset, batch_size, order.tolist())):
             if len(labels) < min_batch:
                 continue
             yield self._on_device(images, labels)
@@ -98,12 +121,12 @@ class LoaderSplit:
         """The examples of `eval_index` (all by default) once, in order, through `eval_transform`."""
         dataset = _Transformed(self.samples, self.loader, self.eval_transform)
         index = range(len(self)) if self.eval_index is None else self.eval_index.tolist()
-        for images, labels in self._loader(dataset, batch_size, index):
+        for images, labels in _batches_of(self._loader(dataset, batch_size, index)):
             yield self._on_device(images, labels)
 
     def head(self, size: int) -> Split:
         """The first `size` examples, eval-transformed and normalised, as an in-memory CPU `Split`."""
         cpu = self.to(torch.device("cpu"))
         dataset = _Transformed(self.samples[:size], self.loader, self.eval_transform)
-        parts = [cpu._on_device(images, labels) for images, labels in cpu._loader(dataset, 256, None)]
+        parts = [cpu._on_device(images, labels) for images, labels in _batches_of(cpu._loader(dataset, 256, None))]
         return Split(torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts]))

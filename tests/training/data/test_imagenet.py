@@ -64,3 +64,18 @@ def test_bad_roots_name_the_layout(folder, tmp_path):
     (tmp_path / "val" / "n01").mkdir()
     with pytest.raises(ValueError, match="no valid file"):
         build_dataset(_cfg(tmp_path))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_image_that_cannot_be_decoded_is_named(tmp_path, workers):
+    from pab_campaign.training.data.loader import UnreadableImage
+
+    root = write_image_folder(tmp_path, CLASSES, 4, 2)
+    broken = sorted((root / "val" / "n02").iterdir())[0]
+    broken.write_bytes(b"not a jpeg at all")
+    data = build_dataset(_cfg(root, num_workers=workers))
+    with pytest.raises(UnreadableImage) as raised:
+        for _ in data.test.eval_batches(4):
+            pass
+    message = str(raised.value)
+    assert message.startswith(f"{broken}: cannot be decoded as an image") and "\n" not in message
