@@ -13,6 +13,7 @@ from hydra import compose, initialize_config_dir
 
 from pab_campaign.store import RunStatus, iter_run_dirs, read_run_json, read_trajectory, write_run_json
 from pab_campaign.training.checkpoint import checkpoint_dir
+from pab_campaign.training.config import register_schemas
 from pab_campaign.training.data.cifar10 import write_batches
 from tests.helpers import REPO, assert_one_line_error, run_command, write_image_folder
 
@@ -102,6 +103,7 @@ def test_imagenet_case_study_runs_on_cpu(tmp_path):
 
 
 def test_imagenet_preset_is_slurm_ready():
+    register_schemas()  # as the entry point does (the test passed alone only after another test had)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=["+experiment=imagenet_case_study", "tracking=minimal"],
                       return_hydra_config=True)
