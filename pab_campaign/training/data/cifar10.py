@@ -23,6 +23,8 @@ from pab_campaign.training.data.resident import ResidentSplit, random_crop_flip
 from pab_campaign.training.data.splits import corrupt_labels, holdout, subsample
 
 FOLDER = "cifar-10-batches-py"
+# The first byte of a pickle of protocol 2 or later (the python version of CIFAR-10 is protocol 2).
+PICKLE_PROTOCOL_OPCODE = b"\x80"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
 NUM_CLASSES = 10
@@ -57,6 +59,10 @@ def check(cfg: Cifar10Config) -> None:
     missing = [name for name in (*TRAIN_FILES, TEST_FILE) if not (folder / name).is_file()]
     if missing:
         raise ValueError(f"dataset.root={cfg.root} lacks {FOLDER}/{missing[0]}; expected {LAYOUT}")
+    for name in (*TRAIN_FILES, TEST_FILE):  # a pickle starts with its protocol's opcode (the batches: 2 or later)
+        with open(folder / name, "rb") as handle:
+            if handle.read(1) != PICKLE_PROTOCOL_OPCODE:
+                raise ValueError(f"{folder / name} is not a CIFAR-10 batch (not a pickle file); expected {LAYOUT}")
     if not 0 < cfg.val_fraction < 1:
         raise ValueError(f"dataset.val_fraction={cfg.val_fraction} must be in (0, 1)")
 

@@ -75,9 +75,12 @@ def test_missing_root_names_the_layout(tmp_path):
 def test_malformed_and_hostile_batches_are_refused(cifar_root, tmp_path):
     _root, train, test = cifar_root
     write_batches(tmp_path, train, test)
-    (tmp_path / FOLDER / "data_batch_3").write_bytes(b"not a pickle")
-    with pytest.raises(ValueError, match="data_batch_3 is not a CIFAR-10 batch"):
-        build_dataset(_cfg(tmp_path))
+    for content in (b"not a pickle", b""):  # refused before a run starts: check_dataset reads each file's first byte
+        (tmp_path / FOLDER / "data_batch_3").write_bytes(content)
+        with pytest.raises(ValueError, match=r"data_batch_3 is not a CIFAR-10 batch \(not a pickle file\)"):
+            check_dataset(_cfg(tmp_path))
+        with pytest.raises(ValueError, match="data_batch_3 is not a CIFAR-10 batch"):
+            build_dataset(_cfg(tmp_path))
     with open(tmp_path / FOLDER / "data_batch_3", "wb") as handle:
         pickle.dump({b"data": os.system, b"labels": []}, handle, protocol=2)
     with pytest.raises(ValueError, match="unexpected object"):
