@@ -15,10 +15,10 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from pab_campaign.errors import ConfigError, PabError, one_line
+from pab_campaign.errors import ConfigError, PabError, did_you_mean, one_line
 from pab_campaign.launching.sweep_status import write_job_pointer
 from pab_campaign.store import RunStatus
-from pab_campaign.training.config import CONFIG_DIR, register_schemas, schema_keys
+from pab_campaign.training.config import CONFIG_DIR, GROUP_SCHEMAS, register_schemas, schema_keys
 
 register_schemas()
 
@@ -82,6 +82,10 @@ def start_ranks(cfg: DictConfig, overrides: list[str]):
 # The override Hydra names in "Error merging override k=v" and "... use +k=v".
 _OVERRIDE = re.compile(r"(?:Error merging override |use \+)(\S+)")
 # OmegaConf's detail lines under its message ("full_key: ...", "object_type=...").
+# Hydra's prefix naming the config file it was composing: `In 'model/wide': ...`.
+_IN_FILE = re.compile(r"^In '(?P<group>[\w.-]+)/(?P<option>[^']+)'")
+# OmegaConf's message for a key a typed config does not have.
+_NOT_IN_SCHEMA = re.compile(r"Key '(?P<key>[^']+)' not in '(?P<schema>\w+)'")
 _DETAIL = re.compile(r"^(full_key:|reference_type=|object_type=)")
 
 
@@ -104,6 +108,20 @@ def config_error_line(exc: BaseException) -> str:
             return f"{override}: {where or 'the top level'} has no key '{key}'; its keys are {', '.join(keys)}"
         if isinstance(cause, ValidationError) and key in keys:
             return f"{override}: {one_line(cause)}; {full_key} takes {keys[key]}"
+    preset = _IN_FILE.match(str(exc))
+    unknown = _NOT_IN_SCHEMA.search(str(exc))
+    if preset and unknown and preset["group"] in GROUP_SCHEMAS:
+        group, options = preset["group"], GROUP_SCHEMAS[preset["group"]]
+        where = f"{group}/{preset['option']}.yaml: '{unknown['key']}'"
+        if unknown["schema"] in {schema.__mro__[1].__name__ for schema in options.values()}:  # the group's base
+            return (f"{where} is not in the {group} schema; a preset of your own extends one of its schemas "
+                    f"({', '.join(options)}): start it with defaults: [/schema/{group}/{next(iter(options))}@_here_, "
+                    "_self_]")
+        named = next((name for name, schema in options.items() if schema.__name__ == unknown["schema"]), None)
+        if named is not None:
+            names = list(schema_keys(options[named]))
+            return (f"{where} is not a key of {group}={named}{did_you_mean(unknown['key'], names)}; its keys are "
+                    f"{', '.join(names)}")
     text = str(exc).split("Config search path")[0]
     lines = [line.strip() for line in text.splitlines() if line.strip() and not _DETAIL.match(line.strip())]
     joined = " ".join(lines) or one_line(exc)

@@ -24,7 +24,7 @@ from pab_campaign.training.config import (
     undeclared_keys,
 )
 from pab_campaign.training.run import execute
-from tests.helpers import REPO, command_env, compose_config
+from tests.helpers import REPO, assert_one_line_error, command_env, compose_config, train
 
 CONF = REPO / "pab_campaign" / "conf"
 EXPERIMENTS = sorted(path.stem for path in (CONF / "experiment").glob("*.yaml"))
@@ -169,3 +169,19 @@ def test_importing_the_schemas_does_not_import_torch():
     code = "import sys, pab_campaign.training.config; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=command_env(), check=True)
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(("preset", "expected"), [
+    ("name: mlp\nhidden: [256]\nnorm: none\ndropout: 0.0\n",
+     "model/mine.yaml: 'hidden' is not in the model schema; a preset of your own extends one of its schemas (mlp, "
+     "cnn, resnet18, resnet50, lenet5, transformer): start it with defaults: [/schema/model/mlp@_here_, _self_]"),
+    ("defaults: [/schema/model/resnet18@_here_, _self_]\nname: resnet18\nwidht: 8\nblocks: [1, 1, 1, 1]\n",
+     "model/mine.yaml: 'widht' is not a key of model=resnet18 (did you mean width?); its keys are name, width, "
+     "blocks"),
+])
+def test_a_preset_of_your_own_that_breaks_its_schema_says_the_fix(tmp_path, preset, expected):
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    (tmp_path / "conf" / "model" / "mine.yaml").write_text(preset)
+    result = train([f"--config-dir={tmp_path / 'conf'}", "model=mine", "train.epochs=1"], tmp_path / "c")
+    assert_one_line_error(result, f"pab_campaign: error: {expected}")
+    assert not (tmp_path / "c").exists()
