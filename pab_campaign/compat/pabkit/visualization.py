@@ -140,23 +140,19 @@ def plot_generalization_gap(train_losses: Sequence[float], val_losses: Sequence[
     >>> [ax.get_title() for ax in figure.axes]
     ['Loss gap', 'Accuracy gap']
     """
-    accuracies = train_accs is not None and val_accs is not None
-    figure, axes = plt.subplots(1, 2 if accuracies else 1, figsize=figsize, squeeze=False)
-    loss_gap = [v - t for t, v in zip(train_losses, val_losses)]
-    axes[0][0].plot(_epochs(loss_gap), loss_gap, color=BLUE, marker="o", ms=3, label="val − train loss")
-    if len(val_losses):
-        best = int(np.nanargmin(val_losses)) + 1
-        axes[0][0].axvline(best, color=VERMILLION, ls=":", label=f"minimal val loss (epoch {best})")
-    _finish(axes[0][0], "Loss gap", "val − train loss (nats)")
-    axes[0][0].legend()
+    panels = [("Loss gap", "val − train loss", "nats", [v - t for t, v in zip(train_losses, val_losses)],
+               "minimal val loss", int(np.nanargmin(val_losses)) + 1 if len(val_losses) else None, BLUE)]
     if train_accs is not None and val_accs is not None:
-        acc_gap = [t - v for t, v in zip(train_accs, val_accs)]
-        axes[0][1].plot(_epochs(acc_gap), acc_gap, color=GREEN, marker="o", ms=3, label="train − val accuracy")
-        if len(val_accs):
-            best = int(np.nanargmax(val_accs)) + 1
-            axes[0][1].axvline(best, color=VERMILLION, ls=":", label=f"maximal val accuracy (epoch {best})")
-        _finish(axes[0][1], "Accuracy gap", "train − val accuracy (fraction)")
-        axes[0][1].legend()
+        panels.append(("Accuracy gap", "train − val accuracy", "fraction",
+                       [t - v for t, v in zip(train_accs, val_accs)], "maximal val accuracy",
+                       int(np.nanargmax(val_accs)) + 1 if len(val_accs) else None, GREEN))
+    figure, axes = plt.subplots(1, len(panels), figsize=figsize, squeeze=False)
+    for ax, (title, gap_name, unit, gap, best_name, best, colour) in zip(axes[0], panels):
+        ax.plot(_epochs(gap), gap, color=colour, marker="o", ms=3, label=gap_name)
+        if best is not None:
+            ax.axvline(best, color=VERMILLION, ls=":", label=f"{best_name} (epoch {best})")
+        _finish(ax, title, f"{gap_name} ({unit})")
+        ax.legend()
     figure.suptitle("Generalization gap")
     figure.tight_layout()
     return _save(figure, save_path)
