@@ -44,7 +44,11 @@ def interrupts_ignored() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # A handler installed outside Python (getsignal gives None) could not be put back: it is left in place.
+    previous = {sig: handler for sig in (signal.SIGINT, signal.SIGTERM)
+                if (handler := signal.getsignal(sig)) is not None}
+    for sig in previous:
+        signal.signal(sig, signal.SIG_IGN)
     try:
         yield
     finally:
