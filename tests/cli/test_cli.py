@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import subprocess
 import sys
@@ -343,3 +344,27 @@ def test_watch_ends_on_runs_no_process_writes_and_honours_status(tmp_path):
     failed = run_cli(["ls", str(tmp_path), "--watch", "--interval", "0.1", "--status", "failed"], timeout=60)
     assert failed.returncode == 0 and "bad" in failed.stdout and "done" not in failed.stdout
     assert_one_line_error(run_cli(["ls", str(tmp_path), "--watch", "--interval", "nan"]), "--interval nan must be > 0")
+
+
+def test_tcbench_hparams_prefix_names_the_hyper_parameter(tmp_path, capsys):
+    """tcbench's `aimrepo report --groupby hparams.<name>` form, on the cold (full) and warm paths."""
+    make_grid(tmp_path, seeds=2)
+    code, cold = _run(["report", str(tmp_path), "--groupby", "hparams.optimizer.lr", "--metrics", "acc"], capsys)
+    code_warm, warm = _run(["report", str(tmp_path), "--groupby", "hparams.optimizer.lr", "--metrics", "acc"], capsys)
+    bare_code, bare = _run(["report", str(tmp_path), "--groupby", "optimizer.lr", "--metrics", "acc"], capsys)
+    assert code == code_warm == bare_code == 0 and cold == warm == bare and "optimizer.lr" in bare, cold
+    _code, curves = _run(["curves", str(tmp_path), "--groupby", "hparams.model.name", "--metrics", "val/acc",
+                          "--output-folder", str(tmp_path / "figs")], capsys)
+    assert [cells[0] for cells in _table_rows(curves)][:2] == ["cnn", "mlp"], curves
+    _code, listed = _run(["ls", str(tmp_path), "--where", "hparams.model.name=cnn", "--json"], capsys)
+    assert sorted(row["run_id"] for row in json.loads(listed)) == ["cnn-0.01-0", "cnn-0.01-1", "cnn-0.1-0", "cnn-0.1-1"]
+
+
+def test_tcbench_hparams_prefix_in_the_audit(tmp_path, capsys):
+    make_grid(tmp_path, seeds=4)
+    audit = ["audit", str(tmp_path), "--metric", "val/acc@2", "--baseline", "val/loss@1", "--target", "test/acc",
+             "--n-boot", "20", "--no-plots"]
+    prefixed = _run([*audit, "--controls", "hparams.model.name", "--groupby", "hparams.optimizer.lr"], capsys)
+    written = (summary_dir(tmp_path) / "audit.csv").read_text()
+    bare = _run([*audit, "--controls", "model.name", "--groupby", "optimizer.lr"], capsys)
+    assert prefixed[0] == bare[0] == 0 and (summary_dir(tmp_path) / "audit.csv").read_text() == written, prefixed

@@ -5,6 +5,7 @@ heavy."""
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from typing import Any
 
 from pab_campaign.analysis.campaign.duck import READ_OPTIONS
@@ -47,6 +48,21 @@ SELECT t.f, t.context, t.metric, max(t.epoch) AS last_epoch, arg_max(t.value, t.
        count(*) > max(t.epoch) - min(t.epoch) + 1 AS duplicated
 FROM t LEFT JOIN b ON t.f = b.f GROUP BY ALL
 """
+
+
+# tcbench names a hyper-parameter `hparams.<name>` (its aim runs' key); its users type either form.
+TCBENCH_PREFIX = "hparams."
+
+
+def as_hparam_name(given: str, names: Collection[str]) -> str:
+    """`given` as a hyper-parameter of `names`: itself, or without tcbench's `hparams.` prefix when
+    only that names one (`hparams.optimizer.lr` → optimizer.lr); `given` unchanged otherwise.
+
+    >>> as_hparam_name("hparams.lr", ["lr", "seed"]), as_hparam_name("hparams.x", ["hparams.x"])
+    ('lr', 'hparams.x')
+    """
+    bare = given.removeprefix(TCBENCH_PREFIX)
+    return bare if given not in names and bare in names else given
 
 
 def hparam_key(name: str) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from pab_campaign.analysis.campaign.index import hparam_key
+from pab_campaign.analysis.campaign.index_layout import TCBENCH_PREFIX
 from pab_campaign.errors import CampaignError, did_you_mean
 
 _CONDITION = re.compile(r"^\s*(?P<key>[^=!<>\s]+)\s*(?P<op>!=|>=|<=|=|>|<|\sin\s)\s*(?P<value>.*?)\s*$")
@@ -43,7 +44,8 @@ class Condition:
 
 
 def _column(runs: pd.DataFrame, key: str) -> str:
-    for name in (hparam_key(key), key):
+    bare = key.removeprefix(TCBENCH_PREFIX)  # tcbench's `hparams.<name>`, where no column has the whole name
+    for name in (hparam_key(key), key, hparam_key(bare)):
         if name in runs.columns:
             return name
     hparams = sorted(c[: -len("@hparam")] for c in runs.columns if c.endswith("@hparam"))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ from pab_campaign.analysis.campaign.campaign import (
     metric_series,
     tracked_metrics,
 )
+from pab_campaign.analysis.campaign.index_layout import as_hparam_name
 from pab_campaign.analysis.campaign.naming import ids_suffix
 from pab_campaign.analysis.mbe.rule import ALPHA, MIN_RUNS, Association, check_alpha, check_correction, decide, measure
 from pab_campaign.analysis.stats.correlation import partial_spearman
@@ -104,6 +105,18 @@ def _check_hparam(campaign: Campaign, name: str, role: str) -> None:
         raise CampaignError(f"{role} '{name}' is not a hyper-parameter of this campaign"
                             f"{did_you_mean(name, campaign.hparam_names)}; choose from: "
                             f"{', '.join(campaign.hparam_names)}")
+
+
+def _named_as_hparams(campaign: Campaign, request: AuditRequest) -> AuditRequest:
+    """`request` with tcbench's `hparams.<name>` of its groupby, drivers and hyper-parameter controls
+    as the hyper-parameters' own names."""
+    def named(name: str) -> str:
+        return as_hparam_name(name, campaign.hparam_names)
+
+    return replace(
+        request, groupby=named(request.groupby) if request.groupby else request.groupby,
+        drivers=[named(d) for d in request.drivers],
+        controls=[named(c) if "/" not in c else c for c in request.controls])
 
 
 def gather(campaign: Campaign, request: AuditRequest) -> AuditData:
@@ -371,6 +384,7 @@ def run_audit(campaign: Campaign, request: AuditRequest) -> AuditResult:
     >>> tmp.cleanup()
     """
     alpha, correction = check_alpha(request.alpha), check_correction(request.correction)
+    request = _named_as_hparams(campaign, request)
     data = gather(campaign, request)
     for driver in request.drivers:
         if not is_numeric(data.hparams[driver]):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from pab_campaign.analysis.campaign.campaign import Campaign, completed_runs, hparam_values, varying_hparams
+from pab_campaign.analysis.campaign.index_layout import as_hparam_name
 from pab_campaign.analysis.campaign.naming import ids_suffix
 from pab_campaign.analysis.phases.hmm import StatesFit, StatesRequest, fit_states, load_sequences
 from pab_campaign.analysis.phases.interpretation import (
@@ -72,6 +73,7 @@ def run_states(campaign: Campaign, request: StatesRequest, curve_metric: MetricS
     run's val/acc. CampaignError for an unknown name, a feature never tracked, or too few runs.
     """
     _check_curve_metric(curve_metric)
+    groupby = None if groupby is None else [as_hparam_name(name, campaign.hparam_names) for name in groupby]
     unknown = [name for name in groupby or [] if name not in campaign.hparam_names]
     if unknown:
         raise CampaignError(f"--groupby {', '.join(unknown)}: not a hyper-parameter of this campaign"

@@ -24,6 +24,7 @@ from pab_campaign.analysis.campaign.campaign import (
     varying_hparams,
 )
 from pab_campaign.analysis.campaign.curve_store import MAX_NAMED, CurveAggregates
+from pab_campaign.analysis.campaign.index_layout import as_hparam_name
 from pab_campaign.analysis.campaign.naming import ids_suffix, slug
 from pab_campaign.analysis.stats.descriptive import ci95_halfwidths, describe
 from pab_campaign.analysis.summary.curve_groups import aggregates_of, curves_frame, group_codes
@@ -109,6 +110,7 @@ def choose_groupby(campaign: Campaign, done: pd.DataFrame, groupby: list[str] | 
     """`groupby` checked against the hyper-parameters; every one that varies (but the seed) when None."""
     if groupby is None:
         return varying_hparams(done, campaign.hparam_names)
+    groupby = [as_hparam_name(g, campaign.hparam_names) for g in groupby]
     unknown = [g for g in groupby if g not in campaign.hparam_names]
     if unknown:
         raise CampaignError(f"--groupby {', '.join(unknown)}: no such hyper-parameter"

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pab_campaign.analysis.campaign.duck import sql_name
+from pab_campaign.analysis.campaign.index_layout import as_hparam_name
 from pab_campaign.analysis.campaign.warm import (
     HPARAM_SUFFIX,
     WarmIndex,
@@ -78,8 +79,10 @@ def warm_report(warm: WarmIndex, groupby: list[str] | None, contexts: list[str] 
     key = key_expressions(warm)
     if groupby is None:
         groupby = varying_in(con, done, done_params, key)
-    elif any(name not in key for name in groupby) or len(set(groupby)) < len(groupby):
-        return None
+    else:
+        groupby = [as_hparam_name(name, key) for name in groupby]
+        if any(name not in key for name in groupby) or len(set(groupby)) < len(groupby):
+            return None
     notes: list[str] = []
     try:
         labels = drop_untracked(requested_labels(contexts, metrics),
