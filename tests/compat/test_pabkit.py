@@ -243,3 +243,33 @@ def test_every_pabkit_plot_draws_the_lists_given(tmp_path):
         figure.axes[0].get_title())
     for name in ("robustness", "gap", "summary", "compare"):
         assert Image.open(tmp_path / f"{name}.png").info["dpi"] == pytest.approx((300, 300), abs=0.5)
+
+
+def test_pabkits_utils_against_sklearn_and_an_attack_written_out():
+    from sklearn.metrics import recall_score
+
+    from pab_campaign.compat.pabkit.utils import compute_class_accuracies, evaluate_adversarial_robustness
+
+    torch.manual_seed(3)
+    x, y = torch.randn(90, 4), torch.randint(0, 3, (90,))
+    model = _model()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+    with torch.no_grad():
+        predicted = model(x).argmax(dim=1)
+    expected = recall_score(y, predicted, labels=[0, 1, 2], average=None, zero_division=0)
+    assert compute_class_accuracies(model, loader, 3, device="cpu") == pytest.approx(dict(enumerate(expected)))
+    model.train()
+    result = evaluate_adversarial_robustness(model, loader, device="cpu", epsilon=0.5)
+    attacked = x.clone().requires_grad_(True)
+    model.eval()
+    nn.functional.cross_entropy(model(attacked), y, reduction="sum").backward()
+    with torch.no_grad():
+        reference = (model(x + 0.5 * attacked.grad.sign()).argmax(dim=1) == y).double().mean().item()
+    clean = (predicted == y).double().mean().item()
+    assert result["clean_accuracy"] == pytest.approx(clean)
+    assert result["adversarial_accuracy"] == pytest.approx(reference)
+    assert result["robustness_ratio"] == pytest.approx(reference / clean)
+    model.zero_grad(set_to_none=True)
+    model.train()
+    evaluate_adversarial_robustness(model, loader, device="cpu")
+    assert model.training and all(p.grad is None for p in model.parameters())  # mode kept, no gradients left
