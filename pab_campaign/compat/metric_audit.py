@@ -16,12 +16,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from pab_campaign.training.evaluate import eval_mode
+from pab_campaign.training.probes.fim import fim_norm_from_gradients
 from pab_campaign.training.probes.spectra import spectrum_stats
 
 # The layers `pytorch_sci` reads by default, as mbe-eval's (our spectra probe also reads Conv1d and Conv3d).
 MBE_LAYER_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv2d)
 
-__all__ = ["NumpySCITracker", "effective_rank", "pytorch_sci", "sci_from_weight", "sci_spectrum"]
+__all__ = ["NumpySCITracker", "compute_fim_norm", "effective_rank", "pytorch_sci", "sci_from_weight", "sci_spectrum"]
 
 
 def sci_spectrum(W: Any, bias: Any = None) -> dict[str, float]:
@@ -111,3 +113,28 @@ def pytorch_sci(model: nn.Module, layer_types: tuple[type[nn.Module], ...] | Non
     scis = [stats["sci"] for stats in result.values()]
     result["network_sci"] = float(np.mean(scis)) if scis else float("nan")
     return result
+
+
+def compute_fim_norm(model: nn.Module, loss_fn: Any, inputs: torch.Tensor, targets: torch.Tensor) -> float:
+    """mbe-eval's `utils.compute_fim_norm`: FIM_norm = exp(H(p)) / N, p the normalised eigenvalues of
+    the dual Gram G Gᵀ / N of the N per-sample gradients G (N × P) of `loss_fn(model(x_i), y_i)`, as
+    our `probe/fim_norm` computes it (float64, eigenvalues below 1e-12 of the largest dropped). The
+    model is in eval mode while measured and put back after; no `.grad` is left in it. NaN when every
+    gradient is zero (mbe-eval says 1.0 there).
+
+    >>> torch.manual_seed(0) and None
+    >>> model = nn.Linear(3, 2)
+    >>> value = compute_fim_norm(model, nn.functional.cross_entropy, torch.randn(6, 3), torch.randint(0, 2, (6,)))
+    >>> 0 < value <= 1, model.weight.grad is None
+    (True, True)
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    rows = []
+    with eval_mode(model):
+        for x, y in zip(inputs, targets):
+            loss = loss_fn(model(x.unsqueeze(0)), y.unsqueeze(0))
+            rows.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params, allow_unused=True)
+                                   if g is not None]).detach())
+    if not rows:
+        raise ValueError("compute_fim_norm needs at least one input with its target")
+    return fim_norm_from_gradients([torch.stack(rows)])

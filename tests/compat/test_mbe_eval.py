@@ -137,3 +137,19 @@ def test_columns_of_one_value_per_run_work_and_the_figure_keeps_mbe_evals_name(t
     with pytest.raises(ConfigError, match="target_vals must hold numbers"):
         MBEEvaluator("m", "b").evaluate([1, 2], [1, 2], ["a", "b"], output_dir=tmp_path)
     capsys.readouterr()
+
+
+def test_compute_fim_norm_equals_mbe_evals():
+    from mbe_eval.utils import compute_fim_norm as reference
+
+    from pab_campaign.compat.metric_audit import compute_fim_norm
+
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(5, 6), nn.Tanh(), nn.Linear(6, 3))
+    x, y = torch.randn(12, 5), torch.randint(0, 3, (12,))
+    theirs = reference(model, nn.CrossEntropyLoss(), x, y)
+    model.zero_grad(set_to_none=True)
+    model.train()
+    ours = compute_fim_norm(model, nn.CrossEntropyLoss(), x, y)
+    assert ours == pytest.approx(theirs, rel=1e-5) and 0 < ours <= 1
+    assert model.training and all(p.grad is None for p in model.parameters())
