@@ -150,5 +150,7 @@ def test_a_two_task_job_trains_one_distributed_run_and_resumes_it_after_preempti
     assert final.restarts == 1 and final.epochs_done == 30 and final.world_sizes == [2, 2]
     assert uninterrupted.wait(timeout=300) == 0, uninterrupted.stderr.read()[-3000:]
     run_dir, ref_dir = next(iter_run_dirs(campaign)), next(iter_run_dirs(reference))
-    assert run_dir.name == ref_dir.name and not (run_dir / "run.lock").exists()
+    assert run_dir.name == ref_dir.name
+    # the job writes `completed`, then releases the lock: the test may read run.json in between
+    wait_for(lambda: not (run_dir / "run.lock").exists(), 30, "the completed run's lock to be released")
     assert_same_trajectory(run_dir, ref_dir, epochs=30)
