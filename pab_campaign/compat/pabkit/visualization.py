@@ -34,6 +34,35 @@ def _save(figure: Figure, save_path: str | Path | None) -> Figure:
     return figure
 
 
+def _epochs(values: Sequence[float], first: int = 1) -> range:
+    return range(first, first + len(values))
+
+
+def _finish(ax: plt.Axes, title: str, ylabel: str) -> None:
+    ax.set(title=title, xlabel="epoch", ylabel=ylabel)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+
+
+def _draw_classes(ax: plt.Axes, class_accuracies: Mapping[object, Sequence[float]], per_group: int,
+                  class_names: Mapping[object, str] | None = None) -> int:
+    """Draw the `per_group` earliest- and latest-learned classes (first epoch at or above 0.7,
+    pabkit's choice; a shorter list padded with its last value): early solid, late dashed. Returns
+    how many of each were drawn."""
+    epochs = max((len(v) for v in class_accuracies.values()), default=0)
+    padded = {c: list(v) + [v[-1]] * (epochs - len(v)) for c, v in class_accuracies.items() if len(v)}
+    learned = {c: next((i for i, a in enumerate(v) if a >= CLASS_THRESHOLD), epochs) for c, v in padded.items()}
+    order = sorted(padded, key=lambda c: learned[c])
+    shown = min(per_group, len(order) // 2)
+    for i, (group, classes, style) in enumerate((("early", order[:shown], "-"), ("late", order[len(order) - shown:],
+                                                                                   "--"))):
+        for j, c in enumerate(classes):
+            name = (class_names or {}).get(c, f"class {c}")
+            ax.plot(range(1, epochs + 1), padded[c], style, lw=2, color=OKABE_ITO[(j + i * shown) % len(OKABE_ITO)],
+                    label=f"{name} ({group})")
+    return shown
+
+
 def plot_learning_trajectory(train_losses: Sequence[float], val_losses: Sequence[float],
                              train_accs: Sequence[float] | None = None, val_accs: Sequence[float] | None = None,
                              title: str = "Learning Trajectory", figsize: tuple[float, float] = (12, 5),
@@ -50,11 +79,9 @@ def plot_learning_trajectory(train_losses: Sequence[float], val_losses: Sequence
     if train_accs is not None and val_accs is not None:
         panels.append(("Accuracy", "fraction", train_accs, val_accs))
     for ax, (name, unit, train, val) in zip(axes[0], panels):
-        ax.plot(range(1, len(train) + 1), train, color=BLUE, marker="o", ms=3, label=f"train {name.lower()}")
-        ax.plot(range(1, len(val) + 1), val, color=VERMILLION, marker="s", ms=3, label=f"val {name.lower()}")
-        ax.set(title=name, xlabel="epoch", ylabel=f"{name.lower()} ({unit})")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
+        ax.plot(_epochs(train), train, color=BLUE, marker="o", ms=3, label=f"train {name.lower()}")
+        ax.plot(_epochs(val), val, color=VERMILLION, marker="s", ms=3, label=f"val {name.lower()}")
+        _finish(ax, name, f"{name.lower()} ({unit})")
         ax.legend()
     figure.suptitle(title)
     figure.tight_layout()
@@ -71,36 +98,14 @@ def plot_class_progression(class_accuracies: Mapping[object, Sequence[float]],
     >>> sorted(line.get_label() for line in figure.axes[0].get_lines())[:3]
     ['class 0 (early)', 'class 2 (late)', 'learned (0.7)']
     """
-    epochs = max((len(v) for v in class_accuracies.values()), default=0)
-    padded = {c: list(v) + [v[-1]] * (epochs - len(v)) for c, v in class_accuracies.items() if len(v)}
-    learned = {c: next((i for i, a in enumerate(v) if a >= CLASS_THRESHOLD), epochs) for c, v in padded.items()}
-    order = sorted(padded, key=lambda c: learned[c])
-    shown = min(num_classes_to_show, len(order) // 2)
     figure, ax = plt.subplots(figsize=figsize)
-    for i, (group, classes, style) in enumerate((("early", order[:shown], "-"), ("late", order[len(order) - shown:],
-                                                                                   "--"))):
-        for j, c in enumerate(classes):
-            name = (class_names or {}).get(c, f"class {c}")
-            ax.plot(range(1, epochs + 1), padded[c], style, lw=2, color=OKABE_ITO[(j + i * shown) % len(OKABE_ITO)],
-                    label=f"{name} ({group})")
+    _draw_classes(ax, class_accuracies, num_classes_to_show, class_names)
     ax.axhline(CLASS_THRESHOLD, color=GREY, ls=":", label=f"learned ({CLASS_THRESHOLD})")
-    ax.set(title="Class-wise learning progression", xlabel="epoch", ylabel="class accuracy (fraction)",
-           ylim=(-0.02, 1.02))
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=0.3)
+    _finish(ax, "Class-wise learning progression", "class accuracy (fraction)")
+    ax.set_ylim(-0.02, 1.02)
     ax.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
     return _save(figure, save_path)
-
-
-def _epochs(values: Sequence[float], first: int = 1) -> range:
-    return range(first, first + len(values))
-
-
-def _finish(ax: plt.Axes, title: str, ylabel: str) -> None:
-    ax.set(title=title, xlabel="epoch", ylabel=ylabel)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=0.3)
 
 
 def plot_robustness_curve(clean_accuracies: Sequence[float], adversarial_accuracies: Sequence[float],
@@ -179,16 +184,7 @@ def plot_pab_summary(metrics: Mapping[str, Any], figsize: tuple[float, float] = 
     stability = metrics.get("stability") or []
     stability_ax.plot(_epochs(stability, 2), stability, color=GREEN, marker="o", ms=3)
     _finish(stability_ax, "Learning stability", _LABELS["stability"])
-    classes = metrics.get("class_accuracy") or {}
-    epochs = max((len(v) for v in classes.values()), default=0)
-    learned = {c: next((i for i, a in enumerate(v) if a >= CLASS_THRESHOLD), epochs) for c, v in classes.items()}
-    order = sorted((c for c in classes if len(classes[c])), key=lambda c: learned[c])
-    shown = min(3, len(order) // 2)
-    for i, (group, chosen, style) in enumerate((("early", order[:shown], "-"), ("late", order[len(order) - shown:],
-                                                                                  "--"))):
-        for j, c in enumerate(chosen):
-            class_ax.plot(_epochs(classes[c]), classes[c], style, color=OKABE_ITO[(j + i * shown) % len(OKABE_ITO)],
-                          label=f"class {c} ({group})")
+    shown = _draw_classes(class_ax, metrics.get("class_accuracy") or {}, 3)
     _finish(class_ax, "Class-wise learning progression", "class accuracy (fraction)")
     if shown:
         class_ax.legend(loc="lower right", fontsize=8)
