@@ -21,8 +21,11 @@ def _module(cfg: DatasetConfig) -> ModuleType:
 
 def build_dataset(cfg: DatasetConfig) -> DataBundle:
     """Build the data set named by `cfg.name` from its config group entry: its typed config (e.g.
-    `SyntheticConfig`; the DictConfig Hydra composes for it, or the dataclass itself)."""
-    return _module(cfg).build(cfg)
+    `SyntheticConfig`; the DictConfig Hydra composes for it, or the dataclass itself); ValueError
+    for a fraction or seed out of its range."""
+    module = _module(cfg)
+    _check_splits(cfg)
+    return module.build(cfg)
 
 
 def check_dataset(cfg: DatasetConfig) -> None:

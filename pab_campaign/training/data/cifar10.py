@@ -59,12 +59,10 @@ def check(cfg: Cifar10Config) -> None:
     missing = [name for name in (*TRAIN_FILES, TEST_FILE) if not (folder / name).is_file()]
     if missing:
         raise ValueError(f"dataset.root={cfg.root} lacks {FOLDER}/{missing[0]}; expected {LAYOUT}")
-    for name in (*TRAIN_FILES, TEST_FILE):  # a pickle starts with its protocol's opcode (the batches: 2 or later)
+    for name in (*TRAIN_FILES, TEST_FILE):
         with open(folder / name, "rb") as handle:
             if handle.read(1) != PICKLE_PROTOCOL_OPCODE:
                 raise ValueError(f"{folder / name} is not a CIFAR-10 batch (not a pickle file); expected {LAYOUT}")
-    if not 0 < cfg.val_fraction < 1:
-        raise ValueError(f"dataset.val_fraction={cfg.val_fraction} must be in (0, 1)")
 
 
 def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -64,8 +64,6 @@ def check(cfg: ImagenetConfig) -> list[str]:
     missing = sorted(set(classes) - set(_class_folders(root / "val")))
     if missing:
         raise ValueError(f"dataset.root={cfg.root}: val/ lacks class folder(s) {missing[:3]}; expected {LAYOUT}")
-    if not 0 < cfg.val_fraction < 1:
-        raise ValueError(f"dataset.val_fraction={cfg.val_fraction} must be in (0, 1)")
     return classes
 
 

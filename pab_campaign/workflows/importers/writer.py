@@ -173,8 +173,9 @@ def import_runs(runs: list[SourceRun], destination: Path, options: ImportOptions
     destination = Path(destination).resolve()
     if not runs:
         raise CampaignError("the source holds no runs; nothing was imported")
-    notes = [note for note in map(_left_out, runs) if note]
-    runs = [run for run in runs if _left_out(run) is None]
+    reasons = [_left_out(run) for run in runs]
+    notes = [reason for reason in reasons if reason]
+    runs = [run for run, reason in zip(runs, reasons) if reason is None]
     if not runs:
         raise CampaignError(f"no run of the source can be imported ({notes[0]}); nothing was imported")
     campaign = destination.name
