@@ -10,7 +10,12 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import DescrStatsW
 
 from pab_campaign.analysis.mbe.rule import effect_class
-from pab_campaign.analysis.stats.bootstrap import bootstrap_indices, bootstrap_rho_cis, resampled_partial_spearman
+from pab_campaign.analysis.stats.bootstrap import (
+    bootstrap_indices,
+    bootstrap_rho_cis,
+    percentile_ci,
+    resampled_partial_spearman,
+)
 from pab_campaign.analysis.stats.correlation import average_ranks, explained_by_controls, partial_spearman
 from pab_campaign.analysis.stats.descriptive import ci95_halfwidth
 from pab_campaign.analysis.stats.multicomp import adjust_pvalues
@@ -220,3 +225,30 @@ def test_bootstrap_rho_cis_bracket_the_estimates_and_are_seeded():
     assert partial_ci[0] < partial_spearman(x, y, controls=[z])[0] < partial_ci[1]
     assert (raw_ci, partial_ci) == bootstrap_rho_cis(x, y, controls=[z], n_boot=400, seed=3)
     assert bootstrap_rho_cis(x, y, n_boot=50)[1] == (pytest.approx(math.nan, nan_ok=True),) * 2
+
+
+def test_bootstrap_interval_is_left_empty_where_the_partial_is_mostly_undefined():
+    # 7 runs: in most resamples the baseline ranks the target entirely, so the partial ρ is undefined;
+    # the few resamples where it is defined gave an interval inside ±0.1, read as a washout.
+    metric = np.array([0.552, -0.585, 1.11, 1.065, -0.171, 1.404, -1.014])
+    target = np.array([0.268, -0.766, 0.51, -0.584, -0.919, 0.928, -0.921])
+    baseline = np.array([0.574, 0.756, 0.01, 0.589, 0.709, -0.878, 0.831])
+    index = bootstrap_indices(len(metric), 1000, 0)
+    undefined = np.isnan(resampled_partial_spearman(metric, target, index, controls=[baseline]))
+    assert undefined.mean() > 0.5
+    raw_ci, partial_ci = bootstrap_rho_cis(metric, target, controls=[baseline], n_boot=1000, seed=0)
+    assert np.isnan(partial_ci).all()
+    assert np.isfinite(raw_ci).all()
+    partial = partial_spearman(metric, target, controls=[baseline])[0]
+    raw = partial_spearman(metric, target)[0]
+    assert abs(raw) >= 0.2 > 0.1 > abs(partial)
+    assert effect_class(raw, partial, len(metric), False, partial_ci) == "inconclusive"
+
+
+def test_bootstrap_interval_keeps_a_few_undefined_resamples_out():
+    draws = np.linspace(-1.0, 1.0, 1000)
+    few, many = draws.copy(), draws.copy()
+    few[:50] = math.nan  # 5 %: left out, the interval comes from the rest
+    many[:51] = math.nan
+    assert percentile_ci(few) == tuple(np.percentile(draws[50:], [2.5, 97.5]))
+    assert np.isnan(percentile_ci(many)).all()
