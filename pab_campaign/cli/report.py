@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +87,14 @@ def _print_footer(paths: list[Path], index: Path | None, notes: list[str], skipp
     print_skipped(skipped, campaign_notes)
 
 
+def _print_json_report(rows: list[dict[str, Any]], notes: list[str]) -> None:
+    """The groups' rows (the wide records, whatever the layout) as JSON on stdout, and the report's
+    notes on stderr, where they do not spoil the JSON."""
+    print_json(rows)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+
+
 def _warm_report(args: argparse.Namespace, scans: Scans) -> bool:
     """Answer from the current runs index without pandas when the options allow it (one campaign
     directory, --epoch last or best, the wide layout, no --where or --per-campaign; see
@@ -117,12 +126,12 @@ def _answer_warm(args: argparse.Namespace, warm: WarmIndex) -> bool:
         rows = [report.rows[i] for i in best_order(report.rows, report.metrics, args.sort, args.top)]
     except CampaignError:
         return False  # the full path says what is wrong, after the runs it set aside
-    if args.as_json:
-        print_json(rows)
-        return True
     path = write_warm_report(warm, report, rows, args.epoch, args.campaign_id, args.output_folder)
     if path is None:
         return False
+    if args.as_json:
+        _print_json_report(rows, report.notes)
+        return True
     columns, cells = _summary_table(rows, report.groupby, [*report.metrics, "duration_s"], args.precision, args.std)
     print_table(_title(str(warm.directory), args), columns, cells)
     _print_footer([path], warm.path.parent, report.notes, report.skipped, warm.notes)
@@ -151,8 +160,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise
     report.summary = report.summary.iloc[best_order(report.summary.to_dict("records"), report.metrics, args.sort,
                                                     args.top)]
+    if args.per_campaign:
+        paths = write_reports_per_campaign(campaign, report, args.epoch, folder, args.layout)
+    else:
+        paths = [write_report(campaign, report, args.epoch, args.campaign_id, folder, args.layout)]
     if args.as_json:
-        print_json(report.summary.to_dict("records"))
+        _print_json_report(report.summary.to_dict("records"), report.notes)
         return 0
     title = _title(campaign.label, args)
     if CAMPAIGN_KEY in report.groupby:  # tcbench's layout: a campaign_id / runs header, then its table
@@ -163,10 +176,6 @@ def cmd_report(args: argparse.Namespace) -> int:
             _print_report(title, report, summary.reset_index(drop=True), keys, args)
     else:
         _print_report(title, report, report.summary, report.groupby, args)
-    if args.per_campaign:
-        paths = write_reports_per_campaign(campaign, report, args.epoch, folder, args.layout)
-    else:
-        paths = [write_report(campaign, report, args.epoch, args.campaign_id, folder, args.layout)]
     _print_footer(paths, campaign.index_dir, report.notes, campaign.skipped, campaign.notes)
     return 0
 
