@@ -187,7 +187,8 @@ def register(commands: Commands) -> None:
     audit.add_argument("--controls", nargs="+", action=SplitList, default=[],
                        help="further controls: hyper-parameters (numbers ranked, text one-hot) or metrics")
     audit.add_argument("--at-epoch", type=int, default=None,
-                       help="epoch K of candidates and baseline (default: the baseline's @epoch, else the last)")
+                       help="epoch K of the candidates, and of a baseline named without its own @epoch (a name's own "
+                            "@epoch wins; default: the baseline's @epoch, else the last)")
     audit.add_argument("--groupby", default=None, help="also audit within each value of this hyper-parameter")
     audit.add_argument("--drivers", nargs="+", action=SplitList, default=[],
                        help="numeric hyper-parameters to correlate every metric with (acid test), per group")

@@ -134,6 +134,9 @@ def gather(campaign: Campaign, request: AuditRequest) -> AuditData:
     columns = {baseline.label: metric_series(trajectories, baseline),
                target.label: metric_series(trajectories, target)}
     notes: list[str] = []
+    if epoch is not None and request.baseline.epoch not in (None, epoch):
+        notes.append(f"the baseline {baseline.label} keeps the epoch it names; the candidates are at epoch {epoch} "
+                     f"(--at-epoch); name the baseline without @{request.baseline.epoch} to move it too")
     specs = list(request.metrics)
     if request.all_metrics:
         named = {(s.context, s.metric) for s in [*specs, baseline, target]}

@@ -370,3 +370,14 @@ def test_groupby_on_a_hyperparameter_some_runs_lack_gives_them_a_group(tmp_path)
                  "--target", f"val/acc@{EARLY}", "--groupby", "wd", "--n-boot", "20"])  # its figure, too
     assert drawn.returncode == 0, drawn.stderr
     assert (store.summary_dir(tmp_path / "c") / "audit" / f"probe_signal_at{EARLY}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_baseline_that_names_its_epoch_keeps_it_under_at_epoch_and_says_so(constructed):
+    directory, _, _ = constructed
+    request = _request(metrics=[MetricSpec.parse("val/loss")], at_epoch=LAST)
+    result = run_audit(open_campaign(directory), request)
+    assert list(result.table["metric"]) == [f"val/loss@{EARLY}", f"val/loss@{LAST}"]
+    assert any(f"baseline val/loss@{EARLY} keeps the epoch it names; the candidates are at epoch {LAST}" in note
+               for note in result.notes)
+    same = run_audit(open_campaign(directory), _request(at_epoch=EARLY))
+    assert not any("keeps the epoch" in note for note in same.notes)
