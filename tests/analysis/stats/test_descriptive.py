@@ -47,9 +47,23 @@ def test_describe_matches_numpy_and_the_vector_form():
     assert describe([0.1] * 3)[1:] == (0.1, 0.0, 0.0)  # equal values: their value, no spread
     assert describe([1.0, math.inf]).mean == math.inf and math.isnan(describe([1.0, math.inf]).std)
     assert describe([]).n == 0 and math.isnan(describe([]).mean)
-    spread = describe([1e200, -1e200, 3e200])  # squares past the float range: an infinite spread, as numpy has it
-    with np.errstate(over="ignore"):
-        assert spread.std == np.std([1e200, -1e200, 3e200], ddof=1) == math.inf and spread.mean == pytest.approx(1e200)
+    spread = describe([1e200, -1e200, 3e200])  # squares past the float range (numpy's std is inf there)
+    assert spread.std == pytest.approx(2e200, rel=1e-15) and spread.mean == pytest.approx(1e200)
+
+
+def test_the_std_past_the_float_range_of_its_squares_matches_exact_arithmetic():
+    """`statistics.stdev` (exact rational arithmetic, correctly rounded root) is the reference: the
+    squares of values near ±1.8e308 pass the float range, their standard deviation does not."""
+    rng = np.random.default_rng(5)
+    samples = [[1e308, 1e308, -1e308, 5.0], [1e154, 1e154, -1e154, 3.0], [1.7e308] * 5 + [-1.7e308],
+               [1e300, 1.0, -1e300, 2.0, 3e-300], [-1.6e308, -1.6e308, 5.0]]
+    for _ in range(100):
+        size = int(rng.integers(2, 30))
+        signs = rng.choice([-1.0, 1.0], size=size)
+        samples.append(list(signs * rng.random(size) * 10.0 ** rng.integers(150, 308, size)))
+    for x in samples:
+        assert describe(x).std == pytest.approx(statistics.stdev(x), rel=1e-14), x
+    assert describe([1.7e308, -1.7e308]).std == math.inf  # the std itself is past the float range
 
 
 def test_the_mean_is_within_an_ulp_of_the_exact_one_whatever_the_magnitudes():
