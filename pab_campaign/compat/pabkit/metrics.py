@@ -60,8 +60,12 @@ def class_wise_progression(class_accuracies: Mapping[Any, Sequence[float]],
                            threshold: float = 0.8) -> tuple[list[Any], list[Any], list[Any]]:
     """(early, late, unstable) classes over E epochs (the longest list): early = first at or above
     `threshold` before epoch E // 3, late = first there at or after 2E // 3 or never, unstable =
-    below it again after it was first reached.
+    below it again after it was first reached. A class with fewer values than E is judged on the
+    values it has (pabkit pads its list with zeros, which makes a class reached in a short list
+    unstable).
 
+    >>> class_wise_progression({0: [0.9], 1: [0.1, 0.9, 0.9]})
+    ([0], [], [])
     >>> class_wise_progression({0: [0.9, 0.9, 0.9], 1: [0.1, 0.2, 0.3], 2: [0.9, 0.5, 0.9]})
     ([0, 2], [1], [2])
     """
