@@ -15,7 +15,7 @@ def cmd_html(args: argparse.Namespace) -> int:
 
     campaign = open_campaign(args.campaign, args.campaign_id, args.where)
     command = shlex.join(["pab-campaign", *args.argv])
-    path = write_page(campaign, Path(args.out) if args.out else None, command, args.campaign_id)
+    path = write_page(campaign, Path(args.out) if args.out else None, command, args.campaign_id, args.where)
     print_line(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB); open it in a browser")
     print_skipped(campaign.skipped, campaign.notes)
     return 0

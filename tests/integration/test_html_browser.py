@@ -1,7 +1,7 @@
 """The campaign page opened in a real browser (Debian's chromium driven by Playwright), once with
 scripts on and once off, in one browser launch: no console error and no request other than the file
 itself either way; every section and figure is there; with scripts on the charts mount and work
-(hovering a curve shows group, epoch, mean and CI; a legend click hides a group; log y redraws);
+(hovering a curve shows group, epoch, mean and CI; a legend click hides a group; a log y axis redraws);
 with scripts off the PNG figures show. Screenshots of both are kept in outputs/test-artifacts/ (or
 $PAB_TEST_ARTIFACTS).
 
@@ -88,7 +88,7 @@ def _jump(page, section: str) -> float:
 
 
 def _interact(page) -> dict:
-    """Hover the first curves panel, click the first legend entry, toggle log y."""
+    """Hover the first curves panel, click the first legend entry, choose a log y axis."""
     figure = page.locator("figure[data-figure=curves]")
     seen = {"mounted": page.eval_on_selector_all("figure.mounted", "f => f.map(x => x.dataset.figure)")}
     over = figure.locator(".panel").first.locator(".u-over")
@@ -103,8 +103,12 @@ def _interact(page) -> dict:
     seen["legend_off"] = "off" in (first.get_attribute("class") or "")
     page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
     seen["tooltip_after_hide"] = page.inner_text(".tip")
-    figure.locator("input[data-control=log]").check()
+    seen["titles_auto"] = figure.locator(".u-title").all_inner_texts()
+    figure.locator("select[data-control=yscale]").select_option("log")
     seen["titles_log"] = figure.locator(".u-title").all_inner_texts()
+    gaps = page.locator("figure[data-figure=gaps]")
+    gaps.locator("select[data-control=yscale]").select_option("log")
+    seen["gap_titles_log"] = gaps.locator(".u-title").all_inner_texts()
     seen["still_off"] = "off" in (figure.locator(".legend .item").first.get_attribute("class") or "")
     seen["captions"] = [figure.locator("figcaption").inner_text()]
     select = figure.locator("select[data-control=groupby]")
@@ -162,6 +166,10 @@ def test_demo_campaign_page_offline_with_scripts_on_and_off(chromium, demo_campa
     assert on["log_label"] < 1.5  # 'log y' on one line in a narrow window
     assert on["legend_off"] and on["legend_group"] not in on["tooltip_after_hide"].splitlines()[0]
     assert all(title.endswith("(log y)") for title in on["titles_log"]) and on["still_off"]
+    # By default only a loss spanning more than two decades is on a log scale, never an accuracy.
+    assert not any(title.endswith("(log y)") for title in on["titles_auto"] if "/acc" in title)
+    # A panel with values at or below zero (a generalization gap) stays linear, and says why.
+    assert any(title.endswith("(linear: has values ≤ 0)") for title in on["gap_titles_log"])
     # The caption tells what the chosen grouping shows: the finest first, all runs as one group last.
     captions = on["captions"]
     assert len(captions) >= 3 and len(set(captions)) == len(captions)

@@ -56,7 +56,7 @@ def _grouping(curves: pd.DataFrame, groupby: list[str], labels: list[str], runs:
         for name in choice.shown:
             group = rows[rows["group"] == name].set_index("epoch").reindex(epochs)
             panel["mean"].append([_value(v) for v in group["mean"]])
-            panel["ci"].append([_value(v) if math.isfinite(v) else 0.0 for v in group["ci95"].astype(float)])
+            panel["ci"].append([_value(v) for v in group["ci95"].astype(float)])  # None: under two runs
             panel["runs"].append([0 if math.isnan(v) else int(v) for v in group["runs"].astype(float)])
         panels.append(panel)
     title = (f"{', '.join(groupby)} ({choice.total} groups)" if groupby else "all runs (one group)")
@@ -69,7 +69,9 @@ def _grouping(curves: pd.DataFrame, groupby: list[str], labels: list[str], runs:
 def curves_chart(campaign: Campaign, groupby: list[str], curves: pd.DataFrame, lead: str = "") -> dict:
     """The curves chart of `curves` (`build_curves` output grouped by `groupby`): that grouping
     first, then each hyper-parameter of it alone, then all runs as one group. The figure's caption
-    becomes `lead` followed by what the chosen grouping shows."""
+    becomes `lead` followed by what the chosen grouping shows. Per panel: `log`, whether it starts
+    on a log scale (as the PNG: a loss spanning more than two decades), and `loggable`, whether
+    every mean is positive (a log scale would drop the others); a CI95 is null under two runs."""
     from pab_campaign.analysis.summary.report import coarser_curves
 
     labels = list(dict.fromkeys(curves["label"]))
@@ -79,27 +81,33 @@ def curves_chart(campaign: Campaign, groupby: list[str], curves: pd.DataFrame, l
         choices += [([name], coarser_curves(curves, groupby, [name], labels)) for name in groupby]
     if groupby:
         choices.append(([], coarser_curves(curves, groupby, [], labels)))
-    log = any(default_log(label, curves.loc[curves["label"] == label, "mean"].to_numpy(float)) for label in labels)
-    return {"kind": "curves", "lead": lead, "labels": labels, "log": log, "styles": styles(MAX_GROUPS),
+    means = [curves.loc[curves["label"] == label, "mean"].to_numpy(float) for label in labels]
+    # a panel may go on a log scale when every mean is positive (the coarser groupings' means are
+    # averages of these); it starts there as the PNG does
+    loggable = [bool((values[np.isfinite(values)] > 0).all()) for values in means]
+    log = [default_log(label, values) and ok for label, values, ok in zip(labels, means, loggable)]
+    return {"kind": "curves", "lead": lead, "labels": labels, "log": log, "loggable": loggable,
+            "styles": styles(MAX_GROUPS),
             "units": [metric_unit(label) for label in labels],
             "ranges": [[_value(v) if math.isfinite(v) else (-1e300 if v < 0 else 1e300) for v in metric_range(label)]
                        for label in labels],
             "groupings": [_grouping(frame, names, labels, runs) for names, frame in choices]}
 
 
-def audit_chart(rows: pd.DataFrame, runs: pd.DataFrame, metric: str, target: str, colour_by: pd.Series | None,
-                alpha: float) -> dict:
-    """The audit chart of one candidate: a point per run (`runs`: run_id, hyper-parameters, `metric`,
-    `target`) coloured by `colour_by` (named; 'missing' where a run lacks it), the rank-regression
-    curve (`curve`, as the PNG draws it, at REGRESSION_POINTS points; empty where it has none), and
-    the signed raw and partial ρ of each group of `rows` (the audit table's rows of this metric) with
-    interval and significance on the adjusted p."""
+def audit_chart(rows: pd.DataFrame, runs: pd.DataFrame, metric: str, target: str, hparams: list[str],
+                colour_by: pd.Series | None, alpha: float) -> dict:
+    """The audit chart of one candidate: a point per run (`runs`: run_id, the `hparams` columns,
+    `metric`, `target`; a point's hover lists the hyper-parameters that vary) coloured by `colour_by`
+    (named; 'missing' where a run lacks it), the rank-regression curve (`curve`, as the PNG draws it,
+    at REGRESSION_POINTS points; empty where it has none), and the signed raw and partial ρ of each
+    group of `rows` (the audit table's rows of this metric) with interval and significance on the
+    adjusted p."""
     usable = runs.dropna(subset=[metric, target])
     labels = (colour_by.reindex(usable.index).map(value_text) if colour_by is not None
               else pd.Series("all runs", index=usable.index)).reset_index(drop=True)
     usable = usable.reset_index(drop=True)
+    varying = [h for h in hparams if usable[h].nunique(dropna=False) > 1]  # a point's hover lists these
     groups = sorted(labels.unique())
-    hparams = [c for c in usable.columns if c != "run_id" and "/" not in c]  # metrics are context/name
     points = [[float(x), float(y), groups.index(g), i] for i, (x, y, g) in
               enumerate(zip(usable[metric], usable[target], labels))]
     line = rank_regression(usable[metric].to_numpy(float), usable[target].to_numpy(float), REGRESSION_POINTS)
@@ -117,7 +125,7 @@ def audit_chart(rows: pd.DataFrame, runs: pd.DataFrame, metric: str, target: str
     return {"kind": "audit", "metric": metric, "target": target, "alpha": alpha, "points": points, "curve": curve,
             "groups": groups, "colour_by": None if colour_by is None else str(colour_by.name),
             "styles": styles(len(groups)), "significant": SIGNIFICANT, "not_significant": NOT_SIGNIFICANT,
-            "runs": [{"id": str(r["run_id"]), "hparams": [f"{h} = {r[h]}" for h in hparams if pd.notna(r[h])]}
+            "runs": [{"id": str(r["run_id"]), "hparams": [f"{h} = {r[h]}" for h in varying if pd.notna(r[h])]}
                      for r in usable.to_dict("records")], "rows": table}
 
 

@@ -40,18 +40,20 @@ def render(page: Page) -> str:
         uplot_version=assets.UPLOT_VERSION)
 
 
-def build_page(campaign: Campaign, command: str, campaign_ids: list[str] | None = None) -> Page:
-    """Every section of the page for `campaign` (its runs of `campaign_ids`, when given); `command`
-    is how the page was made (shown in it)."""
+def build_page(campaign: Campaign, command: str, campaign_ids: list[str] | None = None,
+               where: list[str] | None = None) -> Page:
+    """Every section of the page for `campaign` (its runs of `campaign_ids`, when given, chosen by the
+    `where` conditions, when given); `command` is how the page was made (shown in it)."""
     generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
     subtitle = [f"{campaign.directory.resolve()}", f"written {generated} by `{command}`"]
-    return Page(f"Campaign {campaign.directory.name}", subtitle, sections.all_sections(campaign, campaign_ids))
+    return Page(f"Campaign {campaign.directory.name}", subtitle, sections.all_sections(campaign, campaign_ids, where))
 
 
-def write_page(campaign: Campaign, out: Path | None, command: str, campaign_ids: list[str] | None = None) -> Path:
+def write_page(campaign: Campaign, out: Path | None, command: str, campaign_ids: list[str] | None = None,
+               where: list[str] | None = None) -> Path:
     """Build, render and atomically write the page to `out` (default `summary/report.html`)."""
     if out is None:
-        data = render(build_page(campaign, command, campaign_ids)).encode("utf-8")
+        data = render(build_page(campaign, command, campaign_ids, where)).encode("utf-8")
         return campaign.write_output(PAGE_NAME, lambda tmp: tmp.write_bytes(data))
     path = Path(out)
     blocker = file_in_the_way(path)
@@ -65,7 +67,7 @@ def write_page(campaign: Campaign, out: Path | None, command: str, campaign_ids:
     if error is not None:
         raise CampaignError(f"--out {path}: cannot write in {path.parent} ({error.strerror or error}); choose "
                             "another path")
-    data = render(build_page(campaign, command, campaign_ids)).encode("utf-8")
+    data = render(build_page(campaign, command, campaign_ids, where)).encode("utf-8")
     try:
         atomic_write_bytes(path, data)
     except OSError as exc:

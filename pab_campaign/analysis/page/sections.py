@@ -43,6 +43,8 @@ GAP_METRICS = (GEN_GAP.label("val"), LOSS_GAP.label("val"))
 ATTACK_CURVES = tuple(metric.label(key="*") for metric in ADVERSARIAL_METRICS)
 MAX_CSV_ROWS = 200
 MAX_AUDIT_FIGURES = 6
+MAX_SUMMARY_GROUPS = 200  # rows of a grouped summary table (`report` lists them all)
+MAX_ERROR_CHARACTERS = 500
 
 
 def _number(value: object, digits: int = 4) -> Cell:
@@ -51,7 +53,19 @@ def _number(value: object, digits: int = 4) -> Cell:
 
 
 def _mean_ci(mean: float, ci95: float) -> Cell:
-    return Cell("–" if math.isnan(mean) else f"{mean:.4g} ± {ci95:.2g}", "num")
+    """'mean ± ci95'; the mean alone where there is no interval (a group of one run)."""
+    if math.isnan(mean):
+        return Cell("–", "num")
+    return Cell(f"{mean:.4g}" if math.isnan(ci95) else f"{mean:.4g} ± {ci95:.2g}", "num")
+
+
+def _error(text: object) -> Cell:
+    """A run's error: its first line, and how many more follow (run.json holds them all)."""
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        return Cell("–")
+    lines = str(text).strip().splitlines() or [""]
+    more = f"\n… {len(lines) - 1} more line{'s' if len(lines) > 2 else ''} in its run.json" if len(lines) > 1 else ""
+    return Cell(lines[0][:MAX_ERROR_CHARACTERS] + more, "error")
 
 
 def _text(value: object) -> Cell:
@@ -111,7 +125,7 @@ def overview(campaign: Campaign) -> Section:
     if len(problems):
         section.tables.append(HtmlTable(
             "problems", "Failed and diverged runs", ["run_id", "status", "epochs", "reason"],
-            [[_text(r.run_id), _status(r.status), _number(r.epochs_done), _text(r.error)]
+            [[_text(r.run_id), _status(r.status), _number(r.epochs_done), _error(r.error)]
              for r in problems.itertuples()]))
     unreadable = [(run_id, reason) for run_id, reason in campaign.skipped]
     unreadable += [(r.run_id, r.skip_reason) for r in runs.itertuples() if pd.notna(r.skip_reason)]
@@ -134,11 +148,14 @@ def summary(campaign: Campaign) -> Section:
             continue
         columns = [*report.groupby, "runs", *report.metrics, "duration_s"]
         rows = []
-        for row in report.summary.to_dict("records"):
+        records = report.summary.to_dict("records")
+        for row in records[:MAX_SUMMARY_GROUPS]:
             cells = [_text(row[g]) for g in report.groupby] + [_number(int(row["runs"]))]
             cells += [_mean_ci(row[f"{m}.mean"], row[f"{m}.ci95"]) for m in [*report.metrics, "duration_s"]]
             rows.append(cells)
-        section.tables.append(HtmlTable(f"summary-{epoch}", f"At the {epoch} epoch", columns, rows))
+        shown = (f" (the first {MAX_SUMMARY_GROUPS} of {len(records)} groups; `pab-campaign report --sort METRIC "
+                 "--top K` orders and lists them)" if len(records) > MAX_SUMMARY_GROUPS else "")
+        section.tables.append(HtmlTable(f"summary-{epoch}", f"At the {epoch} epoch{shown}", columns, rows))
         section.notes += [note for note in report.notes if note not in section.notes]
     return section
 
@@ -392,16 +409,21 @@ def _audit_chart(table: pd.DataFrame, runs: pd.DataFrame, metric: str) -> dict |
     from pab_campaign.analysis.page.charts import audit_chart
 
     rows = table[table["metric"] == metric]
-    target = next((c for c in runs.columns[::-1] if c not in table["metric"].tolist() and "/" in c), None)
-    if target is None or metric not in runs.columns:
+    # `write_audit` writes run_id, the hyper-parameters, then the baseline, the target, the candidates
+    # and any metric controls (a hyper-parameter may have a '/' in its name, as imported ones do)
+    baseline = next(iter(table.loc[table["verdict"] == "baseline", "metric"]), None)
+    columns = [str(c) for c in runs.columns]
+    if baseline not in columns or columns.index(baseline) + 1 >= len(columns) or metric not in columns:
         return None
+    at = columns.index(baseline)
+    target, names = columns[at + 1], [c for c in columns[:at] if c != "run_id"]
     values = {name: pd.to_numeric(runs[name], errors="coerce").astype("float64") for name in (metric, target)}
     runs = runs.assign(**values)[values[metric].abs().lt(math.inf) & values[target].abs().lt(math.inf)]  # finite
-    hparams = runs[[c for c in runs.columns if c != "run_id" and "/" not in c]]
+    hparams = runs[names]
     grouped = [g.split("=", 1)[0] for g in rows["group"] if "=" in g]
     colour_by = (hparams[grouped[0]].map(value_text).rename(grouped[0]) if grouped and grouped[0] in hparams
                  else colour_groups(runs[metric], hparams))
-    return audit_chart(rows, runs, metric, target, colour_by, float(rows["alpha"].iloc[0]))
+    return audit_chart(rows, runs, metric, target, names, colour_by, float(rows["alpha"].iloc[0]))
 
 
 def _audit_figures(table: pd.DataFrame, folder: Path) -> list[Path]:
@@ -513,11 +535,18 @@ CAMPAIGN_SECTIONS = (overview, summary, learning_curves, classes, robustness, sp
 ANALYSIS_SECTIONS = (audit, states, modeldiff)
 
 
-def all_sections(campaign: Campaign, campaign_ids: list[str] | None = None) -> list[Section]:
-    """Every section in page order; the analyses' sections read the files written for `campaign_ids`.
-    The campaign's notes gathered while building them (values left out, where the index is kept)
-    close the overview."""
+def all_sections(campaign: Campaign, campaign_ids: list[str] | None = None,
+                 where: list[str] | None = None) -> list[Section]:
+    """Every section in page order; the analyses' sections read the files written for `campaign_ids`
+    (over the runs their command was given: a page of the runs `where` chose says so). The campaign's
+    notes gathered while building them (values left out, where the index is kept) close the overview."""
     sections = ([build(campaign) for build in CAMPAIGN_SECTIONS]
                 + [build(campaign, campaign_ids) for build in ANALYSIS_SECTIONS])
+    if where:
+        chosen = " ".join(f"--where {condition}" for condition in where)
+        for section in sections[len(CAMPAIGN_SECTIONS):]:
+            if section.missing is None:
+                section.notes.insert(0, f"computed by its own command over the runs it was given, not only the runs "
+                                        f"this page shows ({chosen})")
     sections[0].notes += list(dict.fromkeys(campaign.notes))
     return sections

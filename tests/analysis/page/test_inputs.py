@@ -4,6 +4,7 @@ that file out with its reason, never an internal error or a page whose JSON has 
 from __future__ import annotations
 
 import json
+import math
 import re
 
 import matplotlib.pyplot as plt
@@ -23,9 +24,14 @@ AUDIT_ROW = {"group": "all", "metric": "probe/x@3", "n": 4, "raw_rho": 0.5, "raw
              "is_loss_proxy": False, "effect_class": "survives", "correction": "holm", "family_size": 1,
              "partial_family_size": 1, "alpha": 0.05, "diagnosis": "probe/x@3 carries signal"}
 FILES = {
-    "audit.csv": pd.DataFrame([AUDIT_ROW]),
+    "audit.csv": pd.DataFrame([AUDIT_ROW, {**AUDIT_ROW, "metric": "val/loss@1", "raw_p_adj": math.nan,
+                                           "partial_p_adj": math.nan, "stage1": "", "verdict": "baseline",
+                                           "effect_class": "baseline"}]),
+    # as `write_audit` writes it: run_id, hyper-parameters (an imported one may have a '/'), baseline, target,
+    # candidates
     "audit_runs.csv": pd.DataFrame({"run_id": list("abcd"), "model.name": ["mlp", "mlp", "cnn", "cnn"],
-                                    "probe/x@3": [1.0, 2.0, 3.0, 4.0], "test/acc": [0.5, 0.6, 0.7, 0.9]}),
+                                    "optim/lr": [0.1, 0.1, 0.01, 0.01], "val/loss@1": [2.0, 1.5, 1.2, 1.0],
+                                    "test/acc": [0.5, 0.6, 0.7, 0.9], "probe/x@3": [1.0, 2.0, 3.0, 4.0]}),
     "states/selection.csv": pd.DataFrame({"k": [1, 2], "n_params": [4, 9], "heldout_ll": [-9.0, -5.0],
                                           "heldout_ll_se": [0.0, 1.0], "aic": [20.0, 15.0], "bic": [21.0, 17.0],
                                           "chosen": [False, True]}),
@@ -78,7 +84,10 @@ def test_intact_analysis_files_fill_their_sections_and_charts(tmp_path):
     sections = _page(_campaign(tmp_path / "c"))
     assert not any(sections[key].missing for key in ("audit", "states", "diff"))
     (audit_figure,) = sections["audit"].figures
-    assert len(audit_figure.chart["points"]) == 4 and audit_figure.chart["curve"]
+    chart = audit_figure.chart
+    assert len(chart["points"]) == 4 and chart["curve"]
+    assert (chart["metric"], chart["target"]) == ("probe/x@3", "test/acc")
+    assert chart["runs"][0]["hparams"] == ["model.name = mlp", "optim/lr = 0.1"]  # a '/' in a hyper-parameter's name
     (transitions,) = [f for f in sections["states"].figures if f.key == "transitions"]
     assert transitions.chart["edges"][0]["features"] == ["weights/f0: SMD -2.00"]
     assert not any("left out" in note for key in ("audit", "states", "diff") for note in sections[key].notes)

@@ -48,10 +48,11 @@
     box.append(controls, legend, panels);
     const caption = figure.querySelector("figcaption");
     figure.insertBefore(box, caption);
-    const log = el("input", { type: "checkbox", "data-control": "log" });
-    log.checked = spec.log;
-    const logLabel = el("label", { class: "toggle" }, " log y");
-    logLabel.prepend(log);
+    const yscale = el("select", { "data-control": "yscale" });
+    [["auto", "log for a loss spanning > 2 decades"], ["log", "log"], ["linear", "linear"]].forEach(
+      ([value, text]) => yscale.append(el("option", { value: value }, text)));
+    const logLabel = el("label", { class: "toggle" }, "y axis ");
+    logLabel.append(yscale);
     const select = el("select", { "data-control": "groupby" });
     spec.groupings.forEach((g, i) => select.append(el("option", { value: String(i) }, g.title)));
     const selectLabel = el("label", {}, "colour and split by ");
@@ -68,11 +69,12 @@
       const grouping = spec.groupings[Number(select.value)];
       caption.textContent = `${spec.lead} ${grouping.note}`.trim();  // what the chosen grouping shows
       grouping.groups.forEach((group, gi) => {
-        const item = el("button", { type: "button", class: "item", "data-group": group.name });
+        const item = el("button", { type: "button", class: "item", "data-group": group.name,
+                                    "aria-pressed": String(hidden.has(group.name)) });
         const swatch = el("span", { class: "swatch" });
         swatch.style.borderTopColor = spec.styles[gi].colour;
         swatch.style.borderTopStyle = spec.styles[gi].dash.length ? (spec.styles[gi].dash[0] > 2 ? "dashed" : "dotted") : "solid";
-        item.append(swatch, document.createTextNode(`${group.name} (${group.total} runs)`));
+        item.append(swatch, document.createTextNode(`${group.name} (${group.total} run${group.total === 1 ? "" : "s"})`));
         if (hidden.has(group.name)) item.classList.add("off");
         item.addEventListener("click", () => {
           const off = !hidden.has(group.name);
@@ -88,17 +90,28 @@
         const panel = grouping.panels[li];
         const wrap = el("div", { class: "panel", "data-panel": label });
         panels.append(wrap);
-        const positive = log.checked;
+        const positive = yscale.value === "log" ? spec.loggable[li] : yscale.value === "auto" && spec.log[li];
+        const linearNote = yscale.value === "log" && !spec.loggable[li] ? " (linear: has values ≤ 0)" : "";
         const series = [{ label: "epoch" }];
         const data = [panel.epochs];
         const bands = [];
+        // on a log scale a band's lower edge at or below 0 is drawn down to below the lowest value shown
+        let floor = Infinity;
+        if (positive) {
+          panel.mean.forEach((mean, gi) => mean.forEach((m, i) => {
+            const c = panel.ci[gi][i];
+            [m, m === null || c === null ? null : m - c].forEach(v => { if (v !== null && v > 0) floor = Math.min(floor, v); });
+          }));
+          floor = Number.isFinite(floor) ? floor / 2 : null;
+        }
         grouping.groups.forEach((group, gi) => {
           const s = spec.styles[gi];
           const mean = panel.mean[gi], ci = panel.ci[gi];
           const [lo, hi] = spec.ranges[li];
           const clean = v => (v === null || (positive && v <= 0) ? null : v);
-          const low = mean.map((m, i) => m === null ? null : clean(Math.max(lo, m - (ci[i] || 0))));
-          const high = mean.map((m, i) => m === null ? null : clean(Math.min(hi, m + (ci[i] || 0))));
+          const edge = v => (positive && v <= 0 ? floor : v);
+          const low = mean.map((m, i) => m === null || ci[i] === null ? null : edge(Math.max(lo, m - ci[i])));
+          const high = mean.map((m, i) => m === null || ci[i] === null ? null : clean(Math.min(hi, m + ci[i])));
           const show = !hidden.has(group.name);
           series.push({ label: group.name, stroke: s.colour, width: 1.6, dash: s.dash, show: show,
                         points: { show: panel.epochs.length <= 30, size: 5, fill: s.colour } },
@@ -108,20 +121,20 @@
           bands.push({ series: [3 * gi + 2, 3 * gi + 3], fill: s.colour + "26" });
         });
         const plot = new uPlot({
-          width: width, height: 260, title: label + (positive ? " (log y)" : ""),
+          width: width, height: 260, title: label + (positive ? " (log y)" : linearNote),
           legend: { show: false }, bands: bands, series: series,
           cursor: { sync: { key: figure.dataset.figure }, points: { show: false } },
           scales: { x: { time: false }, y: positive ? { distr: 3 } : {} },
           axes: [{ label: "epoch", incrs: [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000] },
-                 { label: spec.units[li], size: 60 }],
-          hooks: { setCursor: [u => hover(u, grouping, panel, label)] },
+                 { label: spec.units[li], size: 60, values: (u, splits) => splits.map(fmt) }],
+          hooks: { setCursor: [u => hover(u, grouping, panel, label, spec.ranges[li])] },
         }, data, wrap);
         plot.over.addEventListener("mouseleave", hideTip);
         plots.push(plot);
       });
     }
 
-    function hover(u, grouping, panel, label) {
+    function hover(u, grouping, panel, label, range) {
       const idx = u.cursor.idx;
       if (idx === null || idx === undefined || u.cursor.top < 0) { hideTip(); return; }
       let best = -1, distance = Infinity;
@@ -135,14 +148,22 @@
       const group = grouping.groups[best];
       const mean = panel.mean[best][idx], ci = panel.ci[best][idx], n = panel.runs[best][idx];
       const rect = u.over.getBoundingClientRect();
-      showTip([group.name, `${label} at epoch ${panel.epochs[idx]}`,
-               `mean ${fmt(mean)}  CI95 [${fmt(mean - ci)}, ${fmt(mean + ci)}] (± ${fmt(ci)})`,
+      const [lo, hi] = range;
+      const cut = ci !== null && (mean - ci < lo || mean + ci > hi) ? ", cut to the values it can take" : "";
+      const interval = ci === null ? `no CI95 (${n} run${n === 1 ? "" : "s"})`
+        : `CI95 [${fmt(Math.max(lo, mean - ci))}, ${fmt(Math.min(hi, mean + ci))}] (± ${fmt(ci)}${cut})`;
+      showTip([group.name, `${label} at epoch ${panel.epochs[idx]}`, `mean ${fmt(mean)}  ${interval}`,
                `${n} runs with a value here`, runsText(group.runs, group.total)],
               rect.left + window.scrollX + u.cursor.left, rect.top + window.scrollY + u.cursor.top);
     }
 
     select.addEventListener("change", () => { hidden.clear(); draw(); });
-    log.addEventListener("change", draw);
+    yscale.addEventListener("change", draw);
+    let drawnWidth = panels.clientWidth;  // the panels are drawn again for a new width (a turned phone, a printout)
+    const redraw = () => { if (panels.clientWidth !== drawnWidth) { drawnWidth = panels.clientWidth; draw(); } };
+    let pending = null;
+    window.addEventListener("resize", () => { clearTimeout(pending); pending = setTimeout(redraw, 150); });
+    window.addEventListener("beforeprint", redraw);
     draw();
   }
 
@@ -155,15 +176,25 @@
     for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(Number(v.toPrecision(12)));
     return out;
   }
-  function frame(width, height) {
-    const svg = svgEl("svg", { viewBox: `0 0 ${width} ${height}`, width: width, height: height, class: "svg-chart" });
+  function frame(width, height, label) {
+    const svg = svgEl("svg", { viewBox: `0 0 ${width} ${height}`, width: width, height: height, class: "svg-chart",
+                               role: "group", "aria-label": label });
     svg.addEventListener("mouseleave", hideTip);
     return svg;
   }
-  function hoverable(node, lines) {
+  function hoverable(node, lines, focusable = true) {
     node.addEventListener("mousemove", e => showTip(lines, e.pageX, e.pageY));
     node.addEventListener("mouseleave", hideTip);
     node.classList.add("hot");
+    if (focusable) {  // the keyboard reaches it too: Tab shows what hovering shows
+      node.setAttribute("tabindex", "0");
+      node.setAttribute("aria-label", lines.join("; "));
+      node.addEventListener("focus", () => {
+        const box = node.getBoundingClientRect();
+        showTip(lines, box.right + window.scrollX, box.top + window.scrollY);
+      });
+      node.addEventListener("blur", hideTip);
+    }
     return node;
   }
   function axes(svg, box, x, y, xs, ys, xlabel, ylabel) {
@@ -189,6 +220,7 @@
     return f;
   }
   const MARKS = ["circle", "rect", "triangle", "diamond"];
+  const MAX_FOCUSABLE_POINTS = 60;  // an audit's runs past this many are not each a Tab stop
   function mark(kind, cx, cy, r, colour, filled) {
     const attrs = { fill: filled ? colour : "#fff", stroke: colour, "stroke-width": 1.5 };
     if (kind === "rect") return svgEl("rect", { ...attrs, x: cx - r, y: cy - r, width: 2 * r, height: 2 * r });
@@ -202,7 +234,7 @@
     const box = el("div", { class: "chart-box audit" });
     figure.insertBefore(box, figure.querySelector("figcaption"));
     const W = 560, H = 380, pb = [62, 16, 540, 330];
-    const svg = frame(W, H);
+    const svg = frame(W, H, `${spec.target} against ${spec.metric}, one point per run`);
     const xs = spec.points.map(p => p[0]), ys = spec.points.map(p => p[1]);
     const x = scale(Math.min(...xs), Math.max(...xs), pb[0], pb[2]);
     const y = scale(Math.min(...ys), Math.max(...ys), pb[3], pb[1]);
@@ -217,13 +249,13 @@
       const node = mark(MARKS[Math.floor(g / 8) % 4], x(px), y(py), 4.5, style.colour, true);
       node.setAttribute("data-run", run.id);
       svg.append(hoverable(node, [`run ${run.id}`, `${spec.metric} = ${fmt(px)}`, `${spec.target} = ${fmt(py)}`,
-                                  ...run.hparams]));
+                                  ...run.hparams], spec.points.length <= MAX_FOCUSABLE_POINTS));
     });
     const legend = el("div", { class: "legend static" }, spec.colour_by ? `colour: ${spec.colour_by}: ` : "");
     spec.groups.forEach((name, g) => {
       const item = el("span", { class: "item" });
-      const swatch = el("span", { class: "dot" });
-      swatch.style.background = spec.styles[g % spec.styles.length].colour;
+      const swatch = svgEl("svg", { width: 12, height: 12, viewBox: "0 0 12 12", "aria-hidden": "true" });
+      swatch.append(mark(MARKS[Math.floor(g / 8) % 4], 6, 6, 4, spec.styles[g % spec.styles.length].colour, true));
       item.append(swatch, document.createTextNode(name));
       legend.append(item);
     });
@@ -234,7 +266,7 @@
       item.append(swatch, document.createTextNode("rank regression"));
       legend.append(item);
     }
-    const forest = frame(480, 76 + 46 * spec.rows.length);
+    const forest = frame(480, 76 + 46 * spec.rows.length, "signed raw and partial Spearman ρ per group, with intervals");
     const fb = [150, 24, 460, 24 + 46 * spec.rows.length];
     const fx = v => fb[0] + (v + 1.05) / 2.1 * (fb[2] - fb[0]);
     [-1, -0.5, 0, 0.5, 1].forEach(v => {
@@ -248,7 +280,8 @@
                         "filled: significant on the adjusted p"));
     spec.rows.forEach((row, i) => {
       const base = fb[1] + 46 * i + 23;
-      forest.append(svgEl("text", { x: fb[0] - 6, y: base + 4, "text-anchor": "end", class: "tick" }, row.group));
+      const name = row.group.length > 24 ? row.group.slice(0, 23) + "…" : row.group;  // the hover has it whole
+      forest.append(svgEl("text", { x: fb[0] - 6, y: base + 4, "text-anchor": "end", class: "tick" }, name));
       [["raw", -9, "circle"], ["partial", 9, "rect"]].forEach(([kind, dy, shape]) => {
         const r = row[kind];
         if (r.rho === null) return;
@@ -269,7 +302,7 @@
   /* ---- latent phases: arc diagram of the transitions ---- */
   function mountTransitions(figure, spec) {
     const k = spec.states.length, W = Math.max(480, 130 * k + 60), H = 300, mid = 150;
-    const svg = frame(W, H);
+    const svg = frame(W, H, "latent phases and the transitions between them");
     const cx = s => 60 + s * (W - 120) / Math.max(1, k - 1);
     spec.edges.forEach(e => {
       const x1 = cx(e.from), x2 = cx(e.to), rise = (x2 - x1) * 0.35;
@@ -297,7 +330,7 @@
   /* ---- ModelDiff: variance of A and B along each direction ---- */
   function mountDirections(figure, spec) {
     const n = spec.directions.length, W = Math.max(420, 90 * n + 120), H = 300, b = [70, 20, W - 20, 250];
-    const svg = frame(W, H);
+    const svg = frame(W, H, `variance of ${spec.a} and ${spec.b} along each ModelDiff direction`);
     const top = 1.1 * Math.max(...spec.directions.flatMap(d => [d.a, d.b]), 1e-12);
     const y = v => b[3] - v / top * (b[3] - b[1]);
     axes(svg, b, () => b[0], y, [], ticks(0, top, 4), "direction (comparison)", "variance along it");
