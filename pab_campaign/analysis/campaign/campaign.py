@@ -25,7 +25,13 @@ from pab_campaign.analysis.campaign import index
 from pab_campaign.analysis.campaign.manifest import ScanRow, Scans
 from pab_campaign.analysis.campaign.warm import PropertyRow, duration_text, values_text, varying_names
 from pab_campaign.analysis.campaign.where import filter_runs
-from pab_campaign.analysis.campaign.workspace import Workspace, fallback, is_unwritable, unwritable_message
+from pab_campaign.analysis.campaign.workspace import (
+    Workspace,
+    fallback,
+    is_unwritable,
+    output_folder,
+    unwritable_message,
+)
 from pab_campaign.errors import CampaignError, did_you_mean
 from pab_campaign.metrics import MetricSpec
 from pab_campaign.store import RUN_JSON, RunStatus, atomic_write, is_campaign, summary_dir
@@ -136,7 +142,7 @@ class RunView(Campaign):
 
     @property
     def summary_dir(self) -> Path:
-        return super().summary_dir / f"run-{self.run_id}"
+        return output_folder(super().summary_dir, f"run-{self.run_id}")
 
 
 @dataclass
@@ -155,7 +161,7 @@ class CombinedCampaign(Campaign):
     def summary_dir(self) -> Path:
         """`combined-<hash of the campaigns' resolved paths>/` inside the first campaign's output folder."""
         key = "\n".join(str(part.directory.resolve()) for _, part in self.parts)
-        return self.parts[0][1].summary_dir / f"combined-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+        return output_folder(self.parts[0][1].summary_dir, f"combined-{hashlib.sha1(key.encode()).hexdigest()[:8]}")
 
     @property
     def index_dir(self) -> Path | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,24 @@ class Workspace:
             raise CampaignError(f"nowhere to write the outputs: neither {summary_dir(self.campaign)} nor "
                                 f"{cache_dir(self.campaign)} is writable; set XDG_CACHE_HOME to a writable directory")
         return self.directory
+
+
+def output_folder(base: Path, *parts: str) -> Path:
+    """The folder `base/part/...` (an output folder's sub-folder, e.g. `summary/states`) when each part
+    is a real directory or missing (made as it is written); CampaignError naming the first part that
+    is a link or no directory. A campaign's summary/ is untrusted: a link there would send this
+    command's files, and its removal of its earlier files, wherever it leads."""
+    folder = Path(base)
+    for part in parts:
+        folder = folder / part
+        try:
+            mode = os.lstat(folder).st_mode
+        except FileNotFoundError:
+            break  # nothing below a missing folder exists either
+        if stat.S_ISLNK(mode) or not stat.S_ISDIR(mode):
+            raise CampaignError(f"{folder} is {confined.kind(mode)}, not a folder: outputs are written only into the "
+                                "folders they make; remove it, or choose --output-folder")
+    return Path(base).joinpath(*parts)
 
 
 def cache_dir(campaign_dir: Path) -> Path:

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from pab_campaign.analysis.campaign.workspace import choose
+from pab_campaign.analysis.campaign.workspace import choose, output_folder
 from pab_campaign.analysis.modeldiff.residual_pca import SUBPOPULATIONS, Interpretation, ResidualPCA
 from pab_campaign.analysis.plots.style import save_png, styled
 from pab_campaign.errors import StoreError
@@ -45,7 +45,7 @@ def diff_directory(campaign: Path, name: str) -> tuple[Path, str | None]:
     analysis falls back to when the campaign cannot be written; and the note saying so (None when
     it is the campaign's own summary/)."""
     workspace = choose(campaign)
-    return workspace.output_dir() / DIFF_DIR / name, workspace.note
+    return output_folder(workspace.output_dir(), DIFF_DIR, name), workspace.note
 
 
 def write_npy(path: Path, array: np.ndarray) -> None:

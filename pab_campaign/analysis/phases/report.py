@@ -11,6 +11,7 @@ import pandas as pd
 from pab_campaign.analysis.campaign.campaign import Campaign, completed_runs, hparam_values, varying_hparams
 from pab_campaign.analysis.campaign.index_layout import as_hparam_name
 from pab_campaign.analysis.campaign.naming import ids_suffix
+from pab_campaign.analysis.campaign.workspace import output_folder
 from pab_campaign.analysis.phases.hmm import StatesFit, StatesRequest, fit_states, load_sequences
 from pab_campaign.analysis.phases.interpretation import (
     convergence_epochs,
@@ -129,7 +130,7 @@ def _bounds(lengths) -> list[tuple[int, int]]:
 
 def states_dir(campaign: Campaign, campaign_ids: list[str] | None = None) -> Path:
     """`<campaign>/summary/states/` (`states_<ids>/` for a run filter by campaign id)."""
-    return campaign.summary_dir / f"states{ids_suffix(campaign_ids)}"
+    return output_folder(campaign.summary_dir, f"states{ids_suffix(campaign_ids)}")
 
 
 def _csv(path: Path, frame: pd.DataFrame, index: bool = False) -> Path:

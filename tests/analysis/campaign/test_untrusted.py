@@ -301,3 +301,42 @@ def test_trajectory_rows_without_a_context_set_their_run_aside(tmp_path):
     result = _cli(["html", str(campaign), "--out", str(tmp_path / "page.html")], cwd=tmp_path)
     _assert_clean(result, "html")
     assert result.returncode == 0 and "skipped run r2" in result.stdout
+
+
+@pytest.mark.parametrize("folder, argv", [
+    ("states", ["states", "{campaign}", "--metrics", "val/loss", "val/acc", "--max-states", "2", "--restarts", "1",
+                "--jobs", "1", "--no-plots"]),
+    ("run-r0", ["report", "{campaign}/runs/r0"]),
+    ("run-r0", ["curves", "{campaign}/runs/r0", "--metrics", "val/acc"]),
+])
+def test_an_output_folder_in_summary_that_links_out_is_refused(tmp_path, folder, argv):
+    """A campaign's summary/ may hold a link where a command makes its folder (summary/states, the
+    folder of a one-run report): nothing is written or removed where it leads."""
+    campaign = tmp_path / "camp"
+    _hostile_campaign(campaign, ["model"])
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "phases.csv").write_text("a user's own file\n")
+    (campaign / "summary").mkdir(exist_ok=True)
+    (campaign / "summary" / folder).symlink_to(outside, target_is_directory=True)
+    result = _cli([arg.format(campaign=campaign) for arg in argv], cwd=tmp_path)
+    _assert_clean(result, argv[0])
+    assert result.returncode == 2 and f"summary/{folder} is a symbolic link, not a folder" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in outside.iterdir()) == ["phases.csv"]
+    assert (outside / "phases.csv").read_text() == "a user's own file\n"
+
+
+def test_output_folder_checks_every_part_below_its_base(tmp_path):
+    from pab_campaign.analysis.campaign.workspace import output_folder
+    from pab_campaign.errors import CampaignError
+
+    summary = tmp_path / "summary"
+    (summary / "diff").mkdir(parents=True)
+    assert output_folder(summary, "diff", "a_vs_b") == summary / "diff" / "a_vs_b"  # missing: made as written
+    (summary / "diff" / "a_vs_b").symlink_to(tmp_path, target_is_directory=True)
+    with pytest.raises(CampaignError, match="diff/a_vs_b is a symbolic link, not a folder"):
+        output_folder(summary, "diff", "a_vs_b")
+    (summary / "states").write_text("")
+    with pytest.raises(CampaignError, match="states is a regular file, not a folder"):
+        output_folder(summary, "states")
