@@ -145,3 +145,23 @@ def test_mlflow_export_and_import_through_a_mlruns_directory(tmp_path, capsys, m
              for d in iter_run_dirs(tmp_path / "back") for row in read_trajectory(d).to_pylist()}
     assert names == set(values["run0"])
     assert "MLFLOW_ALLOW_FILE_STORE" not in os.environ
+
+
+def test_a_run_json_naming_another_path_writes_nothing_outside_the_export(tmp_path, capsys):
+    """run.json is untrusted: a run_id of '../x' or an absolute path names no file of the export (a
+    run is its folder, as in the index)."""
+    pytest.importorskip("tensorboard")
+    from pab_campaign.store import RunRecord, run_dir, write_run_json
+
+    _campaign(tmp_path / "c")
+    for directory, hostile in zip(sorted(iter_run_dirs(tmp_path / "c")), ["../escaped", str(tmp_path / "planted")]):
+        record = read_run_json(directory)
+        write_run_json(directory, RunRecord(**{**record.__dict__, "run_id": hostile}))
+    export = tmp_path / "out" / "tb"
+    code, out = _main(capsys, ["export", str(tmp_path / "c"), "--to", "tensorboard", str(export)])
+    assert code == 0 and "exported 2 runs" in out, out
+    assert sorted(p.name for p in export.iterdir()) == ["run0", "run1"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["tb"] and not (tmp_path / "planted").exists()
+    code, out = _main(capsys, ["export", str(tmp_path / "c"), "--to", "csv", str(tmp_path / "runs.csv")])
+    assert code == 0 and set(pd.read_csv(tmp_path / "runs.csv")["run"]) == {"run0", "run1"}
+    assert run_dir(tmp_path / "c", "run0").is_dir()

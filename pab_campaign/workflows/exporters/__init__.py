@@ -3,6 +3,7 @@ module per tool, each importing its tool only when it runs. `read_runs` reads th
 data contract; a run that cannot be read is set aside with its reason, never exported half."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +30,8 @@ class ExportedRun:
 
 
 def read_runs(campaign: Path, campaign_ids: list[str] | None = None) -> tuple[list[ExportedRun], list[tuple[str, str]]]:
-    """The readable runs of `campaign` (those of `campaign_ids` only, when given) and (run_id, reason)
-    of those set aside."""
+    """The readable runs of `campaign` (those of `campaign_ids` only, when given), each with its
+    folder's name as its run_id, and (run_id, reason) of those set aside."""
     campaign = Path(campaign)
     directories = [campaign] if (campaign / "run.json").is_file() else list(iter_run_dirs(campaign))
     if not is_campaign(campaign) and not (campaign / "run.json").is_file():
@@ -45,6 +46,9 @@ def read_runs(campaign: Path, campaign_ids: list[str] | None = None) -> tuple[li
             continue
         if campaign_ids and record.campaign not in campaign_ids:
             continue
+        # a run is its folder, as in the index: the run_id inside run.json (untrusted, e.g. '../x')
+        # never names a file the export writes
+        record = dataclasses.replace(record, run_id=directory.name)
         frame = frame.astype({"context": str, "metric": str, "key": object})
         frame["name"] = [label(c, m, None if pd.isna(k) else str(k))
                          for c, m, k in zip(frame["context"], frame["metric"], frame["key"])]
