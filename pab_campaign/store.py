@@ -26,6 +26,7 @@ from pab_campaign.errors import StoreError
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
 RUNS_DIR = "runs"
 SUMMARY_DIR = "summary"
@@ -548,6 +549,9 @@ def write_run_json(directory: Path, record: RunRecord) -> None:
 # ---- reading a run's files (a campaign may come from someone else) ------------------------------
 # The largest run.json read (a run's record is a few kB; a larger one is not a record).
 MAX_RUN_JSON_BYTES = 1 << 20
+# The most rows a trajectory or steps file may declare (1,000 epochs of 10,000 values each): a run
+# file past it is set aside before it is read.
+MAX_RUN_FILE_ROWS = 10_000_000
 _FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
                (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
@@ -748,7 +752,7 @@ def read_trajectory(directory: Path, boundary: Path | None = None) -> pa.Table:
             # ParquetFile reads in this thread. read_table's dataset scanner can drop its last
             # reference to this Python file on one of Arrow's threads after returning; at
             # interpreter exit that thread then aborts the process (std::terminate).
-            table = pq.ParquetFile(handle).read()
+            table = _read_bounded(pq.ParquetFile(handle), path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise StoreError(f"{path}: unreadable Parquet ({exc})") from None
     missing = set(_schemas()["TRAJECTORY_SCHEMA"].names) - set(table.column_names)
@@ -814,16 +818,31 @@ def write_steps(directory: Path, table: pa.Table) -> None:
     atomic_write(Path(directory) / STEPS, lambda tmp: pq.write_table(table, tmp))
 
 
-def read_steps(directory: Path) -> pa.Table:
-    """Read a run's `steps.parquet`, checked against STEPS_SCHEMA; StoreError naming the problem."""
+def _read_bounded(parquet: pq.ParquetFile, path: Path) -> pa.Table:
+    """The rows of an open run file, when its footer declares at most MAX_RUN_FILE_ROWS of them: a
+    few kB of Parquet can declare hundreds of millions of equal rows, tens of GB once read."""
+    rows = parquet.metadata.num_rows
+    if rows > MAX_RUN_FILE_ROWS:
+        raise StoreError(f"{path}: {rows:,} rows, more than the {MAX_RUN_FILE_ROWS:,} a run file may hold; record "
+                         f"fewer values per epoch (e.g. fewer keys) or split the run")
+    return parquet.read()
+
+
+def read_steps(directory: Path, boundary: Path | None = None) -> pa.Table:
+    """Read a run's `steps.parquet` (a regular file inside `boundary`, default `run_boundary(directory)`),
+    checked against STEPS_SCHEMA; StoreError naming the problem."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path = Path(directory) / STEPS
-    if not path.exists():
-        raise StoreError(f"{path}: missing steps.parquet (the run recorded no values per step)")
+    directory = Path(directory)
+    path = directory / STEPS
     try:
-        table = pq.read_table(path)
+        fd = _open_checked(path, boundary or run_boundary(directory), None)
+    except FileNotFoundError:
+        raise StoreError(f"{path}: missing steps.parquet (the run recorded no values per step)") from None
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            table = _read_bounded(pq.ParquetFile(handle), path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise StoreError(f"{path}: unreadable Parquet ({exc})") from None
     missing = set(_schemas()["STEPS_SCHEMA"].names) - set(table.column_names)

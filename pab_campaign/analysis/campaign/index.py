@@ -65,6 +65,7 @@ from pab_campaign.analysis.campaign.manifest import MANIFEST_COLUMNS, ScanRow, s
 from pab_campaign.analysis.campaign.workspace import Workspace, choose, fallback, is_unwritable, writable
 from pab_campaign.errors import CampaignError, StoreError
 from pab_campaign.store import (
+    MAX_RUN_FILE_ROWS,
     TRAJECTORY,
     atomic_write,
     check_run_file,
@@ -166,16 +167,44 @@ def bisect_query(
     return [frame], {}
 
 
+def _declared_rows(con: duckdb.DuckDBPyConnection, files: Sequence[str]) -> dict[int, int]:
+    """{position in `files`: rows} of the files whose footer declares more than MAX_RUN_FILE_ROWS rows
+    (a few kB of Parquet can declare hundreds of millions of equal rows, which the scalar query would
+    hold in memory). A file whose footer cannot be read is left to that query, which says why."""
+    import duckdb
+
+    if not files:
+        return {}
+    try:
+        counts = con.execute("SELECT file_name, num_rows FROM parquet_file_metadata(?)", [list(files)]).fetchall()
+    except duckdb.Error:
+        if len(files) == 1:
+            return {}
+        half = len(files) // 2
+        right = _declared_rows(con, files[half:])
+        return {**_declared_rows(con, files[:half]), **{k + half: rows for k, rows in right.items()}}
+    position = {name: k for k, name in enumerate(files)}
+    return {position[name]: rows for name, rows in counts if rows > MAX_RUN_FILE_ROWS}
+
+
 def _scalar_metrics(run_ids: list[str], files: list[str]) -> tuple[pd.DataFrame, dict[str, str], dict[str, list[str]]]:
     """Wide frame (index run_id): `<ctx>/<metric>@last`, `@best`, last_epoch, best_epoch; the runs
     set aside with their reason (unreadable file, duplicate rows); and each run's metric columns."""
     con = connect()
     frames, bad = [], {}
     for start in range(0, len(files), SCAN_BATCH):
-        with literal_paths(files[start:start + SCAN_BATCH]) as literal:
-            batch, batch_bad = bisect_query(con, SCALARS_SQL, literal, offset=start)
-        frames += batch
-        bad.update(batch_bad)
+        batch = range(start, min(start + SCAN_BATCH, len(files)))
+        with literal_paths([files[i] for i in batch]) as literal:
+            rows = _declared_rows(con, literal)
+            for k, count in rows.items():
+                bad[batch[k]] = (f"{files[batch[k]]}: {count:,} rows, more than the {MAX_RUN_FILE_ROWS:,} a run file "
+                                 "may hold; record fewer values per epoch (e.g. fewer keys) or split the run")
+            kept = [k for k in range(len(batch)) if k not in rows]
+            found, found_bad = bisect_query(con, SCALARS_SQL, [literal[k] for k in kept])
+        for frame in found:
+            frame["f"] = [batch[kept[k]] for k in frame["f"]]
+        frames += found
+        bad.update({batch[kept[k]]: reason for k, reason in found_bad.items()})
     bad_runs = {run_ids[i]: reason for i, reason in bad.items()}
     columns = ["context", "metric", "last", "best", "last_epoch", "best_epoch", "duplicated"]
     long = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["f", *columns])

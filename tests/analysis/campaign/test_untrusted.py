@@ -340,3 +340,41 @@ def test_output_folder_checks_every_part_below_its_base(tmp_path):
     (summary / "states").write_text("")
     with pytest.raises(CampaignError, match="states is a regular file, not a folder"):
         output_folder(summary, "states")
+
+
+def test_a_run_file_declaring_too_many_rows_is_set_aside_before_it_is_read(tmp_path, monkeypatch):
+    """A few kB of Parquet can declare hundreds of millions of equal rows (16 GB read into the index):
+    past the limit a trajectory is set aside by its footer's row count, by the index (a run dir with
+    pattern characters included) and by every reader of one run."""
+    from pab_campaign import store
+    from pab_campaign.errors import StoreError
+
+    monkeypatch.setattr(store, "MAX_RUN_FILE_ROWS", 30)
+    monkeypatch.setattr(index, "MAX_RUN_FILE_ROWS", 30)
+    campaign = tmp_path / "camp"
+    for run_id, epochs in (("small", 3), ("big", 20), ("big[1]*", 20)):
+        write_run(campaign, run_id, {"seed": 0}, {("val", "acc"): [0.5] * epochs, ("val", "loss"): [1.0] * epochs})
+    opened = open_campaign(campaign)
+    reasons = dict(zip(opened.runs["run_id"], opened.runs["skip_reason"]))
+    assert reasons["small"] is None
+    for run_id in ("big", "big[1]*"):
+        assert "40 rows, more than the 30 a run file may hold" in reasons[run_id]
+        with pytest.raises(StoreError, match="40 rows, more than the 30"):
+            store.read_trajectory(runs_dir(campaign) / run_id)
+
+
+def test_a_steps_file_is_read_under_the_rules_of_every_run_file(tmp_path):
+    from pab_campaign import store
+    from pab_campaign.errors import StoreError
+
+    campaign = tmp_path / "camp"
+    run = write_run(campaign, "r0", {"seed": 0}, {("val", "acc"): [0.5, 0.6]})
+    secret = tmp_path / "outside.parquet"
+    shutil.copy(run / store.TRAJECTORY, secret)
+    (run / store.STEPS).symlink_to(secret)
+    with pytest.raises(StoreError, match="leads outside"):
+        store.read_steps(run)
+    (run / store.STEPS).unlink()
+    os.mkfifo(run / store.STEPS)
+    with pytest.raises(StoreError, match="FIFO"):
+        store.read_steps(run)
