@@ -86,6 +86,9 @@ def test_audit_labels_a_planted_loss_proxy_and_not_an_independent_metric(tmp_pat
     (written,) = (tmp_path / "figs").glob("curves_steps_*.parquet")
     curves = pd.read_parquet(written)
     assert curves["runs"].tolist() == [12] * 20
+    code = main(["curves", str(tmp_path), "--steps", "--groupby", "lr", "--output-folder", str(tmp_path / "by_lr")])
+    out, err = capsys.readouterr()
+    assert code == 0 and "1 curves × 12 groups over 20 steps" in out, out + err  # was a KeyError
 
 
 def test_log_names_are_checked_and_kept_apart_from_the_trackers(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from pab_campaign.analysis.campaign.campaign import Campaign, completed_runs
+from pab_campaign.analysis.campaign.campaign import Campaign, completed_runs, hparam_values
 from pab_campaign.analysis.stats.descriptive import ci95_halfwidths
 from pab_campaign.analysis.summary.report import choose_groupby
 from pab_campaign.analysis.summary.report_plan import DEFAULT_CONTEXTS
@@ -56,7 +56,7 @@ def build_step_curves(campaign: Campaign, groupby: list[str] | None = None, cont
         chosen = recorded
     steps = steps[steps["label"].isin(chosen) & steps["value"].map(pd.notna) & ~steps["value"].isin([float("inf"),
                                                                                                       float("-inf")])]
-    frame = steps.merge(done[["run_id", *groupby]], on="run_id")
+    frame = steps.merge(done[["run_id"]].join(hparam_values(done, groupby)), on="run_id")
     curves = (frame.groupby([*groupby, "label", "step"], dropna=False, sort=True)["value"]
               .agg(runs="count", mean="mean", std="std").reset_index())
     curves["ci95"] = ci95_halfwidths(curves["runs"].to_numpy(), curves["std"].to_numpy())
