@@ -99,3 +99,24 @@ def literal_paths(paths: Sequence[str | Path]) -> Iterator[list[str]]:
             stack.callback(os.close, fd)
             out.append(f"{_FD_DIR}/{fd}")
         yield out
+
+
+def rows_past(con: duckdb.DuckDBPyConnection, files: Sequence[str], limit: int) -> dict[int, int]:
+    """{position in `files`: rows} of the Parquet files (literal paths) whose footer declares more than
+    `limit` rows: a few kB of Parquet can declare hundreds of millions of equal rows, which a query
+    would hold in memory. A file whose footer cannot be read is left to the query that reads it,
+    which says why."""
+    import duckdb
+
+    if not files:
+        return {}
+    try:
+        counts = con.execute("SELECT file_name, num_rows FROM parquet_file_metadata(?)", [list(files)]).fetchall()
+    except duckdb.Error:
+        if len(files) == 1:
+            return {}
+        half = len(files) // 2
+        right = rows_past(con, files[half:], limit)
+        return {**rows_past(con, files[:half], limit), **{k + half: rows for k, rows in right.items()}}
+    position = {name: k for k, name in enumerate(files)}
+    return {position[name]: rows for name, rows in counts if rows > limit}

@@ -44,7 +44,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pab_campaign.analysis.campaign.duck import READ_OPTIONS, connect, literal_paths, sql_text
+from pab_campaign.analysis.campaign.duck import READ_OPTIONS, connect, literal_paths, rows_past, sql_text
 from pab_campaign.analysis.campaign.index_layout import (
     FIXED_COLUMNS,
     FLOAT_COLUMNS,
@@ -167,26 +167,6 @@ def bisect_query(
     return [frame], {}
 
 
-def _declared_rows(con: duckdb.DuckDBPyConnection, files: Sequence[str]) -> dict[int, int]:
-    """{position in `files`: rows} of the files whose footer declares more than MAX_RUN_FILE_ROWS rows
-    (a few kB of Parquet can declare hundreds of millions of equal rows, which the scalar query would
-    hold in memory). A file whose footer cannot be read is left to that query, which says why."""
-    import duckdb
-
-    if not files:
-        return {}
-    try:
-        counts = con.execute("SELECT file_name, num_rows FROM parquet_file_metadata(?)", [list(files)]).fetchall()
-    except duckdb.Error:
-        if len(files) == 1:
-            return {}
-        half = len(files) // 2
-        right = _declared_rows(con, files[half:])
-        return {**_declared_rows(con, files[:half]), **{k + half: rows for k, rows in right.items()}}
-    position = {name: k for k, name in enumerate(files)}
-    return {position[name]: rows for name, rows in counts if rows > MAX_RUN_FILE_ROWS}
-
-
 def _scalar_metrics(run_ids: list[str], files: list[str]) -> tuple[pd.DataFrame, dict[str, str], dict[str, list[str]]]:
     """Wide frame (index run_id): `<ctx>/<metric>@last`, `@best`, last_epoch, best_epoch; the runs
     set aside with their reason (unreadable file, duplicate rows); and each run's metric columns."""
@@ -195,7 +175,7 @@ def _scalar_metrics(run_ids: list[str], files: list[str]) -> tuple[pd.DataFrame,
     for start in range(0, len(files), SCAN_BATCH):
         batch = range(start, min(start + SCAN_BATCH, len(files)))
         with literal_paths([files[i] for i in batch]) as literal:
-            rows = _declared_rows(con, literal)
+            rows = rows_past(con, literal, MAX_RUN_FILE_ROWS)
             for k, count in rows.items():
                 bad[batch[k]] = (f"{files[batch[k]]}: {count:,} rows, more than the {MAX_RUN_FILE_ROWS:,} a run file "
                                  "may hold; record fewer values per epoch (e.g. fewer keys) or split the run")

@@ -23,7 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pab_campaign.analysis.campaign.duck import READ_OPTIONS, connect, literal_paths, pinned_file, sql_name, sql_text
+from pab_campaign.analysis.campaign.duck import (
+    READ_OPTIONS,
+    connect,
+    literal_paths,
+    pinned_file,
+    rows_past,
+    sql_name,
+    sql_text,
+)
 from pab_campaign.analysis.campaign.index_layout import (
     FIXED_COLUMNS,
     FLOAT_COLUMNS,
@@ -42,7 +50,16 @@ from pab_campaign.analysis.campaign.index_layout import (
 )
 from pab_campaign.analysis.campaign.manifest import MANIFEST_COLUMNS, ScanRow
 from pab_campaign.errors import StoreError
-from pab_campaign.store import TRAJECTORY, RunRecord, atomic_write, check_run_file, is_int64, read_run_json, runs_dir
+from pab_campaign.store import (
+    MAX_RUN_FILE_ROWS,
+    TRAJECTORY,
+    RunRecord,
+    atomic_write,
+    check_run_file,
+    is_int64,
+    read_run_json,
+    runs_dir,
+)
 
 # More changed runs than this are rebuilt by `index.refresh_runs`.
 MAX_PATCHED = 2000
@@ -255,6 +272,8 @@ def _scalars(con: Any, campaign_dir: Path, run_ids: list[str]) -> dict[str, _Sca
     root = str(runs_dir(campaign_dir))
     try:
         with literal_paths([f"{root}/{run_id}/{TRAJECTORY}" for run_id in run_ids]) as files:
+            if rows_past(con, files, MAX_RUN_FILE_ROWS):
+                return None  # the full build sets such a run aside with its reason
             found = con.execute(SCALARS_SQL, [list(files)]).fetchall()
     except (duckdb.Error, OSError, StoreError):
         return None

@@ -342,18 +342,22 @@ def test_output_folder_checks_every_part_below_its_base(tmp_path):
         output_folder(summary, "states")
 
 
-def test_a_run_file_declaring_too_many_rows_is_set_aside_before_it_is_read(tmp_path, monkeypatch):
+def test_a_run_file_declaring_too_many_rows_is_set_aside_before_it_is_read(tmp_path, monkeypatch, capsys):
     """A few kB of Parquet can declare hundreds of millions of equal rows (16 GB read into the index):
     past the limit a trajectory is set aside by its footer's row count, by the index (a run dir with
     pattern characters included) and by every reader of one run."""
-    from pab_campaign import store
+    from pab_campaign import cli, store
+    from pab_campaign.analysis.campaign import patch
     from pab_campaign.errors import StoreError
 
-    monkeypatch.setattr(store, "MAX_RUN_FILE_ROWS", 30)
-    monkeypatch.setattr(index, "MAX_RUN_FILE_ROWS", 30)
+    for module in (store, index, patch):
+        monkeypatch.setattr(module, "MAX_RUN_FILE_ROWS", 30)
     campaign = tmp_path / "camp"
-    for run_id, epochs in (("small", 3), ("big", 20), ("big[1]*", 20)):
+    for run_id, epochs in (("small", 3), ("big", 3), ("big[1]*", 20)):
         write_run(campaign, run_id, {"seed": 0}, {("val", "acc"): [0.5] * epochs, ("val", "loss"): [1.0] * epochs})
+    assert cli.main(["ls", str(campaign)]) == 0  # the index, then one run grows: the warm refresh patches it
+    write_run(campaign, "big", {"seed": 0}, {("val", "acc"): [0.5] * 20, ("val", "loss"): [1.0] * 20})
+    assert cli.main(["ls", str(campaign)]) == 0
     opened = open_campaign(campaign)
     reasons = dict(zip(opened.runs["run_id"], opened.runs["skip_reason"]))
     assert reasons["small"] is None
