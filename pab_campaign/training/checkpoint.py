@@ -18,7 +18,7 @@ import torch
 
 from pab_campaign import confined
 from pab_campaign.errors import StoreError
-from pab_campaign.store import CHECKPOINTS, atomic_write
+from pab_campaign.store import CHECKPOINTS, atomic_write, run_boundary
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -72,7 +72,9 @@ def load(path: Path) -> dict[str, Any]:
     regular file, is truncated or not a torch file, holds objects other than tensors and plain
     values, or is not a dict."""
     path = Path(path)
-    reason = confined.problem(path, [path.parent])
+    # a run's checkpoints/ may itself be a link: what it holds must still lie inside the campaign
+    inside = run_boundary(path.parent.parent) if path.parent.name == CHECKPOINTS else path.parent
+    reason = confined.problem(path, [inside])
     if reason is not None:
         raise StoreError(f"{reason}; a checkpoint must be a regular file inside its run")
     try:

@@ -125,3 +125,21 @@ def test_save_serialises_once_and_copies_in_order(tmp_path):
         assert loaded["epoch"] == 3 and torch.equal(loaded["weights"], state["weights"])
     assert paths[1].stat().st_mtime_ns <= paths[2].stat().st_mtime_ns
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_runs_checkpoints_folder_that_links_out_of_its_campaign_is_refused(tmp_path):
+    """A campaign from someone else may make a run's checkpoints/ a link: what it holds is read only
+    where it lies inside the campaign."""
+    campaign, outside = tmp_path / "camp", tmp_path / "outside"
+    run = campaign / "runs" / "r0"
+    run.mkdir(parents=True)
+    outside.mkdir()
+    checkpoint.save(outside / checkpoint.LAST, {"model": {"w": torch.ones(3)}, "epoch": 2})
+    (run / "checkpoints").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(StoreError, match="leads outside the campaign"):
+        checkpoint.load(checkpoint.checkpoint_dir(run) / checkpoint.LAST)
+    shared = campaign / "shared"  # a link that stays inside the campaign is followed
+    outside.rename(shared)
+    (run / "checkpoints").unlink()
+    (run / "checkpoints").symlink_to(shared, target_is_directory=True)
+    assert checkpoint.load(checkpoint.checkpoint_dir(run) / checkpoint.LAST)["epoch"] == 2
