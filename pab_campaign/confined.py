@@ -34,9 +34,10 @@ def inside(path: Path, roots: Sequence[Path]) -> bool:
     return any(real == (top := Path(os.path.realpath(root))) or real.is_relative_to(top) for root in roots)
 
 
-def problem(path: Path, roots: Sequence[Path]) -> str | None:
+def problem(path: Path, roots: Sequence[Path], limit: int | None = None) -> str | None:
     """Why `path` must not be read as a file of the campaign under `roots`: missing, a link that
-    leads outside every root, or not a regular file; None when it may be read."""
+    leads outside every root, not a regular file, or larger than `limit` bytes; None when it may be
+    read."""
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -47,6 +48,8 @@ def problem(path: Path, roots: Sequence[Path]) -> str | None:
         return f"{path} leads outside the campaign (to {os.path.realpath(path)}); links are not followed out of it"
     if not stat.S_ISREG(info.st_mode):
         return f"{path} is {kind(info.st_mode)}, not a regular file"
+    if limit is not None and info.st_size > limit:
+        return f"{path} holds {info.st_size:,} bytes, more than the {limit:,} a file of its kind may"
     return None
 
 

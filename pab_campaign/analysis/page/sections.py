@@ -45,6 +45,9 @@ MAX_CSV_ROWS = 200
 MAX_AUDIT_FIGURES = 6
 MAX_SUMMARY_GROUPS = 200  # rows of a grouped summary table (`report` lists them all)
 MAX_ERROR_CHARACTERS = 500
+# The largest analysis file (CSV or figure) read into the page: an audit of 50,000 runs writes
+# about 10 MB; a file past this is left out with a note (a sparse 3 GB CSV took 22 GB of memory).
+MAX_INPUT_BYTES = 256 << 20
 
 
 def _number(value: object, digits: int = 4) -> Cell:
@@ -102,8 +105,9 @@ def _roots(campaign: Campaign) -> list[Path]:
 
 def _refused(campaign: Campaign, section: Section, path: Path) -> bool:
     """True, with a note in `section`, when `path` must not be read into the page: it leads outside
-    the campaign or is not a regular file (a campaign's files are untrusted input)."""
-    reason = confined.problem(path, _roots(campaign))
+    the campaign, is not a regular file or is larger than MAX_INPUT_BYTES (a campaign's files are
+    untrusted input)."""
+    reason = confined.problem(path, _roots(campaign), MAX_INPUT_BYTES)
     if reason is not None:
         section.notes.append(f"left out: {reason}")
     return reason is not None

@@ -31,12 +31,15 @@ def test_figures_and_tables_that_leave_the_campaign_are_left_out(tmp_path):
     (states / "leak.png").symlink_to(outside / "id_rsa")
     (states / "fake.png").write_bytes(SECRET)
     os.mkfifo(states / "pipe.png")
+    with open(states / "transitions.csv", "wb") as sparse:  # 3 GB that take no disk: read, 22 GB of memory
+        sparse.truncate(3 << 30)
     page = build_page(open_campaign(campaign), "pab-campaign html c")
     section = next(s for s in page.sections if s.key == "states")
     assert [f.key for f in section.figures] == ["real"]
     notes = " ".join(section.notes)
     assert "leak.png leads outside the campaign" in notes and "phases.csv leads outside the campaign" in notes
     assert "fake.png is not a PNG image" in notes and "pipe.png is a FIFO, not a regular file" in notes
+    assert "transitions.csv holds 3,221,225,472 bytes, more than the 268,435,456" in notes
     html = render(page)
     assert base64.b64encode(SECRET).decode() not in html
     assert [t.key for t in section.tables] == ["selection"]
