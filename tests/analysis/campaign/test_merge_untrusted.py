@@ -96,3 +96,21 @@ def test_two_merges_into_one_destination_at_once_keep_every_run_once(tmp_path):
     assert sorted(os.listdir(runs_dir(dst))) == sorted(ids)
     report = cli(["ls", str(dst)], timeout=120)
     assert f"{len(ids)} runs" in report.stdout
+
+
+def test_a_sparse_file_stays_sparse_in_the_copy(tmp_path):
+    """A run from someone else may hold a sparse file of any size (no disk used): its copy keeps the
+    holes, and its bytes."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    run = write_run(src, "r0", {"seed": 0}, CURVE)
+    checkpoints = run / "checkpoints"
+    checkpoints.mkdir()
+    with open(checkpoints / "epoch_0001.pt", "wb") as sparse:
+        sparse.write(b"head")
+        sparse.seek(1 << 33)  # 8 GB further on
+        sparse.write(b"tail")
+    merge([src], dst)
+    copy = runs_dir(dst) / "r0" / "checkpoints" / "epoch_0001.pt"
+    assert copy.stat().st_size == (1 << 33) + 4 and copy.stat().st_blocks * 512 < (1 << 20)
+    with open(copy, "rb") as handle:
+        assert handle.read(4) == b"head" and handle.seek(1 << 33) and handle.read() == b"tail"
