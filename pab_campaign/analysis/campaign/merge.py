@@ -21,6 +21,7 @@ destination, is refused. The destination's index is rebuilt by the next analysis
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 from collections.abc import Callable, Iterator
@@ -46,6 +47,8 @@ from pab_campaign.store import (
 
 # The destination's merge lock, in its runs/ (a name starting with '.' is no run for any reader).
 MERGE_LOCK = ".merge.lock"
+# The longest file name (bytes) of the file systems a campaign lives on.
+NAME_MAX = 255
 TRAJECTORY_KEY = ["epoch", "context", "metric", "key"]
 
 
@@ -184,7 +187,12 @@ def _merge_entry(run: Path, source: Path, target: Path, result: MergeResult, cop
         result.skipped.append((run.name, source, "a live process is writing it; merge again when it has ended, "
                                "or pass --include-running to copy it as it is now"))
         return
-    kept_as = _merge_run(run, source, target, result, copied)
+    try:
+        kept_as = _merge_run(run, source, target, result, copied)
+    except NameTooLong as exc:
+        result.skipped.append((run.name, source, f"{exc.name!r} is longer than this file system takes for a name "
+                               f"(with merge's temp prefix); rename the run's folder in {source} to a shorter name"))
+        return
     if kept_as is not None and live:
         result.running.append((kept_as, source))
 
@@ -209,7 +217,9 @@ def _merge_run(run: Path, source: Path, target: Path, result: MergeResult,
     record = _record(run)
     for name in _names(run, record):
         final = target / name
-        if not (final.exists() or final.is_symlink()):
+        if len(os.fsencode(name)) > NAME_MAX:
+            raise NameTooLong(name)
+        if not os.path.lexists(final):
             left_out = _install(run, final, replace=False)
             if left_out is None:
                 continue
@@ -262,10 +272,20 @@ def _compare(run: Path, record: RunRecord | None, final: Path) -> str | None:
     return "same" if same_contents(run, final) else None
 
 
+class NameTooLong(Exception):
+    """A run would be kept under a name (or copied through a temp name) the file system refuses."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
 def _install(run: Path, final: Path, replace: bool) -> list[str] | None:
     try:
         return install(run, final, replace)
     except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise NameTooLong(final.name) from None
         raise CampaignError(f"could not copy {run} to {final} ({exc.strerror or exc}); nothing of this run was "
                             "written") from None
 

@@ -114,3 +114,18 @@ def test_a_sparse_file_stays_sparse_in_the_copy(tmp_path):
     assert copy.stat().st_size == (1 << 33) + 4 and copy.stat().st_blocks * 512 < (1 << 20)
     with open(copy, "rb") as handle:
         assert handle.read(4) == b"head" and handle.seek(1 << 33) and handle.read() == b"tail"
+
+
+def test_a_run_whose_name_cannot_be_kept_is_skipped_and_the_merge_goes_on(tmp_path):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    long_new, long_conflict = "n" * 240, "c" * 250
+    for run_id in (long_new, long_conflict, "short"):
+        write_run(src, run_id, {"seed": 0}, CURVE)
+    write_run(dst, long_conflict, {"seed": 1}, {("val", "loss"): [2.0, 1.0]})  # a different result: a new name
+    result = merge([src], dst)
+    assert [name for name, _ in result.added] == ["short"]
+    reasons = {name: why for name, _, why in result.skipped}
+    assert set(reasons) == {long_new, long_conflict}
+    assert all("longer than this file system takes" in why and "rename the run's folder" in why
+               for why in reasons.values())
+    assert sorted(os.listdir(runs_dir(dst))) == sorted([long_conflict, "short"])
