@@ -140,8 +140,17 @@ def gather(campaign: Campaign, request: AuditRequest) -> AuditData:
     specs = list(request.metrics)
     if request.all_metrics:
         named = {(s.context, s.metric) for s in [*specs, baseline, target]}
-        specs += [MetricSpec.parse(name) for name in tracked_metrics(trajectories)
-                  if tuple(name.split("/")) not in named]
+        unnamed = []
+        for name in tracked_metrics(trajectories):
+            if tuple(name.split("/")) in named:
+                continue
+            try:
+                specs.append(MetricSpec.parse(name))
+            except CampaignError:  # a name some run recorded that no option could name either
+                unnamed.append(name)
+        if unnamed:
+            notes.append(f"{len(unnamed)} recorded metric(s) left out: not a context/metric name the audit can take "
+                         f"({', '.join(repr(name) for name in unnamed[:3])}{', …' if len(unnamed) > 3 else ''})")
     candidates = []
     for named_spec in specs:
         spec = _at(named_spec, epoch)

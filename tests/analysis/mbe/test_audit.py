@@ -381,3 +381,22 @@ def test_a_baseline_that_names_its_epoch_keeps_it_under_at_epoch_and_says_so(con
                for note in result.notes)
     same = run_audit(open_campaign(directory), _request(at_epoch=EARLY))
     assert not any("keeps the epoch" in note for note in same.notes)
+
+
+def test_all_metrics_leaves_out_a_recorded_name_no_option_could_name(tmp_path):
+    """A campaign from someone else may record a context like 'val</x>': --all-metrics audits the
+    others and says which it left out (it refused the whole audit, blaming the command)."""
+    rng = np.random.default_rng(2)
+    n = 8
+    values = {"val/loss": rng.normal(size=n), "probe/x": rng.normal(size=n), "val/acc": rng.normal(size=n)}
+    directory = tmp_path / "odd"
+    write_campaign(directory, [{"seed": i} for i in range(n)], values)
+    for index in range(n):
+        run = store.run_dir(directory, f"run{index:03d}")
+        buffer = store.TrajectoryBuffer.from_table(store.read_trajectory(run))
+        buffer.add(EARLY, "val</x>", "acc", float(index))
+        store.write_trajectory(run, buffer.to_table())
+    request = _request(metrics=[], all_metrics=True, target=MetricSpec.parse(f"val/acc@{EARLY}"))
+    result = run_audit(open_campaign(directory), request)
+    assert f"probe/x@{EARLY}" in set(result.table["metric"])
+    assert any("1 recorded metric(s) left out" in note and "'val</x>/acc'" in note for note in result.notes)
