@@ -44,6 +44,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pab_campaign.analysis.campaign import provenance
 from pab_campaign.analysis.campaign.duck import READ_OPTIONS, connect, literal_paths, rows_past, sql_text
 from pab_campaign.analysis.campaign.index_layout import (
     FIXED_COLUMNS,
@@ -353,9 +354,16 @@ def _write_runs_index(path: Path, frame: pd.DataFrame, hparams_json: dict[str, s
     atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
+def _own_summary(campaign_dir: Path) -> list[Path]:
+    """The campaign's own summary/ when its caches were made on this file system (else none)."""
+    own = summary_dir(campaign_dir)
+    return [own] if provenance.made_here(own) else []
+
+
 def _stored(workspace: Workspace) -> StoredRuns | None:
-    """The stored runs index of the workspace; else the campaign's own (an archive's, read-only)."""
-    places = [workspace.directory, summary_dir(workspace.campaign)]
+    """The stored runs index of the workspace; else the campaign's own (a read-only campaign's) when
+    it was made on this file system (`provenance.made_here`)."""
+    places = [workspace.directory, *_own_summary(workspace.campaign)]
     for place in dict.fromkeys(p for p in places if p is not None):
         stored = _load_runs_index(place / RUNS_INDEX)
         if stored is not None:
@@ -522,7 +530,8 @@ def refresh_trajectories(campaign_dir: Path, runs: pd.DataFrame,
     all_files = trajectory_files(campaign_dir, ids)
     while workspace.directory is not None:
         path = workspace.directory / TRAJECTORIES_INDEX
-        base = next((p for p in (path, summary_dir(campaign_dir) / TRAJECTORIES_INDEX) if _index_file(p)), None)
+        bases = [path, *(own / TRAJECTORIES_INDEX for own in _own_summary(campaign_dir))]
+        base = next((p for p in bases if _index_file(p)), None)
         have = _trajectory_manifest(base) if base is not None else {}
         if have == wanted and base == path:
             return TrajectorySource(path, ids, all_files, workspace)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pab_campaign import confined
+from pab_campaign.analysis.campaign import provenance
 from pab_campaign.analysis.campaign.naming import file_stem
 from pab_campaign.errors import CampaignError
 from pab_campaign.store import UNWRITABLE_ERRNOS, create_temp_file, remove_stale_temps, runs_dir, summary_dir
@@ -154,6 +155,7 @@ def choose(campaign_dir: Path) -> Workspace:
             remove_stale_temps(place)
             if place == summary_dir(campaign_dir):
                 remove_stale_temps(runs_dir(campaign_dir))
+                provenance.claim(place)  # caches that came with the campaign are made again here
                 return Workspace(campaign_dir, place)
             return Workspace(campaign_dir, place, _note(campaign_dir, place, reason or _reason(first_error)))
         first_error = first_error or error

@@ -16,6 +16,7 @@ import pytest
 from pab_campaign.analysis.campaign import index, patch
 from pab_campaign.analysis.campaign.campaign import load_trajectories, open_campaign
 from pab_campaign.analysis.campaign.manifest import scan_rows
+from pab_campaign.analysis.campaign.provenance import MARKER
 from pab_campaign.store import read_run_json, runs_dir, summary_dir
 from tests.helpers import make_grid, write_run
 
@@ -83,7 +84,7 @@ def test_two_reporters_at_once(tmp_path):
         thread.join()
     assert not errors and results == [12 * 4 * 7] * 3
     assert index.refresh_runs(tmp_path).read == 0
-    leftovers = [p.name for p in summary_dir(tmp_path).iterdir() if p.name.startswith(".")]
+    leftovers = [p.name for p in summary_dir(tmp_path).iterdir() if p.name.startswith(".") and p.name != MARKER]
     assert leftovers == []
 
 

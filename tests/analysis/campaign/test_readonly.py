@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from pab_campaign import store
+from pab_campaign.analysis.campaign.provenance import MARKER
 from pab_campaign.analysis.campaign.workspace import cache_dir
 from pab_campaign.training.run import execute
 from tests.helpers import REPO, command_env, compose_config, make_grid, write_run
@@ -26,6 +27,11 @@ COMMANDS = [
     ["states", "--metrics", "val/loss", "val/acc", "--max-states", "2", "--restarts", "1", "--jobs", "1", "--no-plots"],
 ]
 NOBODY = 65534
+
+
+def _temps(folder: Path) -> list[Path]:
+    """Hidden files in `folder` but the marker a command keeps there (`provenance.MARKER`)."""
+    return [p for p in folder.glob(".*") if p.name != MARKER]
 
 
 def _run(args: list[str], env: dict[str, str], prefix: list[str] = ()) -> subprocess.CompletedProcess:
@@ -150,7 +156,7 @@ def test_analysis_works_on_a_full_disk(full_disk, tmp_path, monkeypatch):
         assert result.returncode == 0, f"{command[0]}: {result.stderr[-2000:]}"
         assert f"note: {campaign} is on a full disk: its index is kept in {cache_dir(campaign)}" in " ".join(
             result.stdout.split())
-    assert not list((campaign / "summary").glob(".*"))  # no temp file left behind by the failed writes
+    assert _temps(campaign / "summary") == []  # no temp file left behind by the failed writes
 
 
 def test_outputs_that_fill_the_disk_go_to_the_cache_or_say_the_disk_is_full(full_disk, tmp_path, monkeypatch):
@@ -181,7 +187,7 @@ def test_outputs_that_fill_the_disk_go_to_the_cache_or_say_the_disk_is_full(full
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"cannot write {full_disk / 'out' / 'page.html'}: the disk of {full_disk / 'out'} is full" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    assert not list((campaign / "summary").glob(".*")) and not list((full_disk / "out").iterdir())
+    assert _temps(campaign / "summary") == [] and not list((full_disk / "out").iterdir())
 
 
 def test_a_killed_commands_temp_files_are_cleaned_by_the_next_one_a_live_ones_kept(tmp_path):
