@@ -33,6 +33,7 @@ def train(cfg: DictConfig) -> float:
     `SweepStatusCallback`), which reads every job's pointer. A distributed run whose ranks this
     process must start (`runtime.nproc`) is started here, as torchrun would; only rank 0 reports."""
     from pab_campaign.training import spawned
+    from pab_campaign.training.distributed import RankFailed
     from pab_campaign.training.objective import job_objective
     from pab_campaign.training.run import execute
 
@@ -44,6 +45,9 @@ def train(cfg: DictConfig) -> float:
             outcome = start_ranks(cfg, overrides)
         else:
             outcome = execute(cfg, overrides=overrides)
+    except RankFailed as exc:  # torchrun's rank other than 0: one line (rank 0 records the run)
+        print(f"pab_campaign: {one_line(exc)}", file=sys.stderr)
+        raise SystemExit(1) from None
     except (ConfigError, OmegaConfBaseException) as exc:
         # OmegaConf raises here for a value read through an interpolation (a key that is not there,
         # a value of the wrong type). SystemExit passes through Hydra's job runner, which would
@@ -69,13 +73,17 @@ def start_ranks(cfg: DictConfig, overrides: list[str]):
     resolved = copy.deepcopy(cfg)
     OmegaConf.resolve(resolved)  # the ranks are fresh interpreters, without Hydra's resolvers
     try:
-        outcome = run_ranks(spawned.rank_main, (resolved, overrides), int(cfg.runtime.nproc))
+        reports = run_ranks(spawned.rank_main, (resolved, overrides), int(cfg.runtime.nproc))
     except RanksFailed as exc:
         if exc.exit_code == 2:
             raise SystemExit(2) from None
-        error = f"{exc}; the other ranks were ended; launch it again to resume from its last checkpoint"
+        # the failed rank's own error; another rank's is what followed from it (a peer gone)
+        cause = next((report[2] for report in exc.reports if report[:2] == ("error", exc.rank)), str(exc))
+        error = f"{cause}; the other ranks were ended; launch it again to resume from its last checkpoint"
         print(f"pab_campaign: {error}", file=sys.stderr)
+        spawned.record_failure(cfg, error)
         return spawned.lost_outcome(cfg, error)
+    outcome = next((report[1] for report in reports if report[0] == "outcome"), None)
     return outcome if outcome is not None else spawned.lost_outcome(cfg, "rank 0 ended without a result")
 
 

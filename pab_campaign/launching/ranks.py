@@ -6,7 +6,7 @@ MASTER_ADDR=127.0.0.1 and a free MASTER_PORT, and watch them as one job:
   `GRACE_S`), and `RanksFailed` names it; the run resumes from its last checkpoint when launched again;
 - when this process is interrupted (Ctrl-C, SIGTERM, a scheduler's preemption) the ranks get
   SIGTERM (rank 0 records the run `preempted`) before the interruption goes on;
-- rank 0's result (what it puts on the queue it is given) is returned.
+- what the ranks put on the queue they are given is returned (rank 0's result, another rank's error).
 
 Only the standard library: the target (a training function) is the caller's.
 """
@@ -28,11 +28,13 @@ GRACE_S = 30.0
 
 
 class RanksFailed(PabError):
-    """A rank ended with an error or was killed; `exit_code` is its exit status (negative: signal)."""
+    """Rank `rank` ended with an error or was killed; `exit_code` is its exit status (negative:
+    signal), `reports` what the ranks had put on the results queue by then."""
 
-    def __init__(self, message: str, exit_code: int) -> None:
+    def __init__(self, message: str, exit_code: int, rank: int = 0) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code, self.rank = exit_code, rank
+        self.reports: list[Any] = []
 
 
 def free_port() -> int:
@@ -54,9 +56,10 @@ def describe_exit(rank: int, code: int | None) -> str:
     return f"rank {rank} ended with exit code {code}"
 
 
-def run_ranks(target: Callable[..., None], args: Sequence[Any], nproc: int) -> Any:
+def run_ranks(target: Callable[..., None], args: Sequence[Any], nproc: int) -> list[Any]:
     """Run `target(environment, results, *args)` in `nproc` processes (see the module docstring)
-    and return what rank 0 put on `results` (None when nothing)."""
+    and return what the ranks put on `results`, in the order they put it (RanksFailed carries it
+    too, as `reports`)."""
     context = multiprocessing.get_context("spawn")
     results = context.SimpleQueue()
     port = free_port()
@@ -69,11 +72,22 @@ def run_ranks(target: Callable[..., None], args: Sequence[Any], nproc: int) -> A
         for process in processes:
             process.start()
         _watch(processes)
+    except RanksFailed as exc:
+        _end(processes)
+        exc.reports = _drain(results)
+        raise
     finally:
         _end(processes)
         if previous_term == signal.SIG_DFL:
             signal.signal(signal.SIGTERM, previous_term)
-    return None if results.empty() else results.get()
+    return _drain(results)
+
+
+def _drain(results: Any) -> list[Any]:
+    reports = []
+    while not results.empty():
+        reports.append(results.get())
+    return reports
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
@@ -90,7 +104,7 @@ def _watch(processes: list[Any]) -> None:
         running = [p for p in processes if p.exitcode is None]
         for rank, process in enumerate(processes):
             if process not in running and process.exitcode != 0:
-                raise RanksFailed(describe_exit(rank, process.exitcode), process.exitcode)
+                raise RanksFailed(describe_exit(rank, process.exitcode), process.exitcode, rank)
         if not running:
             return
         if processes[0] not in running and deadline is None:

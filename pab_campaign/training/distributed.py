@@ -14,6 +14,7 @@ the others wait for its verdict after each step it takes alone (`Collective.shar
 """
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import os
@@ -27,7 +28,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from pab_campaign.errors import ConfigError
+from pab_campaign.errors import ConfigError, PabError
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,15 @@ TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER
 
 class RankEnded(RuntimeError):
     """Rank 0 ended the run (finished, skipped or failed); the other ranks stop with it."""
+
+
+class RankFailed(PabError):
+    """A rank other than 0 failed (its error in one line, naming the rank); rank 0 records the run."""
+
+
+class RanksDisagree(PabError):
+    """The ranks of one job are not training one run alike (another config, another campaign
+    folder, another checkpoint to resume from)."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +165,17 @@ class Collective:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor.tolist()
 
+    def disagreeing(self, value: int) -> list[int]:
+        """The ranks whose `value` (a 64-bit integer) differs from rank 0's, the same list on every
+        rank (empty for one rank)."""
+        if not self.ranks.distributed:
+            return []
+        mine = torch.tensor([value], dtype=torch.int64, device=self.device)
+        every = [torch.zeros_like(mine) for _ in range(self.ranks.world_size)]
+        dist.all_gather(every, mine)
+        values = [int(tensor.item()) for tensor in every]
+        return [rank for rank, other in enumerate(values) if other != values[0]]
+
     def share(self, verdict: int | None) -> int:
         """Rank 0's `verdict` (a small integer), received by every rank; the others pass None."""
         if not self.ranks.distributed:
@@ -165,20 +186,39 @@ class Collective:
         return int(tensor.item())
 
 
+# What the default process group of this process was made for (backend, ranks, timeout), while it lives.
+_group: tuple | None = None
+
+
 @contextmanager
 def process_group(ranks: Ranks, backend_name: str, timeout_min: int) -> Iterator[None]:
     """The default process group of `ranks` for the block (nothing for one rank), rendezvous over
-    TCP at rank 0's address; destroyed at the end."""
+    TCP at rank 0's address. It lives until the process ends: the jobs of a sweep that torchrun
+    started run one after another in each rank's one process, and share the group of the first
+    (a group made again for each job at the same address raced: a rank joining the next job's
+    group could meet the last job's store, and the sweep hung)."""
+    global _group
     if not ranks.distributed:
         yield
         return
-    log.info("rank %d of %d (local %d): %s process group at %s:%d", ranks.rank, ranks.world_size, ranks.local_rank,
-             backend_name, ranks.master_addr, ranks.master_port)
-    dist.init_process_group(backend_name, init_method=f"tcp://{ranks.master_addr}:{ranks.master_port}",
-                            rank=ranks.rank, world_size=ranks.world_size, timeout=timedelta(minutes=timeout_min))
-    try:
-        yield
-    finally:
+    key = (backend_name, ranks, timeout_min)
+    if dist.is_initialized() and _group != key:
+        dist.destroy_process_group()
+        _group = None
+    if not dist.is_initialized():
+        log.info("rank %d of %d (local %d): %s process group at %s:%d", ranks.rank, ranks.world_size,
+                 ranks.local_rank, backend_name, ranks.master_addr, ranks.master_port)
+        dist.init_process_group(backend_name, init_method=f"tcp://{ranks.master_addr}:{ranks.master_port}",
+                                rank=ranks.rank, world_size=ranks.world_size, timeout=timedelta(minutes=timeout_min))
+        if _group is None:
+            atexit.register(_destroy)
+        _group = key
+    yield
+
+
+def _destroy() -> None:
+    """The process group, ended as the process ends."""
+    if dist.is_initialized():
         dist.destroy_process_group()
 
 

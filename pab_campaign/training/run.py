@@ -43,7 +43,7 @@ from pab_campaign.training.config import check_campaign_dir, check_campaign_name
 from pab_campaign.training.data import SPLITS, build_dataset, check_dataset
 from pab_campaign.training.data.batching import augment_generator, on_device, train_batches
 from pab_campaign.training.data.sharding import GlobalBatchSampler
-from pab_campaign.training.distributed import Collective, RankEnded, Ranks
+from pab_campaign.training.distributed import Collective, RankEnded, RankFailed, Ranks, RanksDisagree
 from pab_campaign.training.evaluate import Evaluation, evaluate
 from pab_campaign.training.identity import hparams, run_id
 from pab_campaign.training.models import build_model, check_model
@@ -204,6 +204,13 @@ class Run:
         if latest is not None:
             self.state.load_state_dict(checkpoint.load(latest))
             log.info("run %s: resuming from %s (epoch %d)", self.run_id, latest.name, self.state.epoch)
+        found = self.state.epoch if latest is not None else -1
+        odd = self.collective.disagreeing(found)
+        if odd:  # the ranks would go on from other epochs and wait on each other's collectives
+            seen = f"epoch {found}" if found >= 0 else "no checkpoint"
+            raise RanksDisagree(f"rank(s) {', '.join(map(str, odd))} found another last checkpoint than rank 0 (rank "
+                                f"{self.ranks.rank} found {seen} in {self.directory}); every rank must see the run's "
+                                "folder: put campaign.root on a file system all nodes share")
 
     def _check_history(self) -> int:
         """Rank 0: the writer checks the history against the checkpoint and drops trajectory rows
@@ -366,12 +373,18 @@ def execute(cfg: DictConfig, overrides: list[str] | tuple[str, ...] = ()) -> Run
     writes; every rank returns rank 0's decision to skip, and the others' outcomes say which rank
     they were."""
     validate(cfg)
+    if not cfg.runtime.distributed and distributed.in_rank_environment():
+        given = distributed.from_environment()
+        raise ConfigError(f"this process is rank {given.rank} of {given.world_size} (torchrun's RANK and "
+                          "WORLD_SIZE, or a job of several tasks) but runtime.distributed=false, so each rank would "
+                          "train the whole run alone; add runtime.distributed=true")
     ranks = distributed.from_environment() if cfg.runtime.distributed else Ranks()
     rid = run_id(hparams(cfg))
     directory = run_dir(Path(cfg.campaign.dir).resolve(), rid)
     device = torch.device("cuda" if wants_cuda(cfg) else "cpu")
     with distributed.process_group(ranks, distributed.backend(str(cfg.runtime.backend), device),
                                    int(cfg.runtime.dist_timeout_min)):
+        _agree_on_the_run(cfg, ranks, rid, directory)
         if not ranks.is_main:
             return _execute_rank(cfg, ranks, rid, directory)
         writer = RunWriter(directory, rid, str(cfg.campaign.name), hparams(cfg), int(cfg.seed), list(overrides),
@@ -380,6 +393,18 @@ def execute(cfg: DictConfig, overrides: list[str] | tuple[str, ...] = ()) -> Run
             return _execute(cfg, writer, ranks)
         finally:
             writer.lock.release()
+
+
+def _agree_on_the_run(cfg: DictConfig, ranks: Ranks, rid: str, directory: Path) -> None:
+    """Every rank must train one run (its id: the semantic config) in one folder: a rank started with
+    other overrides (or whose `campaign.dir` resolves elsewhere) would train other weights into rank
+    0's run. ConfigError on every rank otherwise."""
+    collective = Collective(ranks, distributed.rank_device(wants_cuda(cfg), ranks))
+    odd = collective.disagreeing(distributed.derived_seed("run", rid, directory))
+    if odd:
+        raise ConfigError(f"rank(s) {', '.join(map(str, odd))} were started with another run than rank 0 (rank "
+                          f"{ranks.rank}: run {rid} in {directory.parent}); start every rank with the same overrides "
+                          "and campaign folder")
 
 
 def _tell_the_others(collective: Collective, verdict: int) -> None:
@@ -404,6 +429,8 @@ def _execute_rank(cfg: DictConfig, ranks: Ranks, rid: str, directory: Path) -> R
     except RankEnded as exc:
         log.info("rank %d: %s", ranks.rank, exc)
         return skipped
+    except Exception as exc:  # rank 0 cannot see it: the launcher of the ranks records it
+        raise RankFailed(f"rank {ranks.rank} failed in run {rid}: {one_line(exc)}") from exc
     return RunOutcome(rid, status, directory, note="rank 0 writes", rank=ranks.rank)
 
 

@@ -1,5 +1,6 @@
 """Starting one run's ranks as torchrun would, with real spawned processes: each rank gets its
-torchrun variables and rank 0's result comes back; a failing rank ends the others; and the watcher
+torchrun variables and what the ranks report comes back; a failing rank ends the others, its report
+with the error; and the watcher
 does not hang when the last ranks end between two of its looks."""
 from __future__ import annotations
 
@@ -28,16 +29,17 @@ def write_environment(environment: dict[str, str], results: Any, folder: str) ->
 
 
 def rank_one_fails(environment: dict[str, str], results: Any, folder: str) -> None:
-    """Rank 1 exits with 3 at once; rank 0 records its pid and would sleep for a minute."""
+    """Rank 1 reports why and exits with 3 at once; rank 0 records its pid and would sleep for a minute."""
     rank = int(environment["RANK"])
     if rank == 1:
+        results.put(("error", 1, "rank 1 ran out of data"))
         sys.exit(3)
     Path(folder, "rank0.pid").write_text(str(os.getpid()))
     time.sleep(60)
 
 
 def test_each_rank_gets_torchrun_variables_and_rank_zero_answers(tmp_path):
-    assert run_ranks(write_environment, (str(tmp_path),), 2) == {"answer": 42}
+    assert run_ranks(write_environment, (str(tmp_path),), 2) == [{"answer": 42}]
     seen = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]
     assert [s["RANK"] for s in seen] == ["0", "1"] and [s["LOCAL_RANK"] for s in seen] == ["0", "1"]
     assert {s["WORLD_SIZE"] for s in seen} == {s["LOCAL_WORLD_SIZE"] for s in seen} == {"2"}
@@ -48,7 +50,8 @@ def test_a_failing_rank_ends_the_others_and_is_named(tmp_path):
     started = time.monotonic()
     with pytest.raises(RanksFailed, match="rank 1 ended with exit code 3") as caught:
         run_ranks(rank_one_fails, (str(tmp_path),), 2)
-    assert caught.value.exit_code == 3
+    assert caught.value.exit_code == 3 and caught.value.rank == 1
+    assert caught.value.reports == [("error", 1, "rank 1 ran out of data")]
     assert time.monotonic() - started < 30  # rank 0 was ended, not waited for
     if (tmp_path / "rank0.pid").exists():  # rank 0 may have been ended before it wrote
         with pytest.raises(ProcessLookupError):

@@ -78,7 +78,8 @@ def test_a_killed_rank_ends_the_job_and_the_relaunch_resumes_to_the_same_traject
     _, err = job.communicate(timeout=120)
     assert job.returncode == 1, err[-3000:]
     assert "rank 0 was killed by SIGKILL" in err
-    assert read_run_json(run_dir).status == RunStatus.RUNNING  # killed: nothing could record its end
+    killed = read_run_json(run_dir)  # rank 0 could record nothing: the process that started the ranks did
+    assert killed.status == RunStatus.FAILED and "rank 0 was killed by SIGKILL" in killed.error
     again = train(args, campaign, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     record = read_run_json(run_dir)
