@@ -41,15 +41,21 @@ console = Console(width=None if sys.stdout.isatty() else 160, markup=False)
 # backspace, vertical tab, form feed, carriage return), else shown as its code; tab and newline stay.
 _CONTROL_SHOWN = {code: ("" if code in (7, 8, 11, 12, 13) else f"\\x{code:02x}")
                   for code in (*range(0x20), *range(0x7F, 0xA0)) if code not in (9, 10)}
+# The bidirectional controls, shown as `\uNNNN`: a right-to-left override in a run id would show the
+# rest of the line backwards (a name that reads as another).
+_CONTROL_SHOWN |= {code: f"\\u{code:04x}" for code in (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F),
+                                                          *range(0x2066, 0x206A))}
 
 
 def literal(text: str) -> str:
     r"""`text` as it is shown: its control characters other than tab and newline dropped or written
-    as `\xNN` (`_CONTROL_SHOWN`), so that no campaign name can move the cursor or recolour the
-    terminal.
+    as `\xNN`, its bidirectional controls as `\uNNNN` (`_CONTROL_SHOWN`), so that no campaign name
+    can move the cursor, recolour the terminal or turn the rest of a line around.
 
     >>> literal("a\x1b[31mb\a")
     'a\\x1b[31mb'
+    >>> literal("run\u202egnp.exe")
+    'run\\u202egnp.exe'
     """
     return text if text.isprintable() else text.translate(_CONTROL_SHOWN)
 

@@ -96,7 +96,7 @@ def test_a_short_table_given_by_columns_is_printed_as_its_rows_and_a_ragged_one_
 def test_control_characters_from_a_campaign_never_reach_the_terminal(monkeypatch):
     """An escape sequence in a run id, a hyper-parameter name or a title is shown as its code, the
     same by rich's layout and by the fast one; tab and newline-free text is left as it is."""
-    hostile = "x\x1b]0;owned\x07\x1b[31m\x9b2J"
+    hostile = "x\x1b]0;owned\x07\x1b[31m\x9b2J\u202egnp.exe"  # the last: a right-to-left override
     for count in (1, render.FAST_TABLE_ROWS + 1):  # rich's own layout, then the fast one
         for by_columns in (False, True):
             out = io.StringIO()
@@ -108,5 +108,6 @@ def test_control_characters_from_a_campaign_never_reach_the_terminal(monkeypatch
                 render.print_table(f"title {hostile}", [hostile, "status"], [[hostile, status_text(hostile)]] * count)
             render.print_line(f"note: {hostile}")
             shown = out.getvalue()
-            assert not any(char in shown for char in "\x1b\x07\x9b"), repr(shown)
-            assert shown.count("x\\x1b]0;owned\\x1b[31m\\x9b2J") == 2 * count + 3  # cells, title, header, note
+            assert not any(char in shown for char in "\x1b\x07\x9b\u202e"), repr(shown)
+            assert shown.count("x\\x1b]0;owned\\x1b[31m\\x9b2J\\u202egnp.exe") == 2 * count + 3  # cells, title, header,
+            # and the note
