@@ -165,3 +165,14 @@ def test_a_run_json_naming_another_path_writes_nothing_outside_the_export(tmp_pa
     code, out = _main(capsys, ["export", str(tmp_path / "c"), "--to", "csv", str(tmp_path / "runs.csv")])
     assert code == 0 and set(pd.read_csv(tmp_path / "runs.csv")["run"]) == {"run0", "run1"}
     assert run_dir(tmp_path / "c", "run0").is_dir()
+
+
+def test_mlflow_export_refuses_a_param_mlflow_would_refuse_before_writing(tmp_path, capsys):
+    pytest.importorskip("mlflow")
+    _campaign(tmp_path / "c")
+    write_run(tmp_path / "c", "odd", {"optim<lr>": 0.1, "seed": 3}, {("val", "loss"): [1.0, 0.5]})
+    database = tmp_path / "mlflow.db"
+    code, out = _main(capsys, ["export", str(tmp_path / "c"), "--to", "mlflow", f"sqlite:///{database}"])
+    assert code == 2 and len(out.splitlines()) == 1, out
+    assert "hyper-parameter 'optim<lr>' cannot be an MLflow param" in out and "--to csv" in out
+    assert not database.exists()

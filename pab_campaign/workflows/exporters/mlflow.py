@@ -50,6 +50,7 @@ def export_mlflow(runs: list[ExportedRun], uri: str, experiment: str) -> tuple[l
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    check_params(runs)
     uri = tracking_uri(uri, must_exist=False)
     try:
         with file_store_allowed(uri):
@@ -58,7 +59,28 @@ def export_mlflow(runs: list[ExportedRun], uri: str, experiment: str) -> tuple[l
         raise CampaignError(f"--to mlflow {uri}: {str(exc).splitlines()[0]}") from None
 
 
+# MLflow's limits on a param's name and value (characters).
+MAX_PARAM_NAME, MAX_PARAM_VALUE = 250, 6000
+
+
+def check_params(runs: list[ExportedRun]) -> None:
+    """CampaignError naming the first hyper-parameter MLflow would refuse as a param (a name of other
+    characters than `_NOT_MLFLOW` allows, or past its lengths), before anything is written."""
+    for run in runs:
+        for name, value in run.record.hparams.items():
+            if _NOT_MLFLOW.search(name) or len(name) > MAX_PARAM_NAME:
+                raise CampaignError(f"run {run.record.run_id}: hyper-parameter {name[:80]!r} cannot be an MLflow param "
+                                    f"(MLflow takes letters, digits, _ - . / and spaces, at most {MAX_PARAM_NAME}); "
+                                    "nothing was written; export --to csv or --to tensorboard keeps any name")
+            if len(str(value)) > MAX_PARAM_VALUE:
+                raise CampaignError(f"run {run.record.run_id}: the value of {name!r} is {len(str(value))} characters, "
+                                    f"more than the {MAX_PARAM_VALUE} an MLflow param takes; nothing was written; "
+                                    "export --to csv keeps it")
+
+
 def _write(client: Any, runs: list[ExportedRun], experiment: str) -> tuple[list[str], list[str]]:
+    from mlflow.exceptions import MlflowException
+
     written, kept = [], []
     found = client.get_experiment_by_name(experiment)
     experiment_id = found.experiment_id if found else client.create_experiment(experiment)
@@ -70,7 +92,11 @@ def _write(client: Any, runs: list[ExportedRun], experiment: str) -> tuple[list[
         start_ms = _millis(run.record.started_at)
         created = client.create_run(experiment_id, start_time=start_ms, run_name=run.record.run_id,
                                     tags={"pab_campaign.campaign": run.record.campaign or ""})
-        _log(client, created.info.run_id, run, start_ms or created.info.start_time)
+        try:
+            _log(client, created.info.run_id, run, start_ms or created.info.start_time)
+        except MlflowException:
+            client.delete_run(created.info.run_id)  # no half-made run: the next export writes it whole
+            raise
         if run.record.status != RunStatus.RUNNING:
             client.set_terminated(created.info.run_id, STATUSES[run.record.status], _millis(run.record.ended_at))
         written.append(run.record.run_id)
