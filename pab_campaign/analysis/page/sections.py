@@ -7,7 +7,6 @@ why, and the command that produces it.
 """
 from __future__ import annotations
 
-import base64
 import math
 import os
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from pab_campaign.analysis.campaign.naming import ids_suffix
 from pab_campaign.analysis.campaign.warm import LISTED_VALUES
 from pab_campaign.analysis.modeldiff.residual_pca import SUBPOPULATIONS
 from pab_campaign.analysis.page.inputs import SCHEMAS, checked
-from pab_campaign.analysis.page.model import Cell, HtmlTable, Missing, PageFigure, Section, png_uri
+from pab_campaign.analysis.page.model import Cell, HtmlTable, Missing, PageFigure, Section, png_data_uri, png_uri
 from pab_campaign.errors import CampaignError, one_line
 from pab_campaign.formatting import duration, number, value_text
 from pab_campaign.metrics import (
@@ -89,8 +88,7 @@ def _frame_table(key: str, caption: str, frame: pd.DataFrame, limit: int = MAX_C
 
 def _file_figure(path: Path, caption: str) -> PageFigure:
     """A PNG written by another command, inline (checked by `_figures`)."""
-    uri = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
-    return PageFigure(path.stem, path.stem, caption, uri)
+    return PageFigure(path.stem, path.stem, caption, png_data_uri(path.read_bytes()))
 
 
 def _roots(campaign: Campaign) -> list[Path]:
