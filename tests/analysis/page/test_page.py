@@ -95,6 +95,12 @@ def test_the_analyses_appear_once_they_wrote_their_files(tmp_path):
     assert {figure.key for figure in sections["states"].figures} >= {"selection", "transitions"}
     composition = sections["diff"].tables[1]
     assert [cell.text for cell in composition.rows[0]] == ["B-A", "1", "8: 90%, 3: 10%", "1: 100%"]
+    # a page of some runs says that the analyses were made over the runs their command was given
+    chosen = build_page(open_campaign(campaign, where=["seed<3"]), "cmd", where=["seed<3"]).sections
+    for section in chosen[-3:]:
+        assert section.notes[0].startswith("computed by its own command over the runs it was given") and \
+            "--where seed<3" in section.notes[0]
+    assert not any(note.startswith("computed by its own command") for s in sections.values() for note in s.notes)
 
 
 def test_text_from_the_campaign_is_escaped(tmp_path):
@@ -195,3 +201,22 @@ def test_the_csp_allows_exactly_the_inline_script_and_style_and_chart_data_canno
     assert "model.name=</script><script>alert(1)</script>" in names
     assert [grouping["title"].split(" (")[0] for grouping in curves["groupings"]] == [
         "model.name, optimizer.lr", "model.name", "optimizer.lr", "all runs"]
+
+
+def test_summary_rows_are_capped_errors_show_their_first_line_and_one_run_has_no_interval(tmp_path, monkeypatch):
+    from pab_campaign.analysis.page import sections as page_sections
+    from pab_campaign.store import RunRecord, read_run_json, run_dir, write_run_json
+
+    for lr in (0.1, 0.2, 0.3):
+        write_run(tmp_path, f"r{lr}", {"optimizer.lr": lr, "seed": 0}, {("val", "acc"): [0.1, 0.5 + lr]})
+    write_run(tmp_path, "broken", {"optimizer.lr": 0.1, "seed": 1}, {("val", "acc"): [0.1, 0.2]}, status="failed")
+    record = read_run_json(run_dir(tmp_path, "broken"))
+    trace = "ValueError: the loss went away\n" + "\n".join(f'  File "x.py", line {i}' for i in range(30))
+    write_run_json(run_dir(tmp_path, "broken"), RunRecord(**{**record.__dict__, "error": trace}))
+    monkeypatch.setattr(page_sections, "MAX_SUMMARY_GROUPS", 2)
+    sections = {s.key: s for s in build_page(open_campaign(tmp_path), "cmd").sections}
+    last = sections["summary"].tables[0]
+    assert len(last.rows) == 2 and "the first 2 of 3 groups" in last.caption
+    assert all(row[1].text == "1" and "±" not in row[2].text for row in last.rows)  # one run: its value alone
+    (problem,) = next(t for t in sections["overview"].tables if t.key == "problems").rows
+    assert problem[3].text == "ValueError: the loss went away\n… 30 more lines in its run.json"
