@@ -192,6 +192,12 @@ class Run:
         min_share = 2 if any(isinstance(m, batchnorm) for m in self.model.modules()) else 1
         self.sampler = GlobalBatchSampler(len(self.data.train), int(cfg.train.batch_size), self.ranks.world_size,
                                           self.ranks.rank, distributed.derived_seed("order", cfg.seed), min_share)
+        unlike = self.sampler.unlike_one_process()
+        if unlike and self.ranks.is_main:
+            log.warning("run %s: the last global batch of each epoch (%d examples) is skipped on %d ranks (fewer than "
+                        "%d per rank) where one process trains on it, so this run's weights differ from one "
+                        "process's; a train.batch_size leaving no remainder of the %d training examples avoids it",
+                        self.run_id, unlike, self.ranks.world_size, min_share, len(self.data.train))
         self._resume()
         self._solo(self._check_history)
         self.model, self.step_model = prepare_model(

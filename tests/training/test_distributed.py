@@ -122,6 +122,12 @@ def test_each_global_batch_is_split_over_the_ranks_whatever_the_world_size():
     assert GlobalBatchSampler(n, batch, 1, 0, seed=5, min_share=3).global_sizes() == [16] * 12 + [11]
     other_epoch = GlobalBatchSampler(n, batch, 1, 0, seed=5)
     assert not torch.equal(other_epoch.indices(), one)
+    # what the ranks skip and one process trains on (the run warns of it): the 11 above; 1 of 1,077 on
+    # 2 ranks; nothing where one process skips it too, or where every rank gets its share
+    assert GlobalBatchSampler(n, batch, 4, 0, seed=5, min_share=3).unlike_one_process() == 11
+    assert GlobalBatchSampler(1077, 1076, 2, 0, seed=5).unlike_one_process() == 1
+    assert GlobalBatchSampler(1077, 1076, 1, 0, seed=5, min_share=2).unlike_one_process() == 0
+    assert GlobalBatchSampler(n, batch, 2, 0, seed=5).unlike_one_process() == 0
 
 
 def test_run_json_records_the_world_size_of_each_attempt():

@@ -47,6 +47,13 @@ class GlobalBatchSampler(DistributedSampler):
             if size // self.num_replicas >= self.min_share:
                 yield start, size
 
+    def unlike_one_process(self) -> int:
+        """Examples of the epoch's last, partial global batch that these ranks skip and one process
+        (world size 1) would train on; 0 when they train on the same examples."""
+        remainder = self.n % self.batch_size
+        skipped = remainder and remainder // self.num_replicas < self.min_share
+        return remainder if skipped and remainder >= self.min_share else 0
+
     def global_sizes(self) -> list[int]:
         return [size for _, size in self._taken()]
 
