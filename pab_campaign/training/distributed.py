@@ -89,6 +89,21 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> Ranks:
     return Ranks()
 
 
+def check_environment(environ: Mapping[str, str] = os.environ) -> None:
+    """ConfigError where torchrun's variables are set in part: RANK without WORLD_SIZE (or the other
+    way round) would train as one process, and ranks on several nodes without MASTER_ADDR would
+    each wait for a rank 0 on their own node."""
+    if ("RANK" in environ) != ("WORLD_SIZE" in environ):
+        given, lacking = ("RANK", "WORLD_SIZE") if "RANK" in environ else ("WORLD_SIZE", "RANK")
+        raise ConfigError(f"{given} is set but {lacking} is not; set both (torchrun sets RANK, WORLD_SIZE, "
+                          "LOCAL_RANK, MASTER_ADDR and MASTER_PORT), or neither for one process")
+    if "WORLD_SIZE" in environ and "MASTER_ADDR" not in environ:
+        world, local = int(environ["WORLD_SIZE"]), int(environ.get("LOCAL_WORLD_SIZE", environ["WORLD_SIZE"]))
+        if world > local:
+            raise ConfigError(f"WORLD_SIZE={world} ranks span nodes (LOCAL_WORLD_SIZE={local}) but MASTER_ADDR is "
+                              "not set; set MASTER_ADDR (and MASTER_PORT) to rank 0's node")
+
+
 def in_rank_environment(environ: Mapping[str, str] = os.environ) -> bool:
     """Whether this process is already one of several ranks (so it must not start its own)."""
     return from_environment(environ).distributed

@@ -384,6 +384,8 @@ def execute(cfg: DictConfig, overrides: list[str] | tuple[str, ...] = ()) -> Run
         raise ConfigError(f"this process is rank {given.rank} of {given.world_size} (torchrun's RANK and "
                           "WORLD_SIZE, or a job of several tasks) but runtime.distributed=false, so each rank would "
                           "train the whole run alone; add runtime.distributed=true")
+    if cfg.runtime.distributed:
+        distributed.check_environment()
     ranks = distributed.from_environment() if cfg.runtime.distributed else Ranks()
     rid = run_id(hparams(cfg))
     directory = run_dir(Path(cfg.campaign.dir).resolve(), rid)

@@ -11,8 +11,12 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
+from pab_campaign.errors import ConfigError
 from pab_campaign.launching.ranks import free_port
 from pab_campaign.store import RunStatus, iter_run_dirs, read_run_json
+from pab_campaign.training.distributed import check_environment
 from tests.helpers import REPO, assert_one_line_error, command_env, train, train_argv
 
 FAST = ["model=mlp", "tracking=minimal", "runtime.verbose=false", "checkpoint.every=0", "train.batch_size=64",
@@ -90,3 +94,15 @@ def test_a_failing_rank_has_its_error_recorded_in_the_run(tmp_path):
     record = read_run_json(run)
     assert record.status == RunStatus.FAILED
     assert "rank 1 failed in run" in record.error and "planted fault of rank 1" in record.error
+
+
+@pytest.mark.parametrize(("environ", "fragment"), [
+    ({"RANK": "1"}, "RANK is set but WORLD_SIZE is not"),
+    ({"WORLD_SIZE": "2"}, "WORLD_SIZE is set but RANK is not"),
+    ({"RANK": "0", "WORLD_SIZE": "8", "LOCAL_WORLD_SIZE": "4"}, "MASTER_ADDR is not set"),
+])
+def test_torchruns_variables_set_in_part_are_refused(environ, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        check_environment(environ)
+    check_environment({"RANK": "0", "WORLD_SIZE": "2"})  # one node: rank 0 is on this one
+    check_environment({})
