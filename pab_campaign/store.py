@@ -738,15 +738,23 @@ def write_trajectory(directory: Path, table: pa.Table) -> None:
 def read_trajectory(directory: Path, boundary: Path | None = None) -> pa.Table:
     """Read a run's trajectory (a regular file inside `boundary`, default `run_boundary(directory)`),
     checked against TRAJECTORY_SCHEMA."""
+    return _read_run_table(Path(directory), TRAJECTORY, "TRAJECTORY_SCHEMA", boundary, "missing trajectory.parquet",
+                           "trajectory", ", e.g. epoch must hold whole numbers")
+
+
+def _read_run_table(directory: Path, name: str, schema: str, boundary: Path | None, missing_text: str, what: str,
+                    hint: str = "") -> pa.Table:
+    """The run file `name` of `directory` (a regular file inside `boundary`, default
+    `run_boundary(directory)`, of at most MAX_RUN_FILE_ROWS rows), as the contract's `schema`;
+    StoreError naming the file and the problem (`missing_text` where it is missing)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    directory = Path(directory)
-    path = directory / TRAJECTORY
+    path = directory / name
     try:
         fd = _open_checked(path, boundary or run_boundary(directory), None)
     except FileNotFoundError:
-        raise StoreError(f"{path}: missing trajectory.parquet") from None
+        raise StoreError(f"{path}: {missing_text}") from None
     try:
         with os.fdopen(fd, "rb") as handle:
             # ParquetFile reads in this thread. read_table's dataset scanner can drop its last
@@ -755,15 +763,15 @@ def read_trajectory(directory: Path, boundary: Path | None = None) -> pa.Table:
             table = _read_bounded(pq.ParquetFile(handle), path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise StoreError(f"{path}: unreadable Parquet ({exc})") from None
-    missing = set(_schemas()["TRAJECTORY_SCHEMA"].names) - set(table.column_names)
+    target = _schemas()[schema]
+    missing = set(target.names) - set(table.column_names)
     if missing:
-        raise StoreError(f"{path}: trajectory lacks columns {sorted(missing)}")
+        raise StoreError(f"{path}: {what} lacks columns {sorted(missing)}")
     try:
-        return table.select(_schemas()["TRAJECTORY_SCHEMA"].names).cast(_schemas()["TRAJECTORY_SCHEMA"])
+        return table.select(target.names).cast(target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         first = str(exc).strip().splitlines()[0]
-        raise StoreError(f"{path}: trajectory columns are not of the contract's types, e.g. epoch must hold "
-                         f"whole numbers ({first})") from None
+        raise StoreError(f"{path}: {what} columns are not of the contract's types{hint} ({first})") from None
 
 
 class StepBuffer:
@@ -831,25 +839,5 @@ def _read_bounded(parquet: pq.ParquetFile, path: Path) -> pa.Table:
 def read_steps(directory: Path, boundary: Path | None = None) -> pa.Table:
     """Read a run's `steps.parquet` (a regular file inside `boundary`, default `run_boundary(directory)`),
     checked against STEPS_SCHEMA; StoreError naming the problem."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    directory = Path(directory)
-    path = directory / STEPS
-    try:
-        fd = _open_checked(path, boundary or run_boundary(directory), None)
-    except FileNotFoundError:
-        raise StoreError(f"{path}: missing steps.parquet (the run recorded no values per step)") from None
-    try:
-        with os.fdopen(fd, "rb") as handle:
-            table = _read_bounded(pq.ParquetFile(handle), path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise StoreError(f"{path}: unreadable Parquet ({exc})") from None
-    missing = set(_schemas()["STEPS_SCHEMA"].names) - set(table.column_names)
-    if missing:
-        raise StoreError(f"{path}: steps file lacks columns {sorted(missing)}")
-    try:
-        return table.select(_schemas()["STEPS_SCHEMA"].names).cast(_schemas()["STEPS_SCHEMA"])
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise StoreError(f"{path}: steps columns are not of the contract's types ({first})") from None
+    return _read_run_table(Path(directory), STEPS, "STEPS_SCHEMA", boundary,
+                           "missing steps.parquet (the run recorded no values per step)", "steps")
