@@ -6,9 +6,11 @@ run (it read `preempted`, no error)."""
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from pab_campaign.errors import ConfigError
 from pab_campaign.launching.ranks import free_port
 from pab_campaign.store import RunStatus, iter_run_dirs, read_run_json
 from pab_campaign.training.distributed import check_environment
-from tests.helpers import REPO, assert_one_line_error, command_env, train, train_argv
+from tests.helpers import REPO, assert_one_line_error, command_env, train, train_argv, wait_for
 
 FAST = ["model=mlp", "tracking=minimal", "runtime.verbose=false", "checkpoint.every=0", "train.batch_size=64",
         "train.epochs=2", "runtime.dist_timeout_min=1"]
@@ -106,3 +108,41 @@ def test_torchruns_variables_set_in_part_are_refused(environ, fragment):
         check_environment(environ)
     check_environment({"RANK": "0", "WORLD_SIZE": "2"})  # one node: rank 0 is on this one
     check_environment({})
+
+
+def test_ranks_that_would_resume_from_other_epochs_end_the_run_failed(tmp_path):
+    """A rank that sees no checkpoint where rank 0 resumes from one (nodes without a shared file
+    system; planted: rank 1's `checkpoint.latest` finds nothing) ends the run `failed`, saying so,
+    where it waited in a collective until the timeout."""
+    campaign = tmp_path / "c"
+    args = [*FAST, "runtime.distributed=true", "runtime.nproc=2", "train.epochs=30"]
+    job = subprocess.Popen(train_argv(campaign, args), cwd=REPO, env=command_env(), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+
+    def epochs_done() -> int:
+        try:
+            return read_run_json(next(iter_run_dirs(campaign))).epochs_done
+        except Exception:
+            return 0
+
+    wait_for(lambda: epochs_done() >= 1, 240, "the run to finish epoch 1")
+    job.send_signal(signal.SIGTERM)  # preempted: it resumes from last.pt when launched again
+    job.communicate(timeout=120)
+    plant = tmp_path / "plant"
+    plant.mkdir()
+    (plant / "sitecustomize.py").write_text(textwrap.dedent("""
+        import os
+
+        from pab_campaign.training import checkpoint
+
+        latest = checkpoint.latest
+        checkpoint.latest = lambda directory: None if os.environ.get("RANK") == "1" else latest(directory)
+        """))
+    env = command_env()
+    env["PYTHONPATH"] = f"{plant}:{env['PYTHONPATH']}"
+    started = time.monotonic()
+    again = train(args, campaign, timeout=240, env=env)
+    assert time.monotonic() - started < 120 and again.returncode == 1, again.stderr[-3000:]
+    record = read_run_json(next(iter_run_dirs(campaign)))
+    assert record.status == RunStatus.FAILED
+    assert "rank(s) 1 found another last checkpoint than rank 0" in record.error
