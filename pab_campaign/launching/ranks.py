@@ -68,19 +68,22 @@ def run_ranks(target: Callable[..., None], args: Sequence[Any], nproc: int) -> l
     previous_term = signal.getsignal(signal.SIGTERM)
     if previous_term == signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    failed = None
     try:
         for process in processes:
             process.start()
         _watch(processes)
     except RanksFailed as exc:
-        _end(processes)
-        exc.reports = _drain(results)
-        raise
+        failed = exc
     finally:
         _end(processes)
         if previous_term == signal.SIG_DFL:
             signal.signal(signal.SIGTERM, previous_term)
-    return _drain(results)
+    reports = _drain(results)  # every rank has ended: all it put is there
+    if failed is not None:
+        failed.reports = reports
+        raise failed
+    return reports
 
 
 def _drain(results: Any) -> list[Any]:

@@ -219,18 +219,16 @@ def process_group(ranks: Ranks, backend_name: str, timeout_min: int) -> Iterator
     key = (backend_name, ranks, timeout_min)
     if dist.is_initialized() and _group != key:
         dist.destroy_process_group()
-        _group = None
     if not dist.is_initialized():
         log.info("rank %d of %d (local %d): %s process group at %s:%d", ranks.rank, ranks.world_size,
                  ranks.local_rank, backend_name, ranks.master_addr, ranks.master_port)
         dist.init_process_group(backend_name, init_method=f"tcp://{ranks.master_addr}:{ranks.master_port}",
                                 rank=ranks.rank, world_size=ranks.world_size, timeout=timedelta(minutes=timeout_min))
-        if _group is None:
-            atexit.register(_destroy)
         _group = key
     yield
 
 
+@atexit.register
 def _destroy() -> None:
     """The process group, ended as the process ends."""
     if dist.is_initialized():

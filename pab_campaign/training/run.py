@@ -379,35 +379,43 @@ def execute(cfg: DictConfig, overrides: list[str] | tuple[str, ...] = ()) -> Run
     writes; every rank returns rank 0's decision to skip, and the others' outcomes say which rank
     they were."""
     validate(cfg)
-    if not cfg.runtime.distributed and distributed.in_rank_environment():
-        given = distributed.from_environment()
-        raise ConfigError(f"this process is rank {given.rank} of {given.world_size} (torchrun's RANK and "
-                          "WORLD_SIZE, or a job of several tasks) but runtime.distributed=false, so each rank would "
-                          "train the whole run alone; add runtime.distributed=true")
-    if cfg.runtime.distributed:
-        distributed.check_environment()
-    ranks = distributed.from_environment() if cfg.runtime.distributed else Ranks()
+    ranks = _ranks(cfg)
     rid = run_id(hparams(cfg))
     directory = run_dir(Path(cfg.campaign.dir).resolve(), rid)
     device = torch.device("cuda" if wants_cuda(cfg) else "cpu")
     with distributed.process_group(ranks, distributed.backend(str(cfg.runtime.backend), device),
                                    int(cfg.runtime.dist_timeout_min)):
-        _agree_on_the_run(cfg, ranks, rid, directory)
+        collective = Collective(ranks, distributed.rank_device(wants_cuda(cfg), ranks))
+        _agree_on_the_run(collective, rid, directory)
         if not ranks.is_main:
-            return _execute_rank(cfg, ranks, rid, directory)
+            return _execute_rank(cfg, collective, rid, directory)
         writer = RunWriter(directory, rid, str(cfg.campaign.name), hparams(cfg), int(cfg.seed), list(overrides),
                            ranks.world_size, code_dir=original_cwd())
         try:
-            return _execute(cfg, writer, ranks)
+            return _execute(cfg, writer, collective)
         finally:
             writer.lock.release()
 
 
-def _agree_on_the_run(cfg: DictConfig, ranks: Ranks, rid: str, directory: Path) -> None:
+def _ranks(cfg: DictConfig) -> Ranks:
+    """The ranks of this process: the job's (its variables checked) with `runtime.distributed`, else one.
+    ConfigError for a process the job made one of several ranks that would train the run alone."""
+    if cfg.runtime.distributed:
+        distributed.check_environment()
+        return distributed.from_environment()
+    given = distributed.from_environment()
+    if given.distributed:
+        raise ConfigError(f"this process is rank {given.rank} of {given.world_size} (torchrun's RANK and "
+                          "WORLD_SIZE, or a job of several tasks) but runtime.distributed=false, so each rank would "
+                          "train the whole run alone; add runtime.distributed=true")
+    return Ranks()
+
+
+def _agree_on_the_run(collective: Collective, rid: str, directory: Path) -> None:
     """Every rank must train one run (its id: the semantic config) in one folder: a rank started with
     other overrides (or whose `campaign.dir` resolves elsewhere) would train other weights into rank
     0's run. ConfigError on every rank otherwise."""
-    collective = Collective(ranks, distributed.rank_device(wants_cuda(cfg), ranks))
+    ranks = collective.ranks
     odd = collective.disagreeing(distributed.derived_seed("run", rid, directory))
     if odd:
         raise ConfigError(f"rank(s) {', '.join(map(str, odd))} were started with another run than rank 0 (rank "
@@ -424,11 +432,11 @@ def _tell_the_others(collective: Collective, verdict: int) -> None:
         log.warning("could not tell the other ranks the run ended: %s", one_line(exc))
 
 
-def _execute_rank(cfg: DictConfig, ranks: Ranks, rid: str, directory: Path) -> RunOutcome:
+def _execute_rank(cfg: DictConfig, collective: Collective, rid: str, directory: Path) -> RunOutcome:
     """A rank other than 0: train along with rank 0 while it says go on."""
+    ranks = collective.ranks
     run = Run(cfg, None, ranks, rid)
     skipped = RunOutcome(rid, RunStatus.RUNNING, directory, skipped=True, note="rank 0 writes", rank=ranks.rank)
-    collective = Collective(ranks, distributed.rank_device(wants_cuda(cfg), ranks))
     if collective.share(None) != CONTINUE:  # rank 0 did not open the run
         return skipped
     try:
@@ -442,9 +450,8 @@ def _execute_rank(cfg: DictConfig, ranks: Ranks, rid: str, directory: Path) -> R
     return RunOutcome(rid, status, directory, note="rank 0 writes", rank=ranks.rank)
 
 
-def _execute(cfg: DictConfig, writer: RunWriter, ranks: Ranks) -> RunOutcome:
-    rid, directory = writer.run_id, writer.directory
-    collective = Collective(ranks, distributed.rank_device(wants_cuda(cfg), ranks))
+def _execute(cfg: DictConfig, writer: RunWriter, collective: Collective) -> RunOutcome:
+    rid, directory, ranks = writer.run_id, writer.directory, collective.ranks
     try:
         opened = writer.open()
     except RunLocked as exc:
