@@ -831,9 +831,14 @@ def _read_bounded(parquet: pq.ParquetFile, path: Path) -> pa.Table:
     few kB of Parquet can declare hundreds of millions of equal rows, tens of GB once read."""
     rows = parquet.metadata.num_rows
     if rows > MAX_RUN_FILE_ROWS:
-        raise StoreError(f"{path}: {rows:,} rows, more than the {MAX_RUN_FILE_ROWS:,} a run file may hold; record "
-                         f"fewer values per epoch (e.g. fewer keys) or split the run")
+        raise StoreError(too_many_rows(path, rows))
     return parquet.read()
+
+
+def too_many_rows(path: Path | str, rows: int) -> str:
+    """Why the run file `path`, whose footer declares `rows` rows (past MAX_RUN_FILE_ROWS), is not read."""
+    return (f"{path}: {rows:,} rows, more than the {MAX_RUN_FILE_ROWS:,} a run file may hold; record fewer values "
+            "per epoch (e.g. fewer keys) or split the run")
 
 
 def read_steps(directory: Path, boundary: Path | None = None) -> pa.Table:

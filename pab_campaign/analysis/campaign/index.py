@@ -75,6 +75,7 @@ from pab_campaign.store import (
     runs_dir,
     summary_dir,
     temp_path,
+    too_many_rows,
 )
 
 if TYPE_CHECKING:
@@ -178,8 +179,7 @@ def _scalar_metrics(run_ids: list[str], files: list[str]) -> tuple[pd.DataFrame,
         with literal_paths([files[i] for i in batch]) as literal:
             rows = rows_past(con, literal, MAX_RUN_FILE_ROWS)
             for k, count in rows.items():
-                bad[batch[k]] = (f"{files[batch[k]]}: {count:,} rows, more than the {MAX_RUN_FILE_ROWS:,} a run file "
-                                 "may hold; record fewer values per epoch (e.g. fewer keys) or split the run")
+                bad[batch[k]] = too_many_rows(files[batch[k]], count)
             kept = [k for k in range(len(batch)) if k not in rows]
             found, found_bad = bisect_query(con, SCALARS_SQL, [literal[k] for k in kept])
         for frame in found:
