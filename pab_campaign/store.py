@@ -254,6 +254,14 @@ def is_campaign(path: Path) -> bool:
     return runs_dir(path).is_dir()
 
 
+def is_foreign_directory(path: Path) -> bool:
+    """True when `path` is a directory holding entries, and no campaign: no place to start or merge a
+    campaign in. Its entries are listed before `runs/` is looked for: a process beside this one may
+    make `runs/` between the two looks, and in this order its new campaign is never taken for a
+    stranger's folder."""
+    return path.is_dir() and any(path.iterdir()) and not is_campaign(path)
+
+
 def run_entry_names(campaign_dir: Path) -> list[str]:
     """The names in a campaign's `runs/` that are or were meant to be runs, sorted: every directory,
     and every symbolic link that cannot be followed (dangling, a loop), so that readers can set it

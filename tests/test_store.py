@@ -150,3 +150,27 @@ def test_a_run_file_that_grows_after_its_check_is_read_whole_or_refused(tmp_path
     else:
         with pytest.raises(store.StoreError, match="grew past 32 bytes"):
             store.read_run_file(path, tmp_path, 32)
+
+
+def test_a_campaign_another_process_starts_while_this_one_looks_is_no_foreign_directory(tmp_path, monkeypatch):
+    """Two merges (or trackers) into one new folder: the other makes runs/ between this one's looks
+    (CI saw `merge` refuse its twin once). The folder is still no stranger's to this one."""
+    folder = tmp_path / "dst"
+    folder.mkdir()
+    looked_for_runs = store.is_campaign
+
+    def other_process_makes_runs_meanwhile(path):
+        seen = looked_for_runs(path)
+        store.runs_dir(folder).mkdir(exist_ok=True)
+        return seen
+
+    monkeypatch.setattr(store, "is_campaign", other_process_makes_runs_meanwhile)
+    assert not store.is_foreign_directory(folder)
+    monkeypatch.setattr(store, "is_campaign", looked_for_runs)
+    assert not store.is_foreign_directory(folder)  # now a campaign
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    assert not store.is_foreign_directory(stranger)  # empty
+    (stranger / "notes.txt").write_text("a stranger's folder")
+    assert store.is_foreign_directory(stranger)
+    assert not store.is_foreign_directory(tmp_path / "missing")

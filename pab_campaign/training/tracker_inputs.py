@@ -17,7 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from pab_campaign.errors import CampaignError, ConfigError, StoreError, did_you_mean, one_line
 from pab_campaign.metrics import recorded_name
-from pab_campaign.store import Scalar, is_campaign
+from pab_campaign.store import Scalar, is_foreign_directory
 from pab_campaign.training.config import CONFIG_DIR, TrackingConfig
 from pab_campaign.training.data import Split
 from pab_campaign.training.identity import flatten
@@ -150,7 +150,7 @@ def check_campaign_dir(directory: Path) -> None:
     """A campaign, an empty directory or a path that does not exist yet; anything else is refused."""
     if directory.exists() and not directory.is_dir():
         raise StoreError(f"campaign_dir {directory} is a file; give a campaign directory (new or existing)")
-    if directory.is_dir() and not is_campaign(directory) and any(directory.iterdir()):
+    if is_foreign_directory(directory):
         raise StoreError(f"campaign_dir {directory} exists and is not a campaign (no runs/ directory, other files in "
                          "it); give a new or empty directory, or a campaign")
 

@@ -38,6 +38,7 @@ from pab_campaign.store import (
     TRAJECTORY,
     RunRecord,
     is_campaign,
+    is_foreign_directory,
     read_run_json,
     read_trajectory,
     remove_stale_temps,
@@ -74,7 +75,7 @@ def check_destination(dst: Path, named: str | None = None) -> None:
     named = named or f"--dst {dst}"
     if dst.exists() and not dst.is_dir():
         raise CampaignError(f"{named} is a file; name a new directory or an existing campaign")
-    if dst.is_dir() and not is_campaign(dst) and any(dst.iterdir()):
+    if is_foreign_directory(dst):
         raise CampaignError(f"{named} exists and is not a campaign (no runs/ directory); "
                             "name a new directory or an existing campaign, nothing was copied")
 
