@@ -7,13 +7,13 @@ from collections.abc import Sequence
 
 
 def number(value: object, digits: int = 4, none: str = "-", nan: str = "nan") -> str:
-    """`value` as text: `none` for None, `nan` for NaN, floats to `digits` significant digits,
-    anything else as `str` gives it. `number(0.123456)` is `'0.1235'`."""
+    """`value` as text: `none` for None, `nan` for NaN (pandas' NA too: `is_missing`), floats to
+    `digits` significant digits, anything else as `str` gives it. `number(0.123456)` is `'0.1235'`."""
     if value is None:
         return none
     if isinstance(value, float):
         return nan if math.isnan(value) else f"{value:.{digits}g}"
-    return str(value)
+    return nan if is_missing(value) else str(value)
 
 
 def duration(seconds: float) -> str:
@@ -33,8 +33,19 @@ MISSING_VALUE = "missing"
 
 
 def value_text(value: object) -> str:
-    """A grouping hyper-parameter's value as a label shows it: MISSING_VALUE for None or NaN."""
-    return MISSING_VALUE if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+    """A grouping hyper-parameter's value as a label shows it: MISSING_VALUE for None, NaN or
+    pandas' NA (the missing value of a whole-number column)."""
+    return MISSING_VALUE if is_missing(value) else str(value)
+
+
+def is_missing(value: object) -> bool:
+    """Whether `value` is None, a float NaN or pandas' NA (told by its type's name: this module
+    imports no pandas)."""
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    return type(value).__name__ == "NAType"
 
 
 def group_label(groupby: Sequence[str], key: Sequence[object]) -> str:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from pab_campaign.cli.common import Commands, SplitList, add_campaign_filter, add_json_flag, print_json, print_skipped
 from pab_campaign.errors import CampaignError, PabError, did_you_mean
-from pab_campaign.formatting import number
+from pab_campaign.formatting import is_missing, number
 from pab_campaign.render import MISSING, Cell, Column, fmt, print_columns, print_line, print_table, status_text
 from pab_campaign.store import RunStatus
 
@@ -78,8 +78,10 @@ def cmd_ls(args: argparse.Namespace) -> int:
     values = hparam_values(runs, campaign.hparam_names)
     fields = runs[list(LS_COLUMNS)].itertuples(index=False, name=None)
     if args.as_json:
-        print_json([{**dict(zip(LS_COLUMNS, row)), "hparams": values.loc[index].dropna().to_dict()}
-                    for index, row in zip(runs.index, fields)])
+        columns = {name: values[name].tolist() for name in values.columns}  # a row of them would make 0 a 0.0
+        print_json([{**dict(zip(LS_COLUMNS, row)),
+                     "hparams": {name: column[i] for name, column in columns.items() if not is_missing(column[i])}}
+                    for i, row in enumerate(fields)])
         return 0
     varying = varying_in_frame(runs, campaign.hparam_names) if len(runs) else []
     chosen = [(*row, *shown) for row, shown in zip(fields, values[varying].itertuples(index=False, name=None))]

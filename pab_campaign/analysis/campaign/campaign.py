@@ -371,8 +371,21 @@ def tracked_metrics(trajectories: pd.DataFrame) -> list[str]:
 
 def hparam_values(runs: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
     """The hyper-parameters `names` of `runs` (rows of the index), one column each under its plain
-    name, on the index of `runs`."""
-    return pd.DataFrame({name: runs[index.hparam_key(name)] for name in names}, index=runs.index)
+    name, on the index of `runs`, with their values as run.json holds them (`as_written`)."""
+    return pd.DataFrame({name: as_written(runs[index.hparam_key(name)]) for name in names}, index=runs.index)
+
+
+def as_written(column: pd.Series) -> pd.Series:
+    """A hyper-parameter's column with run.json's whole numbers back: the index stores a number
+    column that some runs lack as float64 with NaN, so seeds 0, 1 read 0.0, 1.0 in every label, CSV
+    and JSON. Where some run lacks it and every value is whole (within ±2**53), the column comes back
+    as pandas' nullable Int64 (missing: `pd.NA`, grouped last); any other column as it is."""
+    if column.dtype.kind != "f" or not column.isna().any():
+        return column
+    present = column.dropna()
+    if not ((present % 1 == 0) & (present.abs() <= 2**53)).all():
+        return column
+    return column.astype("Int64")
 
 
 def varying_hparams(runs: pd.DataFrame, names: list[str]) -> list[str]:

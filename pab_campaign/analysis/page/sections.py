@@ -407,6 +407,7 @@ def _figure_stem(metric: str) -> str:
 def _audit_chart(table: pd.DataFrame, runs: pd.DataFrame, metric: str) -> dict | None:
     """The interactive audit chart of `metric`: points coloured by the audit's --groupby (read from its
     group names), else by the hyper-parameter explaining most of the candidate's variance."""
+    from pab_campaign.analysis.campaign.campaign import as_written
     from pab_campaign.analysis.mbe.figures import colour_groups
     from pab_campaign.analysis.page.charts import audit_chart
 
@@ -421,6 +422,7 @@ def _audit_chart(table: pd.DataFrame, runs: pd.DataFrame, metric: str) -> dict |
     target, names = columns[at + 1], [c for c in columns[:at] if c != "run_id"]
     values = {name: pd.to_numeric(runs[name], errors="coerce").astype("float64") for name in (metric, target)}
     runs = runs.assign(**values)[values[metric].abs().lt(math.inf) & values[target].abs().lt(math.inf)]  # finite
+    runs = runs.assign(**{name: as_written(runs[name]) for name in names})  # the CSV's seeds 0, 1 and '' as ints
     hparams = runs[names]
     grouped = [g.split("=", 1)[0] for g in rows["group"] if "=" in g]
     colour_by = (hparams[grouped[0]].map(value_text).rename(grouped[0]) if grouped and grouped[0] in hparams

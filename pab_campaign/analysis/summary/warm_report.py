@@ -133,15 +133,27 @@ def _groups(con: Any, names: list[str], keys: int, columns: list[str]) -> list[d
     lists = ", ".join(f"list(coalesce({c}, 'NaN'::DOUBLE) ORDER BY run_id)" for c in value_columns)
     grouped = con.execute(f"SELECT {''.join(f'{k}, ' for k in key_columns)}count(*), {lists} FROM values "
                           f"WHERE kept {'GROUP BY ALL' if keys else ''}").fetchall()
+    whole = _whole_keys(con, key_columns)
     rows = []
     for found in sorted(grouped, key=lambda found: [(v is None, v if v is not None else 0) for v in found[:keys]]):
-        group: dict[str, Any] = {name: math.nan if value is None else value for name, value in zip(names, found)}
+        group: dict[str, Any] = {name: math.nan if value is None else int(value) if is_whole else value
+                                 for name, value, is_whole in zip(names, found, whole)}
         group["runs"] = found[keys]
         for column, values in zip(columns, found[keys + 1:]):
             described = describe(values)
             group.update({f"{column}.{stat}": getattr(described, stat) for stat in STATS})
         rows.append(group)
     return rows
+
+
+def _whole_keys(con: Any, key_columns: list[str]) -> list[bool]:
+    """For each key column of `values`: whether it holds run.json's whole numbers (`campaign.as_written`,
+    the full path's rule): a number column some run lacks (NULL) whose values are all whole within
+    ±2**53, which the index could only store as DOUBLE."""
+    types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE values)").fetchall())
+    tests = [f"(count(*) FILTER (WHERE {k} IS NULL) > 0 AND count(*) FILTER (WHERE {k} <> trunc({k}) "
+             f"OR abs({k}) > 2 ** 53) = 0)" if types[k] in ("DOUBLE", "FLOAT") else "false" for k in key_columns]
+    return list(con.execute(f"SELECT {', '.join(tests)} FROM values").fetchone()) if tests else []
 
 
 def write_warm_report(warm: WarmIndex, report: WarmReport, rows: list[dict[str, Any]], epoch: str,

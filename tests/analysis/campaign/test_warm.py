@@ -107,6 +107,49 @@ def test_a_hyper_parameter_some_runs_lack_is_chosen_alike_on_both_paths(tmp_path
         assert "width" in header and "flag" not in header
 
 
+def test_whole_numbers_some_runs_lack_are_written_whole_on_both_paths(tmp_path, capsys, monkeypatch):
+    """The index stores `seed` as float64 once a run lacks it: the report's CSV (warm and full path
+    alike), `ls --json` and the grouped audit still say run.json's 0, 1, not 0.0, 1.0; a float
+    column (lr) keeps its floats."""
+    for i in range(8):
+        write_run(tmp_path, f"r{i}", ({"seed": i % 3} if i < 6 else {}) | {"lr": [0.5, 2.0][i % 2]},
+                  {("val", "loss"): [1.0, 0.9 - i / 20, 0.5 + (i * 7 % 5) / 10],
+                   ("val", "acc"): [0.1, 0.2 + (i * 3 % 4) / 10, 0.5 - i / 40]})
+    out = tmp_path / "out"
+    argv = ["report", str(tmp_path), "--groupby", "seed", "lr", "--output-folder", str(out)]
+    assert cli.main(argv) == 0
+    capsys.readouterr()
+    assert cli.main(argv) == 0
+    capsys.readouterr()
+    fast = (out / "summary_seed-lr_last.csv").read_text()
+    with monkeypatch.context() as patch:
+        patch.setattr(warm, "read_warm", lambda *args, **kwargs: None)
+        assert cli.main(argv) == 0
+    capsys.readouterr()
+    assert (out / "summary_seed-lr_last.csv").read_text() == fast
+    keys = [line.split(",")[:2] for line in fast.splitlines()[1:]]
+    assert keys == [["0", "0.5"], ["0", "2.0"], ["1", "0.5"], ["1", "2.0"], ["2", "0.5"], ["2", "2.0"],
+                    ["", "0.5"], ["", "2.0"]]
+    assert cli.main(["ls", str(tmp_path), "--json"]) == 0
+    listed = {run["run_id"]: run["hparams"] for run in json.loads(capsys.readouterr().out)}
+    assert listed["r4"] == {"seed": 1, "lr": 0.5} and isinstance(listed["r4"]["seed"], int)
+    assert listed["r7"] == {"lr": 2.0}
+    assert cli.main(["audit", str(tmp_path), "--metric", "val/acc@1", "--baseline", "val/loss@1", "--target",
+                     "val/acc", "--groupby", "seed", "--no-plots", "--output-folder", str(out)]) == 0
+    groups = {line.split(",")[0] for line in (out / "audit.csv").read_text().splitlines()[1:]}
+    assert {"seed=0", "seed=1", "seed=2", "seed=missing"} <= groups
+
+
+def test_as_written_gives_whole_numbers_back_only_to_a_column_some_runs_lack():
+    import pandas as pd
+
+    lacking = pd.Series([0.0, 2.0, float("nan")])
+    assert campaign.as_written(lacking).tolist()[:2] == [0, 2] and campaign.as_written(lacking).isna().iloc[2]
+    for kept in (pd.Series([0.0, 2.0]), pd.Series([0.5, float("nan")]), pd.Series([2.0**60, float("nan")]),
+                 pd.Series(["a", None])):
+        assert campaign.as_written(kept) is kept
+
+
 def test_a_stale_index_hands_its_scan_to_the_full_path(tmp_path, capsys, monkeypatch):
     """`report` on a stale index scans the run files once: the warm check's scan is the refresh's."""
     from pab_campaign.analysis.campaign import index, manifest

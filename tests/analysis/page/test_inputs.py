@@ -30,7 +30,9 @@ FILES = {
     # as `write_audit` writes it: run_id, hyper-parameters (an imported one may have a '/'), baseline, target,
     # candidates
     "audit_runs.csv": pd.DataFrame({"run_id": list("abcd"), "model.name": ["mlp", "mlp", "cnn", "cnn"],
-                                    "optim/lr": [0.1, 0.1, 0.01, 0.01], "val/loss@1": [2.0, 1.5, 1.2, 1.0],
+                                    "optim/lr": [0.1, 0.1, 0.01, 0.01],
+                                    "seed": pd.array([0, 1, 1, None], dtype="Int64"),  # one run lacks it
+                                    "val/loss@1": [2.0, 1.5, 1.2, 1.0],
                                     "test/acc": [0.5, 0.6, 0.7, 0.9], "probe/x@3": [1.0, 2.0, 3.0, 4.0]}),
     "states/selection.csv": pd.DataFrame({"k": [1, 2], "n_params": [4, 9], "heldout_ll": [-9.0, -5.0],
                                           "heldout_ll_se": [0.0, 1.0], "aic": [20.0, 15.0], "bic": [21.0, 17.0],
@@ -87,7 +89,9 @@ def test_intact_analysis_files_fill_their_sections_and_charts(tmp_path):
     chart = audit_figure.chart
     assert len(chart["points"]) == 4 and chart["curve"]
     assert (chart["metric"], chart["target"]) == ("probe/x@3", "test/acc")
-    assert chart["runs"][0]["hparams"] == ["model.name = mlp", "optim/lr = 0.1"]  # a '/' in a hyper-parameter's name
+    # a '/' in a hyper-parameter's name; a seed some run lacks read back whole (the CSV's 0, not 0.0)
+    assert chart["runs"][0]["hparams"] == ["model.name = mlp", "optim/lr = 0.1", "seed = 0"]
+    assert chart["runs"][3]["hparams"] == ["model.name = cnn", "optim/lr = 0.01"]
     (transitions,) = [f for f in sections["states"].figures if f.key == "transitions"]
     assert transitions.chart["edges"][0]["features"] == ["weights/f0: SMD -2.00"]
     assert not any("left out" in note for key in ("audit", "states", "diff") for note in sections[key].notes)
