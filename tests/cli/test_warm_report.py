@@ -125,6 +125,34 @@ def test_refusals_and_unanswerable_options_take_the_full_path(tmp_path, capsys, 
         assert capsys.readouterr() == warm_answer and error in warm_answer.err
 
 
+@pytest.mark.parametrize("options, outcome", [
+    (["--metrics", "acc"], "not tracked, left out: test/acc"),  # named plainly: where it is tracked
+    (["--metrics", "acc", "loss", "--layout", "split"], "not tracked, left out: test/acc, test/loss"),
+    (["--contexts", "train"], "not tracked, left out: train/acc"),
+    (["--metrics", "val/acc", "test/acc"], "error: test/acc never tracked"),  # named in full
+    (["--contexts", "train", "--metrics", "acc"], "error: train/acc never tracked"),
+    (["--metrics", "f1"], "error: f1 (in val, test) never tracked"),
+    (["--contexts", "nope"], "error: context nope never tracked"),
+])
+def test_a_metric_named_plainly_is_reported_where_it_is_tracked(tmp_path, capsys, monkeypatch, options, outcome):
+    """Runs without a test split (pabkit's, a user's loop): `--metrics acc` reports val/acc and notes
+    test/acc, as the defaults do, on both paths; a metric or context tracked nowhere is refused."""
+    for i in range(4):
+        write_run(tmp_path, f"r{i}", {"optimizer.lr": [0.1, 0.2][i % 2], "seed": i},
+                  {("val", "acc"): [0.1, 0.5 + i / 20], ("val", "loss"): [1.0, 0.5 + i / 10],
+                   ("train", "loss"): [1.0, 0.4]})
+    argv = ["report", str(tmp_path), "--output-folder", str(tmp_path / "out"), *options]
+    code = cli.main(argv)
+    answers = [capsys.readouterr()]
+    with monkeypatch.context() as patch:
+        patch.setattr(warm, "read_warm", lambda *args, **kwargs: None)
+        assert cli.main(argv) == code
+    answers.append(capsys.readouterr())
+    assert code == (2 if outcome.startswith("error") else 0)
+    for answer in answers:
+        assert outcome in " ".join((answer.out + answer.err).split())
+
+
 def test_the_warm_report_imports_neither_pandas_nor_scipy(tmp_path):
     root = _campaign(tmp_path / "camp")
     code = ("import sys; from pab_campaign.cli import main; code = main(sys.argv[1:]); "

@@ -172,9 +172,9 @@ def _expand_keys(campaign: Campaign, done: pd.DataFrame, labels: list[str]) -> l
 def _choose_metrics(campaign: Campaign, done: pd.DataFrame, contexts: list[str] | None, metrics: list[str] | None,
                     notes: list[str]) -> list[str]:
     """Labels to report: `context/metric`, `context/metric[key]` (`[*]` = every key) or
-    `summary/<name>`; untracked defaults are dropped with a note, untracked explicit choices are an error."""
+    `summary/<name>`; untracked ones are dropped with a note, or refused where named (`drop_untracked`)."""
     labels = _expand_keys(campaign, done, requested_labels(contexts, metrics))
-    return drop_untracked(labels, indexed_metrics(done), bool(contexts or metrics), notes)
+    return drop_untracked(labels, indexed_metrics(done), contexts, metrics, notes)
 
 
 def _values_at_epoch(campaign: Campaign, done: pd.DataFrame, labels: list[str], epoch: str | int) -> pd.DataFrame:

@@ -37,22 +37,44 @@ def requested_labels(contexts: Sequence[str] | None, metrics: Sequence[str] | No
     return labels + [f"{c}/{m}" for c in (contexts or DEFAULT_CONTEXTS) for m in chosen if "/" not in m]
 
 
-def drop_untracked(labels: list[str], tracked: list[str], explicit: bool, notes: list[str]) -> list[str]:
-    """`labels` without those never tracked (`tracked`: the index's scalar metrics): left out with a
-    note when they are defaults, an error when the user named them (`explicit`); keyed and
-    `summary/` labels are kept."""
+def drop_untracked(labels: list[str], tracked: list[str], contexts: Sequence[str] | None,
+                   metrics: Sequence[str] | None, notes: list[str]) -> list[str]:
+    """`labels` (`requested_labels(contexts, metrics)`) without those never tracked (`tracked`: the
+    index's scalar metrics), left out with a note. An error instead where the user named one in full
+    (`--metrics ctx/metric`, or a metric with `--contexts`), or where a metric or context the user
+    named keeps no label (`--metrics acc` on runs without a test split reports val/acc alone); keyed
+    and `summary/` labels are kept."""
     missing = [label for label in labels if label not in tracked and not label.startswith(f"{SUMMARY_CONTEXT}/")
                and not label.endswith("]")]
-    if missing and explicit:
-        raise CampaignError(f"{', '.join(missing)} never tracked in these runs (or NaN at every run's last and best "
-                            f"epoch){did_you_mean(missing[0], tracked)}; tracked: {', '.join(tracked)}")
+    kept = [label for label in labels if label not in missing]
+    plain = [m for m in metrics or [] if "/" not in m]
+    named = {m for m in metrics or [] if "/" in m} | {f"{c}/{m}" for c in contexts or [] for m in plain}
+    absent_labels = [label for label in missing if label in named]
+    absent_metrics = [m for m in plain if not any(_metric(label) == _metric(m) for label in kept)]
+    absent_contexts = [c for c in contexts or [] if not any(label.split("/", 1)[0] == c for label in kept)]
+    searched = list(contexts or DEFAULT_CONTEXTS)
+    if absent_labels:
+        what, first = ", ".join(absent_labels), absent_labels[0]
+    elif absent_metrics:
+        what, first = f"{', '.join(absent_metrics)} (in {', '.join(searched)})", f"{searched[0]}/{absent_metrics[0]}"
+    elif absent_contexts:
+        what, first = f"context {', '.join(absent_contexts)}", absent_contexts[0]
+    else:
+        what = first = ""
+    if what:
+        raise CampaignError(f"{what} never tracked in these runs (or NaN at every run's last and best epoch)"
+                            f"{did_you_mean(first, tracked)}; tracked: {', '.join(tracked)}")
     if missing:
         notes.append(f"not tracked, left out: {', '.join(missing)}")
-    labels = [label for label in labels if label not in missing]
-    if not labels:
+    if not kept:
         raise CampaignError(f"none of the default metrics is tracked; pick some with --contexts/--metrics "
                             f"from: {', '.join(tracked) or 'none'}")
-    return labels
+    return kept
+
+
+def _metric(name: str) -> str:
+    """The metric of a label or of a plain `--metrics` name: `val/class_acc[3]` → `class_acc`."""
+    return name.split("/", 1)[-1].split("[", 1)[0]
 
 
 def output_names(names: Sequence[str], taken: Iterable[str]) -> list[str]:

@@ -86,7 +86,7 @@ def warm_report(warm: WarmIndex, groupby: list[str] | None, contexts: list[str] 
     notes: list[str] = []
     try:
         labels = drop_untracked(requested_labels(contexts, metrics),
-                                tracked_labels(con, list(types), done, done_params), bool(contexts or metrics), notes)
+                                tracked_labels(con, list(types), done, done_params), contexts, metrics, notes)
     except CampaignError:
         return None
     wanted = [f"{label}@{epoch}" for label in labels]
