@@ -13,7 +13,11 @@ from PIL import Image
 from torch import nn
 
 from pab_campaign.compat.pabkit import ProcessAwareBenchmark, compare_models, evaluate_trajectory
-from pab_campaign.compat.pabkit.visualization import plot_class_progression, plot_learning_trajectory
+from pab_campaign.compat.pabkit.visualization import (
+    plot_class_progression,
+    plot_learning_trajectory,
+    plot_pab_summary,
+)
 from pab_campaign.store import RunStatus, read_run_json
 from tests.analysis.summary.test_trajectory_summary import _curves, pabkit_evaluate
 from tests.helpers import REPO
@@ -80,9 +84,55 @@ def test_accuracies_given_at_some_epochs_keep_their_epochs(tmp_path):
                             class_accuracies={0: 0.9 if epoch == 5 else 0.5} if sparse else None,
                             adversarial_acc={5: 0.5, 10: 0.2}[epoch] if sparse else None)
     assert pab.metrics["adversarial_robustness"] == [0.5, 0.2] and pab.metrics["class_accuracy"][0] == [0.9, 0.5]
+    epochs = pab.metrics["epochs"]
+    assert epochs["adversarial_robustness"] == [5, 10] and epochs["class_accuracy"] == {0: [5, 10]}
+    assert epochs["train_loss"] == list(range(1, 11))
     result = pab.evaluate_trajectory()
     assert (result["robustness"]["peak_epoch"], result["robustness"]["final_value"]) == (5, 0.2)
     assert result["class_patterns"]["early_classes"] == [] and result["class_patterns"]["late_classes"] == []
+    figure = plot_pab_summary(pab.metrics)  # each list drawn at its epochs, not at 1, 2
+    lines = {line.get_label(): list(line.get_xdata()) for ax in figure.axes for line in ax.get_lines()}
+    assert lines["adversarial accuracy"] == [5, 10] and lines["clean (val) accuracy"] == list(range(1, 11))
+    classes = plot_pab_summary({"class_accuracy": {0: [0.9, 0.95], 1: [0.2, 0.3, 0.8]},
+                                "epochs": {"class_accuracy": {0: [5, 10], 1: [2, 6, 10]}}})
+    lines = {line.get_label(): list(line.get_xdata()) for line in classes.axes[2].get_lines()}
+    assert lines == {"class 0 (early)": [5, 10], "class 1 (late)": [2, 6, 10]}
+
+
+def test_stability_and_its_minimum_read_the_same_epochs(tmp_path):
+    """A loop tracking epoch 0 (before training, as track_learning_curve does): `metrics["stability"]`
+    and every one of mean, std, max and min read the epochs after training began."""
+    val = [1.0, 0.99, 0.7, 0.6, 0.5, 0.45]
+    with ProcessAwareBenchmark(tmp_path / "pab", track_representations=False) as pab:
+        for epoch, loss in enumerate(val):
+            pab.track_epoch(_model(), epoch, loss, loss, 0.5, 0.5)
+    stability, listed = pab.evaluate_trajectory()["overall_stability"], pab.metrics["stability"]
+    assert listed == pytest.approx([abs(a - b) / a for a, b in itertools.pairwise(val[1:])])
+    assert pab.metrics["epochs"]["stability"] == [2, 3, 4, 5]
+    assert (stability["min"], stability["max"]) == pytest.approx((min(listed), max(listed)))
+    assert stability["mean"] == pytest.approx(sum(listed) / len(listed))
+    assert "Training duration: 5 epochs" in pab.summarize()
+
+
+def test_a_class_measured_no_more_is_still_classified_as_pabkit_does(tmp_path):
+    """pabkit pads a shorter class list: class 0, learned at its second entry, is early there and here."""
+    pab = ProcessAwareBenchmark(tmp_path / "pab")
+    pab.metrics = {"train_loss": [1.0, 0.7, 0.5, 0.4, 0.35, 0.3], "val_loss": [1.1, 0.8, 0.7, 0.72, 0.75, 0.8],
+                   "class_accuracy": {0: [0.5, 0.85, 0.9], 1: [0.1, 0.2, 0.3, 0.5, 0.7, 0.85]}}
+    assert pab.evaluate_trajectory()["class_patterns"]["early_classes"] == [0]
+
+
+def test_track_learning_curve_with_adversarial_test_measures_robustness_every_epoch(tmp_path):
+    from pab_campaign.compat.pabkit import track_learning_curve
+
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 4), torch.arange(64) % 3
+    pab = track_learning_curve(nn.Linear(4, 3), ((x, y), (x, y)), epochs=2, batch_size=32, device="cpu",
+                               checkpoint_dir=tmp_path, adversarial_test=True)
+    assert pab.metrics["epochs"]["adversarial_robustness"] == [0, 1, 2]
+    robustness = pab.evaluate_trajectory()["robustness"]
+    assert robustness["final_value"] == pytest.approx(pab.metrics["adversarial_robustness"][-1])
+    assert "Training duration: 2 epochs" in pab.summarize()
 
 
 def test_a_non_finite_loss_ends_the_run_diverged_and_the_loop_goes_on(tmp_path, caplog):

@@ -199,7 +199,8 @@ def test_tracking_presets_load_as_hydra_composes_them():
         assert OmegaConf.to_container(load_tracking(path.stem)) == OmegaConf.to_container(composed), path.stem
     custom = load_tracking({"probes": {"performance": {"every": 1}}, "probe_size": 16})
     assert (custom.name, custom.probe_size) == ("custom", 16)
-    with pytest.raises(ConfigError, match=r"\(did you mean full\?\); choose from default, full, minimal, sparse"):
+    with pytest.raises(ConfigError,
+                       match=r"\(did you mean full\?\); choose from adversarial, default, full, minimal, sparse"):
         load_tracking("ful")
     with pytest.raises(ConfigError, match="probe_size"):
         load_tracking({"probes": {}, "probe_size": "many"})

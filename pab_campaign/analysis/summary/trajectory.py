@@ -18,13 +18,14 @@ began (t ≥ 1), the epochs a pabkit user records with `track_epoch`. With L = v
 - `overfit_onset`: the first epoch t at which L exceeds its minimum by more than 5 % (of |min|) and
   stays above that line at every later epoch, while the accuracy gap's least-squares slope from the
   epoch before t to the end is positive. NaN when the run never overfits so.
-- class patterns, from the class-wise probe's first-learned epochs at its last measurement. With n
-  measurements at t ≥ 1 and p the position (0-based) among them of a class's first-learned epoch
-  (n when never learned), pabkit's cut-offs are `early: p < ⌊n/3⌋` and `late: p > ⌊2n/3⌋`, so a
+- class patterns, from the class-wise probe's first-learned epoch of each class at its own last
+  measurement. With n measurements at t ≥ 1 and p the position (0-based) among them of a class's
+  first-learned epoch (n when never learned), pabkit's cut-offs are `early: p < ⌊n/3⌋` and `late: p > ⌊2n/3⌋`, so a
   class never learned counts as late (other cut-offs: `class_cutoffs`). `class_early`,
   `class_late`, `class_never`, `class_unstable` (forgotten at least once) count classes;
   `class_learned_mean` = mean first-learned epoch, `class_acc_min`, `class_acc_spread` = lowest
-  class accuracy and max − min at the last epoch. `RunSummary.classes` lists the class ids.
+  class accuracy and max − min at each class's last measurement. `RunSummary.classes` lists the
+  class ids.
 - robustness, per attack metric and ε (`fgsm_acc[0.1]`, `pgd_acc[0.1]`) and `consistency`, over
   t ≥ 1: `_peak` (max), `_peak_epoch` (the first epoch of the max; pabkit counts the 1-based
   position in its list, the same number when every epoch is measured), `_final` (last) and
@@ -186,11 +187,11 @@ def _classes(run: Trajectory, cutoffs: Cutoffs) -> tuple[dict[str, float], dict[
     measured = np.sort(rows.loc[rows["epoch"] >= 1, "epoch"].unique())
     if len(measured) == 0:
         return dict.fromkeys(names, math.nan), {group: [] for group in CLASS_GROUPS}
-    last = rows["epoch"].max()
-    at_last = rows[rows["epoch"] == last].set_index("key")["value"].astype(float)
-    at_last_of = frame[(frame["context"] == context) & (frame["epoch"] == last)]
-    accuracy = at_last_of[at_last_of["metric"] == "class_acc"]["value"].dropna().astype(float)
-    forgets = at_last_of[at_last_of["metric"] == "class_forgets"].set_index("key")["value"].astype(float)
+    # each class at its own last measurement (a class measured no more is still classified)
+    at_last = _last_per_class(rows)
+    of_context = frame[frame["context"] == context]
+    accuracy = _last_per_class(of_context[of_context["metric"] == "class_acc"]).dropna()
+    forgets = _last_per_class(of_context[of_context["metric"] == "class_forgets"])
     n = len(measured)
     # the position of each first-learned epoch among them (n when never learned)
     position = pd.Series(np.searchsorted(measured, at_last.fillna(np.inf).to_numpy()), index=at_last.index)
@@ -211,6 +212,12 @@ def _classes(run: Trajectory, cutoffs: Cutoffs) -> tuple[dict[str, float], dict[
         "class_acc_spread": float(accuracy.max() - accuracy.min()) if len(accuracy) else math.nan,
     }
     return values, {group: _class_ids(pd.Series(ids)) for group, ids in groups.items()}
+
+
+def _last_per_class(rows: pd.DataFrame) -> pd.Series:
+    """Each key's value (float) at the last epoch `rows` measure it, NaN kept, indexed by key."""
+    return rows.sort_values("epoch", kind="stable").drop_duplicates("key", keep="last").set_index("key")[
+        "value"].astype(float)
 
 
 def _robustness(run: Trajectory) -> dict[str, float]:

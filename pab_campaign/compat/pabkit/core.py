@@ -5,19 +5,23 @@ checkpoints/`), so every `pab-campaign` command reads what a pabkit loop tracked
 - `save_frequency`: `checkpoints/epoch_NNNN.pt` every k epochs (epoch % k == 0), as pabkit saves,
   in our checkpoint format (model, optimizer when given, RNG states; `torch.load(weights_only=True)`).
 - `metrics`: pabkit's dict of lists, read back from the run's trajectory (one entry per tracked
-  epoch): `train_loss, val_loss, train_acc, val_acc`, `stability` (pabkit's learning stability),
+  epoch): `train_loss, val_loss, train_acc, val_acc`, `stability` (pabkit's learning stability,
+  over the epochs after training began, t ≥ 1, as `evaluate_trajectory` reads it),
   `gen_efficiency` (val − train loss), `rule_evolution` (1 − linear CKA of the penultimate
   features with the previous measurement: our representation shift, not pabkit's formula),
   `class_accuracy` ({class: list}) and `adversarial_robustness` (PGD accuracy at the first ε).
-  Class and adversarial accuracies given only at some epochs are kept with their epochs. A new dict
-  each time it is read: change it by tracking epochs. Set it (pabkit's lists, e.g. logged
-  elsewhere) before any epoch is tracked to evaluate those lists instead: their epochs are 1, 2, ...
+  Ours: `epochs`, the epoch of every entry of each list (for `class_accuracy`, {class: epochs}),
+  since class and adversarial accuracies may be measured at some epochs only; `plot_pab_summary`
+  draws them there. A new dict each time it is read: change it by tracking epochs. Set it (pabkit's
+  lists, e.g. logged elsewhere) before any epoch is tracked to evaluate those lists instead: their
+  epochs are 1, 2, ...
 - A loss that is not finite ends the run `diverged` (its trajectory is kept) and stops the tracking
   with a warning; pabkit's loop goes on, so later `track_epoch` calls are accepted and not recorded.
 - `evaluate_trajectory()` / `summarize()`: our process summary (`analysis.summary.trajectory`)
   under pabkit's keys and in its text layout.
 - The run ends `completed` at `close()` (or the end of a `with` block, or of the program); `failed`
-  when the program ends with an uncaught exception.
+  when the program ends with an uncaught exception. A program that ends with `sys.exit(1)` outside a
+  `with` block is recorded `completed`: an exit code is not visible to the handlers that run at exit.
 """
 from __future__ import annotations
 
@@ -220,23 +224,39 @@ def _robustness_key(frame: pd.DataFrame) -> tuple[str, str] | None:
 
 
 def _metrics(frame: pd.DataFrame, given: Mapping[str, Any]) -> dict[str, Any]:
+    """pabkit's lists, and under `epochs` the epoch of each entry of each list (a list of epochs per
+    list, a dict of them for `class_accuracy`), which the summary plot draws them at."""
     val_loss, train_loss = _series(frame, "val", "loss"), _series(frame, "train", "loss")
     classes = sorted(frame.loc[(frame["context"] == "val") & (frame["metric"] == "class_acc"), "key"].dropna().unique(),
                      key=lambda k: (len(str(k)), str(k)))
-    class_accuracy = {_class_id(k): _series(frame, "val", "class_acc", k).tolist() for k in classes}
-    given_classes = {class_id: [value for _, value in pairs] for class_id, pairs in given["class_accuracy"].items()}
+    class_accuracy = {_class_id(k): _series(frame, "val", "class_acc", k) for k in classes}
+    class_accuracy |= {class_id: _pairs(pairs) for class_id, pairs in given["class_accuracy"].items()}
     robustness = _robustness_key(frame)
-    cka = _series(frame, "probe", "cka_prev")
-    return {
-        "train_loss": train_loss.tolist(), "val_loss": val_loss.tolist(),
-        "train_acc": _series(frame, "train", "acc").tolist(), "val_acc": _series(frame, "val", "acc").tolist(),
-        "stability": learning_stability(val_loss).tolist(),
-        "gen_efficiency": (val_loss - train_loss).dropna().iloc[1:].tolist(),
-        "rule_evolution": (1.0 - cka).tolist(),
-        "class_accuracy": {**class_accuracy, **given_classes},
-        "adversarial_robustness": [value for _, value in given["adversarial_robustness"]] or (
-            _series(frame, "probe", *robustness).tolist() if robustness else []),
+    adversarial = _pairs(given["adversarial_robustness"]) if given["adversarial_robustness"] else (
+        _series(frame, "probe", *robustness) if robustness else pd.Series(dtype=float))
+    lists = {
+        "train_loss": train_loss, "val_loss": val_loss,
+        "train_acc": _series(frame, "train", "acc"), "val_acc": _series(frame, "val", "acc"),
+        "stability": learning_stability(_trained(val_loss)),
+        "gen_efficiency": (val_loss - train_loss).dropna().iloc[1:],
+        "rule_evolution": 1.0 - _series(frame, "probe", "cka_prev"),
+        "adversarial_robustness": adversarial,
     }
+    return {**{name: series.tolist() for name, series in lists.items()},
+            "class_accuracy": {class_id: series.tolist() for class_id, series in class_accuracy.items()},
+            "epochs": {**{name: [int(e) for e in series.index] for name, series in lists.items()},
+                       "class_accuracy": {class_id: [int(e) for e in series.index]
+                                          for class_id, series in class_accuracy.items()}}}
+
+
+def _pairs(pairs: list[tuple[int, float]]) -> pd.Series:
+    """(epoch, value) pairs given to `track_epoch` as a series over their epochs."""
+    return pd.Series([value for _, value in pairs], index=[epoch for epoch, _ in pairs], dtype=float)
+
+
+def _trained(series: pd.Series) -> pd.Series:
+    """The epochs after training began (≥ 1), which the process summary reads."""
+    return series[series.index >= 1]
 
 
 def _class_id(key: Any) -> Any:
@@ -287,7 +307,7 @@ def _evaluation(frame: pd.DataFrame, given: Mapping[str, Any]) -> dict[str, dict
     result: dict[str, dict] = {
         "overall_stability": {"mean": values["stability_mean"], "std": values["stability_std"],
                               "max": values["stability_max"], "min": _min(learning_stability(
-                                  _series(frame, "val", "loss")))},
+                                  _trained(_series(frame, "val", "loss"))))},
         "generalization": {"final_gap": values["loss_gap_final"], "max_gap": values["loss_gap_max"],
                            "gap_trend": "increasing" if values["loss_gap_trend"] > 0 else "decreasing",
                            "early_stopping_epoch": _int(values["early_stop_epoch"])},
@@ -321,7 +341,7 @@ def _summary_text(frame: pd.DataFrame, given: Mapping[str, Any]) -> str:
     metrics = _metrics(frame, given)
     stability, gen = results["overall_stability"], results["generalization"]
     lines = ["Process-Aware Benchmarking (PAB) Summary", "=" * 50, "",
-             f"Training duration: {len(metrics['train_loss'])} epochs",
+             f"Training duration: {sum(e >= 1 for e in metrics['epochs']['train_loss'])} epochs",
              f"Final validation accuracy: {metrics['val_acc'][-1]:.4f}" if metrics["val_acc"] else "", "",
              "Learning Stability:", f"  Mean: {stability['mean']:.4f} ± {stability['std']:.4f}",
              f"  Max instability: {stability['max']:.4f}", "",
@@ -351,7 +371,8 @@ def track_learning_curve(model: nn.Module, dataset: tuple[Any, Any], epochs: int
     `epochs` epochs (Adam lr 1e-3 and cross-entropy unless given; batches shuffled by a generator
     seeded from (`seed`, epoch)), track epoch 0 (before training) and every epoch after it, and
     return the closed benchmark. The train loss and accuracy are measured in eval mode over the
-    whole training set. `adversarial_test` adds our robustness probe (`tracking=full`); `device`
+    whole training set. `adversarial_test` adds our robustness probe at every epoch
+    (`tracking=adversarial`); `device`
     defaults to 'cuda' when available. With `hparams` given, an interrupted run resumes.
 
     >>> import tempfile, torch
@@ -372,8 +393,8 @@ def track_learning_curve(model: nn.Module, dataset: tuple[Any, Any], epochs: int
     params = dict(hparams) if hparams is not None else {
         "model": type(model).__name__, "optimizer": type(optimizer).__name__, "epochs": epochs,
         "batch_size": batch_size, "seed": seed, "pabkit_run": started}
-    pab = ProcessAwareBenchmark(checkpoint_dir, save_frequency, adversarial_test, hparams=params, probe_data=val,
-                                tracking="full" if adversarial_test else "default")
+    pab = ProcessAwareBenchmark(checkpoint_dir, save_frequency, False, hparams=params, probe_data=val,
+                                tracking="adversarial" if adversarial_test else "default")
     with pab:
         for epoch in range(pab.resume(model, optimizer), epochs + 1):
             if epoch > 0:

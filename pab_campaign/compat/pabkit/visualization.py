@@ -38,6 +38,14 @@ def _epochs(values: Sequence[float], first: int = 1) -> range:
     return range(first, first + len(values))
 
 
+def _at(metrics: Mapping[str, Any], name: str, first: int = 1) -> Sequence[int]:
+    """The epochs of the list `metrics[name]`: those `metrics["epochs"]` gives (ours), else
+    `first`, `first` + 1, ... as pabkit numbers its lists."""
+    values = metrics.get(name) or []
+    epochs = (metrics.get("epochs") or {}).get(name)
+    return epochs if isinstance(epochs, list) and len(epochs) == len(values) else _epochs(values, first)
+
+
 def _finish(ax: plt.Axes, title: str, ylabel: str) -> None:
     ax.set(title=title, xlabel="epoch", ylabel=ylabel)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -45,20 +53,29 @@ def _finish(ax: plt.Axes, title: str, ylabel: str) -> None:
 
 
 def _draw_classes(ax: plt.Axes, class_accuracies: Mapping[object, Sequence[float]], per_group: int,
-                  class_names: Mapping[object, str] | None = None) -> int:
+                  class_names: Mapping[object, str] | None = None,
+                  class_epochs: Mapping[object, Sequence[int]] | None = None) -> int:
     """Draw the `per_group` earliest- and latest-learned classes (first epoch at or above 0.7,
-    pabkit's choice; a shorter list padded with its last value): early solid, late dashed. Returns
-    how many of each were drawn."""
+    pabkit's choice): early solid, late dashed. Each class at its epochs in `class_epochs` where
+    given (ours), else over epochs 1..n with a shorter list padded with its last value, as pabkit
+    draws them. Returns how many of each were drawn."""
     epochs = max((len(v) for v in class_accuracies.values()), default=0)
-    padded = {c: list(v) + [v[-1]] * (epochs - len(v)) for c, v in class_accuracies.items() if len(v)}
-    learned = {c: next((i for i, a in enumerate(v) if a >= CLASS_THRESHOLD), epochs) for c, v in padded.items()}
-    order = sorted(padded, key=lambda c: learned[c])
+    curves: dict[object, tuple[Sequence[int], list[float]]] = {}
+    for c, values in class_accuracies.items():
+        at = (class_epochs or {}).get(c)
+        if isinstance(at, list) and len(at) == len(values) and len(values):
+            curves[c] = (at, list(values))
+        elif len(values):
+            curves[c] = (range(1, epochs + 1), list(values) + [values[-1]] * (epochs - len(values)))
+    never = max((max(at) for at, _ in curves.values()), default=0) + 1
+    learned = {c: next((e for e, a in zip(at, v) if a >= CLASS_THRESHOLD), never) for c, (at, v) in curves.items()}
+    order = sorted(curves, key=lambda c: learned[c])
     shown = min(per_group, len(order) // 2)
     for i, (group, classes, style) in enumerate((("early", order[:shown], "-"), ("late", order[len(order) - shown:],
                                                                                    "--"))):
         for j, c in enumerate(classes):
             name = (class_names or {}).get(c, f"class {c}")
-            ax.plot(range(1, epochs + 1), padded[c], style, lw=2, color=OKABE_ITO[(j + i * shown) % len(OKABE_ITO)],
+            ax.plot(*curves[c], style, lw=2, color=OKABE_ITO[(j + i * shown) % len(OKABE_ITO)],
                     label=f"{name} ({group})")
     return shown
 
@@ -167,7 +184,8 @@ def plot_pab_summary(metrics: Mapping[str, Any], figsize: tuple[float, float] = 
                      save_path: str | Path | None = None) -> Figure:
     """pabkit's four panels from `ProcessAwareBenchmark.metrics`: loss curves, learning stability,
     the earliest and latest learned classes, and adversarial robustness (the loss gap when there is
-    none). A panel without its lists says so.
+    none). A panel without its lists says so. Each list is drawn at its epochs (`metrics["epochs"]`,
+    ours), else at 1, 2, ... as pabkit draws them.
 
     >>> figure = plot_pab_summary({"train_loss": [1.0, 0.6, 0.5], "val_loss": [1.1, 0.8, 0.85],
     ...                            "stability": [0.27, 0.06]})
@@ -177,27 +195,29 @@ def plot_pab_summary(metrics: Mapping[str, Any], figsize: tuple[float, float] = 
     figure, axes = plt.subplots(2, 2, figsize=figsize)
     (loss_ax, stability_ax), (class_ax, last_ax) = axes
     train, val = metrics.get("train_loss") or [], metrics.get("val_loss") or []
-    loss_ax.plot(_epochs(train), train, color=BLUE, label="train loss")
-    loss_ax.plot(_epochs(val), val, color=VERMILLION, label="val loss")
+    loss_ax.plot(_at(metrics, "train_loss"), train, color=BLUE, label="train loss")
+    loss_ax.plot(_at(metrics, "val_loss"), val, color=VERMILLION, label="val loss")
     _finish(loss_ax, "Loss", "loss (cross-entropy, nats)")
     loss_ax.legend()
     stability = metrics.get("stability") or []
-    stability_ax.plot(_epochs(stability, 2), stability, color=GREEN, marker="o", ms=3)
+    stability_ax.plot(_at(metrics, "stability", 2), stability, color=GREEN, marker="o", ms=3)
     _finish(stability_ax, "Learning stability", _LABELS["stability"])
-    shown = _draw_classes(class_ax, metrics.get("class_accuracy") or {}, 3)
+    shown = _draw_classes(class_ax, metrics.get("class_accuracy") or {}, 3,
+                          class_epochs=(metrics.get("epochs") or {}).get("class_accuracy"))
     _finish(class_ax, "Class-wise learning progression", "class accuracy (fraction)")
     if shown:
         class_ax.legend(loc="lower right", fontsize=8)
     adversarial = metrics.get("adversarial_robustness") or []
     if adversarial:
         clean = metrics.get("val_acc") or []
-        last_ax.plot(_epochs(clean), clean, color=BLUE, label="clean (val) accuracy")
-        last_ax.plot(_epochs(adversarial), adversarial, color=ORANGE, label="adversarial accuracy")
+        last_ax.plot(_at(metrics, "val_acc"), clean, color=BLUE, label="clean (val) accuracy")
+        last_ax.plot(_at(metrics, "adversarial_robustness"), adversarial, color=ORANGE, marker="s", ms=3,
+                     label="adversarial accuracy")
         _finish(last_ax, "Adversarial robustness", "accuracy (fraction)")
         last_ax.legend(loc="best")
     else:
         gap = [v - t for t, v in zip(train, val)]
-        last_ax.plot(_epochs(gap), gap, color=GREEN)
+        last_ax.plot(_at(metrics, "train_loss")[:len(gap)], gap, color=GREEN)
         _finish(last_ax, "Generalization gap", "val − train loss (nats)")
     for ax in axes.flat:
         if not ax.get_lines():
