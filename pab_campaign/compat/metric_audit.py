@@ -4,8 +4,11 @@ statistics our runs record, for torch models and for plain numpy weight matrices
 
 A matrix is n_out × n_in; a conv kernel (C_out, C_in, k, ...) is reshaped to C_out × C_in·k·…, as
 the probe does. Every statistic is computed in float64 by `training.probes.spectra.spectrum_stats`.
-One difference from mbe-eval: a zero (dead) matrix has erank 0 and SCI 0, where mbe-eval gives 1
-(its entropy of an all-zero spectrum); a network's mean SCI counts a dead layer as 0.
+Two differences from mbe-eval, both where its singular values are all ≤ 1e-10 (it drops those
+before the entropy and gives erank 1): a zero (dead) matrix has erank 0 and SCI 0 here, so a
+network's mean SCI counts a dead layer as 0; and a nonzero matrix that small keeps the erank its
+spectrum's shape gives (scale does not change it: a 4 × 4 Gaussian matrix times 1e-11 has erank
+about 3 here).
 """
 from __future__ import annotations
 
@@ -39,8 +42,9 @@ def sci_spectrum(W: Any, bias: Any = None) -> dict[str, float]:
     stats: dict[str, Any] = spectrum_stats(torch.as_tensor(np.asarray(W, dtype=np.float64)),
                                            None if bias is None else torch.as_tensor(np.asarray(bias,
                                                                                                 dtype=np.float64)))
-    return {**stats, "rank_max": int(stats["rank_max"]), "sv_max": stats["spectral"],
-            "nuclear_norm": stats["nuclear"], "spectral_norm": stats["spectral"]}
+    shape = np.shape(W)
+    return {**stats, "rank_max": min(shape[0], int(np.prod(shape[1:]))) if len(shape) >= 2 else 1,
+            "sv_max": stats["spectral"], "nuclear_norm": stats["nuclear"], "spectral_norm": stats["spectral"]}
 
 
 def effective_rank(M: Any) -> float:
@@ -79,8 +83,13 @@ class NumpySCITracker:
 
     @property
     def weights(self) -> Sequence[Any]:
-        """The weight matrices: `model.W`, or `model` itself when it is a list."""
-        return self.model.W if hasattr(self.model, "W") else list(self.model)
+        """The weight matrices: `model.W`, or `model` itself when it is a list, or the one matrix
+        `model` is (a 2-D array is one layer, not a list of rows)."""
+        if hasattr(self.model, "W"):
+            return self.model.W
+        if isinstance(self.model, np.ndarray) and self.model.ndim == 2:
+            return [self.model]
+        return list(self.model)
 
     def compute(self) -> tuple[list[float], float]:
         """(SCI per layer, their mean over layers)."""

@@ -13,6 +13,7 @@ directions (ModelDiff's B − A keys them by argument position, so its 'A' holds
 """
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,11 @@ class ModelDiff:
         if self.modelA is None or self.modelB is None or self.train_loader is None:
             raise ValueError("ModelDiff(modelA, modelB, modelA_ckpts, modelB_ckpts, train_loader) is needed to "
                              "score; with scores computed elsewhere use get_A_minus_B_from_scores")
-        train, val = _split(self.train_loader), _split(val_loader)
+        for side, ckpts in (("modelA_ckpts", self.modelA_ckpts), ("modelB_ckpts", self.modelB_ckpts)):
+            if not ckpts:
+                raise ValueError(f"{side} is empty; give the checkpoints (paths or state dicts) TRAK averages over, "
+                                 "e.g. one per independently trained model")
+        train, val = _split(self.train_loader, "train_loader"), _split(val_loader, "val_loader")
         score_a, score_b = (
             trak_scores(Ensemble(_module(model).to(self.device), [_state_dict(c) for c in ckpts], train, val,
                                  self.device), self.proj_dim, self.seed)
@@ -111,7 +116,8 @@ def _checked(scores_a: Any, scores_b: Any, components: int) -> tuple[np.ndarray,
     if a.shape != b.shape:
         raise ValueError(f"scoresA {a.shape} and scoresB {b.shape}: both must score the same validation and "
                          "training examples")
-    if not isinstance(components, int) or isinstance(components, bool) or not 1 <= components <= min(a.shape):
+    if (not isinstance(components, numbers.Integral) or isinstance(components, bool)  # numpy's ints too
+            or not 1 <= components <= min(a.shape)):
         raise ValueError(f"num_pca_comps={components!r} must be a whole number in 1 .. {min(a.shape)} (the fewer of "
                          "validation and training examples)")
     return a, b
@@ -143,7 +149,15 @@ def _state_dict(item: Any) -> dict[str, torch.Tensor]:
     return dict(item)
 
 
-def _split(loader: Iterable) -> Split:
-    """Every (x, y) batch of `loader`, in order, as one in-memory split."""
-    xs, ys = zip(*((x, y) for x, y, *_ in loader))
+def _split(loader: Iterable, name: str) -> Split:
+    """Every (x, y) batch of `loader`, in order, as one in-memory split; ValueError for a loader that
+    shuffles (the scores' columns and rows are the examples in the data set's order: a shuffled
+    order would point each direction at other examples) or yields nothing."""
+    if isinstance(getattr(loader, "sampler", None), torch.utils.data.RandomSampler):
+        raise ValueError(f"{name} shuffles its examples; give a DataLoader with shuffle=False, so that score column "
+                         "(row) i is example i of its data set")
+    batches = [(x, y) for x, y, *_ in loader]
+    if not batches:
+        raise ValueError(f"{name} yields no batch; give a loader over the examples to score")
+    xs, ys = zip(*batches)
     return Split(torch.cat(xs).float().cpu(), torch.cat(ys).long().cpu())

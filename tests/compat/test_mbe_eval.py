@@ -14,6 +14,7 @@ from torch import nn
 from pab_campaign.analysis.mbe.arrays import simulate
 from pab_campaign.compat.mbe_eval import MBEEvaluator, simulate_mbe_evaluation
 from pab_campaign.compat.metric_audit import NumpySCITracker, pytorch_sci, sci_spectrum
+from pab_campaign.compat.modeldiff import ModelDiff
 
 MBE_EVAL_FIELDS = ["metric_name", "baseline_name", "absolute_r", "absolute_p", "partial_r", "partial_p",
                    "is_loss_proxy"]
@@ -92,6 +93,26 @@ def test_numpy_sci_tracker_equals_mbe_evals_on_a_numpy_mlp():
         assert mine["sv_min"] == pytest.approx(reference["sv_min"], rel=1e-9)
         assert mine["spectral_entropy"] == pytest.approx(reference["spectral_entropy"], rel=1e-9)
     assert NumpySCITracker(model.W).compute() == ours.compute()  # a plain list of arrays too
+    one = NumpySCITracker(model.W[0]).compute()  # one 2-D array is one layer, not a list of rows
+    assert one == ([sci_spectrum(model.W[0])["sci"]], sci_spectrum(model.W[0])["sci"])
+
+
+def test_a_diverged_matrix_gives_nan_statistics_and_its_rank_bound():
+    stats = sci_spectrum(np.array([[1.0, np.nan], [0.0, 1.0]]))
+    assert stats["rank_max"] == 2 and np.isnan(stats["sci"]) and np.isnan(stats["erank"])
+
+
+def test_numpy_scalars_are_taken_where_python_numbers_are(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    metric = rng.normal(size=12)
+    baseline, target = metric + rng.normal(size=12), metric + rng.normal(size=12)
+    reports = [MBEEvaluator().evaluate(metric, baseline, target, alpha=alpha, output_dir=tmp_path)
+               for alpha in (0.05, np.float32(0.05), np.float64(0.05))]
+    assert len({repr({**dataclasses.asdict(r), "alpha": round(r.alpha, 6)}) for r in reports}) == 1
+    scores = rng.normal(size=(6, 9))
+    noisy = scores + rng.normal(size=(6, 9))
+    diff = ModelDiff().get_A_minus_B_from_scores(scores, noisy, num_pca_comps=np.int64(2))
+    assert len(diff["directions"]) == 2
 
 
 def test_pytorch_sci_equals_mbe_evals_for_a_torch_model():

@@ -109,6 +109,22 @@ def test_scoring_without_models_is_refused_with_the_fix():
         ModelDiff().get_A_minus_B([(torch.zeros(1, 2), torch.zeros(1))])
 
 
+def test_a_shuffling_loader_and_no_checkpoints_are_refused_with_the_fix():
+    """A shuffled training loader would score its examples in another order each pass, so score
+    column i would not be example i (ModelDiff's own code takes it silently)."""
+    x, y = torch.randn(12, 6), torch.arange(12) % 3
+    data = torch.utils.data.TensorDataset(x, y)
+    ckpts = [_factory().state_dict()]
+    shuffled = torch.utils.data.DataLoader(data, batch_size=4, shuffle=True)
+    with pytest.raises(ValueError, match="train_loader shuffles its examples; give a DataLoader with shuffle=False"):
+        ModelDiff(_factory, _factory, ckpts, ckpts, shuffled, device="cpu").get_A_minus_B([(x, y)])
+    ordered = torch.utils.data.DataLoader(data, batch_size=4)
+    with pytest.raises(ValueError, match="modelB_ckpts is empty"):
+        ModelDiff(_factory, _factory, ckpts, [], ordered, device="cpu").get_A_minus_B([(x, y)])
+    with pytest.raises(ValueError, match="val_loader yields no batch"):
+        ModelDiff(_factory, _factory, ckpts, ckpts, ordered, device="cpu").get_A_minus_B([])
+
+
 def test_scores_that_cannot_be_compared_are_one_error_naming_the_argument():
     rng = np.random.default_rng(0)
     scores = rng.normal(size=(6, 9))

@@ -10,6 +10,7 @@ adjusted over the family.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,7 +30,7 @@ PASS, FAIL, LOSS_PROXY = "PASS", "FAIL", "loss proxy"
 
 def check_alpha(alpha: float) -> float:
     """`alpha` when it is a significance level in (0, 1), else a ConfigError naming the fix."""
-    if not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+    if not isinstance(alpha, numbers.Real) or isinstance(alpha, bool) or not 0 < alpha < 1:  # numpy's too
         raise ConfigError(f"alpha {alpha} is not a significance level in (0, 1); use e.g. 0.05")
     return float(alpha)
 
