@@ -64,6 +64,29 @@ def test_csv_export_imports_back_to_the_same_values(tmp_path, capsys):
             assert _same(frame[frame["name"] == name].sort_values("epoch")["value"], series)
 
 
+def test_csv_hyper_parameters_named_as_its_columns_or_lacking_in_some_runs_come_back_as_they_were(tmp_path, capsys):
+    """Hyper-parameters `value`, `status`, `step`, `wall_time` once overwrote the layout's columns
+    (every metric value lost, the status replaced); an int beside another run's float, and a
+    hyper-parameter some runs lack, came back changed."""
+    given = {"a": {"value": 7, "width": 2}, "b": {"status": "baseline", "width": 0.5},
+             "c": {"step": 3, "wall_time": 5, "hparams.x": "y"}, "d": {}}
+    for run_id, hparams in given.items():
+        write_run(tmp_path / "c", run_id, hparams, {("val", "loss"): [1.0, 0.5]},
+                  status="failed" if run_id == "b" else "completed")
+    code, out = _main(capsys, ["export", str(tmp_path / "c"), "--to", "csv", str(tmp_path / "out.csv")])
+    assert code == 0, out
+    code, out = _main(capsys, ["import", str(tmp_path / "back"), "--from", "csv", str(tmp_path / "out.csv")])
+    assert code == 0, out
+    back = {read_run_json(d).versions["import.source"].removeprefix("csv:"): d
+            for d in iter_run_dirs(tmp_path / "back")}
+    for run_id, hparams in given.items():
+        record = read_run_json(back[run_id])
+        assert record.hparams == hparams
+        assert {k: type(v) for k, v in record.hparams.items()} == {k: type(v) for k, v in hparams.items()}
+        assert record.status.value == ("failed" if run_id == "b" else "completed")
+        assert read_trajectory(back[run_id]).to_pandas()["value"].tolist() == [1.0, 0.5]
+
+
 def test_tensorboard_export_reads_back_with_event_accumulator(tmp_path, capsys):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -1,6 +1,7 @@
 """A campaign as one CSV file in the long layout `import --from csv` reads: `run`, `epoch`, `metric`
-(`context/metric[key]`), `value` (empty for NaN), `status`, then one column per hyper-parameter. The
-file must be new: export never replaces a file."""
+(`context/metric[key]`), `value` (empty for NaN), `status`, then one column per hyper-parameter
+(`hparams.<name>` for one named as a layout column; empty where a run lacks it). The file must be
+new: export never replaces a file."""
 from __future__ import annotations
 
 import os
@@ -11,6 +12,7 @@ import pandas as pd
 from pab_campaign.errors import CampaignError
 from pab_campaign.store import atomic_write
 from pab_campaign.workflows.exporters import ExportedRun
+from pab_campaign.workflows.importers.csv import hparam_column
 
 
 def export_csv(runs: list[ExportedRun], path: Path) -> Path:
@@ -26,8 +28,8 @@ def export_csv(runs: list[ExportedRun], path: Path) -> Path:
         frame = pd.DataFrame({"run": run.record.run_id, "epoch": run.trajectory["epoch"].astype(int),
                               "metric": run.trajectory["name"], "value": run.trajectory["value"].astype(float),
                               "status": str(run.record.status)})
-        for name in names:
-            frame[name] = run.record.hparams.get(name)
+        for name in names:  # as objects: run.json's 2 stays 2 beside another run's 0.5
+            frame[hparam_column(name)] = pd.Series([run.record.hparams.get(name)] * len(frame), dtype=object)
         frames.append(frame)
     table = pd.concat(frames, ignore_index=True)
     try:

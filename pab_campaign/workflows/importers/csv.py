@@ -7,7 +7,8 @@ A file with `metric` and `value` columns is long, any other wide. In the wide la
 metric when its name is one by the tag rule (it has a `/`, starts with a split such as `val_`, or is
 named by `--map`); every other column is a hyper-parameter. An optional `wall_time` column holds Unix
 seconds, an optional `status` column the run's status (completed when absent); `run_id` may stand for
-`run`. Hyper-parameter columns must hold one value per run.
+`run`. Hyper-parameter columns must hold one value per run (an empty cell: the run lacks it); a
+hyper-parameter named as one of those columns is written `hparams.<name>` (`hparams.value`).
 """
 from __future__ import annotations
 
@@ -20,7 +21,22 @@ from pab_campaign.store import RunStatus
 from pab_campaign.workflows.importers.source import SPLIT_PREFIXES, Point, SourceRun, parse_scalar
 
 FIXED = ("run", "run_id", "epoch", "step", "wall_time", "metric", "value", "status")
+# A hyper-parameter named as a layout column (`value`, `status`, ...) is the column `hparams.<name>`
+# (tcbench's spelling), and so is one whose name starts with it: `hparam_column`, `hparam_name`.
+HPARAM_PREFIX = "hparams."
 MAX_BYTES = 1 << 30
+
+
+def hparam_column(name: str) -> str:
+    """The column of the hyper-parameter `name` in a CSV file: `name`, or `hparams.<name>` where
+    `name` is a layout column or starts with that prefix."""
+    return f"{HPARAM_PREFIX}{name}" if name in FIXED or name.startswith(HPARAM_PREFIX) else name
+
+
+def hparam_name(column: str) -> str:
+    """The hyper-parameter a CSV column holds (`hparam_column`'s inverse)."""
+    name = column.removeprefix(HPARAM_PREFIX)
+    return name if column.startswith(HPARAM_PREFIX) and (name in FIXED or name.startswith(HPARAM_PREFIX)) else column
 
 
 def _is_metric_column(name: str, mapping: dict[str, str]) -> bool:
@@ -62,7 +78,8 @@ def read_csv(path: Path, mapping: dict[str, str], steps_per_epoch: int | None = 
                 raise CampaignError(f"--from csv {path}: column '{column}' has several values in run '{name}'; a "
                                     "hyper-parameter column holds one value per run (a metric needs a / in its name "
                                     "or --map)")
-            params[column] = parse_scalar(values[0])
+            if values[0] != "":  # an empty cell: this run lacks the hyper-parameter
+                params[hparam_name(column)] = parse_scalar(values[0])
         runs.append(SourceRun("csv", str(name), params, _points(path, rows, axis, metrics if not long else None),
                               _status(path, name, rows)))
     return runs
