@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from pab_campaign.errors import CampaignError
 
-_SPEC = re.compile(r"^(?P<context>[^/@\[\]]+)/(?P<metric>[^/@\[\]]+)(\[(?P<key>[^\]]+)\])?(@(?P<epoch>\d+))?$")
+_SPEC = re.compile(r"^(?P<context>[^/@\[\]]+)/(?P<metric>[^/@\[\]]+)(\[(?P<key>[^\]]+)\])?(@(?P<epoch>\d+))?\Z")
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class MetricSpec:
 # digits, `_`, `.` and `-` (so every command can name them, `@epoch` and lists included); a key is any
 # text without brackets, `@` or commas.
 _PART = r"[A-Za-z0-9_][A-Za-z0-9_.\-]*"
-_RECORDED = re.compile(rf"^(?P<context>{_PART})/(?P<metric>{_PART})(\[(?P<key>[^\[\]@,]+)\])?$")
+_RECORDED = re.compile(rf"^(?P<context>{_PART})/(?P<metric>{_PART})(\[(?P<key>[^\[\]@,]+)\])?\Z")
 # Contexts the commands give their own meaning (`summary/<name>`: a whole-run process summary).
 RESERVED_CONTEXTS = frozenset({"summary"})
 NAME_RULE = ("write context/metric or context/metric[key] with letters, digits, _ . - (e.g. val/f1, "
@@ -57,7 +57,7 @@ def recorded_name(text: str) -> tuple[str, str, str | None]:
     """(context, metric, key) of a metric name a run records; CampaignError saying the rule otherwise."""
     match = _RECORDED.match(text) if isinstance(text, str) else None
     if not match:
-        raise CampaignError(f"'{text}' is not a metric name to record; {NAME_RULE}")
+        raise CampaignError(f"{text!r} is not a metric name to record; {NAME_RULE}")  # repr: a newline shows as \n
     if match.group("context") in RESERVED_CONTEXTS:
         raise CampaignError(f"'{text}': the context '{match.group('context')}' is reserved for whole-run summaries "
                             "(report --metrics summary/<name>); choose another context, e.g. val or probe")

@@ -307,7 +307,7 @@ def _fsync_dir(directory: Path) -> None:
 
 # ---- processes and temp files ------------------------------------------------------------------
 # A temp file's name says which process made it: `.<target>~<host>~<pid>~<token><suffix>`.
-_TEMP_NAME = re.compile(r"^\.(?P<target>.+)~(?P<host>[^~]+)~(?P<pid>\d+)~(?P<token>[0-9a-f]+)(?P<suffix>\.\w+)?$")
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)~(?P<host>[^~]+)~(?P<pid>\d+)~(?P<token>[0-9a-f]+)(?P<suffix>\.\w+)?\Z")
 # A temp file of another host is stale after this long (no live command keeps one open for an hour).
 FOREIGN_TEMP_STALE_S = 3600.0
 # What a write to a read-only, full or foreign directory raises: the reader falls back elsewhere.

@@ -22,7 +22,7 @@ from pab_campaign.store import CHECKPOINTS, atomic_write, run_boundary
 
 LAST = "last.pt"
 BEST = "best.pt"
-_NUMBERED = re.compile(r"^epoch_(\d{4,})\.pt$")
+_NUMBERED = re.compile(r"^epoch_(\d{4,})\.pt\Z")
 
 
 def checkpoint_dir(run_directory: Path) -> Path:

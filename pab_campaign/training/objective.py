@@ -11,7 +11,7 @@ from pathlib import Path
 from pab_campaign.errors import ConfigError, StoreError
 from pab_campaign.store import RunStatus, read_trajectory
 
-_OBJECTIVE = re.compile(r"^(?P<context>[^/@\[\]]+)/(?P<metric>[^/@\[\]]+)@(?P<at>last|best)$")
+_OBJECTIVE = re.compile(r"^(?P<context>[^/@\[\]]+)/(?P<metric>[^/@\[\]]+)@(?P<at>last|best)\Z")
 
 
 def parse_objective(text: str) -> tuple[str, str, str]:

@@ -60,8 +60,8 @@ from pab_campaign.training.state import TrainingState
 from pab_campaign.training.tracker_inputs import (
     TRACKER_NAMES,
     check_campaign_dir,
-    keyword_name,
     load_tracking,
+    named_scalars,
     number,
     probe_split,
     scalar_name,
@@ -257,7 +257,7 @@ class Tracker:
             raise ConfigError(f"run {self.run_id} is already {self.status} ({self.run_dir}) and final; give other "
                               "hparams (e.g. more epochs) for a new run")
         self._check_epoch(epoch)
-        own = self._own_rows(epoch, {keyword_name(k): v for k, v in scalars.items()})
+        own = self._own_rows(epoch, named_scalars(scalars))
         losses = {split: number(f"{split}_loss", value)
                   for split, value in zip(SPLITS, (train_loss, val_loss, test_loss)) if value is not None}
         accuracies = {split: number(f"{split}_acc", value, fraction=True)
@@ -296,7 +296,7 @@ class Tracker:
             raise ConfigError(f"run {self.run_id} is already {self.status} ({self.run_dir}) and final; nothing logged")
         if not scalars:
             raise ConfigError("tracker.log() needs metrics: tracker.log(epoch=3, **{'val/f1': 0.8}) or val_f1=0.8")
-        named = {keyword_name(k): v for k, v in scalars.items()}
+        named = named_scalars(scalars)
         self._tracked = True
         if step is None:
             if epoch is None:

@@ -162,6 +162,19 @@ def keyword_name(keyword: str) -> str:
     return f"{split}/{metric}" if "/" not in keyword and sep and split in SPLIT_NAMES and metric else keyword
 
 
+def named_scalars(scalars: Mapping[str, Any]) -> dict[str, Any]:
+    """`scalars` (keywords or full names) by the metric each names (`keyword_name`); ConfigError
+    where two name one metric (`val_f1` and `val/f1`), which would keep one value silently."""
+    named: dict[str, Any] = {}
+    given: dict[str, str] = {}
+    for keyword, value in scalars.items():
+        name = keyword_name(keyword)
+        if name in named:
+            raise ConfigError(f"{given[name]!r} and {keyword!r} both name {name}; give each metric once per call")
+        named[name], given[name] = value, keyword
+    return named
+
+
 def scalar_name(name: str) -> tuple[str, str, str | None]:
     """(context, metric, key) of a user's metric name; ConfigError saying the rule otherwise."""
     try:

@@ -100,7 +100,9 @@ def test_log_names_are_checked_and_kept_apart_from_the_trackers(tmp_path):
         for bad, fragment in ((dict(f1=0.3), "'f1' is not a metric name to record"),
                               ({"val/loss": 0.3}, "'val/loss' is recorded by the tracker"),
                               ({"summary/x": 1.0}, "reserved"),
-                              ({"val/f1": "high"}, "must be a number")):
+                              ({"val/f1": "high"}, "must be a number"),
+                              ({"probe/y\n": 1.0}, r"'probe/y\\n' is not a metric name"),  # one line, no twin
+                              ({"val_f1": 0.1, "val/f1": 0.2}, "'val_f1' and 'val/f1' both name val/f1")):
             with pytest.raises(ConfigError, match=fragment):
                 tracker.log(epoch=1, **bad)
         with pytest.raises(ConfigError, match="already recorded at epoch 0"):

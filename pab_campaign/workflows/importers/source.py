@@ -23,7 +23,7 @@ from pab_campaign.store import RunStatus, Scalar
 
 SPLIT_PREFIXES = ("train", "val", "valid", "validation", "test", "eval")
 DEFAULT_CONTEXT = "train"
-_SPLIT_TAG = re.compile(rf"^(?P<context>{'|'.join(SPLIT_PREFIXES)})[_.\-: ](?P<metric>.+)$")
+_SPLIT_TAG = re.compile(rf"^(?P<context>{'|'.join(SPLIT_PREFIXES)})[_.\-: ](?P<metric>.+)\Z")
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_.\-]")
 _NOT_KEY = re.compile(r"[\[\]@,]")
 _LEADING_ZERO = re.compile(r"^[+-]?0\d")
