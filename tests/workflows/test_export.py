@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from pab_campaign import cli
-from pab_campaign.store import iter_run_dirs, read_run_json, read_trajectory
+from pab_campaign.store import host_name, iter_run_dirs, read_run_json, read_trajectory
 from tests.helpers import write_run
 
 HP = ({"optimizer.lr": 0.1, "model.name": "mlp", "amp": True, "seed": 0},
@@ -90,18 +90,24 @@ def test_csv_hyper_parameters_named_as_its_columns_or_lacking_in_some_runs_come_
 def test_tensorboard_export_reads_back_with_event_accumulator(tmp_path, capsys):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.compat.proto import types_pb2
     from tensorboard.plugins.hparams import plugin_data_pb2
+    from tensorboard.util import tensor_util
 
     values = _campaign(tmp_path / "c")
     code, out = _main(capsys, ["export", str(tmp_path / "c"), "--to", "tensorboard", str(tmp_path / "tb")])
     assert code == 0 and "exported 2 runs" in out, out
     for run_id, series in values.items():
-        accumulator = EventAccumulator(str(tmp_path / "tb" / run_id), size_guidance={"scalars": 0})
+        accumulator = EventAccumulator(str(tmp_path / "tb" / run_id), size_guidance={"tensors": 0})
         accumulator.Reload()
-        assert set(accumulator.Tags()["scalars"]) == set(series)
+        scalars = [t for t in accumulator.Tags()["tensors"] if not t.startswith("_hparams_/")]
+        assert set(scalars) == set(series)
         for name, expected in series.items():
-            events = accumulator.Scalars(name)
-            assert [e.step for e in events] == [0, 1, 2] and _same([e.value for e in events], expected)
+            events = accumulator.Tensors(name)  # scalars of the scalars plugin, as float64 tensors
+            assert accumulator.SummaryMetadata(name).plugin_data.plugin_name == "scalars"
+            assert {e.tensor_proto.dtype for e in events} == {types_pb2.DT_DOUBLE}
+            assert [e.step for e in events] == [0, 1, 2]
+            assert _same([float(tensor_util.make_ndarray(e.tensor_proto)) for e in events], expected)
         session = plugin_data_pb2.HParamsPluginData.FromString(
             accumulator.PluginTagToContent("hparams")["_hparams_/session_start_info"]).session_start_info
         hparams = HP[int(run_id[-1])]
@@ -112,6 +118,28 @@ def test_tensorboard_export_reads_back_with_event_accumulator(tmp_path, capsys):
     code, out = _main(capsys, ["import", str(tmp_path / "back"), "--from", "tensorboard", str(tmp_path / "tb")])
     assert code == 0, out
     assert sorted(read_run_json(d).hparams["amp"] for d in iter_run_dirs(tmp_path / "back")) == [False, True]
+
+
+def test_tensorboard_round_trip_keeps_doubles_and_statuses_and_a_killed_export_is_finished(tmp_path, capsys):
+    """torch wrote float32 scalars (1e300 came back inf, 0.9 as 0.8999999761581421) and every session
+    as a success; a killed export left a half run that the next export took for done."""
+    statuses = {"done": "completed", "broke": "failed", "blew": "diverged", "stopped": "preempted"}
+    for seed, (run_id, status) in enumerate(statuses.items()):
+        write_run(tmp_path / "c", run_id, {"seed": seed}, {("val", "loss"): [1e300, 0.9]}, status=status)
+    stale = tmp_path / "tb" / f".done~{host_name()}~999999999~00000000"  # what a killed export of `done` left
+    stale.mkdir(parents=True)
+    (stale / "events.out.tfevents.1.x").write_bytes(b"")
+    code, out = _main(capsys, ["export", str(tmp_path / "c"), "--to", "tensorboard", str(tmp_path / "tb")])
+    assert code == 0 and "exported 4 runs" in out, out
+    assert sorted(os.listdir(tmp_path / "tb")) == sorted(statuses)  # the stale temp removed, nothing half-made
+    code, out = _main(capsys, ["import", str(tmp_path / "back"), "--from", "tensorboard", str(tmp_path / "tb")])
+    assert code == 0, out
+    back = {read_run_json(d).hparams["seed"]: d for d in iter_run_dirs(tmp_path / "back")}
+    expected = {"completed": "completed", "failed": "failed", "diverged": "failed", "preempted": "preempted"}
+    for seed, status in enumerate(statuses.values()):
+        directory = back[seed]
+        assert read_run_json(directory).status.value == expected[status]
+        assert read_trajectory(directory).to_pandas()["value"].tolist() == [1e300, 0.9]
 
 
 def test_mlflow_export_reads_back_with_search_runs(tmp_path, capsys):

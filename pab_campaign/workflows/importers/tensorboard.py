@@ -5,7 +5,8 @@ Every scalar (a `simple_value`, or a scalar tensor of the scalars plugin) is rea
 its wall-clock time. Hyper-parameters come from, in this order: the `--hparams` CSV (a `run` column
 with the run's directory path, one column per hyper-parameter); the HParams plugin (its session record
 in the run's directory or, as `SummaryWriter.add_hparams` writes it, a sub-directory of it, whose
-summary scalars are then not a run of their own); else the `key=value` parts of the directory's name.
+summary scalars are then not a run of their own); else the `key=value` parts of the directory's name. The
+run's status is its HParams session end's (completed without one).
 """
 from __future__ import annotations
 
@@ -17,19 +18,22 @@ from typing import Any
 import pandas as pd
 
 from pab_campaign.errors import CampaignError
-from pab_campaign.store import Scalar
+from pab_campaign.store import RunStatus, Scalar
 from pab_campaign.workflows.importers.source import Point, SourceRun, hparams_from_name, parse_scalar
 
 EVENTS = "events.out.tfevents."
 SESSION_TAG = "_hparams_/session_start_info"
+SESSION_END_TAG = "_hparams_/session_end_info"
 
 
 def _event_dirs(root: Path) -> list[Path]:
-    """Directories under `root` (itself included) holding event files, sorted; links not followed.
-    CampaignError for an event file that is a link or not a regular file (TensorBoard would read
-    through the link, or wait forever on a pipe)."""
+    """Directories under `root` (itself included) holding event files, sorted; links and hidden
+    directories (an export's half-written `.<run>~…` temp) not followed. CampaignError for an event
+    file that is a link or not a regular file (TensorBoard would read through the link, or wait
+    forever on a pipe)."""
     found = []
-    for directory, _dirs, files in os.walk(root, followlinks=False):
+    for directory, dirs, files in os.walk(root, followlinks=False):
+        dirs[:] = [name for name in dirs if not name.startswith(".")]
         events = [Path(directory) / name for name in files if name.startswith(EVENTS)]
         for path in events:
             if not stat.S_ISREG(path.lstat().st_mode):
@@ -46,6 +50,26 @@ def _load(directory: Path) -> Any:
     accumulator = EventAccumulator(str(directory), size_guidance={"scalars": 0, "tensors": 0})
     accumulator.Reload()
     return accumulator
+
+
+# The run's status as the HParams plugin's session end records it (its api_pb2.Status: 1 success,
+# 2 failure, 3 running; `export --to tensorboard` writes ours). A session still running when its
+# log ended is one that stopped: preempted (resumable). An absent or unknown one reads as completed.
+STATUS_OF_SESSION = {1: RunStatus.COMPLETED, 2: RunStatus.FAILED, 3: RunStatus.PREEMPTED}
+
+
+def _session_status(accumulator: Any) -> RunStatus:
+    """The status the session end of this directory records (STATUS_OF_SESSION)."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    try:
+        content = accumulator.PluginTagToContent("hparams")
+    except KeyError:
+        return RunStatus.COMPLETED
+    if SESSION_END_TAG not in content:
+        return RunStatus.COMPLETED
+    status = plugin_data_pb2.HParamsPluginData.FromString(content[SESSION_END_TAG]).session_end_info.status
+    return STATUS_OF_SESSION.get(int(status), RunStatus.COMPLETED)
 
 
 def _session_hparams(accumulator: Any) -> dict[str, Scalar] | None:
@@ -116,7 +140,8 @@ def read_tensorboard(root: Path, hparams_csv: Path | None = None) -> list[Source
         if sessions[directory] is not None and directory.parent in loaded and directory != root:
             continue  # add_hparams' sub-directory: its hyper-parameters belong to the run above it
         name = directory.relative_to(root).as_posix() if directory != root else root.resolve().name
-        runs[directory] = SourceRun("tensorboard", name, points=_points(loaded[directory]))
+        runs[directory] = SourceRun("tensorboard", name, points=_points(loaded[directory]),
+                                    status=_session_status(loaded[directory]))
     for directory, run in runs.items():
         children = [sessions[d] for d in directories if d.parent == directory and d not in runs and sessions[d]]
         session = sessions[directory] or (children[0] if children else None)
