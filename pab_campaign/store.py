@@ -254,6 +254,17 @@ def is_campaign(path: Path) -> bool:
     return runs_dir(path).is_dir()
 
 
+def campaign_owning(path: Path) -> Path | None:
+    """The campaign whose `runs/` holds `path` (a file or folder, existing or not; links resolved),
+    None when none does: everything there belongs to the runs and their writers, so no command's
+    output may be written there (it would replace a run.json or a trajectory)."""
+    folder = Path(os.path.realpath(Path(path).parent))
+    for ancestor in (Path(os.path.realpath(path)), folder, *folder.parents):
+        if ancestor.name == RUNS_DIR and is_campaign(ancestor.parent):
+            return ancestor.parent
+    return None
+
+
 def is_foreign_directory(path: Path) -> bool:
     """True when `path` is a directory holding entries, and no campaign: no place to start or merge a
     campaign in. Its entries are listed before `runs/` is looked for: a process beside this one may

@@ -89,7 +89,9 @@ def test_an_output_place_that_cannot_be_written_is_one_line_and_nothing_is_writt
     make_grid(tmp_path / "c", seeds=2)
     run_json = next((tmp_path / "c" / "runs").iterdir()) / "run.json"
     before = run_json.read_bytes()
-    for args, fragment in ((["report", "--output-folder", str(run_json / "x")], "which is a file"),
+    (tmp_path / "file").write_text("x")
+    for args, fragment in ((["report", "--output-folder", str(tmp_path / "file" / "x")], "which is a file"),
+                           (["report", "--output-folder", str(run_json / "x")], "whose files belong to the runs"),
                            (["curves", "--output-folder", "/proc/pab"], "cannot write there"),
                            (["html", "--out", "/proc/page.html"], "cannot write in /proc")):
         result = cli([args[0], str(tmp_path / "c"), *args[1:]])

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from pab_campaign.errors import CampaignError
 from pab_campaign.render import print_line
 
 Handler = Callable[[argparse.Namespace], int]
@@ -78,12 +79,30 @@ def whole_number(option: str, low: int, high: int, example: str) -> Callable[[st
     return parse
 
 
+def refuse_inside_runs(option: str, path: Path) -> None:
+    """CampaignError where `path` (a command's output named by `option`) lies in a campaign's
+    `runs/`, whose files the runs own (`store.campaign_owning`)."""
+    from pab_campaign.store import campaign_owning, runs_dir
+
+    owner = campaign_owning(path)
+    if owner is not None:
+        raise CampaignError(f"{option} {path} is inside {runs_dir(owner)}, whose files belong to the runs; name a "
+                            f"place outside it (e.g. {owner / 'summary'})")
+
+
 def output_folder(value: str) -> Path:
     """An argparse type for `--output-folder`: a directory this user can write, or one that can be
-    created there (it is created only when the command writes its files), never a file."""
+    created there (it is created only when the command writes its files), never a file, an empty
+    name or a place inside a campaign's `runs/`."""
     from pab_campaign.analysis.campaign.workspace import write_error
 
+    if not value.strip():
+        raise argparse.ArgumentTypeError("--output-folder is empty; name a folder (. for this one)")
     folder = Path(value)
+    try:
+        refuse_inside_runs("--output-folder", folder)
+    except CampaignError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     existing = next(path for path in (folder, *folder.parents) if path.exists() or path == Path(path.anchor or "."))
     if not existing.is_dir():
         what = "is a file" if existing == folder else f"is inside {existing}, which is a file"

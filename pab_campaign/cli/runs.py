@@ -8,7 +8,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pab_campaign.cli.common import Commands, SplitList, add_campaign_filter, add_json_flag, print_json, print_skipped
+from pab_campaign.cli.common import (
+    Commands,
+    SplitList,
+    add_campaign_filter,
+    add_json_flag,
+    print_json,
+    print_skipped,
+    refuse_inside_runs,
+)
 from pab_campaign.errors import CampaignError, PabError, did_you_mean
 from pab_campaign.formatting import is_missing, number
 from pab_campaign.render import MISSING, Cell, Column, fmt, print_columns, print_line, print_table, status_text
@@ -188,6 +196,8 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     from pab_campaign.analysis.summary.trajectory import class_cutoffs, summarize_run
     from pab_campaign.store import read_trajectory
 
+    if args.json:
+        refuse_inside_runs("--json", Path(args.json))  # before anything is printed
     given = " ".join(args.class_cutoffs)
     if len(args.class_cutoffs) != 2:
         raise CampaignError(f"--class-cutoffs {given}: give two fractions, EARLY and LATE, e.g. 1/3 2/3")

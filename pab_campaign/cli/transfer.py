@@ -8,7 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from pab_campaign.cli.common import Commands, SplitList, add_campaign_filter, print_skipped, whole_number
+from pab_campaign.cli.common import (
+    Commands,
+    SplitList,
+    add_campaign_filter,
+    print_skipped,
+    refuse_inside_runs,
+    whole_number,
+)
 from pab_campaign.render import print_line
 
 T = TypeVar("T")
@@ -62,6 +69,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from pab_campaign.workflows.exporters import read_runs
 
     tool, target = args.target
+    written_at = target.removeprefix("sqlite:///")  # a file or folder (MLflow's mlruns/, its SQLite file)
+    if "://" not in written_at:
+        refuse_inside_runs(f"--to {tool}", Path(written_at))
     runs, skipped = read_runs(Path(args.campaign), args.campaign_id)
     kept: list[str] = []
     if tool == "csv":

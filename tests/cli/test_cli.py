@@ -309,6 +309,32 @@ def test_report_options_refuse_bad_values_in_one_line(tmp_path, args, fragment):
     assert sorted(p.name for p in tmp_path.rglob("*")) == before and (tmp_path / "file").read_text() == "x"
 
 
+def test_no_output_is_written_over_a_runs_files(tmp_path):
+    """`summarize --json`, `html --out`, `--output-folder` and `export --to` once replaced a run's
+    run.json or trajectory.parquet (every command then skipped the run); an empty --output-folder
+    wrote into the working directory."""
+    from pab_campaign.store import iter_run_dirs
+
+    make_grid(tmp_path / "c", seeds=1)
+    run = next(iter_run_dirs(tmp_path / "c"))
+    (tmp_path / "link").symlink_to(run.parent)
+    before = {p: p.read_bytes() for p in (tmp_path / "c" / "runs").rglob("*") if p.is_file()}
+    for args in (["summarize", str(run), "--json", str(run / "run.json")],
+                 ["html", str(tmp_path / "c"), "--out", str(run / "trajectory.parquet")],
+                 ["html", str(tmp_path / "c"), "--out", str(tmp_path / "link" / run.name / "page.html")],
+                 ["report", str(tmp_path / "c"), "--output-folder", str(run)],
+                 ["export", str(tmp_path / "c"), "--to", "csv", str(run / "x.csv")],
+                 ["export", str(tmp_path / "c"), "--to", "mlflow", f"sqlite:///{run / 'm.db'}"]):
+        result = run_cli(args)
+        assert result.returncode == 2, args
+        assert_one_line_error(result, "whose files belong to the runs; name a place outside it")
+        assert result.stdout == ""
+    assert {p: p.read_bytes() for p in (tmp_path / "c" / "runs").rglob("*") if p.is_file()} == before
+    result = run_cli(["report", str(tmp_path / "c"), "--output-folder", ""], cwd=tmp_path)
+    assert_one_line_error(result, "--output-folder is empty")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "link"]
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["report", "{c}", "--groupby", "model.nme"], "model.nme: no such hyper-parameter (did you mean model.name?)"),
     (["report", "{c}", "--metrics", "los"], "never tracked in these runs (or NaN at every run's last and best epoch) "
