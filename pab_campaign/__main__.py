@@ -60,7 +60,11 @@ def train(cfg: DictConfig) -> float:
     write_job_pointer(Path(hydra_cfg.runtime.output_dir), outcome)
     if outcome.status == RunStatus.FAILED and hydra_cfg.mode == RunMode.RUN:
         raise SystemExit(1)
-    return job_objective(outcome.status, outcome.directory, str(cfg.campaign.objective))
+    try:
+        return job_objective(outcome.status, outcome.directory, str(cfg.campaign.objective))
+    except ConfigError as exc:  # an objective the run never recorded: every job of the sweep would say NaN
+        print(f"pab_campaign: error: {one_line(exc)}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def start_ranks(cfg: DictConfig, overrides: list[str]):

@@ -23,7 +23,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +45,39 @@ def tell_nan_as_failed(tell: Callable[..., Any], trial: Any, values: Any = None,
     return tell(trial=trial, values=listed, state=state)
 
 
+# What Optuna's `Study.best_trial` says when no trial completed (the one ValueError told as a warning).
+NO_BEST_TRIAL = "No trials are completed yet"
+DIRECTIONS = ("minimize", "maximize")
+
+
+def check_study(arguments: dict[str, Any]) -> None:
+    """ConfigError naming the key for a study the app cannot run: a direction other than one of
+    DIRECTIONS (the app returns one objective, so one direction), or n_trials or n_jobs below 1
+    (0 jobs looped forever, 0 trials ended as if every run had failed)."""
+    from pab_campaign.errors import ConfigError
+
+    direction = arguments.get("direction", "minimize")
+    directions = list(direction) if isinstance(direction, (list, tuple, ListConfig)) else [direction]
+    names = [str(getattr(d, "name", d)).lower() for d in directions]  # the config's Direction enum, or text
+    if len(names) != 1 or names[0] not in DIRECTIONS:
+        raise ConfigError(f"hydra.sweeper.direction={'[' + ','.join(names) + ']' if len(names) > 1 else names[0]}: "
+                          f"the run returns one objective (campaign.objective), so give one of {', '.join(DIRECTIONS)}")
+    for key in ("n_trials", "n_jobs"):
+        value = arguments.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ConfigError(f"hydra.sweeper.{key}={value} must be a whole number >= 1")
+
+
 class OptunaSweeper(Sweeper):
     """hydra-optuna-sweeper's `OptunaSweeper` (same arguments), failed runs told as failed trials."""
 
     def __init__(self, **arguments: Any) -> None:
         from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper as Upstream
 
-        self.upstream = Upstream(**arguments)
+        self.arguments, self.upstream = arguments, Upstream(**arguments)
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        check_study(self.arguments)  # here, not in __init__: Hydra would wrap the error in its own words
         self.upstream.setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments: list[str]) -> Any:
@@ -72,8 +96,9 @@ class OptunaSweeper(Sweeper):
         with mock.patch.object(_impl.optuna, "create_study", tolerant_study):
             try:
                 return self.upstream.sweep(arguments)
-            except ValueError:  # the sweeper asks for the best trial, and Optuna has none to give
-                if not studies or any(t.state == TrialState.COMPLETE for t in studies[0].get_trials(deepcopy=False)):
+            except ValueError as exc:  # the sweeper asks for the best trial, and Optuna has none to give
+                if (NO_BEST_TRIAL not in str(exc) or not studies
+                        or any(t.state == TrialState.COMPLETE for t in studies[0].get_trials(deepcopy=False))):
                     raise
         log.warning("optuna: no trial of the study completed (every run failed or diverged), so there is no best "
                     "value and no optimization_results.yaml")

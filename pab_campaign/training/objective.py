@@ -8,7 +8,7 @@ import math
 import re
 from pathlib import Path
 
-from pab_campaign.errors import ConfigError, StoreError
+from pab_campaign.errors import ConfigError, StoreError, did_you_mean
 from pab_campaign.store import RunStatus, read_trajectory
 
 _OBJECTIVE = re.compile(r"^(?P<context>[^/@\[\]]+)/(?P<metric>[^/@\[\]]+)@(?P<at>last|best)\Z")
@@ -25,14 +25,19 @@ def parse_objective(text: str) -> tuple[str, str, str]:
 
 def objective_value(run_directory: Path, objective: str) -> float:
     """The value of `objective` in the run at `run_directory`; NaN when the run has no finite value
-    there (no such metric, no finite val/loss for @best, a diverged run's non-finite loss)."""
+    there (no finite val/loss for @best, a diverged run's non-finite loss). ConfigError when the run
+    never recorded that metric: every run of the sweep would return NaN, and a study would read its
+    runs as failed."""
     context, metric, at = parse_objective(objective)
     table = read_trajectory(run_directory)
     columns = [table.column(name).to_pylist() for name in ("epoch", "context", "metric", "value", "key")]
     rows = [(e, c, m, v) for e, c, m, v, k in zip(*columns) if k is None]
     wanted = {e: v for e, c, m, v in rows if c == context and m == metric}
     if not wanted:
-        return math.nan
+        recorded = sorted({f"{c}/{m}" for _, c, m, _ in rows}, key=lambda name: (not name.startswith("val/"), name))
+        raise ConfigError(f"campaign.objective={objective}: run {run_directory.name} did not record {context}/{metric}"
+                          f"{did_you_mean(f'{context}/{metric}', recorded)}; it records {', '.join(recorded[:12])}"
+                          f"{', ...' if len(recorded) > 12 else ''} (name one of those, e.g. val/loss@best)")
     if at == "last":
         value = wanted[max(wanted)]
     else:

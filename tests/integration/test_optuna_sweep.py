@@ -5,6 +5,7 @@ batch; every trial is a run of the campaign, the study's best value is that run'
 import math
 import re
 
+import pytest
 import yaml
 
 from pab_campaign.analysis.campaign.campaign import open_campaign
@@ -62,3 +63,28 @@ def test_a_study_goes_on_past_runs_that_diverge_as_failed_trials(tmp_path):
     assert said.count("the study records it as a failed trial") == 3 and "no trial of the study completed" in said
     runs = open_campaign(tmp_path / "diverging").runs
     assert len(runs) == 3 and set(runs["status"]) == {"diverged"}
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("hydra.sweeper.direction=sideways", "hydra.sweeper.direction=sideways: the run returns one objective"),
+    ("hydra.sweeper.direction=[minimize,maximize]", "direction=[minimize,maximize]: the run returns one objective"),
+    ("hydra.sweeper.n_jobs=0", "hydra.sweeper.n_jobs=0 must be a whole number >= 1"),  # looped forever
+])
+def test_a_study_the_app_cannot_run_is_refused_in_one_line_before_any_run(tmp_path, override, fragment):
+    result = train(["-m", "grid=none", "hydra/sweeper=optuna", "optimizer.lr=interval(0.01, 0.1)", "train.epochs=1",
+                    "tracking=minimal", override], tmp_path / "refused")
+    lines = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert len(lines) == 1 and fragment in lines[0], result.stderr
+    assert not (tmp_path / "refused" / "runs").exists()
+
+
+def test_an_objective_the_runs_never_record_ends_the_study_saying_so(tmp_path):
+    """It ended every trial as a 'failed run' with exit status 0, the runs completed."""
+    result = train(["-m", "grid=none", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=1",
+                    "optimizer.lr=interval(0.01, 0.1)", "train.epochs=1", "tracking=minimal",
+                    "campaign.objective=val/nope@last"], tmp_path / "typo")
+    lines = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert len(lines) == 1 and "campaign.objective=val/nope@last: run" in lines[0], result.stderr
+    assert "did not record val/nope" in lines[0] and "it records val/acc" in lines[0]

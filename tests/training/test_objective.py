@@ -24,7 +24,10 @@ def test_best_is_the_earliest_epoch_of_minimal_finite_val_loss(tmp_path):
     assert objective_value(directory, "test/acc@best") == 0.3
     assert objective_value(directory, "test/acc@last") == 0.5
     assert math.isnan(objective_value(directory, "val/loss@last"))
-    assert math.isnan(objective_value(directory, "probe/missing@last"))
+    # a metric the run never recorded: every job of a sweep would say NaN, a study read its runs as failed
+    with pytest.raises(ConfigError, match=r"run r did not record val/los \(did you mean val/loss\?\); it records "
+                                          r"val/loss, test/acc"):
+        objective_value(directory, "val/los@last")
 
 
 def test_a_run_that_did_not_complete_returns_nan(tmp_path):
