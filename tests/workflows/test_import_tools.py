@@ -2,7 +2,9 @@
 hyper-parameters, steps per epoch), an MLflow SQLite store, W&B offline runs; values as written."""
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import subprocess
 import sys
 import textwrap
@@ -85,6 +87,24 @@ def test_steps_per_epoch_puts_every_step_in_steps_parquet(tmp_path, capsys):
     assert steps["epoch"].tolist() == [0, 1, 1, 1, 1, 2, 2, 2, 2] and steps["wall_time"].notna().all()
 
 
+def test_a_store_that_is_not_mlflows_is_refused_and_left_as_it_was(tmp_path, capsys):
+    """MLflow added its ~30 tables to any SQLite file named, and a .trash folder to any directory."""
+    pytest.importorskip("mlflow")
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(tmp_path / "notes.db")) as connection:
+        connection.execute("CREATE TABLE notes (text TEXT)")
+        connection.commit()
+    before = (tmp_path / "notes.db").read_bytes()
+    (tmp_path / "folder" / "d").mkdir(parents=True)
+    for source, fragment in ((f"sqlite:///{tmp_path / 'notes.db'}", "an SQLite database without MLflow's tables"),
+                             (str(tmp_path / "folder"), "no experiment in it")):
+        code, out = _main(capsys, ["import", str(tmp_path / "c"), "--from", "mlflow", source])
+        assert code == 2 and fragment in out and len(out.splitlines()) == 1, out
+    assert (tmp_path / "notes.db").read_bytes() == before
+    assert sorted(os.listdir(tmp_path / "folder")) == ["d"] and not (tmp_path / "c").exists()
+
+
 def test_mlflow_store_imports_params_history_and_status(tmp_path, capsys):
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
@@ -100,8 +120,10 @@ def test_mlflow_store_imports_params_history_and_status(tmp_path, capsys):
             client.log_metric(run.info.run_id, "val_loss", lr * (3 - epoch), step=epoch)
         client.log_metric(run.info.run_id, "val_loss", math.nan, step=3)
         client.set_terminated(run.info.run_id, status)
+    source = (tmp_path / "mlflow.db").read_bytes()
     code, out = _main(capsys, ["import", str(tmp_path / "c"), "--from", "mlflow", uri])
     assert code == 0, out
+    assert (tmp_path / "mlflow.db").read_bytes() == source  # read from a copy: the source is not written
     records = {read_run_json(d).hparams["lr"]: (read_run_json(d), read_trajectory(d).to_pandas())
                for d in iter_run_dirs(tmp_path / "c")}
     assert records[0.1][0].status.value == "completed" and records[0.01][0].status.value == "failed"

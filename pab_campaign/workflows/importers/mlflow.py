@@ -10,8 +10,12 @@ is their choice of store, so `file_store_allowed` sets it while that store is op
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import sqlite3
+import tempfile
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -119,11 +123,44 @@ def read_mlflow(uri: str, experiment: str | None = None) -> list[SourceRun]:
     from mlflow.tracking import MlflowClient
 
     uri = tracking_uri(uri)
-    try:
-        with file_store_allowed(uri):
-            return _read_runs(MlflowClient(tracking_uri=uri), uri, experiment)
-    except MlflowException as exc:
-        raise CampaignError(f"--from mlflow {uri}: {str(exc).splitlines()[0]}") from None
+    with tempfile.TemporaryDirectory(prefix="pab-mlflow-") as scratch:
+        read_from = _read_only_store(uri, Path(scratch))
+        try:
+            with file_store_allowed(read_from):
+                return _read_runs(MlflowClient(tracking_uri=read_from), uri, experiment)
+        except MlflowException as exc:
+            raise CampaignError(f"--from mlflow {uri}: {str(exc).splitlines()[0]}") from None
+
+
+# The tables every MLflow database has (its schema's own; an SQLite file without them is another's).
+MLFLOW_TABLES = frozenset({"alembic_version", "experiments", "runs"})
+
+
+def _read_only_store(uri: str, scratch: Path) -> str:
+    """The URI to read the store `uri` through without writing to it: a local SQLite database is
+    checked to be MLflow's (MLflow would add its ~30 tables to any other) and copied into `scratch`
+    (opening it may migrate or lock it); a local directory must hold an experiment (MLflow would
+    make `.trash` in any folder). Other URIs (a server) as they are."""
+    not_mlflow = "name the database or mlruns directory MLflow wrote (sqlite:///path/to/mlflow.db or mlruns/)"
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///"):])
+        try:
+            with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as connection:
+                tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.Error as exc:
+            raise CampaignError(f"--from mlflow {uri}: cannot be read ({exc}); {not_mlflow}") from None
+        if not tables >= MLFLOW_TABLES:
+            raise CampaignError(f"--from mlflow {uri}: an SQLite database without MLflow's tables "
+                                f"({', '.join(sorted(MLFLOW_TABLES - tables))}); {not_mlflow}")
+        copy = scratch / path.name
+        shutil.copyfile(path, copy)
+        return f"sqlite:///{copy}"
+    if uri.startswith("file:"):
+        folder = Path(urllib.parse.unquote(urllib.parse.urlparse(uri).path))
+        if not any(meta.is_file() for meta in folder.glob("*/meta.yaml")):
+            raise CampaignError(f"--from mlflow {folder}: no experiment in it (no <experiment>/meta.yaml); "
+                                f"{not_mlflow}")
+    return uri
 
 
 def _read_runs(client: Any, uri: str, experiment: str | None) -> list[SourceRun]:
