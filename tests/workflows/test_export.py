@@ -2,6 +2,7 @@
 (the CSV through `import`, TensorBoard's EventAccumulator, mlflow.search_runs)."""
 from __future__ import annotations
 
+import json
 import math
 import os
 
@@ -227,3 +228,33 @@ def test_mlflow_export_refuses_a_param_mlflow_would_refuse_before_writing(tmp_pa
     assert code == 2 and len(out.splitlines()) == 1, out
     assert "hyper-parameter 'optim<lr>' cannot be an MLflow param" in out and "--to csv" in out
     assert not database.exists()
+
+
+def test_mlflow_export_refuses_two_metrics_mlflow_would_name_alike_and_takes_a_foreign_date(tmp_path, capsys):
+    """Keys 猫 and 犬 both became probe/acc/_ (one series lost, exit 0); a run.json whose started_at
+    is no time ended in an internal error with the runs before it written."""
+    pytest.importorskip("mlflow")
+    write_run(tmp_path / "c", "cats", {"seed": 0}, {("val", "loss"): [1.0, 0.5]},
+              keyed={("probe", "acc", "猫"): [0.1, 0.2], ("probe", "acc", "犬"): [0.3, 0.4]})
+    database = tmp_path / "mlflow.db"
+    code, out = _main(capsys, ["export", str(tmp_path / "c"), "--to", "mlflow", f"sqlite:///{database}"])
+    assert code == 2 and len(out.splitlines()) == 1, out
+    assert "both become MLflow's 'probe/acc/_'" in out and not database.exists()
+    run = write_run(tmp_path / "d", "dated", {"seed": 1}, {("val", "loss"): [1.0, 0.5]})
+    record = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**record, "started_at": "yesterday"}))
+    code, out = _main(capsys, ["export", str(tmp_path / "d"), "--to", "mlflow", f"sqlite:///{database}"])
+    assert code == 0 and "exported 1 runs" in out, out
+
+
+def test_an_infinite_loss_comes_back_infinite_through_mlflows_sql_store(tmp_path, capsys):
+    """MLflow's SQL store keeps inf as the largest double: a diverged run's loss came back finite."""
+    pytest.importorskip("mlflow")
+    write_run(tmp_path / "c", "blew", {"seed": 0}, {("val", "loss"): [1.0, math.inf, -math.inf]}, status="diverged")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    code, out = _main(capsys, ["export", str(tmp_path / "c"), "--to", "mlflow", uri])
+    assert code == 0, out
+    code, out = _main(capsys, ["import", str(tmp_path / "back"), "--from", "mlflow", uri])
+    assert code == 0, out
+    (directory,) = iter_run_dirs(tmp_path / "back")
+    assert read_trajectory(directory).to_pandas().sort_values("epoch")["value"].tolist() == [1.0, math.inf, -math.inf]

@@ -30,7 +30,12 @@ def mlflow_name(name: str) -> str:
 
 
 def _millis(text: str | None) -> int | None:
-    return int(datetime.fromisoformat(text).timestamp() * 1000) if text else None
+    """An ISO time in Unix milliseconds; None for none, or for text that is no time (a run.json from
+    elsewhere is not trusted to hold one)."""
+    try:
+        return int(datetime.fromisoformat(text).timestamp() * 1000) if text else None
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
 
 
 def _log(client: Any, run_id: str, run: ExportedRun, start_ms: int) -> None:
@@ -65,7 +70,8 @@ MAX_PARAM_NAME, MAX_PARAM_VALUE = 250, 6000
 
 def check_params(runs: list[ExportedRun]) -> None:
     """CampaignError naming the first hyper-parameter MLflow would refuse as a param (a name of other
-    characters than `_NOT_MLFLOW` allows, or past its lengths), before anything is written."""
+    characters than `_NOT_MLFLOW` allows, or past its lengths), or two metrics of a run that
+    `mlflow_name` makes one, before anything is written."""
     for run in runs:
         for name, value in run.record.hparams.items():
             if _NOT_MLFLOW.search(name) or len(name) > MAX_PARAM_NAME:
@@ -76,6 +82,13 @@ def check_params(runs: list[ExportedRun]) -> None:
                 raise CampaignError(f"run {run.record.run_id}: the value of {name!r} is {len(str(value))} characters, "
                                     f"more than the {MAX_PARAM_VALUE} an MLflow param takes; nothing was written; "
                                     "export --to csv keeps it")
+        named: dict[str, str] = {}
+        for name in dict.fromkeys(run.trajectory["name"]):
+            other = named.setdefault(mlflow_name(name), name)
+            if other != name:  # one series would overwrite the other
+                raise CampaignError(f"run {run.record.run_id}: metrics {other!r} and {name!r} both become MLflow's "
+                                    f"{mlflow_name(name)!r}; nothing was written; export --to csv or --to tensorboard "
+                                    "keeps every name")
 
 
 def _write(client: Any, runs: list[ExportedRun], experiment: str) -> tuple[list[str], list[str]]:

@@ -11,9 +11,11 @@ is their choice of store, so `file_store_allowed` sets it while that store is op
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import sqlite3
+import sys
 import tempfile
 import urllib.parse
 from collections.abc import Iterator
@@ -117,6 +119,13 @@ def _runs(client: Any, experiment_id: str) -> list[Any]:
             return runs
 
 
+def _stored_value(value: float) -> float:
+    """A metric value as it was logged: MLflow's SQL store keeps ±inf as ±1.7976931348623157e308
+    (the largest double), which reads back as ±inf."""
+    value = float(value)
+    return math.copysign(math.inf, value) if abs(value) == sys.float_info.max else value
+
+
 def read_mlflow(uri: str, experiment: str | None = None) -> list[SourceRun]:
     """Every run of `experiment` (the one experiment with runs when None) of the store at `uri`."""
     from mlflow.exceptions import MlflowException
@@ -168,7 +177,7 @@ def _read_runs(client: Any, uri: str, experiment: str | None) -> list[SourceRun]
     runs = []
     for run in _runs(client, chosen.experiment_id):
         info, data = run.info, run.data
-        points = [Point(key, int(m.step), float(m.value), m.timestamp / 1000.0)
+        points = [Point(key, int(m.step), _stored_value(m.value), m.timestamp / 1000.0)
                   for key in sorted(data.metrics) for m in client.get_metric_history(info.run_id, key)]
         runs.append(SourceRun(
             "mlflow", info.run_id, {k: parse_scalar(v) for k, v in data.params.items()}, points,
