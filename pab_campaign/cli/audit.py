@@ -160,11 +160,8 @@ def _alpha(value: str) -> float:
     return alpha
 
 
-def _resamples(value: str) -> int:
-    """`--n-boot`: a whole number ≥ 1."""
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"--n-boot {value} must be >= 1, e.g. --n-boot 1000")
-    return int(value)
+# The most bootstrap resamples `--n-boot` takes (time grows with them; memory does not).
+MAX_RESAMPLES = 1_000_000
 
 
 def register(commands: Commands) -> None:
@@ -197,9 +194,10 @@ def register(commands: Commands) -> None:
     audit.add_argument("--correction", choices=CORRECTIONS, default="holm",
                        help="multiple-comparison adjustment over the candidate x group tests (and, apart, the "
                             "driver tests): holm (family-wise error, default), fdr_bh (false discovery rate), none")
-    audit.add_argument("--n-boot", type=_resamples, default=1000,
+    audit.add_argument("--n-boot", type=whole_number("--n-boot", 1, MAX_RESAMPLES, "1000"), default=1000,
                        help="bootstrap resamples of runs (default 1000)")
-    audit.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    audit.add_argument("--seed", type=whole_number("--seed", 0, 2**32 - 1, "0"), default=0,
+                       help="seed of the bootstrap (default 0)")
     add_output_options(audit, precision=3, files="the CSVs and the figure folder")
     audit.add_argument("--dpi", type=whole_number("--dpi", 30, 1200, "150"), default=150,
                        help="resolution of the PNG figures (default 150)")

@@ -167,7 +167,8 @@ def register(commands: Commands) -> None:
     states.add_argument("--select", choices=("heldout", "bic"), default="heldout",
                         help="heldout: smallest K within one standard error of the best held-out log-likelihood "
                              "(default); bic: lowest BIC on the fit runs")
-    states.add_argument("--seed", type=int, default=0, help="seed of the fit/held-out split and the EM starts")
+    states.add_argument("--seed", type=whole_number("--seed", 0, 2**32 - 1, "0"), default=0,
+                        help="seed of the fit/held-out split and the EM starts")
     states.add_argument("--selection-runs", type=whole_number("--selection-runs", 5, 10 ** 9, "500"), default=500,
                         help="model selection uses a seeded subsample of this many runs when there are more "
                              "(default 500); the chosen K is fitted on all runs")

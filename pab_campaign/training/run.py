@@ -73,7 +73,8 @@ def validate(cfg: DictConfig) -> None:
     check_campaign_dir(str(cfg.campaign.dir))
     parse_objective(cfg.campaign.objective)
     checks = [
-        (cfg.optimizer.lr > 0, f"optimizer.lr={cfg.optimizer.lr} must be > 0, e.g. optimizer.lr=0.05"),
+        (0 < cfg.optimizer.lr < math.inf, f"optimizer.lr={cfg.optimizer.lr} must be > 0 and finite, e.g. "
+                                           "optimizer.lr=0.05"),
         (cfg.optimizer.weight_decay >= 0, f"optimizer.weight_decay={cfg.optimizer.weight_decay} must be >= 0"),
         (cfg.train.epochs >= 1, f"train.epochs={cfg.train.epochs} must be >= 1, e.g. train.epochs=10"),
         (cfg.train.batch_size >= 1, f"train.batch_size={cfg.train.batch_size} must be >= 1"),
@@ -90,6 +91,11 @@ def validate(cfg: DictConfig) -> None:
                                                       "must be >= 0"),
         (all(0 <= beta < 1 for beta in getattr(cfg.optimizer, "betas", [])),
          f"optimizer.betas={list(getattr(cfg.optimizer, 'betas', []))} must each be in [0, 1)"),
+        (cfg.tracking.probe_size >= 1, f"tracking.probe_size={cfg.tracking.probe_size} must be >= 1 (the probes' "
+                                       "validation examples)"),
+        *((cfg.checkpoint[key] >= 0, f"checkpoint.{key}={cfg.checkpoint[key]} must be >= 0 (0 = {off})")
+          for key, off in (("every", "no numbered checkpoints"), ("keep_last_n", "none kept for being recent"),
+                           ("keep_every_n", "none kept for its epoch"))),
         (not cfg.checkpoint.best_metric or str(cfg.checkpoint.best_metric) in BEST_METRICS,
          f"checkpoint.best_metric='{cfg.checkpoint.best_metric}' must be one of {', '.join(BEST_METRICS)}, or null"),
     ]

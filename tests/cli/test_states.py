@@ -148,6 +148,7 @@ def test_output_folder_takes_the_files(tmp_path):
 @pytest.mark.parametrize(("args", "fragments"), [
     (["--metrics", "weights/nope"], ("metric weights/nope was never tracked", "weights/f0")),
     (["--max-states", "0"], ("--max-states 0 must be a whole number from 1 to 30",)),
+    (["--seed", "-1"], ("--seed -1 must be a whole number from 0 to 4294967295",)),  # was an internal error
     (["--restarts", "0"], ("--restarts 0",)),
     (["--covariance", "tied"], ("--covariance", "tied")),
     (["--curve-metric", "val/nope"], ("--curve-metric val/nope was never tracked",)),

@@ -90,6 +90,11 @@ def test_failing_run_records_its_error_line(tmp_path, monkeypatch):
     ("model.dropout=1.5", r"model.dropout=1.5 must be in \[0, 1\)"),
     ("model.hidden=[64,0]", r"model.hidden=\[64, 0\] must be >= 1"),
     ("checkpoint.best_metric=foo/bar", "checkpoint.best_metric='foo/bar' must be one of train/loss"),
+    ("optimizer.lr=inf", "optimizer.lr=inf must be > 0 and finite"),  # trained, then diverged
+    ("tracking.probe_size=0", "tracking.probe_size=0 must be >= 1"),  # trained, then failed in torch.cat
+    ("checkpoint.every=-2", r"checkpoint.every=-2 must be >= 0 \(0 = no numbered checkpoints\)"),
+    ("checkpoint.keep_last_n=-1", "checkpoint.keep_last_n=-1 must be >= 0"),
+    ("checkpoint.keep_every_n=-1", "checkpoint.keep_every_n=-1 must be >= 0"),
 ])
 def test_invalid_values_are_refused_before_anything_is_written(tmp_path, override, message):
     with pytest.raises(ConfigError, match=message):

@@ -256,7 +256,9 @@ def test_campaign_id_output_folder_and_precision(constructed, tmp_path):
     (["--controls", "depth"], ("control 'depth' is not a hyper-parameter",)),
     (["--controls", "probe/nothing"], ("probe/nothing", "never tracked")),
     (["--at-epoch", "7"], ("no value at epoch 7",)),
-    (["--n-boot", "0"], ("--n-boot 0 must be >= 1",)),
+    (["--n-boot", "0"], ("--n-boot 0 must be a whole number from 1 to 1000000",)),
+    (["--n-boot", "99999999999"], ("--n-boot 99999999999 must be a whole number from 1",)),  # was a MemoryError
+    (["--seed", "-1"], ("--seed -1 must be a whole number from 0 to 4294967295",)),  # was an internal error
     (["--alpha", "0"], ("--alpha 0 must be a number in (0, 1)",)),
     (["--alpha", "1.5"], ("--alpha 1.5 must be a number in (0, 1)",)),
     (["--alpha", "five"], ("--alpha five must be a number in (0, 1)",)),
