@@ -203,6 +203,10 @@ _FIELD_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 RUN_FIELDS = tuple(f.name for f in fields(RunRecord))
 
+# The largest epoch and step the run files hold (their Parquet columns are int32 and int64).
+MAX_EPOCH = 2**31 - 1
+MAX_STEP = 2**63 - 1
+
 # The schemas of `trajectory.parquet` and `steps.parquet` (`TRAJECTORY_SCHEMA`, `STEPS_SCHEMA`), built
 # on first use so that a command that never touches Arrow does not import it (module `__getattr__`).
 # `steps.parquet`: one row per value recorded at a training step; `epoch` is the epoch the step falls

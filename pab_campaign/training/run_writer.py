@@ -234,10 +234,12 @@ class RunWriter:
         try:
             if self.lock.held():
                 assert self.record is not None
-                self.save_steps()
-                self.record.status, self.record.error, self.record.ended_at = RunStatus(status), error, provenance.now()
-                self.record.duration_s = self._elapsed_s()
-                write_run_json(self.directory, self.record)
+                try:
+                    self.save_steps()
+                finally:  # the status is recorded even where the steps could not be
+                    self.record.status, self.record.error = RunStatus(status), error
+                    self.record.ended_at, self.record.duration_s = provenance.now(), self._elapsed_s()
+                    write_run_json(self.directory, self.record)
             else:
                 log.error("run %s: lost its lock to another writer; %s not recorded", self.run_id, status)
         finally:

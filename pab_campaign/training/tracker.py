@@ -46,7 +46,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from pab_campaign.errors import ConfigError, PabError, StoreError, one_line
-from pab_campaign.store import RunStatus, StepBuffer, TrajectoryBuffer, run_dir
+from pab_campaign.store import MAX_EPOCH, MAX_STEP, RunStatus, StepBuffer, TrajectoryBuffer, run_dir
 from pab_campaign.training import checkpoint, provenance
 from pab_campaign.training.data import SPLITS, DataBundle, Split
 from pab_campaign.training.evaluate import Evaluation, eval_mode
@@ -85,6 +85,14 @@ class RunDiverged(PabError):
 
 
 # ---- the tracker ---------------------------------------------------------------------------------
+
+def check_epoch_number(epoch: Any) -> None:
+    """ConfigError unless `epoch` is a whole number a run file holds (0 .. MAX_EPOCH)."""
+    if not isinstance(epoch, numbers.Integral) or isinstance(epoch, bool) or not 0 <= int(epoch) <= MAX_EPOCH:
+        raise ConfigError(f"epoch={epoch!r} must be a whole number from 0 to 2**31 - 1 (0 = before training, then 1, "
+                          "2, ...)")
+
+
 class Tracker:
     """One run of a user's own training loop, written as a run of this campaign (see the module
     docstring). Use it as a context manager; `epoch()` after each epoch, `resume()` once before.
@@ -306,8 +314,9 @@ class Tracker:
             self.trajectory.extend(epoch, rows)
             self._writer.save_trajectory()
             return
-        if not isinstance(step, numbers.Integral) or isinstance(step, bool) or step < 0:
-            raise ConfigError(f"step={step!r} must be a whole number >= 0 (the training step, e.g. the batch count)")
+        if not isinstance(step, numbers.Integral) or isinstance(step, bool) or not 0 <= step <= MAX_STEP:
+            raise ConfigError(f"step={step!r} must be a whole number from 0 to 2**63 - 1 (the training step, e.g. the "
+                              "batch count)")
         if epoch is not None:
             self._check_log_epoch(epoch)
         in_epoch = epoch if epoch is not None else (0 if self.last_epoch is None else self.last_epoch + 1)
@@ -316,8 +325,7 @@ class Tracker:
             self.steps.add(int(step), in_epoch, now, context, metric, value, key)
 
     def _check_log_epoch(self, epoch: Any) -> None:
-        if not isinstance(epoch, numbers.Integral) or isinstance(epoch, bool) or epoch < 0:
-            raise ConfigError(f"epoch={epoch!r} must be a whole number >= 0 (0 = before training, then 1, 2, ...)")
+        check_epoch_number(epoch)
         if self.last_epoch is not None and epoch < self.last_epoch:
             raise ConfigError(f"epoch {epoch} is over: {self.run_dir} holds epochs up to {self.last_epoch}; log the "
                               "epoch just recorded or a later one")
@@ -352,8 +360,7 @@ class Tracker:
         (self._ours if ours else self._theirs).update(names)
 
     def _check_epoch(self, epoch: Any) -> None:
-        if not isinstance(epoch, numbers.Integral) or isinstance(epoch, bool) or epoch < 0:
-            raise ConfigError(f"epoch={epoch!r} must be a whole number >= 0 (0 = before training, then 1, 2, ...)")
+        check_epoch_number(epoch)
         if self.last_epoch is not None and epoch <= self.last_epoch:
             what = "is already recorded" if epoch == self.last_epoch else "goes backwards"
             raise ConfigError(f"epoch {epoch} {what}: {self.run_dir} holds epochs up to {self.last_epoch}; epochs must "

@@ -105,6 +105,11 @@ def test_log_names_are_checked_and_kept_apart_from_the_trackers(tmp_path):
                               ({"val_f1": 0.1, "val/f1": 0.2}, "'val_f1' and 'val/f1' both name val/f1")):
             with pytest.raises(ConfigError, match=fragment):
                 tracker.log(epoch=1, **bad)
+        # past what the run files hold (int32 epochs, int64 steps): the row stayed buffered, every save failed
+        with pytest.raises(ConfigError, match=r"epoch=2147483648 must be a whole number from 0 to 2\*\*31 - 1"):
+            tracker.log(epoch=2**31, **{"probe/x": 1.0})
+        with pytest.raises(ConfigError, match=r"step=9223372036854775808 must be a whole number from 0 to 2\*\*63"):
+            tracker.log(step=2**63, **{"probe/x": 1.0})
         with pytest.raises(ConfigError, match="already recorded at epoch 0"):
             tracker.log(epoch=0, val_f1=0.6)
         with pytest.raises(ConfigError, match=r"epoch= .* or step="):

@@ -99,4 +99,8 @@ def test_map_renames_and_bad_input_is_one_line(tmp_path):
     (tmp_path / "far.csv").write_text("run,epoch,val/loss\nr1,0,1.0\nr1,99999999999999999999999,0.5\n")
     assert_one_line_error(run_cli(["import", str(tmp_path / "d"), "--from", "csv", str(tmp_path / "far.csv")]),
                           "csv run 'r1': tag 'val/loss' has step 9999999999999999", "below 2**63")  # it overflowed
+    (tmp_path / "late.csv").write_text("run,epoch,val/loss\nr1,0,1.0\nr1,3000000000,0.5\n")  # past int32 epochs
+    assert_one_line_error(run_cli(["import", str(tmp_path / "d"), "--from", "csv", str(tmp_path / "late.csv")]),
+                          "tag 'val/loss' has step 3000000000, past the last epoch a run holds (2147483647)",
+                          "--steps-per-epoch")  # an internal error, ArrowInvalid
     assert not (tmp_path / "d").exists()

@@ -26,6 +26,8 @@ from pathlib import Path
 from pab_campaign.analysis.campaign.merge import MergeResult, check_destination, merge
 from pab_campaign.errors import CampaignError
 from pab_campaign.store import (
+    MAX_EPOCH,
+    MAX_STEP,
     RunRecord,
     StepBuffer,
     TrajectoryBuffer,
@@ -154,14 +156,18 @@ class ImportResult:
     notes: list[str] = field(default_factory=list)
 
 
-def _left_out(run: SourceRun) -> str | None:
+def _left_out(run: SourceRun, steps_per_epoch: int | None) -> str | None:
     """Why `run` is not imported (a note), None when it is."""
     if not run.points:
         return f"{run.tool} run '{run.name}': no scalar values (only other kinds of data, or none); left out"
-    bad = next((p for p in run.points if not 0 <= p.step < 2**63), None)
+    bad = next((p for p in run.points if not 0 <= p.step <= MAX_STEP), None)
     if bad is not None:
         return (f"{run.tool} run '{run.name}': tag '{bad.tag}' has step {bad.step}, but steps count from 0 (before "
                 "training) and are below 2**63; left out")
+    late = next((p for p in run.points if _epoch(p.step, steps_per_epoch) > MAX_EPOCH), None)
+    if late is not None:
+        return (f"{run.tool} run '{run.name}': tag '{late.tag}' has step {late.step}, past the last epoch a run holds "
+                f"({MAX_EPOCH}); give --steps-per-epoch N if the tool counted batches; left out")
     return None
 
 
@@ -173,7 +179,7 @@ def import_runs(runs: list[SourceRun], destination: Path, options: ImportOptions
     destination = Path(destination).resolve()
     if not runs:
         raise CampaignError("the source holds no runs; nothing was imported")
-    reasons = [_left_out(run) for run in runs]
+    reasons = [_left_out(run, options.steps_per_epoch) for run in runs]
     notes = [reason for reason in reasons if reason]
     runs = [run for run, reason in zip(runs, reasons) if reason is None]
     if not runs:
