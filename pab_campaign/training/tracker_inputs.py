@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import reprlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -134,13 +135,18 @@ def probe_split(data: Any, size: int) -> Split | None:
 def number(name: str, value: Any, fraction: bool = False) -> float:
     """A loss or accuracy given to `epoch()` as a float (numbers, 0-d tensors and arrays; not text
     or booleans); accuracies in [0, 1] or NaN (not measured)."""
+    shown = reprlib.repr(value)  # a 400-digit int shown in one short line
     if isinstance(value, (str, bytes, bool, np.bool_)) or (
             isinstance(value, torch.Tensor) and value.dtype == torch.bool):
-        raise ConfigError(f"{name}={value!r} must be a number, not {type(value).__name__}")
+        raise ConfigError(f"{name}={shown} must be a number, not {type(value).__name__}")
+    if isinstance(value, (complex, np.complexfloating)) or (isinstance(value, torch.Tensor) and value.is_complex()):
+        raise ConfigError(f"{name}={shown} must be a number, not complex (its imaginary part would be dropped)")
     try:
         number = float(value)
+    except OverflowError:
+        raise ConfigError(f"{name}={shown} is past the largest float (about 1.8e308); give a float") from None
     except (TypeError, ValueError, RuntimeError):
-        raise ConfigError(f"{name}={value!r} must be a number") from None
+        raise ConfigError(f"{name}={shown} must be a number") from None
     if fraction and not math.isnan(number) and not 0 <= number <= 1:
         raise ConfigError(f"{name}={number:g} must be a fraction in [0, 1] (85 % is 0.85)")
     return number

@@ -101,6 +101,8 @@ def test_log_names_are_checked_and_kept_apart_from_the_trackers(tmp_path):
                               ({"val/loss": 0.3}, "'val/loss' is recorded by the tracker"),
                               ({"summary/x": 1.0}, "reserved"),
                               ({"val/f1": "high"}, "must be a number"),
+                              ({"probe/big": 10**400}, r"probe/big=1000.* is past the largest float"),  # OverflowError
+                              ({"probe/z": np.complex128(1 + 2j)}, "must be a number, not complex"),
                               ({"probe/y\n": 1.0}, r"'probe/y\\n' is not a metric name"),  # one line, no twin
                               ({"val_f1": 0.1, "val/f1": 0.2}, "'val_f1' and 'val/f1' both name val/f1")):
             with pytest.raises(ConfigError, match=fragment):

@@ -181,6 +181,17 @@ def test_event_files_that_are_links_or_pipes_are_refused(tmp_path, capsys):
     (tmp_path / "tb" / "a" / "events.out.tfevents.2.host").symlink_to("/etc/passwd")
     code, out = _main(capsys, ["import", str(tmp_path / "c"), "--from", "tensorboard", str(tmp_path / "tb")])
     assert code == 2 and "is a link or not a regular file" in out and not (tmp_path / "c").exists(), out
+    os.mkfifo(tmp_path / "table.csv")  # --hparams and --from csv of a pipe: waited on forever, or "no such file"
+    (tmp_path / "tb" / "a" / "events.out.tfevents.2.host").unlink()
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(tmp_path / "tb" / "a")) as writer:
+        writer.add_scalar("val/loss", 1.0, 0)
+    code, out = _main(capsys, ["import", str(tmp_path / "c"), "--from", "tensorboard", str(tmp_path / "tb"),
+                               "--hparams", str(tmp_path / "table.csv")])
+    assert code == 2 and "not a regular file" in out and len(out.splitlines()) == 1, out
+    code, out = _main(capsys, ["import", str(tmp_path / "c"), "--from", "csv", str(tmp_path / "table.csv")])
+    assert code == 2 and "not a regular file (a pipe, a folder)" in out and len(out.splitlines()) == 1, out
 
 
 def test_runs_without_scalars_or_with_a_negative_step_are_left_out_with_a_note(tmp_path, capsys):

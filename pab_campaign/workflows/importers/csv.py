@@ -12,6 +12,7 @@ hyper-parameter named as one of those columns is written `hparams.<name>` (`hpar
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -47,7 +48,8 @@ def read_csv(path: Path, mapping: dict[str, str], steps_per_epoch: int | None = 
     """The runs of the CSV file `path` (see the module docstring)."""
     path = Path(path)
     if not path.is_file():
-        raise CampaignError(f"--from csv {path}: no such file; name a CSV file of runs")
+        what = "not a regular file (a pipe, a folder)" if os.path.lexists(path) else "no such file"
+        raise CampaignError(f"--from csv {path}: {what}; name a CSV file of runs")
     if path.stat().st_size > MAX_BYTES:
         raise CampaignError(f"--from csv {path}: larger than 1 GiB; split it by runs")
     try:

@@ -24,6 +24,7 @@ from pab_campaign.workflows.importers.source import Point, SourceRun, hparams_fr
 EVENTS = "events.out.tfevents."
 SESSION_TAG = "_hparams_/session_start_info"
 SESSION_END_TAG = "_hparams_/session_end_info"
+MAX_HPARAMS_BYTES = 64 << 20
 
 
 def _event_dirs(root: Path) -> list[Path]:
@@ -114,6 +115,12 @@ def _hparams_table(path: Path | None) -> dict[str, dict[str, Scalar]]:
     """The `--hparams` CSV as {run: {name: value}}."""
     if path is None:
         return {}
+    if not Path(path).is_file():  # a pipe would be waited on forever
+        raise CampaignError(f"--hparams {path}: no such file, or not a regular file; name a CSV file of the runs' "
+                            "hyper-parameters")
+    if Path(path).stat().st_size > MAX_HPARAMS_BYTES:
+        raise CampaignError(f"--hparams {path}: larger than {MAX_HPARAMS_BYTES >> 20} MiB; a table of hyper-parameters "
+                            "is one row per run")
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
