@@ -84,10 +84,12 @@ def test_merged_campaign_reports_per_campaign_id(tmp_path, capsys):
 
 @pytest.mark.parametrize("args, fragment", [
     (["report", "{a}", "{a}"], "is given twice"),
+    (["report", "{a}", "{run}"], "so its runs would count twice"),  # its runs were counted twice
+    (["report", "{run}", "{a}"], "so its runs would count twice"),
     (["ls", "{a}", "{a}/nope", "--watch"], "ls --watch follows one campaign directory"),
     (["report", "{a}/runs/nope"], "no run nope in"),
 ])
 def test_bad_campaign_lists_are_one_line(tmp_path, capsys, args, fragment):
-    make_grid(tmp_path / "a", seeds=1)
-    code, out = _run([arg.format(a=tmp_path / "a") for arg in args], capsys)
+    ids = make_grid(tmp_path / "a", seeds=1)
+    code, out = _run([arg.format(a=tmp_path / "a", run=tmp_path / "a" / "runs" / ids[0]) for arg in args], capsys)
     assert code == 2 and fragment in out and "Traceback" not in out

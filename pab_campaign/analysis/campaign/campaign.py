@@ -252,6 +252,12 @@ def _open_several(directories: list[Path], campaign_ids: list[str] | None,
     twice = next((d for i, d in enumerate(directories) if resolved[i] in resolved[:i]), None)
     if twice is not None:
         raise CampaignError(f"{twice} is given twice; name each campaign once")
+    for i, directory in enumerate(directories):  # a run of a campaign given too would count twice
+        within = next((directories[j] for j, other in enumerate(resolved) if j != i and resolved[i] != other
+                       and resolved[i].is_relative_to(other)), None)
+        if within is not None:
+            raise CampaignError(f"{directory} is inside {within}, also given, so its runs would count twice; name "
+                                "the campaign or its runs, not both")
     parts: list[tuple[str, Campaign]] = []
     empty: list[str] = []
     for prefix, directory in zip(_prefixes(directories), directories):
