@@ -58,11 +58,14 @@ def _column(runs: pd.DataFrame, key: str) -> str:
 def _mask(column: pd.Series, condition: Condition) -> pd.Series:
     numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
     if numeric:
-        try:
-            values: list[float] | list[str] = [float(v) for v in condition.values]
-        except ValueError:
-            raise CampaignError(f"--where {condition.key}: '{', '.join(condition.values)}' is not a number, "
-                                f"and {condition.key} is numeric") from None
+        numbers: list[float] = []
+        for value in condition.values:
+            try:
+                numbers.append(float(value))
+            except ValueError:
+                raise CampaignError(f"--where {condition.key}: '{value}' is not a number, and {condition.key} is "
+                                    "numeric") from None
+        values: list[float] | list[str] = numbers
         left = column.astype(float)
     else:
         if condition.op not in ("=", "!=", "in"):
@@ -71,6 +74,12 @@ def _mask(column: pd.Series, condition: Condition) -> pd.Series:
         values = list(condition.values)
         left = column.map(lambda v: "null" if v is None or (isinstance(v, float) and pd.isna(v)) else
                           str(v).lower() if isinstance(v, bool) else str(v))
+        present = sorted(set(left))
+        unknown = next((v for v in values if v not in present), None)
+        if unknown is not None and condition.op in ("=", "in") and not left.isin(values).any():
+            raise CampaignError(f"--where {condition.key}: no run has the value '{unknown}'"
+                                f"{did_you_mean(unknown, present)}; its values: {', '.join(present[:12])}"
+                                f"{', ...' if len(present) > 12 else ''}")
     if condition.op in ("=", "in"):
         return left.isin(values)
     if condition.op == "!=":

@@ -1,4 +1,6 @@
 """`--where`: the runs kept are those a plain pandas selection on run.json's values keeps."""
+import re
+
 import pandas as pd
 import pytest
 
@@ -41,9 +43,12 @@ def test_a_metric_column_filters_too(grid):
     (["model.name>cnn"], "model.name is not numeric; use =, != or in"),
     (["optimizer.lr=abc"], "'abc' is not a number"),
     (["seed=7"], "no run matches --where seed=7"),
+    (["model.name=cnnn"], "--where model.name: no run has the value 'cnnn' (did you mean cnn?); its values: cnn, mlp"),
+    (["status=completd"], "no run has the value 'completd' (did you mean completed?)"),
+    (["optimizer.lr in [0.1,abc]"], "--where optimizer.lr: 'abc' is not a number"),  # it named '0.1, abc'
 ])
 def test_bad_conditions_are_refused_naming_the_fix(grid, where, message):
-    with pytest.raises(CampaignError, match=message.replace("(", r"\(").replace("[", r"\[")):
+    with pytest.raises(CampaignError, match=re.escape(message)):
         open_campaign(grid, where=where)
 
 
