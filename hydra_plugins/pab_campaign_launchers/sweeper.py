@@ -26,6 +26,7 @@ from typing import Any
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ValueType
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -77,6 +78,11 @@ class CheckedSweeper(BasicSweeper):
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         overrides = parser.parse_overrides([*self._parse_config(), *arguments])
+        for override in overrides:  # a sampling sweeper's range: Hydra's own words name no fix
+            if override.value_type == ValueType.INTERVAL_SWEEP:
+                raise JobRefused(f"{override.input_line}: an interval is for a sweeper that draws from it; add "
+                                 "hydra/sweeper=optuna or hydra/sweeper=random, or give the values to run, e.g. "
+                                 "optimizer.lr=0.01,0.1")
         self.overrides = self.split_arguments(overrides, self.max_batch_size)
         self.check_all(self.overrides)
         sweep_dir = Path(self.config.hydra.sweep.dir)

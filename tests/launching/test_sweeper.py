@@ -60,6 +60,15 @@ def test_an_empty_seed_sweep_leaves_nothing_behind(tmp_path):
     assert not (tmp_path / "root").exists()
 
 
+@pytest.mark.parametrize("args", [["grid=random"], ["grid=none", "optimizer.lr=interval(0.1, 0.5)"]])
+def test_an_interval_under_the_basic_sweeper_names_the_sweepers_that_draw(tmp_path, args):
+    """Hydra said only 'BasicSweeper does not support sweep type : INTERVAL_SWEEP'."""
+    result = train(["-m", *args, "train.epochs=1"], tmp_path / "c")
+    assert_one_line_error(result, "an interval is for a sweeper that draws from it; add hydra/sweeper=optuna or "
+                                  "hydra/sweeper=random")
+    assert result.returncode == 2 and not (tmp_path / "c" / "runs").exists()
+
+
 def test_a_nan_objective_is_told_to_optuna_as_a_failed_trial():
     """The study's tell of the Optuna sweeper, against Optuna itself: NaN → a failed trial without
     values; a failed trial told with values (as hydra-optuna-sweeper 1.2.0 does) → without them."""
