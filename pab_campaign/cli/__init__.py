@@ -7,6 +7,7 @@ one `register(commands)`; a new command is a new module and one entry in COMMAND
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import warnings
@@ -31,6 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# OSErrors that say where the command was pointed, not what it does: permissions, read-only file
+# systems, full disks and quotas.
+PLACE_ERRORS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT})
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; usage and PabError errors are one line on stderr with exit code 2, any other
     error one line with exit code 1 (the traceback with PAB_DEBUG=1)."""
@@ -53,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("PAB_DEBUG"):
             raise
+        if isinstance(exc, OSError) and exc.errno in PLACE_ERRORS:  # the place, not the program
+            print(f"pab-campaign: error: {exc.filename or 'a file'}: {exc.strerror}; give a place this user can read "
+                  "and write (a read-only mount, a full disk or another user's folder stops the command there)",
+                  file=sys.stderr)
+            return 2
         print(f"pab-campaign: internal error: {type(exc).__name__}: {one_line(exc)} (set PAB_DEBUG=1 for the "
               "traceback)", file=sys.stderr)
         return 1

@@ -394,3 +394,20 @@ def test_tcbench_hparams_prefix_in_the_audit(tmp_path, capsys):
     written = (summary_dir(tmp_path) / "audit.csv").read_text()
     bare = _run([*audit, "--controls", "model.name", "--groupby", "optimizer.lr"], capsys)
     assert prefixed[0] == bare[0] == 0 and (summary_dir(tmp_path) / "audit.csv").read_text() == written, prefixed
+
+
+def test_a_place_the_user_cannot_write_is_one_line_not_an_internal_error(tmp_path, capsys, monkeypatch):
+    """A read-only mount or a full disk under `import` or `export` ended in 'internal error: OSError'."""
+    import errno
+
+    from pab_campaign.workflows.importers import writer
+
+    (tmp_path / "runs.csv").write_text("run,epoch,metric,value\na,0,val/loss,1.0\n")
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "ro" / "c"))
+
+    monkeypatch.setattr(writer, "import_runs", read_only)
+    code, out = _run(["import", str(tmp_path / "ro" / "c"), "--from", "csv", str(tmp_path / "runs.csv")], capsys)
+    assert code == 2 and len(out.splitlines()) == 1, out
+    assert f"{tmp_path / 'ro' / 'c'}: Read-only file system; give a place this user can read and write" in out
