@@ -24,6 +24,7 @@ One policy for both loops:
 from __future__ import annotations
 
 import logging
+import os
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -97,6 +98,10 @@ class RunWriter:
         temp files a killed writer left, write this attempt's start record and read the trajectory.
         False, with nothing written and no lock held, when the run finished before (`record` is that
         one's). An unreadable trajectory ends the attempt `failed` and raises StoreError."""
+        for folder in (self.directory.parent, self.directory):
+            if os.path.lexists(folder) and not folder.is_dir():  # Hydra would show mkdir's 'File exists'
+                raise RunRefused(f"{folder} is not a directory (a file or a link) where this run's folder belongs; "
+                                 "move it aside and launch again")
         self.previous = self._peek()
         if self.previous is not None and self.previous.status.finished:
             return self._keep_finished()

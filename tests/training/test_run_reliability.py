@@ -124,3 +124,17 @@ def test_a_tracker_refuses_a_run_another_live_process_writes(tmp_path):
     with Tracker(campaign, hparams, tracking="minimal", probe_data=probe) as tracker:  # the lock is free again
         tracker.epoch(torch.nn.Linear(4, 2), 0, train_loss=1.0, val_loss=1.0)
     assert tracker.status == "completed" and not (tracker.run_dir / LOCK_FILE).exists()
+
+
+def test_a_file_where_the_run_folder_belongs_is_refused_saying_so_and_kept(tmp_path, caplog):
+    """It ended in Hydra's 'Error executing job' and mkdir's 'File exists', blamed on campaign.root."""
+    import shutil
+
+    cfg = compose_config(TINY, tmp_path / "c")
+    first = execute(cfg)
+    shutil.rmtree(first.directory)
+    first.directory.write_text("notes")
+    again = execute(cfg)
+    assert again.status == store.RunStatus.FAILED and again.skipped
+    assert f"{first.directory} is not a directory (a file or a link) where this run's folder belongs" in caplog.text
+    assert first.directory.read_text() == "notes"
