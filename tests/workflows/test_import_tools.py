@@ -228,6 +228,9 @@ def test_text_with_a_leading_zero_stays_text_and_an_experiment_is_chosen_by_name
     from pab_campaign.workflows.importers.source import parse_scalar
 
     assert [parse_scalar(t) for t in ("007", "0912", "0", "0.25", "-3", "1e3")] == ["007", "0912", 0, 0.25, -3, 1000.0]
+    # an underscore is text (Python reads 1_000 as 1000), and so are nan and inf, no number run.json holds
+    assert [parse_scalar(t) for t in ("1_000", "v1_0", "nan", "inf", "-Infinity")] == ["1_000", "v1_0", "nan", "inf",
+                                                                                      "-Infinity"]
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
     for name in ("a", "b"):

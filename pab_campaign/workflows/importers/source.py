@@ -97,7 +97,8 @@ def metric_for_tag(tag: str, mapping: dict[str, str]) -> tuple[str, str, str | N
 
 def parse_scalar(text: object) -> Scalar:
     """A hyper-parameter value as a scalar: numbers, booleans and None from their text; finite floats
-    that are whole stay floats (`0.0` is not `0`); digits with a leading zero stay text (`007`)."""
+    that are whole stay floats (`0.0` is not `0`); digits with a leading zero or an underscore
+    (`007`, `1_000`) and 'nan' or 'inf' stay text."""
     if text is None or isinstance(text, (bool, int)):
         return text
     if isinstance(text, float):
@@ -108,16 +109,17 @@ def parse_scalar(text: object) -> Scalar:
         return lowered == "true"
     if lowered in ("none", "null", ""):
         return None
-    if _LEADING_ZERO.match(value):
-        return value  # an identifier such as '007' or a date '0912', not the number 7
+    if _LEADING_ZERO.match(value) or "_" in value:
+        return value  # an identifier such as '007', a date '0912' or 'v1_000', not the number 7 or 1000
     try:
         return int(value)
     except ValueError:
         pass
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         return value
+    return number if math.isfinite(number) else value  # 'nan', 'inf' stay text: run.json holds no such number
 
 
 def hparams_from_name(name: str) -> dict[str, Scalar]:
