@@ -248,9 +248,13 @@ def test_mlflow_export_refuses_two_metrics_mlflow_would_name_alike_and_takes_a_f
 
 
 def test_an_infinite_loss_comes_back_infinite_through_mlflows_sql_store(tmp_path, capsys):
-    """MLflow's SQL store keeps inf as the largest double: a diverged run's loss came back finite."""
+    """MLflow's SQL store keeps inf as the largest double: a diverged run's loss came back finite, and
+    the run came back failed, its error replaced by 'MLflow run ... FAILED'."""
     pytest.importorskip("mlflow")
-    write_run(tmp_path / "c", "blew", {"seed": 0}, {("val", "loss"): [1.0, math.inf, -math.inf]}, status="diverged")
+    run = write_run(tmp_path / "c", "blew", {"seed": 0}, {("val", "loss"): [1.0, math.inf, -math.inf]},
+                    status="diverged")
+    record = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**record, "error": "val loss inf at epoch 1"}))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     code, out = _main(capsys, ["export", str(tmp_path / "c"), "--to", "mlflow", uri])
     assert code == 0, out
@@ -258,3 +262,5 @@ def test_an_infinite_loss_comes_back_infinite_through_mlflows_sql_store(tmp_path
     assert code == 0, out
     (directory,) = iter_run_dirs(tmp_path / "back")
     assert read_trajectory(directory).to_pandas().sort_values("epoch")["value"].tolist() == [1.0, math.inf, -math.inf]
+    record = read_run_json(directory)  # MLflow says FAILED; our tags keep diverged and the run's error
+    assert record.status.value == "diverged" and record.error == "val loss inf at epoch 1"

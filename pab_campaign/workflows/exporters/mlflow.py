@@ -15,12 +15,17 @@ from typing import Any
 from pab_campaign.errors import CampaignError
 from pab_campaign.store import RunStatus
 from pab_campaign.workflows.exporters import ExportedRun
-from pab_campaign.workflows.importers.mlflow import file_store_allowed, tracking_uri
+from pab_campaign.workflows.importers.mlflow import OUR_ERROR_TAG, OUR_STATUS_TAG, file_store_allowed, tracking_uri
 
 STATUSES = {RunStatus.COMPLETED: "FINISHED", RunStatus.FAILED: "FAILED", RunStatus.DIVERGED: "FAILED",
             RunStatus.PREEMPTED: "KILLED", RunStatus.RUNNING: "RUNNING"}
 BATCH = 1000
 _NOT_MLFLOW = re.compile(r"[^A-Za-z0-9_\-./ ]")
+
+
+# Our status and error, which MLflow's statuses cannot say (no "diverged"; no error text), go in run
+# tags `import --from mlflow` reads back (OUR_STATUS_TAG, OUR_ERROR_TAG); a tag value's most characters.
+MAX_TAG_VALUE = 5000
 
 
 def mlflow_name(name: str) -> str:
@@ -103,8 +108,10 @@ def _write(client: Any, runs: list[ExportedRun], experiment: str) -> tuple[list[
             kept.append(run.record.run_id)
             continue
         start_ms = _millis(run.record.started_at)
-        created = client.create_run(experiment_id, start_time=start_ms, run_name=run.record.run_id,
-                                    tags={"pab_campaign.campaign": run.record.campaign or ""})
+        tags = {"pab_campaign.campaign": run.record.campaign or "", OUR_STATUS_TAG: str(run.record.status)}
+        if run.record.error:
+            tags[OUR_ERROR_TAG] = run.record.error[:MAX_TAG_VALUE]
+        created = client.create_run(experiment_id, start_time=start_ms, run_name=run.record.run_id, tags=tags)
         try:
             _log(client, created.info.run_id, run, start_ms or created.info.start_time)
         except MlflowException:

@@ -31,6 +31,8 @@ STATUSES = {"FINISHED": RunStatus.COMPLETED, "FAILED": RunStatus.FAILED, "KILLED
             "RUNNING": RunStatus.RUNNING, "SCHEDULED": RunStatus.RUNNING}
 
 
+# The tags `export --to mlflow` writes with our status and error (a diverged run, its error line).
+OUR_STATUS_TAG, OUR_ERROR_TAG = "pab_campaign.status", "pab_campaign.error"
 SQLITE_HEADER = b"SQLite format 3\0"
 ALLOW_FILE_STORE = "MLFLOW_ALLOW_FILE_STORE"
 
@@ -179,10 +181,13 @@ def _read_runs(client: Any, uri: str, experiment: str | None) -> list[SourceRun]
         info, data = run.info, run.data
         points = [Point(key, int(m.step), _stored_value(m.value), m.timestamp / 1000.0)
                   for key in sorted(data.metrics) for m in client.get_metric_history(info.run_id, key)]
+        status = STATUSES.get(info.status, RunStatus.FAILED)
+        error = None if info.status != "FAILED" else f"MLflow run {info.run_name or info.run_id} FAILED"
+        ours = data.tags.get(OUR_STATUS_TAG)  # `export --to mlflow` keeps what MLflow's statuses cannot say
+        if ours in {s.value for s in RunStatus} and ours != RunStatus.RUNNING.value:
+            status, error = RunStatus(ours), data.tags.get(OUR_ERROR_TAG)
         runs.append(SourceRun(
-            "mlflow", info.run_id, {k: parse_scalar(v) for k, v in data.params.items()}, points,
-            STATUSES.get(info.status, RunStatus.FAILED),
+            "mlflow", info.run_id, {k: parse_scalar(v) for k, v in data.params.items()}, points, status,
             info.start_time / 1000.0 if info.start_time else None,
-            info.end_time / 1000.0 if info.end_time else None,
-            None if info.status != "FAILED" else f"MLflow run {info.run_name or info.run_id} FAILED"))
+            info.end_time / 1000.0 if info.end_time else None, error))
     return runs
