@@ -16,6 +16,7 @@ from pab_campaign.cli.common import (
     print_json,
     print_skipped,
     refuse_inside_runs,
+    whole_number,
 )
 from pab_campaign.errors import CampaignError, PabError, did_you_mean
 from pab_campaign.formatting import is_missing, number
@@ -241,7 +242,7 @@ def register(commands: Commands) -> None:
     ls.add_argument("--watch", action="store_true",
                     help="refresh the table until no run is running or waiting to resume (detached sweeps)")
     ls.add_argument("--interval", type=float, default=5.0, help="seconds between refreshes with --watch (default 5)")
-    ls.add_argument("--expect", type=int, default=None, metavar="N",
+    ls.add_argument("--expect", type=whole_number("--expect", 1, 10**9, "24"), default=None, metavar="N",
                     help="with --watch: also wait until N runs exist (a queued sweep that has not started them yet)")
     add_campaign_filter(ls)
     add_json_flag(ls)

@@ -370,6 +370,8 @@ def test_watch_ends_on_runs_no_process_writes_and_honours_status(tmp_path):
     failed = run_cli(["ls", str(tmp_path), "--watch", "--interval", "0.1", "--status", "failed"], timeout=60)
     assert failed.returncode == 0 and "bad" in failed.stdout and "done" not in failed.stdout
     assert_one_line_error(run_cli(["ls", str(tmp_path), "--watch", "--interval", "nan"]), "--interval nan must be > 0")
+    assert_one_line_error(run_cli(["ls", str(tmp_path), "--watch", "--expect", "-3"]),
+                          "--expect -3 must be a whole number from 1")  # it was taken
 
 
 def test_tcbench_hparams_prefix_names_the_hyper_parameter(tmp_path, capsys):
