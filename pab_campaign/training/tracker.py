@@ -131,7 +131,9 @@ class Tracker:
                                  code_dir=provenance.caller_dir())
         self.status: RunStatus | None = None
         # (context, metric) of the values the tracker and its probes record, and of the user's own: kept apart.
-        self._ours: set[tuple[str, str]] = set(TRACKER_NAMES)
+        # The probes' names are taken at once: a user's metric of that name was refused only when the
+        # probe first came due (epoch 10 for fim), having kept the user's values until then.
+        self._ours: set[tuple[str, str]] = set(TRACKER_NAMES).union(*(probe.records() for probe in self.probes))
         self._theirs: set[tuple[str, str]] = set()
         self.probe_states: dict[str, dict[str, Any]] = {}
         self.best_value: float | None = None

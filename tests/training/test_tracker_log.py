@@ -155,3 +155,24 @@ def test_resume_after_a_log_is_refused_instead_of_dropping_it(tmp_path):
         tracker.epoch(model, 0, val_loss=1.0)
     frame = store.read_trajectory(tracker.run_dir).to_pandas()
     assert frame[frame["metric"].astype(str) == "f1"]["value"].tolist() == [0.5]
+
+
+def test_a_probes_metric_name_is_refused_before_the_probe_first_measures(tmp_path):
+    """probe/fim_norm of the user's own, with fim every 10 epochs (tracking=full), was accepted at
+    epochs 1..9 and the run failed at epoch 10; every name a probe records is declared by it."""
+    from pab_campaign.training.tracker_inputs import TRACKER_NAMES
+
+    torch.manual_seed(0)
+    x, y = torch.randn(48, 4), torch.arange(48) % 3
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    features = lambda m, inputs: m[1](m[0](inputs))  # noqa: E731
+    with Tracker(tmp_path, {"seed": 0}, "full", (x, y), features=features, epochs=1) as tracker:
+        declared = set(TRACKER_NAMES).union(*(probe.records() for probe in tracker.probes))
+        tracker.epoch(model, 0, train_loss=1.0, val_loss=1.1, train_acc=0.3, val_acc=0.3)
+        with pytest.raises(ConfigError, match="'probe/fim_norm' is recorded by the tracker or its probes"):
+            tracker.log(epoch=0, **{"probe/fim_norm": 0.5})
+        tracker.epoch(model, 1, train_loss=0.9, val_loss=1.0, train_acc=0.4, val_acc=0.35)
+    frame = store.read_trajectory(tracker.run_dir).to_pandas()
+    recorded = set(zip(frame["context"].astype(str), frame["metric"].astype(str)))
+    assert {("probe", "fim_norm"), ("probe", "pgd_acc"), ("weights", "erank"), ("val", "class_acc")} <= recorded
+    assert recorded <= declared, recorded - declared

@@ -8,11 +8,12 @@ seeded by the run's seed and the epoch), and never touch parameter `.grad`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from pab_campaign.metrics import Metric
 from pab_campaign.training.data import DataBundle, Split
 from pab_campaign.training.evaluate import Evaluation, eval_mode
 
@@ -92,10 +93,16 @@ class Probe:
 
     every: int = 1
     name = "probe"
+    # The metrics `measure` records (each under its contexts): what a user's own metric may not be named.
+    metrics: ClassVar[tuple[Metric, ...]] = ()
     # True when `measure` reads `ctx.probe_outputs()` (the forward pass shared within an epoch).
     uses_probe_outputs = False
     # True when `measure` reads the penultimate features of `probe_outputs()`, not only the logits.
     uses_features = False
+
+    def records(self) -> set[tuple[str, str]]:
+        """(context, metric) of every value `measure` may record."""
+        return {(context, metric.name) for metric in self.metrics for context in metric.contexts}
 
     def due(self, epoch: int, final_epoch: int) -> bool:
         return self.every > 0 and (epoch % self.every == 0 or epoch == final_epoch)

@@ -11,6 +11,7 @@ from pab_campaign.training.probes import Probe, ProbeContext, Row
 @dataclass
 class ChurnProbe(Probe):
     name = "churn"
+    metrics = (CHURN,)
     uses_probe_outputs = True
 
     def measure(self, ctx: ProbeContext) -> list[Row]:

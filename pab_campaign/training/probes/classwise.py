@@ -21,6 +21,7 @@ from pab_campaign.metrics import (
     CLASS_LEARNED_EPOCH,
     CLASSES_LEARNED,
     CLASSES_UNSTABLE,
+    CLASSWISE_METRICS,
     SPLITS,
 )
 from pab_campaign.training.probes import Probe, ProbeContext, Row
@@ -50,6 +51,11 @@ class ClasswiseProbe(Probe):
     tau: float = 0.8
     split: str = "val"
     name = "classwise"
+    metrics = CLASSWISE_METRICS
+
+    def records(self) -> set[tuple[str, str]]:
+        """Its metrics under its own split alone."""
+        return {(self.split, metric.name) for metric in self.metrics}
 
     def __post_init__(self) -> None:
         if not 0 < self.tau <= 1:

@@ -89,6 +89,7 @@ class FimProbe(Probe):
     samples: int = 128
     chunk_size: int = 128
     name = "fim"
+    metrics = (FIM_NORM, FIM_TRACE)
 
     def __post_init__(self) -> None:
         if self.samples < 2:

@@ -40,6 +40,9 @@ def performance_rows(evaluations: dict[str, Evaluation], gaps: bool = True) -> l
 class PerformanceProbe(Probe):
     gaps: bool = True
     name = "performance"
+    # precision, recall and f1 only where a split's predictions are there, which a user's own loop
+    # does not give: its own val/f1 is its to record
+    metrics = (LOSS, ACC, GEN_GAP, LOSS_GAP)
 
     def measure(self, ctx: ProbeContext) -> list[Row]:
         return performance_rows(ctx.evaluations, self.gaps)

@@ -35,6 +35,7 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
 @dataclass
 class RepresentationProbe(Probe):
     name = "representation"
+    metrics = (CKA_INIT, CKA_PREV)
     uses_probe_outputs = True
     uses_features = True
 

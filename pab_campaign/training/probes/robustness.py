@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pab_campaign.metrics import CLEAN_ACC, CONSISTENCY, FGSM_ACC, PGD_ACC, PROBE
+from pab_campaign.metrics import CLEAN_ACC, CONSISTENCY, FGSM_ACC, PGD_ACC, PROBE, ROBUSTNESS_METRICS
 from pab_campaign.training.probes import Probe, ProbeContext, Row, eval_mode, predict
 
 
@@ -59,6 +59,7 @@ class RobustnessProbe(Probe):
     pgd_steps: int = 5
     samples: int | None = None
     name = "robustness"
+    metrics = ROBUSTNESS_METRICS
     uses_probe_outputs = True
 
     def __post_init__(self) -> None:

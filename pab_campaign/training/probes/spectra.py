@@ -154,6 +154,7 @@ def spectra_rows(model: nn.Module) -> list[Row]:
 @dataclass
 class SpectraProbe(Probe):
     name = "spectra"
+    metrics = tuple(dict.fromkeys((*SPECTRA_METRICS, *LATENT_STATE_STATISTICS, *WHOLE_MODEL_STATISTICS)))
 
     def measure(self, ctx: ProbeContext) -> list[Row]:
         return spectra_rows(ctx.model)
