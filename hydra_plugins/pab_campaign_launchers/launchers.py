@@ -313,7 +313,11 @@ class LocalLauncher(plugin.LocalLauncher):
         self.progress: SweepProgress | None = None
         super().__init__(**params)
 
+    @exit_on_refusal
     def setup(self, **kwargs: Any) -> None:
+        # the settings refused here, before the sweeper writes anything (launch would say the same later)
+        parallel_jobs(1, available_cores(), self.params["cpus_per_task"], len(visible_gpus()) if self.use_gpus else 0,
+                      self.max_parallel)
         super().setup(**kwargs)
         if self.warm_start and self.warm_python is None:
             self._start_warm_python()
