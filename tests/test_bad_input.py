@@ -37,11 +37,14 @@ def test_config_refused_at_composition(tmp_path, overrides, fragments):
 ])
 def test_config_refused_before_a_run_directory_exists(tmp_path, overrides, fragments):
     """Ranges, names, keys added past the schema and values read through an interpolation: refused by
-    the run's checks before `runs/` exists."""
+    the run's checks before `runs/` exists; all but the last before Hydra writes its output folder
+    (<campaign>/hydra/<time>/ was left behind)."""
     result = train(overrides, tmp_path / "c")
     assert result.returncode == 2
     assert_one_line_error(result, *fragments)
     assert not (tmp_path / "c" / "runs").exists()
+    if "Interpolation" not in fragments[0]:  # read as the run starts, named by key there
+        assert not (tmp_path / "c").exists()
 
 
 def test_missing_campaign_path(tmp_path):

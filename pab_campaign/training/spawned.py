@@ -41,6 +41,15 @@ def check_ranks(cfg: DictConfig) -> None:
     validate(cfg)
 
 
+def check_run(cfg: DictConfig) -> None:
+    """What a single run (no -m) is refused for before it starts: ranks this process cannot start
+    (`check_ranks`, which validates too), else its config (`validate`)."""
+    if needs_ranks(cfg):
+        check_ranks(cfg)
+    else:
+        validate(cfg)
+
+
 def rank_main(environment: dict[str, str], results: Any, cfg: DictConfig, overrides: list[str]) -> None:
     """One spawned rank: its torchrun variables, logging to stderr, then the run. SIGUSR2 (a
     scheduler's preemption notice) is left to the process that started the ranks, which ends them
