@@ -31,7 +31,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
     request = DiffRequest(Path(args.campaign), args.a, args.b, args.campaign_id, args.checkpoints, args.val_examples,
                           args.device, args.proj_dim, args.proj_seed, args.components, args.top, args.model_factory,
-                          args.data_factory)
+                          args.data_factory, args.data_root)
     result = diff(request, _say)
     algorithms, interpretation = result.algorithms, result.interpretation
     composition = interpretation.composition
@@ -51,7 +51,8 @@ def cmd_diff_test(args: argparse.Namespace) -> int:
     from pab_campaign.workflows.modeldiff import diff_test
 
     result = diff_test(Path(args.campaign), args.a, args.b, args.transform, _say, campaign_ids=args.campaign_id,
-                       val_examples=args.val_examples, device=args.device, target_class=args.target_class)
+                       val_examples=args.val_examples, device=args.device, target_class=args.target_class,
+                       data_root=args.data_root)
     algorithms, target = result.algorithms, result.target
     how = "given by --target-class" if args.target_class is not None else "the class the transformation raises most"
     print_table(f"Counterfactual test — {args.transform} on {args.val_examples or 'all'} "
@@ -81,6 +82,10 @@ def _algorithm_options(parser: argparse.ArgumentParser) -> None:
                         metavar="N", help="the first N validation examples (default: all)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="where to compute (default auto: CUDA when there is one)")
+    parser.add_argument("--data-root", default=None, metavar="DIR",
+                        help="where the runs' data set lies on this machine (default: the config's, e.g. "
+                             "$PAB_CIFAR10_ROOT); a path a run recorded is never read, a campaign may come from "
+                             "elsewhere")
     add_campaign_filter(parser, where=False)
 
 
@@ -96,7 +101,8 @@ def register(commands: Commands) -> None:
                       help="each run's final checkpoint, or every checkpoint it kept (default last)")
     diff.add_argument("--proj-dim", type=whole_number("--proj-dim", 1, 10**6, "32"), default=2048,
                       help="TRAK projection dimension (default 2048; keep it well below the training examples)")
-    diff.add_argument("--proj-seed", type=int, default=0, help="seed of the TRAK projection (default 0)")
+    diff.add_argument("--proj-seed", type=whole_number("--proj-seed", 0, 2**32 - 1, "0"), default=0,
+                      help="seed of the TRAK projection (default 0)")
     diff.add_argument("--components", type=whole_number("--components", 1, 10**4, "4"), default=4,
                       help="distinguishing directions per comparison, A−B and B−A (default 4)")
     diff.add_argument("--top", type=whole_number("--top", 1, 10**4, "50"), default=50,

@@ -5,8 +5,9 @@ checkpoints (ModelDiff's attributions, the counterfactual test).
 config group each `<group>.name` names, then setting every key to its recorded value, gives back
 the config the builders took; the run id of the result must equal the recorded one, which proves
 nothing was lost (a run trained with other `conf/` files is refused, not silently rebuilt). Paths,
-which are no hyper-parameters (`dataset.root`), come from the run's recorded overrides when it
-had them, else from the YAML defaults (their environment variables).
+which are no hyper-parameters (`dataset.root`), come from the caller (`data_root`: the user's own
+`--data-root`), else from the YAML defaults (their environment variables): never from the run's
+recorded overrides, which a campaign from elsewhere could point at any folder of this machine.
 
 `algorithm_config` and `check_same_examples` check that the runs of two algorithms can be compared:
 one data set and model within an algorithm, the same examples across the two.
@@ -28,7 +29,6 @@ from pab_campaign.training.config import CONFIG_DIR, register_schemas
 from pab_campaign.training.identity import NON_SEMANTIC_LEAVES, flatten, hparams, run_id
 
 GROUPS = ("dataset", "model", "optimizer", "schedule")
-_ABSENT = object()
 # `dataset` keys that change how an algorithm trains but not which examples the splits hold.
 TREATMENT_KEYS = frozenset({"augment", "crop_padding", "label_noise", "corner_patch.train_class", "train_eval_size"})
 NON_SEMANTIC = frozenset(key.split(".", 1)[1] for key in NON_SEMANTIC_LEAVES if key.startswith("dataset."))
@@ -36,14 +36,6 @@ NON_SEMANTIC = frozenset(key.split(".", 1)[1] for key in NON_SEMANTIC_LEAVES if 
 
 def _group_choices(params: dict[str, Scalar]) -> list[str]:
     return [f"{group}={params[f'{group}.name']}" for group in GROUPS if f"{group}.name" in params]
-
-
-def _path_overrides(record: RunRecord, cfg: DictConfig) -> list[str]:
-    """The run's own overrides of paths (`dataset.root=...`) that `cfg` has a key for; its
-    hyper-parameters leave them out."""
-    keys = [text.split("=", 1)[0].lstrip("+~") for text in record.overrides]
-    return [text for key, text in zip(keys, record.overrides) if "=" in text and key in NON_SEMANTIC_LEAVES
-            and OmegaConf.select(cfg, key, default=_ABSENT) is not _ABSENT]
 
 
 @functools.lru_cache(maxsize=16)
@@ -55,13 +47,13 @@ def _composed(overrides: tuple[str, ...]) -> DictConfig:
         return compose("config", overrides=list(overrides))
 
 
-def record_config(record: RunRecord) -> DictConfig:
-    """The resolved run config of `record`; ConfigError naming the run when it cannot be rebuilt."""
+def record_config(record: RunRecord, data_root: str | None = None) -> DictConfig:
+    """The resolved run config of `record`, its data set read from `data_root` when given (else the
+    config's default); ConfigError naming the run when it cannot be rebuilt."""
     params = record.hparams
     try:
-        cfg = _composed(tuple(_group_choices(params)))
-        paths = _path_overrides(record, cfg)
-        cfg = copy.deepcopy(_composed((*_group_choices(params), *paths)) if paths else cfg)
+        paths = (f"dataset.root={data_root}",) if data_root is not None else ()
+        cfg = copy.deepcopy(_composed((*_group_choices(params), *paths)))
         for key, value in params.items():
             node = OmegaConf.select(cfg, key, throw_on_missing=False)
             OmegaConf.update(cfg, key, json.loads(str(value)) if isinstance(node, ListConfig) else value, merge=False)
@@ -79,10 +71,11 @@ def _flat(node: DictConfig) -> dict[str, Scalar]:
     return flatten(cast(dict[str, Any], OmegaConf.to_container(node, resolve=True)))  # a DictConfig gives a dict
 
 
-def algorithm_config(records: list[RunRecord]) -> DictConfig:
-    """The config the runs of one algorithm share: each run's rebuilt config must agree with the first
-    on the data set and the model (seeds and optimiser may differ). CampaignError naming the key."""
-    configs = [record_config(record) for record in records]
+def algorithm_config(records: list[RunRecord], data_root: str | None = None) -> DictConfig:
+    """The config the runs of one algorithm share (`record_config`): each run's rebuilt config must
+    agree with the first on the data set and the model (seeds and optimiser may differ).
+    CampaignError naming the key."""
+    configs = [record_config(record, data_root) for record in records]
     first = configs[0]
     for record, cfg in zip(records[1:], configs[1:]):
         for group in ("dataset", "model"):

@@ -48,6 +48,8 @@ class DiffRequest:
     # runs whose run.json does not rebuild a model from our configs (`workflows.factories`).
     model_factory: str | None = None
     data_factory: str | None = None
+    # where the runs' data set lies on this machine (`--data-root`; default: the config's own)
+    data_root: str | None = None
 
 
 @dataclass
@@ -84,7 +86,7 @@ def _ensembles(request: DiffRequest, algorithms: Algorithms, say: Say
     if request.model_factory is not None:
         ensembles = _user_ensembles(request, sides, checkpoints, device)
     else:
-        configs = {side: algorithm_config(runs) for side, runs in sides.items()}
+        configs = {side: algorithm_config(runs, request.data_root) for side, runs in sides.items()}
         check_same_examples(configs["A"], configs["B"])
         ensembles = {side: attribution.ensemble_of(configs[side], checkpoints[side], request.val_examples, device)
                      for side in sides}
@@ -190,7 +192,7 @@ def diff(request: DiffRequest, say: Say) -> DiffResult:
 
 def diff_test(campaign: Path, a: list[str], b: list[str], transform: str, say: Say, *,
               campaign_ids: list[str] | None = None, val_examples: int | None = None, device: str = "auto",
-              target_class: int | None = None) -> CounterfactualResult:
+              target_class: int | None = None, data_root: str | None = None) -> CounterfactualResult:
     """How `transform` of the validation inputs moves each algorithm's accuracy and the probability of
     one class (`target_class`, else the class it raises most), per run and as mean ± CI95 with
     Welch's t-test of B against A; both tables written under the comparison's directory."""
@@ -198,7 +200,7 @@ def diff_test(campaign: Path, a: list[str], b: list[str], transform: str, say: S
     TRANSFORMS.get(transform)
     resolved = attribution.resolve_device(device)
     sides = {"A": algorithms.a, "B": algorithms.b}
-    configs = {side: algorithm_config(runs) for side, runs in sides.items()}
+    configs = {side: algorithm_config(runs, data_root) for side, runs in sides.items()}
     check_same_examples(configs["A"], configs["B"])
     effects = {side: transform_effects(campaign, runs, configs[side], transform, val_examples, resolved, target_class)
                for side, runs in sides.items()}

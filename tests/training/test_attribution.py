@@ -151,11 +151,17 @@ def test_record_config_rebuilds_the_run(tmp_path, overrides):
     assert OmegaConf.to_container(rebuilt.dataset) == OmegaConf.to_container(cfg.dataset)
 
 
-def test_record_config_takes_paths_from_the_run_overrides(tmp_path):
+def test_record_config_takes_paths_from_the_caller_never_from_the_run(tmp_path, monkeypatch):
+    """A campaign from elsewhere chose which folder of this machine `diff` read as its data set,
+    through the overrides its run.json recorded."""
+    monkeypatch.delenv("PAB_CIFAR10_ROOT", raising=False)
     cfg = compose_config(["dataset=cifar10", "model=resnet18", "dataset.root=/data/cifar"], tmp_path / "c")
-    rebuilt = record_config(_record(cfg))
-    assert rebuilt.dataset.root == "/elsewhere"
-    assert run_id(hparams(rebuilt)) == run_id(hparams(cfg))
+    record = _record(cfg)  # its overrides say dataset.root=/elsewhere
+    default = record_config(record)
+    assert default.dataset.root is None  # the config's own ($PAB_CIFAR10_ROOT, unset here)
+    given = record_config(record, "/data/mine")
+    assert given.dataset.root == "/data/mine"
+    assert run_id(hparams(given)) == run_id(hparams(default)) == run_id(hparams(cfg))
 
 
 def test_record_config_refuses_an_edited_or_foreign_record(tmp_path):
