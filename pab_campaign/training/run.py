@@ -469,7 +469,7 @@ def _execute(cfg: DictConfig, writer: RunWriter, collective: Collective) -> RunO
         _tell_the_others(collective, STOP)
         log.error("run %s refused: %s", rid, one_line(exc))
         return RunOutcome(rid, RunStatus.FAILED, directory, one_line(exc), skipped=True,
-                          note="refused (the reason is logged above); every file kept")
+                          note=exc.note)
     except StoreError:  # the history cannot be read: the attempt ended failed, with the reason
         _tell_the_others(collective, STOP)
         return RunOutcome(rid, RunStatus.FAILED, directory, writer.record.error if writer.record else None)

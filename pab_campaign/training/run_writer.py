@@ -63,7 +63,12 @@ INTERRUPTIONS = (KeyboardInterrupt, SystemExit)
 
 
 class RunRefused(StoreError):
-    """The run cannot be reopened without losing what its directory holds; nothing was written."""
+    """The run cannot be reopened without losing what its directory holds; nothing was written.
+    `note`: the few words the sweep's status table shows for it."""
+
+    def __init__(self, message: str, note: str) -> None:
+        super().__init__(message)
+        self.note = note
 
 
 class RunWriter:
@@ -101,7 +106,7 @@ class RunWriter:
         for folder in (self.directory.parent, self.directory):
             if os.path.lexists(folder) and not folder.is_dir():  # Hydra would show mkdir's 'File exists'
                 raise RunRefused(f"{folder} is not a directory (a file or a link) where this run's folder belongs; "
-                                 "move it aside and launch again")
+                                 "move it aside and launch again", "no folder of its own can be made; every file kept")
         self.previous = self._peek()
         if self.previous is not None and self.previous.status.finished:
             return self._keep_finished()
@@ -150,7 +155,8 @@ class RunWriter:
                 log.warning("run %s: %s; nothing was trained yet, so the run starts afresh", self.run_id,
                             one_line(exc))
                 return None
-            raise RunRefused(f"{one_line(exc)}; {NOT_REOPENED}") from None
+            raise RunRefused(f"{one_line(exc)}; {NOT_REOPENED}",
+                             "its run.json cannot be read; every file kept") from None
 
     def _has_history(self) -> bool:
         """Whether an earlier attempt left a trajectory or a checkpoint."""
