@@ -15,6 +15,7 @@ import warnings
 from pab_campaign.cli import audit, diff, html, merge, report, runs, states, transfer
 from pab_campaign.cli.common import Commands, OneLineParser
 from pab_campaign.errors import PabError, one_line
+from pab_campaign.render import literal
 
 COMMAND_MODULES = (runs, report, merge, audit, states, diff, html, transfer)
 
@@ -54,16 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except PabError as exc:
-        print(f"pab-campaign: error: {one_line(exc)}", file=sys.stderr)
+        print(f"pab-campaign: error: {literal(one_line(exc))}", file=sys.stderr)  # a campaign's names in it
         return 2
     except Exception as exc:
         if os.environ.get("PAB_DEBUG"):
             raise
         if isinstance(exc, OSError) and exc.errno in PLACE_ERRORS:  # the place, not the program
-            print(f"pab-campaign: error: {exc.filename or 'a file'}: {exc.strerror}; give a place this user can read "
-                  "and write (a read-only mount, a full disk or another user's folder stops the command there)",
-                  file=sys.stderr)
+            print(f"pab-campaign: error: {literal(str(exc.filename or 'a file'))}: {exc.strerror}; give a place this "
+                  "user can read and write (a read-only mount, a full disk or another user's folder stops the "
+                  "command there)", file=sys.stderr)
             return 2
-        print(f"pab-campaign: internal error: {type(exc).__name__}: {one_line(exc)} (set PAB_DEBUG=1 for the "
+        print(f"pab-campaign: internal error: {type(exc).__name__}: {literal(one_line(exc))} (set PAB_DEBUG=1 for the "
               "traceback)", file=sys.stderr)
         return 1

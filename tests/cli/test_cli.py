@@ -413,3 +413,11 @@ def test_a_place_the_user_cannot_write_is_one_line_not_an_internal_error(tmp_pat
     code, out = _run(["import", str(tmp_path / "ro" / "c"), "--from", "csv", str(tmp_path / "runs.csv")], capsys)
     assert code == 2 and len(out.splitlines()) == 1, out
     assert f"{tmp_path / 'ro' / 'c'}: Read-only file system; give a place this user can read and write" in out
+
+
+def test_an_error_line_quoting_a_campaigns_value_shows_its_control_characters(tmp_path, capsys):
+    """A stranger's hyper-parameter value with a terminal escape reached the error line as it was
+    (`--where` lists the values there), able to recolour or move the cursor."""
+    write_run(tmp_path, "r", {"model.name": "a\x1b[2Jb", "seed": 0}, {("val", "loss"): [1.0, 0.5]})
+    code, out = _run(["ls", str(tmp_path), "--where", "model.name=zz"], capsys)
+    assert code == 2 and "\x1b" not in out and "a\\x1b[2Jb" in out, out
