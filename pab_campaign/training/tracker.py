@@ -46,7 +46,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from pab_campaign.errors import ConfigError, PabError, StoreError, one_line
-from pab_campaign.store import MAX_EPOCH, MAX_STEP, RunStatus, StepBuffer, TrajectoryBuffer, run_dir
+from pab_campaign.store import MAX_STEP, RunStatus, StepBuffer, TrajectoryBuffer, run_dir
 from pab_campaign.training import checkpoint, provenance
 from pab_campaign.training.data import SPLITS, DataBundle, Split
 from pab_campaign.training.evaluate import Evaluation, eval_mode
@@ -60,6 +60,7 @@ from pab_campaign.training.state import TrainingState
 from pab_campaign.training.tracker_inputs import (
     TRACKER_NAMES,
     check_campaign_dir,
+    check_epoch_number,
     load_tracking,
     named_scalars,
     number,
@@ -85,13 +86,6 @@ class RunDiverged(PabError):
 
 
 # ---- the tracker ---------------------------------------------------------------------------------
-
-def check_epoch_number(epoch: Any) -> None:
-    """ConfigError unless `epoch` is a whole number a run file holds (0 .. MAX_EPOCH)."""
-    if not isinstance(epoch, numbers.Integral) or isinstance(epoch, bool) or not 0 <= int(epoch) <= MAX_EPOCH:
-        raise ConfigError(f"epoch={epoch!r} must be a whole number from 0 to 2**31 - 1 (0 = before training, then 1, "
-                          "2, ...)")
-
 
 class Tracker:
     """One run of a user's own training loop, written as a run of this campaign (see the module

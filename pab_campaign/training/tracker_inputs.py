@@ -18,7 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from pab_campaign.errors import CampaignError, ConfigError, StoreError, did_you_mean, one_line
 from pab_campaign.metrics import recorded_name
-from pab_campaign.store import Scalar, is_foreign_directory
+from pab_campaign.store import MAX_EPOCH, Scalar, is_foreign_directory
 from pab_campaign.training.config import CONFIG_DIR, TrackingConfig
 from pab_campaign.training.data import Split
 from pab_campaign.training.identity import flatten
@@ -150,6 +150,13 @@ def number(name: str, value: Any, fraction: bool = False) -> float:
     if fraction and not math.isnan(number) and not 0 <= number <= 1:
         raise ConfigError(f"{name}={number:g} must be a fraction in [0, 1] (85 % is 0.85)")
     return number
+
+
+def check_epoch_number(epoch: Any) -> None:
+    """ConfigError unless `epoch` is a whole number a run file holds (0 .. MAX_EPOCH)."""
+    if not isinstance(epoch, numbers.Integral) or isinstance(epoch, bool) or not 0 <= int(epoch) <= MAX_EPOCH:
+        raise ConfigError(f"epoch={epoch!r} must be a whole number from 0 to 2**31 - 1 (0 = before training, then 1, "
+                          "2, ...)")
 
 
 def check_campaign_dir(directory: Path) -> None:

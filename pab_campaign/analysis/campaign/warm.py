@@ -192,7 +192,7 @@ def ls_rows(warm: WarmIndex, statuses: list[str] | None = None) -> tuple[list[st
         where += " AND status IN (SELECT unnest($statuses::VARCHAR[]))"
         params["statuses"] = statuses
     varying = varying_in(warm.con, f"runs WHERE {where}", params, key_expressions(warm))
-    numbers = {c for c, kind in warm.column_types.items() if c.endswith(HPARAM_SUFFIX) and _is_number(kind)}
+    numbers = {c for c, kind in warm.column_types.items() if c.endswith(HPARAM_SUFFIX) and is_number_type(kind)}
     shown = [*LS_COLUMNS, *(f"{name}{HPARAM_SUFFIX}" for name in varying)]
     selected = ", ".join(f"coalesce({sql_name(c)}::DOUBLE, 'NaN'::DOUBLE)" if c in (*LS_FLOAT_COLUMNS, *numbers)
                          else sql_name(c) for c in shown)
@@ -211,12 +211,12 @@ def _keys(column_types: dict[str, str], names: list[str]) -> dict[str, str]:
     for name in names:
         column = f"{name}{HPARAM_SUFFIX}"
         quoted = sql_name(column)
-        number = _is_number(column_types[column])
+        number = is_number_type(column_types[column])
         keys[name] = f"CASE WHEN isnan({quoted}) THEN NULL ELSE {quoted} END" if number else quoted
     return keys
 
 
-def _is_number(kind: str) -> bool:
+def is_number_type(kind: str) -> bool:
     """Whether a DuckDB column type is one whose missing value the index may hold as NaN."""
     return kind in ("DOUBLE", "FLOAT")
 

@@ -25,6 +25,7 @@ from pab_campaign.analysis.campaign.warm import (
     HPARAM_SUFFIX,
     WarmIndex,
     chosen_runs,
+    is_number_type,
     key_expressions,
     tracked_labels,
     varying_in,
@@ -121,19 +122,22 @@ def warm_report(warm: WarmIndex, groupby: list[str] | None, contexts: list[str] 
     for label, missing in zip(labels, lacking):
         if missing:
             notes.append(f"{missing} of {kept_count} runs have no finite {label}: left out of its statistics")
-    return WarmReport(out_names, labels, _groups(con, out_names, len(groupby), [*labels, "duration_s"]), notes, skipped)
+    key_types = [types[f"{name}{HPARAM_SUFFIX}"] for name in groupby]
+    return WarmReport(out_names, labels, _groups(con, out_names, key_types, [*labels, "duration_s"]), notes, skipped)
 
 
-def _groups(con: Any, names: list[str], keys: int, columns: list[str]) -> list[dict]:
-    """One row per distinct key (k0..k{keys-1}) of the kept runs of `values`, sorted key by key with a
+def _groups(con: Any, names: list[str], key_types: list[str], columns: list[str]) -> list[dict]:
+    """One row per distinct key (k0.., one per DuckDB type of `key_types`) of the kept runs of
+    `values`, sorted key by key with a
     missing value last (as pandas' groupby sorts): the key under `names`, `runs`, then `describe` of
     each of `columns` (the values v0.. of the labels, then duration_s) as `<column>.mean|std|ci95`."""
+    keys = len(key_types)
     key_columns = [f"k{i}" for i in range(keys)]
     value_columns = [*(f"v{i}" for i in range(len(columns) - 1)), "duration_s"]
     lists = ", ".join(f"list(coalesce({c}, 'NaN'::DOUBLE) ORDER BY run_id)" for c in value_columns)
     grouped = con.execute(f"SELECT {''.join(f'{k}, ' for k in key_columns)}count(*), {lists} FROM values "
                           f"WHERE kept {'GROUP BY ALL' if keys else ''}").fetchall()
-    whole = _whole_keys(con, key_columns)
+    whole = _whole_keys(con, key_columns, key_types)
     rows = []
     for found in sorted(grouped, key=lambda found: [(v is None, v if v is not None else 0) for v in found[:keys]]):
         group: dict[str, Any] = {name: math.nan if value is None else int(value) if is_whole else value
@@ -146,14 +150,16 @@ def _groups(con: Any, names: list[str], keys: int, columns: list[str]) -> list[d
     return rows
 
 
-def _whole_keys(con: Any, key_columns: list[str]) -> list[bool]:
+def _whole_keys(con: Any, key_columns: list[str], key_types: list[str]) -> list[bool]:
     """For each key column of `values`: whether it holds run.json's whole numbers (`campaign.as_written`,
     the full path's rule): a number column some run lacks (NULL) whose values are all whole within
-    ±2**53, which the index could only store as DOUBLE."""
-    types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE values)").fetchall())
+    ±2**53, which the index could only store as DOUBLE. No query without a DOUBLE key."""
+    numbers = [is_number_type(kind) for kind in key_types]
+    if not any(numbers):
+        return [False] * len(key_columns)
     tests = [f"(count(*) FILTER (WHERE {k} IS NULL) > 0 AND count(*) FILTER (WHERE {k} <> trunc({k}) "
-             f"OR abs({k}) > 2 ** 53) = 0)" if types[k] in ("DOUBLE", "FLOAT") else "false" for k in key_columns]
-    return list(con.execute(f"SELECT {', '.join(tests)} FROM values").fetchone()) if tests else []
+             f"OR abs({k}) > 2 ** 53) = 0)" if number else "false" for k, number in zip(key_columns, numbers)]
+    return list(con.execute(f"SELECT {', '.join(tests)} FROM values").fetchone())
 
 
 def write_warm_report(warm: WarmIndex, report: WarmReport, rows: list[dict[str, Any]], epoch: str,

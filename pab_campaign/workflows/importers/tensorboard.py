@@ -59,31 +59,30 @@ def _load(directory: Path) -> Any:
 STATUS_OF_SESSION = {1: RunStatus.COMPLETED, 2: RunStatus.FAILED, 3: RunStatus.PREEMPTED}
 
 
-def _session_status(accumulator: Any) -> RunStatus:
-    """The status the session end of this directory records (STATUS_OF_SESSION)."""
-    from tensorboard.plugins.hparams import plugin_data_pb2
-
-    try:
-        content = accumulator.PluginTagToContent("hparams")
-    except KeyError:
-        return RunStatus.COMPLETED
-    if SESSION_END_TAG not in content:
-        return RunStatus.COMPLETED
-    status = plugin_data_pb2.HParamsPluginData.FromString(content[SESSION_END_TAG]).session_end_info.status
-    return STATUS_OF_SESSION.get(int(status), RunStatus.COMPLETED)
-
-
-def _session_hparams(accumulator: Any) -> dict[str, Scalar] | None:
-    """The HParams plugin's hyper-parameters of this directory's session, None when it has none."""
+def _session_record(accumulator: Any, tag: str) -> Any:
+    """The HParams plugin's record `tag` (session start or end) of this directory, None when it has
+    none."""
     from tensorboard.plugins.hparams import plugin_data_pb2
 
     try:
         content = accumulator.PluginTagToContent("hparams")
     except KeyError:  # no summary of the HParams plugin in this directory
         return None
-    if SESSION_TAG not in content:
+    return plugin_data_pb2.HParamsPluginData.FromString(content[tag]) if tag in content else None
+
+
+def _session_status(accumulator: Any) -> RunStatus:
+    """The status the session end of this directory records (STATUS_OF_SESSION)."""
+    data = _session_record(accumulator, SESSION_END_TAG)
+    return RunStatus.COMPLETED if data is None else STATUS_OF_SESSION.get(int(data.session_end_info.status),
+                                                                         RunStatus.COMPLETED)
+
+
+def _session_hparams(accumulator: Any) -> dict[str, Scalar] | None:
+    """The HParams plugin's hyper-parameters of this directory's session, None when it has none."""
+    data = _session_record(accumulator, SESSION_TAG)
+    if data is None:
         return None
-    data = plugin_data_pb2.HParamsPluginData.FromString(content[SESSION_TAG])
     values: dict[str, Scalar] = {}
     for name, value in data.session_start_info.hparams.items():
         kind = value.WhichOneof("kind")
